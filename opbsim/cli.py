@@ -1,0 +1,112 @@
+"""The ``opbsim`` command line.
+
+Exit status: 0 success, 1 bad input (a one-line message naming the problem), 2 usage error.
+Output files are written atomically: a failed command leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from opbsim import __version__
+from opbsim.errors import InputError
+from opbsim.fileio import atomic_write_bytes, atomic_write_text
+from opbsim.isa import assemble, decode, disassemble, encode
+from opbsim.isa.docs import FORMATS, render
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns input errors into one line on stderr and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            raise _fail(str(e)) from None
+        except OSError as e:
+            raise _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
+
+
+def _fail(message: str) -> click.ClickException:
+    err = click.ClickException(message)
+    err.exit_code = 1
+    return err
+
+
+_IN_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+_OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="opbsim")
+def cli() -> None:
+    """opbsim: Op/B-driven co-design emulator for MoE and GQA inference hardware."""
+
+
+@cli.command("isa")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="table", show_default=True,
+              help="table: for reading; markdown: docs/isa.md; json; verilog: an include for RTL.")
+@click.option("-o", "--output", type=_OUT_FILE, help="Write to this file instead of stdout.")
+def isa_cmd(fmt: str, output: Path | None) -> None:
+    """Print the instruction set, generated from its one table."""
+    _emit(render(fmt), output)
+
+
+@cli.command("asm")
+@click.argument("source", type=_IN_FILE)
+@click.option("-o", "--output", type=_OUT_FILE, help="Binary to write [default: SOURCE with .bin].")
+def asm_cmd(source: Path, output: Path | None) -> None:
+    """Assemble SOURCE (.s text) into a binary program."""
+    program = assemble(_read_text(source), file=str(source))
+    target = output or source.with_suffix(".bin")
+    atomic_write_bytes(target, encode(program))
+    click.echo(f"{target}: {len(program.instructions)} instructions, {len(program.descriptors)} descriptors")
+
+
+@cli.command("disasm")
+@click.argument("binary", type=_IN_FILE)
+@click.option("-o", "--output", type=_OUT_FILE, help="Write the listing here instead of stdout.")
+def disasm_cmd(binary: Path, output: Path | None) -> None:
+    """Print the assembly of a binary program; it reassembles to the identical binary."""
+    _emit(disassemble(decode(binary.read_bytes())), output)
+
+
+@cli.command("demo")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("opbsim-demo"),
+              show_default=True, help="Folder for the report.")
+def demo_cmd(out_dir: Path) -> None:
+    """Run the main job on the embedded example and write a report folder."""
+    from opbsim.report.demo import run_demo
+    from opbsim.report.tables import demo_table
+
+    result = run_demo(out_dir)
+    click.echo(demo_table(result))
+    if not result.round_trip_ok:
+        raise _fail("round trip failed: the decoded or reassembled program differs")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write_text(output, text)
+
+
+def main() -> None:
+    cli(prog_name="opbsim")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

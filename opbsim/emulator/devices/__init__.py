@@ -1,0 +1,3 @@
+"""Device models, each registered by name."""
+
+__all__: list[str] = []

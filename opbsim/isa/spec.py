@@ -1,0 +1,290 @@
+"""THE instruction table. Encoder, decoder, assembler, disassembler and docs are generated from it.
+
+Every instruction is a fixed-width 128-bit word:
+
+    [127:120] opcode    [119:116] unit    [115:0] operand fields, packed from bit 115 downward
+
+Bits not covered by a field are reserved and must be zero. Operand fields are declared in
+assembly order; their bit ranges are assigned by ``_op`` when the table is built, so a field
+can never overlap another.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from opbsim.isa.types import OpGroup, Unit
+
+__all__ = [
+    "WORD_BITS",
+    "OPCODE_HI",
+    "OPCODE_LO",
+    "UNIT_HI",
+    "UNIT_LO",
+    "FieldKind",
+    "Role",
+    "Field",
+    "OpSpec",
+    "TABLE",
+    "BY_MNEMONIC",
+    "BY_OPCODE",
+    "spec_of",
+]
+
+WORD_BITS = 128
+OPCODE_HI, OPCODE_LO = 127, 120
+UNIT_HI, UNIT_LO = 119, 116
+_FIRST_FIELD_BIT = 115
+
+DESC_BITS = 16  # descriptor-table index: at most 65536 descriptors per program
+LABEL_BITS = 32  # instruction index
+
+
+class FieldKind(enum.Enum):
+    DESC = "desc"  # index into the descriptor table; written as the descriptor's name
+    LABEL = "label"  # instruction index; written as a label name
+    UINT = "uint"  # unsigned integer immediate
+    FLAG = "flag"  # 1-bit immediate, 0 or 1
+    F32 = "f32"  # IEEE-754 binary32 immediate (finite values only)
+
+
+class Role(enum.Enum):
+    """How an instruction uses a descriptor operand (drives dependency analysis)."""
+
+    IN = "in"
+    OUT = "out"
+    INOUT = "inout"
+    NONE = "-"  # not a descriptor
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One operand field: its kind, its bit range [hi:lo] in the word, and what it means.
+
+    Descriptor and label fields are positional in assembly; immediates are written ``name=value``
+    and may be omitted when ``default`` is not None.
+    """
+
+    name: str
+    kind: FieldKind
+    hi: int
+    lo: int
+    doc: str
+    role: Role = Role.NONE
+    default: int | float | None = None
+
+    @property
+    def width(self) -> int:
+        return self.hi - self.lo + 1
+
+    @property
+    def positional(self) -> bool:
+        return self.kind in (FieldKind.DESC, FieldKind.LABEL)
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """One instruction: mnemonic, opcode, the units that may execute it, operand fields, doc."""
+
+    mnemonic: str
+    opcode: int
+    group: OpGroup
+    units: tuple[Unit, ...]
+    fields: tuple[Field, ...]
+    doc: str
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.mnemonic} has no field {name!r}")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.role in (Role.IN, Role.INOUT))
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.role in (Role.OUT, Role.INOUT))
+
+    @property
+    def unit_implied(self) -> bool:
+        """True when only one unit can execute it, so assembly omits the ``.unit`` suffix."""
+        return len(self.units) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class _F:
+    """A field before bit allocation."""
+
+    name: str
+    kind: FieldKind
+    width: int
+    doc: str
+    role: Role = Role.NONE
+    default: int | float | None = None
+
+
+def _in(name: str, doc: str) -> _F:
+    return _F(name, FieldKind.DESC, DESC_BITS, doc, Role.IN)
+
+
+def _out(name: str, doc: str) -> _F:
+    return _F(name, FieldKind.DESC, DESC_BITS, doc, Role.OUT)
+
+
+def _inout(name: str, doc: str) -> _F:
+    return _F(name, FieldKind.DESC, DESC_BITS, doc, Role.INOUT)
+
+
+def _label(name: str, doc: str) -> _F:
+    return _F(name, FieldKind.LABEL, LABEL_BITS, doc)
+
+
+def _uint(name: str, width: int, doc: str, default: int | None = None) -> _F:
+    return _F(name, FieldKind.UINT, width, doc, default=default)
+
+
+def _flag(name: str, doc: str, default: int | None = 0) -> _F:
+    return _F(name, FieldKind.FLAG, 1, doc, default=default)
+
+
+def _f32(name: str, doc: str, default: float | None = None) -> _F:
+    return _F(name, FieldKind.F32, 32, doc, default=default)
+
+
+def _op(
+    mnemonic: str, opcode: int, group: OpGroup, units: tuple[Unit, ...], doc: str, *fields: _F
+) -> OpSpec:
+    placed = []
+    hi = _FIRST_FIELD_BIT
+    for f in fields:
+        lo = hi - f.width + 1
+        if lo < 0:
+            raise ValueError(f"{mnemonic}: operand fields exceed the {WORD_BITS}-bit word")
+        placed.append(Field(f.name, f.kind, hi, lo, f.doc, f.role, f.default))
+        hi = lo - 1
+    return OpSpec(mnemonic, opcode, group, units, tuple(placed), doc)
+
+
+_COMPUTE = (Unit.XPU, Unit.PIM, Unit.PCU)
+_ISSUERS = (Unit.XPU, Unit.PIM, Unit.PCU, Unit.PMU, Unit.DMA)
+_G = OpGroup
+
+TABLE: tuple[OpSpec, ...] = (
+    # --- DMA: transfers between address spaces --------------------------------------------
+    _op("copy", 0x01, _G.DMA, (Unit.DMA, Unit.PMU),
+        "dst = src, element by element, between any address spaces; shapes and dtypes equal",
+        _out("dst", "destination view"), _in("src", "source view")),
+    # --- collectives between devices of a group -------------------------------------------
+    _op("allreduce", 0x08, _G.COLLECTIVE, (Unit.DMA,),
+        "dst = sum of src over the devices of the group, fp32, added in device order 0..n-1",
+        _out("dst", "reduced result, on every device"), _in("src", "this device's contribution"),
+        _uint("devices", 8, "devices in the group (>= 2)")),
+    _op("alltoall", 0x09, _G.COLLECTIVE, (Unit.DMA,),
+        "slice j of src's leading axis goes to device j; dst slice i comes from device i",
+        _out("dst", "received slices"), _in("src", "slices to send"),
+        _uint("devices", 8, "devices in the group (>= 2)")),
+    # --- matrix ----------------------------------------------------------------------------
+    _op("gemm", 0x10, _G.MATRIX, _COMPUTE,
+        "dst[m,n] = sum over k = 0..K-1, in order, of a[m,k] * b[k,n] (fp32 products and adds)",
+        _out("dst", "[M,N] bf16 or fp32 (rounded RNE once at the end)"),
+        _in("a", "[M,K] bf16"), _in("b", "[K,N] bf16 (a transposed weight is a strided view)")),
+    _op("gemm_acc", 0x11, _G.MATRIX, _COMPUTE,
+        "dst[m,n] continues its fp32 sum: += a[m,k] * b[k,n] for k = 0..K-1 in order",
+        _inout("dst", "[M,N] fp32 partial sums"), _in("a", "[M,K] bf16"), _in("b", "[K,N] bf16")),
+    # --- vector: elementwise (equal shapes; broadcast by stride-0 views) and reductions --------
+    _op("add", 0x20, _G.VECTOR, _COMPUTE, "dst = a + b",
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+    _op("sub", 0x21, _G.VECTOR, _COMPUTE, "dst = a - b",
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+    _op("mul", 0x22, _G.VECTOR, _COMPUTE, "dst = a * b",
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+    _op("div", 0x23, _G.VECTOR, _COMPUTE, "dst = a / b",
+        _out("dst", "result"), _in("a", "numerator"), _in("b", "denominator")),
+    _op("max", 0x24, _G.VECTOR, _COMPUTE, "dst[..., 0] = max over the last axis of src",
+        _out("dst", "[..., 1]"), _in("src", "[..., N]")),
+    _op("sum", 0x25, _G.VECTOR, _COMPUTE,
+        "dst[..., 0] = sum over the last axis of src, fp32, in index order",
+        _out("dst", "[..., 1]"), _in("src", "[..., N]")),
+    _op("exp", 0x26, _G.VECTOR, _COMPUTE, "dst = exp(src) by the numerics definition",
+        _out("dst", "result"), _in("src", "input")),
+    _op("rsqrt", 0x27, _G.VECTOR, _COMPUTE, "dst = 1 / sqrt(src), correctly rounded steps",
+        _out("dst", "result"), _in("src", "input")),
+    _op("silu", 0x28, _G.VECTOR, _COMPUTE, "dst = src / (1 + exp(-src))",
+        _out("dst", "result"), _in("src", "input")),
+    _op("rope", 0x29, _G.VECTOR, _COMPUTE,
+        "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D)",
+        _out("dst", "[..., T, D]"), _in("src", "[..., T, D]"), _in("pos", "[T] i32 positions"),
+        _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0")),
+    _op("scale", 0x2A, _G.VECTOR, _COMPUTE, "dst = src * factor",
+        _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier")),
+    _op("cvt", 0x2B, _G.VECTOR, _COMPUTE,
+        "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even)",
+        _out("dst", "result"), _in("src", "input")),
+    # --- fused units -----------------------------------------------------------------------
+    _op("softmax", 0x30, _G.FUSED, _COMPUTE,
+        "dst = softmax over the last axis of src * scale; with causal=1, column c of row r is "
+        "masked when c > qpos + r",
+        _out("dst", "[..., R, C]"), _in("src", "[..., R, C] scores"),
+        _f32("scale", "multiplier applied before the max", default=1.0),
+        _flag("causal", "apply the causal mask"),
+        _uint("qpos", 24, "key position of the first row's query", default=0)),
+    _op("rmsnorm", 0x31, _G.FUSED, _COMPUTE,
+        "dst = src * rsqrt(mean(src^2 over the last axis) + eps) * weight",
+        _out("dst", "[..., H]"), _in("src", "[..., H]"), _in("weight", "[H]"),
+        _f32("eps", "variance epsilon, e.g. 1e-05")),
+    _op("topk", 0x32, _G.FUSED, _COMPUTE,
+        "the k largest entries of src's last axis, descending; ties go to the lower index",
+        _out("vals", "[..., k] values"), _out("idx", "[..., k] i32 indices"),
+        _in("src", "[..., E] router logits or probabilities"), _uint("k", 8, "entries kept (>= 1)")),
+    _op("gather", 0x33, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
+        _out("dst", "[T, H]"), _in("src", "[S, H]"), _in("idx", "[T] i32 row indices")),
+    _op("scatter_add", 0x34, _G.FUSED, _COMPUTE,
+        "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine)",
+        _inout("dst", "[S, H] fp32 accumulator"), _in("src", "[T, H]"),
+        _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights")),
+    # --- dataflow (SN40L) ------------------------------------------------------------------
+    _op("launch", 0x40, _G.DATAFLOW, (Unit.PCU,),
+        "run the `count` instructions at `body` as one spatial dataflow kernel (pipeline stages)",
+        _label("body", "first instruction of the kernel body"),
+        _uint("count", 16, "instructions in the body (>= 1)"),
+        _uint("pcus", 11, "pattern compute units allotted"),
+        _uint("pmus", 11, "pattern memory units allotted"),
+        _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)")),
+    # --- synchronisation between units -----------------------------------------------------
+    _op("signal", 0x50, _G.SYNC, _ISSUERS,
+        "set token when every earlier instruction on this unit has completed",
+        _uint("token", 8, "token number")),
+    _op("wait", 0x51, _G.SYNC, _ISSUERS, "block this unit until token is set",
+        _uint("token", 8, "token number")),
+    # --- control ---------------------------------------------------------------------------
+    _op("halt", 0x7F, _G.CONTROL, (Unit.CTRL,), "end of program: wait for every unit to drain"),
+)
+
+BY_MNEMONIC: dict[str, OpSpec] = {s.mnemonic: s for s in TABLE}
+BY_OPCODE: dict[int, OpSpec] = {s.opcode: s for s in TABLE}
+
+
+def spec_of(mnemonic: str) -> OpSpec:
+    return BY_MNEMONIC[mnemonic]
+
+
+def _check_table() -> None:
+    if len(BY_MNEMONIC) != len(TABLE) or len(BY_OPCODE) != len(TABLE):
+        raise ValueError("duplicate mnemonic or opcode in the ISA table")
+    for s in TABLE:
+        if not 0 < s.opcode < 2 ** (OPCODE_HI - OPCODE_LO + 1):
+            raise ValueError(f"{s.mnemonic}: opcode {s.opcode:#x} out of range (0 is reserved)")
+        if not s.units or any(u >= 2 ** (UNIT_HI - UNIT_LO + 1) for u in s.units):
+            raise ValueError(f"{s.mnemonic}: bad unit list")
+        names = [f.name for f in s.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{s.mnemonic}: duplicate field name")
+        positional = [f.positional for f in s.fields]
+        if positional != sorted(positional, reverse=True):
+            raise ValueError(f"{s.mnemonic}: positional operands must precede immediates")
+
+
+_check_table()

@@ -1,0 +1,3 @@
+"""Tables, plots, traces and paper-vs-ours reports."""
+
+__all__: list[str] = []
