@@ -40,7 +40,8 @@ def asm_error(text: str) -> AsmError:
         (".desc x hbm 0 bf16 [4]\ntopk.xpu x, x, x, k=256\n", 2, 21,
          "expected k (a 8-bit unsigned integer) in 0..255, found '256'"),
         (".desc x hbm 0 bf16 [4]\nscale.xpu x, x, factor=1e39\n", 2, 24, "factor=1e39 does not fit a finite binary32"),
-        (".desc x hbm 0 bf16 [4]\nscale.xpu x, x, gain=2\n", 2, 17, "scale has no immediate 'gain' (immediates: factor)"),
+        (".desc x hbm 0 bf16 [4]\nscale.xpu x, x, gain=2\n", 2, 17,
+         "scale has no immediate 'gain' (immediates: factor)"),
         (".desc x hbm 0 bf16 [4]\nscale.xpu x, x, factor=2, factor=3\n", 2, 27, "factor given twice"),
         (".desc x tcm 0 bf16 [4]\n", 1, 9, "expected an address space (hbm|ddr|sram|pimbuf|host), found 'tcm'"),
         (".desc x hbm 0 f16 [4]\n", 1, 15, "expected a dtype (bf16|fp32|i32), found 'f16'"),
@@ -125,7 +126,8 @@ def test_trailing_bytes_are_rejected():
 def test_a_non_finite_f32_immediate_is_rejected():
     good = encode(assemble(EXAMPLE_SOURCE))
     field = BY_MNEMONIC["softmax"].field("scale")
-    word = _word(good, 1) & ~(((1 << 32) - 1) << field.lo) | (struct.unpack("<I", struct.pack("<f", float("inf")))[0] << field.lo)
+    inf_bits = struct.unpack("<I", struct.pack("<f", float("inf")))[0]
+    word = _word(good, 1) & ~(((1 << 32) - 1) << field.lo) | (inf_bits << field.lo)
     err = decode_error(_set_word(good, 1, word))
     assert err.message == "softmax operand scale is not finite"
 
