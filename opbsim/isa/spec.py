@@ -255,9 +255,9 @@ TABLE: tuple[OpSpec, ...] = (
         _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)")),
     # --- synchronisation between units -----------------------------------------------------
     _op("signal", 0x50, _G.SYNC, _ISSUERS,
-        "set token when every earlier instruction on this unit has completed",
+        "add 1 to token's count once every earlier instruction on this unit has completed",
         _uint("token", 8, "token number")),
-    _op("wait", 0x51, _G.SYNC, _ISSUERS, "block this unit until token is set",
+    _op("wait", 0x51, _G.SYNC, _ISSUERS, "block this unit until token's count is positive, then take 1",
         _uint("token", 8, "token number")),
     # --- control ---------------------------------------------------------------------------
     _op("halt", 0x7F, _G.CONTROL, (Unit.CTRL,), "end of program: wait for every unit to drain"),
