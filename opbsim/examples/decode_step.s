@@ -2,7 +2,7 @@
 ; decode attention on Logic-PIM (low Op/B), projections and the expert FFN on the xPU.
 ; One KV group: 4 query heads share one K/V head (head_dim 64, 256 cached tokens).
 
-.desc q        sram   0x00000000  bf16 [4, 64]          ; query heads of one KV group, one token
+.desc q        pimbuf 0x00002000  bf16 [4, 64]          ; query heads of one KV group, one token
 .desc kcache   hbm    0x00000000  bf16 [256, 64]        ; keys of 256 past tokens
 .desc kcache_t hbm    0x00000000  bf16 [64, 256] strides=[1, 64]   ; K transposed: a strided view
 .desc vcache   hbm    0x00008000  bf16 [256, 64]        ; values of 256 past tokens

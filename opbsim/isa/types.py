@@ -116,6 +116,11 @@ class Descriptor:
         return self.numel * self.dtype.itemsize_B
 
     @property
+    def footprint_B(self) -> int:
+        """Bytes of the distinct elements the view names: a stride-0 (broadcast) axis counts once."""
+        return math.prod(d for d, s in zip(self.shape, self.strides_elems) if s) * self.dtype.itemsize_B
+
+    @property
     def extent_B(self) -> int:
         """Bytes from ``base_B`` to one past the last element the view can touch."""
         last = sum((d - 1) * s for d, s in zip(self.shape, self.strides_elems))

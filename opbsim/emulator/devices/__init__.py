@@ -1,3 +1,29 @@
-"""Device models, each registered by name."""
+"""Devices registered by name. ``get_device`` is the one way a name becomes a DeviceSpec."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from opbsim.emulator.hardware import DeviceSpec
+from opbsim.emulator.presets import PRESETS
+from opbsim.errors import InputError
+
+__all__ = ["register", "get_device", "device_names"]
+
+_REGISTRY: dict[str, DeviceSpec] = dict(PRESETS)
+
+
+def register(spec: DeviceSpec, *, replace: bool = False) -> None:
+    """Make ``spec`` available by its name; registering a taken name needs ``replace=True``."""
+    if spec.name in _REGISTRY and not replace:
+        raise InputError(f"device {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+
+
+def get_device(name: str) -> DeviceSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown device {name!r} (known: {', '.join(device_names())})") from None
+
+
+def device_names() -> list[str]:
+    return sorted(_REGISTRY)

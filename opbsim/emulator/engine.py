@@ -1,0 +1,285 @@
+"""The discrete-event timing engine: a Program on a DeviceSpec gives a timeline and statistics.
+
+Model, in the order an instruction meets it:
+- Instructions up to the first ``halt`` are dealt, in program order, to one in-order queue per
+  unit; a unit runs one instruction at a time.
+- An instruction issues when the instructions of other units it depends on have finished (a
+  scoreboard over the byte ranges of its operands: read-after-write, write-after-read,
+  write-after-write), its ``wait`` token has a count, and, on a memory with exclusive sections,
+  no other unit is streaming in a section it touches.
+- It then pays its unit's fixed ``issue_ns`` (plus the collective's step latencies), and streams:
+  its bytes cross the channels of its paths while its FLOPs run on the unit. Streams share each
+  channel max-min fairly (progressive filling); an instruction never streams faster than its
+  compute allows, so it lasts max(compute, bytes / bandwidth share) after issue, never less
+  than its roofline bound.
+Values are never computed here; see functional.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from opbsim.emulator.hardware import DeviceSpec
+from opbsim.emulator.work import Region, Work, channel_bytes, compute_s, regions_of, work_of
+from opbsim.errors import InputError
+from opbsim.isa.program import Instruction, Program
+from opbsim.isa.types import OpGroup, Space, Unit
+
+__all__ = ["Interval", "RunStats", "run"]
+
+_LINK = "link"  # the pseudo-channel collectives stream over
+_DONE = 1e-12  # progress left below which a stream counts as finished
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One instruction on the timeline: issued at ``start_s``, finished at ``end_s``."""
+
+    index: int
+    unit: Unit
+    start_s: float
+    end_s: float
+    mnemonic: str
+    group: OpGroup
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """Result of timing one program: makespan, per-unit busy time, traffic and energy."""
+
+    device: str
+    time_s: float
+    busy_s_by_unit: tuple[tuple[Unit, float], ...]
+    bytes_by_space: tuple[tuple[Space, int], ...]
+    flops: int
+    energy_J_by_group: tuple[tuple[OpGroup, float], ...]
+    timeline: tuple[Interval, ...]
+
+    @property
+    def energy_J(self) -> float:
+        return sum(e for _, e in self.energy_J_by_group)
+
+    def utilisation(self, unit: Unit) -> float:
+        busy = dict(self.busy_s_by_unit).get(unit, 0.0)
+        return busy / self.time_s if self.time_s > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Op:
+    """Everything the engine needs of one instruction, computed once."""
+
+    index: int
+    inst: Instruction
+    work: Work
+    demand_B: dict[str, int]  # bytes per channel
+    total_B: int
+    fixed_s: float  # issue overhead and collective latencies
+    compute_s: float
+    deps: tuple[int, ...]
+    sections: frozenset[tuple[Space, int]]
+
+
+@dataclass(slots=True)
+class _Job:
+    op: _Op
+    start_s: float
+    fixed_left_s: float
+    progress_left: float = 1.0
+    rate: float = 0.0  # progress per second while streaming
+
+
+def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
+    ops: list[_Op] = []
+    live: dict[Space, list[tuple[Region, int, Unit]]] = {}
+    for index, inst in enumerate(program.instructions):
+        if inst.mnemonic == "halt":
+            break
+        if inst.unit is not Unit.CTRL:
+            device.compute(inst.unit)  # the device must have the unit
+        work = work_of(program, inst)
+        demand = channel_bytes(device, inst, work)
+        if work.link_B:
+            demand[_LINK] = demand.get(_LINK, 0) + work.link_B
+        regions = regions_of(program, inst)
+        deps = _scoreboard(live, regions, index, inst.unit)
+        does_work = bool(demand or work.matrix_flops or work.vector_flops)
+        issue_s = device.compute(inst.unit).issue_ns * 1e-9 if does_work else 0.0
+        ops.append(_Op(
+            index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
+            fixed_s=issue_s + work.link_steps * device.collective_latency_us * 1e-6,
+            compute_s=compute_s(device, inst, work), deps=deps,
+            sections=_sections(device, regions),
+        ))
+    return ops
+
+
+def _scoreboard(live: dict[Space, list[tuple[Region, int, Unit]]], regions: tuple[Region, ...], index: int,
+                unit: Unit) -> tuple[int, ...]:
+    """Earlier instructions of other units this one must wait for; updates ``live``.
+
+    A write that covers an earlier access replaces it: later accesses then depend on the write,
+    which itself waited for the earlier access.
+    """
+    deps: set[int] = set()
+    for r in regions:
+        for prev, j, u in live.get(r.space, ()):
+            if u is not unit and (r.write or prev.write) and prev.lo_B < r.hi_B and r.lo_B < prev.hi_B:
+                deps.add(j)
+    for r in regions:
+        entries = live.setdefault(r.space, [])
+        if r.write:
+            entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
+        entries.append((r, index, unit))
+    return tuple(sorted(deps))
+
+
+def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tuple[Space, int]]:
+    out = set()
+    for r in regions:
+        mem = device.memory(r.space)
+        if mem.exclusive_sections:
+            first, last = mem.section_of(r.lo_B), mem.section_of(max(r.lo_B, r.hi_B - 1))
+            out.update((r.space, s) for s in range(first, last + 1))
+    return frozenset(out)
+
+
+def _fair_rates(jobs: list[_Job], capacity_Bps: dict[str, float]) -> None:
+    """Max-min fair byte rates by progressive filling; sets each streaming job's ``rate``.
+
+    Every unfrozen job's total byte rate rises at the same level until a channel saturates
+    (its jobs freeze) or a job reaches its compute cap (it freezes).
+    """
+    streaming = [j for j in jobs if j.fixed_left_s <= 0 and j.op.total_B > 0]
+    unfrozen = set(range(len(streaming)))
+    used = dict.fromkeys(capacity_Bps, 0.0)
+    while unfrozen:
+        best, freeze = math.inf, ()
+        for c in {c for i in unfrozen for c in streaming[i].op.demand_B}:
+            users = [i for i in unfrozen if c in streaming[i].op.demand_B]
+            weight = sum(streaming[i].op.demand_B[c] / streaming[i].op.total_B for i in users)
+            level = max(capacity_Bps[c] - used[c], 0.0) / weight
+            if level < best:
+                best, freeze = level, tuple(users)
+        for i in sorted(unfrozen):
+            op = streaming[i].op
+            if op.compute_s > 0 and op.total_B / op.compute_s < best:
+                best, freeze = op.total_B / op.compute_s, (i,)
+        for i in freeze:
+            job = streaming[i]
+            job.rate = best / job.op.total_B
+            for c, n in job.op.demand_B.items():
+                used[c] += n * job.rate
+            unfrozen.discard(i)
+
+
+def run(program: Program, device: DeviceSpec) -> RunStats:
+    """Time ``program`` on ``device``. Deterministic: the same inputs give the same result."""
+    ops = _prepare(program, device)
+    capacity = {c.name: c.bw_GBps * 1e9 for c in device.channels} | {_LINK: device.link_GBps * 1e9}
+    queues: dict[Unit, deque[_Op]] = {}
+    for op in ops:
+        queues.setdefault(op.inst.unit, deque()).append(op)
+    done: dict[int, float] = {}
+    tokens: dict[int, int] = {}
+    active: dict[Unit, _Job] = {}
+    timeline: list[Interval] = []
+    now = 0.0
+
+    def finish(job: _Job) -> None:
+        op = job.op
+        done[op.index] = now
+        if op.inst.mnemonic == "signal":
+            tokens[int(op.inst["token"])] = tokens.get(int(op.inst["token"]), 0) + 1
+        timeline.append(Interval(op.index, op.inst.unit, job.start_s, now, op.inst.mnemonic, op.inst.spec.group,
+                                 op.inst.note))
+
+    def ready(op: _Op) -> bool:
+        if any(d not in done for d in op.deps):
+            return False
+        if op.inst.mnemonic == "wait" and tokens.get(int(op.inst["token"]), 0) <= 0:
+            return False
+        return not any(op.sections & j.op.sections for u, j in active.items() if u is not op.inst.unit)
+
+    while True:
+        issued = True
+        while issued:
+            issued = False
+            for unit, queue in queues.items():
+                if unit in active or not queue or not ready(queue[0]):
+                    continue
+                op = queue.popleft()
+                if op.inst.mnemonic == "wait":
+                    tokens[int(op.inst["token"])] -= 1
+                job = _Job(op, now, op.fixed_s)
+                if op.fixed_s <= 0 and op.total_B == 0 and op.compute_s <= 0:
+                    finish(job)
+                else:
+                    active[unit] = job
+                issued = True
+        if not active:
+            break
+        _fair_rates(list(active.values()), capacity)
+        step = min(_time_to_next(job) for job in active.values())
+        now += step
+        for unit in list(active):
+            job = active[unit]
+            _advance(job, step)
+            if job.fixed_left_s <= 0 and job.progress_left <= _DONE:
+                finish(job)
+                del active[unit]
+    stuck = [q[0] for q in queues.values() if q]
+    if stuck:
+        op = stuck[0]
+        raise InputError(f"deadlock: instruction {op.index} ({op.inst.mnemonic}.{op.inst.unit.name.lower()}) "
+                         f"can never issue: a wait without a matching signal")
+    return _stats(device, ops, timeline, now)
+
+
+def _time_to_next(job: _Job) -> float:
+    if job.fixed_left_s > 0:
+        return job.fixed_left_s
+    if job.op.total_B == 0:
+        return job.op.compute_s * job.progress_left
+    return job.progress_left / job.rate
+
+
+def _advance(job: _Job, step: float) -> None:
+    if job.fixed_left_s > 0:
+        job.fixed_left_s = max(job.fixed_left_s - step, 0.0)
+        return
+    if job.op.total_B == 0:
+        job.progress_left -= step / job.op.compute_s
+    else:
+        job.progress_left -= step * job.rate
+    if job.progress_left < _DONE:
+        job.progress_left = 0.0
+
+
+def _stats(device: DeviceSpec, ops: list[_Op], timeline: list[Interval], end_s: float) -> RunStats:
+    busy: dict[Unit, float] = {}
+    for iv in timeline:
+        busy[iv.unit] = busy.get(iv.unit, 0.0) + (iv.end_s - iv.start_s)
+    traffic: dict[Space, int] = {}
+    energy: dict[OpGroup, float] = {}
+    flops = 0
+    for op in ops:
+        op_flops = op.work.matrix_flops + op.work.vector_flops
+        flops += op_flops
+        joules = op_flops * device.flop_energy_pJ * 1e-12
+        for space, n in op.work.bytes_by_space:
+            traffic[space] = traffic.get(space, 0) + n
+            joules += n * device.path(op.inst.unit, space).energy_pJ_per_B * 1e-12
+        group = op.inst.spec.group
+        energy[group] = energy.get(group, 0.0) + joules
+    return RunStats(
+        device=device.name,
+        time_s=end_s,
+        busy_s_by_unit=tuple(sorted(busy.items())),
+        bytes_by_space=tuple(sorted(traffic.items())),
+        flops=flops,
+        energy_J_by_group=tuple((g, energy[g]) for g in OpGroup if g in energy),
+        timeline=tuple(sorted(timeline, key=lambda iv: (iv.start_s, iv.index))),
+    )

@@ -1,0 +1,150 @@
+"""Hardware parameters: frozen dataclasses, units in field names, checked on construction.
+
+A device is a set of execution units, memory spaces, bandwidth channels and access paths. A byte
+that unit U moves to or from space S crosses every channel of the path (U, S); streams crossing
+the same channel share its bandwidth. Presets live in presets.py, each value with its source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from opbsim.errors import InputError
+from opbsim.isa.types import Space, Unit
+
+__all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DeviceSpec"]
+
+
+def _positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"{owner}: {name} must be a positive number, got {value!r}")
+
+
+def _non_negative(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise InputError(f"{owner}: {name} must be a non-negative number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeSpec:
+    """Throughput of one execution unit (summed over every instance of it on the device).
+
+    ``matrix_TFLOPS`` serves the MATRIX group (2 FLOPs per MAC); ``vector_TFLOPS`` serves vector,
+    fused work; 0 means the unit has no such datapath (a DMA engine). ``issue_ns`` is the fixed cost of every instruction
+    (kernel launch or command issue), paid before its data streams.
+    """
+
+    unit: Unit
+    matrix_TFLOPS: float
+    vector_TFLOPS: float
+    issue_ns: float
+
+    def __post_init__(self) -> None:
+        owner = f"compute unit {self.unit.name.lower()}"
+        _non_negative(owner, matrix_TFLOPS=self.matrix_TFLOPS, vector_TFLOPS=self.vector_TFLOPS,
+                      issue_ns=self.issue_ns)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemorySpec:
+    """One address space of a device.
+
+    With ``sections`` > 1 the space is split by address into equal sections (Duplex's bank-bundle
+    sections); with ``exclusive_sections`` two different units never stream from the same section
+    at the same time: the later one waits.
+    """
+
+    space: Space
+    capacity_B: int
+    sections: int = 1
+    exclusive_sections: bool = False
+
+    def __post_init__(self) -> None:
+        owner = f"memory {self.space.name.lower()}"
+        _positive(owner, capacity_B=self.capacity_B, sections=self.sections)
+
+    def section_of(self, addr_B: int) -> int:
+        return min(addr_B * self.sections // self.capacity_B, self.sections - 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Channel:
+    """A shared bandwidth resource: a memory interface, the internal TSVs, a link."""
+
+    name: str
+    bw_GBps: float
+
+    def __post_init__(self) -> None:
+        _positive(f"channel {self.name}", bw_GBps=self.bw_GBps)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Path:
+    """How ``unit`` reaches ``space``: the channels crossed and the energy of each byte moved."""
+
+    unit: Unit
+    space: Space
+    channels: tuple[str, ...]
+    energy_pJ_per_B: float
+
+    def __post_init__(self) -> None:
+        _non_negative(f"path {self.unit.name.lower()}->{self.space.name.lower()}", energy_pJ_per_B=self.energy_pJ_per_B)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceSpec:
+    """One device. ``link_GBps`` is its per-direction bandwidth to its peers in a node and
+    ``scale_out_GBps`` to other nodes; both serve the collectives."""
+
+    name: str
+    units: tuple[ComputeSpec, ...]
+    memories: tuple[MemorySpec, ...]
+    channels: tuple[Channel, ...]
+    paths: tuple[Path, ...]
+    flop_energy_pJ: float
+    link_GBps: float
+    scale_out_GBps: float
+    collective_latency_us: float
+    source: str
+
+    def __post_init__(self) -> None:
+        owner = f"device {self.name}"
+        _non_negative(owner, flop_energy_pJ=self.flop_energy_pJ, collective_latency_us=self.collective_latency_us)
+        _positive(owner, link_GBps=self.link_GBps, scale_out_GBps=self.scale_out_GBps)
+        names = {c.name for c in self.channels}
+        for p in self.paths:
+            missing = [c for c in p.channels if c not in names]
+            if missing:
+                raise InputError(f"{owner}: path {p.unit.name.lower()}->{p.space.name.lower()} "
+                                 f"uses unknown channel {missing[0]!r}")
+            if p.space not in {m.space for m in self.memories}:
+                raise InputError(f"{owner}: path to {p.space.name.lower()}, which the device lacks")
+        if len({u.unit for u in self.units}) != len(self.units):
+            raise InputError(f"{owner}: a unit is listed twice")
+
+    def compute(self, unit: Unit) -> ComputeSpec:
+        for u in self.units:
+            if u.unit is unit:
+                return u
+        raise InputError(f"device {self.name} has no {unit.name.lower()} unit")
+
+    def memory(self, space: Space) -> MemorySpec:
+        for m in self.memories:
+            if m.space is space:
+                return m
+        raise InputError(f"device {self.name} has no {space.name.lower()} memory")
+
+    def path(self, unit: Unit, space: Space) -> Path:
+        for p in self.paths:
+            if p.unit is unit and p.space is space:
+                return p
+        raise InputError(f"device {self.name}: unit {unit.name.lower()} cannot reach {space.name.lower()}")
+
+    def channel_bw_GBps(self, name: str) -> float:
+        for c in self.channels:
+            if c.name == name:
+                return c.bw_GBps
+        raise KeyError(name)

@@ -1,0 +1,204 @@
+"""What each instruction asks of the hardware (FLOPs, bytes per address space, link bytes), and
+the roofline bound no timing model may beat.
+
+Vector and fused instructions count fp32 operations per element as listed in
+``VECTOR_OPS_PER_ELEMENT`` (the operations a SIMD datapath issues, not the ones a polynomial
+expands to); gathers and scatters move only the rows they index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opbsim.emulator.hardware import DeviceSpec
+from opbsim.errors import InputError
+from opbsim.isa.program import Instruction, Program
+from opbsim.isa.spec import TABLE, Role
+from opbsim.isa.types import Descriptor, Space
+
+__all__ = ["Work", "Region", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes"]
+
+VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
+    "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
+    "exp": 1, "rsqrt": 1,  # one special-function op
+    "silu": 3,  # exp, add, divide
+    "rope": 3,  # two multiplies and an add per output (angles are per position, amortised)
+    "softmax": 5,  # max, subtract (the scale folds in), exp, sum, divide
+    "rmsnorm": 4,  # square, sum, scale, weight
+    "scatter_add": 2,  # multiply by the weight, add
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """Demands of one instruction. ``bytes_by_space`` counts reads plus writes; ``link_B`` is what
+    the device sends to its peers and ``link_steps`` the latency-bound steps of the collective."""
+
+    matrix_flops: int = 0
+    vector_flops: int = 0
+    bytes_by_space: tuple[tuple[Space, int], ...] = ()
+    link_B: int = 0
+    link_steps: int = 0
+
+    @property
+    def total_B(self) -> int:
+        return sum(b for _, b in self.bytes_by_space)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A byte range ``[lo_B, hi_B)`` of one space that an instruction reads or writes."""
+
+    space: Space
+    lo_B: int
+    hi_B: int
+    write: bool
+
+
+def _bytes(*pairs: tuple[Descriptor, int]) -> tuple[tuple[Space, int], ...]:
+    by: dict[Space, int] = {}
+    for d, n in pairs:
+        by[d.space] = by.get(d.space, 0) + n
+    return tuple(sorted(by.items()))
+
+
+def _all(program: Program, inst: Instruction, dst_read: bool = False) -> tuple[tuple[Space, int], ...]:
+    """Every descriptor operand moved once (and a read-modify-write destination twice)."""
+    pairs = []
+    for f, v in zip(inst.spec.fields, inst.operands):
+        if f.role is Role.NONE:
+            continue
+        d = program.descriptors[int(v)]
+        pairs.append((d, d.footprint_B * (2 if f.role is Role.INOUT or (dst_read and f.role is Role.OUT) else 1)))
+    return _bytes(*pairs)
+
+
+def _gemm(program: Program, inst: Instruction) -> Work:
+    dst, a = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "a")
+    k = a.shape[-1]
+    return Work(matrix_flops=2 * dst.numel * k, bytes_by_space=_all(program, inst))
+
+
+def _elementwise(program: Program, inst: Instruction) -> Work:
+    first_in = next(f.name for f in inst.spec.fields if f.role is Role.IN)
+    per = VECTOR_OPS_PER_ELEMENT[inst.mnemonic]
+    n = max(program.operand_descriptor(inst, first_in).numel, _out(program, inst).numel)
+    return Work(vector_flops=per * n, bytes_by_space=_all(program, inst))
+
+
+def _out(program: Program, inst: Instruction) -> Descriptor:
+    name = next(f.name for f in inst.spec.fields if f.role in (Role.OUT, Role.INOUT))
+    return program.operand_descriptor(inst, name)
+
+
+def _topk(program: Program, inst: Instruction) -> Work:
+    src = program.operand_descriptor(inst, "src")
+    return Work(vector_flops=int(inst["k"]) * src.numel, bytes_by_space=_all(program, inst))
+
+
+def _rows(program: Program, inst: Instruction, table: str, rows: str) -> tuple[Descriptor, int]:
+    """The bytes a gather/scatter touches in ``table``: one row per index."""
+    t, r = program.operand_descriptor(inst, table), program.operand_descriptor(inst, rows)
+    return t, r.numel * t.dtype.itemsize_B
+
+
+def _gather(program: Program, inst: Instruction) -> Work:
+    dst, idx = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "idx")
+    src, moved = _rows(program, inst, "src", "dst")
+    return Work(bytes_by_space=_bytes((dst, dst.footprint_B), (idx, idx.footprint_B), (src, moved)))
+
+
+def _scatter_add(program: Program, inst: Instruction) -> Work:
+    src, idx, w = (program.operand_descriptor(inst, n) for n in ("src", "idx", "w"))
+    dst, moved = _rows(program, inst, "dst", "src")
+    return Work(
+        vector_flops=VECTOR_OPS_PER_ELEMENT["scatter_add"] * src.numel,
+        bytes_by_space=_bytes((src, src.footprint_B), (idx, idx.footprint_B), (w, w.footprint_B), (dst, 2 * moved)),
+    )
+
+
+def _copy(program: Program, inst: Instruction) -> Work:
+    return Work(bytes_by_space=_all(program, inst))
+
+
+def _collective(ring_factor: Callable[[int], float], steps: Callable[[int], int]):
+    def cost(program: Program, inst: Instruction) -> Work:
+        n = int(inst["devices"])
+        if n < 2:
+            raise InputError(f"{inst.mnemonic}: devices={n}, a group needs at least 2")
+        src = program.operand_descriptor(inst, "src")
+        return Work(bytes_by_space=_all(program, inst), link_B=math.ceil(ring_factor(n) * src.footprint_B),
+                    link_steps=steps(n))
+    return cost
+
+
+def _nothing(program: Program, inst: Instruction) -> Work:
+    return Work()
+
+
+_COST: dict[str, Callable[[Program, Instruction], Work]] = {
+    "copy": _copy,
+    "allreduce": _collective(lambda n: 2 * (n - 1) / n, lambda n: 2 * (n - 1)),  # ring
+    "alltoall": _collective(lambda n: (n - 1) / n, lambda n: n - 1),
+    "gemm": _gemm, "gemm_acc": _gemm,
+    **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "rope",
+                                  "scale", "cvt", "softmax", "rmsnorm")},
+    "topk": _topk, "gather": _gather, "scatter_add": _scatter_add,
+    "launch": _nothing, "signal": _nothing, "wait": _nothing, "halt": _nothing,
+}
+assert set(_COST) == {s.mnemonic for s in TABLE}, "every instruction needs a cost"
+
+
+def work_of(program: Program, inst: Instruction) -> Work:
+    return _COST[inst.mnemonic](program, inst)
+
+
+def regions_of(program: Program, inst: Instruction) -> tuple[Region, ...]:
+    """The byte ranges an instruction may touch (whole views, conservatively, for gathers)."""
+    out = []
+    for f, v in zip(inst.spec.fields, inst.operands):
+        if f.role is Role.NONE:
+            continue
+        d = program.descriptors[int(v)]
+        out.append(Region(d.space, d.base_B, d.base_B + d.extent_B, f.role is not Role.IN))
+    return tuple(out)
+
+
+def channel_bytes(device: DeviceSpec, inst: Instruction, work: Work) -> dict[str, int]:
+    """Bytes the instruction moves over each channel of its unit's paths."""
+    out: dict[str, int] = {}
+    for space, n in work.bytes_by_space:
+        for c in device.path(inst.unit, space).channels:
+            out[c] = out.get(c, 0) + n
+    return out
+
+
+def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
+    """Time the unit's datapaths need at full throughput, in seconds."""
+    if not (work.matrix_flops or work.vector_flops):
+        return 0.0
+    spec = device.compute(inst.unit)
+    t = 0.0
+    for flops, tflops, kind in ((work.matrix_flops, spec.matrix_TFLOPS, "matrix"),
+                                (work.vector_flops, spec.vector_TFLOPS, "vector")):
+        if flops:
+            if tflops <= 0:
+                raise InputError(f"device {device.name}: unit {inst.unit.name.lower()} has no {kind} datapath "
+                                 f"for {inst.mnemonic}")
+            t += flops / (tflops * 1e12)
+    return t
+
+
+def link_s(device: DeviceSpec, work: Work) -> float:
+    if not work.link_B:
+        return 0.0
+    return work.link_B / (device.link_GBps * 1e9) + work.link_steps * device.collective_latency_us * 1e-6
+
+
+def roofline_bound_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
+    """max(compute at peak, each channel's bytes at its full bandwidth, link time): a lower bound."""
+    memory = max((n / (device.channel_bw_GBps(c) * 1e9) for c, n in channel_bytes(device, inst, work).items()),
+                 default=0.0)
+    return max(compute_s(device, inst, work), memory, link_s(device, work))
