@@ -32,9 +32,10 @@ def _non_negative(owner: str, **values: float) -> None:
 class ComputeSpec:
     """Throughput of one execution unit (summed over every instance of it on the device).
 
-    ``matrix_TFLOPS`` serves the MATRIX group (2 FLOPs per MAC); ``vector_TFLOPS`` serves vector,
-    fused work; 0 means the unit has no such datapath (a DMA engine). ``issue_ns`` is the fixed cost of every instruction
-    (kernel launch or command issue), paid before its data streams.
+    ``matrix_TFLOPS`` serves the MATRIX group (2 FLOPs per MAC); ``vector_TFLOPS`` serves vector
+    and fused work; 0 means the unit has no such datapath (a DMA engine). ``issue_ns`` is the fixed
+    cost of every instruction that does work (kernel launch or command issue), paid before its
+    data streams.
     """
 
     unit: Unit
