@@ -65,11 +65,13 @@ def _bytes(*pairs: tuple[Descriptor, int]) -> tuple[tuple[Space, int], ...]:
 
 
 def _all(program: Program, inst: Instruction, dst_read: bool = False) -> tuple[tuple[Space, int], ...]:
-    """Every descriptor operand moved once (and a read-modify-write destination twice)."""
+    """Every distinct descriptor operand moved once (a read-modify-write destination twice)."""
     pairs = []
+    seen: set[tuple[int, Role]] = set()
     for f, v in zip(inst.spec.fields, inst.operands):
-        if f.role is Role.NONE:
+        if f.role is Role.NONE or (int(v), f.role) in seen:
             continue
+        seen.add((int(v), f.role))
         d = program.descriptors[int(v)]
         pairs.append((d, d.footprint_B * (2 if f.role is Role.INOUT or (dst_read and f.role is Role.OUT) else 1)))
     return _bytes(*pairs)
