@@ -16,6 +16,7 @@ from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 from opbsim.isa import assemble, decode, disassemble, encode
 from opbsim.isa.docs import FORMATS, render
+from opbsim.isa.loader import load_program
 
 __all__ = ["main"]
 
@@ -74,6 +75,43 @@ def asm_cmd(source: Path, output: Path | None) -> None:
 def disasm_cmd(binary: Path, output: Path | None) -> None:
     """Print the assembly of a binary program; it reassembles to the identical binary."""
     _emit(disassemble(decode(binary.read_bytes())), output)
+
+
+@cli.command("devices")
+def devices_cmd() -> None:
+    """List the device presets: units, channel bandwidths and sources."""
+    from opbsim.emulator.devices import device_names, get_device
+    from opbsim.report.tables import devices_table
+
+    click.echo(devices_table([get_device(n) for n in device_names()]))
+
+
+@cli.command("time")
+@click.argument("program", type=_IN_FILE)
+@click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--trace", type=_OUT_FILE, help="Write a Chrome/Perfetto trace of the timeline here.")
+def time_cmd(program: Path, device: str, as_json: bool, trace: Path | None) -> None:
+    """Time PROGRAM (.s or .bin) on a device with the discrete-event engine."""
+    import json
+
+    from opbsim.emulator.devices import get_device
+    from opbsim.emulator.engine import run
+    from opbsim.report.tables import timing_table
+    from opbsim.report.trace import chrome_trace
+
+    stats = run(load_program(program.read_bytes(), str(program)), get_device(device))
+    if trace is not None:
+        atomic_write_text(trace, chrome_trace(stats))
+    if as_json:
+        click.echo(json.dumps({
+            "device": stats.device, "time_s": stats.time_s, "energy_J": stats.energy_J, "flops": stats.flops,
+            "busy_s": {u.name.lower(): t for u, t in stats.busy_s_by_unit},
+            "bytes": {sp.name.lower(): n for sp, n in stats.bytes_by_space},
+            "energy_J_by_group": {g.value: e for g, e in stats.energy_J_by_group},
+        }, indent=2))
+    else:
+        click.echo(timing_table(stats))
 
 
 @cli.command("demo")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from opbsim.emulator.engine import RunStats
+from opbsim.emulator.hardware import DeviceSpec
 from opbsim.report.demo import DemoResult
 
-__all__ = ["format_table", "demo_table"]
+__all__ = ["format_table", "demo_table", "timing_table", "devices_table"]
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -25,3 +27,22 @@ def demo_table(result: DemoResult) -> str:
     rows.append(("round trip (asm -> bin -> disasm -> asm)", "identical" if result.round_trip_ok else "DIFFERS"))
     files = "\n".join(f"  {p}" for p in result.files)
     return f"{format_table(('example program', 'value'), rows)}\n\nwrote:\n{files}"
+
+
+def timing_table(stats: RunStats) -> str:
+    rows = [("time", f"{stats.time_s * 1e6:.3f} us"), ("energy", f"{stats.energy_J * 1e6:.3f} uJ"),
+            ("FLOPs", f"{stats.flops:.4g}")]
+    rows += [(f"  {u.name.lower()} busy", f"{busy * 1e6:.3f} us ({stats.utilisation(u):.0%})")
+             for u, busy in stats.busy_s_by_unit]
+    rows += [(f"  {sp.name.lower()} traffic", f"{n / 2**20:.3f} MiB") for sp, n in stats.bytes_by_space]
+    rows += [(f"  {g.value} energy", f"{e * 1e6:.3f} uJ") for g, e in stats.energy_J_by_group]
+    return format_table((f"on {stats.device}", "value"), rows)
+
+
+def devices_table(specs: list[DeviceSpec]) -> str:
+    rows = []
+    for d in specs:
+        units = ", ".join(f"{u.unit.name.lower()} {u.matrix_TFLOPS:.4g}" for u in d.units if u.matrix_TFLOPS)
+        bw = ", ".join(f"{c.name} {c.bw_GBps:.6g}" for c in d.channels)
+        rows.append((d.name, units, bw, d.source))
+    return format_table(("device", "matrix TFLOPS", "channels GB/s", "source"), rows)
