@@ -1,0 +1,81 @@
+"""Typed, key-tracking access to the JSON objects of a Hugging Face config.json.
+
+Every problem is an ``InputError`` of one line: ``<file>: <key>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from opbsim.errors import InputError
+
+__all__ = ["Reader", "REQUIRED"]
+
+REQUIRED = object()
+
+
+class Reader:
+    """Typed access to one JSON object of a config file; remembers which keys were read."""
+
+    def __init__(self, data: Mapping[str, object], file: str, prefix: str = ""):
+        self.data = data
+        self.file = file
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def error(self, key: str, problem: str) -> InputError:
+        return InputError(f"{self.file}: {self.prefix}{key}: {problem}")
+
+    def get(self, key: str, default: object = REQUIRED) -> object:
+        """The raw value; absent and ``null`` both count as missing."""
+        self.used.add(key)
+        value = self.data.get(key)
+        if value is None:
+            if default is REQUIRED:
+                raise self.error(key, "missing")
+            return default
+        return value
+
+    def count(self, key: str, default: object = REQUIRED, *, minimum: int = 1) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise self.error(key, f"expected {kind}, got {json.dumps(value)}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {json.dumps(value)}")
+        return value
+
+    def text(self, key: str, default: object = REQUIRED) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {json.dumps(value)}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key, [])
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise self.error(key, f"expected a list of integers, got {json.dumps(value)}")
+        return value
+
+    def section(self, key: str) -> Reader:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected an object, got {json.dumps(value)}")
+        return Reader(value, self.file, f"{self.prefix}{key}.")
+
+    def ignore(self, keys: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+        self.used.update(k for k in keys if k in self.data)
+
+    def reject_true(self, key: str, reason: str) -> None:
+        if self.flag(key, False):
+            raise self.error(key, f"true is not supported ({reason})")
+
+    def check_unknown(self, family: str) -> None:
+        for key in self.data:
+            if key not in self.used:
+                raise self.error(key, f"unknown key for model_type {family!r}")

@@ -1,0 +1,25 @@
+"""Find a model by what a user types: a preset name or a path to a config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opbsim.errors import InputError
+from opbsim.workloads.hf_config import load_hf_config
+from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.presets import PRESETS
+
+__all__ = ["load_model"]
+
+
+def load_model(name_or_path: str) -> ModelConfig:
+    """The preset called ``name_or_path`` (case-insensitive); else the config.json at that path, or
+    in that folder."""
+    if name_or_path.lower() in PRESETS:
+        return PRESETS[name_or_path.lower()]
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_hf_config(path / "config.json")
+    if path.is_file():
+        return load_hf_config(path)
+    raise InputError(f"unknown model {name_or_path!r}: not a preset (see `opbsim models`) and not a file")

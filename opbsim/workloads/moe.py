@@ -1,0 +1,76 @@
+"""The feed-forward sublayer: a dense FFN, or a MoE block (router, top-k, dispatch, one FFN op per
+expert that receives tokens, shared experts, combine).
+
+Under tensor parallelism every device holds a 1/tp slice of every expert's intermediate width
+(expert tensor parallelism), so all devices see the same token counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from opbsim.errors import InputError
+from opbsim.isa.types import DType
+from opbsim.workloads import primitives as P
+from opbsim.workloads.attention import Shard
+from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.ops import Op, OpClass, OpKind, TensorSpec
+
+__all__ = ["dense_ffn_ops", "moe_ops", "check_expert_tokens"]
+
+
+def dense_ffn_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec) -> list[Op]:
+    return [P.ffn(f"{prefix}.ffn", x_norm, shard.width(model.dense_ffn), f"{prefix}.ffn_out", act_kind=model.ffn_act,
+                  prefix=f"{prefix}.ffn", op_class=OpClass.FC)]
+
+
+def check_expert_tokens(model: ModelConfig, tokens: int, expert_tokens: Sequence[int]) -> tuple[int, ...]:
+    """``expert_tokens[e]`` is the number of tokens routed to expert e; each token goes to top_k
+    distinct experts, so every count is in 0..tokens and they sum to tokens x top_k."""
+    counts = tuple(int(n) for n in np.asarray(expert_tokens, dtype=np.int64).ravel())
+    E, k = model.num_experts, model.top_k
+    if len(counts) != E:
+        raise InputError(f"expert_tokens has {len(counts)} entries for {E} experts")
+    if any(not 0 <= n <= tokens for n in counts):
+        raise InputError(f"expert_tokens must each be in 0..{tokens} (the stage's tokens)")
+    if sum(counts) != tokens * k:
+        raise InputError(f"expert_tokens must sum to tokens x top_k ({tokens} x {k} = {tokens * k}), "
+                         f"got {sum(counts)}")
+    return counts
+
+
+def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
+            expert_tokens: Sequence[int]) -> list[Op]:
+    """Ops from ``x_norm`` to ``<prefix>.ffn_out``; experts with no tokens get no op."""
+    T, h, dt = x_norm.shape[0], model.hidden_size, model.dtype
+    E, k = model.num_experts, model.top_k
+    counts = check_expert_tokens(model, T, expert_tokens)
+    logits = P.act(f"{prefix}.router_logits", (T, E), DType.FP32)
+    weights, ids = P.act(f"{prefix}.topk_weights", (T, k), DType.FP32), P.act(f"{prefix}.topk_ids", (T, k), DType.I32)
+    ops = [
+        P.gemm(f"{prefix}.router", x_norm, P.weight(f"{prefix}.w_router", (h, E), dt), logits.name,
+               op_class=OpClass.MOE, out_dtype=DType.FP32),
+        P.elementwise(f"{prefix}.topk", OpKind.TOPK, (logits,), (weights, ids),
+                      flops=P.SOFTMAX_FLOPS * T * E + k * T * E, op_class=OpClass.MOE, params={"top_k": k}),
+        P.elementwise(f"{prefix}.dispatch", OpKind.DISPATCH, (x_norm, ids),
+                      (P.act(f"{prefix}.dispatched", (T * k, h), dt),), flops=0, op_class=OpClass.MOE),
+    ]
+    width = shard.width(model.expert_ffn)
+    for e, n in enumerate(counts):
+        if n:
+            ops.append(P.ffn(f"{prefix}.expert.{e}", P.act(f"{prefix}.dispatched", (n, h), dt), width,
+                             f"{prefix}.expert_out", act_kind=model.ffn_act, prefix=f"{prefix}.expert.{e}",
+                             op_class=OpClass.MOE, params={"expert": e}))
+    combine_in = [P.act(f"{prefix}.expert_out", (T * k, h), dt), weights, ids]
+    if model.num_shared_experts:
+        shared = P.ffn(f"{prefix}.shared_experts", x_norm, shard.width(model.num_shared_experts * model.shared_ffn),
+                       f"{prefix}.shared_out", act_kind=model.ffn_act, prefix=f"{prefix}.shared",
+                       op_class=OpClass.MOE, output_gate=model.shared_expert_gate,
+                       params={"experts": model.num_shared_experts})
+        ops.append(shared)
+        combine_in.append(shared.outputs[0])
+    ops.append(P.elementwise(f"{prefix}.combine", OpKind.COMBINE, combine_in, (P.act(f"{prefix}.ffn_out", (T, h), dt),),
+                             flops=2 * T * k * h + (T * h if model.num_shared_experts else 0), op_class=OpClass.MOE))
+    return ops

@@ -1,0 +1,125 @@
+"""Op constructors: each builds one ``Op`` from its tensors and derives its ``Estimates``.
+
+FLOP conventions (per element unless stated): a multiply-add is 2; RMSNorm 4 (square, accumulate,
+scale, weight), LayerNorm 6 (+1 with bias), a fused residual add 1; RoPE 3 (two multiplies, one add);
+softmax 5 (max, subtract, exp, sum, scale); FFN activation per intermediate element
+``ACT_FLOPS`` (silu as x / (1 + exp(-x)) is 4, a gating multiply 1, gelu in tanh form 8, relu 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from opbsim.isa.types import DType
+from opbsim.workloads.estimates import Estimates
+from opbsim.workloads.models import FFNAct, Norm
+from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
+
+__all__ = ["ACT_FLOPS", "SOFTMAX_FLOPS", "weight", "act", "gemm", "norm", "elementwise", "ffn", "attention",
+           "batched_gemm", "collective"]
+
+ACT_FLOPS = {FFNAct.SWIGLU: 5, FFNAct.GEGLU: 9, FFNAct.RELU: 1, FFNAct.GELU: 8}
+SOFTMAX_FLOPS = 5
+_NORM_FLOPS = {Norm.RMS: 4, Norm.LAYER_NO_BIAS: 6, Norm.LAYER: 7}
+
+
+def weight(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:
+    return TensorSpec(name, shape, dtype, Role.WEIGHT)
+
+
+def act(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:
+    return TensorSpec(name, shape, dtype, Role.ACTIVATION)
+
+
+def _rows(t: TensorSpec) -> int:
+    return t.numel // t.shape[-1]
+
+
+def gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass, bias: TensorSpec | None = None,
+         out_dtype: DType | None = None, params: Mapping[str, object] | None = None) -> Op:
+    """``out = x W (+ bias)`` with ``x`` of shape (..., k) and ``W`` of shape (k, n)."""
+    m, (k, n) = _rows(x), w.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"{name}: x has {x.shape[-1]} columns, W has {k} rows")
+    y = act(out, (m, n), out_dtype or x.dtype)
+    inputs = (x, w) if bias is None else (x, w, bias)
+    flops = 2 * m * k * n + (m * n if bias is not None else 0)
+    return Op(name, OpKind.GEMM, op_class, x.dtype, inputs, (y,),
+              Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes), params or {})
+
+
+def norm(name: str, x: TensorSpec, w: Sequence[TensorSpec], out: str, *, kind: Norm,
+         residual: TensorSpec | None = None, sum_out: str | None = None, op_class: OpClass = OpClass.OTHER) -> Op:
+    """Row-wise normalisation of ``x``; with ``residual`` it first forms ``x + residual``, written as
+    ``sum_out`` when given (the residual stream the next sublayer adds to)."""
+    elems = x.numel
+    inputs = (x, *(() if residual is None else (residual,)), *w)
+    outputs = (act(out, x.shape, x.dtype),)
+    if sum_out is not None:
+        outputs += (act(sum_out, x.shape, x.dtype),)
+    flops = (_NORM_FLOPS[kind] + (residual is not None)) * elems
+    return Op(name, OpKind.NORM, op_class, x.dtype, inputs, outputs,
+              Estimates(flops, sum(t.nbytes for t in inputs), sum(t.nbytes for t in outputs)),
+              {"norm": kind.value, "residual": residual is not None})
+
+
+def elementwise(name: str, kind: OpKind, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *,
+                flops: int, op_class: OpClass = OpClass.OTHER, params: Mapping[str, object] | None = None) -> Op:
+    """An op whose traffic is exactly its operands (RoPE, KV store, dispatch, combine, top-k, ...)."""
+    return Op(name, kind, op_class, inputs[0].dtype, tuple(inputs), tuple(outputs),
+              Estimates(flops, sum(t.nbytes for t in inputs), sum(t.nbytes for t in outputs)), params or {})
+
+
+def ffn(name: str, x: TensorSpec, width: int, out: str, *, act_kind: FFNAct, prefix: str, op_class: OpClass,
+        output_gate: bool = False, params: Mapping[str, object] | None = None) -> Op:
+    """A fused FFN over the rows of ``x`` with intermediate ``width`` (this device's shard): the
+    intermediate activation stays on chip, so traffic is x, the weights and the output.
+    ``output_gate`` scales each row's output by sigmoid(x w_gate) (Qwen's shared expert)."""
+    rows, h, dtype = _rows(x), x.shape[-1], x.dtype
+    up = weight(f"{prefix}.w_gate_up" if act_kind.gated else f"{prefix}.w_up",
+                (h, width * (2 if act_kind.gated else 1)), dtype)
+    down = weight(f"{prefix}.w_down", (width, h), dtype)
+    inputs = (x, up, down)
+    y = act(out, (rows, h), dtype)
+    flops = 2 * rows * h * width * act_kind.num_matrices + ACT_FLOPS[act_kind] * rows * width
+    if output_gate:
+        inputs += (weight(f"{prefix}.w_output_gate", (h, 1), dtype),)
+        flops += 2 * rows * h + 4 * rows + rows * h  # x w_gate, sigmoid, scale
+    return Op(name, OpKind.FFN, op_class, dtype, inputs, (y,),
+              Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes),
+              {"tokens": rows, "ffn": width, "act": act_kind.value, "output_gate": output_gate, **(params or {})})
+
+
+def attention(name: str, q: Sequence[TensorSpec], kv: Sequence[TensorSpec], out: str, *, pairs: int, qk_dim: int,
+              v_dim: int, heads: int, params: Mapping[str, object]) -> Op:
+    """Scaled-dot-product attention over ``pairs`` (query, key) pairs per head: scores over
+    ``qk_dim``, values over ``v_dim``. ``kv`` holds the keys and values the op reads."""
+    rows, dtype = q[0].shape[0], q[0].dtype
+    y = act(out, (rows, heads, v_dim), dtype)
+    inputs = (*q, *kv)
+    flops = pairs * heads * (2 * qk_dim + 2 * v_dim + SOFTMAX_FLOPS)
+    return Op(name, OpKind.ATTENTION, OpClass.ATTENTION, dtype, inputs, (y,),
+              Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes), params)
+
+
+def batched_gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass) -> Op:
+    """One GEMM per batch index b: ``x`` (m, b, k) and ``w`` (b, k, n) give (m, b, n)."""
+    m, b, k = x.shape
+    n = w.shape[2]
+    if w.shape[:2] != (b, k):
+        raise ValueError(f"{name}: x {x.shape} does not match W {w.shape}")
+    y = act(out, (m, b, n), x.dtype)
+    return Op(name, OpKind.BATCHED_GEMM, op_class, x.dtype, (x, w), (y,),
+              Estimates(2 * m * b * k * n, x.nbytes + w.nbytes, y.nbytes))
+
+
+def collective(name: str, kind: OpKind, x: TensorSpec, out: str, *, tp: int, out_shape: tuple[int, ...]) -> Op:
+    """Ring all-reduce (each device sends 2 (tp-1)/tp of the tensor, adds (tp-1)/tp of it) or ring
+    all-gather (each device sends its shard to tp-1 peers)."""
+    y = act(out, out_shape, x.dtype)
+    if kind is OpKind.ALL_REDUCE:
+        link, flops = 2 * (tp - 1) * x.nbytes // tp, (tp - 1) * x.numel // tp
+    else:
+        link, flops = (tp - 1) * x.nbytes, 0
+    return Op(name, kind, OpClass.COMM, x.dtype, (x,), (y,), Estimates(flops, x.nbytes, y.nbytes, link),
+              {"devices": tp})
