@@ -94,8 +94,10 @@ def _qwen_layers(r: Reader, num_layers: int) -> dict:
     if len(dense) % step:
         raise r.error("mlp_only_layers", f"{len(dense)} leading dense layers with decoder_sparse_step {step} "
                       "is not supported (need a multiple of the step)")
-    if len(dense) >= num_layers:
-        raise r.error("mlp_only_layers", f"lists all {num_layers} layers; the model has no MoE layer")
+    if len(dense) + step > num_layers:
+        key = "mlp_only_layers" if dense else "decoder_sparse_step"
+        raise r.error(key, f"leaves no MoE layer among num_hidden_layers ({num_layers}) with "
+                      f"{len(dense)} dense layers first and decoder_sparse_step {step}")
     r.reject_true("use_sliding_window", "per-layer sliding windows")
     r.ignore(_QWEN_WINDOW + ("norm_topk_prob",))
     return dict(first_dense_layers=len(dense), moe_every=step)
@@ -104,6 +106,7 @@ def _qwen_layers(r: Reader, num_layers: int) -> dict:
 def _deepseek_moe(r: Reader, kwargs: dict) -> dict:
     """DeepSeek: layer i is MoE iff n_routed_experts is set, i >= first_k_dense_replace and
     i % moe_layer_freq == 0."""
+    r.ignore(("scoring_func", "aux_loss_alpha", "seq_aux", "norm_topk_prob"))
     if r.data.get("n_routed_experts") is None:
         r.ignore(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
                   "first_k_dense_replace", "moe_layer_freq"))
@@ -117,7 +120,6 @@ def _deepseek_moe(r: Reader, kwargs: dict) -> dict:
     if first >= kwargs["num_layers"]:
         raise r.error("first_k_dense_replace", f"{first} leaves no MoE layer of num_hidden_layers "
                       f"({kwargs['num_layers']}) although n_routed_experts is set")
-    r.ignore(("scoring_func", "aux_loss_alpha", "seq_aux", "norm_topk_prob"))
     return dict(moe, num_shared_experts=shared, shared_ffn=moe["expert_ffn"] if shared else 0,
                 first_dense_layers=first)
 
