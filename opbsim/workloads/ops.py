@@ -102,12 +102,20 @@ class Op:
 
 
 def dependencies(ops: Iterable[Op]) -> dict[str, tuple[str, ...]]:
-    """For each op (by name, in order), the earlier ops whose outputs it reads."""
-    writer: dict[str, str] = {}
+    """For each op (by name, in order), the earlier ops whose outputs it reads.
+
+    An op that writes a tensor it also reads updates it in place and becomes its only writer; an
+    op that writes a tensor without reading it fills a part of it (one expert's rows, one chunk's
+    attention output), so readers depend on every such writer.
+    """
+    writers: dict[str, list[str]] = {}
     deps: dict[str, tuple[str, ...]] = {}
     for op in ops:
-        found = dict.fromkeys(writer[t.name] for t in op.inputs if t.name in writer)
-        deps[op.name] = tuple(found)
-        for t in op.outputs:
-            writer[t.name] = op.name
+        reads = {t.name for t in op.inputs}
+        deps[op.name] = tuple(dict.fromkeys(w for t in op.inputs for w in writers.get(t.name, ())))
+        for name in dict.fromkeys(t.name for t in op.outputs):
+            if name in reads:
+                writers[name] = [op.name]
+            else:
+                writers.setdefault(name, []).append(op.name)
     return deps
