@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SIM_BUILD = REPO / "sim_build"
 
 # Lint as errors: a width mismatch or an unused signal fails the build, as in a real flow.
-_BUILD_ARGS = ["-Wall", "--x-assign", "unique", "--x-initial", "unique", "-O3"]
+_BUILD_ARGS = ["-Wall", "--assert", "--x-assign", "unique", "--x-initial", "unique", "-O3"]
 
 
 def _skip_reason() -> str | None:

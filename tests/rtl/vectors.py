@@ -114,3 +114,11 @@ def max_plus_half_ulp() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def as_f32_words(values) -> np.ndarray:
     """fp32 patterns of values (a convenience for hand-written stimulus)."""
     return f32_bits(np.asarray(values, dtype=np.float32)).copy()
+
+
+def ordinary_bf16(rng: np.random.Generator, n: int, spread: int = 8) -> np.ndarray:
+    """bf16 words of either sign with exponents within ``spread`` of 1.0 (so sums of their
+    products overlap, cancel and round at every step); 1 in 16 drawn by ``random_bf16`` instead."""
+    exponent = rng.integers(127 - spread, 127 + spread + 1, n)
+    words = (rng.integers(0, 2, n) << 15) | (exponent << 7) | rng.integers(0, 128, n)
+    return np.where(rng.integers(0, 16, n) == 0, random_bf16(rng, n), words).astype(np.uint16)
