@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
+from opbsim.cli_models import models_group
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 from opbsim.isa import assemble, decode, disassemble, encode
@@ -140,6 +141,9 @@ def _emit(text: str, output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
+
+
+cli.add_command(models_group)
 
 
 def main() -> None:
