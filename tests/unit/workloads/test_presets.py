@@ -1,9 +1,12 @@
 """Presets: every model of design/MODELS.md, with its source, matching its published sizes."""
 
+from pathlib import Path
+
 import pytest
 
 from opbsim.errors import InputError
 from opbsim.workloads import PRESETS, get_preset
+from opbsim.workloads.hf_families import FAMILIES
 
 # (preset, hidden, layers, heads, kv heads, experts, top-k, vocab): the rows of design/MODELS.md
 MODELS_MD = [
@@ -83,3 +86,11 @@ def test_an_unknown_preset_lists_the_known_ones():
 def test_the_preset_table_is_read_only():
     with pytest.raises(TypeError):
         PRESETS["mine"] = PRESETS["llama-2-7b"]
+
+
+def test_docs_models_md_lists_every_preset_and_family():
+    text = (Path(__file__).parents[3] / "docs" / "models.md").read_text()
+    for name, m in PRESETS.items():
+        assert f"| {name} | {m.params_total / 1e9:.1f}e9 | {m.params_active / 1e9:.1f}e9 |" in text
+    for family in FAMILIES:
+        assert family in text
