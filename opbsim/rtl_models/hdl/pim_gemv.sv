@@ -19,9 +19,11 @@
 // act and w (and cmd on a first beat) are joined: all move in the same cycle. Each ready depends
 // on the other channels' valids, never a valid on a ready.
 //
-// Timing: one k per cycle per lane; pipeline: input registers -> product registers -> accumulate
-// into the output register, so out_valid rises LATENCY = 3 cycles after the last k beat moved.
-// Passes follow back to back; the pipeline stalls only while a finished result waits on out_ready.
+// Timing: one k per cycle per lane through three registers: operands, fp32 products, then the
+// accumulators and the output register. A pass's result is valid two edges after the edge that
+// took its last k beat and can leave at the third, so P back-to-back passes of K beats take
+// P * K + 3 cycles from the first beat taken to the last result taken (LATENCY = 3). Passes
+// follow back to back; the pipeline stalls only while a finished result waits on out_ready.
 // rst_n is synchronous, active low.
 module pim_gemv #(
     parameter int LANES = 8

