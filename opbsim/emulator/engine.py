@@ -2,12 +2,14 @@
 
 Model, in the order an instruction meets it:
 - Instructions up to the first ``halt`` are dealt, in program order, to one in-order queue per
-  unit; a unit runs one instruction at a time.
+  unit; a unit runs one instruction at a time. A ``launch`` pays the unit's launch cost once and
+  is followed in its queue by its body instructions, which pay none.
 - An instruction issues when the instructions of other units it depends on have finished (a
   scoreboard over the byte ranges of its operands: read-after-write, write-after-read,
   write-after-write), its ``wait`` token has a count, and, on a memory with exclusive sections,
   no other unit is streaming in a section it touches.
-- It then pays its unit's fixed ``issue_ns`` (plus the collective's step latencies), and streams:
+- It then pays its unit's fixed ``issue_ns`` if it is a kernel of its own (plus the collective's
+  step latencies), and streams:
   its bytes cross the channels of its paths while its FLOPs run on the unit. Streams share each
   channel max-min fairly (progressive filling); an instruction never streams faster than its
   compute allows, so it lasts max(compute, bytes / bandwidth share) after issue, never less
@@ -69,8 +71,10 @@ class RunStats:
 
 @dataclass(slots=True)
 class _Op:
-    """Everything the engine needs of one instruction, computed once."""
+    """Everything the engine needs of one instruction, computed once. ``seq`` is its position in
+    the expanded stream (a body launched twice runs twice); ``index`` its place in the program."""
 
+    seq: int
     index: int
     inst: Instruction
     work: Work
@@ -92,31 +96,57 @@ class _Job:
 
 
 def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
+    """The main stream up to the first ``halt``, each ``launch`` expanded into its body."""
     ops: list[_Op] = []
     live: dict[Space, list[tuple[Region, int, Unit]]] = {}
     for index, inst in enumerate(program.instructions):
         if inst.mnemonic == "halt":
             break
-        if inst.unit is not Unit.CTRL:
-            device.compute(inst.unit)  # the device must have the unit
-        work = work_of(program, inst)
-        demand = channel_bytes(device, inst, work)
-        if work.link_B:
-            demand[_LINK] = demand.get(_LINK, 0) + work.link_B
-        regions = regions_of(program, inst)
-        deps = _scoreboard(live, regions, index, inst.unit)
-        does_work = bool(demand or work.matrix_flops or work.vector_flops)
-        issue_s = device.compute(inst.unit).issue_ns * 1e-9 if does_work else 0.0
-        ops.append(_Op(
-            index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
-            fixed_s=issue_s + work.link_steps * device.collective_latency_us * 1e-6,
-            compute_s=compute_s(device, inst, work), deps=deps,
-            sections=_sections(device, regions),
-        ))
+        if inst.mnemonic != "launch":
+            ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
+            continue
+        ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
+        for body_index in _body(program, index, inst):
+            ops.append(_op(program, device, live, len(ops), body_index, program.instructions[body_index],
+                           launched=True))
     return ops
 
 
-def _scoreboard(live: dict[Space, list[tuple[Region, int, Unit]]], regions: tuple[Region, ...], index: int,
+def _body(program: Program, index: int, launch: Instruction) -> range:
+    start, count = int(launch["body"]), int(launch["count"])
+    where = f"instruction {index} (launch.{launch.unit.name.lower()})"
+    if count < 1 or start + count > len(program.instructions):
+        raise InputError(f"{where}: body of {count} instructions at {start} runs past the program")
+    for i in range(start, start + count):
+        inst = program.instructions[i]
+        if inst.mnemonic in ("launch", "halt") or inst.unit is not launch.unit:
+            raise InputError(f"{where}: body instruction {i} ({inst.mnemonic}.{inst.unit.name.lower()}) "
+                             f"is not a {launch.unit.name.lower()} instruction that can run in a kernel")
+    return range(start, start + count)
+
+
+def _op(program: Program, device: DeviceSpec, live: dict, seq: int, index: int, inst: Instruction, *,
+        launched: bool) -> _Op:
+    """One instruction's demands; a launched body instruction pays no launch of its own."""
+    if inst.unit is not Unit.CTRL:
+        device.compute(inst.unit)  # the device must have the unit
+    work = work_of(program, inst)
+    demand = channel_bytes(device, inst, work)
+    if work.link_B:
+        demand[_LINK] = demand.get(_LINK, 0) + work.link_B
+    regions = regions_of(program, inst)
+    pays_launch = inst.mnemonic == "launch" or (
+        not launched and bool(demand or work.matrix_flops or work.vector_flops))
+    issue_s = device.compute(inst.unit).issue_ns * 1e-9 if pays_launch else 0.0
+    return _Op(
+        seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
+        fixed_s=issue_s + work.link_steps * device.collective_latency_us * 1e-6,
+        compute_s=compute_s(device, inst, work), deps=_scoreboard(live, regions, seq, inst.unit),
+        sections=_sections(device, regions),
+    )
+
+
+def _scoreboard(live: dict[Space, list[tuple[Region, int, Unit]]], regions: tuple[Region, ...], seq: int,
                 unit: Unit) -> tuple[int, ...]:
     """Earlier instructions of other units this one must wait for; updates ``live``.
 
@@ -132,7 +162,7 @@ def _scoreboard(live: dict[Space, list[tuple[Region, int, Unit]]], regions: tupl
         entries = live.setdefault(r.space, [])
         if r.write:
             entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
-        entries.append((r, index, unit))
+        entries.append((r, seq, unit))
     return tuple(sorted(deps))
 
 
@@ -190,7 +220,7 @@ def run(program: Program, device: DeviceSpec) -> RunStats:
 
     def finish(job: _Job) -> None:
         op = job.op
-        done[op.index] = now
+        done[op.seq] = now
         if op.inst.mnemonic == "signal":
             tokens[int(op.inst["token"])] = tokens.get(int(op.inst["token"]), 0) + 1
         timeline.append(Interval(op.index, op.inst.unit, job.start_s, now, op.inst.mnemonic, op.inst.spec.group,

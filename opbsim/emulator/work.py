@@ -121,6 +121,12 @@ def _scatter_add(program: Program, inst: Instruction) -> Work:
     )
 
 
+def _scatter(program: Program, inst: Instruction) -> Work:
+    src, idx = program.operand_descriptor(inst, "src"), program.operand_descriptor(inst, "idx")
+    dst, moved = _rows(program, inst, "dst", "src")
+    return Work(bytes_by_space=_bytes((src, src.footprint_B), (idx, idx.footprint_B), (dst, moved)))
+
+
 def _copy(program: Program, inst: Instruction) -> Work:
     return Work(bytes_by_space=_all(program, inst))
 
@@ -147,7 +153,7 @@ _COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "gemm": _gemm, "gemm_acc": _gemm,
     **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "rope",
                                   "scale", "cvt", "softmax", "rmsnorm")},
-    "topk": _topk, "gather": _gather, "scatter_add": _scatter_add,
+    "topk": _topk, "gather": _gather, "scatter": _scatter, "scatter_add": _scatter_add,
     "launch": _nothing, "signal": _nothing, "wait": _nothing, "halt": _nothing,
 }
 assert set(_COST) == {s.mnemonic for s in TABLE}, "every instruction needs a cost"

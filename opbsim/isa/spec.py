@@ -188,12 +188,13 @@ TABLE: tuple[OpSpec, ...] = (
         _uint("devices", 8, "devices in the group (>= 2)")),
     # --- matrix ----------------------------------------------------------------------------
     _op("gemm", 0x10, _G.MATRIX, _COMPUTE,
-        "dst[m,n] = sum over k = 0..K-1, in order, of a[m,k] * b[k,n] (fp32 products and adds)",
-        _out("dst", "[M,N] bf16 or fp32 (rounded RNE once at the end)"),
-        _in("a", "[M,K] bf16"), _in("b", "[K,N] bf16 (a transposed weight is a strided view)")),
+        "dst[..,m,n] = sum over k = 0..K-1, in order, of a[..,m,k] * b[..,k,n] (fp32 products and adds); "
+        "leading axes are batch axes, equal in all three (broadcast by stride-0 views)",
+        _out("dst", "[..., M, N] bf16 or fp32 (rounded RNE once at the end)"),
+        _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16 (a transposed weight is a strided view)")),
     _op("gemm_acc", 0x11, _G.MATRIX, _COMPUTE,
-        "dst[m,n] continues its fp32 sum: += a[m,k] * b[k,n] for k = 0..K-1 in order",
-        _inout("dst", "[M,N] fp32 partial sums"), _in("a", "[M,K] bf16"), _in("b", "[K,N] bf16")),
+        "dst[..,m,n] continues its fp32 sum: += a[..,m,k] * b[..,k,n] for k = 0..K-1 in order",
+        _inout("dst", "[..., M, N] fp32 partial sums"), _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16")),
     # --- vector: elementwise (equal shapes; broadcast by stride-0 views) and reductions --------
     _op("add", 0x20, _G.VECTOR, _COMPUTE, "dst = a + b",
         _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
@@ -241,17 +242,21 @@ TABLE: tuple[OpSpec, ...] = (
         _in("src", "[..., E] router logits or probabilities"), _uint("k", 8, "entries kept (>= 1)")),
     _op("gather", 0x33, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
         _out("dst", "[T, H]"), _in("src", "[S, H]"), _in("idx", "[T] i32 row indices")),
+    _op("scatter", 0x35, _G.FUSED, _COMPUTE,
+        "dst[idx[i], :] = src[i, :] for i in order, bits unchanged (KV-cache append); a later i wins",
+        _inout("dst", "[S, H]"), _in("src", "[T, H]"), _in("idx", "[T] i32 row indices")),
     _op("scatter_add", 0x34, _G.FUSED, _COMPUTE,
         "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine)",
         _inout("dst", "[S, H] fp32 accumulator"), _in("src", "[T, H]"),
         _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights")),
-    # --- dataflow (SN40L) ------------------------------------------------------------------
-    _op("launch", 0x40, _G.DATAFLOW, (Unit.PCU,),
-        "run the `count` instructions at `body` as one spatial dataflow kernel (pipeline stages)",
+    # --- kernels: one launch, many instructions (on a PCU: an SN40L spatial dataflow kernel) ---
+    _op("launch", 0x40, _G.DATAFLOW, _COMPUTE,
+        "run the `count` instructions at `body` (all on this unit; no launch among them) as one kernel: "
+        "one launch, then the body in order; on a pcu the body instructions are pipeline stages",
         _label("body", "first instruction of the kernel body"),
         _uint("count", 16, "instructions in the body (>= 1)"),
-        _uint("pcus", 11, "pattern compute units allotted"),
-        _uint("pmus", 11, "pattern memory units allotted"),
+        _uint("pcus", 11, "pattern compute units allotted (pcu only, else 0)"),
+        _uint("pmus", 11, "pattern memory units allotted (pcu only, else 0)"),
         _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)")),
     # --- synchronisation between units -----------------------------------------------------
     _op("signal", 0x50, _G.SYNC, _ISSUERS,

@@ -23,6 +23,7 @@ localparam logic [7:0] OP_SOFTMAX = 8'h30;
 localparam logic [7:0] OP_RMSNORM = 8'h31;
 localparam logic [7:0] OP_TOPK = 8'h32;
 localparam logic [7:0] OP_GATHER = 8'h33;
+localparam logic [7:0] OP_SCATTER = 8'h35;
 localparam logic [7:0] OP_SCATTER_ADD = 8'h34;
 localparam logic [7:0] OP_LAUNCH = 8'h40;
 localparam logic [7:0] OP_SIGNAL = 8'h50;

@@ -183,3 +183,19 @@ def test_busy_time_and_energy_are_accounted_per_unit_and_group():
     dram_J = weight_B * (56.25 + 42.90625) * 1e-12  # xPU and Logic-PIM read energies per byte [LS]
     assert stats.energy_J >= dram_J
     assert 0 < stats.utilisation(Unit.PIM) < stats.utilisation(Unit.XPU) <= 1.0
+
+
+def test_a_launched_kernel_pays_one_launch_for_its_whole_body():
+    decl = "".join(f".desc x{i} sram {i * 0x10000} bf16 [1, 1024]\n.desc w{i} hbm {i * 0x200000} bf16 [1024, 1024]\n"
+                   f".desc y{i} sram {0x100000 + i * 0x10000} fp32 [1, 1024]\n" for i in range(3))
+    body = "".join(f"    gemm.xpu y{i}, x{i}, w{i}\n" for i in range(3))
+    separate = run(prog(decl + body + "halt\n"), H100)
+    kernel = run(prog(decl + "launch.xpu k, count=3, pcus=0, pmus=0\nhalt\nk:\n" + body), H100)
+    assert separate.time_s - kernel.time_s == pytest.approx(2 * 1e-6)  # two launches saved
+    assert [iv.mnemonic for iv in sorted(kernel.timeline, key=lambda iv: iv.start_s)] == ["launch"] + ["gemm"] * 3
+
+
+def test_a_kernel_body_on_another_unit_is_rejected():
+    p = prog(".desc a hbm 0 bf16 [64]\nlaunch.xpu k, count=1, pcus=0, pmus=0\nhalt\nk:\n    copy.dma a, a\n")
+    with pytest.raises(InputError, match=r"^instruction 0 \(launch.xpu\): body instruction 2 \(copy.dma\) is not"):
+        run(p, H100)

@@ -16,7 +16,7 @@ EXAMPLE_SOURCE = """\
 top:
     gemm.xpu y, x, w        ; y = x w
     softmax.pim y, y, scale=0.5
-    launch top, count=1, pcus=8, pmus=8
+    launch.pcu top, count=1, pcus=8, pmus=8
     halt
 """
 
@@ -49,7 +49,7 @@ def asm_error(text: str) -> AsmError:
         (".desc x hbm 0 bf16 [1, 1, 1, 1, 1]\n", 1, 20, "descriptor x: rank 5 is outside 1..4"),
         (".desc x hbm 0 bf16 [4 4]\n", 1, 23, "expected ',' or ']' in the shape, found '4'"),
         (".desc x hbm 0 bf16 [4]\n.desc x hbm 0 bf16 [4]\n", 2, 7, "'x' is already defined"),
-        ("launch nowhere, count=1, pcus=1, pmus=1\n", 1, 8, "undefined label 'nowhere'"),
+        ("launch.pcu nowhere, count=1, pcus=1, pmus=1\n", 1, 12, "undefined label 'nowhere'"),
         ("a:\na:\n", 2, 1, "'a' is already defined"),
         ("halt $\n", 1, 6, "unexpected character '$'"),
         ("wait.xpu token=-1\n", 1, 16, "expected token (a 8-bit unsigned integer) in 0..255, found '-1'"),
