@@ -281,7 +281,7 @@ def _advance(job: _Job, step: float) -> None:
         job.fixed_left_s = max(job.fixed_left_s - step, 0.0)
         return
     if job.op.total_B == 0:
-        job.progress_left -= step / job.op.compute_s
+        job.progress_left = job.progress_left - step / job.op.compute_s if job.op.compute_s > 0 else 0.0
     else:
         job.progress_left -= step * job.rate
     if job.progress_left < _DONE:
