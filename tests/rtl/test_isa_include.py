@@ -5,7 +5,6 @@ from opbsim.rtl_models.toolchain import ISA_INCLUDE
 
 
 def test_the_verilog_isa_include_equals_a_fresh_rendering_of_the_isa_table():
-    # regenerate with: opbsim isa --format verilog -o opbsim/rtl_models/hdl/opbsim_isa.svh
     assert ISA_INCLUDE.read_text(encoding="utf-8") == render("verilog"), (
-        f"{ISA_INCLUDE} is stale: run `opbsim isa --format verilog -o {ISA_INCLUDE}`"
+        f"{ISA_INCLUDE} is stale: run `opbsim rtl generate`"
     )

@@ -137,6 +137,51 @@ package fp32_pkg;
     return round_pack(x[31], ex + 12'sd1 - 12'(lz), sum << lz);
   endfunction
 
+  // x rounded to an integral value, ties to even (IEEE roundToIntegralTiesToEven, numpy rint);
+  // the sign of zero is kept (rint(-0.3) = -0).
+  function automatic logic [31:0] rint(input logic [31:0] x);
+    logic [4:0] fbits;  // fraction bits of x below the units place, 1..24
+    logic [23:0] sig, whole, rem, half;
+    logic [6:0] lz;
+    sig_t m;
+    if (is_nan(x)) return QNAN;
+    if (x[30:23] >= 8'd150) return x;  // |x| >= 2^23 (or inf): already integral
+    if (x[30:23] < 8'd126) return {x[31], 31'h0};  // |x| < 0.5
+    fbits = 5'(8'd150 - x[30:23]);
+    sig = sig_of(x);
+    whole = sig >> fbits;
+    rem = sig & ~(24'hFF_FFFF << fbits);
+    half = 24'h1 << (fbits - 5'd1);
+    whole = whole + 24'((rem > half) || (rem == half && whole[0]));
+    if (whole == 24'h0) return {x[31], 31'h0};
+    m = {27'h0, whole};
+    lz = clz(m);
+    return round_pack(x[31], 12'(SW - 1) - 12'(lz), m << lz);  // exact: whole < 2^24
+  endfunction
+
+  // The integer value of an integral x with |x| < 2^23 (two's complement).
+  function automatic logic signed [31:0] to_int(input logic [31:0] x);
+    logic [31:0] mag;
+    if (x[30:23] < 8'd127) return 32'sd0;
+    mag = 32'(sig_of(x)) >> (8'd150 - x[30:23]);
+    return x[31] ? -$signed(mag) : $signed(mag);
+  endfunction
+
+  // 2^e as a binary32 word, for -126 <= e <= 127 (exact).
+  function automatic logic [31:0] pow2(input logic signed [31:0] e);
+    return {1'b0, 8'(e + 32'sd127), 23'h0};
+  endfunction
+
+  // a - b, binary32 (a + (-b), exactly as IEEE-754 defines subtraction).
+  function automatic logic [31:0] sub(input logic [31:0] a, input logic [31:0] b);
+    return add(a, {~b[31], b[30:0]});
+  endfunction
+
+  // a > b for non-NaN a, b (+0 and -0 compare equal).
+  function automatic logic greater(input logic [31:0] a, input logic [31:0] b);
+    return order_key(a) > order_key(b);
+  endfunction
+
   // A total order for ranking: a larger key is a larger value; -0 and +0 share a key; every NaN
   // has the key 32'hFFFF_FFFF, above +inf (so NaNs tie with each other and rank first).
   function automatic logic [31:0] order_key(input logic [31:0] x);
