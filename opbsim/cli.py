@@ -85,7 +85,7 @@ def disasm_cmd(binary: Path, output: Path | None) -> None:
 @cli.command("devices")
 def devices_cmd() -> None:
     """List the device presets: units, channel bandwidths and sources."""
-    from opbsim.emulator.devices import device_names, get_device
+    from opbsim.hardware import device_names, get_device
     from opbsim.report.tables import devices_table
 
     click.echo(devices_table([get_device(n) for n in device_names()]))
@@ -100,7 +100,7 @@ def time_cmd(program: Path, device: str, as_json: bool, trace: Path | None) -> N
     """Time PROGRAM (.s or .bin) on a device with the discrete-event engine."""
     import json
 
-    from opbsim.emulator.devices import get_device
+    from opbsim.hardware import get_device
     from opbsim.emulator.engine import run
     from opbsim.report.tables import timing_table
     from opbsim.report.trace import chrome_trace

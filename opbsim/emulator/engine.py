@@ -23,7 +23,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from opbsim.emulator.hardware import DeviceSpec
+from opbsim.hardware.spec import DeviceSpec
 from opbsim.emulator.work import Region, Work, channel_bytes, compute_s, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.isa.program import Instruction, Program

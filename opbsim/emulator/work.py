@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opbsim.emulator.hardware import DeviceSpec
+from opbsim.hardware.spec import DeviceSpec
 from opbsim.errors import InputError
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.spec import TABLE, Role

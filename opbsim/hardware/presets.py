@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from opbsim.emulator.hardware import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
+from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 
 __all__ = ["h100", "a100", "duplex", "bank_pim", "bankgroup_pim", "PRESETS"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from opbsim.emulator.hardware import DeviceSpec
-from opbsim.emulator.presets import PRESETS
+from opbsim.hardware.spec import DeviceSpec
+from opbsim.hardware.presets import PRESETS
 from opbsim.errors import InputError
 
 __all__ = ["register", "get_device", "device_names"]

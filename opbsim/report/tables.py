@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opbsim.emulator.engine import RunStats
-from opbsim.emulator.hardware import DeviceSpec
+from opbsim.hardware.spec import DeviceSpec
 from opbsim.report.demo import DemoResult
 
 __all__ = ["format_table", "demo_table", "timing_table", "devices_table"]

@@ -6,7 +6,7 @@ from importlib import resources
 from click.testing import CliRunner
 
 from opbsim.cli import cli
-from opbsim.emulator.devices import device_names
+from opbsim.hardware import device_names
 
 EXAMPLE = str(resources.files("opbsim.examples").joinpath("decode_step.s"))
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opbsim.emulator.devices import get_device
+from opbsim.hardware import get_device
 from opbsim.emulator.engine import run
 from opbsim.emulator.work import roofline_bound_s, work_of
 from opbsim.errors import InputError

@@ -1,0 +1,3 @@
+"""Device timing models beyond the generic streaming engine (the SN40L dataflow model lives here)."""
+
+__all__: list[str] = []
