@@ -1,0 +1,242 @@
+"""Per-device value semantics of each instruction: operand checks, then numerics.py or a kernel.
+
+``HANDLERS`` maps a mnemonic to ``handler(ctx) -> flops``. The flop count is a measure of work
+for throughput figures, not a count of fp32 steps: 2*M*N*K for a GEMM, 2 per element for
+scatter_add, 1 per element for elementwise ops and reductions, and the per-element numbers in
+``_FLOPS_PER_ELEMENT`` for the elementary and fused ops. Every handler reads its inputs
+completely before it writes, so a destination may overlap a source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from opbsim.emulator import kernels
+from opbsim.emulator.context import FLOATS, OpContext, shape_text
+from opbsim.emulator.datamem import row_descriptor
+from opbsim.emulator.faults import OperandError
+from opbsim.isa import numerics
+from opbsim.isa.types import DType
+
+__all__ = ["HANDLERS", "Handler"]
+
+Handler = Callable[[OpContext], int]
+HANDLERS: dict[str, Handler] = {}
+
+_FLOPS_PER_ELEMENT = {"exp": 1, "rsqrt": 1, "silu": 1, "softmax": 5, "rmsnorm": 4, "rope": 6}
+
+
+def _handles(*mnemonics: str):
+    def register(fn: Handler) -> Handler:
+        for m in mnemonics:
+            HANDLERS[m] = fn
+        return fn
+    return register
+
+
+@_handles("copy")
+def _copy(ctx: OpContext) -> int:
+    src = ctx.desc("src")
+    ctx.need_shape("dst", src.shape)
+    ctx.need_same_dtype("dst", "src")
+    ctx.write_raw("dst", numerics.copy(ctx.raw("src")))
+    return 0
+
+
+@_handles("cvt")
+def _cvt(ctx: OpContext) -> int:
+    src, dst = ctx.desc("src"), ctx.desc("dst")
+    ctx.need_shape("dst", src.shape)
+    ctx.write_raw("dst", numerics.cvt(ctx.raw("src"), src.dtype, dst.dtype))
+    return src.numel
+
+
+@_handles("add", "sub", "mul", "div")
+def _binary(ctx: OpContext) -> int:
+    a = ctx.need_dtype("a", *FLOATS)
+    ctx.need_dtype("b", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("b", a.shape)
+    ctx.need_shape("dst", a.shape)
+    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    ctx.write("dst", fn(ctx.values("a"), ctx.values("b")))
+    return a.numel
+
+
+@_handles("exp", "rsqrt", "silu")
+def _unary(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    ctx.write("dst", fn(ctx.values("src")))
+    return src.numel * _FLOPS_PER_ELEMENT[ctx.inst.mnemonic]
+
+
+@_handles("scale")
+def _scale(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    ctx.write("dst", numerics.scale(ctx.values("src"), float(ctx.imm("factor"))))
+    return src.numel
+
+
+@_handles("max", "sum")
+def _reduce(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape[:-1] + (1,))
+    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    ctx.write("dst", fn(ctx.values("src")))
+    return src.numel
+
+
+@_handles("gemm", "gemm_acc")
+def _gemm(ctx: OpContext) -> int:
+    a = ctx.need_rank("a", 2, 3, 4)
+    b = ctx.need_rank("b", len(a.shape))
+    ctx.need_dtype("a", DType.BF16)
+    ctx.need_dtype("b", DType.BF16)
+    batch, (m, k) = a.shape[:-2], a.shape[-2:]
+    if b.shape[:-2] != batch or b.shape[-2] != k:
+        raise OperandError(
+            f"operand b ({b.name}) has shape {shape_text(b.shape)}, expected {shape_text(batch + (k,))} "
+            f"and N columns (a is {shape_text(a.shape)})"
+        )
+    n = b.shape[-1]
+    ctx.need_shape("dst", batch + (m, n))
+    if ctx.inst.mnemonic == "gemm_acc":
+        ctx.need_dtype("dst", DType.FP32)
+        acc = np.array(ctx.values("dst"), dtype=np.float32, order="C", copy=True)
+    else:
+        ctx.need_dtype("dst", *FLOATS)
+        acc = np.zeros(batch + (m, n), dtype=np.float32)
+    ra, rb = ctx.raw("a"), ctx.raw("b")
+    with np.errstate(all="ignore"):
+        for i in np.ndindex(*batch):
+            kernels.gemm_bf16(ra[i], rb[i], acc[i])
+    ctx.write("dst", acc)
+    return 2 * m * n * k * math.prod(batch)
+
+
+@_handles("rope")
+def _rope(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_rank("src", 2, 3, 4)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    ctx.need_dtype("pos", DType.I32)
+    ctx.need_shape("pos", (src.shape[-2],))
+    d = src.shape[-1]
+    if d % 2:
+        raise OperandError(f"operand src ({src.name}) has an odd last axis ({d}); rope rotates halves")
+    theta = float(ctx.imm("theta"))
+    if not theta > 0:
+        raise OperandError(f"theta={theta} must be > 0")
+    ctx.write("dst", numerics.rope(ctx.values("src"), ctx.values("pos"), theta))
+    return src.numel * _FLOPS_PER_ELEMENT["rope"]
+
+
+@_handles("softmax")
+def _softmax(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    y = numerics.softmax(ctx.values("src"), float(ctx.imm("scale")), bool(ctx.imm("causal")), int(ctx.imm("qpos")))
+    ctx.write("dst", y)
+    return src.numel * _FLOPS_PER_ELEMENT["softmax"]
+
+
+@_handles("rmsnorm")
+def _rmsnorm(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_dtype("weight", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    ctx.need_shape("weight", src.shape[-1:])
+    ctx.write("dst", numerics.rmsnorm(ctx.values("src"), ctx.values("weight"), float(ctx.imm("eps"))))
+    return src.numel * _FLOPS_PER_ELEMENT["rmsnorm"]
+
+
+@_handles("topk")
+def _topk(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("vals", *FLOATS)
+    ctx.need_dtype("idx", DType.I32)
+    k, e = int(ctx.imm("k")), src.shape[-1]
+    if not 1 <= k <= e:
+        raise OperandError(f"k={k} is outside 1..{e} (the last axis of src ({src.name}))")
+    out_shape = src.shape[:-1] + (k,)
+    ctx.need_shape("vals", out_shape)
+    ctx.need_shape("idx", out_shape)
+    vals, idx = numerics.topk(ctx.values("src"), k)
+    ctx.write("vals", vals)
+    ctx.write("idx", idx)
+    return src.numel
+
+
+@_handles("gather")
+def _gather(ctx: OpContext) -> int:
+    src = ctx.need_rank("src", 2)
+    ctx.need_rank("dst", 2)
+    ctx.need_rank("idx", 1)
+    t = ctx.desc("idx").shape[0]
+    ctx.need_shape("dst", (t, src.shape[1]))
+    ctx.need_same_dtype("dst", "src")
+    idx = ctx.indices("idx", src.shape[0])
+    out = np.empty((t, src.shape[1]), dtype=numerics.STORAGE[src.dtype])
+    kernels.gather_rows(ctx.raw("src"), idx, out)
+    ctx.write_raw("dst", out)
+    return 0
+
+
+def _rows_checked(ctx: OpContext, dst_rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scatter operands' common checks: src [T, width], idx [T] in 0..dst_rows-1.
+
+    Returns (rows, idx): the distinct destination rows in increasing order, and idx.
+    """
+    src = ctx.need_rank("src", 2)
+    ctx.need_rank("idx", 1)
+    ctx.need_shape("idx", src.shape[:1])
+    if src.shape[1] != width:
+        raise OperandError(
+            f"operand src ({src.name}) has {src.shape[1]} columns, expected {width} (the columns of dst)"
+        )
+    idx = ctx.indices("idx", dst_rows)
+    return np.unique(idx), idx
+
+
+@_handles("scatter")
+def _scatter(ctx: OpContext) -> int:
+    dst = ctx.need_rank("dst", 2)
+    ctx.need_same_dtype("dst", "src")
+    _, idx = _rows_checked(ctx, dst.shape[0], dst.shape[1])
+    rows, last = numerics.scatter_last(idx)
+    src = ctx.raw("src")[last].copy()
+    for r, values in zip(rows, src):
+        ctx.memory.write_raw(row_descriptor(dst, int(r)), values)
+    return 0
+
+
+@_handles("scatter_add")
+def _scatter_add(ctx: OpContext) -> int:
+    """Reads and writes only the rows of dst that idx names (the others need not be written)."""
+    dst = ctx.need_rank("dst", 2)
+    ctx.need_dtype("dst", DType.FP32)
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("w", *FLOATS)
+    rows, idx = _rows_checked(ctx, dst.shape[0], dst.shape[1])
+    ctx.need_shape("w", src.shape[:1])
+    row_descs = [row_descriptor(dst, int(r)) for r in rows]
+    acc = np.stack([ctx.memory.load(d) for d in row_descs]) if len(rows) else np.zeros((0, dst.shape[1]), np.float32)
+    src_v = np.ascontiguousarray(ctx.values("src"), dtype=np.float32)
+    w = np.ascontiguousarray(ctx.values("w"), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        kernels.scatter_add_rows(acc, src_v, np.searchsorted(rows, idx), w)
+    for d, values in zip(row_descs, acc):
+        ctx.memory.write_raw(d, numerics.store(values, DType.FP32))
+    return 2 * src.numel

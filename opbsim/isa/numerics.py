@@ -1,0 +1,324 @@
+"""The exact arithmetic of every ISA instruction: the definition the executor, CUDA and RTL match.
+
+Conventions (docs/numerics.md gives the reasons and the measured errors):
+- Storage: bf16 (uint16 bit patterns), fp32, i32. An instruction widens its bf16 / fp32 inputs
+  to fp32 (exact), computes with IEEE-754 binary32 operations rounded to nearest even, and
+  rounds the fp32 result once to the destination dtype (``store``): bf16 by RNE, fp32 as is.
+- No flush to zero: subnormal inputs and results are kept everywhere.
+- Every NaN an instruction computes is stored as the canonical quiet NaN (fp32 0x7FC00000,
+  bf16 0x7FC0). Data movement (copy, gather, alltoall) moves bits unchanged, payloads included.
+- Sums start from +0.0 and add in index order, one rounded fp32 add per term (so a sum of only
+  -0.0 terms is +0.0). Products are rounded before they are added: never fused.
+- Every instruction reads all its inputs before it writes its outputs.
+
+The functions here take and return numpy arrays: fp32 values (float32) for float operands,
+int32 for i32 operands, raw bit patterns only where stated (``store``, ``cvt``, data movement).
+``SEMANTICS`` maps each mnemonic of the ISA table to its function (None: no value effect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from opbsim.isa.elementary import exp, rope_inv_freq, rsqrt, sincos
+from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
+from opbsim.isa.types import DType
+
+__all__ = [
+    "widen", "store", "cvt",
+    "copy", "allreduce", "alltoall",
+    "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
+    "exp", "rsqrt", "silu", "rope", "scale",
+    "softmax", "rmsnorm", "topk", "gather", "scatter", "scatter_last", "scatter_add",
+    "seq_sum", "causal_mask", "SEMANTICS", "STORAGE",
+]
+
+STORAGE: dict[DType, type] = {DType.BF16: np.uint16, DType.FP32: np.float32, DType.I32: np.int32}
+"""The numpy dtype holding each ISA dtype's raw storage (bf16 as its bit pattern)."""
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_NEG_INF = np.float32(-np.inf)
+_I32_MAX = 2**31 - 1
+
+
+def _quiet():
+    return np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+
+
+def widen(raw, dtype: DType) -> np.ndarray:
+    """Raw storage -> values: bf16 bits -> float32 (exact), fp32 -> float32, i32 -> int32."""
+    if dtype is DType.BF16:
+        return bf16_widen(raw)
+    return np.asarray(raw, dtype=STORAGE[dtype])
+
+
+def store(values, dtype: DType) -> np.ndarray:
+    """fp32 values -> raw storage of ``dtype``, the one rounding at an instruction's output.
+
+    bf16: RNE (NaN -> 0x7FC0); fp32: unchanged except NaN -> 0x7FC00000. An i32 destination
+    takes int32 values unchanged (only topk indices, gather and cvt produce them).
+    """
+    if dtype is DType.BF16:
+        return bf16_bits(values)
+    if dtype is DType.FP32:
+        return canonical_f32(values)
+    return np.asarray(values, dtype=np.int32)
+
+
+def cvt(raw, src: DType, dst: DType) -> np.ndarray:
+    """Raw ``src`` storage converted to raw ``dst`` storage.
+
+    Float to float: widen, then ``store`` (bf16 -> fp32 exact; fp32 -> bf16 RNE; NaN canonical).
+    i32 -> fp32: RNE. i32 -> bf16: i32 -> fp32 (RNE) -> bf16 (RNE), two roundings.
+    float -> i32: round to nearest integer, ties to even; saturates to [-2^31, 2^31 - 1];
+    NaN -> 0 (as PTX ``cvt.rni.s32.f32``). i32 -> i32: unchanged.
+    """
+    if src is DType.I32 and dst is DType.I32:
+        return np.asarray(raw, dtype=np.int32).copy()
+    if src is DType.I32:
+        return store(np.asarray(raw, dtype=np.int32).astype(np.float32), dst)
+    x = widen(raw, src)
+    if dst is not DType.I32:
+        return store(x, dst)
+    r = np.rint(x.astype(np.float64))
+    r = np.where(np.isnan(r), 0.0, np.clip(r, -(2.0**31), float(_I32_MAX)))
+    return r.astype(np.int32)
+
+
+def copy(raw) -> np.ndarray:
+    """dst = src: bits moved unchanged (shapes and dtypes equal)."""
+    return np.array(raw, copy=True)
+
+
+def allreduce(contributions: Sequence[np.ndarray]) -> np.ndarray:
+    """acc = +0; acc = acc + src_d for d = 0..n-1 (fp32, device order); every device gets acc."""
+    acc = np.zeros(np.shape(contributions[0]), dtype=np.float32)
+    with _quiet():
+        for c in contributions:
+            acc = acc + f32(c)
+    return acc
+
+
+def alltoall(sources: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """dst on device i, slice j = src of device j, slice i (leading axis: the n devices); bits."""
+    n = len(sources)
+    return [np.stack([np.asarray(sources[j])[i] for j in range(n)]) for i in range(n)]
+
+
+def gemm(a, b, acc=None) -> np.ndarray:
+    """[..., M, K] x [..., K, N] -> [..., M, N] fp32 (leading axes: batch, equal in all three).
+
+    acc = +0 (or the given fp32 partial sums, for gemm_acc); then for k = 0..K-1 in order:
+    acc = acc + (a[..., :, k] * b[..., k, :]), the product rounded to fp32, then added.
+    """
+    a, b = f32(a), f32(b)
+    k_dim = a.shape[-1]
+    shape = a.shape[:-1] + b.shape[-1:]
+    out = np.zeros(shape, dtype=np.float32) if acc is None else np.array(acc, dtype=np.float32)
+    with _quiet():
+        for k in range(k_dim):
+            out += a[..., :, k, None] * b[..., None, k, :]
+    return out
+
+
+def add(a, b) -> np.ndarray:
+    with _quiet():
+        return f32(a) + f32(b)
+
+
+def sub(a, b) -> np.ndarray:
+    with _quiet():
+        return f32(a) - f32(b)
+
+
+def mul(a, b) -> np.ndarray:
+    with _quiet():
+        return f32(a) * f32(b)
+
+
+def div(a, b) -> np.ndarray:
+    """a / b, correctly rounded: x/0 = +-inf, 0/0 = NaN, inf/inf = NaN."""
+    with _quiet():
+        return f32(a) / f32(b)
+
+
+def scale(x, factor: float) -> np.ndarray:
+    with _quiet():
+        return f32(x) * np.float32(factor)
+
+
+def seq_sum(x) -> np.ndarray:
+    """Sum over the last axis: acc = +0; acc = acc + x[..., j] for j = 0..N-1. Shape [..., 1]."""
+    x = f32(x)
+    acc = np.zeros(x.shape[:-1], dtype=np.float32)
+    with _quiet():
+        for j in range(x.shape[-1]):
+            acc = acc + x[..., j]
+    return acc[..., None]
+
+
+def reduce_sum(x) -> np.ndarray:
+    """The ``sum`` instruction: ``seq_sum``."""
+    return seq_sum(x)
+
+
+def reduce_max(x) -> np.ndarray:
+    """Max over the last axis, shape [..., 1]: m = x[..., 0]; then for j = 1..N-1,
+    m = x[..., j] if (x[..., j] > m or x[..., j] is NaN) else m. So a NaN anywhere gives NaN,
+    and between equal values (+0 and -0) the first in index order wins.
+    """
+    x = f32(x)
+    m = x[..., 0].copy()
+    for j in range(1, x.shape[-1]):
+        v = x[..., j]
+        m = np.where((v > m) | np.isnan(v), v, m)
+    return m[..., None]
+
+
+def silu(x) -> np.ndarray:
+    """x / (1 + exp(-x)): e = exp(-x); d = 1 + e; y = x / d (fp32 steps).
+
+    silu(+inf) = +inf; silu(-inf) = -inf / inf = NaN (as x * sigmoid(x) in PyTorch); x below
+    about -88.7 gives -0.0 (exp(-x) overflows, x / inf).
+    """
+    x = f32(x)
+    e = exp(-x)
+    with _quiet():
+        d = _ONE + e
+        return x / d
+
+
+def rope(x, pos, theta: float) -> np.ndarray:
+    """Rotary embedding of x [..., T, D] at integer positions pos [T], halves rotated.
+
+    With h = D/2, f = rope_inv_freq(theta, D) (fp32 table, correctly rounded theta^(-2i/D)):
+      a[t, i] = fp32(pos[t]) * f[i]            (pos converted RNE, exact for |pos| < 2^24)
+      s, c = sincos(a)
+      y[..., i]     = (x[..., i] * c) - (x[..., i + h] * s)
+      y[..., i + h] = (x[..., i + h] * c) + (x[..., i] * s)      (each product rounded first)
+    """
+    x = f32(x)
+    d = x.shape[-1]
+    h = d // 2
+    ang = np.asarray(pos, dtype=np.int32).astype(np.float32)[:, None] * rope_inv_freq(theta, d)[None, :]
+    s, c = sincos(ang)
+    x1, x2 = x[..., :h], x[..., h:]
+    with _quiet():
+        y1 = (x1 * c) - (x2 * s)
+        y2 = (x2 * c) + (x1 * s)
+    return np.concatenate([y1, y2], axis=-1)
+
+
+def causal_mask(rows: int, cols: int, qpos: int) -> np.ndarray:
+    """[rows, cols] bool, True where masked: column c of row r when c > qpos + r."""
+    return np.arange(cols)[None, :] > (qpos + np.arange(rows))[:, None]
+
+
+def softmax(x, scale: float = 1.0, causal: bool = False, qpos: int = 0) -> np.ndarray:
+    """Softmax over the last axis of x [..., R, C] (rank 1: one row, r = 0).
+
+      s = x * scale                                    (fp32 mul)
+      masked (causal): column c of row r when c > qpos + r; column 0 is never masked
+      m = reduce_max of the unmasked s                 (NaN anywhere unmasked -> NaN)
+      e = exp(s - m) for unmasked entries, +0 for masked ones
+      z = seq_sum(e)                                   (index order, from +0)
+      y = e / z for unmasked entries, +0 for masked ones
+    A row with an unmasked NaN, +inf or only -inf values gives NaN in every unmasked entry.
+    """
+    x = f32(x)
+    with _quiet():
+        s = x * np.float32(scale)
+        mask = None
+        if causal:
+            rows = s.shape[-2] if s.ndim >= 2 else 1
+            mask = causal_mask(rows, s.shape[-1], int(qpos))
+            if s.ndim == 1:
+                mask = mask[0]
+            s = np.where(mask, _NEG_INF, s)
+        m = reduce_max(s)
+        e = exp(s - m)
+        if mask is not None:
+            e = np.where(mask, _ZERO, e)
+        y = e / seq_sum(e)
+        if mask is not None:
+            y = np.where(mask, _ZERO, y)
+    return y.astype(np.float32)
+
+
+def rmsnorm(x, weight, eps: float) -> np.ndarray:
+    """x [..., H] normalised by its root mean square, times weight [H]:
+
+      ss = seq_sum(x * x)          (each square rounded, then added in order)
+      v = (ss / fp32(H)) + eps     (fp32 div, fp32 add)
+      r = rsqrt(v)                 (sqrt, then 1 / sqrt)
+      y = (x * r) * weight         (two fp32 muls, in this order)
+    """
+    x, w = f32(x), f32(weight)
+    with _quiet():
+        ss = seq_sum(x * x)
+        v = (ss / np.float32(x.shape[-1])) + np.float32(eps)
+        return (x * rsqrt(v)) * w
+
+
+def topk(x, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest entries of the last axis in descending order, and their indices (int32).
+
+    Order: NaN above +inf, then the usual order; +0 and -0 are equal; equal values go to the
+    lower index first. The values are the entries themselves (fp32).
+    """
+    x = f32(x)
+    bits = x.view(np.int32).astype(np.int64)
+    key = np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+    key = np.where(np.isnan(x), np.int64(2**31), key)
+    order = np.argsort(-key, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, order, axis=-1), order.astype(np.int32)
+
+
+def gather(raw, idx) -> np.ndarray:
+    """dst[i, :] = src[idx[i], :]: bits moved unchanged. Every index must be in 0..S-1."""
+    return np.asarray(raw)[np.asarray(idx, dtype=np.int64)]
+
+
+def scatter_last(idx) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, i): each distinct row of ``idx`` once, with the last i that names it."""
+    idx = np.asarray(idx, dtype=np.int64)
+    rev_rows, rev_pos = np.unique(idx[::-1], return_index=True)
+    return rev_rows, idx.size - 1 - rev_pos
+
+
+def scatter(raw_dst, raw_src, idx) -> np.ndarray:
+    """dst[idx[i], :] = src[i, :] for i in order: bits moved unchanged, and when a row is named
+    twice the later i wins. Rows not named keep their contents (they are not read)."""
+    out = np.array(raw_dst, copy=True)
+    rows, last = scatter_last(idx)
+    out[rows] = np.asarray(raw_src)[last]
+    return out
+
+
+def scatter_add(acc, src, idx, w) -> np.ndarray:
+    """acc [S, H] fp32; for i = 0..T-1 in order: acc[idx[i], :] = acc[idx[i], :] + (w[i] * src[i, :]).
+
+    The product is rounded to fp32, then added; a row named twice accumulates in index order.
+    """
+    out = np.array(acc, dtype=np.float32)
+    src, w = f32(src), f32(w)
+    idx = np.asarray(idx, dtype=np.int64)
+    with _quiet():
+        for i in range(src.shape[0]):
+            out[idx[i]] = out[idx[i]] + (w[i] * src[i])
+    return out
+
+
+SEMANTICS: dict[str, Callable | None] = {
+    "copy": copy, "allreduce": allreduce, "alltoall": alltoall,
+    "gemm": gemm, "gemm_acc": gemm,
+    "add": add, "sub": sub, "mul": mul, "div": div, "max": reduce_max, "sum": reduce_sum,
+    "exp": exp, "rsqrt": rsqrt, "silu": silu, "rope": rope, "scale": scale, "cvt": cvt,
+    "softmax": softmax, "rmsnorm": rmsnorm, "topk": topk, "gather": gather,
+    "scatter": scatter, "scatter_add": scatter_add,
+    "launch": None, "signal": None, "wait": None, "halt": None,
+}
+"""Each mnemonic's definition. launch runs its body; signal, wait and halt move no values."""
