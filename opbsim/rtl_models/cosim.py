@@ -34,22 +34,25 @@ _RESET_CYCLES = 3
 
 @dataclass(frozen=True)
 class GemvRun:
-    """One tile through the RTL: y (float32 [rows]), the cycle count, the passes it took."""
+    """A tile through the RTL: y (float32; [rows] for a GEMV, [M, N] for a gemm), the cycles, the
+    passes it took."""
 
     y: np.ndarray
     cycles: int
     passes: int
 
 
-def model_cycles(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None = None) -> int:
-    """Cycles the analytic model of pim_gemv predicts for a tile.
+def model_cycles(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None = None, *,
+                 batch: int = 1) -> int:
+    """Cycles the analytic model of pim_gemv predicts for a tile (``batch`` activation rows).
 
-    ceil(rows / lanes) passes of k beats, one beat per cycle or slower when the weight stream
-    (2 * lanes bytes per beat) is bandwidth bound, plus the pipeline latency:
+    batch * ceil(rows / lanes) passes of k beats, one beat per cycle or slower when the weight
+    stream (2 * lanes bytes per beat) is bandwidth bound, plus the pipeline latency:
         max(beats, ceil(beats * 2 * lanes / weight_bytes_per_cycle)) + PIPELINE_LATENCY
     """
     _check_shape(lanes, k, rows)
-    beats = math.ceil(rows / lanes) * k
+    _check_shape(lanes, k, batch)
+    beats = batch * math.ceil(rows / lanes) * k
     if weight_bytes_per_cycle is not None:
         beats = max(beats, math.ceil(beats * 2 * lanes / weight_bytes_per_cycle))
     return beats + PIPELINE_LATENCY
@@ -121,27 +124,48 @@ class PimGemv:
         x = np.asarray(x_bits, dtype=np.uint16)
         if w.ndim != 2 or x.shape != (w.shape[1],):
             raise InputError(f"W must be [rows, K] and x [K]; got {w.shape} and {x.shape}")
-        rows, k = w.shape
-        _check_shape(self.lanes, k, rows)
+        acc2 = None if acc is None else np.asarray(acc, dtype=np.float32).reshape(1, -1)
+        out = self.gemm(x[None, :], w.T, acc2, weight_bytes_per_cycle=weight_bytes_per_cycle)
+        return GemvRun(out.y[0], out.cycles, out.passes)
+
+    def gemm(self, a_bits, b_bits, acc=None, *, weight_bytes_per_cycle: float | None = None) -> GemvRun:
+        """The ISA's gemm (acc None) or gemm_acc on this unit: a [M, K] x b [K, N], bf16 bit patterns.
+
+        Each row of a is one GEMV of ceil(N / lanes) passes, all streamed back to back (the weight
+        panels are streamed again for every row: the unit keeps no weights). Returns y float32
+        [M, N], equal to numerics.gemm(widen(a), widen(b), acc) bit for bit, and the cycles.
+        """
+        a = np.asarray(a_bits, dtype=np.uint16)
+        b = np.asarray(b_bits, dtype=np.uint16)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise InputError(f"gemm needs a [M, K] and b [K, N]; got {a.shape} and {b.shape}")
+        (m_rows, k), n = a.shape, b.shape[1]
+        _check_shape(self.lanes, k, n)
+        _check_shape(self.lanes, k, m_rows)
         if weight_bytes_per_cycle is not None and not weight_bytes_per_cycle > 0:
             raise InputError(f"weight_bytes_per_cycle must be > 0, got {weight_bytes_per_cycle}")
         lanes = self.lanes
-        passes = math.ceil(rows / lanes)
+        passes = math.ceil(n / lanes)
         w_pad = np.zeros((passes * lanes, k), dtype="<u2")
-        w_pad[:rows] = w
-        acc_bits = np.zeros(passes * lanes, dtype="<u4")
-        if acc is not None:
-            acc_bits[:rows] = np.asarray(acc, dtype=np.float32).reshape(rows).view(np.uint32)
-        op = _OP_GEMM if acc is None else _OP_GEMM_ACC
-        cmd = [int.from_bytes(acc_bits[i * lanes:(i + 1) * lanes].tobytes(), "little") for i in range(passes)]
+        w_pad[:n] = b.T
         panels = w_pad.reshape(passes, lanes, k).transpose(0, 2, 1).copy()  # [pass, k, lane]
         beats = [int.from_bytes(panels[i, j].tobytes(), "little") for i in range(passes) for j in range(k)]
-        outs, cycles = self._stream(op, cmd, [int(v) for v in x], beats, k, weight_bytes_per_cycle)
+        acc_bits = np.zeros((m_rows, passes * lanes), dtype="<u4")
+        if acc is not None:
+            acc_bits[:, :n] = np.asarray(acc, dtype=np.float32).reshape(m_rows, n).view(np.uint32)
+        cmd = [int.from_bytes(acc_bits[m, i * lanes:(i + 1) * lanes].tobytes(), "little")
+               for m in range(m_rows) for i in range(passes)]
+        xs = [[int(v) for v in row] for row in a]
+        op = _OP_GEMM if acc is None else _OP_GEMM_ACC
+        outs, cycles = self._stream(op, cmd, xs, beats, k, weight_bytes_per_cycle)
         y = np.frombuffer(b"".join(v.to_bytes(4 * lanes, "little") for v in outs), dtype="<u4")
-        return GemvRun(y[:rows].view(np.float32).copy(), cycles, passes)
+        y = y.reshape(m_rows, passes * lanes)[:, :n].view(np.float32).copy()
+        return GemvRun(y, cycles, m_rows * passes)
 
-    def _stream(self, op: int, cmd: list[int], x: list[int], beats: list[int], k: int,
+    def _stream(self, op: int, cmd: list[int], xs: list[list[int]], beats: list[int], k: int,
                 bw: float | None) -> tuple[list[int], int]:
+        """Streams len(cmd) passes (pass i: activation row i // passes_per_row, weight panel
+        i % passes_per_row); returns the raw results and the cycle count."""
         p = self._p
         self._reset()
         p["cmd_op"].set(op)
@@ -149,23 +173,26 @@ class PimGemv:
         beat_bytes = 2 * self.lanes
         cap = beat_bytes + bw if bw is not None else 0.0  # credit waiting for a beat is kept
         credit = float(beat_bytes)
+        per_row = len(beats) // k
+        total = len(cmd) * k
         ci = bi = edge = 0
         first_edge = last_edge = -1
         outs: list[int] = []
-        limit = 4 * len(beats) * max(1.0, beat_bytes / (bw or beat_bytes)) + 100
+        limit = 4 * total * max(1.0, beat_bytes / (bw or beat_bytes)) + 100
         while len(outs) < len(cmd):
             if edge > limit:
                 raise RuntimeError(f"pim_gemv produced {len(outs)} of {len(cmd)} results in {edge} cycles")
-            have_w = bi < len(beats) and (bw is None or credit >= beat_bytes)
+            have_w = bi < total and (bw is None or credit >= beat_bytes)
             p["cmd_valid"].set(int(ci < len(cmd)))
             if ci < len(cmd):
                 p["cmd_acc"].set(cmd[ci])
-            p["act_valid"].set(int(bi < len(beats)))
+            p["act_valid"].set(int(bi < total))
             p["w_valid"].set(int(have_w))
-            if bi < len(beats):
-                p["act_data"].set(x[bi % k])
-                p["w_data"].set(beats[bi])
-                p["w_last"].set(int(bi % k == k - 1))
+            if bi < total:
+                pass_i, kk = divmod(bi, k)
+                p["act_data"].set(xs[pass_i // per_row][kk])
+                p["w_data"].set(beats[(pass_i % per_row) * k + kk])
+                p["w_last"].set(int(kk == k - 1))
             self._sim.eval()
             fire = have_w and p["w_ready"].get() == 1
             cmd_fire = ci < len(cmd) and p["cmd_ready"].get() == 1

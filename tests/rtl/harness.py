@@ -13,10 +13,18 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import Event, FallingEdge, RisingEdge, with_timeout
+import pytest
+
+# Test modules import cocotb through here, so without the [rtl] extra they skip with this reason.
+cocotb = pytest.importorskip("cocotb", reason="RTL toolchain missing: cocotb is not installed: pip install -e '.[rtl]'")
+
+from cocotb.clock import Clock  # noqa: E402
+from cocotb.simtime import get_sim_time  # noqa: E402
+from cocotb.triggers import Event, FallingEdge, RisingEdge, with_timeout  # noqa: E402
+
+__all__ = ["CLOCK_NS", "Checker", "RisingEdge", "StreamDriver", "StreamMonitor", "cocotb", "get_sim_time",
+           "hdl_parameters", "rng_for", "start_clock_and_reset"]
 
 CLOCK_NS = 10
 

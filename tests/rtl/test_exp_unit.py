@@ -10,18 +10,24 @@ back-pressure throughout.
 
 from __future__ import annotations
 
-import cocotb
 import numpy as np
 import pytest
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import RisingEdge
 
 from opbsim.isa import numerics
 from opbsim.isa.floatbits import f32_bits, f32_from_bits
 from opbsim.isa.types import DType
-from opbsim.rtl_models.generate import render_exp_constants
 from tests.rtl import vectors
-from tests.rtl.harness import CLOCK_NS, Checker, StreamDriver, StreamMonitor, rng_for, start_clock_and_reset
+from tests.rtl.harness import (
+    CLOCK_NS,
+    Checker,
+    RisingEdge,
+    StreamDriver,
+    StreamMonitor,
+    cocotb,
+    get_sim_time,
+    rng_for,
+    start_clock_and_reset,
+)
 from tests.rtl.sim import run_unit
 
 RANDOM_VECTORS = 12_000
@@ -106,15 +112,6 @@ async def exp_takes_one_input_per_cycle_after_its_pipeline_latency(dut):
     await tb.check(random_inputs(np.random.default_rng(5), n))
     cycles = round((get_sim_time("ns") - start) / CLOCK_NS)
     assert cycles <= n + STAGES + 2, f"{n} inputs took {cycles} cycles"
-
-
-def test_the_exp_constants_include_is_generated_from_the_definition():
-    from opbsim.rtl_models.generate import EXP_INCLUDE
-
-    assert EXP_INCLUDE.read_text(encoding="utf-8") == render_exp_constants(), (
-        f"{EXP_INCLUDE} is stale: run `opbsim rtl generate`"
-    )
-    assert f"localparam int EXP_HORNER_STEPS = {STAGES - 8};" in render_exp_constants()
 
 
 @pytest.mark.rtl

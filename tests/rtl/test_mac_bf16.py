@@ -8,17 +8,24 @@ biased toward overlapping exponents; random idle cycles and random back-pressure
 
 from __future__ import annotations
 
-import cocotb
 import numpy as np
 import pytest
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import RisingEdge
 
 from opbsim.isa import numerics
 from opbsim.isa.floatbits import bf16_widen, f32_bits, f32_from_bits
 from opbsim.isa.types import DType
 from tests.rtl import vectors
-from tests.rtl.harness import Checker, StreamDriver, StreamMonitor, hdl_parameters, rng_for, start_clock_and_reset
+from tests.rtl.harness import (
+    Checker,
+    RisingEdge,
+    StreamDriver,
+    StreamMonitor,
+    cocotb,
+    get_sim_time,
+    hdl_parameters,
+    rng_for,
+    start_clock_and_reset,
+)
 from tests.rtl.sim import run_unit
 
 RANDOM_VECTORS = 12_000

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cocotb
 import numpy as np
 import pytest
 
@@ -21,7 +20,15 @@ from opbsim.isa.floatbits import bf16_widen, f32_bits, f32_from_bits
 from opbsim.isa.spec import spec_of
 from opbsim.isa.types import DType
 from tests.rtl import vectors
-from tests.rtl.harness import Checker, StreamDriver, StreamMonitor, hdl_parameters, rng_for, start_clock_and_reset
+from tests.rtl.harness import (
+    Checker,
+    StreamDriver,
+    StreamMonitor,
+    cocotb,
+    hdl_parameters,
+    rng_for,
+    start_clock_and_reset,
+)
 from tests.rtl.sim import run_unit
 
 OP_GEMM = spec_of("gemm").opcode

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-import cocotb
 import numpy as np
 import pytest
 
@@ -18,7 +17,15 @@ from opbsim.isa import numerics
 from opbsim.isa.floatbits import f32_bits, f32_from_bits
 from opbsim.isa.types import DType
 from tests.rtl import vectors
-from tests.rtl.harness import Checker, StreamDriver, StreamMonitor, hdl_parameters, rng_for, start_clock_and_reset
+from tests.rtl.harness import (
+    Checker,
+    StreamDriver,
+    StreamMonitor,
+    cocotb,
+    hdl_parameters,
+    rng_for,
+    start_clock_and_reset,
+)
 from tests.rtl.sim import run_unit
 
 
