@@ -150,6 +150,7 @@ _COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "copy": _copy,
     "allreduce": _collective(lambda n: 2 * (n - 1) / n, lambda n: 2 * (n - 1)),  # ring
     "alltoall": _collective(lambda n: (n - 1) / n, lambda n: n - 1),
+    "allgather": _collective(lambda n: n - 1, lambda n: n - 1),  # ring: each slice travels to n - 1 peers
     "gemm": _gemm, "gemm_acc": _gemm,
     **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "rope",
                                   "scale", "cvt", "softmax", "rmsnorm")},

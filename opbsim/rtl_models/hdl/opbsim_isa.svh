@@ -4,6 +4,7 @@
 localparam int OPBSIM_WORD_BITS = 128;
 localparam logic [7:0] OP_COPY = 8'h01;
 localparam logic [7:0] OP_ALLREDUCE = 8'h08;
+localparam logic [7:0] OP_ALLGATHER = 8'h0a;
 localparam logic [7:0] OP_ALLTOALL = 8'h09;
 localparam logic [7:0] OP_GEMM = 8'h10;
 localparam logic [7:0] OP_GEMM_ACC = 8'h11;
