@@ -63,6 +63,7 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
         "ffn_act": model.ffn_act.value, "norm": model.norm.value, "vocab_size": model.vocab_size,
         "tie_word_embeddings": model.tie_word_embeddings, "sliding_window": model.sliding_window,
         "mla": None if model.mla is None else {f: getattr(model.mla, f) for f in model.mla.__slots__},
+        "rope_theta": model.rope_theta, "norm_eps": model.norm_eps, "norm_topk_prob": model.norm_topk_prob,
         "dtype": model.dtype.name.lower(),
         "params_total": model.params_total, "params_active": model.params_active,
         "weight_bytes": model.weight_bytes, "kv_bytes_per_token": model.kv_bytes_per_token,
@@ -125,12 +126,17 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if x.is_integer() else f"{x:g}"
+
+
 def _show_text(s: dict) -> str:
     from opbsim.report.tables import format_table
 
     st = s["stage"]
     experts = "-" if not s["num_experts"] else (
         f"{s['num_experts']} x {s['expert_ffn']}, top-{s['top_k']}"
+        + (" (renormalised)" if s["norm_topk_prob"] else "")
         + (f", {s['num_shared_experts']} shared x {s['shared_ffn']}" if s["num_shared_experts"] else ""))
     facts = [
         ("layers x hidden", f"{s['num_layers']} x {s['hidden_size']}"),
@@ -140,7 +146,8 @@ def _show_text(s: dict) -> str:
         ("dense FFN", str(s["dense_ffn"] or "-")),
         ("MoE layers", f"{s['num_moe_layers']} of {s['num_layers']} (first {s['first_dense_layers']} dense, then "
                        f"every {s['moe_every']})" if s["num_experts"] else "-"),
-        ("FFN form / norm", f"{s['ffn_act']} / {s['norm']}"),
+        ("FFN form / norm", f"{s['ffn_act']} / {s['norm']} (eps {s['norm_eps']:g})"),
+        ("RoPE base", _number(s["rope_theta"]) if s["rope_theta"] else "- (no RoPE)"),
         ("vocabulary", f"{s['vocab_size']}" + (" (tied)" if s["tie_word_embeddings"] else "")),
         ("params total", f"{s['params_total'] / 1e9:.2f}e9 ({s['params_total']:,})"),
         ("params active", f"{s['params_active'] / 1e9:.2f}e9 ({s['params_active']:,})"),

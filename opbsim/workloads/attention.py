@@ -73,7 +73,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         ops.append(P.elementwise(f"{prefix}.qk_norm", OpKind.QK_NORM, (q, k, *ws), (q, k),
                                  flops=4 * T * (H + KV) * d, op_class=OpClass.ATTENTION,
                                  params={"norm": model.qk_norm.value}))
-    if model.learned_positions == 0:
+    if model.has_rope:
         ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q, k), (q, k), flops=3 * T * (H + KV) * d,
                                  op_class=OpClass.ATTENTION))
     cache = f"{prefix}.kv_cache"

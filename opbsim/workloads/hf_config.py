@@ -21,13 +21,13 @@ from opbsim.workloads.models import ConfigError, ModelConfig
 
 __all__ = ["load_hf_config", "parse_hf_config", "COMMON_IGNORED", "REJECTED"]
 
-# Keys of any config.json that change neither shapes nor per-op cost: token ids, training settings
-# (dropout, initialisation, auxiliary losses), RoPE and norm constants, generation defaults.
+# Keys of any config.json that change neither shapes nor computed values: token ids, training settings
+# (dropout, initialisation, auxiliary losses), generation defaults. (The families read rope_theta,
+# rope_scaling, rope_parameters, partial_rotary_factor and rms_norm_eps; no family reads layer_norm_eps.)
 COMMON_IGNORED = frozenset({
     "_name_or_path", "transformers_version", "auto_map", "bos_token_id", "eos_token_id", "pad_token_id",
     "sep_token_id", "decoder_start_token_id", "use_cache", "initializer_range", "initializer_factor",
-    "max_position_embeddings", "rope_theta", "rope_scaling", "rope_parameters", "partial_rotary_factor",
-    "rms_norm_eps", "layer_norm_eps", "attention_dropout", "hidden_dropout", "resid_pdrop", "emb_pdrop",
+    "max_position_embeddings", "layer_norm_eps", "attention_dropout", "hidden_dropout", "resid_pdrop", "emb_pdrop",
     "embd_pdrop", "output_router_logits", "router_aux_loss_coef", "router_z_loss_coef", "router_jitter_noise",
     "pretraining_tp", "output_attentions", "output_hidden_states", "return_dict", "torchscript",
     "use_bfloat16", "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder",

@@ -4,11 +4,17 @@ Each family reads the keys it knows and returns ``ModelConfig`` keyword argument
 config.json key behind each field (so a ``ModelConfig`` check can name the file's key). An absent
 optional key takes the meaning ``transformers`` gives it where that meaning is not an arbitrary
 constant (``num_key_value_heads`` absent means MHA in Llama, OLMoE and DeepSeek; Mixtral's default
-of 8 is such a constant, so there the key is required).
+of 8 is such a constant, so there the key is required). The numerical constants ``rope_theta``,
+``rms_norm_eps``, ``norm_topk_prob`` and DBRX's ``moe_normalize_expert_weights`` take the family's
+class default when absent: that is the value the modelling code runs a file without the key with,
+and real files omit them (Llama 2's config.json has no ``rope_theta``, DBRX's no
+``moe_normalize_expert_weights``). Scaled or partial RoPE is rejected: ``rope_theta`` alone would
+not describe it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from opbsim.workloads.hf_reader import REQUIRED, Reader
@@ -26,7 +32,8 @@ _GATED = {"silu": FFNAct.SWIGLU, "swish": FFNAct.SWIGLU, "gelu": FFNAct.GEGLU,
 
 _BASE_KEYS = {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
               "num_kv_heads": "num_key_value_heads", "head_dim": "head_dim", "vocab_size": "vocab_size",
-              "ffn_act": "hidden_act"}
+              "ffn_act": "hidden_act", "rope_theta": "rope_theta", "norm_eps": "rms_norm_eps",
+              "norm_topk_prob": "norm_topk_prob"}
 
 _QWEN_WINDOW = ("sliding_window", "max_window_layers")
 
@@ -57,6 +64,44 @@ def _base(r: Reader, *, kv_optional: bool, head_dim: str) -> dict:
         dim = hidden // heads
     return dict(hidden_size=hidden, num_layers=r.count("num_hidden_layers"), num_heads=heads, num_kv_heads=kv,
                 head_dim=dim, vocab_size=r.count("vocab_size"))
+
+
+def _constants(r: Reader, family: str, *, rope_theta: float, norm_eps: float) -> dict:
+    """``rope_theta`` and ``norm_eps`` from the file, else the family's ``transformers`` defaults."""
+    return dict(rope_theta=_rope_theta(r, family, rope_theta),
+                norm_eps=r.number("rms_norm_eps", norm_eps, positive=True))
+
+
+def _rope_theta(r: Reader, family: str, default: float) -> float:
+    """The RoPE base: ``rope_theta``, or ``rope_parameters.rope_theta`` (the form of ``transformers``
+    v5, which takes it first); both present must agree. Scaled and partial RoPE are rejected."""
+    scaling = r.get("rope_scaling", None)
+    if scaling is not None:
+        kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
+        name = f"RoPE scaling {kind!r}" if isinstance(kind, str) else "RoPE scaling"
+        raise r.error("rope_scaling", f"{name} is not supported (only unscaled RoPE with rope_theta)")
+    _check_full_rotary(r)
+    theta = r.number("rope_theta", None, positive=True)
+    if r.data.get("rope_parameters") is None:
+        r.ignore(("rope_parameters",))
+        return default if theta is None else theta
+    params = r.section("rope_parameters")
+    for key in ("rope_type", "type"):
+        kind = params.text(key, "default")
+        if kind != "default":
+            raise params.error(key, f"{kind!r} is not supported (only unscaled RoPE, \"default\")")
+    _check_full_rotary(params)
+    nested = params.number("rope_theta", None, positive=True)
+    params.check_unknown(family)
+    if theta is not None and nested is not None and theta != nested:
+        raise r.error("rope_theta", f"{theta} contradicts rope_parameters.rope_theta ({nested})")
+    return nested if nested is not None else default if theta is None else theta
+
+
+def _check_full_rotary(r: Reader) -> None:
+    factor = r.number("partial_rotary_factor", 1.0, positive=True)
+    if factor != 1.0:
+        raise r.error("partial_rotary_factor", f"{factor} is not supported (RoPE over only part of each head)")
 
 
 def _gated_act(r: Reader, key: str = "hidden_act") -> FFNAct:
@@ -99,17 +144,17 @@ def _qwen_layers(r: Reader, num_layers: int) -> dict:
         raise r.error(key, f"leaves no MoE layer among num_hidden_layers ({num_layers}) with "
                       f"{len(dense)} dense layers first and decoder_sparse_step {step}")
     r.reject_true("use_sliding_window", "per-layer sliding windows")
-    r.ignore(_QWEN_WINDOW + ("norm_topk_prob",))
+    r.ignore(_QWEN_WINDOW)
     return dict(first_dense_layers=len(dense), moe_every=step)
 
 
 def _deepseek_moe(r: Reader, kwargs: dict) -> dict:
     """DeepSeek: layer i is MoE iff n_routed_experts is set, i >= first_k_dense_replace and
-    i % moe_layer_freq == 0."""
-    r.ignore(("scoring_func", "aux_loss_alpha", "seq_aux", "norm_topk_prob"))
+    i % moe_layer_freq == 0. MoEGate renormalises the top-k weights iff norm_topk_prob and top_k > 1."""
+    r.ignore(("scoring_func", "aux_loss_alpha", "seq_aux"))
     if r.data.get("n_routed_experts") is None:
         r.ignore(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
-                  "first_k_dense_replace", "moe_layer_freq"))
+                  "first_k_dense_replace", "moe_layer_freq", "norm_topk_prob"))
         return {}
     moe = _experts(r, "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
     shared = r.count("n_shared_experts", 0, minimum=0)
@@ -121,7 +166,7 @@ def _deepseek_moe(r: Reader, kwargs: dict) -> dict:
         raise r.error("first_k_dense_replace", f"{first} leaves no MoE layer of num_hidden_layers "
                       f"({kwargs['num_layers']}) although n_routed_experts is set")
     return dict(moe, num_shared_experts=shared, shared_ffn=moe["expert_ffn"] if shared else 0,
-                first_dense_layers=first)
+                first_dense_layers=first, norm_topk_prob=r.flag("norm_topk_prob", False) and moe["top_k"] > 1)
 
 
 @_family("llama", "LlamaForCausalLM")
@@ -129,6 +174,7 @@ def llama(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs = _base(r, kv_optional=True, head_dim="optional")
     r.reject_true("attention_bias", "biases on q/k/v/o")
     r.reject_true("mlp_bias", "biases in the MLP")
+    kwargs.update(_constants(r, "llama", rope_theta=10000.0, norm_eps=1e-6))
     return dict(kwargs, ffn_act=_gated_act(r), dense_ffn=r.count("intermediate_size")), dict(
         _BASE_KEYS, dense_ffn="intermediate_size")
 
@@ -136,6 +182,7 @@ def llama(r: Reader) -> tuple[dict, dict[str, str]]:
 @_family("mistral", "MistralForCausalLM")
 def mistral(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs = _base(r, kv_optional=False, head_dim="optional")
+    kwargs.update(_constants(r, "mistral", rope_theta=10000.0, norm_eps=1e-6))
     return dict(kwargs, ffn_act=_gated_act(r), dense_ffn=r.count("intermediate_size"),
                 sliding_window=_sliding_window(r)), dict(_BASE_KEYS, dense_ffn="intermediate_size")
 
@@ -144,7 +191,9 @@ def mistral(r: Reader) -> tuple[dict, dict[str, str]]:
 def mixtral(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs = _base(r, kv_optional=False, head_dim="optional")
     kwargs.update(_experts(r, "num_local_experts", "num_experts_per_tok", "intermediate_size"))
-    return dict(kwargs, ffn_act=_gated_act(r), sliding_window=_sliding_window(r)), dict(
+    kwargs.update(_constants(r, "mixtral", rope_theta=1e6, norm_eps=1e-5))
+    # MixtralSparseMoeBlock divides the top-k softmax weights by their sum: no key, always renormalised.
+    return dict(kwargs, norm_topk_prob=True, ffn_act=_gated_act(r), sliding_window=_sliding_window(r)), dict(
         _BASE_KEYS, num_experts="num_local_experts", top_k="num_experts_per_tok", expert_ffn="intermediate_size")
 
 
@@ -156,7 +205,8 @@ def qwen2_moe(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs.update(_qwen_layers(r, kwargs["num_layers"]))
     shared = r.count("shared_expert_intermediate_size", minimum=0)
     kwargs.update(num_shared_experts=1 if shared else 0, shared_ffn=shared, shared_expert_gate=bool(shared),
-                  qkv_bias=True, ffn_act=_gated_act(r))
+                  qkv_bias=True, ffn_act=_gated_act(r), norm_topk_prob=r.flag("norm_topk_prob", False))
+    kwargs.update(_constants(r, "qwen2_moe", rope_theta=10000.0, norm_eps=1e-6))
     kwargs["dense_ffn"] = _dense_ffn(r, kwargs)
     return kwargs, dict(_BASE_KEYS, num_experts="num_experts", top_k="num_experts_per_tok",
                         expert_ffn="moe_intermediate_size", shared_ffn="shared_expert_intermediate_size",
@@ -172,7 +222,8 @@ def qwen3_moe(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs.update(_experts(r, "num_experts", "num_experts_per_tok", "moe_intermediate_size"))
     kwargs.update(_qwen_layers(r, kwargs["num_layers"]))
     r.reject_true("attention_bias", "biases on q/k/v/o")
-    kwargs.update(qk_norm=QKNorm.PER_HEAD, ffn_act=_gated_act(r))
+    kwargs.update(qk_norm=QKNorm.PER_HEAD, ffn_act=_gated_act(r), norm_topk_prob=r.flag("norm_topk_prob", False))
+    kwargs.update(_constants(r, "qwen3_moe", rope_theta=10000.0, norm_eps=1e-6))
     kwargs["dense_ffn"] = _dense_ffn(r, kwargs)
     return kwargs, dict(_BASE_KEYS, num_experts="num_experts", top_k="num_experts_per_tok",
                         expert_ffn="moe_intermediate_size", dense_ffn="intermediate_size",
@@ -185,8 +236,10 @@ def olmoe(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs = _base(r, kv_optional=True, head_dim="none")
     kwargs.update(_experts(r, "num_experts", "num_experts_per_tok", "intermediate_size"))
     r.reject_true("attention_bias", "biases on q/k/v/o")
-    r.ignore(("clip_qkv", "norm_topk_prob"))
-    return dict(kwargs, qk_norm=QKNorm.FULL, ffn_act=_gated_act(r)), dict(
+    r.ignore(("clip_qkv",))
+    kwargs.update(_constants(r, "olmoe", rope_theta=10000.0, norm_eps=1e-5))
+    kwargs.update(qk_norm=QKNorm.FULL, ffn_act=_gated_act(r), norm_topk_prob=r.flag("norm_topk_prob", False))
+    return kwargs, dict(
         _BASE_KEYS, num_experts="num_experts", top_k="num_experts_per_tok", expert_ffn="intermediate_size")
 
 
@@ -196,6 +249,7 @@ def deepseek(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs = _base(r, kv_optional=True, head_dim="none")
     kwargs.update(_deepseek_moe(r, kwargs))
     r.reject_true("attention_bias", "biases on q/k/v/o")
+    kwargs.update(_constants(r, "deepseek", rope_theta=10000.0, norm_eps=1e-6))
     kwargs.update(ffn_act=_gated_act(r), dense_ffn=_dense_ffn(r, kwargs))
     return kwargs, _DEEPSEEK_KEYS
 
@@ -215,6 +269,7 @@ def deepseek_v2(r: Reader) -> tuple[dict, dict[str, str]]:
     kwargs.update(_deepseek_moe(r, kwargs))
     r.reject_true("attention_bias", "biases on q/k/v/o")
     r.ignore(("topk_method", "n_group", "topk_group", "routed_scaling_factor", "ep_size"))
+    kwargs.update(_constants(r, "deepseek_v2", rope_theta=10000.0, norm_eps=1e-6))
     kwargs.update(ffn_act=_gated_act(r), dense_ffn=_dense_ffn(r, kwargs))
     return kwargs, _DEEPSEEK_KEYS
 
@@ -228,7 +283,8 @@ _DEEPSEEK_KEYS = dict(_BASE_KEYS, num_experts="n_routed_experts", top_k="num_exp
 @_family("dbrx", "DbrxForCausalLM")
 def dbrx(r: Reader) -> tuple[dict, dict[str, str]]:
     """DBRX: top-level ``d_model``/``n_layers``/``n_heads``, the rest nested in ``attn_config`` and
-    ``ffn_config``; LayerNorm without bias; fused Wqkv without bias."""
+    ``ffn_config``; LayerNorm without bias (nn.LayerNorm's epsilon, 1e-5: no key); fused Wqkv without
+    bias; the top-k weights divided by their ``moe_normalize_expert_weights``-norm (absent: 1.0)."""
     hidden, heads = r.count("d_model"), r.count("n_heads")
     attn, ffn = r.section("attn_config"), r.section("ffn_config")
     kv = attn.count("kv_n_heads")
@@ -244,14 +300,31 @@ def dbrx(r: Reader) -> tuple[dict, dict[str, str]]:
         raise ffn.error("ffn_act_fn", f"expected {{\"name\": \"silu\"}} (or gelu), got {act!r}")
     kwargs = dict(hidden_size=hidden, num_layers=r.count("n_layers"), num_heads=heads, num_kv_heads=kv,
                   head_dim=hidden // heads, vocab_size=r.count("vocab_size"), num_experts=num, top_k=k,
-                  expert_ffn=ffn.count("ffn_hidden_size"), ffn_act=_GATED[act["name"]], norm=Norm.LAYER_NO_BIAS)
-    attn.ignore(("clip_qkv", "rope_theta", "attn_pdrop", "model_type"))
-    ffn.ignore(("moe_jitter_eps", "moe_loss_weight", "moe_normalize_expert_weights", "uniform_expert_assignment",
-                "model_type"))
+                  expert_ffn=ffn.count("ffn_hidden_size"), ffn_act=_GATED[act["name"]], norm=Norm.LAYER_NO_BIAS,
+                  norm_eps=1e-5, rope_theta=attn.number("rope_theta", 10000.0, positive=True),
+                  norm_topk_prob=_dbrx_renormalise(ffn))
+    attn.ignore(("clip_qkv", "attn_pdrop", "model_type"))
+    ffn.ignore(("moe_jitter_eps", "moe_loss_weight", "uniform_expert_assignment", "model_type"))
     attn.check_unknown("dbrx")
     ffn.check_unknown("dbrx")
     r.ignore(("max_seq_len",))
     return kwargs, dict(hidden_size="d_model", num_layers="n_layers", num_heads="n_heads",
                         num_kv_heads="attn_config.kv_n_heads", head_dim="d_model", vocab_size="vocab_size",
                         num_experts="ffn_config.moe_num_experts", top_k="ffn_config.moe_top_k",
-                        expert_ffn="ffn_config.ffn_hidden_size", ffn_act="ffn_config.ffn_act_fn")
+                        expert_ffn="ffn_config.ffn_hidden_size", ffn_act="ffn_config.ffn_act_fn",
+                        rope_theta="attn_config.rope_theta",
+                        norm_topk_prob="ffn_config.moe_normalize_expert_weights")
+
+
+def _dbrx_renormalise(ffn: Reader) -> bool:
+    """DbrxRouter divides the top-k weights by their p-norm, p = ``moe_normalize_expert_weights``
+    (absent: DbrxFFNConfig's default 1.0; null: no division). p = 1 is the sum, i.e. renormalising."""
+    key = "moe_normalize_expert_weights"
+    if key not in ffn.data:
+        return True
+    p = ffn.get(key, None)
+    if p is None:
+        return False
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p != 1:
+        raise ffn.error(key, f"{json.dumps(p)} is not supported (1: divide by the sum, or null: no division)")
+    return True

@@ -6,6 +6,7 @@ Every problem is an ``InputError`` of one line: ``<file>: <key>: <problem>``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from opbsim.errors import InputError
@@ -43,6 +44,17 @@ class Reader:
             kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise self.error(key, f"expected {kind}, got {json.dumps(value)}")
         return value
+
+    def number(self, key: str, default: object = REQUIRED, *, positive: bool = False) -> float | None:
+        """A finite JSON number (integer or not) as a float; ``None`` when absent and ``default`` is None."""
+        value = self.get(key, default)
+        if value is None and default is None:
+            return None
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or value < 0 or (positive and value == 0)):
+            kind = "a finite number > 0" if positive else "a finite number >= 0"
+            raise self.error(key, f"expected {kind}, got {json.dumps(value)}")
+        return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)

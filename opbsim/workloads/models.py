@@ -8,11 +8,17 @@ Layer ``i`` (0-based) is a MoE layer iff the model has routed experts, ``i >= fi
 and ``(i - first_dense_layers) % moe_every == moe_every - 1``; every other layer has a dense FFN
 of width ``dense_ffn``. (Qwen's ``decoder_sparse_step`` and DeepSeek's ``moe_layer_freq = 1``
 follow this rule; GLaM's "every 2nd layer" makes layers 1, 3, 5, ... MoE.)
+
+Three constants fix the values a layer computes rather than its shape: ``rope_theta`` (the RoPE
+base; 0.0 for a model without rotary positions), ``norm_eps`` (the epsilon of every RMSNorm or
+LayerNorm) and ``norm_topk_prob`` (whether a token's top-k routing weights are renormalised to sum
+to 1 before the expert outputs are combined).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from opbsim.errors import InputError
@@ -128,7 +134,10 @@ class ModelConfig:
     """A decoder-only transformer. Invariants (checked at construction, exact messages):
     every size is a positive integer (or 0 where 0 means "absent"); ``num_heads`` is a multiple of
     ``num_kv_heads``; a MoE model has ``1 <= top_k <= num_experts`` and ``expert_ffn > 0``; a model
-    with any dense layer has ``dense_ffn > 0``; shared experts come with ``shared_ffn > 0``.
+    with any dense layer has ``dense_ffn > 0``; shared experts come with ``shared_ffn > 0``;
+    ``rope_theta`` is finite and >= 0 (0.0: no RoPE, as with learned positions; MLA needs RoPE),
+    ``norm_eps`` finite and > 0 (both stored as ``float``); ``norm_topk_prob`` is False in a dense
+    model. ``rope_theta`` and ``norm_eps`` have no default: they change every computed value.
     ``name`` and ``source`` are labels and take no part in equality.
     """
 
@@ -143,6 +152,7 @@ class ModelConfig:
     dense_ffn: int = 0
     num_experts: int = 0
     top_k: int = 0
+    norm_topk_prob: bool = False
     expert_ffn: int = 0
     num_shared_experts: int = 0
     shared_ffn: int = 0
@@ -150,6 +160,8 @@ class ModelConfig:
     first_dense_layers: int = 0
     moe_every: int = 1
     norm: Norm = Norm.RMS
+    norm_eps: float
+    rope_theta: float
     qkv_bias: bool = False
     qk_norm: QKNorm = QKNorm.NONE
     sliding_window: int = 0
@@ -166,6 +178,13 @@ class ModelConfig:
                      "first_dense_layers", "sliding_window", "learned_positions"):
             _check_count(name, getattr(self, name), minimum=0)
         _check_count("moe_every", self.moe_every)
+        object.__setattr__(self, "rope_theta", _check_real("rope_theta", self.rope_theta, positive=False))
+        object.__setattr__(self, "norm_eps", _check_real("norm_eps", self.norm_eps, positive=True))
+        if not isinstance(self.norm_topk_prob, bool):
+            raise ConfigError("norm_topk_prob", f"norm_topk_prob must be True or False, got {self.norm_topk_prob!r}")
+        if self.learned_positions and self.rope_theta:
+            raise ConfigError("rope_theta", f"rope_theta is {self.rope_theta} but the model has learned positions "
+                              f"(learned_positions {self.learned_positions})")
         if self.num_heads % self.num_kv_heads:
             raise ConfigError("num_kv_heads", f"num_heads ({self.num_heads}) is not a multiple of "
                               f"num_kv_heads ({self.num_kv_heads})")
@@ -183,6 +202,8 @@ class ModelConfig:
                                   f"({self.mla.qk_head_dim}), got {self.head_dim}")
             if self.qkv_bias or self.qk_norm is not QKNorm.NONE:
                 raise ConfigError("mla", "MLA takes neither qkv_bias nor qk_norm")
+            if not self.rope_theta:
+                raise ConfigError("rope_theta", "MLA needs rope_theta > 0 (its shared RoPE key), got 0.0")
         if not isinstance(self.dtype, DType):
             raise ConfigError("dtype", f"dtype must be a DType, got {self.dtype!r}")
 
@@ -193,6 +214,8 @@ class ModelConfig:
                     raise ConfigError(name, f"{name} is {getattr(self, name)} but num_experts is 0 (a dense model)")
             if self.shared_expert_gate:
                 raise ConfigError("shared_expert_gate", "shared_expert_gate is set but num_experts is 0")
+            if self.norm_topk_prob:
+                raise ConfigError("norm_topk_prob", "norm_topk_prob is set but num_experts is 0")
             if self.moe_every != 1:
                 raise ConfigError("moe_every", f"moe_every is {self.moe_every} but num_experts is 0")
             return
@@ -214,6 +237,11 @@ class ModelConfig:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def has_rope(self) -> bool:
+        """Whether queries and keys are rotated (RoPE with base ``rope_theta``)."""
+        return self.rope_theta > 0
 
     def is_moe_layer(self, layer: int) -> bool:
         if not 0 <= layer < self.num_layers:
@@ -322,3 +350,11 @@ def _check_count(name: str, value: object, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "a positive integer" if minimum == 1 else "an integer >= 0"
         raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
+
+
+def _check_real(name: str, value: object, *, positive: bool) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < 0 or (positive and value == 0)):
+        kind = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
+    return float(value)

@@ -13,7 +13,7 @@ from opbsim.workloads import PRESETS
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 REQUIRED_KEYS = {"hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "num_experts", "top_k",
                  "expert_ffn", "shared_ffn", "dense_ffn", "first_dense_layers", "vocab_size", "params_total",
-                 "params_active"}
+                 "params_active", "rope_theta", "norm_eps", "norm_topk_prob"}
 
 
 @pytest.fixture
@@ -45,6 +45,25 @@ def test_show_json_is_one_object_with_the_documented_keys(runner):
     assert (s["num_experts"], s["top_k"], s["expert_ffn"], s["shared_ffn"], s["dense_ffn"]) == (8, 2, 14336, 0, 0)
     assert s["params_total"] == 46_702_792_704 and s["params_active"] == 12_879_925_248
     assert s["kv_bytes_per_token"] == 2 * 8 * 128 * 2 * 32  # K and V, kv heads, head_dim, bf16, layers
+
+
+@pytest.mark.parametrize("name, constants", [
+    ("mixtral-8x7b", (1e6, 1e-5, True)),
+    ("qwen1.5-moe-a2.7b", (1e6, 1e-6, False)),
+    ("opt-66b", (0.0, 1e-5, False)),
+])
+def test_show_json_gives_rope_theta_norm_eps_and_norm_topk_prob(runner, name, constants):
+    s = show_json(runner, name, "--batch", "1", "--ctx", "8")
+    assert (s["rope_theta"], s["norm_eps"], s["norm_topk_prob"]) == constants
+
+
+def test_show_prints_the_rope_base_and_norm_epsilon(runner):
+    result = runner.invoke(cli, ["models", "show", "mixtral-8x7b", "--batch", "1", "--ctx", "8"])
+    assert re.search(r"^RoPE base +1000000$", result.output, re.M)
+    assert re.search(r"^FFN form / norm +swiglu / rmsnorm \(eps 1e-05\)$", result.output, re.M)
+    assert "top-2 (renormalised)" in result.output
+    opt = runner.invoke(cli, ["models", "show", "opt-66b", "--batch", "1", "--ctx", "8"]).output
+    assert re.search(r"^RoPE base +- \(no RoPE\)$", opt, re.M)
 
 
 def test_show_gives_per_op_op_per_byte_at_the_batch_and_context(runner):

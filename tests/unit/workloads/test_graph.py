@@ -132,7 +132,7 @@ def test_attended_pairs_count_causal_keys_within_the_window(past, new, window, p
 
 def test_a_sliding_window_caps_what_decode_attention_reads():
     m = ModelConfig(name="w", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=64,
-                    vocab_size=100, dense_ffn=512, sliding_window=100)
+                    vocab_size=100, dense_ffn=512, sliding_window=100, rope_theta=10000.0, norm_eps=1e-5)
     op = build_layer(m, Stage.decode(2, 1000), 0).op("attn_decode")
     assert op.shapes["L0.kv_cache"] == (2, 2 * 100, 2, 64)
 
@@ -208,6 +208,13 @@ def test_learned_positions_replace_rope():
     graph = build_model(get_preset("opt-66b"), Stage.decode(2, 8))
     assert not any(op.kind is OpKind.ROPE for op in graph.ops)
     assert graph.prologue[0].estimates.flops == 2 * 9216  # one add per element of the position embedding
+
+
+def test_a_model_without_rope_theta_gets_no_rope_op():
+    glam = build_model(get_preset("glam-143b"), Stage.decode(2, 8))  # relative position bias, not RoPE
+    assert not any(op.kind is OpKind.ROPE for op in glam.ops)
+    assert glam.prologue[0].estimates.flops == 0  # and no learned positions either
+    assert sum(op.kind is OpKind.ROPE for op in build_model(MIXTRAL, Stage.decode(2, 8)).ops) == 32
 
 
 def test_op_classes_partition_the_layer():

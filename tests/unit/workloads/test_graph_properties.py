@@ -21,11 +21,13 @@ def models(draw) -> ModelConfig:
     heads = kv * draw(st.sampled_from([1, 2, 4]))
     experts = draw(st.sampled_from([0, 4, 8]))
     moe = dict(num_experts=experts, top_k=draw(st.integers(1, experts)), expert_ffn=32,
-               first_dense_layers=draw(st.integers(0, 1)), moe_every=draw(st.integers(1, 2))) if experts else {}
+               first_dense_layers=draw(st.integers(0, 1)), moe_every=draw(st.integers(1, 2)),
+               norm_topk_prob=draw(st.booleans())) if experts else {}
     shared = dict(num_shared_experts=1, shared_ffn=16) if experts and draw(st.booleans()) else {}
     m = dict(name="p", hidden_size=64, num_layers=3, num_heads=heads, num_kv_heads=kv, head_dim=16, vocab_size=50,
              ffn_act=draw(st.sampled_from(list(FFNAct))), sliding_window=draw(st.sampled_from([0, 8])),
-             tie_word_embeddings=draw(st.booleans()))
+             tie_word_embeddings=draw(st.booleans()), rope_theta=draw(st.sampled_from([0.0, 10000.0, 5e5])),
+             norm_eps=draw(st.sampled_from([1e-6, 1e-5])))
     has_dense = not experts or moe["first_dense_layers"] or moe["moe_every"] > 1
     return ModelConfig(**m, **moe, **shared, dense_ffn=48 if has_dense else 0)
 
@@ -64,7 +66,8 @@ def test_attended_pairs_equal_the_brute_force_count(past, new, window):
 def test_weights_read_by_an_all_expert_decode_step_match_the_parameter_count():
     model = ModelConfig(name="w", hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=16,
                         vocab_size=50, num_experts=4, top_k=2, expert_ffn=32, num_shared_experts=1, shared_ffn=16,
-                        first_dense_layers=1, dense_ffn=48, qkv_bias=True, ffn_act=FFNAct.GELU)
+                        first_dense_layers=1, dense_ffn=48, qkv_bias=True, ffn_act=FFNAct.GELU, rope_theta=10000.0,
+                        norm_eps=1e-5)
     T = 8  # 8 tokens x top-2 over 4 experts: every expert gets 4
     graph = build_model(model, Stage.decode(T, 16))
     weight_B = sum(op.weight_B for op in graph.ops)

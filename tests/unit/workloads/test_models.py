@@ -12,7 +12,7 @@ H, L = 4096, 32  # Mixtral-8x7B hidden size and layers
 
 def tiny(**overrides) -> ModelConfig:
     base = dict(name="tiny", hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=16, vocab_size=100,
-                dense_ffn=128)
+                dense_ffn=128, rope_theta=10000.0, norm_eps=1e-5)
     return ModelConfig(**(base | overrides))
 
 
@@ -51,7 +51,7 @@ def test_component_counts_add_up_to_the_total():
 def test_tied_embeddings_count_the_table_once_and_learned_positions_add_rows():
     untied, tied = tiny(), tiny(tie_word_embeddings=True)
     assert untied.params_total - tied.params_total == 100 * 64  # the LM head: vocab x hidden
-    assert tiny(learned_positions=10).params_total - untied.params_total == 10 * 64
+    assert tiny(learned_positions=10, rope_theta=0.0).params_total - untied.params_total == 10 * 64
 
 
 def test_qkv_bias_qk_norm_and_layernorm_add_their_vector_parameters():
@@ -157,12 +157,60 @@ def test_fp32_weights_double_the_bytes():
                                   v_head_dim=8)),
      "head_dim", "MLA needs head_dim == qk_nope_head_dim + qk_rope_head_dim (12), got 16"),
     (dict(dtype="bf16"), "dtype", "dtype must be a DType, got 'bf16'"),
+    (dict(rope_theta=-1.0), "rope_theta", "rope_theta must be a finite number >= 0, got -1.0"),
+    (dict(rope_theta=float("inf")), "rope_theta", "rope_theta must be a finite number >= 0, got inf"),
+    (dict(rope_theta=float("nan")), "rope_theta", "rope_theta must be a finite number >= 0, got nan"),
+    (dict(rope_theta="1e4"), "rope_theta", "rope_theta must be a finite number >= 0, got '1e4'"),
+    (dict(rope_theta=True), "rope_theta", "rope_theta must be a finite number >= 0, got True"),
+    (dict(norm_eps=0.0), "norm_eps", "norm_eps must be a finite number > 0, got 0.0"),
+    (dict(norm_eps=-1e-5), "norm_eps", "norm_eps must be a finite number > 0, got -1e-05"),
+    (dict(norm_eps=None), "norm_eps", "norm_eps must be a finite number > 0, got None"),
+    (dict(norm_topk_prob=1), "norm_topk_prob", "norm_topk_prob must be True or False, got 1"),
+    (dict(norm_topk_prob=True), "norm_topk_prob", "norm_topk_prob is set but num_experts is 0"),
+    (dict(learned_positions=10), "rope_theta",
+     "rope_theta is 10000.0 but the model has learned positions (learned_positions 10)"),
+    (dict(num_kv_heads=4, head_dim=16, rope_theta=0.0,
+          mla=MLA(q_lora_rank=0, kv_lora_rank=8, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8)),
+     "rope_theta", "MLA needs rope_theta > 0 (its shared RoPE key), got 0.0"),
 ])
 def test_an_invalid_config_names_the_field_with_an_exact_message(overrides, field, message):
     with pytest.raises(ConfigError) as err:
         tiny(**overrides)
     assert str(err.value) == message
     assert err.value.field == field
+
+
+def test_rope_theta_and_norm_eps_have_no_default():
+    with pytest.raises(TypeError, match=r"missing 2 required keyword-only arguments: 'norm_eps' and 'rope_theta'"):
+        ModelConfig(name="x", hidden_size=64, num_layers=1, num_heads=4, num_kv_heads=4, head_dim=16, vocab_size=10,
+                    dense_ffn=32)
+
+
+def test_rope_theta_and_norm_eps_are_stored_as_floats():
+    m = tiny(rope_theta=500000, norm_eps=1)
+    assert (m.rope_theta, m.norm_eps) == (500000.0, 1.0)
+    assert type(m.rope_theta) is float and type(m.norm_eps) is float
+
+
+def test_norm_topk_prob_defaults_to_false_and_may_be_set_in_a_moe_model():
+    moe = dict(num_experts=8, top_k=2, expert_ffn=32, dense_ffn=0)
+    assert not tiny(**moe).norm_topk_prob
+    assert tiny(**moe, norm_topk_prob=True).norm_topk_prob
+    assert not tiny().norm_topk_prob  # a dense model
+
+
+def test_a_zero_rope_theta_means_no_rope():
+    assert tiny().has_rope
+    assert not tiny(rope_theta=0.0).has_rope
+    assert not get_preset("opt-66b").has_rope  # learned positions
+    assert not get_preset("glam-143b").has_rope  # relative position bias
+
+
+def test_the_three_constants_take_part_in_equality():
+    assert tiny() != tiny(rope_theta=500000.0)
+    assert tiny() != tiny(norm_eps=1e-6)
+    moe = dict(num_experts=8, top_k=2, expert_ffn=32, dense_ffn=0)
+    assert tiny(**moe) != tiny(**moe, norm_topk_prob=True)
 
 
 def test_mla_sizes_must_be_positive():

@@ -38,6 +38,29 @@ PUBLISHED = {
 }
 
 
+# (rope_theta, norm_eps, norm_topk_prob) of every preset and where each comes from.
+CONSTANTS = {
+    "mixtral-8x7b": (1e6, 1e-5, True),  # config.json; MixtralSparseMoeBlock divides the top-2 by their sum
+    "mixtral-8x22b": (1e6, 1e-5, True),  # config.json; as 8x7B
+    "grok-1": (10000.0, 1e-5, False),  # model.py: RotaryEmbedding base 1e4, RMSNorm eps, top-2 of a softmax as is
+    "glam-143b": (0.0, 1e-6, True),  # relative position bias (no RoPE); eps and GShard renormalisation assumed
+    "deepseek-moe-16b": (10000.0, 1e-6, False),  # config.json (norm_topk_prob false)
+    "qwen1.5-moe-a2.7b": (1e6, 1e-6, False),  # config.json (norm_topk_prob false)
+    "olmoe-1b-7b-0924": (10000.0, 1e-5, False),  # config.json (norm_topk_prob false)
+    "opt-66b": (0.0, 1e-5, False),  # learned positions; nn.LayerNorm's default epsilon
+    "llama-3-70b": (500000.0, 1e-5, False),  # config.json
+    "llama-2-7b": (10000.0, 1e-5, False),  # config.json has no rope_theta: LlamaConfig's default
+    "deepseek-v2-lite": (10000.0, 1e-6, False),  # config.json (its YaRN rope_scaling is not described)
+    "deepseek-v2": (10000.0, 1e-6, False),  # config.json (as V2-Lite)
+}
+
+
+def test_every_preset_states_its_rope_base_norm_epsilon_and_top_k_renormalisation():
+    assert set(CONSTANTS) == set(PRESETS)
+    for name, m in PRESETS.items():
+        assert (m.rope_theta, m.norm_eps, m.norm_topk_prob) == CONSTANTS[name], name
+
+
 @pytest.mark.parametrize("name, hidden, layers, heads, kv_heads, experts, top_k, vocab", MODELS_MD)
 def test_every_model_of_models_md_is_a_preset_with_its_table_row(name, hidden, layers, heads, kv_heads, experts,
                                                                     top_k, vocab):
