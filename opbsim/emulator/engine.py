@@ -23,9 +23,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from opbsim.hardware.spec import DeviceSpec
-from opbsim.emulator.work import Region, Work, channel_bytes, compute_s, regions_of, work_of
+from opbsim.emulator.work import Work, channel_bytes, compute_s, regions_of, work_of
 from opbsim.errors import InputError
+from opbsim.hardware.spec import DeviceSpec
+from opbsim.isa.hazards import Region, Scoreboard
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.types import OpGroup, Space, Unit
 
@@ -98,7 +99,7 @@ class _Job:
 def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
     """The main stream up to the first ``halt``, each ``launch`` expanded into its body."""
     ops: list[_Op] = []
-    live: dict[Space, list[tuple[Region, int, Unit]]] = {}
+    live = Scoreboard()
     for index, inst in enumerate(program.instructions):
         if inst.mnemonic == "halt":
             break
@@ -125,7 +126,7 @@ def _body(program: Program, index: int, launch: Instruction) -> range:
     return range(start, start + count)
 
 
-def _op(program: Program, device: DeviceSpec, live: dict, seq: int, index: int, inst: Instruction, *,
+def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index: int, inst: Instruction, *,
         launched: bool) -> _Op:
     """One instruction's demands; a launched body instruction pays no launch of its own."""
     if inst.unit is not Unit.CTRL:
@@ -141,29 +142,9 @@ def _op(program: Program, device: DeviceSpec, live: dict, seq: int, index: int, 
     return _Op(
         seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
         fixed_s=issue_s + work.link_steps * device.collective_latency_us * 1e-6,
-        compute_s=compute_s(device, inst, work), deps=_scoreboard(live, regions, seq, inst.unit),
+        compute_s=compute_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
         sections=_sections(device, regions),
     )
-
-
-def _scoreboard(live: dict[Space, list[tuple[Region, int, Unit]]], regions: tuple[Region, ...], seq: int,
-                unit: Unit) -> tuple[int, ...]:
-    """Earlier instructions of other units this one must wait for; updates ``live``.
-
-    A write that covers an earlier access replaces it: later accesses then depend on the write,
-    which itself waited for the earlier access.
-    """
-    deps: set[int] = set()
-    for r in regions:
-        for prev, j, u in live.get(r.space, ()):
-            if u is not unit and (r.write or prev.write) and prev.lo_B < r.hi_B and r.lo_B < prev.hi_B:
-                deps.add(j)
-    for r in regions:
-        entries = live.setdefault(r.space, [])
-        if r.write:
-            entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
-        entries.append((r, seq, unit))
-    return tuple(sorted(deps))
 
 
 def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tuple[Space, int]]:

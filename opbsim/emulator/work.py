@@ -12,13 +12,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opbsim.hardware.spec import DeviceSpec
 from opbsim.errors import InputError
+from opbsim.hardware.spec import DeviceSpec
+from opbsim.isa.hazards import Region
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.spec import TABLE, Role
 from opbsim.isa.types import Descriptor, Space
 
-__all__ = ["Work", "Region", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes"]
+__all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes"]
 
 VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
     "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
@@ -45,16 +46,6 @@ class Work:
     @property
     def total_B(self) -> int:
         return sum(b for _, b in self.bytes_by_space)
-
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    """A byte range ``[lo_B, hi_B)`` of one space that an instruction reads or writes."""
-
-    space: Space
-    lo_B: int
-    hi_B: int
-    write: bool
 
 
 def _bytes(*pairs: tuple[Descriptor, int]) -> tuple[tuple[Space, int], ...]:

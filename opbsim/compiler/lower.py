@@ -1,0 +1,211 @@
+"""Pass 3, tile: each placed op lowered to instructions over buffer views, split to fit buffers.
+
+The values a compiled stage computes (the layer's numerics definition, docs/compiler.md):
+token rows are the prefill chunks' tokens in order, then one row per decoding request; weights
+are stored [in, out] row-major; every activation is bf16 except the router logits, routing
+probabilities and weights (fp32); each instruction rounds its result to its destination dtype.
+Attention lowerings live in lower_attention.py, feed-forward ones in lower_ffn.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opbsim.compiler.ir import Draft, Kernel, Kernels, Placement, View
+from opbsim.compiler.layout import Layout
+from opbsim.compiler.routing_tables import RoutingTables
+from opbsim.errors import InputError
+from opbsim.isa.types import DType, Space, Unit
+from opbsim.workloads.attention import make_shard
+from opbsim.workloads.models import Norm
+from opbsim.workloads.ops import Op, OpKind
+
+__all__ = ["tile", "Lowerer"]
+
+
+class Lowerer:
+    """Lowers ops one by one; holds the layout, the constants and the stage's row bookkeeping."""
+
+    def __init__(self, placement: Placement):
+        graph = placement.graph
+        self.placement = placement
+        self.model = graph.model
+        self.stage = graph.stage
+        self.tp = graph.tp
+        self.shard = make_shard(graph.model, graph.tp)
+        self.device = placement.target.device
+        self.layout = Layout(self.device)
+        self.constants: dict[str, tuple[View, np.ndarray]] = {}
+        self.routing = RoutingTables(placement)
+        self._drafts: list[Draft] = []
+        self._unit = Unit.XPU
+
+    # -- helpers used by every lowering ------------------------------------------------------
+
+    def buf(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
+        return self.layout.buffer(name, dtype, shape)
+
+    def const(self, name: str, values: np.ndarray, dtype: DType = DType.I32) -> View:
+        """A constant table the program reads (routing indices, positions, zeros)."""
+        data = np.ascontiguousarray(values, dtype={DType.I32: np.int32, DType.FP32: np.float32}[dtype])
+        if name in self.constants:
+            view, old = self.constants[name]
+            if not np.array_equal(old, data):
+                raise ValueError(f"constant {name} defined twice with different values")
+            return view
+        view = self.layout.buffer(name, dtype, data.shape)
+        self.constants[name] = (view, data)
+        return view
+
+    def scratch(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
+        return self.layout.scratch(self._unit, name, dtype, shape)
+
+    def emit(self, mnemonic: str, *operands: View | int | float) -> None:
+        self._drafts.append(Draft(mnemonic, self._unit, tuple(operands)))
+
+    def rows(self, view: View, start: int, count: int) -> View:
+        """Rows [start, start + count) of a view whose first axis is rows."""
+        return View(view.buffer, view.space, view.base_B + start * view.strides[0] * view.dtype.itemsize_B,
+                    view.dtype, (count, *view.shape[1:]), view.strides)
+
+    def pim_rows(self, k: int, n: int) -> int | None:
+        """Rows per tile so that a PIM GEMM's inputs (rows x k bf16) and partial sums (rows x n fp32)
+        each fit half of the Logic-PIM buffers; None off PIM (the xPU tiles inside its kernel)."""
+        if self._unit is not Unit.PIM:
+            return None
+        half = self.device.memory(Space.PIMBUF).capacity_B // 2
+        rows = min(half // (2 * k), half // (4 * n))
+        if rows < 1:
+            raise InputError(f"does not fit: one row of a {k} x {n} GEMM exceeds the Logic-PIM buffers")
+        return rows
+
+    def gemm(self, out: View, x: View, w: View) -> None:
+        """out = x w, split into row tiles on PIM (each tile streams the weights again)."""
+        step = self.pim_rows(x.shape[-1], w.shape[-1]) or x.shape[0]
+        for r in range(0, x.shape[0], step):
+            n = min(step, x.shape[0] - r)
+            self.emit("gemm", self.rows(out, r, n), self.rows(x, r, n), w)
+
+    # -- driver -------------------------------------------------------------------------------
+
+    def lower(self, op: Op, unit: Unit) -> Kernel:
+        from opbsim.compiler.lower_attention import lower_attention, lower_kv_store, lower_rope
+        from opbsim.compiler.lower_ffn import lower_combine, lower_dispatch, lower_ffn, lower_topk
+
+        self._drafts, self._unit = [], unit
+        self.layout.reset_scratch()
+        handler = {
+            OpKind.EMBED: _embed, OpKind.NORM: _norm, OpKind.GEMM: _gemm_op, OpKind.ROPE: lower_rope,
+            OpKind.KV_STORE: lower_kv_store, OpKind.ATTENTION: lower_attention, OpKind.TOPK: lower_topk,
+            OpKind.DISPATCH: lower_dispatch, OpKind.FFN: lower_ffn, OpKind.COMBINE: lower_combine,
+            OpKind.ALL_REDUCE: _all_reduce, OpKind.ALL_GATHER: _all_gather,
+        }.get(op.kind)
+        if handler is None:
+            raise InputError(f"{op.name}: the compiler cannot lower {op.kind.value} ops yet")
+        handler(self, op)
+        buffers = {v.buffer for d in self._drafts for v in d.operands if isinstance(v, View)}
+        writes = {d.operands[0].buffer for d in self._drafts if isinstance(d.operands[0], View)}
+        if any(d.mnemonic == "topk" for d in self._drafts):
+            writes |= {d.operands[1].buffer for d in self._drafts if d.mnemonic == "topk"}
+        return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes))
+
+
+def tile(placement: Placement) -> Kernels:
+    lowerer = Lowerer(placement)
+    kernels = tuple(lowerer.lower(p.op, p.unit) for p in placement.ops)
+    base = lowerer.layout.finish()
+    kernels = tuple(_rebase(k, base) for k in kernels)
+    return Kernels(placement, kernels, lowerer.constants, lowerer.layout.buffers)
+
+
+def _rebase(kernel: Kernel, scratch_base: int) -> Kernel:
+    from dataclasses import replace
+
+    from opbsim.compiler.layout import SCRATCH
+
+    def fix(v):
+        if isinstance(v, View) and v.buffer == SCRATCH:
+            return replace(v, buffer="scratch", base_B=v.base_B + scratch_base)
+        return v
+
+    drafts = tuple(replace(d, operands=tuple(fix(v) for v in d.operands)) for d in kernel.drafts)
+    rename = lambda names: frozenset("scratch" if n == SCRATCH else n for n in names)  # noqa: E731
+    return replace(kernel, drafts=drafts, reads=rename(kernel.reads), writes=rename(kernel.writes))
+
+
+# -- the simple ops -------------------------------------------------------------------------------
+
+
+def _embed(lw: Lowerer, op: Op) -> None:
+    m = lw.model
+    if m.learned_positions:
+        raise InputError(f"{op.name}: learned position embeddings are not lowered yet")
+    T = lw.stage.tokens
+    table = lw.buf("embed_tokens", m.dtype, (m.vocab_size, m.hidden_size))
+    lw.emit("gather", lw.buf("x0", m.dtype, (T, m.hidden_size)), table, lw.buf("token_ids", DType.I32, (T,)))
+
+
+def _norm(lw: Lowerer, op: Op) -> None:
+    m = lw.model
+    if m.norm is not Norm.RMS:
+        raise InputError(f"{op.name}: {m.norm.value} normalisation is not lowered yet")
+    x_spec, out_spec = op.inputs[0], op.outputs[0]
+    rows, h = x_spec.shape
+    T = lw.stage.tokens
+    x = lw.buf(x_spec.name, m.dtype, (T, h))
+    residual = lw.buf(op.inputs[1].name, m.dtype, (T, h)) if op.params["residual"] else None
+    weight = lw.buf(op.inputs[-1].name, m.dtype, (h,))
+    if rows != T:  # the final norm sees only the rows that sample a token
+        sel = lw.const("logit_rows", logit_rows(lw.stage))
+        picked = lw.scratch("final_rows", m.dtype, (rows, h))
+        lw.emit("gather", picked, x, sel)
+        x = picked
+        if residual is not None:
+            picked_r = lw.scratch("final_residual", m.dtype, (rows, h))
+            lw.emit("gather", picked_r, residual, sel)
+            residual = picked_r
+    if residual is not None:
+        total = lw.buf(op.outputs[1].name, m.dtype, (rows, h)) if len(op.outputs) > 1 else \
+            lw.scratch("residual_sum", m.dtype, (rows, h))
+        lw.emit("add", total, x, residual)
+        x = total
+    lw.emit("rmsnorm", lw.buf(out_spec.name, m.dtype, (rows, h)), x, weight, float(np.float32(m.norm_eps)))
+
+
+def logit_rows(stage) -> np.ndarray:
+    """The token rows that sample a token: each final chunk's last row, then every decode row."""
+    rows, start = [], 0
+    for c in stage.prefill:
+        start += c.new_tokens
+        if c.final:
+            rows.append(start - 1)
+    rows.extend(range(start, start + stage.decode_tokens))
+    return np.asarray(rows, dtype=np.int32)
+
+
+def _gemm_op(lw: Lowerer, op: Op) -> None:
+    m = lw.model
+    x_spec, w_spec, y_spec = op.inputs[0], op.inputs[1], op.outputs[0]
+    if len(op.inputs) > 2:
+        raise InputError(f"{op.name}: GEMM bias is not lowered yet")
+    k, n = w_spec.shape
+    rows = x_spec.numel // k
+    x = lw.buf(x_spec.name, x_spec.dtype, (rows, k))
+    if w_spec.name == "embed_tokens":  # tied LM head: the embedding table, transposed by its strides
+        table = lw.buf("embed_tokens", m.dtype, (m.vocab_size, k))
+        w = View(table.buffer, table.space, table.base_B, m.dtype, (k, n), (1, k))
+    else:
+        w = lw.buf(w_spec.name, w_spec.dtype, (k, n))
+    lw.gemm(lw.buf(y_spec.name, y_spec.dtype, (rows, n)), x, w)
+
+
+def _all_reduce(lw: Lowerer, op: Op) -> None:
+    x = op.inputs[0]
+    view = lw.buf(x.name, x.dtype, x.shape)
+    lw.emit("allreduce", lw.buf(op.outputs[0].name, x.dtype, x.shape), view, lw.tp)
+
+
+def _all_gather(lw: Lowerer, op: Op) -> None:
+    x, y = op.inputs[0], op.outputs[0]
+    lw.emit("allgather", lw.buf(f"{y.name}.gathered", x.dtype, (lw.tp, *x.shape)), lw.buf(x.name, x.dtype, x.shape),
+            lw.tp)

@@ -1,0 +1,149 @@
+"""Pass 2, place: placement policies, registered by name.
+
+Every policy maps an Analysis to a Placement: the unit of every op and the reason, in words.
+Rules of the Duplex paper (DEVICES.md "Duplex scheduling"):
+- non-expert linears (QKV, O, router, dense FFN, LM head) and small vector ops run on the xPU;
+- decode attention runs on Logic-PIM; prefill attention on the xPU (they overlap: co-processing);
+- experts: in a decode-only stage on Logic-PIM, in a mixed stage on the xPU; with expert
+  co-processing, the greedy split of ``split_experts`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from opbsim.compiler.analyze import COLLECTIVE_KINDS
+from opbsim.compiler.ir import Analysis, OpAnalysis, PlacedOp, Placement
+from opbsim.errors import InputError
+from opbsim.isa.types import Unit
+from opbsim.workloads.ops import Op, OpKind
+
+__all__ = ["POLICIES", "register_policy", "place", "split_experts", "policy_names"]
+
+Policy = Callable[[Analysis], tuple[PlacedOp, ...]]
+POLICIES: dict[str, Policy] = {}
+
+
+def register_policy(name: str) -> Callable[[Policy], Policy]:
+    def add(fn: Policy) -> Policy:
+        if name in POLICIES:
+            raise ValueError(f"policy {name!r} registered twice")
+        POLICIES[name] = fn
+        return fn
+    return add
+
+
+def policy_names() -> list[str]:
+    return sorted(POLICIES)
+
+
+def place(analysis: Analysis) -> Placement:
+    name = analysis.target.policy
+    if name not in POLICIES:
+        raise InputError(f"unknown policy {name!r} (known: {', '.join(policy_names())})")
+    placed = POLICIES[name](analysis)
+    device = analysis.target.device
+    for p in placed:
+        if p.unit not in {c.unit for c in p.analysis.costs}:
+            raise InputError(f"policy {name} puts {p.op.name} on {p.unit.name.lower()}, which device "
+                             f"{device.name} lacks")
+    return Placement(analysis.graph, analysis.target, placed)
+
+
+def _is_expert(op: Op) -> bool:
+    return op.kind is OpKind.FFN and "expert" in op.params
+
+
+def _phase(op: Op) -> str | None:
+    return op.params.get("phase") if op.kind is OpKind.ATTENTION else None
+
+
+def _fixed(a: OpAnalysis) -> PlacedOp | None:
+    """Collectives go to the DMA engine whatever the policy."""
+    if a.op.kind in COLLECTIVE_KINDS:
+        return PlacedOp(a, Unit.DMA, "collective: on the links")
+    return None
+
+
+def _each(analysis: Analysis, rule: Callable[[OpAnalysis], tuple[Unit, str]]) -> tuple[PlacedOp, ...]:
+    return tuple(_fixed(a) or PlacedOp(a, *rule(a)) for a in analysis.ops)
+
+
+@register_policy("xpu-only")
+def _xpu_only(analysis: Analysis) -> tuple[PlacedOp, ...]:
+    return _each(analysis, lambda a: (Unit.XPU, "xpu-only: the GPU baseline"))
+
+
+@register_policy("pim-only")
+def _pim_only(analysis: Analysis) -> tuple[PlacedOp, ...]:
+    return _each(analysis, lambda a: (Unit.PIM, "pim-only: every op in memory"))
+
+
+@register_policy("bank-pim")
+def _bank_pim(analysis: Analysis) -> tuple[PlacedOp, ...]:
+    def rule(a: OpAnalysis) -> tuple[Unit, str]:
+        if _phase(a.op) == "decode":
+            return Unit.PIM, "decode attention offloaded to PIM (AttAcc)"
+        return Unit.XPU, "not decode attention: xPU"
+    return _each(analysis, rule)
+
+
+@register_policy("oracle")
+def _oracle(analysis: Analysis) -> tuple[PlacedOp, ...]:
+    def rule(a: OpAnalysis) -> tuple[Unit, str]:
+        best = a.fastest
+        return best.unit, f"fastest by the cost model: {best.time_s * 1e6:.2f} us at Op/B {a.estimates.op_per_B:.1f}"
+    return _each(analysis, rule)
+
+
+def split_experts(experts: Sequence[OpAnalysis]) -> frozenset[str]:
+    """Duplex expert co-processing: the experts (op names) that go to Logic-PIM.
+
+    Start with every expert on the xPU; move the experts with the fewest tokens to Logic-PIM one
+    at a time while max(xPU total, PIM total) keeps falling. Ties in token count go by op name.
+    """
+    order = sorted(experts, key=lambda a: (a.op.params["tokens"], a.op.name))
+    xpu = sum(a.cost(Unit.XPU).time_s for a in order)
+    pim = 0.0
+    moved: list[str] = []
+    for a in order:
+        nxt_xpu, nxt_pim = xpu - a.cost(Unit.XPU).time_s, pim + a.cost(Unit.PIM).time_s
+        if max(nxt_xpu, nxt_pim) >= max(xpu, pim):
+            break
+        xpu, pim = nxt_xpu, nxt_pim
+        moved.append(a.op.name)
+    return frozenset(moved)
+
+
+def _duplex(co_process: bool) -> Policy:
+    def policy(analysis: Analysis) -> tuple[PlacedOp, ...]:
+        decode_only = analysis.graph.stage.is_decode_only
+        on_pim: frozenset[str] = frozenset()
+        if co_process:
+            by_layer: dict[str, list[OpAnalysis]] = {}
+            for a in analysis.ops:
+                if _is_expert(a.op):
+                    by_layer.setdefault(a.op.name.split(".")[0], []).append(a)
+            on_pim = frozenset().union(*(split_experts(v) for v in by_layer.values()))
+
+        def rule(a: OpAnalysis) -> tuple[Unit, str]:
+            phase = _phase(a.op)
+            if phase == "decode":
+                return Unit.PIM, "decode attention (Op/B = group size): Logic-PIM"
+            if phase == "prefill":
+                return Unit.XPU, "prefill attention (high Op/B): xPU, overlapping decode attention"
+            if _is_expert(a.op):
+                if co_process:
+                    if a.op.name in on_pim:
+                        return Unit.PIM, f"expert co-processing: {a.op.params['tokens']} tokens, to Logic-PIM"
+                    return Unit.XPU, f"expert co-processing: {a.op.params['tokens']} tokens, kept on the xPU"
+                if decode_only:
+                    return Unit.PIM, "expert in a decode-only stage: Logic-PIM"
+                return Unit.XPU, "expert in a mixed stage: xPU"
+            return Unit.XPU, "non-expert linear or vector op: xPU"
+        return _each(analysis, rule)
+    return policy
+
+
+register_policy("duplex")(_duplex(co_process=True))
+register_policy("duplex-no-pe")(_duplex(co_process=False))
