@@ -14,6 +14,7 @@ import click
 from opbsim import __version__
 from opbsim.cli_models import models_group
 from opbsim.cli_rtl import rtl
+from opbsim.cli_validate import validate_cmd
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 from opbsim.isa import assemble, decode, disassemble, encode
@@ -52,6 +53,7 @@ def cli() -> None:
 
 
 cli.add_command(rtl)
+cli.add_command(validate_cmd)
 
 
 @cli.command("isa")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from opbsim.emulator.faults import MemoryFault
+from opbsim.emulator.lazymem import ReservedBytes
 from opbsim.isa import numerics
 from opbsim.isa.numerics import STORAGE
 from opbsim.isa.types import Descriptor, DType, Space
@@ -65,13 +66,15 @@ class DataMemory:
     def __init__(self, capacities_B: Mapping[Space, int]):
         self._data: dict[Space, np.ndarray] = {}
         self._written: dict[Space, np.ndarray] = {}
+        self._reserved: dict[Space, tuple[ReservedBytes, ReservedBytes]] = {}
         for space, cap in capacities_B.items():
             if not isinstance(space, Space):
                 raise MemoryFault(f"{space!r} is not an address space")
             if not isinstance(cap, int | np.integer) or isinstance(cap, bool) or cap < 0:
                 raise MemoryFault(f"capacity of {_space_name(space)} must be a byte count >= 0, got {cap!r}")
-            self._data[space] = np.zeros(int(cap), dtype=np.uint8)
-            self._written[space] = np.zeros((int(cap) + 7) // 8, dtype=np.uint8)
+            self._reserved[space] = (ReservedBytes(int(cap)), ReservedBytes((int(cap) + 7) // 8))
+            self._data[space] = self._reserved[space][0].array
+            self._written[space] = self._reserved[space][1].array
 
     @property
     def spaces(self) -> tuple[Space, ...]:
@@ -95,6 +98,9 @@ class DataMemory:
                 f"{desc.name}: bytes {desc.base_B:#x}..{desc.base_B + desc.extent_B:#x} are outside "
                 f"{_space_name(desc.space)} (capacity {cap:#x} bytes)"
             )
+        data, written = self._reserved[desc.space]
+        data.commit(desc.base_B, desc.base_B + desc.extent_B)
+        written.commit(desc.base_B >> 3, ((desc.base_B + desc.extent_B) >> 3) + 1)
         strides = tuple(s * size for s in desc.strides_elems)
         return np.ndarray(desc.shape, dtype=STORAGE[desc.dtype], buffer=self._data[desc.space],
                           offset=desc.base_B, strides=strides)

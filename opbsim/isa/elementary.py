@@ -23,7 +23,7 @@ import numpy as np
 
 from opbsim.isa.floatbits import F32_CANONICAL_NAN_BITS, f32, f32_from_bits
 
-__all__ = ["exp", "rsqrt", "sincos", "rope_inv_freq", "EXP_LO", "EXP_HI"]
+__all__ = ["exp", "exp_scaled", "rsqrt", "sincos", "rope_inv_freq", "EXP_LO", "EXP_HI"]
 
 _c = np.float32
 _NAN = f32_from_bits(np.uint32(F32_CANONICAL_NAN_BITS))[()]
@@ -58,12 +58,21 @@ def exp(x) -> np.ndarray:
     multiply, and overflow to +inf happens there too. exp(0) = 1 exactly, exp(-inf) = +0,
     exp(+inf) = +inf, subnormal inputs give 1. Measured error: docs/numerics.md.
     """
+    return exp_scaled(x, 0)
+
+
+def exp_scaled(x, s: int) -> np.ndarray:
+    """e^x * 2^s (0 <= s <= 64): the steps of ``exp`` with the lower clamp of step 1 at -104 - s
+    and n + s in place of n in step 6; s = 0 is ``exp``.
+
+    ``silu`` uses s = 64 so that e^x of a very negative x keeps its 24 bits.
+    """
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        return _exp(f32(x))
+        return _exp(f32(x), int(s))
 
 
-def _exp(x: np.ndarray) -> np.ndarray:
-    c = np.minimum(np.maximum(x, EXP_LO), EXP_HI)
+def _exp(x: np.ndarray, scale_pow2: int) -> np.ndarray:
+    c = np.minimum(np.maximum(x, EXP_LO - _c(scale_pow2)), EXP_HI)
     n = np.rint(c * _LOG2E)
     r = c - n * _LN2_HI
     r = r - n * _LN2_LO
@@ -74,7 +83,7 @@ def _exp(x: np.ndarray) -> np.ndarray:
     y = p * (r * r)
     y = y + r
     y = y + _ONE
-    ni = np.where(np.isnan(n), 0, n).astype(np.int64)
+    ni = np.where(np.isnan(n), 0, n).astype(np.int64) + scale_pow2
     h = ni >> 1  # floor(n / 2)
     y = (y * _pow2(h)) * _pow2(ni - h)
     return np.where(np.isnan(x), _NAN, y).astype(np.float32)
@@ -113,9 +122,11 @@ def sincos(a) -> tuple[np.ndarray, np.ndarray]:
       5. s = ((S0 * z + S1) * z + S2);  s = ((s * z) * r) + r            (Horner, then in order)
       6. c = ((C0 * z + C1) * z + C2);  c = (((c * z) * z) - (0.5 * z)) + 1
       7. by quadrant q = 0, 1, 2, 3: sin = s, c, -s, -c;  cos = c, -s, -c, s
-    For |k| < 2^24 (|a| < 2.6e7) every product kh * Pj, kl * Pj with j <= 3 is exact, so the
-    reduced angle carries about 60 bits of pi/2 and the result is as accurate as the polynomials
-    (docs/numerics.md). Larger angles still give deterministic results.
+    For |k| < 2^24 every product kh * Pj, kl * Pj with j <= 3 is exact, so the reduction uses
+    about 60 bits of pi/2. Step 1 picks the nearest quadrant while |a| < 2^21 (the rounding of
+    a * TWO_OVER_PI stays far below 1/2); there the result is as accurate as the polynomials
+    (docs/numerics.md). Larger angles give deterministic but less accurate results; their own
+    binary32 spacing is then 1/4 rad or more.
     """
     a = f32(a)
     finite = np.isfinite(a)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from opbsim.isa.elementary import exp, rope_inv_freq, rsqrt, sincos
+from opbsim.isa.elementary import exp, exp_scaled, rope_inv_freq, rsqrt, sincos
 from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
 from opbsim.isa.types import DType
 
@@ -41,6 +41,7 @@ STORAGE: dict[DType, type] = {DType.BF16: np.uint16, DType.FP32: np.float32, DTy
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _NEG_INF = np.float32(-np.inf)
+_TWO_M64 = np.float32(2.0**-64)
 _I32_MAX = 2**31 - 1
 
 
@@ -179,16 +180,25 @@ def reduce_max(x) -> np.ndarray:
 
 
 def silu(x) -> np.ndarray:
-    """x / (1 + exp(-x)): e = exp(-x); d = 1 + e; y = x / d (fp32 steps).
+    """x * sigmoid(x), evaluated so that no intermediate overflows or loses bits (fp32 steps):
 
-    silu(+inf) = +inf; silu(-inf) = -inf / inf = NaN (as x * sigmoid(x) in PyTorch); x below
-    about -88.7 gives -0.0 (exp(-x) overflows, x / inf).
+      x >= 0:  e = exp(-x);  y = x / (1 + e)
+      x <  0:  es = exp_scaled(x, 64)  (= e^x * 2^64, exact scaling);  e = es * 2^-64
+               y = ((x * es) / (1 + e)) * 2^-64
+    and silu(-inf) = -0.0 (the limit), silu(+inf) = +inf, NaN -> NaN. Both branches compute the
+    table's src / (1 + exp(-src)); the second keeps the tiny results of very negative x, down to
+    the subnormals, which exp(-x) = inf (or a subnormal e^x) would flush or blur.
     """
     x = f32(x)
-    e = exp(-x)
+    neg = x < 0
+    es = exp_scaled(np.where(neg, x, -x), 64)
     with _quiet():
-        d = _ONE + e
-        return x / d
+        e = es * _TWO_M64
+        d = _ONE + np.where(neg, e, exp(-x))
+        y_pos = x / d
+        y_neg = ((x * es) / d) * _TWO_M64
+    y = np.where(neg, y_neg, y_pos)
+    return np.where(x == -np.inf, np.float32(-0.0), y).astype(np.float32)
 
 
 def rope(x, pos, theta: float) -> np.ndarray:
