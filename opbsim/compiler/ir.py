@@ -15,7 +15,7 @@ import numpy as np
 
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Program
-from opbsim.isa.types import DType, Space, Unit, row_major_strides
+from opbsim.isa.types import Descriptor, DType, Space, Unit, row_major_strides
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import ModelGraph
 from opbsim.workloads.ops import Op
@@ -128,6 +128,9 @@ class View:
     @property
     def key(self) -> tuple:
         return (self.space, self.base_B, self.dtype, self.shape, self.strides)
+
+    def descriptor(self, name: str | None = None) -> Descriptor:
+        return Descriptor(name or self.buffer, self.space, self.base_B, self.dtype, self.shape, self.strides)
 
 
 @dataclass(frozen=True, slots=True)
