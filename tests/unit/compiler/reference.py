@@ -50,7 +50,7 @@ def swiglu(x, w_gate_up, w_down, width):
 def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches) -> dict[str, np.ndarray]:
     """Values of a compiled stage. ``w`` maps weight names to fp32 values (exact bf16 numbers);
     ``caches[l]`` = (k, v) fp32 [R, S, KV, d] with the past rows filled. Returns named results."""
-    H, KV, d, h = model.num_heads, model.num_kv_heads, model.head_dim, model.hidden_size
+    H, KV, d = model.num_heads, model.num_kv_heads, model.head_dim
     T = stage.tokens
     reqs = requests(stage)
     pos = positions(stage)
