@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
+from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
 from opbsim.cli_rtl import rtl
 from opbsim.cli_validate import validate_cmd
@@ -102,8 +103,8 @@ def time_cmd(program: Path, device: str, as_json: bool, trace: Path | None) -> N
     """Time PROGRAM (.s or .bin) on a device with the discrete-event engine."""
     import json
 
-    from opbsim.hardware import get_device
     from opbsim.emulator.engine import run
+    from opbsim.hardware import get_device
     from opbsim.report.tables import timing_table
     from opbsim.report.trace import chrome_trace
 
@@ -150,6 +151,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 cli.add_command(models_group)
+cli.add_command(compile_cmd)
 
 
 def main() -> None:

@@ -58,7 +58,8 @@ class RoutingTables:
     def _counts(self, layer: int) -> np.ndarray:
         model = self._graph.model
         counts = np.zeros(model.num_experts, dtype=np.int64)
-        for op in self._graph.layers[layer].ops:
+        layer_graph = next(lg for lg in self._graph.layers if lg.layer == layer)
+        for op in layer_graph.ops:
             if op.kind is OpKind.FFN and "expert" in op.params:
                 counts[op.params["expert"]] = op.params["tokens"]
         return counts

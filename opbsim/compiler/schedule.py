@@ -42,10 +42,18 @@ def _roles(mnemonic: str) -> tuple[bool, ...]:
     return tuple(f.role in (Role.OUT, Role.INOUT) for f in BY_MNEMONIC[mnemonic].fields)
 
 
+def _latest_per_unit(ks: tuple[Kernel, ...], deps: tuple[int, ...]) -> tuple[int, ...]:
+    """Only the latest producer on each unit matters: the unit ran the others before it."""
+    latest: dict[Unit, int] = {}
+    for p in deps:
+        latest[ks[p].unit] = max(latest.get(ks[p].unit, p), p)
+    return tuple(sorted(latest.values()))
+
+
 def schedule(kernels: Kernels) -> Schedule:
     ks = kernels.kernels
     board = Scoreboard()
-    deps = [board.add(regions_of_kernel(k), i, k.unit) for i, k in enumerate(ks)]
+    deps = [_latest_per_unit(ks, board.add(regions_of_kernel(k), i, k.unit)) for i, k in enumerate(ks)]
     signals: list[set[Unit]] = [set() for _ in ks]  # consumer units each kernel must signal
     for i, k in enumerate(ks):
         for p in deps[i]:

@@ -26,26 +26,34 @@ class Region:
 
 
 class Scoreboard:
-    """Earlier accesses still visible to later ones, per space.
+    """Earlier accesses still visible to later ones, indexed by 1 MiB address bucket.
 
     A write that covers an earlier access replaces it: later accesses depend on the write, which
     itself waited for the earlier access, so the order is kept transitively.
     """
 
+    _SHIFT = 20
+
     def __init__(self) -> None:
-        self._live: dict[Space, list[tuple[Region, int, object]]] = {}
+        self._buckets: dict[tuple[Space, int], list[tuple[Region, int, object]]] = {}
+
+    def _keys(self, r: Region) -> range:
+        return range(r.lo_B >> self._SHIFT, ((max(r.hi_B, r.lo_B + 1) - 1) >> self._SHIFT) + 1)
 
     def add(self, regions: Iterable[Region], seq: int, agent: object) -> tuple[int, ...]:
         """Record access ``seq`` by ``agent``; return the earlier ``seq``s of other agents it waits for."""
         regions = tuple(regions)
         deps: set[int] = set()
         for r in regions:
-            for prev, j, who in self._live.get(r.space, ()):
-                if who != agent and (r.write or prev.write) and prev.lo_B < r.hi_B and r.lo_B < prev.hi_B:
-                    deps.add(j)
+            for b in self._keys(r):
+                for prev, j, who in self._buckets.get((r.space, b), ()):
+                    if who != agent and (r.write or prev.write) and prev.lo_B < r.hi_B and r.lo_B < prev.hi_B:
+                        deps.add(j)
         for r in regions:
-            entries = self._live.setdefault(r.space, [])
-            if r.write:
-                entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
-            entries.append((r, seq, agent))
+            entry = (r, seq, agent)
+            for b in self._keys(r):
+                entries = self._buckets.setdefault((r.space, b), [])
+                if r.write:
+                    entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
+                entries.append(entry)
         return tuple(sorted(deps))
