@@ -22,13 +22,16 @@ __all__ = ["POLICIES", "register_policy", "place", "split_experts", "policy_name
 
 Policy = Callable[[Analysis], tuple[PlacedOp, ...]]
 POLICIES: dict[str, Policy] = {}
+_NEEDS: dict[str, tuple[Unit, ...]] = {}
 
 
-def register_policy(name: str) -> Callable[[Policy], Policy]:
+def register_policy(name: str, needs: tuple[Unit, ...] = (Unit.XPU,)) -> Callable[[Policy], Policy]:
+    """Register a policy by name; ``needs``: the units a device must have for it."""
     def add(fn: Policy) -> Policy:
         if name in POLICIES:
             raise ValueError(f"policy {name!r} registered twice")
         POLICIES[name] = fn
+        _NEEDS[name] = needs
         return fn
     return add
 
@@ -41,8 +44,11 @@ def place(analysis: Analysis) -> Placement:
     name = analysis.target.policy
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r} (known: {', '.join(policy_names())})")
-    placed = POLICIES[name](analysis)
     device = analysis.target.device
+    for unit in _NEEDS[name]:
+        if unit not in {u.unit for u in device.units}:
+            raise InputError(f"policy {name} needs a {unit.name.lower()} unit, which device {device.name} lacks")
+    placed = POLICIES[name](analysis)
     for p in placed:
         if p.unit not in {c.unit for c in p.analysis.costs}:
             raise InputError(f"policy {name} puts {p.op.name} on {p.unit.name.lower()}, which device "
@@ -74,12 +80,12 @@ def _xpu_only(analysis: Analysis) -> tuple[PlacedOp, ...]:
     return _each(analysis, lambda a: (Unit.XPU, "xpu-only: the GPU baseline"))
 
 
-@register_policy("pim-only")
+@register_policy("pim-only", needs=(Unit.PIM,))
 def _pim_only(analysis: Analysis) -> tuple[PlacedOp, ...]:
     return _each(analysis, lambda a: (Unit.PIM, "pim-only: every op in memory"))
 
 
-@register_policy("bank-pim")
+@register_policy("bank-pim", needs=(Unit.XPU, Unit.PIM))
 def _bank_pim(analysis: Analysis) -> tuple[PlacedOp, ...]:
     def rule(a: OpAnalysis) -> tuple[Unit, str]:
         if _phase(a.op) == "decode":
@@ -88,7 +94,7 @@ def _bank_pim(analysis: Analysis) -> tuple[PlacedOp, ...]:
     return _each(analysis, rule)
 
 
-@register_policy("oracle")
+@register_policy("oracle", needs=())
 def _oracle(analysis: Analysis) -> tuple[PlacedOp, ...]:
     def rule(a: OpAnalysis) -> tuple[Unit, str]:
         best = a.fastest
@@ -145,5 +151,5 @@ def _duplex(co_process: bool) -> Policy:
     return policy
 
 
-register_policy("duplex")(_duplex(co_process=True))
-register_policy("duplex-no-pe")(_duplex(co_process=False))
+register_policy("duplex", needs=(Unit.XPU, Unit.PIM))(_duplex(co_process=True))
+register_policy("duplex-no-pe", needs=(Unit.XPU, Unit.PIM))(_duplex(co_process=False))

@@ -25,9 +25,7 @@ def weights_for(compiled, model, rng) -> dict[str, np.ndarray]:
     """Random exact-bf16 values for every weight buffer the program reads."""
     w = {}
     for name, view in compiled.buffers.items():
-        if name in compiled.constants or name.startswith("L") and not _is_weight(name):
-            continue
-        if name in ("token_ids", "x0", "scratch", "logits", "final_x") or not _is_weight(name):
+        if not _is_weight(name):
             continue
         fan_in = view.shape[0] if len(view.shape) == 2 else 1
         scale = 1.0 if name.endswith("norm.weight") else 1.0 / np.sqrt(fan_in)

@@ -1,0 +1,90 @@
+"""Placement policies: the Duplex rules, the co-processing greedy, the oracle."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opbsim.compiler import Source, Target, run_passes
+from opbsim.compiler.policies import policy_names, split_experts
+from opbsim.hardware import get_device
+from opbsim.isa.types import Unit
+from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
+from opbsim.workloads.routing import TraceRouting
+
+DUPLEX = get_device("duplex")
+MIXTRAL = get_preset("mixtral-8x7b")
+
+
+def placement(stage, policy, *, model=MIXTRAL, layers=1, device=DUPLEX, routing=None):
+    m = dataclasses.replace(model, num_layers=layers)
+    return run_passes(Source(build_model(m, stage, routing=routing, tp=4), Target(device, policy)), "place")
+
+
+def units(p) -> dict[str, Unit]:
+    return {o.op.name: o.unit for o in p.ops}
+
+
+DECODE = Stage.decode(64, 1024)
+MIXED = Stage(prefill=(PrefillChunk(512),), decode_ctx_tokens=(1024,) * 63)
+
+
+def test_duplex_puts_decode_attention_on_logic_pim_and_the_dense_linears_on_the_xpu():
+    u = units(placement(DECODE, "duplex"))
+    assert u["L0.attn_decode"] is Unit.PIM
+    for op in ("L0.qkv_proj", "L0.o_proj", "L0.router", "lm_head"):
+        assert u[op] is Unit.XPU, op
+
+
+def test_duplex_without_co_processing_runs_experts_on_pim_in_decode_only_stages_and_on_the_xpu_in_mixed_ones():
+    decode = units(placement(DECODE, "duplex-no-pe"))
+    mixed = units(placement(MIXED, "duplex-no-pe"))
+    experts = [n for n in decode if ".expert." in n]
+    assert experts and all(decode[n] is Unit.PIM for n in experts)
+    assert all(mixed[n] is Unit.XPU for n in mixed if ".expert." in n)
+    assert mixed["L0.attn_prefill.0"] is Unit.XPU and mixed["L0.attn_decode"] is Unit.PIM
+
+
+def test_bank_pim_offloads_only_decode_attention():
+    u = units(placement(MIXED, "bank-pim", device=get_device("bank-pim")))
+    assert [n for n, unit in u.items() if unit is Unit.PIM] == ["L0.attn_decode"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 96), st.integers(0, 2**31 - 1))
+def test_the_co_processing_greedy_finds_the_best_split_among_fewest_token_first_prefixes(tokens, seed):
+    rng = np.random.default_rng(seed)
+    ids = np.argsort(rng.random((tokens, 8)), axis=1)[:, :2].astype(np.int32)
+    routing = TraceRouting(8, 2, {0: ids})
+    analysis = run_passes(Source(build_model(dataclasses.replace(MIXTRAL, num_layers=1), Stage.decode(tokens, 512),
+                                             routing=routing, tp=4), Target(DUPLEX, "duplex")), "analyze")
+    experts = sorted((a for a in analysis.ops if ".expert." in a.op.name),
+                     key=lambda a: (a.op.params["tokens"], a.op.name))
+    moved = split_experts(experts)
+
+    def makespan(on_pim):
+        return max(sum(a.cost(Unit.XPU).time_s for a in experts if a.op.name not in on_pim),
+                   sum(a.cost(Unit.PIM).time_s for a in experts if a.op.name in on_pim))
+
+    best = min(makespan({a.op.name for a in experts[:n]}) for n in range(len(experts) + 1))
+    assert makespan(moved) == pytest.approx(best, rel=1e-12)
+    assert moved == {a.op.name for a in experts[:len(moved)]}  # always a fewest-token-first prefix
+
+
+@pytest.mark.parametrize("stage", [DECODE, MIXED], ids=["decode", "mixed"])
+def test_the_oracle_is_never_slower_than_any_policy_under_the_same_cost_model(stage):
+    def total(p):
+        return sum(o.analysis.cost(o.unit).time_s for o in p.ops)
+
+    oracle = total(placement(stage, "oracle"))
+    for name in policy_names():
+        assert oracle <= total(placement(stage, name)) * (1 + 1e-12), name
+
+
+def test_a_policy_that_needs_pim_on_a_gpu_is_an_input_error():
+    from opbsim.errors import InputError
+
+    with pytest.raises(InputError, match="^policy duplex needs a pim unit, which device h100 lacks$"):
+        placement(DECODE, "duplex", device=get_device("h100"))
