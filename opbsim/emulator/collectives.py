@@ -2,8 +2,9 @@
 
 A group runs one program SPMD in lockstep (see functional.execute_group); ``devices`` of the
 instruction must equal the group's size. allreduce adds the fp32 contributions in device order
-0..n-1 from +0.0 and stores the sum into every device's dst (rounded to its dtype); alltoall
-moves bits: device i's dst slice j is device j's src slice i.
+0..n-1 from +0.0 and stores the sum into every device's dst (rounded to its dtype); allgather
+and alltoall move bits: allgather's dst[i] is device i's src on every device, and alltoall's
+dst slice j on device i is device j's src slice i.
 """
 
 from __future__ import annotations
@@ -73,4 +74,18 @@ def _alltoall(ctxs: Sequence[OpContext]) -> int:
     return 0
 
 
-GROUP_HANDLERS: dict[str, GroupHandler] = {"allreduce": _allreduce, "alltoall": _alltoall}
+def _allgather(ctxs: Sequence[OpContext]) -> int:
+    _check_group(ctxs)
+    n = len(ctxs)
+
+    def check(ctx: OpContext) -> None:
+        ctx.need_shape("dst", (n,) + ctx.desc("src").shape)
+        ctx.need_same_dtype("dst", "src")
+
+    _each(ctxs, check)
+    gathered = numerics.allgather(_each(ctxs, lambda ctx: ctx.raw("src").copy()))
+    _each(ctxs, lambda ctx: ctx.write_raw("dst", gathered))
+    return 0
+
+
+GROUP_HANDLERS: dict[str, GroupHandler] = {"allreduce": _allreduce, "allgather": _allgather, "alltoall": _alltoall}

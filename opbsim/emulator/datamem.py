@@ -56,6 +56,19 @@ def element_offsets_B(desc: Descriptor) -> np.ndarray:
     return off.ravel()
 
 
+class _Pin:
+    """Exposes a reservation's array and holds the reservation: every numpy view taken from the
+    array keeps this object, so the reserved memory outlives the DataMemory while views exist."""
+
+    def __init__(self, reserved: ReservedBytes):
+        self.__array_interface__ = reserved.array.__array_interface__
+        self._reserved = reserved
+
+
+def _pinned(reserved: ReservedBytes) -> np.ndarray:
+    return np.asarray(_Pin(reserved))
+
+
 class DataMemory:
     """Byte-addressed memory of one device, one array per address space.
 
@@ -73,8 +86,8 @@ class DataMemory:
             if not isinstance(cap, int | np.integer) or isinstance(cap, bool) or cap < 0:
                 raise MemoryFault(f"capacity of {_space_name(space)} must be a byte count >= 0, got {cap!r}")
             self._reserved[space] = (ReservedBytes(int(cap)), ReservedBytes((int(cap) + 7) // 8))
-            self._data[space] = self._reserved[space][0].array
-            self._written[space] = self._reserved[space][1].array
+            self._data[space] = _pinned(self._reserved[space][0])
+            self._written[space] = _pinned(self._reserved[space][1])
 
     @property
     def spaces(self) -> tuple[Space, ...]:

@@ -28,7 +28,7 @@ from opbsim.isa.types import DType
 
 __all__ = [
     "widen", "store", "cvt",
-    "copy", "allreduce", "alltoall",
+    "copy", "allreduce", "allgather", "alltoall",
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
     "exp", "rsqrt", "silu", "rope", "scale",
     "softmax", "rmsnorm", "topk", "gather", "scatter", "scatter_last", "scatter_add",
@@ -101,6 +101,11 @@ def allreduce(contributions: Sequence[np.ndarray]) -> np.ndarray:
         for c in contributions:
             acc = acc + f32(c)
     return acc
+
+
+def allgather(sources: Sequence[np.ndarray]) -> np.ndarray:
+    """dst[i] = src of device i, on every device (leading axis: the n devices); bits unchanged."""
+    return np.stack([np.asarray(s) for s in sources])
 
 
 def alltoall(sources: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -312,6 +317,7 @@ def scatter_add(acc, src, idx, w) -> np.ndarray:
     """acc [S, H] fp32; for i = 0..T-1 in order: acc[idx[i], :] = acc[idx[i], :] + (w[i] * src[i, :]).
 
     The product is rounded to fp32, then added; a row named twice accumulates in index order.
+    Rows idx does not name are neither read nor written: their bits stay as they were.
     """
     out = np.array(acc, dtype=np.float32)
     src, w = f32(src), f32(w)
@@ -323,7 +329,7 @@ def scatter_add(acc, src, idx, w) -> np.ndarray:
 
 
 SEMANTICS: dict[str, Callable | None] = {
-    "copy": copy, "allreduce": allreduce, "alltoall": alltoall,
+    "copy": copy, "allreduce": allreduce, "allgather": allgather, "alltoall": alltoall,
     "gemm": gemm, "gemm_acc": gemm,
     "add": add, "sub": sub, "mul": mul, "div": div, "max": reduce_max, "sum": reduce_sum,
     "exp": exp, "rsqrt": rsqrt, "silu": silu, "rope": rope, "scale": scale, "cvt": cvt,
