@@ -43,3 +43,13 @@ def test_a_llama_shaped_gqa_stage_compiles_to_the_numerics_definition_bit_for_bi
     for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "logits"):
         got = read(memory, compiled, name)
         assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+
+
+@pytest.mark.slow
+def test_a_full_size_mixtral_layer_for_8_decode_tokens_compiles_to_the_numerics_definition_bit_for_bit():
+    model = dataclasses.replace(get_preset("mixtral-8x7b"), num_layers=1)
+    stage = Stage.decode(8, 64)
+    ref, memory, compiled = run_stage(model, stage, device="duplex", policy="duplex")
+    for name in ("L0.ffn_out", "L0.k_cache", "logits"):
+        got = read(memory, compiled, name)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
