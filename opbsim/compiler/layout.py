@@ -9,6 +9,7 @@ the unit's on-chip space (xPU: SRAM, PIM: its buffers) when it fits, else in HBM
 
 from __future__ import annotations
 
+import math
 import re
 
 from opbsim.compiler.ir import View
@@ -52,9 +53,7 @@ class Layout:
 
     def buffer(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
         """The HBM buffer called ``name``, allocated on first use; a later use may not be larger."""
-        nbytes = dtype.itemsize_B
-        for d in shape:
-            nbytes *= d
+        nbytes = dtype.itemsize_B * math.prod(shape)
         if name in self.buffers:
             have = self.buffers[name]
             if have.dtype is not dtype or _numel(have.shape) < _numel(shape):
@@ -100,7 +99,4 @@ class Layout:
 
 
 def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    return math.prod(shape)

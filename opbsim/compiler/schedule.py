@@ -10,6 +10,8 @@ split between the two) are free to overlap.
 
 from __future__ import annotations
 
+import functools
+
 from opbsim.compiler.ir import Kernel, Kernels, Schedule, Step, View
 from opbsim.isa.hazards import Region, Scoreboard
 from opbsim.isa.types import Unit
@@ -27,15 +29,28 @@ def _region(view: View, write: bool) -> Region:
 
 
 def regions_of_kernel(kernel: Kernel) -> list[Region]:
-    out = []
+    """The byte ranges a kernel reads and writes, overlapping ranges of one kind merged."""
+    spans: dict[tuple, list[tuple[int, int]]] = {}
     for d in kernel.drafts:
-        spec_fields = _roles(d.mnemonic)
-        for v, written in zip(d.operands, spec_fields):
+        for v, written in zip(d.operands, _roles(d.mnemonic)):
             if isinstance(v, View):
-                out.append(_region(v, written))
+                r = _region(v, written)
+                spans.setdefault((r.space, r.write), []).append((r.lo_B, r.hi_B))
+    out = []
+    for (space, write), ranges in spans.items():
+        ranges.sort()
+        lo, hi = ranges[0]
+        for a, b in ranges[1:]:
+            if a > hi:
+                out.append(Region(space, lo, hi, write))
+                lo, hi = a, b
+            else:
+                hi = max(hi, b)
+        out.append(Region(space, lo, hi, write))
     return out
 
 
+@functools.cache
 def _roles(mnemonic: str) -> tuple[bool, ...]:
     from opbsim.isa.spec import BY_MNEMONIC, Role
 

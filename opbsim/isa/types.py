@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass
 
 from opbsim.errors import ProgramError
@@ -131,8 +132,9 @@ class Descriptor:
         return self.strides_elems == row_major_strides(self.shape)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
 def is_identifier(text: str) -> bool:
     """Assembly identifiers: ASCII letter or underscore, then letters, digits, ``_`` or ``.``."""
-    if not text or not (text[0].isascii() and (text[0].isalpha() or text[0] == "_")):
-        return False
-    return all(c.isascii() and (c.isalnum() or c in "_.") for c in text)
+    return _IDENTIFIER.fullmatch(text) is not None
