@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from opbsim.isa.types import DType
 from opbsim.workloads import get_preset
 from opbsim.workloads.stage import PrefillChunk, Stage
 
@@ -35,6 +36,9 @@ def test_a_mixtral_shaped_moe_stage_compiles_to_the_numerics_definition_bit_for_
     for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "L1.v_cache", "logits"):
         got = read(memory, compiled, name)
         assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+    for layer in (0, 1):  # the routing the program was specialised on is the one it computes
+        ids = read(memory, compiled, f"L{layer}.topk_ids", DType.I32)
+        assert np.array_equal(ids, ref[f"L{layer}.topk_ids"])
 
 
 def test_a_llama_shaped_gqa_stage_compiles_to_the_numerics_definition_bit_for_bit():
