@@ -15,14 +15,15 @@ import time
 import numpy as np
 
 from opbsim.isa import numerics
-from opbsim.isa.elementary import sincos
+from opbsim.isa.elementary import rope_inv_freq, sincos
 from opbsim.isa.floatbits import f32_from_bits, ulp_error
 
 CHUNK = 1 << 24
 
 
 def _exp64(x):
-    return np.exp(x.astype(np.float64))
+    with np.errstate(over="ignore"):
+        return np.exp(x.astype(np.float64))
 
 
 def _silu64(x):
@@ -33,6 +34,19 @@ def _silu64(x):
 
 def _rsqrt64(x):
     return 1.0 / np.sqrt(x.astype(np.float64))
+
+
+def _rope64(x, pos, theta, angles=None):
+    """Rotary embedding in float64: exact angles pos * theta^(-2i/D), or (angles="fp32") the
+    definition's binary32 angles fl(pos * rope_inv_freq), to isolate the sin/cos error."""
+    d = x.shape[-1]
+    if angles == "fp32":
+        ang = (pos[:, None].astype(np.float32) * rope_inv_freq(theta, d)[None, :]).astype(np.float64)
+    else:
+        ang = pos[:, None].astype(np.float64) * theta ** (-np.arange(0, d, 2) / d)[None, :]
+    c, s = np.cos(ang), np.sin(ang)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
 FUNCTIONS = {
@@ -74,6 +88,26 @@ def sampled(rng: np.random.Generator, n: int = 1 << 21) -> dict[str, tuple[float
         out[name] = (*_stats(ulp_error(fn(x), ref(x))), x.size)
     pos = np.abs(everywhere[everywhere != 0])
     out["rsqrt"] = (*_stats(ulp_error(numerics.rsqrt(pos), _rsqrt64(pos))), pos.size)
+    for cols, sigma in ((64, 4.0), (1024, 4.0), (4096, 1.0)):
+        x = (rng.standard_normal(((1 << 21) // cols, cols)) * sigma).astype(np.float32)
+        s64 = x.astype(np.float64) * 0.125
+        z = np.exp(s64 - s64.max(axis=-1, keepdims=True))
+        out[f"softmax N={cols} sigma={sigma:g} scale=1/8"] = (
+            *_stats(ulp_error(numerics.softmax(x, 0.125), z / z.sum(axis=-1, keepdims=True))), x.size)
+    for h in (128, 4096):
+        x = rng.standard_normal(((1 << 21) // h, h), dtype=np.float32)
+        w = rng.standard_normal(h, dtype=np.float32)
+        x64 = x.astype(np.float64)
+        ref = x64 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + float(np.float32(1e-5))) * w
+        out[f"rmsnorm H={h}"] = (*_stats(ulp_error(numerics.rmsnorm(x, w, 1e-5), ref)), x.size)
+    for top in (4096, 131072):
+        x = rng.standard_normal((2, 1024, 128), dtype=np.float32)
+        pos = rng.integers(0, top, 1024).astype(np.int32)
+        y = numerics.rope(x, pos, 500000.0)
+        for what, angles in (("exact angles", None), ("its fp32 angles", "fp32")):
+            exact = _rope64(x.astype(np.float64), pos, 500000.0, angles)
+            err = np.abs(y - exact) / 2.0**-24
+            out[f"rope pos<{top} vs {what} (abs, 2^-24)"] = (*_stats(err), x.size)
     for lim in (np.pi / 4, 2.0**15, 2.0**21):
         a = rng.uniform(-lim, lim, n).astype(np.float32)
         s, c = sincos(a)
@@ -96,7 +130,7 @@ def main() -> None:
                   f"{time.perf_counter() - t:.0f} s", flush=True)
         return
     for name, (worst, mean, count) in sampled(np.random.default_rng(args.seed)).items():
-        print(f"{name:34s} max {worst:8.4f}  mean {mean:.4f}  ({count} inputs)")
+        print(f"{name:42s} max {worst:9.4f}  mean {mean:.4f}  ({count} inputs)")
 
 
 if __name__ == "__main__":
