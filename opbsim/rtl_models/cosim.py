@@ -50,16 +50,15 @@ def model_cycles(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | 
     stream (2 * lanes bytes per beat) is bandwidth bound, plus the pipeline latency:
         max(beats, ceil(beats * 2 * lanes / weight_bytes_per_cycle)) + PIPELINE_LATENCY
     """
-    _check_shape(lanes, k, rows)
-    _check_shape(lanes, k, batch)
+    _positive(lanes=lanes, k=k, rows=rows, batch=batch)
     beats = batch * math.ceil(rows / lanes) * k
     if weight_bytes_per_cycle is not None:
         beats = max(beats, math.ceil(beats * 2 * lanes / weight_bytes_per_cycle))
     return beats + PIPELINE_LATENCY
 
 
-def _check_shape(lanes: int, k: int, rows: int) -> None:
-    for name, v in (("lanes", lanes), ("k", k), ("rows", rows)):
+def _positive(**values: int) -> None:
+    for name, v in values.items():
         if not isinstance(v, int) or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}")
 
@@ -89,7 +88,7 @@ class PimGemv:
     """
 
     def __init__(self, lanes: int = 8):
-        _check_shape(lanes, 1, 1)
+        _positive(lanes=lanes)
         from pyverilator import PyVerilator
 
         self.lanes = lanes
@@ -140,8 +139,7 @@ class PimGemv:
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise InputError(f"gemm needs a [M, K] and b [K, N]; got {a.shape} and {b.shape}")
         (m_rows, k), n = a.shape, b.shape[1]
-        _check_shape(self.lanes, k, n)
-        _check_shape(self.lanes, k, m_rows)
+        _positive(k=k, rows=n, batch=m_rows)
         if weight_bytes_per_cycle is not None and not weight_bytes_per_cycle > 0:
             raise InputError(f"weight_bytes_per_cycle must be > 0, got {weight_bytes_per_cycle}")
         lanes = self.lanes
@@ -212,6 +210,12 @@ class PimGemv:
         return outs, last_edge - first_edge + 1
 
 
+def _ordinary_bf16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """bf16 words of either sign with exponents near 1.0: sums that round at every step."""
+    words = (rng.integers(0, 2, n) << 15) | (rng.integers(120, 134, n) << 7) | rng.integers(0, 128, n)
+    return words.astype(np.uint16)
+
+
 @functools.cache
 def pim_gemv(lanes: int = 8) -> PimGemv:
     """The process's pim_gemv model with ``lanes`` lanes (built on first use)."""
@@ -224,13 +228,8 @@ def rtl_cycles(lanes: int, k: int, rows: int, *, weight_bytes_per_cycle: float |
 
     Returns (cycles, the run, (W bits [rows, k], x bits [k])) so a caller can check the outputs.
     """
-    _check_shape(lanes, k, rows)
+    _positive(lanes=lanes, k=k, rows=rows)
     rng = np.random.default_rng(seed)
-    # bf16 values of either sign with exponents near 1.0: sums that round at every step
-    def draw(n: int) -> np.ndarray:
-        return ((rng.integers(0, 2, n) << 15) | (rng.integers(120, 134, n) << 7) | rng.integers(0, 128, n)) \
-            .astype(np.uint16)
-
-    w, x = draw(rows * k).reshape(rows, k), draw(k)
+    w, x = _ordinary_bf16(rng, rows * k).reshape(rows, k), _ordinary_bf16(rng, k)
     run = pim_gemv(lanes).run(w, x, weight_bytes_per_cycle=weight_bytes_per_cycle)
     return run.cycles, run, (w, x)
