@@ -31,6 +31,7 @@ test: lint
 
 docs: $(VENV)/.installed-run
 	$(BIN)/opbsim isa --format markdown -o docs/isa.md
+	$(BIN)/opbsim rtl generate
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache opbsim-demo
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache opbsim-demo sim_build
