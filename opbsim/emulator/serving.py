@@ -1,0 +1,272 @@
+"""Continuous batching: a request stream served stage by stage on a cluster, and its metrics.
+
+The loop (ARCHITECTURE.md "Serving"). Before each stage, waiting requests whose arrival time has
+come are admitted, oldest first, while fewer than ``max_batch`` requests run. A stage runs the
+model once over:
+- the prompt tokens of admitted requests still in prefill, in admission order: whole prompts, or
+  with ``prefill_chunk_tokens`` > 0 at most that many prompt tokens per stage (chunked prefill;
+  a request's later chunks attend to its earlier ones);
+- one decode token for every running request that has its first token.
+The stage that completes a prompt samples the request's first output token; every later stage
+gives it one more, so a request of ``output_tokens`` tokens decodes in ``output_tokens - 1``
+stages after its last prefill chunk and then leaves. Its KV cache holds ``input + generated``
+tokens; the token of the j-th decode stage attends to ``input_tokens + j`` keys.
+
+Closed loop: a finished request is replaced at once (its successor arrives when it finishes and
+is admitted into the next stage). Open loop: requests arrive at their Poisson times; when nothing
+runs, time jumps to the next arrival.
+
+Time and energy of a stage come from ``StageTimer`` (compiled and timed on the engine, memoised by
+shape bucket). Capacity: the batch is capped so that the weights and the KV cache of ``max_batch``
+requests at the longest context of the stream fit each device (``Cluster.capacity_batch``).
+
+Metrics: tokens/s = output tokens / makespan. Time between tokens: one sample per decode token,
+the duration of the stage that emitted it (the request's previous token came from the stage
+before). TTFT: arrival to the end of the stage that samples the first token (queueing included).
+End-to-end latency: arrival to the last token. Energy per token: all devices' energy / output
+tokens. Utilisation: a unit's busy time (per device) / makespan. Class shares: the wall-clock
+split of ``StageCost.time_s_by_class``, summed over stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from opbsim.emulator.cluster import Cluster
+from opbsim.emulator.serving_metrics import percentile, weighted_percentile
+from opbsim.emulator.stage_timer import StageCost, StageTimer
+from opbsim.errors import InputError
+from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.scenarios import Loop, Scenario
+from opbsim.workloads.stage import PrefillChunk, Stage
+
+__all__ = ["ServingConfig", "ServingResult", "simulate"]
+
+GiB = 2**30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingConfig:
+    """``batch``: the most requests running at once (capped by capacity). ``prefill_chunk_tokens``:
+    the most prompt tokens per stage, 0 for whole prompts."""
+
+    batch: int
+    prefill_chunk_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise InputError(f"batch must be a positive integer, got {self.batch!r}")
+        n = self.prefill_chunk_tokens
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InputError(f"prefill_chunk_tokens must be an integer >= 0, got {n!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingResult:
+    """Metrics of one serving run (units in the names), and the stages it ran (for traces)."""
+
+    model: str
+    device: str
+    policy: str
+    devices_per_node: int
+    nodes: int
+    loop: str
+    requests: int
+    requested_batch: int
+    capacity_batch: int
+    max_batch: int
+    output_tokens: int
+    duration_s: float
+    tokens_per_s: float
+    tbt_p50_ms: float
+    tbt_p90_ms: float
+    tbt_p99_ms: float
+    ttft_p50_ms: float
+    ttft_p90_ms: float
+    ttft_p99_ms: float
+    e2e_mean_s: float
+    e2e_p50_s: float
+    e2e_p90_s: float
+    e2e_p99_s: float
+    energy_J: float
+    energy_per_token_mJ: float
+    utilisation_by_unit: tuple[tuple[str, float], ...]
+    time_share_by_class: tuple[tuple[str, float], ...]
+    stages: int
+    decode_only_stages: int
+    compiled_shapes: int
+    stage_start_s: tuple[float, ...]
+    stage_time_s: tuple[float, ...]
+    stage_prefill_tokens: tuple[int, ...]
+    stage_decode_tokens: tuple[int, ...]
+
+    @property
+    def batch_capped(self) -> bool:
+        return self.max_batch < self.requested_batch
+
+    @property
+    def decode_only_stage_share(self) -> float:
+        return self.decode_only_stages / self.stages if self.stages else 0.0
+
+    def summary(self) -> dict[str, object]:
+        """Every scalar metric, by name (the ``opbsim simulate --json`` object)."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name.startswith("stage_"):
+                continue
+            out[name] = dict(value) if isinstance(value, tuple) else value
+        out["batch_capped"] = self.batch_capped
+        out["decode_only_stage_share"] = self.decode_only_stage_share
+        return out
+
+
+def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: ServingConfig, *,
+             timer: StageTimer | None = None) -> ServingResult:
+    """Serve ``scenario`` on ``cluster``. ``timer`` (for this model and cluster) may be shared
+    between runs to reuse its memo. Deterministic: the same inputs give the same result."""
+    timer = timer or StageTimer(model, cluster)
+    if timer.model != model or timer.cluster != cluster:
+        raise InputError("the stage timer was made for another model or cluster")
+    max_ctx = max(r.input_tokens + r.output_tokens for r in scenario.requests)
+    capacity = cluster.capacity_batch(model, max_ctx)
+    if capacity < 1:
+        hbm = cluster.device.memory(cluster.device.memories[0].space).capacity_B
+        raise InputError(
+            f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
+            f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
+            f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices")
+    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer)
+    loop.run()
+    return loop.result(model, cluster, config.batch, capacity)
+
+
+class _Loop:
+    """The state of one run; ``run`` advances it stage by stage."""
+
+    def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer):
+        self.scenario = scenario
+        self.max_batch = max_batch
+        self.chunk_tokens = chunk_tokens
+        self.timer = timer
+        self.exact = timer.bucketing.steps_per_octave == 0
+        reqs = scenario.requests
+        self.inp = [r.input_tokens for r in reqs]
+        self.out = [r.output_tokens for r in reqs]
+        self.arrival = [r.arrival_s for r in reqs]
+        self.released = scenario.concurrency if scenario.loop is Loop.CLOSED else len(reqs)
+        self.first_token_s = np.full(len(reqs), np.nan)
+        self.done_s = np.full(len(reqs), np.nan)
+        self.stage_start: list[float] = []
+        self.stage_time: list[float] = []
+        self.stage_prefill: list[int] = []
+        self.stage_decode: list[int] = []
+        self.costs: dict[int, tuple[StageCost, int]] = {}
+
+    def run(self) -> None:
+        n = len(self.inp)
+        admitted = finished = 0
+        prefilling: list[list[int]] = []  # [request, prompt tokens done], in admission order
+        decoding: dict[int, int] = {}  # request -> stage that sampled its first token
+        finish_at: dict[int, list[int]] = {}  # stage -> requests whose last token it emits
+        ctx_sum = 0  # keys the decode tokens of the next stage attend to, summed
+        now, s = 0.0, 0
+        while finished < n:
+            while (admitted < self.released and self.arrival[admitted] <= now
+                   and len(prefilling) + len(decoding) < self.max_batch):
+                prefilling.append([admitted, 0])
+                admitted += 1
+            if not prefilling and not decoding:
+                now = max(now, self.arrival[admitted])  # open loop, idle: wait for the next arrival
+                continue
+            chunks = self._chunks(prefilling)
+            if self.exact:
+                ctx = tuple(self.inp[r] + s - s0 for r, s0 in decoding.items())
+                cost = self.timer.cost(Stage(prefill=chunks, decode_ctx_tokens=ctx))
+            else:
+                cost = self.timer.cost_of(chunks, len(decoding), ctx_sum)
+            self._record(now, cost, chunks, len(decoding))
+            now += cost.time_s
+            ctx_sum += len(decoding)
+            ended = finish_at.pop(s, [])
+            for r in ended:
+                ctx_sum -= self.inp[r] + s + 1 - decoding.pop(r)
+            for entry, chunk in zip(prefilling, chunks):
+                entry[1] += chunk.new_tokens
+                if chunk.final:
+                    r = entry[0]
+                    self.first_token_s[r] = now
+                    if self.out[r] == 1:
+                        ended.append(r)
+                    else:
+                        decoding[r] = s
+                        finish_at.setdefault(s + self.out[r] - 1, []).append(r)
+                        ctx_sum += self.inp[r] + 1
+            prefilling = [e for e in prefilling if e[1] < self.inp[e[0]]]
+            for r in ended:
+                self.done_s[r] = now
+                finished += 1
+                if self.released < n:  # closed loop: the successor arrives now
+                    self.arrival[self.released] = now
+                    self.released += 1
+            s += 1
+
+    def _chunks(self, prefilling: list[list[int]]) -> tuple[PrefillChunk, ...]:
+        budget = self.chunk_tokens or None
+        chunks = []
+        for r, done in prefilling:
+            take = self.inp[r] - done if budget is None else min(self.inp[r] - done, budget)
+            if take <= 0:
+                break
+            chunks.append(PrefillChunk(take, done, final=done + take == self.inp[r]))
+            if budget is not None:
+                budget -= take
+        return tuple(chunks)
+
+    def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int) -> None:
+        self.stage_start.append(start_s)
+        self.stage_time.append(cost.time_s)
+        self.stage_prefill.append(sum(c.new_tokens for c in chunks))
+        self.stage_decode.append(decode)
+        key = id(cost)
+        seen = self.costs.get(key)
+        self.costs[key] = (cost, 1 if seen is None else seen[1] + 1)
+
+    def result(self, model: ModelConfig, cluster: Cluster, requested: int, capacity: int) -> ServingResult:
+        arrival = np.asarray(self.arrival, dtype=np.float64)
+        times = np.asarray(self.stage_time)
+        decode = np.asarray(self.stage_decode, dtype=np.int64)
+        duration = float(self.done_s.max())
+        tokens = int(sum(self.out))
+        energy = sum(c.energy_J * k for c, k in self.costs.values())
+        busy: dict[str, float] = {}
+        by_class: dict[str, float] = {}
+        for cost, k in self.costs.values():
+            for u, b in cost.busy_s_by_unit:
+                busy[u.name.lower()] = busy.get(u.name.lower(), 0.0) + b * k
+            for c, t in cost.time_s_by_class:
+                by_class[c.value] = by_class.get(c.value, 0.0) + t * k
+        total = float(times.sum())
+        ttft = (self.first_token_s - arrival) * 1e3
+        e2e = self.done_s - arrival
+        return ServingResult(
+            model=model.name, device=cluster.device.name, policy=cluster.policy,
+            devices_per_node=cluster.devices_per_node, nodes=cluster.nodes, loop=self.scenario.loop.value,
+            requests=len(self.inp), requested_batch=requested, capacity_batch=capacity, max_batch=self.max_batch,
+            output_tokens=tokens, duration_s=duration, tokens_per_s=tokens / duration,
+            tbt_p50_ms=weighted_percentile(times * 1e3, decode, 50),
+            tbt_p90_ms=weighted_percentile(times * 1e3, decode, 90),
+            tbt_p99_ms=weighted_percentile(times * 1e3, decode, 99),
+            ttft_p50_ms=percentile(ttft, 50), ttft_p90_ms=percentile(ttft, 90), ttft_p99_ms=percentile(ttft, 99),
+            e2e_mean_s=float(e2e.mean()), e2e_p50_s=percentile(e2e, 50), e2e_p90_s=percentile(e2e, 90),
+            e2e_p99_s=percentile(e2e, 99),
+            energy_J=energy, energy_per_token_mJ=energy / tokens * 1e3,
+            utilisation_by_unit=tuple(sorted((u, b / duration) for u, b in busy.items())),
+            time_share_by_class=tuple((c, t / total) for c, t in by_class.items()),
+            stages=len(times), decode_only_stages=int(sum(p == 0 for p in self.stage_prefill)),
+            compiled_shapes=self.timer.compiled_shapes,
+            stage_start_s=tuple(self.stage_start), stage_time_s=tuple(self.stage_time),
+            stage_prefill_tokens=tuple(self.stage_prefill), stage_decode_tokens=tuple(decode.tolist()),
+        )
