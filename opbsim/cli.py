@@ -14,7 +14,9 @@ import click
 from opbsim import __version__
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
+from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
+from opbsim.cli_simulate import simulate_cmd
 from opbsim.cli_validate import validate_cmd
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
@@ -152,6 +154,8 @@ def _emit(text: str, output: Path | None) -> None:
 
 cli.add_command(models_group)
 cli.add_command(compile_cmd)
+cli.add_command(simulate_cmd)
+cli.add_command(reproduce)
 
 
 def main() -> None:

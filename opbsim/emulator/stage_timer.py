@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from opbsim.compiler import compile_graph
+from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.emulator.cluster import Cluster, alltoall_stats, node_expert_tokens, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
@@ -170,6 +170,8 @@ class StageTimer:
         self._layers = tuple((moe, next((i for i in idx if i > 0), idx[0]), len(idx)) for moe, idx in kinds.items())
         self._head_model = replace(model, num_layers=model.first_dense_layers + model.moe_every) if model.is_moe \
             else replace(model, num_layers=1)
+        probe = Stage.decode(1, 1)  # the policy must exist and suit the device: the compiler's own check
+        run_passes(Source(self._layer(probe, *self._layers[0][:2]), Target(cluster.device, cluster.policy)), "place")
 
     def cost(self, stage: Stage) -> StageCost:
         """The cost of ``stage`` (of its bucket's representative)."""
@@ -190,17 +192,38 @@ class StageTimer:
             hit = self._cache[key] = self._compute(key)
         return hit
 
+    def lowering_errors(self, stage: Stage) -> tuple[str, ...]:
+        """What stops ``stage`` from compiling: the compiler's message for the prologue/epilogue and
+        for each layer kind that fails, in that order (empty when it compiles)."""
+        node = node_share(stage, self.cluster.nodes)
+        parts = [lambda: self._time(self._head(node), _Acc(), 1)]
+        parts += [lambda moe=moe, layer=layer: self._time(self._layer(node, moe, layer), _Acc(), 1)
+                  for moe, layer, _ in self._layers]
+        errors = []
+        for part in parts:
+            try:
+                part()
+            except InputError as e:
+                errors.append(str(e))
+        return tuple(errors)
+
+    def _head(self, node: Stage) -> ModelGraph:
+        head = build_model(self._head_model, node, tp=self.cluster.tp)
+        return replace(head, model=self.model, layers=())
+
+    def _layer(self, node: Stage, moe: bool, layer: int) -> ModelGraph:
+        graph = build_layer(self.model, node, layer, expert_tokens=self._counts(node, layer) if moe else None,
+                            tp=self.cluster.tp)
+        return ModelGraph(self.model, node, self.cluster.tp, (), (graph,), ())
+
     def _compute(self, stage: Stage) -> StageCost:
         model, cluster = self.model, self.cluster
         node = node_share(stage, cluster.nodes)
         self.compiled_shapes += 1
         acc = _Acc()
-        head = build_model(self._head_model, node, tp=cluster.tp)
-        self._time(replace(head, model=model, layers=()), acc, 1)
+        self._time(self._head(node), acc, 1)
         for moe, layer, count in self._layers:
-            graph = build_layer(model, node, layer, expert_tokens=self._counts(node, layer) if moe else None,
-                                tp=cluster.tp)
-            self._time(ModelGraph(model, node, cluster.tp, (), (graph,), ()), acc, count)
+            self._time(self._layer(node, moe, layer), acc, count)
             if moe and cluster.nodes > 1:
                 rows = math.ceil(node.tokens * model.top_k / cluster.tp)
                 a2a = alltoall_stats(cluster.device, rows, model.hidden_size, cluster.nodes)
@@ -222,7 +245,13 @@ class StageTimer:
 
     def _time(self, graph: ModelGraph, acc: _Acc, times: int) -> None:
         cluster = self.cluster
-        compiled = compile_graph(graph, cluster.device, cluster.policy)
+        try:
+            compiled = compile_graph(graph, cluster.device, cluster.policy)
+        except InputError as e:
+            if str(e).startswith("does not fit"):
+                raise InputError(f"{e}: a stage of {graph.stage.tokens} tokens per device is too large "
+                                 f"(bound it with chunked prefill or a smaller batch)") from None
+            raise
         stats = run_program(compiled.program, cluster.device)
         op_class = {op.name: op.op_class for op in graph.ops}
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}

@@ -1,0 +1,96 @@
+"""``opbsim simulate``: continuous-batching serving of a model on a cluster of devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from opbsim.errors import InputError
+from opbsim.fileio import atomic_write_text
+
+__all__ = ["simulate_cmd", "routing_of", "default_policy"]
+
+
+def default_policy(device) -> str:
+    """``duplex`` on a device with a PIM unit, else ``xpu-only``."""
+    from opbsim.isa.types import Unit
+
+    return "duplex" if any(u.unit is Unit.PIM for u in device.units) else "xpu-only"
+
+
+def routing_of(spec: str, model, seed: int):
+    """``balanced`` (None), ``uniform``, ``zipf:SKEW`` or ``trace:FILE`` as a Routing."""
+    from opbsim.workloads import TraceRouting, UniformRouting, ZipfRouting
+
+    if spec == "balanced":
+        return None
+    if not model.is_moe:
+        raise InputError(f"--routing {spec}: {model.name} has no experts")
+    if spec == "uniform":
+        return UniformRouting(model.num_experts, model.top_k, seed=seed)
+    if spec.startswith("zipf:"):
+        try:
+            skew = float(spec[5:])
+        except ValueError:
+            raise InputError(f"--routing {spec}: the skew must be a number") from None
+        return ZipfRouting(model.num_experts, model.top_k, skew=skew, seed=seed)
+    if spec.startswith("trace:"):
+        return TraceRouting.from_file(spec[6:])
+    raise InputError(f"--routing {spec!r}: expected balanced, uniform, zipf:SKEW or trace:FILE")
+
+
+@click.command("simulate")
+@click.argument("model")
+@click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
+@click.option("--devices-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Devices per node: tensor parallelism (and expert tensor parallelism) within it.")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Nodes: expert parallelism across them, all-to-alls on the scale-out links.")
+@click.option("-p", "--policy", help="Placement policy [default: duplex on a device with PIM, else xpu-only].")
+@click.option("--batch", type=click.IntRange(min=1), required=True, help="Most requests running at once.")
+@click.option("--lin", type=click.IntRange(min=1), required=True, help="Prompt tokens (mean with --lin-std).")
+@click.option("--lout", type=click.IntRange(min=1), required=True, help="Output tokens (mean with --lout-std).")
+@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian prompt lengths (0: fixed).")
+@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian output lengths (0: fixed).")
+@click.option("--qps", type=click.FloatRange(min=0, min_open=True),
+              help="Open loop: Poisson arrivals at this rate. Default: closed loop at --batch requests.")
+@click.option("--requests", "num_requests", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True,
+              help="Most prompt tokens per stage (chunked prefill); 0: whole prompts, however many.")
+@click.option("--routing", default="balanced", show_default=True,
+              help="Expert routing: balanced, uniform, zipf:SKEW or trace:FILE (one node only).")
+@click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a Chrome/Perfetto trace of the stages here.")
+def simulate_cmd(model: str, device: str, devices_per_node: int, nodes: int, policy: str | None, batch: int,
+                 lin: int, lout: int, lin_std: float, lout_std: float, qps: float | None, num_requests: int,
+                 seed: int, prefill_chunk: int, routing: str, buckets: int, as_json: bool,
+                 trace: Path | None) -> None:
+    """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster."""
+    from opbsim.emulator.cluster import Cluster
+    from opbsim.emulator.serving import ServingConfig, simulate
+    from opbsim.emulator.stage_timer import Bucketing, StageTimer
+    from opbsim.hardware import get_device
+    from opbsim.report.serving import serving_json, serving_table, serving_trace
+    from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model, open_loop
+
+    cfg = load_model(model)
+    spec = get_device(device)
+    cluster = Cluster(device=spec, policy=policy or default_policy(spec), devices_per_node=devices_per_node,
+                      nodes=nodes)
+    lengths = FixedLengths(lin, lout) if lin_std == 0 and lout_std == 0 else \
+        GaussianLengths(float(lin), float(lin_std), float(lout), float(lout_std))
+    scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \
+        closed_loop(batch, lengths, num_requests=num_requests, seed=seed)
+    timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets))
+    result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),
+                      timer=timer)
+    if trace is not None:
+        atomic_write_text(trace, serving_trace(result))
+    click.echo(serving_json(result) if as_json else serving_table(result))

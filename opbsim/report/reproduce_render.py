@@ -1,0 +1,77 @@
+"""The Duplex reproduction as a terminal table and as docs/validation.md."""
+
+from __future__ import annotations
+
+from opbsim.report.reproduce import (
+    DUPLEX,
+    GPU,
+    PREFILL_CHUNK_TOKENS,
+    REQUESTS_PER_SLOT,
+    STD_FRACTION,
+    SYSTEMS,
+    Reproduction,
+)
+from opbsim.report.tables import format_table
+
+__all__ = ["rows_table", "validation_markdown"]
+
+_ROW_HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
+
+
+def rows_table(rep: Reproduction) -> str:
+    """The TARGETS.md rows, paper vs ours vs ratio, for the terminal."""
+    return format_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows])
+
+
+def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def validation_markdown(rep: Reproduction, command: str) -> str:
+    """docs/validation.md: the rows, why some are not reproduced or missed, and every run."""
+    g = rep.grid
+    parts = [
+        "# Validation: reproduction of published results",
+        "",
+        f"Written by `{command}`; do not edit by hand. Every value in the \"ours\" column comes out of the "
+        "serving simulation (compiler + discrete-event engine, opbsim/emulator/serving.py); no constant is "
+        "fitted to a row.",
+        "",
+        "## Duplex (arXiv 2409.01141)",
+        "",
+        f"Setup: closed loop, uniform expert routing, Gaussian lengths (standard deviation {STD_FRACTION:g} x the "
+        f"mean, assumed), {REQUESTS_PER_SLOT} x batch requests per configuration, batch "
+        f"{', '.join(map(str, g.batches))} x (L_in, L_out) {', '.join(f'({a}, {b})' for a, b in g.lengths)}, "
+        f"at most {PREFILL_CHUNK_TOKENS} prompt tokens per stage (chunked prefill, assumed); "
+        "devices per setup as in TARGETS.md. Systems: "
+        + "; ".join(f"{s.label} = device `{s.device}`, policy `{s.policy}`" for s in SYSTEMS)
+        + ". Averages are arithmetic means over the configurations run.",
+        "",
+        _md_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows]),
+        "",
+    ]
+    if rep.not_reproduced:
+        parts += ["### Not reproduced", "",
+                  "The compiler cannot lower these models yet; the reason is its own error message:", ""]
+        parts += [f"- {m}: {reason}" for m, reason in rep.not_reproduced]
+        parts.append("")
+    if rep.causes:
+        parts += ["### Causes of the gaps", ""] + [f"- {c}" for c in rep.causes] + [""]
+    parts += ["### Every configuration", "",
+              "tokens/s, energy per token (mJ), mean end-to-end latency (s), share of decode-only stages, and the "
+              "batch after the capacity cap.", ""]
+    header = ("model", "batch", "L_in/L_out", "max batch", *(f"{s.label} tok/s" for s in SYSTEMS),
+              f"{DUPLEX.label} / {GPU.label}", f"{GPU.label} mJ/tok", f"{DUPLEX.label} mJ/tok",
+              f"{GPU.label} e2e s", f"{DUPLEX.label} e2e s", "decode-only")
+    rows = []
+    for c in rep.configs:
+        d, gp = c.of(DUPLEX), c.of(GPU)
+        rows.append((c.model, str(c.batch), f"{c.lin}/{c.lout}", str(d.max_batch),
+                     *(f"{c.of(s).tokens_per_s:.0f}" for s in SYSTEMS), f"{d.tokens_per_s / gp.tokens_per_s:.2f}",
+                     f"{gp.energy_per_token_mJ:.1f}", f"{d.energy_per_token_mJ:.1f}", f"{gp.e2e_mean_s:.2f}",
+                     f"{d.e2e_mean_s:.2f}", f"{d.decode_only_stage_share:.0%}"))
+    parts += [_md_table(header, rows), ""]
+    return "\n".join(parts)

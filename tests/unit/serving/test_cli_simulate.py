@@ -1,0 +1,94 @@
+"""`opbsim simulate` and `opbsim reproduce`: JSON keys, the trace, one-line errors, usage errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from opbsim.cli import cli
+
+SMALL = ["mixtral-8x7b", "-d", "duplex", "--devices-per-node", "4", "--batch", "2", "--lin", "16", "--lout", "3",
+         "--requests", "3"]
+KEYS = {"tokens_per_s", "tbt_p50_ms", "tbt_p90_ms", "tbt_p99_ms", "ttft_p50_ms", "e2e_p50_s", "energy_per_token_mJ",
+        "decode_only_stage_share", "max_batch"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_simulate_json_has_the_metrics_the_issue_names_and_the_trace_has_one_event_per_stage(tmp_path):
+    trace = tmp_path / "stages.json"
+    result = invoke("simulate", *SMALL, "--json", "--trace", str(trace))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert KEYS <= set(out)
+    assert out["output_tokens"] == 9 and out["max_batch"] == 2 and out["policy"] == "duplex"
+    assert set(out["utilisation_by_unit"]) == {"xpu", "pim", "dma"}
+    assert set(out["time_share_by_class"]) >= {"fc", "attention", "moe", "communication"}
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert sum(e["ph"] == "X" for e in events) == out["stages"]
+
+
+def test_simulate_prints_a_table_by_default_and_takes_the_gpu_baseline_policy_on_a_gpu():
+    result = invoke("simulate", *SMALL[:2], "h100", *SMALL[3:])
+    assert result.exit_code == 0, result.output
+    assert "1 x 4 h100, policy xpu-only" in result.output and "time between tokens p50" in result.output
+
+
+def test_simulate_open_loop_and_gaussian_lengths_run():
+    result = invoke("simulate", *SMALL, "--qps", "100", "--lin-std", "4", "--json", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["loop"] == "open"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "tpu"], "Error: unknown device 'tpu'"),
+    (["-p", "duplex", "-d", "h100"], "Error: policy duplex needs a pim unit, which device h100 lacks"),
+    (["--nodes", "3"], "Error: nodes (3) must divide num_experts (8)"),
+    (["--devices-per-node", "3"], "Error: tp (3) must divide num_heads (32)"),
+    (["--routing", "zipf:x"], "Error: --routing zipf:x: the skew must be a number"),
+    (["--routing", "uniform", "--nodes", "2"], "Error: a routing other than balanced is supported on one node only"),
+])
+def test_simulate_bad_input_is_one_line_and_exit_1(args, message):
+    base = ["mixtral-8x7b", "-d", "duplex", "--batch", "2", "--lin", "16", "--lout", "3", "--requests", "2"]
+    result = invoke("simulate", *base, *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(message) and result.output.count("\n") == 1
+
+
+def test_simulate_a_model_too_large_for_the_devices_is_one_line_exit_1():
+    result = invoke("simulate", "llama-3-70b", "-d", "h100", "--batch", "2", "--lin", "16", "--lout", "3")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: does not fit: llama-3-70b needs 131.4 GiB of weights")
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["--batch", "0"], ["--qps", "0"], ["--lin", "x"], ["--bogus"], []])
+def test_simulate_usage_errors_exit_2(args):
+    base = ["mixtral-8x7b", "-d", "duplex", "--lin", "16", "--lout", "3"]
+    if args != []:
+        base += ["--batch", "2"]
+    result = invoke("simulate", *base, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_failed_simulation_writes_no_trace(tmp_path):
+    trace = tmp_path / "t.json"
+    result = invoke("simulate", *SMALL, "--routing", "bogus", "--trace", str(trace))
+    assert result.exit_code == 1 and not trace.exists()
+
+
+@pytest.mark.slow
+def test_reproduce_duplex_quick_prints_every_row_and_writes_the_page_only_when_asked(tmp_path):
+    page = tmp_path / "validation.md"
+    result = CliRunner().invoke(cli, ["reproduce", "duplex", "--quick", "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    for claim in ("throughput vs GPU, Duplex+PE+ET", "energy per token vs GPU, max reduction (GLaM)",
+                  "MHA model (OPT-66B)", "GQA model (Llama-3-70B)", "Grok-1 (2 nodes)", "decode-only stages"):
+        assert claim in result.output
+    text = page.read_text()
+    assert "not reproduced: L2.ffn: the gelu FFN is not lowered yet" in text
+    assert "embed: learned position embeddings are not lowered yet" in text
+    assert "L1.expert.0: the geglu FFN is not lowered yet" in text
