@@ -26,7 +26,8 @@ __all__ = ["HANDLERS", "Handler"]
 Handler = Callable[[OpContext], int]
 HANDLERS: dict[str, Handler] = {}
 
-_FLOPS_PER_ELEMENT = {"exp": 1, "rsqrt": 1, "silu": 1, "softmax": 5, "rmsnorm": 4, "rope": 6}
+_FLOPS_PER_ELEMENT = {"exp": 1, "rsqrt": 1, "silu": 1, "relu": 1, "gelu": 1, "softmax": 5, "rmsnorm": 4,
+                      "layernorm": 6, "rope": 6}
 
 
 def _handles(*mnemonics: str):
@@ -66,7 +67,7 @@ def _binary(ctx: OpContext) -> int:
     return a.numel
 
 
-@_handles("exp", "rsqrt", "silu")
+@_handles("exp", "rsqrt", "silu", "relu", "gelu")
 def _unary(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
@@ -160,6 +161,19 @@ def _rmsnorm(ctx: OpContext) -> int:
     ctx.need_shape("weight", src.shape[-1:])
     ctx.write("dst", numerics.rmsnorm(ctx.values("src"), ctx.values("weight"), float(ctx.imm("eps"))))
     return src.numel * _FLOPS_PER_ELEMENT["rmsnorm"]
+
+
+@_handles("layernorm")
+def _layernorm(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    for name in ("weight", "bias"):
+        ctx.need_dtype(name, *FLOATS)
+        ctx.need_shape(name, src.shape[-1:])
+    ctx.need_shape("dst", src.shape)
+    ctx.write("dst", numerics.layernorm(ctx.values("src"), ctx.values("weight"), ctx.values("bias"),
+                                        float(ctx.imm("eps"))))
+    return src.numel * _FLOPS_PER_ELEMENT["layernorm"]
 
 
 @_handles("topk")

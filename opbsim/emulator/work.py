@@ -25,9 +25,12 @@ VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
     "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
     "exp": 1, "rsqrt": 1,  # one special-function op
     "silu": 3,  # exp, add, divide
+    "relu": 1,
+    "gelu": 6,  # square, multiply-add, multiply, exp, add, divide
     "rope": 3,  # two multiplies and an add per output (angles are per position, amortised)
     "softmax": 5,  # max, subtract (the scale folds in), exp, sum, divide
     "rmsnorm": 4,  # square, sum, scale, weight
+    "layernorm": 7,  # sum, subtract, square, sum, scale, weight, bias
     "scatter_add": 2,  # multiply by the weight, add
 }
 
@@ -143,8 +146,8 @@ _COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "alltoall": _collective(lambda n: (n - 1) / n, lambda n: n - 1),
     "allgather": _collective(lambda n: n - 1, lambda n: n - 1),  # ring: each slice travels to n - 1 peers
     "gemm": _gemm, "gemm_acc": _gemm,
-    **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "rope",
-                                  "scale", "cvt", "softmax", "rmsnorm")},
+    **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "relu",
+                                  "gelu", "rope", "scale", "cvt", "softmax", "rmsnorm", "layernorm")},
     "topk": _topk, "gather": _gather, "scatter": _scatter, "scatter_add": _scatter_add,
     "launch": _nothing, "signal": _nothing, "wait": _nothing, "halt": _nothing,
 }

@@ -30,7 +30,7 @@ __all__ = [
     "widen", "store", "cvt",
     "copy", "allreduce", "allgather", "alltoall",
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
-    "exp", "rsqrt", "silu", "rope", "scale",
+    "exp", "rsqrt", "silu", "relu", "gelu", "rope", "scale", "layernorm",
     "softmax", "rmsnorm", "topk", "gather", "scatter", "scatter_last", "scatter_add",
     "seq_sum", "causal_mask", "SEMANTICS", "STORAGE",
 ]
@@ -184,26 +184,56 @@ def reduce_max(x) -> np.ndarray:
     return m[..., None]
 
 
-def silu(x) -> np.ndarray:
-    """x * sigmoid(x), evaluated so that no intermediate overflows or loses bits (fp32 steps):
+def _times_sigmoid(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """x / (1 + exp(-z)) in fp32 steps, with no intermediate overflowing or losing bits:
 
-      x >= 0:  e = exp(-x);  y = x / (1 + e)
-      x <  0:  es = exp_scaled(x, 64)  (= e^x * 2^64, exact scaling);  e = es * 2^-64
+      z >= 0:  e = exp(-z);  y = x / (1 + e)
+      z <  0:  es = exp_scaled(z, 64)  (= e^z * 2^64, exact scaling);  e = es * 2^-64
                y = ((x * es) / (1 + e)) * 2^-64
-    and silu(-inf) = -0.0 (the limit), silu(+inf) = +inf, NaN -> NaN. Both branches compute the
-    table's src / (1 + exp(-src)); the second keeps the tiny results of very negative x, down to
-    the subnormals, which exp(-x) = inf (or a subnormal e^x) would flush or blur.
+    The second branch keeps the tiny results of very negative z, down to the subnormals, which
+    exp(-z) = inf (or a subnormal e^z) would flush or blur. x = -inf gives -0.0 (the limit).
     """
-    x = f32(x)
-    neg = x < 0
-    es = exp_scaled(np.where(neg, x, -x), 64)
+    neg = z < 0
+    es = exp_scaled(np.where(neg, z, -z), 64)
     with _quiet():
         e = es * _TWO_M64
-        d = _ONE + np.where(neg, e, exp(-x))
+        d = _ONE + np.where(neg, e, exp(-z))
         y_pos = x / d
         y_neg = ((x * es) / d) * _TWO_M64
     y = np.where(neg, y_neg, y_pos)
     return np.where(x == -np.inf, np.float32(-0.0), y).astype(np.float32)
+
+
+def silu(x) -> np.ndarray:
+    """x * sigmoid(x) = ``_times_sigmoid(x, x)``: silu(-inf) = -0.0 (the limit), silu(+inf) = +inf,
+    NaN -> NaN."""
+    x = f32(x)
+    return _times_sigmoid(x, x)
+
+
+_GELU_C1 = np.float32(2.0 * np.sqrt(2.0 / np.pi))  # 2 sqrt(2/pi), rounded to fp32
+_GELU_C2 = np.float32(2.0 * np.sqrt(2.0 / np.pi) * 0.044715)  # 2 sqrt(2/pi) 0.044715, rounded to fp32
+
+
+def relu(x) -> np.ndarray:
+    """x where x > 0, else +0.0 (so -0.0 -> +0.0); NaN -> NaN."""
+    x = f32(x)
+    with _quiet():
+        return np.where(np.isnan(x) | (x > 0), x, _ZERO).astype(np.float32)
+
+
+def gelu(x) -> np.ndarray:
+    """GELU in its tanh form, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed as
+    the equal x * sigmoid(2u), which keeps its relative accuracy for negative x (fp32 steps):
+
+      z = x * ((C2 * (x * x)) + C1)     (C1 = fp32(2 sqrt(2/pi)), C2 = fp32(2 sqrt(2/pi) 0.044715))
+      y = _times_sigmoid(x, z)
+    gelu(+inf) = +inf, gelu(-inf) = -0.0 (the limit), NaN -> NaN.
+    """
+    x = f32(x)
+    with _quiet():
+        z = x * ((_GELU_C2 * (x * x)) + _GELU_C1)
+    return _times_sigmoid(x, z)
 
 
 def rope(x, pos, theta: float) -> np.ndarray:
@@ -278,6 +308,21 @@ def rmsnorm(x, weight, eps: float) -> np.ndarray:
         return (x * rsqrt(v)) * w
 
 
+def layernorm(x, weight, bias, eps: float) -> np.ndarray:
+    """x [..., H] centred and scaled over its last axis, times weight [H], plus bias [H]:
+
+      mean = seq_sum(x) / fp32(H)          c = x - mean
+      v = (seq_sum(c * c) / fp32(H)) + eps  r = rsqrt(v)
+      y = ((c * r) * weight) + bias         (each product rounded, then added)
+    """
+    x, w, b = f32(x), f32(weight), f32(bias)
+    n = np.float32(x.shape[-1])
+    with _quiet():
+        c = x - (seq_sum(x) / n)
+        v = (seq_sum(c * c) / n) + np.float32(eps)
+        return ((c * rsqrt(v)) * w) + b
+
+
 def topk(x, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest entries of the last axis in descending order, and their indices (int32).
 
@@ -332,7 +377,8 @@ SEMANTICS: dict[str, Callable | None] = {
     "copy": copy, "allreduce": allreduce, "allgather": allgather, "alltoall": alltoall,
     "gemm": gemm, "gemm_acc": gemm,
     "add": add, "sub": sub, "mul": mul, "div": div, "max": reduce_max, "sum": reduce_sum,
-    "exp": exp, "rsqrt": rsqrt, "silu": silu, "rope": rope, "scale": scale, "cvt": cvt,
+    "exp": exp, "rsqrt": rsqrt, "silu": silu, "relu": relu, "gelu": gelu, "rope": rope, "scale": scale,
+    "cvt": cvt, "layernorm": layernorm,
     "softmax": softmax, "rmsnorm": rmsnorm, "topk": topk, "gather": gather,
     "scatter": scatter, "scatter_add": scatter_add,
     "launch": None, "signal": None, "wait": None, "halt": None,

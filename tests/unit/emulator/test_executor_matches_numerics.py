@@ -86,9 +86,9 @@ def test_binary_elementwise(op, seed, types):
     assert_same_bits(b.raw(mem, "dst"), N.store(want, td))
 
 
-@covers("exp", "rsqrt", "silu")
+@covers("exp", "rsqrt", "silu", "relu", "gelu")
 @pytest.mark.parametrize(("op", "seed", "ts", "td"),
-                         list(itertools.product(("exp", "rsqrt", "silu"), SEEDS, FLOATS, FLOATS)))
+                         list(itertools.product(("exp", "rsqrt", "silu", "relu", "gelu"), SEEDS, FLOATS, FLOATS)))
 def test_unary_elementary(op, seed, ts, td):
     b = Bench(rng_for(op, seed, ts, td))
     shape = (64, 33) if seed == 0 else SHAPES[seed + 2]
@@ -162,6 +162,21 @@ def test_rmsnorm(seed, shape):
     b.tensor("dst", BF16, shape, fill=False)
     mem, before = b.run("rmsnorm", {"dst": "dst", "src": "src", "weight": "weight", "eps": float(np.float32(1e-5))})
     want = N.rmsnorm(widen(before["src"], FLOATS[seed % 2]), widen(before["weight"], BF16), float(np.float32(1e-5)))
+    assert_same_bits(b.raw(mem, "dst"), N.store(want, BF16))
+
+
+@covers("layernorm")
+@pytest.mark.parametrize(("seed", "shape"), list(itertools.product(SEEDS, [(1,), (8,), (1, 1), (5, 64), (2, 3, 16)])))
+def test_layernorm(seed, shape):
+    b = Bench(rng_for("layernorm", seed, shape))
+    b.tensor("src", FLOATS[seed % 2], shape, LAYOUTS[seed])
+    b.tensor("weight", BF16, shape[-1:])
+    b.tensor("bias", FP32, shape[-1:])
+    b.tensor("dst", BF16, shape, fill=False)
+    eps = float(np.float32(1e-5))
+    mem, before = b.run("layernorm", {"dst": "dst", "src": "src", "weight": "weight", "bias": "bias", "eps": eps})
+    want = N.layernorm(widen(before["src"], FLOATS[seed % 2]), widen(before["weight"], BF16),
+                       widen(before["bias"], FP32), eps)
     assert_same_bits(b.raw(mem, "dst"), N.store(want, BF16))
 
 
