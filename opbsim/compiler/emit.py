@@ -32,7 +32,7 @@ class _Descriptors:
 
 def _instruction(d: Draft, descs: _Descriptors, note: str) -> Instruction:
     ops = tuple(descs.of(v) if isinstance(v, View) else v for v in d.operands)
-    return Instruction(d.mnemonic, d.unit, ops, note)
+    return Instruction(d.mnemonic, d.unit, ops, d.note or note)
 
 
 def emit(sched: Schedule) -> Compiled:
@@ -43,11 +43,13 @@ def emit(sched: Schedule) -> Compiled:
         k = step.kernel
         main.extend(Instruction("wait", k.unit, (token,), k.op) for _, token in step.waits)
         body = [_instruction(d, descs, k.op) for d in k.drafts]
-        if len(body) == 1:
+        res = k.launch
+        if len(body) == 1 and res is None:
             main.append(body[0])
         elif body:
             bodies.append((len(main), body))
-            main.append(Instruction("launch", k.unit, (0, len(body), 0, 0, 0), k.op))
+            args = (res.pcus, res.pmus, int(res.hw)) if res is not None else (0, 0, 0)
+            main.append(Instruction("launch", k.unit, (0, len(body), *args), k.op))
         main.extend(Instruction("signal", k.unit, (t,), k.op) for t in step.signals)
     main.append(Instruction("halt", Unit.CTRL, (), ""))
     labels, program_body = [], list(main)

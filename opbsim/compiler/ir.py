@@ -3,6 +3,7 @@
 analyze  -> ``Analysis``: each op with its estimates and its cost on every candidate unit
 place    -> ``Placement``: each op with the unit that runs it, and why
 tile     -> ``Kernels``: each op lowered to instructions over buffer views, split to fit buffers
+fuse     -> ``Kernels``: the policy's grouping of kernels into launches and its memory plan, if any
 schedule -> ``Schedule``: kernels in issue order with the signal/wait tokens between units
 emit     -> ``Compiled``: a Program, its constant data and the op each instruction comes from
 """
@@ -20,8 +21,8 @@ from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import ModelGraph
 from opbsim.workloads.ops import Op
 
-__all__ = ["Target", "Source", "UnitCost", "OpAnalysis", "Analysis", "PlacedOp", "Placement", "View", "Draft", "Kernel",
-           "Kernels", "Step", "Schedule", "Compiled"]
+__all__ = ["Target", "Source", "UnitCost", "OpAnalysis", "Analysis", "PlacedOp", "Placement", "View", "Draft",
+           "LaunchResources", "Kernel", "Kernels", "Step", "Schedule", "Compiled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,22 +136,36 @@ class View:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An instruction before emission: operands are Views (descriptors) or immediates."""
+    """An instruction before emission: operands are Views (descriptors) or immediates. ``note``
+    names its op when that differs from its kernel's (a fused kernel spans several ops)."""
 
     mnemonic: str
     unit: Unit
     operands: tuple[View | int | float, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResources:
+    """What a kernel's launch asks of its unit: pattern compute and memory units (SN40L) and
+    whether the on-chip orchestrator (``hw``) or the host issues it."""
+
+    pcus: int = 0
+    pmus: int = 0
+    hw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Kernel:
-    """The instructions one op lowers to, all on ``unit``; ``reads``/``writes`` name buffers."""
+    """The instructions one op lowers to, all on ``unit``; ``reads``/``writes`` name buffers.
+    With ``launch`` set the kernel is always emitted as a ``launch`` carrying those resources."""
 
     op: str
     unit: Unit
     drafts: tuple[Draft, ...]
     reads: frozenset[str]
     writes: frozenset[str]
+    launch: LaunchResources | None = None
 
 
 @dataclass(frozen=True, slots=True)

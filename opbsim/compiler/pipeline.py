@@ -8,6 +8,7 @@ import numpy as np
 
 from opbsim.compiler.analyze import analyze
 from opbsim.compiler.emit import emit
+from opbsim.compiler.fusion import fuse
 from opbsim.compiler.ir import Compiled, Source, Target
 from opbsim.compiler.lower import tile
 from opbsim.compiler.policies import place
@@ -22,6 +23,7 @@ PASSES: tuple[tuple[str, Callable], ...] = (
     ("analyze", analyze),
     ("place", place),
     ("tile", tile),
+    ("fuse", fuse),
     ("schedule", schedule),
     ("emit", emit),
 )

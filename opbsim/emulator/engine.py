@@ -3,7 +3,9 @@
 Model, in the order an instruction meets it:
 - Instructions up to the first ``halt`` are dealt, in program order, to one in-order queue per
   unit; a unit runs one instruction at a time. A ``launch`` pays the unit's launch cost once and
-  is followed in its queue by its body instructions, which pay none.
+  is followed in its queue by its body instructions, which pay none; on a unit with a kernel
+  model (kernel_models.py: the SN40L dataflow pipeline) the launch and its body are one job
+  instead, with the fixed cost and least streaming time the model gives.
 - An instruction issues when the instructions of other units it depends on have finished (a
   scoreboard over the byte ranges of its operands: read-after-write, write-after-read,
   write-after-write), its ``wait`` token has a count, and, on a memory with exclusive sections,
@@ -23,6 +25,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from opbsim.emulator.devices import sn40l as _sn40l  # noqa: F401  registers the PCU kernel model
+from opbsim.emulator.kernel_models import KernelModel, kernel_model
 from opbsim.emulator.work import Work, channel_bytes, compute_s, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
@@ -106,6 +110,10 @@ def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
         if inst.mnemonic != "launch":
             ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
             continue
+        model = kernel_model(inst.unit)
+        if model is not None:
+            ops.append(_kernel(program, device, live, len(ops), index, inst, model))
+            continue
         ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
         for body_index in _body(program, index, inst):
             ops.append(_op(program, device, live, len(ops), body_index, program.instructions[body_index],
@@ -145,6 +153,28 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
         compute_s=compute_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
         sections=_sections(device, regions),
     )
+
+
+def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index: int, launch: Instruction,
+            model: KernelModel) -> _Op:
+    """A launch timed by its unit's kernel model: one job holding the whole body's work."""
+    device.compute(launch.unit)
+    body = tuple(program.instructions[i] for i in _body(program, index, launch))
+    works = tuple(work_of(program, inst) for inst in body)
+    by_space: dict[Space, int] = {}
+    for w in works:
+        for space, n in w.bytes_by_space:
+            by_space[space] = by_space.get(space, 0) + n
+    work = Work(matrix_flops=sum(w.matrix_flops for w in works), vector_flops=sum(w.vector_flops for w in works),
+                bytes_by_space=tuple(sorted(by_space.items())), link_B=sum(w.link_B for w in works))
+    cost = model(device, launch, body, works)
+    demand = channel_bytes(device, launch, work)
+    if work.link_B:
+        demand[_LINK] = demand.get(_LINK, 0) + work.link_B
+    regions = tuple(r for inst in body for r in regions_of(program, inst))
+    return _Op(seq=seq, index=index, inst=launch, work=work, demand_B=demand, total_B=sum(demand.values()),
+               fixed_s=cost.fixed_s, compute_s=cost.compute_s, deps=live.add(regions, seq, launch.unit),
+               sections=_sections(device, regions))
 
 
 def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tuple[Space, int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from opbsim.hardware.sn40l import sn40l
 from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 
@@ -149,4 +150,4 @@ bank_pim = _with_pim(
     source="Duplex paper [D] Bank-PIM baseline (AttAcc-style); LLMSimulator [LS] energies",
 )
 
-PRESETS: dict[str, DeviceSpec] = {d.name: d for d in (h100, a100, duplex, bankgroup_pim, bank_pim)}
+PRESETS: dict[str, DeviceSpec] = {d.name: d for d in (h100, a100, duplex, bankgroup_pim, bank_pim, sn40l)}

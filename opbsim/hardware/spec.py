@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from opbsim.errors import InputError
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DeviceSpec"]
+__all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DataflowSpec", "DeviceSpec"]
 
 
 def _positive(owner: str, **values: float) -> None:
@@ -96,9 +96,47 @@ class Path:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DataflowSpec:
+    """The spatial-dataflow parameters of a device whose PCU runs fused kernels (SN40L).
+
+    A kernel's stages share ``pcus`` pattern compute units and ``pmus`` pattern memory units of
+    ``pmu_B`` bytes each, every PMU streaming ``pmu_GBps``. A tile crossing one stage costs
+    ``hop_cycles`` at ``clock_MHz`` beyond its work. A launch costs ``hw_launch_us`` when the
+    schedule runs on the chip (hardware-orchestrated) and ``sw_launch_us`` when the host issues
+    each kernel (software-orchestrated).
+    """
+
+    pcus: int
+    pmus: int
+    pmu_B: int
+    pmu_GBps: float
+    clock_MHz: float
+    hop_cycles: float
+    hw_launch_us: float
+    sw_launch_us: float
+
+    def __post_init__(self) -> None:
+        _positive("dataflow", pcus=self.pcus, pmus=self.pmus, pmu_B=self.pmu_B, pmu_GBps=self.pmu_GBps,
+                  clock_MHz=self.clock_MHz)
+        _non_negative("dataflow", hop_cycles=self.hop_cycles, hw_launch_us=self.hw_launch_us,
+                      sw_launch_us=self.sw_launch_us)
+        for name in ("pcus", "pmus", "pmu_B"):
+            if not isinstance(getattr(self, name), int):
+                raise InputError(f"dataflow: {name} must be an integer, got {getattr(self, name)!r}")
+
+    def launch_s(self, hardware_orchestrated: bool) -> float:
+        return (self.hw_launch_us if hardware_orchestrated else self.sw_launch_us) * 1e-6
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_cycles / (self.clock_MHz * 1e6)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSpec:
     """One device. ``link_GBps`` is its per-direction bandwidth to its peers in a node and
-    ``scale_out_GBps`` to other nodes; both serve the collectives."""
+    ``scale_out_GBps`` to other nodes; both serve the collectives. ``dataflow`` is set on a device
+    whose PCU runs spatial dataflow kernels (it requires a PCU unit)."""
 
     name: str
     units: tuple[ComputeSpec, ...]
@@ -110,6 +148,7 @@ class DeviceSpec:
     scale_out_GBps: float
     collective_latency_us: float
     source: str
+    dataflow: DataflowSpec | None = None
 
     def __post_init__(self) -> None:
         owner = f"device {self.name}"
@@ -125,6 +164,8 @@ class DeviceSpec:
                 raise InputError(f"{owner}: path to {p.space.name.lower()}, which the device lacks")
         if len({u.unit for u in self.units}) != len(self.units):
             raise InputError(f"{owner}: a unit is listed twice")
+        if self.dataflow is not None and Unit.PCU not in {u.unit for u in self.units}:
+            raise InputError(f"{owner}: dataflow parameters need a pcu unit")
 
     def compute(self, unit: Unit) -> ComputeSpec:
         for u in self.units:

@@ -35,7 +35,7 @@ def test_every_pass_can_be_dumped_and_an_unknown_pass_is_a_usage_error():
         assert result.exit_code == 0 and result.output, name
     bad = runner.invoke(cli, ["compile", *ARGS, "--dump-after", "optimise"])
     assert bad.exit_code == 2
-    assert "'optimise' is not a pass (analyze, place, tile, schedule, emit)" in bad.output
+    assert "'optimise' is not a pass (analyze, place, tile, fuse, schedule, emit)" in bad.output
 
 
 def test_a_model_that_does_not_fit_is_one_line_and_exit_1(tmp_path):

@@ -78,9 +78,15 @@ def test_the_oracle_is_never_slower_than_any_policy_under_the_same_cost_model(st
     def total(p):
         return sum(o.analysis.cost(o.unit).time_s for o in p.ops)
 
+    from opbsim.errors import InputError
+
     oracle = total(placement(stage, "oracle"))
     for name in policy_names():
-        assert oracle <= total(placement(stage, name)) * (1 + 1e-12), name
+        try:
+            other = placement(stage, name)
+        except InputError:  # a policy for units Duplex lacks (the SN40L PCUs)
+            continue
+        assert oracle <= total(other) * (1 + 1e-12), name
 
 
 def test_a_policy_that_needs_pim_on_a_gpu_is_an_input_error():

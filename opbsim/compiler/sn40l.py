@@ -1,0 +1,107 @@
+"""The SN40L policies: every op on the PCUs as stages of spatial dataflow kernels.
+
+``sn40l`` fuses each decoder layer into dataflow kernels: the ops between two collectives
+(which run on the DMA engine over the socket links; the ISA has no collective on a PCU) become one
+kernel, every instruction a pipeline stage, at most as many stages as the socket has PCUs and
+PMUs (a longer run is cut into several kernels). The embedding and the head (final norm, LM head)
+are kernels of their own. ``sn40l-unfused`` launches one kernel per op, for the fusion
+comparison. Both launch hardware-orchestrated kernels; ``sn40l-sw`` and ``sn40l-unfused-sw`` the
+same kernels, issued by the host (software-orchestrated).
+
+Every launch asks for all the socket's PCUs and PMUs; the dataflow model shares them among the
+stages, PCUs in proportion to FLOPs and PMUs to bytes (emulator/devices/sn40l.py). Buffers are
+then placed by sn40l_memory.py: streams inside a kernel in SRAM, the rest in HBM with addresses
+shared by disjoint lifetimes, spilling to DDR by bandwidth need.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from opbsim.compiler.analyze import COLLECTIVE_KINDS
+from opbsim.compiler.fusion import register_fusion
+from opbsim.compiler.ir import Analysis, Kernel, Kernels, LaunchResources, PlacedOp
+from opbsim.compiler.policies import register_policy
+from opbsim.compiler.sn40l_memory import plan_memory
+from opbsim.errors import InputError
+from opbsim.isa.types import Unit
+
+__all__ = ["SN40L_POLICIES", "group_kernels", "layer_of"]
+
+_LAYER = re.compile(r"^(L\d+)\.")
+
+
+def layer_of(op: str) -> str:
+    """The decoder layer an op belongs to (``L3``), or "" for the embedding and the head."""
+    m = _LAYER.match(op)
+    return m.group(1) if m else ""
+
+
+def _place(analysis: Analysis) -> tuple[PlacedOp, ...]:
+    out = []
+    for a in analysis.ops:
+        if a.op.kind in COLLECTIVE_KINDS:
+            out.append(PlacedOp(a, Unit.DMA, "collective: on the socket links"))
+        else:
+            out.append(PlacedOp(a, Unit.PCU, f"dataflow stage(s) at Op/B {a.estimates.op_per_B:.1f}"))
+    return tuple(out)
+
+
+def group_kernels(kernels: tuple[Kernel, ...], *, fused: bool, max_stages: int) -> list[list[Kernel]]:
+    """Runs of PCU kernels to launch together: with ``fused``, consecutive kernels of one layer
+    (a collective or a new layer ends a run), else each kernel alone; a run is cut so that no
+    launch has more than ``max_stages`` instructions. Other units' kernels stay alone."""
+    groups: list[list[Kernel]] = []
+    for k in kernels:
+        last = groups[-1] if groups else None
+        joins = (fused and last is not None and last[-1].unit is Unit.PCU and k.unit is Unit.PCU
+                 and layer_of(last[-1].op) == layer_of(k.op)
+                 and sum(len(x.drafts) for x in last) + len(k.drafts) <= max_stages)
+        if joins:
+            last.append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def _chunks(kernel: Kernel, max_stages: int) -> list[Kernel]:
+    """A kernel longer than the socket can hold, cut into launches of at most ``max_stages``."""
+    if len(kernel.drafts) <= max_stages:
+        return [kernel]
+    n = -(-len(kernel.drafts) // max_stages)
+    return [replace(kernel, op=f"{kernel.op}#{i}", drafts=kernel.drafts[i * max_stages:(i + 1) * max_stages])
+            for i in range(n)]
+
+
+def _merge(group: list[Kernel], resources: LaunchResources) -> Kernel:
+    if group[0].unit is not Unit.PCU:
+        return group[0]
+    name = group[0].op if len(group) == 1 else f"{group[0].op}..{group[-1].op}"
+    drafts = tuple(replace(d, note=d.note or k.op) for k in group for d in k.drafts)
+    writes = frozenset().union(*(k.writes for k in group))
+    reads = frozenset().union(*(k.reads for k in group)) - writes
+    return Kernel(name, Unit.PCU, drafts, reads, writes, resources)
+
+
+def _fuser(policy: str, *, fused: bool, hw: bool):
+    def fuse(kernels: Kernels) -> Kernels:
+        device = kernels.placement.target.device
+        df = device.dataflow
+        if df is None:
+            raise InputError(f"policy {policy} needs a device with dataflow parameters; {device.name} has none")
+        cap = min(df.pcus, df.pmus)
+        split = tuple(c for k in kernels.kernels for c in _chunks(k, cap))
+        resources = LaunchResources(pcus=df.pcus, pmus=df.pmus, hw=hw)
+        merged = tuple(_merge(g, resources) for g in group_kernels(split, fused=fused, max_stages=cap))
+        return plan_memory(replace(kernels, kernels=merged))
+    return fuse
+
+
+SN40L_POLICIES = {"sn40l": (True, True), "sn40l-unfused": (False, True), "sn40l-sw": (True, False),
+                  "sn40l-unfused-sw": (False, False)}
+"""policy name -> (fused, hardware-orchestrated)"""
+
+for _name, (_fused, _hw) in SN40L_POLICIES.items():
+    register_policy(_name, needs=(Unit.PCU,))(_place)
+    register_fusion(_name)(_fuser(_name, fused=_fused, hw=_hw))

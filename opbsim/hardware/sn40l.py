@@ -1,0 +1,85 @@
+"""The SambaNova SN40L socket: a spatial dataflow chip on three memory tiers (SRAM, HBM, DDR).
+
+[S] SN40L paper, arXiv 2405.07518 (MICRO 2024). "derived" = arithmetic on sourced values.
+"assumed" = the paper is silent; a parameter to change (``dataclasses.replace``), never tuned to a
+published result. The geometry behind the clock (32 lanes x 6 stages per PCU at 1.6 GHz gives the
+638 BF16 TFLOPS of [S]) comes from public modelling work, not from [S].
+"""
+
+from __future__ import annotations
+
+from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
+from opbsim.isa.types import Space, Unit
+
+__all__ = ["sn40l", "SN40L_DATAFLOW"]
+
+GiB = 2**30
+MiB = 2**20
+KiB = 2**10
+
+_PCUS = 1040  # [S] per socket
+_PMUS = 1040  # [S] per socket
+_CLOCK_MHz = 1600.0  # assumed: "< 2 GHz" [S]; 1.6 GHz makes the geometry below give 638 TFLOPS
+_LANES, _STAGES = 32, 6  # assumed PCU geometry (SIMD lanes x pipeline stages)
+_MATRIX_TFLOPS = 638.0  # [S] BF16 per socket
+_VECTOR_TFLOPS = _PCUS * _LANES * _STAGES * _CLOCK_MHz * 1e6 / 1e12  # derived: one fp32 op per lane-stage: 319.5
+_SRAM_B = 520 * MiB  # [S] on-chip, in the PMUs
+_PMU_B = _SRAM_B // _PMUS  # derived: 512 KiB per PMU
+_PMU_GBps = _LANES * 4 * 2 * _CLOCK_MHz / 1000  # assumed: a 32 x fp32 read and write port per clock: 409.6
+_HBM_B = 64 * GiB  # [S]
+_HBM_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
+_DDR_B = 1536 * GiB  # [S] up to 1.5 TiB per socket
+_DDR_GBps = 200.0  # [S]
+_HBM_PJ_PER_B = 56.25  # assumed: the HBM3 access energy of the Duplex authors' simulator (presets.py)
+_DDR_PJ_PER_B = 120.0  # assumed: DDR5 DIMM access and interface, ~15 pJ/bit
+_SRAM_PJ_PER_B = 0.5  # assumed: as the other presets' on-chip SRAM
+_MAC_PJ_PER_FLOP = 0.23  # assumed: the MAC energy of the Duplex authors' simulator
+
+SN40L_DATAFLOW = DataflowSpec(
+    pcus=_PCUS,
+    pmus=_PMUS,
+    pmu_B=_PMU_B,
+    pmu_GBps=_PMU_GBps,
+    clock_MHz=_CLOCK_MHz,
+    hop_cycles=32.0,  # assumed: a tile's hand-over from one stage's PMUs to the next stage
+    hw_launch_us=1.0,  # assumed: the on-chip orchestrator switches to the next kernel's configuration
+    sw_launch_us=10.0,  # assumed: one host round trip over PCIe plus the runtime, per kernel
+)
+
+
+def _paths(unit: Unit) -> tuple[Path, ...]:
+    return (
+        Path(unit=unit, space=Space.SRAM, channels=("pmu",), energy_pJ_per_B=_SRAM_PJ_PER_B),
+        Path(unit=unit, space=Space.HBM, channels=("hbm",), energy_pJ_per_B=_HBM_PJ_PER_B),
+        Path(unit=unit, space=Space.DDR, channels=("ddr",), energy_pJ_per_B=_DDR_PJ_PER_B),
+    )
+
+
+sn40l = DeviceSpec(
+    name="sn40l",
+    units=(
+        ComputeSpec(unit=Unit.PCU, matrix_TFLOPS=_MATRIX_TFLOPS, vector_TFLOPS=_VECTOR_TFLOPS,
+                    issue_ns=SN40L_DATAFLOW.hw_launch_us * 1000),  # a lone instruction: one launch
+        ComputeSpec(unit=Unit.PMU, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
+                    issue_ns=SN40L_DATAFLOW.hw_launch_us * 1000),
+        ComputeSpec(unit=Unit.DMA, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
+                    issue_ns=1000.0),  # assumed: one transfer issued by the runtime
+    ),
+    memories=(
+        MemorySpec(space=Space.SRAM, capacity_B=_SRAM_B),
+        MemorySpec(space=Space.HBM, capacity_B=_HBM_B),
+        MemorySpec(space=Space.DDR, capacity_B=_DDR_B),
+    ),
+    channels=(
+        Channel(name="pmu", bw_GBps=_PMUS * _PMU_GBps),  # derived: ~426 TB/s, "hundreds of TB/s" [S]
+        Channel(name="hbm", bw_GBps=_HBM_GBps),
+        Channel(name="ddr", bw_GBps=_DDR_GBps),
+    ),
+    paths=(*_paths(Unit.PCU), *_paths(Unit.PMU), *_paths(Unit.DMA)),
+    flop_energy_pJ=_MAC_PJ_PER_FLOP,
+    link_GBps=100.0,  # assumed: socket-to-socket link per direction; [S] does not publish it
+    scale_out_GBps=50.0,  # assumed: node-to-node share per socket, as the DGX presets' 400 GB/s / 8
+    collective_latency_us=1.0,  # assumed: one step of a collective over direct links, no host involved
+    source="SN40L paper [S] arXiv 2405.07518 sec. III-IV; geometry and unpublished values assumed",
+    dataflow=SN40L_DATAFLOW,
+)
