@@ -18,7 +18,7 @@ from opbsim.errors import InputError
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import Norm
-from opbsim.workloads.ops import Op, OpKind
+from opbsim.workloads.ops import Op, OpKind, Role
 
 __all__ = ["tile", "Lowerer"]
 
@@ -59,6 +59,16 @@ class Lowerer:
 
     def scratch(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
         return self.layout.scratch(self._unit, name, dtype, shape)
+
+    def broadcast(self, view: View, shape: tuple[int, ...]) -> View:
+        """``view`` broadcast to ``shape`` as numpy does: new leading axes and size-1 axes get stride 0."""
+        lead = len(shape) - len(view.shape)
+        strides = [0] * lead
+        for have, want, stride in zip(view.shape, shape[lead:], view.strides):
+            if have not in (want, 1):
+                raise ValueError(f"cannot broadcast {view.shape} to {shape}")
+            strides.append(stride if have == want else 0)
+        return View(view.buffer, view.space, view.base_B, view.dtype, shape, tuple(strides))
 
     def emit(self, mnemonic: str, *operands: View | int | float) -> None:
         self._drafts.append(Draft(mnemonic, self._unit, tuple(operands)))
@@ -137,24 +147,34 @@ def _rebase(kernel: Kernel, scratch_base: int) -> Kernel:
 
 
 def _embed(lw: Lowerer, op: Op) -> None:
+    """x0 = embed_tokens[token_ids] (+ embed_positions[position] with learned positions, one bf16 add)."""
+    from opbsim.compiler.lower_attention import positions
+
     m = lw.model
-    if m.learned_positions:
-        raise InputError(f"{op.name}: learned position embeddings are not lowered yet")
-    T = lw.stage.tokens
-    table = lw.buf("embed_tokens", m.dtype, (m.vocab_size, m.hidden_size))
-    lw.emit("gather", lw.buf("x0", m.dtype, (T, m.hidden_size)), table, lw.buf("token_ids", DType.I32, (T,)))
+    T, h = lw.stage.tokens, m.hidden_size
+    table = lw.buf("embed_tokens", m.dtype, (m.vocab_size, h))
+    x0 = lw.buf("x0", m.dtype, (T, h))
+    if not m.learned_positions:
+        lw.emit("gather", x0, table, lw.buf("token_ids", DType.I32, (T,)))
+        return
+    pos = positions(lw.stage)
+    if pos.max(initial=0) >= m.learned_positions:
+        raise InputError(f"{op.name}: position {int(pos.max())} is past the {m.learned_positions} learned positions")
+    tokens = lw.scratch("token_rows", m.dtype, (T, h))
+    rows = lw.scratch("position_rows", m.dtype, (T, h))
+    lw.emit("gather", tokens, table, lw.buf("token_ids", DType.I32, (T,)))
+    lw.emit("gather", rows, lw.buf("embed_positions", m.dtype, (m.learned_positions, h)), lw.const("positions", pos))
+    lw.emit("add", x0, tokens, rows)
 
 
 def _norm(lw: Lowerer, op: Op) -> None:
     m = lw.model
-    if m.norm is not Norm.RMS:
-        raise InputError(f"{op.name}: {m.norm.value} normalisation is not lowered yet")
     x_spec, out_spec = op.inputs[0], op.outputs[0]
     rows, h = x_spec.shape
     T = lw.stage.tokens
     x = lw.buf(x_spec.name, m.dtype, (T, h))
     residual = lw.buf(op.inputs[1].name, m.dtype, (T, h)) if op.params["residual"] else None
-    weight = lw.buf(op.inputs[-1].name, m.dtype, (h,))
+    weights = [lw.buf(t.name, m.dtype, (h,)) for t in op.inputs if t.role is Role.WEIGHT]
     if rows != T:  # the final norm sees only the rows that sample a token
         sel = lw.const("logit_rows", logit_rows(lw.stage))
         picked = lw.scratch("final_rows", m.dtype, (rows, h))
@@ -169,7 +189,13 @@ def _norm(lw: Lowerer, op: Op) -> None:
             lw.scratch("residual_sum", m.dtype, (rows, h))
         lw.emit("add", total, x, residual)
         x = total
-    lw.emit("rmsnorm", lw.buf(out_spec.name, m.dtype, (rows, h)), x, weight, float(np.float32(m.norm_eps)))
+    out, eps = lw.buf(out_spec.name, m.dtype, (rows, h)), float(np.float32(m.norm_eps))
+    if m.norm is Norm.RMS:
+        lw.emit("rmsnorm", out, x, weights[0], eps)
+    else:  # LayerNorm; without a bias parameter the bias is +0
+        bias = weights[1] if len(weights) > 1 else lw.broadcast(lw.const("zero", np.zeros(1, np.float32), DType.FP32),
+                                                                 (h,))
+        lw.emit("layernorm", out, x, weights[0], bias, eps)
 
 
 def logit_rows(stage) -> np.ndarray:
@@ -184,10 +210,9 @@ def logit_rows(stage) -> np.ndarray:
 
 
 def _gemm_op(lw: Lowerer, op: Op) -> None:
+    """y = x W; with a bias, y = round(fp32(x W) + b): the bias is added before the one rounding."""
     m = lw.model
     x_spec, w_spec, y_spec = op.inputs[0], op.inputs[1], op.outputs[0]
-    if len(op.inputs) > 2:
-        raise InputError(f"{op.name}: GEMM bias is not lowered yet")
     k, n = w_spec.shape
     rows = x_spec.numel // k
     x = lw.buf(x_spec.name, x_spec.dtype, (rows, k))
@@ -196,7 +221,13 @@ def _gemm_op(lw: Lowerer, op: Op) -> None:
         w = View(table.buffer, table.space, table.base_B, m.dtype, (k, n), (1, k))
     else:
         w = lw.buf(w_spec.name, w_spec.dtype, (k, n))
-    lw.gemm(lw.buf(y_spec.name, y_spec.dtype, (rows, n)), x, w)
+    y = lw.buf(y_spec.name, y_spec.dtype, (rows, n))
+    if len(op.inputs) == 2:
+        lw.gemm(y, x, w)
+        return
+    acc = lw.scratch("gemm_acc", DType.FP32, (rows, n))
+    lw.gemm(acc, x, w)
+    lw.emit("add", y, acc, lw.broadcast(lw.buf(op.inputs[2].name, m.dtype, (n,)), (rows, n)))
 
 
 def _all_reduce(lw: Lowerer, op: Op) -> None:

@@ -57,16 +57,22 @@ def lower_dispatch(lw: Lowerer, op: Op) -> None:
             lw.emit("gather", lw.rows(dispatched, routing.offset[e], len(toks)), x, idx)
 
 
+_ACTIVATION = {"swiglu": "silu", "relu": "relu", "gelu": "gelu"}
+
+
 def lower_ffn(lw: Lowerer, op: Op) -> None:
     m = lw.model
     L, layer = _layer(op)
-    if op.params.get("act") != "swiglu":
-        raise InputError(f"{op.name}: the {op.params.get('act')} FFN is not lowered yet")
+    act = op.params.get("act")
+    if act not in _ACTIVATION:
+        raise InputError(f"{op.name}: the {act} FFN is not lowered yet")
     if op.params.get("output_gate"):
         raise InputError(f"{op.name}: gated shared experts are not lowered yet")
+    gated = act == "swiglu"
     h, width = m.hidden_size, op.params["ffn"]
+    up_width = 2 * width if gated else width
     prefix = op.inputs[1].name.rsplit(".", 1)[0]  # the weights' prefix, e.g. L1.expert.3
-    w_gate_up = lw.buf(f"{prefix}.w_gate_up", m.dtype, (h, 2 * width))
+    w_up = lw.buf(f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up", m.dtype, (h, up_width))
     w_down = lw.buf(f"{prefix}.w_down", m.dtype, (width, h))
     if "expert" in op.params:
         e, routing = op.params["expert"], lw.routing.layer(layer)
@@ -77,16 +83,17 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
         T = lw.stage.tokens
         x = lw.buf(op.inputs[0].name, m.dtype, (T, h))
         y = lw.buf(op.outputs[0].name, m.dtype, (T, h))
-    step = lw.pim_rows(h, 2 * width) or x.shape[0]
+    step = lw.pim_rows(h, up_width) or x.shape[0]
     for r in range(0, x.shape[0], step):
         rows = min(step, x.shape[0] - r)
         lw.layout.reset_scratch()
-        gu = lw.scratch("gate_up", m.dtype, (rows, 2 * width))
+        gu = lw.scratch("gate_up", m.dtype, (rows, up_width))
         a = lw.scratch("act", m.dtype, (rows, width))
-        lw.emit("gemm", gu, lw.rows(x, r, rows), w_gate_up)
-        lw.emit("silu", a, View(gu.buffer, gu.space, gu.base_B, m.dtype, (rows, width), (2 * width, 1)))
-        up = View(gu.buffer, gu.space, gu.base_B + width * 2, m.dtype, (rows, width), (2 * width, 1))
-        lw.emit("mul", a, a, up)
+        lw.emit("gemm", gu, lw.rows(x, r, rows), w_up)
+        lw.emit(_ACTIVATION[act], a, View(gu.buffer, gu.space, gu.base_B, m.dtype, (rows, width), (up_width, 1)))
+        if gated:
+            up = View(gu.buffer, gu.space, gu.base_B + width * 2, m.dtype, (rows, width), (up_width, 1))
+            lw.emit("mul", a, a, up)
         lw.emit("gemm", lw.rows(y, r, rows), a, w_down)
 
 
@@ -97,7 +104,7 @@ def lower_combine(lw: Lowerer, op: Op) -> None:
     routing = lw.routing.layer(layer)
     acc = lw.scratch("combine_acc", DType.FP32, (T, h))
     zero = lw.const("zero", np.zeros(1, dtype=np.float32), DType.FP32)
-    lw.emit("scale", acc, View(zero.buffer, zero.space, zero.base_B, DType.FP32, (T, h), (0, 0)), 1.0)
+    lw.emit("scale", acc, lw.broadcast(zero, (T, h)), 1.0)
     weights = lw.buf(f"{L}.topk_weights", DType.FP32, (T, k))
     flat_w = View(weights.buffer, weights.space, weights.base_B, DType.FP32, (T * k, 1))
     expert_out = lw.buf(f"{L}.expert_out", m.dtype, (T * k, h))

@@ -28,14 +28,15 @@ def weights_for(compiled, model, rng) -> dict[str, np.ndarray]:
         if not _is_weight(name):
             continue
         fan_in = view.shape[0] if len(view.shape) == 2 else 1
-        scale = 1.0 if name.endswith("norm.weight") else 1.0 / np.sqrt(fan_in)
+        scale = 1.0 if name.endswith(("norm.weight", "bias")) or ".b_" in name else 1.0 / np.sqrt(fan_in)
         w[name] = random_bf16(rng, view.shape, scale)
     return w
 
 
 def _is_weight(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
-    return leaf.startswith("w_") or leaf == "weight" or name in ("embed_tokens", "lm_head")
+    return leaf.startswith(("w_", "b_")) or leaf in ("weight", "bias") or name in (
+        "embed_tokens", "embed_positions", "lm_head")
 
 
 def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):

@@ -11,7 +11,7 @@ from opbsim.compiler.lower import logit_rows
 from opbsim.compiler.lower_attention import positions, requests
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
-from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.models import FFNAct, ModelConfig, Norm
 
 
 def r16(x) -> np.ndarray:
@@ -40,11 +40,29 @@ def attention(q, kc, vc, reqs, n_prefill, heads, kv, d):
     return out.reshape(q.shape[0], heads * d)
 
 
-def swiglu(x, w_gate_up, w_down, width):
-    gu = r16(N.gemm(x, w_gate_up))
-    a = r16(N.silu(gu[:, :width]))
-    h = r16(N.mul(a, gu[:, width:]))
-    return r16(N.gemm(h, w_down))
+def ffn(model: ModelConfig, x, w, prefix: str, width: int):
+    """SwiGLU (gate columns first) or a 2-matrix ReLU / GELU FFN."""
+    if model.ffn_act is FFNAct.SWIGLU:
+        gu = r16(N.gemm(x, w[f"{prefix}.w_gate_up"]))
+        a = r16(N.mul(r16(N.silu(gu[:, :width])), gu[:, width:]))
+    else:
+        act = N.relu if model.ffn_act is FFNAct.RELU else N.gelu
+        a = r16(act(r16(N.gemm(x, w[f"{prefix}.w_up"]))))
+    return r16(N.gemm(a, w[f"{prefix}.w_down"]))
+
+
+def norm(model: ModelConfig, x, w, prefix: str):
+    eps = np.float32(model.norm_eps)
+    if model.norm is Norm.RMS:
+        return r16(N.rmsnorm(x, w[f"{prefix}.weight"], eps))
+    bias = w.get(f"{prefix}.bias", np.zeros(x.shape[-1], np.float32))
+    return r16(N.layernorm(x, w[f"{prefix}.weight"], bias, eps))
+
+
+def linear(x, w, name: str, bias: str | None = None):
+    """bf16(x W), or with a bias bf16(fp32(x W) + b)."""
+    y = N.gemm(x, w[name])
+    return r16(N.add(f32out(y), w[bias])) if bias and bias in w else r16(y)
 
 
 def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches) -> dict[str, np.ndarray]:
@@ -56,13 +74,15 @@ def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches
     pos = positions(stage)
     out: dict[str, np.ndarray] = {}
     x = w["embed_tokens"][token_ids]
+    if model.learned_positions:
+        x = r16(N.add(x, w["embed_positions"][pos]))
     delta = None
     for layer in range(model.num_layers):
         L = f"L{layer}"
         if delta is not None:
             x = r16(N.add(x, delta))
-        xn = r16(N.rmsnorm(x, w[f"{L}.attn_norm.weight"], np.float32(model.norm_eps)))
-        qkv = r16(N.gemm(xn, w[f"{L}.w_qkv"]))
+        xn = norm(model, x, w, f"{L}.attn_norm")
+        qkv = linear(xn, w, f"{L}.w_qkv", f"{L}.b_qkv")
         q = qkv[:, :H * d].reshape(T, H, d)
         k = qkv[:, H * d:(H + KV) * d].reshape(T, KV, d)
         v = qkv[:, (H + KV) * d:].reshape(T, KV, d)
@@ -78,17 +98,17 @@ def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches
         attn = attention(q, kc, vc, reqs, len(stage.prefill), H, KV, d)
         attn_out = r16(N.gemm(attn, w[f"{L}.w_o"]))
         hs = r16(N.add(x, attn_out))
-        hn = r16(N.rmsnorm(hs, w[f"{L}.ffn_norm.weight"], np.float32(model.norm_eps)))
+        hn = norm(model, hs, w, f"{L}.ffn_norm")
         if model.is_moe_layer(layer):
             ffn_out, ids = moe(model, L, hn, w)
             out[f"{L}.topk_ids"] = ids
         else:
-            ffn_out = swiglu(hn, w[f"{L}.ffn.w_gate_up"], w[f"{L}.ffn.w_down"], model.dense_ffn)
+            ffn_out = ffn(model, hn, w, f"{L}.ffn", model.dense_ffn)
         out[f"{L}.ffn_out"] = ffn_out
         x, delta = hs, ffn_out
     rows = logit_rows(stage)
     fx = r16(N.add(x[rows], delta[rows]))
-    fn = r16(N.rmsnorm(fx, w["final_norm.weight"], np.float32(model.norm_eps)))
+    fn = norm(model, fx, w, "final_norm")
     table = w["embed_tokens"].T if model.tie_word_embeddings else w["lm_head"]
     out["logits"] = r16(N.gemm(fn, table))
     return out
@@ -107,10 +127,9 @@ def moe(model: ModelConfig, L: str, hn, w):
         t, j = t[order], j[order]
         if not len(t):
             continue
-        y = swiglu(hn[t], w[f"{L}.expert.{e}.w_gate_up"], w[f"{L}.expert.{e}.w_down"], model.expert_ffn)
+        y = ffn(model, hn[t], w, f"{L}.expert.{e}", model.expert_ffn)
         acc = N.scatter_add(acc, y, t, weights[t, j])
     if model.num_shared_experts:
-        shared = swiglu(hn, w[f"{L}.shared.w_gate_up"], w[f"{L}.shared.w_down"],
-                        model.num_shared_experts * model.shared_ffn)
+        shared = ffn(model, hn, w, f"{L}.shared", model.num_shared_experts * model.shared_ffn)
         return r16(N.add(acc, shared)), ids
     return r16(acc), ids

@@ -49,6 +49,28 @@ def test_a_llama_shaped_gqa_stage_compiles_to_the_numerics_definition_bit_for_bi
         assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
 
 
+def small_opt(layers=2):
+    """OPT-shaped: MHA, LayerNorm with bias, qkv bias, ReLU FFN, learned positions, tied embeddings."""
+    return dataclasses.replace(get_preset("opt-66b"), hidden_size=64, num_layers=layers, num_heads=4, num_kv_heads=4,
+                               head_dim=16, dense_ffn=96, vocab_size=100, learned_positions=32)
+
+
+def small_glam(layers=2):
+    """GLaM-shaped: GELU 2-matrix experts every second layer, no rotary positions."""
+    return dataclasses.replace(get_preset("glam-143b"), hidden_size=64, num_layers=layers, num_heads=4,
+                               num_kv_heads=4, head_dim=16, dense_ffn=96, expert_ffn=80, num_experts=6,
+                               vocab_size=100)
+
+
+@pytest.mark.parametrize("make", [small_opt, small_glam], ids=["opt", "glam"])
+def test_opt_and_glam_shaped_stages_compile_to_the_numerics_definition_bit_for_bit(make):
+    model = make()
+    ref, memory, compiled = run_stage(model, MIXED, device="duplex", policy="duplex")
+    for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "logits"):
+        got = read(memory, compiled, name)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+
+
 @pytest.mark.slow
 def test_a_full_size_mixtral_layer_for_8_decode_tokens_compiles_to_the_numerics_definition_bit_for_bit():
     model = dataclasses.replace(get_preset("mixtral-8x7b"), num_layers=1)
