@@ -2,7 +2,7 @@
 and the special values (NaN, infinities, zeros, subnormals) the definitions state.
 
 Bounds (docs/numerics.md; exhaustive maxima from `python benchmarks/numerics_error.py --exhaustive`):
-exp < 1 ulp, silu <= 3 ulp, rsqrt <= 1.5 ulp, sin/cos within 2 * 2^-24 absolute for |a| <= 2^15
+exp < 1 ulp, silu <= 3.5 ulp, rsqrt <= 1.5 ulp, sin/cos within 2 * 2^-24 absolute for |a| <= 2^15
 and 8 * 2^-24 for |a| <= 2^21.
 """
 
@@ -15,7 +15,7 @@ from opbsim.isa import numerics
 from opbsim.isa.elementary import exp_scaled, rope_inv_freq, sincos
 from opbsim.isa.floatbits import F32_CANONICAL_NAN_BITS, f32_bits, f32_from_bits, ulp_error
 
-EXP_ULP, SILU_ULP, RSQRT_ULP = 1.0, 3.0, 1.5
+EXP_ULP, SILU_ULP, RSQRT_ULP = 1.0, 3.5, 1.5
 N = 1 << 20
 
 
@@ -38,7 +38,7 @@ def test_exp_results_in_the_subnormal_range_are_within_one_ulp_of_2_to_minus_149
     assert ulp_error(numerics.exp(x), np.exp(x.astype(np.float64))).max() < EXP_ULP
 
 
-def test_silu_is_within_three_ulp_of_float64_including_tiny_results_of_very_negative_inputs():
+def test_silu_is_within_three_and_a_half_ulp_of_float64_including_tiny_results_of_very_negative_inputs():
     x = _inputs(np.random.default_rng(2), lo=-180.0, hi=40.0)
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore"):
