@@ -174,9 +174,11 @@ def reduce_sum(x) -> np.ndarray:
 def reduce_max(x) -> np.ndarray:
     """Max over the last axis, shape [..., 1]: m = x[..., 0]; then for j = 1..N-1,
     m = x[..., j] if (x[..., j] > m or x[..., j] is NaN) else m. So a NaN anywhere gives NaN,
-    and between equal values (+0 and -0) the first in index order wins.
+    and between equal values (+0 and -0) the first in index order wins. An empty axis gives -inf.
     """
     x = f32(x)
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1] + (1,), _NEG_INF, dtype=np.float32)  # the identity of max
     m = x[..., 0].copy()
     for j in range(1, x.shape[-1]):
         v = x[..., j]

@@ -223,3 +223,31 @@ def test_store_rounds_once_to_the_destination_and_canonicalises_nan():
     x = f32_from_bits(np.array([0x3F808000, 0x3F818000, 0xFFC12345], np.uint32))
     assert N.store(x, DType.BF16).tolist() == [0x3F80, 0x3F82, 0x7FC0]
     assert f32_bits(N.store(x, DType.FP32)).tolist() == [0x3F808000, 0x3F818000, F32_CANONICAL_NAN_BITS]
+
+
+def test_the_definitions_accept_empty_shapes():
+    """Descriptors cannot be empty (every dimension >= 1), but the definitions are total."""
+    e = np.zeros((0, 5), np.float32)
+    assert N.gemm(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32)).tolist() == [[0.0] * 4] * 3
+    assert N.gemm(e, np.zeros((5, 2), np.float32)).shape == (0, 2)
+    assert f32_bits(N.reduce_sum(np.zeros((2, 0), np.float32))).tolist() == [[0], [0]]
+    assert N.reduce_max(np.zeros((1, 0), np.float32)).tolist() == [[-np.inf]]
+    assert N.softmax(e).shape == (0, 5) and N.softmax(np.zeros((2, 0), np.float32)).shape == (2, 0)
+    assert N.rmsnorm(e, np.ones(5, np.float32), 1e-5).shape == (0, 5)
+    assert N.exp(e).shape == N.silu(e).shape == N.rsqrt(e).shape == (0, 5)
+    vals, idx = N.topk(e, 2)
+    assert vals.shape == idx.shape == (0, 2)
+    assert N.gather(np.ones((3, 5), np.float32), np.zeros(0, np.int64)).shape == (0, 5)
+    acc = np.ones((3, 5), np.float32)
+    assert np.array_equal(N.scatter_add(acc, e, np.zeros(0, np.int64), np.zeros(0, np.float32)), acc)
+    assert N.rope(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), 10000.0).shape == (0, 4)
+
+
+def test_descriptors_cannot_be_empty_so_no_instruction_sees_an_empty_operand():
+    import pytest
+
+    from opbsim.errors import ProgramError
+    from opbsim.isa.types import Descriptor, Space
+
+    with pytest.raises(ProgramError, match="dimensions must be in 1..2\\^32-1"):
+        Descriptor("x", Space.HBM, 0, DType.FP32, (0, 4), (4, 1))
