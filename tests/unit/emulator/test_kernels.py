@@ -67,6 +67,12 @@ def test_gemm_kernel_rounds_products_into_the_subnormals_as_the_definition_does(
     a = (0x1C80 + rng.integers(0, 0x80, (8, 256))).astype(np.uint16)  # about 2^-70
     b = (0x1C80 + rng.integers(0, 0x80, (256, 64))).astype(np.uint16)
     _check(a, b, np.zeros((8, 64), np.float32))
+    # the data discriminates: a fused multiply-add (exact product, one rounding per step) differs
+    af, bf = bf16_widen(a).astype(np.float64), bf16_widen(b).astype(np.float64)
+    fused = np.zeros((8, 64), np.float32)
+    for k in range(256):
+        fused = (fused.astype(np.float64) + af[:, k, None] * bf[None, k, :]).astype(np.float32)
+    assert not np.array_equal(fused, N.gemm(bf16_widen(a), bf16_widen(b)))
 
 
 def test_gather_and_scatter_add_kernels_equal_the_definition():
