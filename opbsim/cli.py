@@ -12,8 +12,10 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
+from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
+from opbsim.cli_run import run_cmd
 from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
 from opbsim.cli_simulate import simulate_cmd
@@ -154,7 +156,9 @@ def _emit(text: str, output: Path | None) -> None:
 
 cli.add_command(models_group)
 cli.add_command(compile_cmd)
+cli.add_command(run_cmd)
 cli.add_command(simulate_cmd)
+cli.add_command(coe_cmd)
 cli.add_command(reproduce)
 
 

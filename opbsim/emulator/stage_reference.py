@@ -1,9 +1,14 @@
 """The numerics definition of a compiled stage, composed from isa/numerics.py in the order
-docs/compiler.md states: what a compiled program must reproduce bit for bit."""
+docs/compiler.md states: what a compiled program must reproduce bit for bit.
+
+Weights come through a mapping from buffer name to fp32 values (exact bf16 numbers); a lazy
+mapping lets a full-size layer be checked without holding a float32 copy of every weight.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +29,8 @@ def f32out(x) -> np.ndarray:
 
 
 def attention(q, kc, vc, reqs, n_prefill, heads, kv, d):
-    """q [T, H, d]; kc, vc [R, S, KV, d]; one request after another; prefill chunks are causal."""
+    """q [T, H, d]; kc, vc [R, S, KV, d]; one request after another, the g query heads of a KV head
+    together (rows of one product: each row's sums are its own); prefill chunks are causal."""
     g = heads // kv
     scale = float(np.float32(1.0 / math.sqrt(d)))
     out = np.zeros((q.shape[0], heads, d), dtype=np.float32)
@@ -33,10 +39,11 @@ def attention(q, kc, vc, reqs, n_prefill, heads, kv, d):
         k = kc[slot, :r.context].transpose(1, 2, 0)  # [KV, d, ctx]
         v = vc[slot, :r.context].transpose(1, 0, 2)  # [KV, ctx, d]
         for h in range(kv):
-            for j in range(g):
-                s = f32out(N.gemm(qr[h, j], k[h]))
-                p = r16(N.softmax(s, scale, causal=slot < n_prefill, qpos=r.past))
-                out[r.row:r.row + r.new, h * g + j] = r16(N.gemm(p, v[h]))
+            rows = qr[h].reshape(g * r.new, d)  # row j * new + t
+            s = f32out(N.gemm(rows, k[h])).reshape(g, r.new, -1)
+            p = r16(N.softmax(s, scale, causal=slot < n_prefill, qpos=r.past)).reshape(g * r.new, -1)
+            o = r16(N.gemm(p, v[h])).reshape(g, r.new, d)
+            out[r.row:r.row + r.new, h * g:(h + 1) * g] = o.transpose(1, 0, 2)
     return out.reshape(q.shape[0], heads * d)
 
 
@@ -65,22 +72,30 @@ def linear(x, w, name: str, bias: str | None = None):
     return r16(N.add(f32out(y), w[bias])) if bias and bias in w else r16(y)
 
 
-def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches) -> dict[str, np.ndarray]:
+def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, caches, *,
+          layers: Sequence[int] | None = None, stream=None, delta=None) -> dict[str, np.ndarray]:
     """Values of a compiled stage. ``w`` maps weight names to fp32 values (exact bf16 numbers);
-    ``caches[l]`` = (k, v) fp32 [R, S, KV, d] with the past rows filled. Returns named results."""
+    ``caches[l]`` = (k, v) fp32 [R, S, KV, d] with the past rows filled. Returns named results.
+
+    By default the whole model from ``token_ids``; with ``layers`` only those decoder layers,
+    from the residual ``stream`` (and the previous layer's ``delta``), without the LM head."""
     H, KV, d = model.num_heads, model.num_kv_heads, model.head_dim
     T = stage.tokens
     reqs = requests(stage)
     pos = positions(stage)
     out: dict[str, np.ndarray] = {}
-    x = w["embed_tokens"][token_ids]
-    if model.learned_positions:
-        x = r16(N.add(x, w["embed_positions"][pos]))
-    delta = None
-    for layer in range(model.num_layers):
+    if layers is None:
+        x = w["embed_tokens"][token_ids]
+        if model.learned_positions:
+            x = r16(N.add(x, w["embed_positions"][pos]))
+        delta = None
+    else:
+        x = stream
+    for layer in (range(model.num_layers) if layers is None else layers):
         L = f"L{layer}"
         if delta is not None:
             x = r16(N.add(x, delta))
+            out[f"{L}.x"] = x
         xn = norm(model, x, w, f"{L}.attn_norm")
         qkv = linear(xn, w, f"{L}.w_qkv", f"{L}.b_qkv")
         q = qkv[:, :H * d].reshape(T, H, d)
@@ -105,7 +120,10 @@ def stage(model: ModelConfig, stage, w: dict[str, np.ndarray], token_ids, caches
         else:
             ffn_out = ffn(model, hn, w, f"{L}.ffn", model.dense_ffn)
         out[f"{L}.ffn_out"] = ffn_out
+        out[f"{L}.h"] = hs
         x, delta = hs, ffn_out
+    if layers is not None:
+        return out
     rows = logit_rows(stage)
     fx = r16(N.add(x[rows], delta[rows]))
     fn = norm(model, fx, w, "final_norm")

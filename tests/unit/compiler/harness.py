@@ -14,7 +14,7 @@ from opbsim.isa.types import DType
 from opbsim.workloads.graph import build_model
 from opbsim.workloads.routing import TraceRouting
 
-from . import reference
+from opbsim.emulator import stage_reference as reference
 
 
 def random_bf16(rng, shape, scale=1.0) -> np.ndarray:

@@ -1,0 +1,49 @@
+"""``opbsim run``: one full-size decoder layer compiled, executed exactly and checked bit for bit."""
+
+from __future__ import annotations
+
+import json
+import resource
+
+import click
+
+__all__ = ["run_cmd"]
+
+
+@click.command("run")
+@click.argument("model")
+@click.option("--layer", type=click.IntRange(min=0), default=0, show_default=True, help="Decoder layer.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Decoding requests.")
+@click.option("--ctx", type=click.IntRange(min=2), default=1024, show_default=True, help="Context of each.")
+@click.option("-d", "--device", default="duplex", show_default=True, help="Device preset.")
+@click.option("-p", "--policy", default="duplex", show_default=True, help="Placement policy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str, seed: int,
+            as_json: bool) -> None:
+    """Compile one decoder layer of MODEL for a decode stage, run it on the functional executor with
+    seeded random weights, and check every output bit for bit against the numerics definition
+    (and its error against the float64 golden layer). Exit status 1 on any mismatch."""
+    from opbsim.emulator.layer_check import check_layer
+    from opbsim.hardware import get_device
+    from opbsim.workloads import Stage, load_model
+
+    result = check_layer(load_model(model), layer, Stage.decode(batch, ctx), get_device(device), policy, seed)
+    peak_GiB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    summary = {
+        "model": result.model, "layer": result.layer, "instructions": result.instructions,
+        "bit_exact": result.bit_exact, "outputs_checked": list(result.outputs_checked),
+        "mismatches": list(result.mismatches), "generate_s": round(result.generate_s, 3),
+        "reference_s": round(result.reference_s, 3), "compile_s": round(result.compile_s, 3),
+        "execute_s": round(result.execute_s, 3), "golden_s": round(result.golden_s, 3),
+        "attention_rel_error_max": result.attention_error[0], "attention_rel_error_mean": result.attention_error[1],
+        "ffn_rel_error_max": result.ffn_error[0], "ffn_rel_error_mean": result.ffn_error[1],
+        "peak_memory_GiB": round(peak_GiB, 2),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        width = max(map(len, summary))
+        click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+    if not result.bit_exact:
+        raise click.ClickException(f"outputs differ from the numerics definition: {', '.join(result.mismatches)}")

@@ -1,0 +1,249 @@
+"""One full-size decoder layer, compiled, executed on the functional executor and checked bit for
+bit against the numerics definition, with its error against the float64 golden layer.
+
+Weights are seeded per tensor name (bf16 bit patterns of magnitude 2^-10..2^-2, random signs; norm gains in [1, 2)) and
+generated twice rather than held twice: once, widened one tensor at a time, for the reference,
+and once into the emulated memory. The MoE layer is specialised on the routing the reference
+computes (docs/compiler.md, "Routing specialisation").
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from opbsim.compiler import compile_graph
+from opbsim.compiler.lower_attention import requests
+from opbsim.emulator import golden
+from opbsim.emulator import stage_reference as ref
+from opbsim.emulator.datamem import DataMemory
+from opbsim.emulator.functional import execute
+from opbsim.errors import InputError
+from opbsim.hardware.spec import DeviceSpec
+from opbsim.isa import numerics as N
+from opbsim.isa.types import DType
+from opbsim.workloads import build_model
+from opbsim.workloads.graph import build_layer
+from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.ops import Role
+from opbsim.workloads.routing import expert_counts
+from opbsim.workloads.stage import Stage
+
+__all__ = ["LayerCheck", "check_layer", "bytes_needed"]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCheck:
+    """Outcome of one check. ``mismatches`` names each output whose bits differ; the golden
+    errors are (max, mean) relative errors of the attention and MoE/FFN results vs float64."""
+
+    model: str
+    layer: int
+    instructions: int
+    generate_s: float
+    reference_s: float
+    compile_s: float
+    execute_s: float
+    golden_s: float
+    outputs_checked: tuple[str, ...]
+    mismatches: tuple[str, ...]
+    attention_error: tuple[float, float]
+    ffn_error: tuple[float, float]
+
+    @property
+    def bit_exact(self) -> bool:
+        return not self.mismatches
+
+
+class _Weights(Mapping[str, np.ndarray]):
+    """Seeded bf16 weights by name, widened to fp32 values on each access (nothing cached)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int):
+        self.shapes, self.seed = shapes, seed
+
+    def raw(self, name: str) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+        r = rng.integers(0, 1 << 16, self.shapes[name], dtype=np.uint16)
+        # sign and 7 mantissa bits as drawn; 3 bits pick the exponent: magnitudes 2^-10 .. 2^-2
+        if name.endswith("norm.weight"):
+            return np.uint16(127 << 7) | (r & np.uint16(0x7F))  # positive gains in [1, 2)
+        return (r & np.uint16(0x807F)) | (((r >> np.uint16(7)) & np.uint16(7)) + np.uint16(127 - 10)) << np.uint16(7)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.shapes:
+            raise KeyError(name)
+        return N.widen(self.raw(name), DType.BF16)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def _layer_graph(model: ModelConfig, stage: Stage, layer: int, ids: np.ndarray | None = None):
+    """The model graph of decoder layer ``layer`` alone; its experts' token counts from ``ids``."""
+    graph = build_model(model, stage)
+    if ids is not None:
+        counts = expert_counts(ids, model.num_experts)
+        graph = replace(graph, layers=(build_layer(model, stage, layer, expert_tokens=counts),))
+    else:
+        graph = replace(graph, layers=(graph.layers[layer],))
+    return replace(graph, prologue=(), epilogue=())
+
+
+def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
+    """Memory the check needs: the layer's weights twice over in the worst transient (one bf16
+    copy in the emulated memory, the largest tensor widened), KV caches and activations."""
+    graph = _layer_graph(model, stage, layer)
+    weights = {t.name: t.nbytes for op in graph.ops for t in op.inputs if t.role is Role.WEIGHT}
+    largest = max(weights.values(), default=0)
+    reqs = requests(stage)
+    kv = 2 * len(reqs) * max(r.context for r in reqs) * model.kv_dim * 2
+    acts = 64 * stage.tokens * max(model.hidden_size, model.expert_ffn, model.dense_ffn) * 4
+    return sum(weights.values()) + 3 * largest + 3 * kv + acts
+
+
+def _available_B() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
+                seed: int = 0) -> LayerCheck:
+    if not 0 <= layer < model.num_layers:
+        raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
+    need, have = bytes_needed(model, stage, layer), _available_B()
+    if need > have:
+        raise InputError(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
+                         f"{have / 2**30:.1f} GiB are available")
+    L, T, h = f"L{layer}", stage.tokens, model.hidden_size
+    t0 = time.perf_counter()
+    balanced = _layer_graph(model, stage, layer)
+    w = _Weights({t.name: t.shape for op in balanced.ops for t in op.inputs if t.role is Role.WEIGHT}, seed)
+    rng = np.random.default_rng([seed, layer])
+    stream = ref.r16(rng.standard_normal((T, h)).astype(np.float32))
+    delta = ref.r16(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5)) if layer else None
+    reqs = requests(stage)
+    S, kv = max(r.context for r in reqs), model.num_kv_heads
+    k = np.zeros((len(reqs), S, kv, model.head_dim), np.float32)
+    v = np.zeros_like(k)
+    for slot, r in enumerate(reqs):
+        k[slot, :r.past] = ref.r16(rng.standard_normal((r.past, kv, model.head_dim)).astype(np.float32))
+        v[slot, :r.past] = ref.r16(rng.standard_normal((r.past, kv, model.head_dim)).astype(np.float32))
+    caches = {layer: (k, v)}
+    generate_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    want = ref.stage(model, stage, w, None, caches, layers=(layer,), stream=stream, delta=delta)
+    reference_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    routing = {layer: want[f"{L}.topk_ids"]} if f"{L}.topk_ids" in want else None
+    graph = _layer_graph(model, stage, layer, routing[layer] if routing else None)
+    compiled = compile_graph(graph, device, policy, routing=routing)
+    compile_s = time.perf_counter() - t0
+
+    memory = DataMemory({m.space: m.capacity_B for m in device.memories})
+    t0 = time.perf_counter()
+    for name in compiled.buffers:
+        if name in w.shapes:
+            memory.write_raw(compiled.buffers[name].descriptor(), w.raw(name))
+    generate_s += time.perf_counter() - t0
+    _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", stream)
+    if delta is not None:
+        _load(memory, compiled, f"L{layer - 1}.ffn_out", delta)
+    _load(memory, compiled, f"{L}.k_cache", caches[layer][0])
+    _load(memory, compiled, f"{L}.v_cache", caches[layer][1])
+    for name, data in compiled.constants.items():
+        memory.write_raw(compiled.buffers[name].descriptor(), data)
+    t0 = time.perf_counter()
+    execute(compiled.program, memory)
+    execute_s = time.perf_counter() - t0
+
+    checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
+    mismatches = [n for n in checked if not _same_bits(_read(memory, compiled, n, DType.BF16), want[n])]
+    if routing and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32), routing[layer]):
+        mismatches.append(f"{L}.topk_ids")
+    t0 = time.perf_counter()
+    attention_error, ffn_error = _golden_errors(model, stage, layer, w, stream, delta, caches[layer], want)
+    golden_s = time.perf_counter() - t0
+    return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
+                      execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error)
+
+
+def _load(memory: DataMemory, compiled, name: str, values: np.ndarray) -> None:
+    view = compiled.buffers[name]
+    memory.write_raw(view.descriptor(), N.store(values.reshape(view.shape), DType.BF16))
+
+
+def _read(memory: DataMemory, compiled, name: str, dtype: DType) -> np.ndarray:
+    return N.widen(memory.raw(compiled.buffers[name].descriptor()), dtype)
+
+
+def _same_bits(got: np.ndarray, want: np.ndarray) -> bool:
+    got = np.asarray(got, np.float32).reshape(want.shape)
+    return np.array_equal(got.view(np.uint32), np.asarray(want, np.float32).view(np.uint32))
+
+
+class _Stacked:
+    """One of w1 / w3 / w2 for golden.moe_layer, [E, out, in] float64, built one expert at a time
+    (the three share a one-expert cache: golden asks for w1[e], w3[e], w2[e] in turn)."""
+
+    def __init__(self, count: int, which: int, load, cache: dict):
+        self.shape, self._which, self._load, self._cache = (count,), which, load, cache
+
+    def __getitem__(self, e: int) -> np.ndarray:
+        if e not in self._cache:
+            self._cache.clear()
+            self._cache[e] = self._load(e)
+        return self._cache[e][self._which]
+
+
+def _golden_errors(model, stage, layer, w, stream, delta, cache, want):
+    """Relative errors (max, mean) of this layer's attention result and FFN result vs float64."""
+    if stage.prefill or model.norm.value != "rmsnorm" or not model.has_rope:
+        return (float("nan"), float("nan")), (float("nan"), float("nan"))
+    L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
+    x = want.get(f"{L}.x", stream).astype(np.float64)
+    wqkv = w[f"{L}.w_qkv"].astype(np.float64)
+    gw = golden.GQAWeights(w[f"{L}.attn_norm.weight"].astype(np.float64), wqkv[:, :H * d].T,
+                           wqkv[:, H * d:(H + KV) * d].T, wqkv[:, (H + KV) * d:].T,
+                           w[f"{L}.w_o"].astype(np.float64).T, H, KV, d)
+    reqs = requests(stage)
+    k_past = [cache[0][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
+    v_past = [cache[1][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
+    attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
+    attention_error = golden.relative_error(want[f"{L}.h"], attn)
+    h = want[f"{L}.h"].astype(np.float64)
+    if not model.is_moe_layer(layer) or model.num_shared_experts or model.ffn_act.value != "swiglu":
+        return attention_error, (float("nan"), float("nan"))  # the golden MoE block: routed SwiGLU experts
+    F, hid, E = model.expert_ffn, model.hidden_size, model.num_experts
+
+    def load(e):  # (w1, w3, w2) of expert e in the Hugging Face [out, in] layout
+        if f"{L}.expert.{e}.w_gate_up" not in w:
+            return np.zeros((F, hid)), np.zeros((F, hid)), np.zeros((hid, F))
+        gate_up = w[f"{L}.expert.{e}.w_gate_up"]
+        return (gate_up[:, :F].T.astype(np.float64), gate_up[:, F:].T.astype(np.float64),
+                w[f"{L}.expert.{e}.w_down"].T.astype(np.float64))
+
+    cache: dict = {}
+    empty = np.zeros((0, F, hid))
+    mw = golden.MoEWeights(w[f"{L}.ffn_norm.weight"].astype(np.float64), w[f"{L}.w_router"].astype(np.float64).T,
+                           _Stacked(E, 0, load, cache), _Stacked(E, 1, load, cache), _Stacked(E, 2, load, cache),
+                           empty, empty, empty)
+    moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
+                           selected=want[f"{L}.topk_ids"])
+    ffn_error = golden.relative_error(h + want[f"{L}.ffn_out"].astype(np.float64), moe.out)
+    return attention_error, ffn_error
