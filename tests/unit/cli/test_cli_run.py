@@ -1,0 +1,35 @@
+"""`opbsim run`: a layer of a model from a config.json, compiled, executed and checked exactly."""
+
+import json
+
+from click.testing import CliRunner
+
+from opbsim.cli import cli
+
+FIXTURE = "tests/fixtures/mixtral-8x7b-v0.1.config.json"
+
+
+def small_mixtral(tmp_path):
+    """The real Mixtral config.json with its sizes cut down: same family, same code paths."""
+    cfg = json.loads(open(FIXTURE).read())
+    cfg.update(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
+               num_hidden_layers=3, num_local_experts=4, vocab_size=128)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_run_checks_every_output_of_a_moe_layer_bit_for_bit_and_reports_float64_errors(tmp_path):
+    result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--layer", "2", "--batch", "5", "--ctx", "9",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["bit_exact"] is True and out["mismatches"] == []
+    assert out["outputs_checked"] == ["L2.h", "L2.ffn_out", "L2.k_cache", "L2.v_cache"]
+    assert 0 < out["attention_rel_error_max"] < 0.05 and 0 < out["ffn_rel_error_max"] < 0.05  # bf16 roundings
+
+
+def test_run_refuses_a_layer_outside_the_model(tmp_path):
+    result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--layer", "3"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: layer 3 is outside 0..2 ({tmp_path.name})\n"  # a model is named by its folder
