@@ -25,7 +25,7 @@ from opbsim.errors import InputError
 from opbsim.isa.spec import BY_MNEMONIC, Role
 from opbsim.isa.types import Space
 
-__all__ = ["Lifetime", "lifetimes", "plan_memory", "first_fit"]
+__all__ = ["Lifetime", "lifetimes", "plan_memory", "first_fit", "bandwidth_needs"]
 
 _SCRATCH = "scratch"
 
@@ -126,17 +126,19 @@ def _kernel_seconds(kernels: Kernels) -> list[float]:
     return out
 
 
-def _spill(items: list[Lifetime], budget_B: int, seconds: list[float]) -> tuple[list[Lifetime], list[Lifetime]]:
-    """(kept in HBM, moved to DDR): the smallest bandwidth need moves first until HBM fits."""
+def bandwidth_needs(kernels: Kernels, lives: dict[str, Lifetime]) -> dict[str, float]:
+    """Each buffer's bandwidth need, bytes per second: the bytes its accesses move over its
+    lifetime, timed by the analysis' cost of its kernels."""
     prefix = [0.0]
-    for s in seconds:
+    for s in _kernel_seconds(kernels):
         prefix.append(prefix[-1] + s)
+    return {n: it.moved_B / (prefix[it.last + 1] - prefix[it.first]) for n, it in lives.items()}
 
-    def need(it: Lifetime) -> float:
-        return it.moved_B / (prefix[it.last + 1] - prefix[it.first])
 
+def _spill(items: list[Lifetime], budget_B: int, need: dict[str, float]) -> tuple[list[Lifetime], list[Lifetime]]:
+    """(kept in HBM, moved to DDR): the smallest bandwidth need moves first until HBM fits."""
     keep, spilled = list(items), []
-    order = sorted(items, key=lambda it: (need(it), it.name))
+    order = sorted(items, key=lambda it: (need[it.name], it.name))
     while first_fit(keep)[1] > budget_B and order:
         victim = order.pop(0)
         keep.remove(victim)
@@ -163,7 +165,7 @@ def plan_memory(kernels: Kernels, hbm_budget_B: int | None = None) -> Kernels:
             where[it.name] = (Space.SRAM, sram_base + used.get(it.first, 0))
             used[it.first] = used.get(it.first, 0) + it.size_B
     rest = [it for it in lives.values() if it.name not in where]
-    keep, spilled = _spill(rest, budget, _kernel_seconds(kernels))
+    keep, spilled = _spill(rest, budget, bandwidth_needs(kernels, lives))
     for space, items in ((Space.HBM, keep), (Space.DDR, spilled)):
         addrs, footprint = first_fit(items)
         if footprint > device.memory(space).capacity_B:

@@ -9,11 +9,15 @@ The plan of one kernel of S stages on a device with ``dataflow`` parameters:
   (P: the socket's PCUs; p_i, m_i: its shares);
 - the bottleneck T = max(max_i s_i, each channel's bytes / its bandwidth (the HBM stream, the DDR
   stream, the PMU fabric), link bytes / link bandwidth (the network));
+- the kernel streams n tiles, each crossing the S stages; per tile the bottleneck takes T / n.
+  Filling and draining the pipeline leaves stages idle: one tile's work of every stage,
+  sum_i s_i / n, is not overlapped (the HBM and DDR streams are, as each stage prefetches its
+  next tiles into its double-buffered PMUs). Each tile also pays h, a stage's hand-over
+  (``hop_cycles``), at the n tiles' pace and once per stage: (n + S - 1) h;
 - tiles: at least n_min = max_i ceil(2 b_i / (m_i * pmu_B)), so a tile of every stage fits its
-  PMUs twice (double buffering); the kernel runs n = max(n_min, round(sqrt((S - 1) T / h))) tiles,
-  the count that minimises fill, drain and hand-overs, h being one tile's hand-over between stages;
-- time = launch + (S - 1) T / n + (n + S - 1) h + n (T / n): the first tile fills the pipeline,
-  the last drains it, and n tiles pass the bottleneck at T / n each.
+  PMUs twice; the kernel runs n = max(n_min, round(sqrt(sum_i s_i / h))), the count that
+  minimises fill, drain and hand-overs;
+- time = launch + sum_i s_i / n + (n + S - 1) h + T.
 
 The engine (kernel_models.py) pays the launch, fill, drain and hand-overs as the fixed cost and
 streams the kernel's bytes no faster than max_i s_i, sharing each channel with other streams, so a
@@ -127,13 +131,14 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) 
     bottleneck, bound = max(bounds, key=lambda x: x[0], default=(0.0, "nothing"))
     S = len(works)
     min_tiles = max((math.ceil(2 * b / (m_i * df.pmu_B)) for b, m_i in zip(stage_bytes, m) if b), default=1)
-    h = df.hop_s
-    best = math.sqrt((S - 1) * bottleneck / h) if h > 0 else math.inf
-    tiles = max(min_tiles, 1, round(best) if math.isfinite(best) else min_tiles)
+    h, idle = df.hop_s, sum(stage_s)
+    tiles = max(min_tiles, round(math.sqrt(idle / h)) if h > 0 else min_tiles, 1)
+    if h <= 0 and idle > 0:
+        raise InputError(f"device {device.name}: a dataflow kernel needs hop_cycles > 0 to choose its tiles")
     return DataflowPlan(
         stages=S, compute_s=stage_compute, bytes_B=stage_bytes, pcus=p, pmus=m, stage_s=stage_s,
         bottleneck_s=bottleneck, bound=bound, tiles=tiles, min_tiles=min_tiles, launch_s=df.launch_s(hw),
-        fill_drain_s=(S - 1) * bottleneck / tiles, hand_over_s=(tiles + S - 1) * h,
+        fill_drain_s=idle / tiles, hand_over_s=(tiles + S - 1) * h,
         hbm_B=dict(total.bytes_by_space).get(Space.HBM, 0),
     )
 

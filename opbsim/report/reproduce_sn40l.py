@@ -1,0 +1,226 @@
+"""``opbsim reproduce sn40l``: the SN40L rows of TARGETS.md, the paper's value vs ours.
+
+Every number comes out of the models: the node presets (hardware/nodes.py), the Composition-of-
+Experts model (emulator/coe.py) and, for the kernel rows, programs compiled by the sn40l policies
+and timed by the discrete-event engine with the dataflow kernel model. Nothing is fitted to a row.
+Choices the paper leaves open are ours, marked assumed: the CoE prompt length (coe.py), and the
+benchmarks of the fusion and orchestration rows (``BENCHMARKS``): Llama-2-7B, Llama-3-70B and
+Mixtral-8x7B decode and a Llama-2-7B prefill, all tensor-parallel over the node's 8 sockets.
+A row outside its tolerance is reported MISS with the cause the runs show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opbsim.compiler import compile_graph
+from opbsim.emulator.coe import CoEConfig, CoEResult, policy_for, simulate_coe
+from opbsim.emulator.devices.sn40l import plan_kernel
+from opbsim.emulator.engine import run
+from opbsim.emulator.work import work_of
+from opbsim.hardware.nodes import NodeSpec, get_node
+from opbsim.isa.types import Space, Unit
+from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
+
+__all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
+           "sn40l_rows"]
+
+EXPERT_GRID = (1, 10, 20, 30, 40, 45, 50, 55, 60, 80, 100, 120, 140, 150, 160, 170, 200, 300, 500, 850, 1000)
+NODES = ("sn40l", "dgx-h100", "dgx-a100")
+COE = CoEConfig(experts=150, batch=8, tokens=20)  # [S] Samba-CoE: 150 experts, batch 8, 20 output tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A TARGETS.md row; ``ratio`` is ours / paper for numbers, "" otherwise; ``cause`` explains a MISS."""
+
+    claim: str
+    paper: str
+    ours: str
+    ratio: str
+    tolerance: str
+    status: str
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    label: str
+    model: str
+    stage: Stage
+
+
+BENCHMARKS = (  # assumed: the paper's benchmark list is not in TARGETS.md
+    Benchmark("llama-2-7b decode, batch 1, ctx 1024", "llama-2-7b", Stage.decode(1, 1024)),
+    Benchmark("llama-2-7b decode, batch 64, ctx 1024", "llama-2-7b", Stage.decode(64, 1024)),
+    Benchmark("llama-3-70b decode, batch 8, ctx 1024", "llama-3-70b", Stage.decode(8, 1024)),
+    Benchmark("mixtral-8x7b decode, batch 8, ctx 1024", "mixtral-8x7b", Stage.decode(8, 1024)),
+    Benchmark("llama-2-7b prefill, 1024 tokens", "llama-2-7b", Stage(prefill=(PrefillChunk(1024),))),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRun:
+    """One benchmark's stage time (s) under each sn40l policy, and for the fused program the HBM
+    bytes and time of its decoder-layer kernels (launches of ops of a layer ``L<n>``)."""
+
+    benchmark: Benchmark
+    time_s: dict[str, float]
+    layer_hbm_B: int
+    layer_s: float
+    launches: dict[str, int]
+
+    @property
+    def is_decode(self) -> bool:
+        return self.benchmark.stage.is_decode_only
+
+
+@dataclass(frozen=True, slots=True)
+class Sn40lReproduction:
+    rows: tuple[Row, ...]
+    coe: dict[str, CoEResult]  # per node, the TARGETS.md CoE setup
+    sweep: dict[str, tuple[CoEResult, ...]]  # per node, over EXPERT_GRID
+    kernels: tuple[KernelRun, ...]
+    hbm_GBps: float
+
+
+def _kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
+    device = node.device
+    times, launches, hbm_B, layer_s = {}, {}, 0, 0.0
+    for policy in ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw"):
+        compiled = compile_graph(build_model(get_preset(b.model), b.stage, tp=node.devices), device, policy)
+        program = compiled.program
+        stats = run(program, device)
+        times[policy] = stats.time_s
+        launches[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
+        if policy != "sn40l":
+            continue
+        for iv in stats.timeline:
+            inst = program.instructions[iv.index]
+            if inst.mnemonic != "launch" or not iv.note.startswith("L"):
+                continue
+            body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
+            hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
+            layer_s += iv.end_s - iv.start_s
+    return KernelRun(b, times, hbm_B, layer_s, launches)
+
+
+def _status(ok: bool) -> str:
+    return "within tolerance" if ok else "MISS"
+
+
+def _x(v: float) -> str:
+    return f"{v:.2f}x"
+
+
+def _ratio_row(claim: str, paper: float, ours: float, tol: float, cause: str) -> Row:
+    ok = abs(ours / paper - 1) <= tol
+    return Row(claim, _x(paper), _x(ours), f"{ours / paper:.2f}", f"+-{tol:.0%}", _status(ok), "" if ok else cause)
+
+
+def _range_row(claim: str, lo: float, hi: float, values: dict[str, float], cause: str) -> Row:
+    inside = [v for v in values.values() if lo <= v <= hi]
+    ok = len(inside) == len(values)
+    ours = f"{min(values.values()):.2f}x to {max(values.values()):.2f}x over {len(values)} benchmarks"
+    return Row(claim, f"{lo:g}x to {hi:g}x", ours, "", "inside the range",
+               _status(ok) + ("" if ok else f" ({len(inside)} of {len(values)} inside)"), "" if ok else cause)
+
+
+def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]], kernels: tuple[KernelRun, ...],
+               hbm_GBps: float, collectives: dict[str, float]) -> tuple[Row, ...]:
+    """The SN40L rows of TARGETS.md from the runs; ``collectives``: per node, the share of a CoE
+    decode step its collectives take."""
+    sn, h100, a100 = coe["sn40l"], coe["dgx-h100"], coe["dgx-a100"]
+    rows = [
+        _ratio_row("expert switching time vs DGX H100", 15.0, h100.switch_s / sn.switch_s, 0.15,
+                   "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
+        _ratio_row("expert switching time vs DGX A100", 31.0, a100.switch_s / sn.switch_s, 0.15,
+                   "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
+    ]
+    for name, paper, dgx, node in (("DGX H100", 3.7, h100, "dgx-h100"), ("DGX A100", 6.6, a100, "dgx-a100")):
+        rows.append(_ratio_row(
+            f"Samba-CoE, 150 experts, TP8, batch 8, 20 tokens: speedup vs {name}", paper,
+            dgx.total_time_s / sn.total_time_s, 0.20,
+            f"per batch the {name} spends {dgx.switch_time_s:.2f} s switching ({dgx.switches_per_batch:.1f} misses, "
+            f"{dgx.cache_slots} experts in HBM) and {dgx.exec_time_s:.2f} s executing, SN40L {sn.switch_time_s:.3f} s "
+            f"and {sn.exec_time_s:.3f} s; all-reduces take {collectives[node]:.0%} of a {name} decode step and "
+            f"{collectives['sn40l']:.0%} of an SN40L one, with per-step collective latencies that are assumed "
+            f"(5 us on the GPU presets, 1 us on SN40L)"))
+    held = sn.experts_per_node
+    dgx_nodes = -(-held // h100.experts_per_node)
+    rows.append(Row("experts held in one SN40L node at TP8 latency", "850", str(held), f"{held / 850:.2f}", "+-15%",
+                    _status(abs(held / 850 - 1) <= 0.15),
+                    "" if abs(held / 850 - 1) <= 0.15 else
+                    f"ours is the node's DDR (8 x 1.5 TiB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
+                    f"kept for anything else; the paper does not say what else its DDR holds"))
+    rows.append(Row("DGX H100 nodes needed for the same experts", "19", str(dgx_nodes), f"{dgx_nodes / 19:.2f}",
+                    "+-15%", _status(abs(dgx_nodes / 19 - 1) <= 0.15),
+                    "" if abs(dgx_nodes / 19 - 1) <= 0.15 else
+                    f"{held} experts at {h100.experts_per_node} per DGX HBM"))
+    rows.append(_shape_row(sweep["dgx-h100"]))
+    fusion = {k.benchmark.label: k.time_s["sn40l-unfused"] / k.time_s["sn40l"] for k in kernels}
+    rows.append(_range_row(
+        "operator fusion speedup over an unfused baseline (8 sockets)", 2, 13, fusion,
+        "an unfused op is still a dataflow kernel on all PCUs and PMUs: it streams its weights at the same HBM rate "
+        "as the fused layer and pays only a 1 us launch (assumed) and the HBM round trip of its inputs and outputs, "
+        "small next to the weights in decode; a gap of 2x to 13x needs per-kernel costs the paper does not give"))
+    variants = (("fused", "sn40l"), ("unfused", "sn40l-unfused"))
+    orchestration = {f"{k.benchmark.label}, {kind}": k.time_s[f"{pol}-sw"] / k.time_s[pol]
+                     for k in kernels if k.is_decode for kind, pol in variants}
+    rows.append(_range_row(
+        "hardware- vs software-orchestrated launch, decode", 1.4, 8, orchestration,
+        "the gain is launches x (10 us - 1 us), both launch costs assumed, against stage times that the TP8 "
+        "collectives and weight streaming dominate; fused decode has 2 launches per layer"))
+    decode = [k for k in kernels if k.is_decode and k.benchmark.model == "llama-2-7b"]
+    share = sum(k.layer_hbm_B for k in decode) / sum(k.layer_s for k in decode) / (hbm_GBps * 1e9)
+    ok = abs(share * 100 - 85) <= 5
+    rows.append(Row("fused decoder, decode: share of HBM bandwidth achieved", "~85%", f"{share:.1%}", "", "+-5 points",
+                    _status(ok), "" if ok else
+                    "over the decoder-layer kernels of llama-2-7b decode (batch 1 and 64); the model loses only the "
+                    "launch (1 us, assumed), the tiles' hand-overs (32 cycles each, assumed) and the compute of one "
+                    "tile per stage at fill and drain (the HBM stream is prefetched into double-buffered PMUs); "
+                    "the paper's lower share implies losses it does not itemise (e.g. DRAM refresh and bank "
+                    "conflicts, which no model here has)"))
+    return tuple(rows)
+
+
+def _shape_row(points: tuple[CoEResult, ...]) -> Row:
+    """Where DGX latency first rises 5% above its all-resident value, and the most experts that fit."""
+    flat = points[0].total_time_s
+    jump = next((p.config.experts for p in points if p.total_time_s is not None and p.total_time_s > 1.05 * flat), None)
+    limit = points[0].store_experts
+    ours = f"jumps at {jump} experts on the grid (HBM holds {points[0].cache_slots}); out of memory beyond {limit}"
+    ok = jump is not None and 40 <= jump <= 60 and abs(limit / 150 - 1) <= 0.15
+    return Row("DGX H100 latency vs number of experts", "jumps near 50; out of memory beyond 150", ours, "",
+               "same shape", _status(ok), "" if ok else "see the sweep and its plot")
+
+
+def reproduce_sn40l(progress: Callable[[str], None] | None = None,
+                    benchmarks: tuple[Benchmark, ...] = BENCHMARKS,
+                    experts_grid: tuple[int, ...] = EXPERT_GRID) -> Sn40lReproduction:
+    """Run the CoE model on the three nodes and the kernel benchmarks on the SN40L node."""
+    say = progress or (lambda _line: None)
+    nodes = {n: get_node(n) for n in NODES}
+    coe = {n: simulate_coe(node, COE) for n, node in nodes.items()}
+    say("CoE, 150 experts: " + ", ".join(f"{n} {r.total_time_s:.3f} s" for n, r in coe.items()))
+    sweep = {n: tuple(simulate_coe(node, CoEConfig(experts=e, batch=COE.batch, tokens=COE.tokens))
+                      for e in experts_grid) for n, node in nodes.items()}
+    kernels = []
+    for b in benchmarks:
+        kernels.append(_kernel_run(b, nodes["sn40l"]))
+        say(f"{b.label}: " + ", ".join(f"{p} {t * 1e3:.3f} ms" for p, t in kernels[-1].time_s.items()))
+    device = nodes["sn40l"].device
+    hbm = min(device.channel_bw_GBps(c) for c in device.path(Unit.PCU, Space.HBM).channels)
+    collectives = {n: _collective_share(node) for n, node in nodes.items()}
+    rows = sn40l_rows(coe, sweep, tuple(kernels), hbm, collectives)
+    return Sn40lReproduction(rows, coe, sweep, tuple(kernels), hbm)
+
+
+def _collective_share(node: NodeSpec) -> float:
+    """The share of one CoE decode step (an expert, batch 1) that the DMA engine's collectives take."""
+    stage = Stage.decode(1, COE.prompt_tokens + COE.tokens // 2)
+    compiled = compile_graph(build_model(get_preset(COE.expert_model), stage, tp=node.devices), node.device,
+                             policy_for(node))
+    stats = run(compiled.program, node.device)
+    return dict(stats.busy_s_by_unit).get(Unit.DMA, 0.0) / stats.time_s

@@ -1,0 +1,68 @@
+"""`opbsim coe`, `opbsim compile` with the sn40l policies, and the SN40L reproduction's pieces."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from opbsim.cli import cli
+from opbsim.report.reproduce_sn40l import BENCHMARKS, reproduce_sn40l
+from opbsim.report.reproduce_sn40l_render import BEGIN, END, rows_table, section_markdown, write_section
+
+COE = ["coe", "--experts", "150", "--batch", "8", "--tokens", "20", "--batches", "32"]
+
+
+def test_coe_json_gives_switch_exec_and_total_time_and_the_nodes_needed():
+    out = CliRunner().invoke(cli, [*COE, "-d", "sn40l", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert {"switch_time_s", "exec_time_s", "total_time_s", "nodes_needed"} <= set(data)
+    assert data["total_time_s"] == pytest.approx(data["router_time_s"] + data["switch_time_s"] + data["exec_time_s"])
+    assert data["nodes_needed"] == 1 and not data["out_of_memory"]
+
+
+def test_coe_beyond_a_dgxs_host_memory_reports_out_of_memory():
+    out = CliRunner().invoke(cli, ["coe", "--experts", "400", "--batch", "8", "--tokens", "20", "-d", "dgx-a100"])
+    assert out.exit_code == 0
+    assert "total per batch             out of memory" in out.output
+
+
+def test_coe_on_an_unknown_node_is_a_one_line_error():
+    out = CliRunner().invoke(cli, [*COE, "-d", "h100"])
+    assert out.exit_code == 1
+    assert out.output == "Error: unknown node 'h100' (known: dgx-a100, dgx-h100, sn40l)\n"
+
+
+def test_compile_accepts_the_sn40l_device_and_policy_and_dumps_the_fuse_pass():
+    args = ["compile", "llama-2-7b", "-d", "sn40l", "-p", "sn40l", "--batch", "1", "--tp", "8", "--layer", "0"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert "pcu" in out.output and "dma" in out.output
+    dump = CliRunner().invoke(cli, [*args, "--dump-after", "fuse"])
+    assert "L0.attn_norm..L0.o_proj" in dump.output
+
+
+@pytest.fixture(scope="module")
+def small_reproduction():
+    return reproduce_sn40l(benchmarks=BENCHMARKS[:1], experts_grid=(10, 60, 200))
+
+
+def test_the_reproduction_has_every_sn40l_row_of_targets_md_with_a_cause_for_each_miss(small_reproduction):
+    rows = small_reproduction.rows
+    assert len(rows) == 10
+    assert all(r.status.startswith(("within tolerance", "MISS")) for r in rows)
+    assert all(r.cause for r in rows if r.status.startswith("MISS"))
+    assert "causes of the misses" in rows_table(small_reproduction) or all(not r.cause for r in rows)
+
+
+def test_the_validation_section_replaces_its_earlier_self_and_keeps_the_rest_of_the_page(tmp_path,
+                                                                                            small_reproduction):
+    page = tmp_path / "validation.md"
+    page.write_text("# Validation\n\n## Duplex\n\nduplex rows\n")
+    section = section_markdown(small_reproduction, "opbsim reproduce sn40l")
+    write_section(page, section)
+    write_section(page, section)
+    text = page.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert text.startswith("# Validation\n\n## Duplex\n\nduplex rows\n")
+    assert "## SN40L (arXiv 2405.07518)" in text

@@ -1,0 +1,132 @@
+"""The dataflow kernel model: unit shares, tiles, fill and drain, launch, and the roofline."""
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opbsim.emulator.devices.sn40l import plan_kernel, share_units
+from opbsim.emulator.engine import run
+from opbsim.emulator.work import roofline_bound_s, work_of
+from opbsim.errors import InputError
+from opbsim.hardware import get_device
+from opbsim.isa import assemble
+
+SN40L = get_device("sn40l")
+DF = SN40L.dataflow
+
+
+def kernel(body: str, decl: str, *, pcus=1040, pmus=1040, hw=1):
+    count = len([ln for ln in body.splitlines() if ln.strip()])
+    return assemble(f"{decl}launch.pcu k, count={count}, pcus={pcus}, pmus={pmus}, hw={hw}\nhalt\nk:\n{body}")
+
+
+def plan_of(program, device=SN40L):
+    launch = program.instructions[0]
+    return plan_kernel(device, launch, [work_of(program, i) for i in program.instructions[2:]])
+
+
+GEMV = (".desc x hbm 0 bf16 [1, 4096]\n.desc w hbm 65536 bf16 [4096, 4096]\n.desc y sram 0 bf16 [1, 4096]\n"
+        ".desc z hbm 40000000 bf16 [1, 4096]\n")
+GEMV_BODY = "  gemm.pcu y, x, w\n  silu.pcu z, y\n"
+
+
+def test_units_are_shared_in_proportion_with_one_to_every_stage_that_needs_any():
+    assert share_units([3.0, 1.0], 8, "pcus") == (6, 2)  # 1 each, then 6 spare as 4.5 and 1.5: largest remainder
+    assert share_units([1.0, 0.0, 1e-9], 10, "pcus") == (9, 0, 1)
+    assert sum(share_units([5.0, 2.0, 2.0, 1.0], 1040, "pmus")) == 1040
+
+
+def test_more_stages_than_units_is_an_input_error():
+    with pytest.raises(InputError, match="^a dataflow kernel of 3 stages that need pcus has only 2 pcus$"):
+        share_units([1.0, 1.0, 1.0], 2, "pcus")
+
+
+def test_a_memory_bound_kernel_takes_launch_plus_fill_and_hand_overs_plus_its_hbm_stream():
+    program = kernel(GEMV_BODY, GEMV)
+    plan = plan_of(program)
+    hbm_B = 2 * (4096 + 4096 * 4096) + 2 * 4096  # x and w read, z written, bf16
+    assert plan.hbm_B == hbm_B
+    assert plan.bound == "hbm" and plan.bottleneck_s == pytest.approx(hbm_B / 1800e9)
+    idle = sum(plan.stage_s)
+    assert plan.tiles == max(plan.min_tiles, round(math.sqrt(idle / DF.hop_s)))
+    expected = DF.hw_launch_us * 1e-6 + idle / plan.tiles + (plan.tiles + 2 - 1) * DF.hop_s + hbm_B / 1800e9
+    assert plan.time_s == pytest.approx(expected)
+    assert run(program, SN40L).time_s == pytest.approx(expected, rel=1e-9)  # alone on the socket: the plan
+
+
+def test_stage_time_is_its_flop_share_of_the_socket_or_its_pmu_bandwidth():
+    plan = plan_of(kernel(GEMV_BODY, GEMV))
+    for c, b, p, m, s in zip(plan.compute_s, plan.bytes_B, plan.pcus, plan.pmus, plan.stage_s):
+        assert s == pytest.approx(max(c * 1040 / p, b / (m * DF.pmu_GBps * 1e9)))
+
+
+def test_software_orchestration_adds_the_difference_of_the_launch_costs():
+    hw, sw = (run(kernel(GEMV_BODY, GEMV, hw=flag), SN40L).time_s for flag in (1, 0))
+    assert sw - hw == pytest.approx((DF.sw_launch_us - DF.hw_launch_us) * 1e-6)
+
+
+def test_fewer_pcus_make_a_compute_bound_kernel_slower():
+    decl = (".desc a sram 0 bf16 [512, 1024]\n.desc b sram 1048576 bf16 [1024, 1024]\n"
+            ".desc c sram 4194304 bf16 [512, 1024]\n")
+    full, half = (run(kernel("  gemm.pcu c, a, b\n", decl, pcus=n), SN40L).time_s for n in (1040, 520))
+    flops = 2 * 512 * 1024 * 1024
+    assert full >= flops / 638e12 and half >= 2 * flops / 638e12
+
+
+def test_a_tile_of_every_stage_fits_its_pmus_twice():
+    small = dataclasses.replace(SN40L, dataflow=dataclasses.replace(DF, pmu_B=4096))
+    plan = plan_of(kernel(GEMV_BODY, GEMV), small)
+    assert plan.min_tiles == max(math.ceil(2 * b / (m * 4096)) for b, m in zip(plan.bytes_B, plan.pmus))
+    assert plan.tiles >= plan.min_tiles
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 512), st.integers(1, 512), st.integers(1, 1040), st.booleans())
+def test_a_fused_kernel_never_beats_its_roofline(m, k, n, pcus, hw):
+    decl = (f".desc a hbm 0 bf16 [{m}, {k}]\n.desc b hbm 1048576 bf16 [{k}, {n}]\n"
+            f".desc c sram 0 bf16 [{m}, {n}]\n.desc d ddr 0 bf16 [{m}, {n}]\n")
+    program = kernel("  gemm.pcu c, a, b\n  silu.pcu c, c\n  exp.pcu d, c\n", decl, pcus=max(pcus, 3), hw=int(hw))
+    launch = program.instructions[0]
+    body = program.instructions[2:]
+    works = [work_of(program, i) for i in body]
+    compute = sum(w.matrix_flops for w in works) / 638e12 + sum(w.vector_flops for w in works) / (
+        SN40L.compute(launch.unit).vector_TFLOPS * 1e12)
+    per_instruction = max(roofline_bound_s(SN40L, i, work_of(program, i)) for i in body)
+    t = run(program, SN40L).time_s
+    assert t >= compute * (1 - 1e-9)
+    assert t >= per_instruction * (1 - 1e-9)
+    channels = {}
+    for i in body:
+        for space, nbytes in work_of(program, i).bytes_by_space:
+            for c in SN40L.path(i.unit, space).channels:
+                channels[c] = channels.get(c, 0) + nbytes
+    assert all(t >= nbytes / (SN40L.channel_bw_GBps(c) * 1e9) * (1 - 1e-9) for c, nbytes in channels.items())
+
+
+@pytest.mark.parametrize("pcus,pmus,message", [
+    (0, 8, "launch.pcu asks for pcus=0, pmus=8; device sn40l has 1..1040 pcus and 1..1040 pmus"),
+    (1041, 8, "launch.pcu asks for pcus=1041, pmus=8; device sn40l has 1..1040 pcus and 1..1040 pmus"),
+    (1, 8, "a dataflow kernel of 2 stages that need pcus has only 1 pcus"),
+])
+def test_a_launch_asking_for_units_the_socket_cannot_give_is_an_input_error(pcus, pmus, message):
+    with pytest.raises(InputError, match=f"^{message}$"):
+        run(kernel(GEMV_BODY, GEMV, pcus=pcus, pmus=pmus), SN40L)
+
+
+def test_a_pcu_kernel_on_a_device_without_dataflow_parameters_is_an_input_error():
+    plain = dataclasses.replace(SN40L, name="plain", dataflow=None)
+    with pytest.raises(InputError, match="^device plain has no dataflow parameters for a pcu kernel$"):
+        run(kernel(GEMV_BODY, GEMV), plain)
+
+
+def test_a_dma_copy_sharing_hbm_slows_the_kernel_down():
+    decl = GEMV + ".desc big hbm 50000000 bf16 [8388608]\n.desc far ddr 0 bf16 [8388608]\n"
+    alone = run(kernel(GEMV_BODY, GEMV), SN40L).time_s
+    program = assemble(f"{decl}copy.dma far, big\nlaunch.pcu k, count=2, pcus=1040, pmus=1040, hw=1\nhalt\nk:\n"
+                       f"{GEMV_BODY}")
+    stats = run(program, SN40L)
+    kernel_iv = next(iv for iv in stats.timeline if iv.mnemonic == "launch")
+    assert kernel_iv.end_s - kernel_iv.start_s > alone
