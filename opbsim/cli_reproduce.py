@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from opbsim.fileio import atomic_write_text
-
 __all__ = ["reproduce"]
 
 
@@ -18,34 +16,18 @@ def reproduce() -> None:
 
 @reproduce.command("duplex")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page to write.")
+              show_default=True, help="The validation page whose Duplex section to write.")
 @click.option("--quick", is_flag=True, help="One configuration per model (batch 32, 256/256): a smoke run, not "
               "the reproduction; writes nothing unless --output is given explicitly.")
 def duplex_cmd(output: Path, quick: bool) -> None:
     """The Duplex rows (arXiv 2409.01141): throughput, energy, latency, orderings."""
     from opbsim.report.reproduce import FULL_GRID, QUICK_GRID, reproduce_duplex
-    from opbsim.report.reproduce_render import rows_table, validation_markdown
+    from opbsim.report.reproduce_render import rows_table, validation_markdown, write_section
 
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
     rep = reproduce_duplex(QUICK_GRID if quick else FULL_GRID, progress=lambda line: click.echo(line, err=True))
     click.echo(rows_table(rep))
     if not quick or explicit:
-        atomic_write_text(output, validation_markdown(rep, "opbsim reproduce duplex" + (" --quick" if quick else "")))
+        write_section(output, validation_markdown(rep, "opbsim reproduce duplex" + (" --quick" if quick else "")))
         click.echo(f"wrote {output}")
-
-
-@reproduce.command("sn40l")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose SN40L section to write.")
-def sn40l_cmd(output: Path) -> None:
-    """The SN40L rows (arXiv 2405.07518): expert switching, Composition of Experts, fusion, launch."""
-    from opbsim.report.reproduce_sn40l import reproduce_sn40l
-    from opbsim.report.reproduce_sn40l_render import plot_coe, rows_table, section_markdown, write_section
-
-    rep = reproduce_sn40l(progress=lambda line: click.echo(line, err=True))
-    click.echo(rows_table(rep))
-    plots = plot_coe(rep, output.parent / "img")
-    write_section(output, section_markdown(rep, "opbsim reproduce sn40l",
-                                           tuple(str(p.relative_to(output.parent)) for p in plots)))
-    click.echo(f"wrote {output} and {', '.join(map(str, plots))}")

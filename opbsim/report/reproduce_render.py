@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from opbsim.fileio import atomic_write_text
 from opbsim.report.reproduce import (
     DUPLEX,
     GPU,
@@ -13,7 +16,10 @@ from opbsim.report.reproduce import (
 )
 from opbsim.report.tables import format_table
 
-__all__ = ["rows_table", "validation_markdown"]
+__all__ = ["rows_table", "validation_markdown", "write_section", "BEGIN", "END"]
+
+BEGIN = "<!-- opbsim reproduce duplex: begin -->"
+END = "<!-- opbsim reproduce duplex: end -->"
 
 _ROW_HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
 
@@ -30,17 +36,29 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` (BEGIN..END) into the page at ``path``: in place of an earlier one, else at
+    the end (a new page gets the title). Other sections of the page are kept."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Validation: reproduction of published results\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    atomic_write_text(path, new)
+
+
 def validation_markdown(rep: Reproduction, command: str) -> str:
-    """docs/validation.md: the rows, why some are not reproduced or missed, and every run."""
+    """The Duplex section of docs/validation.md (BEGIN..END): the rows, why some are not
+    reproduced or missed, and every run."""
     g = rep.grid
     parts = [
-        "# Validation: reproduction of published results",
+        BEGIN,
+        "## Duplex (arXiv 2409.01141)",
         "",
         f"Written by `{command}`; do not edit by hand. Every value in the \"ours\" column comes out of the "
         "serving simulation (compiler + discrete-event engine, opbsim/emulator/serving.py); no constant is "
         "fitted to a row.",
-        "",
-        "## Duplex (arXiv 2409.01141)",
         "",
         f"Setup: closed loop, uniform expert routing, Gaussian lengths (standard deviation {STD_FRACTION:g} x the "
         f"mean, assumed), {REQUESTS_PER_SLOT} x batch requests per configuration, batch "
@@ -73,5 +91,5 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
                      *(f"{c.of(s).tokens_per_s:.0f}" for s in SYSTEMS), f"{d.tokens_per_s / gp.tokens_per_s:.2f}",
                      f"{gp.energy_per_token_mJ:.1f}", f"{d.energy_per_token_mJ:.1f}", f"{gp.e2e_mean_s:.2f}",
                      f"{d.e2e_mean_s:.2f}", f"{d.decode_only_stage_share:.0%}"))
-    parts += [_md_table(header, rows), ""]
+    parts += [_md_table(header, rows), END, ""]
     return "\n".join(parts)
