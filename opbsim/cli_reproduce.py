@@ -31,3 +31,19 @@ def duplex_cmd(output: Path, quick: bool) -> None:
     if not quick or explicit:
         write_section(output, validation_markdown(rep, "opbsim reproduce duplex" + (" --quick" if quick else "")))
         click.echo(f"wrote {output}")
+
+
+@reproduce.command("sn40l")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+              show_default=True, help="The validation page whose SN40L section to write.")
+def sn40l_cmd(output: Path) -> None:
+    """The SN40L rows (arXiv 2405.07518): expert switching, Composition of Experts, fusion, launch."""
+    from opbsim.report.reproduce_sn40l import reproduce_sn40l
+    from opbsim.report.reproduce_sn40l_render import plot_coe, rows_table, section_markdown, write_section
+
+    rep = reproduce_sn40l(progress=lambda line: click.echo(line, err=True))
+    click.echo(rows_table(rep))
+    plots = plot_coe(rep, output.parent / "img")
+    write_section(output, section_markdown(rep, "opbsim reproduce sn40l",
+                                           tuple(str(p.relative_to(output.parent)) for p in plots)))
+    click.echo(f"wrote {output} and {', '.join(map(str, plots))}")
