@@ -126,7 +126,7 @@ def sincos(a) -> tuple[np.ndarray, np.ndarray]:
     about 60 bits of pi/2. Step 1 picks the nearest quadrant while |a| < 2^21 (the rounding of
     a * TWO_OVER_PI stays far below 1/2); there the result is as accurate as the polynomials
     (docs/numerics.md). Larger angles give deterministic but less accurate results; their own
-    binary32 spacing is then 1/4 rad or more.
+    binary32 spacing is then 1/4 rad or more. sin(-0) is +0 (step 3 turns -0 into +0).
     """
     a = f32(a)
     finite = np.isfinite(a)
