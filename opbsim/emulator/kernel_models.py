@@ -24,12 +24,10 @@ __all__ = ["KernelCost", "KernelModel", "register_kernel_model", "kernel_model"]
 @dataclass(frozen=True, slots=True)
 class KernelCost:
     """``fixed_s``: launch overhead and pipeline fill and drain, paid before the kernel streams.
-    ``compute_s``: the least time its streaming phase may take (its slowest stage over all tiles).
-    ``note``: a short account for the timeline (stages, tiles)."""
+    ``compute_s``: the least time its streaming phase may take (its slowest stage over all tiles)."""
 
     fixed_s: float
     compute_s: float
-    note: str = ""
 
 
 KernelModel = Callable[[DeviceSpec, Instruction, tuple[Instruction, ...], tuple[Work, ...]], KernelCost]

@@ -157,8 +157,7 @@ def dataflow_kernel(device: DeviceSpec, launch: Instruction, body: tuple[Instruc
     """The engine's view of ``plan_kernel``: fixed costs, and the slowest stage as the least
     streaming time."""
     plan = plan_kernel(device, launch, works)
-    return KernelCost(plan.fixed_s, plan.slowest_stage_s,
-                      f"{plan.stages} stages, {plan.tiles} tiles, bound by {plan.bound}")
+    return KernelCost(plan.fixed_s, plan.slowest_stage_s)
 
 
 register_kernel_model(Unit.PCU, dataflow_kernel)
