@@ -15,9 +15,9 @@ from opbsim import __version__
 from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
-from opbsim.cli_run import run_cmd
 from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
+from opbsim.cli_run import run_cmd
 from opbsim.cli_simulate import simulate_cmd
 from opbsim.cli_validate import validate_cmd
 from opbsim.errors import InputError

@@ -6,6 +6,7 @@ import numpy as np
 
 from opbsim.compiler import compile_graph
 from opbsim.compiler.lower_attention import requests
+from opbsim.emulator import stage_reference as reference
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.functional import execute
 from opbsim.hardware import get_device
@@ -13,8 +14,6 @@ from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
 from opbsim.workloads.graph import build_model
 from opbsim.workloads.routing import TraceRouting
-
-from opbsim.emulator import stage_reference as reference
 
 
 def random_bf16(rng, shape, scale=1.0) -> np.ndarray:
