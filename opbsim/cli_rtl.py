@@ -30,13 +30,15 @@ def generate_cmd() -> None:
               help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random bf16 tile.")
 def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None, seed: int) -> None:
-    """Run a random GEMV tile through pim_gemv (pyverilator) and compare its cycles with the model's.
+    """Run a random GEMV tile through pim_gemv (pyverilator) and compare its cycles with the unit's
+    analytic model and with the emulator's Logic-PIM timing model (the engine) at the same scale.
 
     Also checks the RTL's fp32 outputs against opbsim.isa.numerics.gemm bit for bit (exit status 1
     when they differ).
     """
     import numpy as np
 
+    from opbsim.emulator.pim_tile import engine_tile_cycles
     from opbsim.isa import numerics
     from opbsim.isa.floatbits import bf16_widen
     from opbsim.rtl_models.build import RtlBuildError
@@ -55,6 +57,9 @@ def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | Non
     click.echo(f"  RTL cycles (pyverilator)   {cycles}")
     click.echo(f"  model cycles (analytic)    {model}  ({bound} bound + {PIPELINE_LATENCY} pipeline)")
     click.echo(f"  RTL / model                {cycles / model:.3f}")
+    engine = engine_tile_cycles(lanes, k, rows, weight_bytes_per_cycle)
+    click.echo(f"  emulator cycles (engine)   {engine:.0f}  (the Logic-PIM timing model at one module's scale)")
+    click.echo(f"  RTL / emulator             {cycles / engine:.3f}")
     click.echo(f"  outputs vs numerics.gemm   {same} of {rows} bit-exact")
     if same != rows:
         err = click.ClickException(f"{rows - same} RTL outputs differ from numerics.gemm")
