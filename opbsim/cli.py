@@ -13,6 +13,7 @@ import click
 
 from opbsim import __version__
 from opbsim.cli_coe import coe_cmd
+from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
 from opbsim.cli_reproduce import reproduce
@@ -65,8 +66,18 @@ cli.add_command(validate_cmd)
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="table", show_default=True,
               help="table: for reading; markdown: docs/isa.md; json; verilog: an include for RTL.")
 @click.option("-o", "--output", type=_OUT_FILE, help="Write to this file instead of stdout.")
-def isa_cmd(fmt: str, output: Path | None) -> None:
+@click.option("--example", "example_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Instead: take the example program through asm -> bin -> disasm -> asm into this folder.")
+def isa_cmd(fmt: str, output: Path | None, example_dir: Path | None) -> None:
     """Print the instruction set, generated from its one table."""
+    if example_dir is not None:
+        from opbsim.report.isa_example import example_table, run_example
+
+        result = run_example(example_dir)
+        click.echo(example_table(result))
+        if not result.round_trip_ok:
+            raise _fail("round trip failed: the decoded or reassembled program differs")
+        return
     _emit(render(fmt), output)
 
 
@@ -126,20 +137,6 @@ def time_cmd(program: Path, device: str, as_json: bool, trace: Path | None) -> N
         click.echo(timing_table(stats))
 
 
-@cli.command("demo")
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("opbsim-demo"),
-              show_default=True, help="Folder for the report.")
-def demo_cmd(out_dir: Path) -> None:
-    """Run the main job on the embedded example and write a report folder."""
-    from opbsim.report.demo import run_demo
-    from opbsim.report.tables import demo_table
-
-    result = run_demo(out_dir)
-    click.echo(demo_table(result))
-    if not result.round_trip_ok:
-        raise _fail("round trip failed: the decoded or reassembled program differs")
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -160,6 +157,8 @@ cli.add_command(run_cmd)
 cli.add_command(simulate_cmd)
 cli.add_command(coe_cmd)
 cli.add_command(reproduce)
+cli.add_command(compare_cmd)
+cli.add_command(demo_cmd)
 
 
 def main() -> None:

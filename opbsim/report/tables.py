@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from opbsim.emulator.engine import RunStats
 from opbsim.hardware.spec import DeviceSpec
-from opbsim.report.demo import DemoResult
 
-__all__ = ["format_table", "demo_table", "timing_table", "devices_table"]
+__all__ = ["format_table", "timing_table", "devices_table"]
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -15,18 +14,6 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     line = "  ".join("-" * w for w in widths)
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), line, *map(fmt, rows)])
-
-
-def demo_table(result: DemoResult) -> str:
-    s = result.summary
-    rows = [("instructions", str(s.instructions)), ("descriptors", str(s.descriptors)),
-            ("binary size", f"{result.binary_B} B")]
-    rows += [(f"  group {g.value}", str(n)) for g, n in s.by_group]
-    rows += [(f"  unit {u.name.lower()}", str(n)) for u, n in s.by_unit]
-    rows += [(f"  {sp.name.lower()} span", f"{n / 1024:.1f} KiB") for sp, n in s.span_B]
-    rows.append(("round trip (asm -> bin -> disasm -> asm)", "identical" if result.round_trip_ok else "DIFFERS"))
-    files = "\n".join(f"  {p}" for p in result.files)
-    return f"{format_table(('example program', 'value'), rows)}\n\nwrote:\n{files}"
 
 
 def timing_table(stats: RunStats) -> str:

@@ -1,4 +1,4 @@
-"""The asm / disasm / isa / demo commands: outputs, exit codes, no partial files."""
+"""The asm / disasm / isa commands: outputs, exit codes, no partial files."""
 
 import json
 
@@ -92,8 +92,8 @@ def test_isa_prints_the_table_and_json_lists_every_opcode(runner):
     assert [row["opcode"] for row in table] == [s.opcode for s in TABLE]
 
 
-def test_demo_writes_its_report_folder_and_confirms_the_round_trip(runner, tmp_path):
-    result = runner.invoke(cli, ["demo", "-o", str(tmp_path / "out")])
+def test_isa_example_writes_its_folder_and_confirms_the_round_trip(runner, tmp_path):
+    result = runner.invoke(cli, ["isa", "--example", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "identical" in result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -1,0 +1,121 @@
+"""``opbsim compare`` (one model on several devices: a table and plots) and ``opbsim demo`` (the
+same on the embedded default, into a report folder). Progress goes to stderr as a bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from opbsim.errors import InputError
+
+__all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
+
+
+@contextmanager
+def progress_bar(length: int, label: str, enabled: bool = True):
+    """A click progress bar on stderr; yields ``on_step(label)`` that advances it by one."""
+    if not enabled:
+        yield lambda what: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=False,
+                           item_show_func=lambda what: what) as bar:
+        step: Callable[[str], None] = lambda what: bar.update(1, what)  # noqa: E731
+        yield step
+
+
+def _int_list(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected positive integers separated by commas") from None
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"{option} {text!r}: expected positive integers separated by commas")
+    return values
+
+
+def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for p in pairs:
+        device, sep, policy = p.partition("=")
+        if not sep or not device or not policy:
+            raise InputError(f"--policy {p!r}: expected DEVICE=POLICY, e.g. duplex=duplex-no-pe")
+        out.append((device, policy))
+    return tuple(out)
+
+
+@click.command("compare")
+@click.argument("model")
+@click.option("--devices", default="h100,duplex,bank-pim,sn40l", show_default=True,
+              help="Device presets to compare, separated by commas (see `opbsim devices`).")
+@click.option("-p", "--policy", "policy", multiple=True, metavar="DEVICE=POLICY",
+              help="Placement policy of one device (repeatable) [default: the policy named after the device, "
+                   "else duplex with PIM, sn40l on a dataflow device, else xpu-only].")
+@click.option("--devices-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Devices per node (tensor parallelism), the same for every device kind.")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="The headline batch (table, percentiles, energy, breakdown).")
+@click.option("--batches", default="8,16,32,64,128", show_default=True, help="Batches of the throughput curve.")
+@click.option("--lin", type=click.IntRange(min=1), default=1024, show_default=True, help="Prompt tokens.")
+@click.option("--lout", type=click.IntRange(min=1), default=1024, show_default=True, help="Output tokens.")
+@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--requests-per-slot", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Requests per batch slot: each run serves this x batch requests (closed loop).")
+@click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True,
+              help="Most prompt tokens per stage; 0: whole prompts.")
+@click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the report folder (report.md, report.json, PNG plots, traces) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON object instead of the table.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def compare_cmd(model: str, devices: str, policy: tuple[str, ...], devices_per_node: int, nodes: int, batch: int,
+                batches: str, lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int,
+                prefill_chunk: int, buckets: int, seed: int, out_dir: Path | None, as_json: bool,
+                no_progress: bool) -> None:
+    """Compare MODEL (a preset or a config.json) served on several devices: a table and plots.
+
+    A device that cannot run the configuration (it does not fit, the compiler cannot lower the
+    model for it) stays in the table and the plots with its reason."""
+    from opbsim.report.compare import CompareSettings, compare, steps_of
+    from opbsim.report.compare_render import comparison_json, comparison_table
+    from opbsim.report.demo import write_report
+
+    names = tuple(d.strip() for d in devices.split(",") if d.strip())
+    settings = CompareSettings(model=model, devices=names, policies=_policies(policy),
+                               devices_per_node=devices_per_node, nodes=nodes, batch=batch,
+                               batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
+                               lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
+                               buckets=buckets, seed=seed)
+    with progress_bar(steps_of(settings), "comparing", enabled=not no_progress) as step:
+        comp = compare(settings, on_step=step)
+    if out_dir is not None:
+        write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}")
+    click.echo(comparison_json(comp) if as_json else comparison_table(comp))
+    if out_dir is not None and not as_json:
+        click.echo(f"\nwrote {out_dir}/report.md, report.json and the plots")
+
+
+@click.command("demo")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("opbsim-demo"),
+              show_default=True, help="Folder for the report.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def demo_cmd(out_dir: Path, no_progress: bool) -> None:
+    """The main job on the embedded default: Mixtral-8x7B, 1 node x 4 devices, batch 64, 1024 in /
+    1024 out, on h100, duplex and sn40l; prints a summary table and writes a report folder."""
+    from opbsim.report.compare_render import comparison_table
+    from opbsim.report.demo import demo_steps, run_demo
+
+    with progress_bar(demo_steps(), "demo", enabled=not no_progress) as step:
+        result = run_demo(out_dir, on_step=step)
+    click.echo(comparison_table(result.comparison))
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"\nwrote {out_dir}/report.md (with {sum(p.suffix == '.png' for p in result.files)} plots), "
+               f"report.json and traces in {result.wall_s:.1f} s")

@@ -1,0 +1,283 @@
+"""Device comparison: one model served on several devices, with what the plots need.
+
+For every device of ``CompareSettings.devices`` (a cluster of ``devices_per_node`` x ``nodes`` of
+it, running its policy), ``compare`` runs:
+- the headline serving run (``batch``, ``lin``/``lout``, closed loop, ``requests_per_slot x batch``
+  requests): the same simulation as ``opbsim simulate`` with the same options (``simulate_args``
+  gives that command line), so the numbers are equal;
+- the same scenario at every batch of ``batches`` (throughput vs batch), sharing the stage memo;
+- the energy per token of the headline run split by component (energy.py);
+- one MoE (or dense) decoder layer of a decode-only stage, compiled: each op's Op/B and the unit
+  its policy placed it on (the roofline);
+- one decoder layer of a mixed stage (``batch - 1`` decoding requests and one prompt chunk) timed
+  on the engine: the timeline of xPU vs PIM co-processing.
+
+A device that cannot run the model (it does not fit, the policy does not suit it, the compiler
+cannot lower a layer) is kept in the result with its reason (``DeviceRun.error``); so is a batch
+of the throughput curve that fails. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from opbsim.compiler import compile_graph, policy_names
+from opbsim.emulator.cluster import Cluster, node_share
+from opbsim.emulator.engine import RunStats
+from opbsim.emulator.engine import run as run_program
+from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
+from opbsim.errors import InputError
+from opbsim.hardware import DeviceSpec, get_device
+from opbsim.isa.types import Unit
+from opbsim.report.energy import RecordingTimer, serving_energy_by_component
+from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
+from opbsim.workloads.graph import ModelGraph, build_layer
+from opbsim.workloads.ops import OpClass
+from opbsim.workloads.stage import PrefillChunk, Stage
+
+__all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "default_policy", "compare",
+           "steps_of", "simulate_args"]
+
+
+def default_policy(device: DeviceSpec) -> str:
+    """The policy a device runs unless told otherwise: the policy named after it when one exists
+    (``bank-pim``, ``sn40l``), ``duplex`` on other devices with PIM, ``sn40l`` on a dataflow
+    device, else ``xpu-only``."""
+    units = {u.unit for u in device.units}
+    if device.name in policy_names():
+        return device.name
+    if Unit.PIM in units:
+        return "duplex"
+    if Unit.PCU in units:
+        return "sn40l"
+    return "xpu-only"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompareSettings:
+    """What to compare. ``policies`` overrides the default policy per device name.
+    ``batches``: the throughput curve (``batch`` is always on it)."""
+
+    model: str
+    devices: tuple[str, ...]
+    policies: tuple[tuple[str, str], ...] = ()
+    devices_per_node: int = 1
+    nodes: int = 1
+    batch: int = 64
+    batches: tuple[int, ...] = (8, 16, 32, 64, 128)
+    lin: int = 1024
+    lout: int = 1024
+    lin_std: float = 0.0
+    lout_std: float = 0.0
+    requests_per_slot: int = 1
+    prefill_chunk: int = 8192
+    buckets: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.devices:
+            raise InputError("--devices: name at least one device")
+        if len(set(self.devices)) != len(self.devices):
+            raise InputError(f"--devices: a device is listed twice ({', '.join(self.devices)})")
+        for name in ("devices_per_node", "nodes", "batch", "lin", "lout", "requests_per_slot"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if any(b < 1 for b in self.batches):
+            raise InputError(f"batches must be positive integers, got {self.batches!r}")
+        unknown = [d for d, _ in self.policies if d not in self.devices]
+        if unknown:
+            raise InputError(f"--policy {unknown[0]}=...: {unknown[0]} is not among --devices")
+
+    @property
+    def curve_batches(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.batches, self.batch}))
+
+    def policy_of(self, device: DeviceSpec) -> str:
+        return dict(self.policies).get(device.name) or default_policy(device)
+
+    def requests(self, batch: int) -> int:
+        return self.requests_per_slot * batch
+
+
+def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
+    """The ``opbsim simulate`` arguments that give the headline run of ``device``."""
+    args = [s.model, "-d", device, "-p", policy, "--devices-per-node", str(s.devices_per_node), "--nodes",
+            str(s.nodes), "--batch", str(s.batch), "--lin", str(s.lin), "--lout", str(s.lout), "--requests",
+            str(s.requests(s.batch)), "--seed", str(s.seed), "--prefill-chunk", str(s.prefill_chunk),
+            "--buckets", str(s.buckets)]
+    if s.lin_std or s.lout_std:
+        args += ["--lin-std", str(s.lin_std), "--lout-std", str(s.lout_std)]
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One batch of the throughput curve: tokens/s and the batch that ran (capacity may cap it),
+    or the error that stopped it."""
+
+    batch: int
+    tokens_per_s: float | None
+    max_batch: int | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpPoint:
+    """One op of the roofline layer: its Op/B, FLOPs and the unit its policy put it on."""
+
+    name: str
+    op_class: str
+    kind: str
+    op_per_B: float
+    flops: int
+    unit: Unit
+    matrix: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRun:
+    """Everything measured for one device; ``error`` is set (and ``result`` None) when it could
+    not run the headline configuration."""
+
+    device: str
+    policy: str
+    spec: DeviceSpec
+    result: ServingResult | None
+    error: str
+    curve: tuple[Point, ...]
+    energy_mJ_by_component: tuple[tuple[str, float], ...] = ()
+    roofline: tuple[OpPoint, ...] = ()
+    roofline_stage: str = ""
+    timeline: RunStats | None = None
+    timeline_classes: dict[int, str] = field(default_factory=dict)
+    timeline_stage: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    settings: CompareSettings
+    model: ModelConfig
+    runs: tuple[DeviceRun, ...]
+
+
+FUSED = "fused kernel"  # the timeline class of a launch whose body spans several op classes
+_MATRIX_KINDS = {"gemm", "batched_gemm", "ffn", "attention"}
+STEPS_PER_DEVICE_EXTRA = 2  # the roofline layer and the timeline layer
+
+
+def steps_of(s: CompareSettings) -> int:
+    """How many progress steps ``compare`` reports: one per serving run plus two per device."""
+    return len(s.devices) * (len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA)
+
+
+def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:
+    """Run the comparison (see the module docstring). ``on_step(label)`` is called after each of
+    ``steps_of(s)`` steps. Unknown model or device names raise InputError before anything runs."""
+    step = on_step or (lambda label: None)
+    model = load_model(s.model)
+    specs = [get_device(d) for d in s.devices]
+    runs = tuple(_device_run(s, model, spec, step) for spec in specs)
+    return Comparison(s, model, runs)
+
+
+def _scenario(s: CompareSettings, batch: int):
+    lengths = FixedLengths(s.lin, s.lout) if s.lin_std == 0 and s.lout_std == 0 else \
+        GaussianLengths(float(s.lin), float(s.lin_std), float(s.lout), float(s.lout_std))
+    return closed_loop(batch, lengths, num_requests=s.requests(batch), seed=s.seed)
+
+
+def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: Callable[[str], None]) -> DeviceRun:
+    from opbsim.emulator.stage_timer import Bucketing
+
+    policy = s.policy_of(spec)
+    n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
+    try:
+        cluster = Cluster(device=spec, policy=policy, devices_per_node=s.devices_per_node, nodes=s.nodes)
+        timer = RecordingTimer(model, cluster, bucketing=Bucketing(s.buckets))
+        result = simulate(model, cluster, _scenario(s, s.batch),
+                          ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
+    except InputError as e:
+        for _ in range(n_steps):
+            step(f"{spec.name}: cannot run")
+        return DeviceRun(spec.name, policy, spec, None, str(e),
+                         tuple(Point(b, None, None, str(e)) for b in s.curve_batches))
+    energy = serving_energy_by_component(timer, result.output_tokens)
+    step(f"{spec.name} batch {s.batch}")
+    curve = []
+    for b in s.curve_batches:
+        if b == s.batch:
+            curve.append(Point(b, result.tokens_per_s, result.max_batch))
+            continue
+        try:
+            r = simulate(model, cluster, _scenario(s, b), ServingConfig(batch=b, prefill_chunk_tokens=s.prefill_chunk),
+                         timer=timer)
+            curve.append(Point(b, r.tokens_per_s, r.max_batch))
+        except InputError as e:
+            curve.append(Point(b, None, None, str(e)))
+        step(f"{spec.name} batch {b}")
+    try:
+        roofline, roof_stage = _roofline(s, model, cluster)
+    except InputError as e:
+        roofline, roof_stage = (), f"not compiled: {e}"
+    step(f"{spec.name} roofline")
+    try:
+        timeline, classes, tl_stage = _timeline(s, model, cluster)
+    except InputError as e:
+        timeline, classes, tl_stage = None, {}, f"not compiled: {e}"
+    step(f"{spec.name} timeline")
+    return DeviceRun(spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline, roof_stage,
+                     timeline, classes, tl_stage)
+
+
+def _layer_graph(model: ModelConfig, cluster: Cluster, stage: Stage) -> tuple[ModelGraph, str]:
+    """The first MoE layer after layer 0 (else layer 1, else 0) for ``stage`` on one node."""
+    node = node_share(stage, cluster.nodes)
+    candidates = [i for i in range(1, model.num_layers) if model.is_moe_layer(i)] or [min(1, model.num_layers - 1)]
+    layer = candidates[0]
+    graph = build_layer(model, node, layer, tp=cluster.tp)
+    kind = "MoE" if model.is_moe_layer(layer) else "dense"
+    return ModelGraph(model, node, cluster.tp, (), (graph,), ()), f"{kind} layer {layer}"
+
+
+def _roofline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[tuple[OpPoint, ...], str]:
+    ctx = s.lin + s.lout // 2
+    stage = Stage.decode(s.batch, ctx)
+    graph, what = _layer_graph(model, cluster, stage)
+    compiled = compile_graph(graph, cluster.device, cluster.policy)
+    points = tuple(
+        OpPoint(p.op.name, p.op.op_class.value, p.op.kind.value, p.analysis.estimates.op_per_B,
+                p.analysis.estimates.flops, p.unit, p.op.kind.value in _MATRIX_KINDS)
+        for p in compiled.placement.ops)
+    return points, f"{what}, decode-only stage: {s.batch} requests at {ctx} tokens of context, per device"
+
+
+def _timeline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[RunStats, dict[int, str], str]:
+    ctx = s.lin + s.lout // 2
+    chunk = min(s.lin, s.prefill_chunk) if s.prefill_chunk else s.lin
+    decode = max(s.batch - 1, 1)
+    stage = Stage(prefill=(PrefillChunk(chunk),), decode_ctx_tokens=(ctx,) * decode)
+    graph, what = _layer_graph(model, cluster, stage)
+    compiled = compile_graph(graph, cluster.device, cluster.policy)
+    stats = run_program(compiled.program, cluster.device)
+    classes = _classes(compiled, graph)
+    return stats, classes, (f"{what}, mixed stage: {decode} decode requests at {ctx} tokens of context + a "
+                            f"{chunk}-token prompt chunk, per device")
+
+
+def _classes(compiled, graph: ModelGraph) -> dict[int, str]:
+    """The op class of each instruction; a launch takes its body's class, or ``FUSED`` when its
+    body spans several classes (a dataflow kernel fusing a whole layer)."""
+    op_class = {op.name: op.op_class.value for op in graph.ops}
+    classes = {i: op_class.get(name, OpClass.OTHER.value) for i, name in enumerate(compiled.op_of) if name}
+    for i, inst in enumerate(compiled.program.instructions):
+        if inst.mnemonic == "launch":
+            start, count = int(inst["body"]), int(inst["count"])
+            body = {classes[j] for j in range(start, start + count) if j in classes}
+            classes[i] = body.pop() if len(body) == 1 else FUSED
+    return classes
