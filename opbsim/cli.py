@@ -20,6 +20,7 @@ from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
 from opbsim.cli_run import run_cmd
 from opbsim.cli_simulate import simulate_cmd
+from opbsim.cli_sweep import sweep_cmd
 from opbsim.cli_validate import validate_cmd
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
@@ -159,6 +160,7 @@ cli.add_command(coe_cmd)
 cli.add_command(reproduce)
 cli.add_command(compare_cmd)
 cli.add_command(demo_cmd)
+cli.add_command(sweep_cmd)
 
 
 def main() -> None:
