@@ -42,7 +42,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["ServingConfig", "ServingResult", "simulate"]
+__all__ = ["ServingConfig", "ServingResult", "simulate", "context_error"]
 
 GiB = 2**30
 
@@ -123,6 +123,16 @@ class ServingResult:
         return out
 
 
+def context_error(model: ModelConfig, scenario: Scenario) -> str | None:
+    """Why ``scenario``'s longest request cannot run on ``model`` (past its learned positions), or None.
+    A request's last token is never fed back, so it needs input + output - 1 positions."""
+    longest = max(r.input_tokens + r.output_tokens - 1 for r in scenario.requests)
+    if model.learned_positions and longest > model.learned_positions:
+        return (f"a request reaches {longest} tokens, past the {model.learned_positions} learned positions of "
+                f"{model.name}")
+    return None
+
+
 def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: ServingConfig, *,
              timer: StageTimer | None = None) -> ServingResult:
     """Serve ``scenario`` on ``cluster``. ``timer`` (for this model and cluster) may be shared
@@ -130,6 +140,8 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
     timer = timer or StageTimer(model, cluster)
     if timer.model != model or timer.cluster != cluster:
         raise InputError("the stage timer was made for another model or cluster")
+    if (reason := context_error(model, scenario)) is not None:
+        raise InputError(reason)
     max_ctx = max(r.input_tokens + r.output_tokens for r in scenario.requests)
     capacity = cluster.capacity_batch(model, max_ctx)
     if capacity < 1:

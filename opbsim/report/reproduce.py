@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opbsim.emulator.cluster import Cluster
-from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
+from opbsim.emulator.serving import ServingConfig, ServingResult, context_error, simulate
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.hardware.registry import get_device
 from opbsim.isa.types import Space, Unit
@@ -101,6 +101,7 @@ class Reproduction:
     grid: Grid
     configs: tuple[Config, ...]
     not_reproduced: tuple[tuple[str, str], ...]  # (model, the compiler's reason)
+    not_run: tuple[tuple[str, int, int, int, str], ...]  # (model, batch, L_in, L_out, why)
     rows: tuple[Row, ...]
     causes: tuple[str, ...]
 
@@ -119,6 +120,7 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
     say = progress or (lambda _: None)
     configs: list[Config] = []
     skipped: list[tuple[str, str]] = []
+    not_run: list[tuple[str, int, int, int, str]] = []
     for setup in SETUPS:
         reason = _probe(setup, DUPLEX)
         if reason is not None:
@@ -136,6 +138,10 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
             for lin, lout in grid.lengths:
                 lengths = GaussianLengths(lin, lin * STD_FRACTION, lout, lout * STD_FRACTION)
                 scenario = closed_loop(batch, lengths, num_requests=REQUESTS_PER_SLOT * batch, seed=SEED)
+                if (why := context_error(model, scenario)) is not None:
+                    not_run.append((setup.model, batch, lin, lout, why))
+                    say(f"{setup.model} batch {batch} ({lin}, {lout}): not run ({why})")
+                    continue
                 config = ServingConfig(batch=batch, prefill_chunk_tokens=PREFILL_CHUNK_TOKENS)
                 results = []
                 for s in SYSTEMS:
@@ -146,7 +152,7 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
                 say(f"{setup.model} batch {batch} ({lin}, {lout}): " + ", ".join(
                     f"{label} {r.tokens_per_s:.0f} tok/s" for label, r in results))
     rows = _rows(configs, dict(skipped))
-    return Reproduction(grid, tuple(configs), tuple(skipped), rows, _causes(configs))
+    return Reproduction(grid, tuple(configs), tuple(skipped), tuple(not_run), rows, _causes(configs))
 
 
 def _status(ok: bool, scope: str) -> str:

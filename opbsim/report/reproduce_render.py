@@ -76,6 +76,10 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
                   "The compiler cannot lower these models yet; the reason is its own error message:", ""]
         parts += [f"- {m}: {reason}" for m, reason in rep.not_reproduced]
         parts.append("")
+    if rep.not_run:
+        parts += ["### Configurations not run", ""]
+        parts += [f"- {m}, batch {b}, ({lin}, {lout}): {why}" for m, b, lin, lout, why in rep.not_run]
+        parts.append("")
     if rep.causes:
         parts += ["### Causes of the gaps", ""] + [f"- {c}" for c in rep.causes] + [""]
     parts += ["### Every configuration", "",

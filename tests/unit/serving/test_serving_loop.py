@@ -110,3 +110,12 @@ def test_serving_config_rejects_a_bad_batch_or_chunk():
         ServingConfig(batch=0)
     with pytest.raises(InputError, match="prefill_chunk_tokens must be an integer >= 0, got -1"):
         ServingConfig(batch=1, prefill_chunk_tokens=-1)
+
+
+def test_a_request_longer_than_the_models_learned_positions_is_an_input_error():
+    from dataclasses import replace
+
+    opt_like = replace(TINY_DENSE, learned_positions=8, rope_theta=0.0)
+    run(closed_loop(1, FixedLengths(4, 5), num_requests=1, seed=0), batch=1, model=opt_like)  # 4 + 5 - 1 = 8 fits
+    with pytest.raises(InputError, match="^a request reaches 9 tokens, past the 8 learned positions of tiny-dense$"):
+        run(closed_loop(1, FixedLengths(4, 6), num_requests=1, seed=0), batch=1, model=opt_like)
