@@ -16,7 +16,7 @@ from opbsim.report.compare import Comparison, DeviceRun, simulate_args
 from opbsim.report.plots_serving import subtitle
 from opbsim.report.tables import format_table
 
-__all__ = ["HEADER", "table_rows", "comparison_table", "comparison_json", "comparison_markdown", "baseline"]
+__all__ = ["HEADER", "table_rows", "failures", "comparison_table", "comparison_json", "comparison_markdown", "baseline"]
 
 HEADER = ("device", "policy", "batch", "tokens/s", "vs baseline", "TBT p50/p90/p99 ms", "TTFT p50 ms", "e2e mean s",
           "energy/token mJ")
@@ -50,7 +50,7 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for run in comp.runs:
         if run.result is None:
-            rows.append((run.device, run.policy, "-", "cannot run", "-", run.error, "", "", ""))
+            rows.append((run.device, run.policy, "-", "cannot run", *("-",) * (len(HEADER) - 4)))
             continue
         r = run.result
         batch = f"{r.max_batch} (capped)" if r.batch_capped else str(r.max_batch)
@@ -65,7 +65,13 @@ def comparison_table(comp: Comparison) -> str:
     """The summary table for the terminal."""
     base = baseline(comp)
     note = f"baseline: {base.device}" if base else "no device could run this configuration"
-    return f"{subtitle(comp)}, batch {comp.settings.batch} ({note})\n" + format_table(HEADER, table_rows(comp))
+    text = f"{subtitle(comp)}, batch {comp.settings.batch} ({note})\n" + format_table(HEADER, table_rows(comp))
+    return text + "".join(f"\n{device} cannot run: {why}" for device, why in failures(comp))
+
+
+def failures(comp: Comparison) -> list[tuple[str, str]]:
+    """(device, reason) of every device that could not run, in order."""
+    return [(r.device, r.error) for r in comp.runs if not r.ok]
 
 
 def _device_json(comp: Comparison, run: DeviceRun) -> dict:
@@ -121,6 +127,8 @@ def comparison_markdown(comp: Comparison, plots: tuple[tuple[str, str, str], ...
         f"batch slot",
         "", "## Results", "", _md_table(HEADER, table_rows(comp)), "",
     ]
+    if failures(comp):
+        parts += [*[f"- **{d} cannot run**: {why}" for d, why in failures(comp)], ""]
     for name, heading, caption in plots:
         parts += [f"### {heading}", "", caption, "", f"![{heading}]({name})", ""]
     if notes:

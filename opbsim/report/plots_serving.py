@@ -36,7 +36,9 @@ def subtitle(comp: Comparison) -> str:
     lengths = f"{s.lin} in / {s.lout} out tokens"
     if s.lin_std or s.lout_std:
         lengths += f" (std {s.lin_std:g} / {s.lout_std:g})"
-    return f"{comp.model.name}, {s.nodes} node x {s.devices_per_node} devices, {lengths}, closed loop"
+    plural = lambda n, word: f"{n} {word}" + ("s" if n != 1 else "")  # noqa: E731
+    return (f"{comp.model.name}, {plural(s.nodes, 'node')} x {plural(s.devices_per_node, 'device')}, {lengths}, "
+            f"closed loop")
 
 
 def _label(run: DeviceRun) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -107,3 +108,12 @@ def test_yaml_without_pyyaml_says_how_to_get_it_or_to_use_json(tmp_path, monkeyp
     path.write_text("model: mixtral-8x7b\n")
     with pytest.raises(InputError, match=r"reading YAML needs PyYAML .*opbsim\[cluster\].*or write the sweep as JSON"):
         load_sweep(path)
+
+
+@pytest.mark.parametrize("name", ["sweep_pim_bandwidth.yaml", "sweep_sn40l_hbm.json"])
+def test_the_tutorials_example_sweep_files_are_valid(name):
+    if name.endswith(".yaml"):
+        pytest.importorskip("yaml")
+    path = Path(__file__).parents[3] / "docs" / "examples" / name
+    configs = load_sweep(path)
+    assert len(configs) == {"sweep_pim_bandwidth.yaml": 30, "sweep_sn40l_hbm.json": 8}[name]
