@@ -1,7 +1,8 @@
 """The bytes of one device's address spaces, with a record of which bytes hold written data.
 
-Each space is a flat little-endian byte array of the capacity the caller gives (allocated with
-``np.zeros``, so untouched pages cost no physical memory). A descriptor is a strided numpy view
+Each space is a flat little-endian byte array of the capacity the caller gives, reserved as
+address space and backed by memory only where a view touches it (lazymem.py), so an 80 GiB HBM
+costs what the program uses. A descriptor is a strided numpy view
 into it, in the storage dtype of its element type: bf16 as uint16 bit patterns (2 bytes each,
 never a float32 copy), fp32 as float32, i32 as int32. One bit per byte records whether the byte
 was written; reading a byte never written is a fault, as is a view outside its space, a base
