@@ -18,9 +18,11 @@ __all__ = ["run_cmd"]
 @click.option("-d", "--device", default="duplex", show_default=True, help="Device preset.")
 @click.option("-p", "--policy", default="duplex", show_default=True, help="Placement policy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--rtl", "rtl_lanes", type=click.IntRange(min=1), default=None, metavar="LANES",
+              help="Run the program's PIM GEMMs on the RTL Logic-PIM unit with LANES lanes (needs [rtl]).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str, seed: int,
-            as_json: bool) -> None:
+            rtl_lanes: int | None, as_json: bool) -> None:
     """Compile one decoder layer of MODEL for a decode stage, run it on the functional executor with
     seeded random weights, and check every output bit for bit against the numerics definition
     (and its error against the float64 golden layer). Exit status 1 on any mismatch."""
@@ -28,7 +30,8 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
     from opbsim.hardware import get_device
     from opbsim.workloads import Stage, load_model
 
-    result = check_layer(load_model(model), layer, Stage.decode(batch, ctx), get_device(device), policy, seed)
+    result = check_layer(load_model(model), layer, Stage.decode(batch, ctx), get_device(device), policy, seed,
+                         rtl_lanes)
     peak_GiB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     summary = {
         "model": result.model, "layer": result.layer, "instructions": result.instructions,
@@ -40,6 +43,8 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
         "ffn_rel_error_max": result.ffn_error[0], "ffn_rel_error_mean": result.ffn_error[1],
         "peak_memory_GiB": round(peak_GiB, 2),
     }
+    if rtl_lanes:
+        summary.update(rtl_lanes=rtl_lanes, rtl_gemm_tiles=result.rtl_tiles, rtl_cycles=result.rtl_cycles)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

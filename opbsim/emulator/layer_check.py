@@ -9,6 +9,7 @@ computes (docs/compiler.md, "Routing specialisation").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import zlib
@@ -23,6 +24,7 @@ from opbsim.emulator import golden
 from opbsim.emulator import stage_reference as ref
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.functional import execute
+from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
@@ -54,6 +56,8 @@ class LayerCheck:
     mismatches: tuple[str, ...]
     attention_error: tuple[float, float]
     ffn_error: tuple[float, float]
+    rtl_tiles: int = 0  # GEMM tiles run on the RTL Logic-PIM unit (``rtl_lanes``), and their cycles
+    rtl_cycles: int = 0
 
     @property
     def bit_exact(self) -> bool:
@@ -121,7 +125,8 @@ def _available_B() -> int:
 
 
 def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
-                seed: int = 0) -> LayerCheck:
+                seed: int = 0, rtl_lanes: int | None = None) -> LayerCheck:
+    """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes."""
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
     need, have = bytes_needed(model, stage, layer), _available_B()
@@ -169,7 +174,8 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     for name, data in compiled.constants.items():
         memory.write_raw(compiled.buffers[name].descriptor(), data)
     t0 = time.perf_counter()
-    execute(compiled.program, memory)
+    with rtl_pim_gemm(rtl_lanes) if rtl_lanes else contextlib.nullcontext(RtlGemmStats()) as rtl:
+        execute(compiled.program, memory)
     execute_s = time.perf_counter() - t0
 
     checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
@@ -180,7 +186,8 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     attention_error, ffn_error = _golden_errors(model, stage, layer, w, stream, delta, caches[layer], want)
     golden_s = time.perf_counter() - t0
     return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
-                      execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error)
+                      execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error,
+                      rtl.tiles, rtl.cycles)
 
 
 def _load(memory: DataMemory, compiled, name: str, values: np.ndarray) -> None:

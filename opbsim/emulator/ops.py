@@ -18,8 +18,9 @@ from opbsim.emulator import kernels
 from opbsim.emulator.context import FLOATS, OpContext, shape_text
 from opbsim.emulator.datamem import row_descriptor
 from opbsim.emulator.faults import OperandError
+from opbsim.emulator.gemm_backend import pim_gemm_backend
 from opbsim.isa import numerics
-from opbsim.isa.types import DType
+from opbsim.isa.types import DType, Unit
 
 __all__ = ["HANDLERS", "Handler"]
 
@@ -117,9 +118,13 @@ def _gemm(ctx: OpContext) -> int:
         ctx.need_dtype("dst", *FLOATS)
         acc = np.zeros(batch + (m, n), dtype=np.float32)
     ra, rb = ctx.raw("a"), ctx.raw("b")
+    rtl = pim_gemm_backend() if ctx.inst.unit is Unit.PIM else None
     with np.errstate(all="ignore"):
         for i in np.ndindex(*batch):
-            kernels.gemm_bf16(ra[i], rb[i], acc[i])
+            if rtl is None:
+                kernels.gemm_bf16(ra[i], rb[i], acc[i])
+            else:
+                acc[i] = rtl(ra[i], rb[i], acc[i] if ctx.inst.mnemonic == "gemm_acc" else None)
     ctx.write("dst", acc)
     return 2 * m * n * k * math.prod(batch)
 
