@@ -93,10 +93,13 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], devices_per_n
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
                                buckets=buckets, seed=seed)
-    with progress_bar(steps_of(settings), "comparing", enabled=not no_progress) as step:
+    from opbsim.report.plots import PLOTS
+
+    steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)
+    with progress_bar(steps, "comparing", enabled=not no_progress) as step:
         comp = compare(settings, on_step=step)
-    if out_dir is not None:
-        write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}")
+        if out_dir is not None:
+            write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}", on_step=step)
     click.echo(comparison_json(comp) if as_json else comparison_table(comp))
     if out_dir is not None and not as_json:
         click.echo(f"\nwrote {out_dir}/report.md, report.json and the plots")

@@ -56,14 +56,16 @@ def demo_settings() -> tuple[CompareSettings, tuple[str, ...]]:
 
 
 def demo_steps() -> int:
-    return steps_of(demo_settings()[0])
+    """Progress steps of ``run_demo``: the comparison's and one per plot."""
+    return steps_of(demo_settings()[0]) + len(PLOTS)
 
 
 def write_report(comp: Comparison, out_dir: Path, *, title: str, preamble: str = "", notes: tuple[str, ...] = (),
-                 extra_json: dict | None = None) -> tuple[Path, ...]:
-    """Write the plots, traces, report.md and report.json of ``comp`` into ``out_dir``."""
+                 extra_json: dict | None = None, on_step: Callable[[str], None] | None = None) -> tuple[Path, ...]:
+    """Write the plots, traces, report.md and report.json of ``comp`` into ``out_dir``;
+    ``on_step`` is called after each of the ``len(PLOTS)`` plots."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = list(write_plots(comp, out_dir))
+    files = list(write_plots(comp, out_dir, on_step))
     for run in comp.runs:
         if run.timeline is not None:
             path = out_dir / f"trace_{run.device}.json"
@@ -92,5 +94,5 @@ def run_demo(out_dir: Path, *, on_step: Callable[[str], None] | None = None) -> 
                 "comes out of the serving simulation (compiler + discrete-event engine); the same comparison for "
                 "any model and devices is `opbsim compare`.")
     files = write_report(comp, out_dir, title=f"opbsim demo: {comp.model.name} on {', '.join(settings.devices)}",
-                         preamble=preamble, notes=notes, extra_json={"notes": list(notes)})
+                         preamble=preamble, notes=notes, extra_json={"notes": list(notes)}, on_step=on_step)
     return DemoResult(comp, files, notes, time.perf_counter() - start)

@@ -45,11 +45,14 @@ def save_png(fig: Figure, path: Path, dpi: int = 110) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_plots(comp: Comparison, out_dir: Path) -> list[Path]:
-    """Draw every plot of ``PLOTS`` into ``out_dir`` (created if needed); the paths written."""
+def write_plots(comp: Comparison, out_dir: Path, on_step: Callable[[str], None] | None = None) -> list[Path]:
+    """Draw every plot of ``PLOTS`` into ``out_dir`` (created if needed); the paths written.
+    ``on_step(name)`` is called after each plot."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, _, _, draw in PLOTS:
         save_png(draw(comp), out_dir / name)
         paths.append(out_dir / name)
+        if on_step is not None:
+            on_step(name)
     return paths
