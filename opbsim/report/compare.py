@@ -27,6 +27,7 @@ from opbsim.emulator.cluster import Cluster, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
+from opbsim.emulator.stage_timer import Bucketing
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
 from opbsim.isa.types import Unit
@@ -193,8 +194,6 @@ def _scenario(s: CompareSettings, batch: int):
 
 
 def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: Callable[[str], None]) -> DeviceRun:
-    from opbsim.emulator.stage_timer import Bucketing
-
     policy = s.policy_of(spec)
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
