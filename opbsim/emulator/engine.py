@@ -181,7 +181,7 @@ def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tupl
     out = set()
     for r in regions:
         mem = device.memory(r.space)
-        if mem.exclusive_sections:
+        if mem.exclusive_sections and r.hi_B - r.lo_B > mem.buffered_B:
             first, last = mem.section_of(r.lo_B), mem.section_of(max(r.lo_B, r.hi_B - 1))
             out.update((r.space, s) for s in range(first, last + 1))
     return frozenset(out)

@@ -105,7 +105,8 @@ def _with_pim(
     sections: int, source: str,
 ) -> DeviceSpec:
     """The xPU of ``base`` plus PIM units that reach HBM through an internal channel."""
-    hbm = replace(base.memory(Space.HBM), sections=sections, exclusive_sections=True)
+    hbm = replace(base.memory(Space.HBM), sections=sections, exclusive_sections=True,
+                  buffered_B=MiB)  # [D] a 1 MB input buffer per stack: broadcast activations are loaded once
     return replace(
         base,
         name=name,

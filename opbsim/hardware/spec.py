@@ -55,17 +55,20 @@ class MemorySpec:
 
     With ``sections`` > 1 the space is split by address into equal sections (Duplex's bank-bundle
     sections); with ``exclusive_sections`` two different units never stream from the same section
-    at the same time: the later one waits.
+    at the same time: the later one waits. An operand of at most ``buffered_B`` bytes is read
+    into the unit's buffers once (Duplex's activation vectors) and holds no section.
     """
 
     space: Space
     capacity_B: int
     sections: int = 1
     exclusive_sections: bool = False
+    buffered_B: int = 0
 
     def __post_init__(self) -> None:
         owner = f"memory {self.space.name.lower()}"
         _positive(owner, capacity_B=self.capacity_B, sections=self.sections)
+        _non_negative(owner, buffered_B=self.buffered_B)
 
     def section_of(self, addr_B: int) -> int:
         return min(addr_B * self.sections // self.capacity_B, self.sections - 1)

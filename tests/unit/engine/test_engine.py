@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opbsim.hardware import get_device
 from opbsim.emulator.engine import run
 from opbsim.emulator.work import roofline_bound_s, work_of
 from opbsim.errors import InputError
+from opbsim.hardware import get_device
 from opbsim.isa import Unit, assemble
 
 DUPLEX = get_device("duplex")
@@ -199,3 +199,21 @@ def test_a_kernel_body_on_another_unit_is_rejected():
     p = prog(".desc a hbm 0 bf16 [64]\nlaunch.xpu k, count=1, pcus=0, pmus=0\nhalt\nk:\n    copy.dma a, a\n")
     with pytest.raises(InputError, match=r"^instruction 0 \(launch.xpu\): body instruction 2 \(copy.dma\) is not"):
         run(p, H100)
+
+
+def test_a_small_activation_in_the_xpus_section_is_buffered_and_does_not_serialise_logic_pim():
+    def program(x_rows: int) -> str:
+        return f""".desc w1 hbm 0 bf16 [4096, 4096]
+.desc x1 sram 0 bf16 [1, 4096]
+.desc y1 sram 0x10000 fp32 [1, 4096]
+.desc w2 hbm {QUARTER_HBM + 0x4000000} bf16 [4096, 4096]
+.desc x2 hbm 0x8000000 bf16 [{x_rows}, 4096]
+.desc y2 pimbuf 0x10000 fp32 [{x_rows}, 4096]
+gemm.xpu y1, x1, w1
+gemm.pim y2, x2, w2
+"""
+    xpu_s = 1e-6 + 4096 * 4096 * 2 / (3352 * GB)
+    small = run(prog(program(1)), DUPLEX)  # 8 KiB of activations: loaded into the PIM's input buffer
+    assert small.time_s < xpu_s + 0.5 * (100e-9 + 4096 * 4096 * 2 / (4 * 3352 * GB))
+    large = run(prog(program(256)), DUPLEX)  # 2 MiB streamed from the xPU's section: it waits
+    assert large.time_s > xpu_s + 4096 * 4096 * 2 / (4 * 3352 * GB)
