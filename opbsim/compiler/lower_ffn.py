@@ -50,11 +50,16 @@ def lower_dispatch(lw: Lowerer, op: Op) -> None:
     T, h = lw.stage.tokens, m.hidden_size
     routing = lw.routing.layer(layer)
     x = lw.buf(f"{L}.h_norm", m.dtype, (T, h))
-    dispatched = lw.buf(f"{L}.dispatched", m.dtype, (T * m.top_k, h))
     for e, toks in enumerate(routing.tokens):
         if len(toks):
             idx = lw.const(f"{L}.expert.{e}.tokens", toks)
-            lw.emit("gather", lw.rows(dispatched, routing.offset[e], len(toks)), x, idx)
+            lw.emit("gather", expert_rows(lw, L, e, "x", len(toks)), x, idx)
+
+
+def expert_rows(lw: Lowerer, L: str, e: int, which: str, n: int) -> View:
+    """Expert e's dispatched rows (``x``) or outputs (``y``): a buffer of its own, in its weights'
+    bank-bundle section, so experts on the xPU and on Logic-PIM in other sections overlap."""
+    return lw.buf(f"{L}.expert.{e}.{which}", lw.model.dtype, (n, lw.model.hidden_size))
 
 
 _ACTIVATION = {"swiglu": "silu", "relu": "relu", "gelu": "gelu"}
@@ -76,9 +81,8 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
     w_down = lw.buf(f"{prefix}.w_down", m.dtype, (width, h))
     if "expert" in op.params:
         e, routing = op.params["expert"], lw.routing.layer(layer)
-        n, start = len(routing.tokens[e]), routing.offset[e]
-        x = lw.rows(lw.buf(f"{L}.dispatched", m.dtype, (lw.stage.tokens * m.top_k, h)), start, n)
-        y = lw.rows(lw.buf(f"{L}.expert_out", m.dtype, (lw.stage.tokens * m.top_k, h)), start, n)
+        n = len(routing.tokens[e])
+        x, y = expert_rows(lw, L, e, "x", n), expert_rows(lw, L, e, "y", n)
     else:
         T = lw.stage.tokens
         x = lw.buf(op.inputs[0].name, m.dtype, (T, h))
@@ -107,7 +111,6 @@ def lower_combine(lw: Lowerer, op: Op) -> None:
     lw.emit("scale", acc, lw.broadcast(zero, (T, h)), 1.0)
     weights = lw.buf(f"{L}.topk_weights", DType.FP32, (T, k))
     flat_w = View(weights.buffer, weights.space, weights.base_B, DType.FP32, (T * k, 1))
-    expert_out = lw.buf(f"{L}.expert_out", m.dtype, (T * k, h))
     for e, toks in enumerate(routing.tokens):
         if not len(toks):
             continue
@@ -115,7 +118,7 @@ def lower_combine(lw: Lowerer, op: Op) -> None:
         lw.emit("gather", w_e, flat_w, lw.const(f"{L}.expert.{e}.slots", routing.slots[e]))
         w_vec = View(w_e.buffer, w_e.space, w_e.base_B, DType.FP32, (len(toks),))
         tok = lw.const(f"{L}.expert.{e}.tokens", toks)
-        lw.emit("scatter_add", acc, lw.rows(expert_out, routing.offset[e], len(toks)), tok, w_vec)
+        lw.emit("scatter_add", acc, expert_rows(lw, L, e, "y", len(toks)), tok, w_vec)
     out = lw.buf(f"{L}.ffn_out", m.dtype, (T, h))
     if m.num_shared_experts:
         lw.emit("add", out, acc, lw.buf(f"{L}.shared_out", m.dtype, (T, h)))

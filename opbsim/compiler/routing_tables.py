@@ -3,8 +3,8 @@
 The ISA has no data-dependent shapes, so a compiled MoE layer is specialised on its routing, as a
 GPU runtime sizes its expert kernels after reading the router's output: ``Target.routing[layer]``
 (int32 [tokens, top_k], e.g. the top-k ids of a reference run), or else an assignment consistent
-with the graph's per-expert token counts (see ``assignment_from_counts``). Expert e's rows are
-stored in the dispatched buffer at ``offset[e]``, its tokens in increasing order.
+with the graph's per-expert token counts (see ``assignment_from_counts``). Expert e's rows are its
+tokens in increasing order.
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ def assignment_from_counts(counts: np.ndarray, tokens: int) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class LayerRouting:
     """``ids`` [T, k]; ``tokens[e]`` (ascending) the rows routed to expert e; ``slots[e]`` the flat
-    index t * k + j of each of those choices; ``offset[e]`` where its rows start when dispatched."""
+    index t * k + j of each of those choices."""
 
     ids: np.ndarray
     tokens: tuple[np.ndarray, ...]
     slots: tuple[np.ndarray, ...]
-    offset: tuple[int, ...]
 
 
 class RoutingTables:
@@ -77,12 +76,10 @@ class RoutingTables:
             ids = ids.astype(np.int32)
         else:
             ids = assignment_from_counts(counts, T)
-        tokens, slots, offset, at = [], [], [], 0
+        tokens, slots = [], []
         for e in range(E):
             t, j = np.nonzero(ids == e)
             order = np.argsort(t, kind="stable")
             tokens.append(t[order].astype(np.int32))
             slots.append((t[order] * k + j[order]).astype(np.int32))
-            offset.append(at)
-            at += len(t)
-        return LayerRouting(ids, tuple(tokens), tuple(slots), tuple(offset))
+        return LayerRouting(ids, tuple(tokens), tuple(slots))
