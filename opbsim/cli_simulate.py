@@ -9,14 +9,7 @@ import click
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
-__all__ = ["simulate_cmd", "routing_of", "default_policy"]
-
-
-def default_policy(device) -> str:
-    """``duplex`` on a device with a PIM unit, else ``xpu-only``."""
-    from opbsim.isa.types import Unit
-
-    return "duplex" if any(u.unit is Unit.PIM for u in device.units) else "xpu-only"
+__all__ = ["simulate_cmd", "routing_of"]
 
 
 def routing_of(spec: str, model, seed: int):
@@ -82,6 +75,8 @@ def simulate_cmd(model: str, device: str, devices_per_node: int, nodes: int, pol
 
     cfg = load_model(model)
     spec = get_device(device)
+    from opbsim.compiler.policies import default_policy
+
     cluster = Cluster(device=spec, policy=policy or default_policy(spec), devices_per_node=devices_per_node,
                       nodes=nodes)
     lengths = FixedLengths(lin, lout) if lin_std == 0 and lout_std == 0 else \

@@ -18,7 +18,7 @@ from opbsim.errors import InputError
 from opbsim.isa.types import Unit
 from opbsim.workloads.ops import Op, OpKind
 
-__all__ = ["POLICIES", "register_policy", "place", "split_experts", "policy_names"]
+__all__ = ["POLICIES", "register_policy", "place", "split_experts", "policy_names", "default_policy"]
 
 Policy = Callable[[Analysis], tuple[PlacedOp, ...]]
 POLICIES: dict[str, Policy] = {}
@@ -38,6 +38,20 @@ def register_policy(name: str, needs: tuple[Unit, ...] = (Unit.XPU,)) -> Callabl
 
 def policy_names() -> list[str]:
     return sorted(POLICIES)
+
+
+def default_policy(device) -> str:
+    """The policy a device runs unless told otherwise: the policy named after it when one exists
+    (``bank-pim``, ``sn40l``), ``duplex`` on other devices with PIM, ``sn40l`` on a dataflow device,
+    else ``xpu-only``."""
+    units = {u.unit for u in device.units}
+    if device.name in POLICIES:
+        return device.name
+    if Unit.PIM in units:
+        return "duplex"
+    if Unit.PCU in units and "sn40l" in POLICIES:
+        return "sn40l"
+    return "xpu-only"
 
 
 def place(analysis: Analysis) -> Placement:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opbsim.compiler import compile_graph, policy_names
+from opbsim.compiler import compile_graph
+from opbsim.compiler.policies import default_policy
 from opbsim.emulator.cluster import Cluster, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
@@ -37,22 +38,8 @@ from opbsim.workloads.graph import ModelGraph, build_layer
 from opbsim.workloads.ops import OpClass
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "default_policy", "compare",
+__all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
            "steps_of", "simulate_args"]
-
-
-def default_policy(device: DeviceSpec) -> str:
-    """The policy a device runs unless told otherwise: the policy named after it when one exists
-    (``bank-pim``, ``sn40l``), ``duplex`` on other devices with PIM, ``sn40l`` on a dataflow
-    device, else ``xpu-only``."""
-    units = {u.unit for u in device.units}
-    if device.name in policy_names():
-        return device.name
-    if Unit.PIM in units:
-        return "duplex"
-    if Unit.PCU in units:
-        return "sn40l"
-    return "xpu-only"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

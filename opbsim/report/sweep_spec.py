@@ -32,9 +32,9 @@ import json
 from pathlib import Path
 
 from opbsim.compiler import policy_names
+from opbsim.compiler.policies import default_policy
 from opbsim.errors import InputError
 from opbsim.hardware import device_names, get_device
-from opbsim.report.compare import default_policy
 from opbsim.report.sweep_params import apply_hw
 from opbsim.workloads import load_model
 
