@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from opbsim.hardware.spec import DeviceSpec
-from opbsim.hardware.presets import PRESETS
 from opbsim.errors import InputError
+from opbsim.hardware.presets import PRESETS
+from opbsim.hardware.spec import DeviceSpec
 
 __all__ = ["register", "get_device", "device_names"]
 
