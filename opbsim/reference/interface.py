@@ -1,0 +1,89 @@
+"""What the kernel checks and the layer compositions need of a kernel executor: ``Ops``.
+
+Two implementations: ``GpuOps`` (pycuda_runner.py: the CUDA kernels, on a GPU) and
+``NumpyOps`` (numpy_ops.py: numerics.py itself, on the CPU). Code written against ``Ops``
+(layers.py) therefore runs unchanged on both, and the CPU run is checked against the
+functional executor without a GPU: on a GPU only the kernels' arithmetic remains in question.
+
+Tensors are opaque handles holding raw storage of one kind: ``BF16`` (uint16 bit patterns),
+``FP32`` (float32), ``I32`` (int32). Every op returns a fresh contiguous tensor except
+``copy_into``, ``scatter`` and ``scatter_add``, which write into their first operand. Every
+float result is rounded once into the requested kind (numerics.store).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["BF16", "FP32", "I32", "STORAGE", "KIND_CODE", "UNARY_OPS", "BINARY_OPS", "kind_of", "Ops"]
+
+BF16, FP32, I32 = "bf16", "fp32", "i32"
+STORAGE: dict[str, type] = {BF16: np.uint16, FP32: np.float32, I32: np.int32}
+KIND_CODE = {BF16: 0, FP32: 1, I32: 2}
+"""The kind codes of numerics.cuh (OPB_BF16, OPB_FP32, OPB_I32)."""
+UNARY_OPS = {"exp": 0, "rsqrt": 1, "silu": 2, "relu": 3, "gelu": 4, "exp_scaled": 5}
+BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+
+
+def kind_of(dtype) -> str:
+    """The kind of raw numpy storage: uint16 -> bf16, float32 -> fp32, int32 -> i32."""
+    dt = np.dtype(dtype)
+    for kind, storage in STORAGE.items():
+        if dt == np.dtype(storage):
+            return kind
+    raise ValueError(f"no ISA kind is stored as numpy {dt} (bf16: uint16, fp32: float32, i32: int32)")
+
+
+class Ops(Protocol):
+    """The kernels as operations on tensors (see the module docstring for the conventions)."""
+
+    name: str
+
+    def upload(self, host: np.ndarray) -> Any:
+        """A tensor holding ``host`` (raw storage); a strided view keeps its strides."""
+
+    def download(self, t: Any) -> np.ndarray:
+        """A contiguous host copy of ``t``'s raw storage."""
+
+    def shape(self, t: Any) -> tuple[int, ...]: ...
+
+    def view(self, t: Any, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0) -> Any:
+        """Another view of contiguous ``t``: element strides and offset, as an ISA descriptor."""
+
+    def transpose(self, t: Any) -> Any:
+        """The view of ``t`` with its last two axes swapped."""
+
+    def copy_into(self, dst: Any, src: Any) -> None:
+        """dst = src, bits moved (dst may be a strided view)."""
+
+    def gemm(self, a: Any, b: Any, out_kind: str, acc: Any = None) -> Any:
+        """numerics.gemm of bf16 a [..., M, K] and b [..., K, N]; acc (fp32) makes it gemm_acc."""
+
+    def unary(self, op: str, x: Any, out_kind: str, param: int = 0) -> Any: ...
+
+    def binary(self, op: str, a: Any, b: Any, out_kind: str) -> Any: ...
+
+    def scale(self, x: Any, factor: float, out_kind: str) -> Any: ...
+
+    def cvt(self, x: Any, out_kind: str) -> Any: ...
+
+    def softmax(self, x: Any, out_kind: str, scale: float = 1.0, causal: bool = False, qpos: int = 0) -> Any: ...
+
+    def rmsnorm(self, x: Any, w: Any, eps: float, out_kind: str) -> Any: ...
+
+    def layernorm(self, x: Any, w: Any, b: Any, eps: float, out_kind: str) -> Any: ...
+
+    def reduce(self, op: str, x: Any, out_kind: str) -> Any:
+        """``max`` or ``sum`` over the last axis, shape [..., 1]."""
+
+    def topk(self, x: Any, k: int, vals_kind: str) -> tuple[Any, Any]: ...
+
+    def rope(self, x: Any, pos: Any, theta: float, out_kind: str) -> Any: ...
+
+    def gather(self, src: Any, idx: Any) -> Any: ...
+
+    def scatter(self, dst: Any, src: Any, idx: Any) -> None: ...
+
+    def scatter_add(self, acc: Any, src: Any, idx: Any, w: Any) -> None: ...

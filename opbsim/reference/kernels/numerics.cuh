@@ -1,0 +1,374 @@
+// The scalar arithmetic of opbsim/isa/numerics.py and opbsim/isa/elementary.py in CUDA C.
+//
+// Every helper is one of: an IEEE-754 binary32 operation rounded to nearest even (__fadd_rn,
+// __fsub_rn, __fmul_rn, __fdiv_rn, __fsqrt_rn: never contracted into a fused multiply-add),
+// rintf (round half to even), or an exact operation (comparison, selection, negation, bit
+// manipulation, multiplication by a power of two built from bits). Compile without fast-math
+// and with -fmad=false (-ftz=false, -prec-div=true, -prec-sqrt=true are nvcc's defaults), so
+// subnormals are kept and no step is fused or approximated.
+//
+// The helpers are __host__ __device__: in host code (the CPU check in tests/gpu, built by a
+// C++ compiler with -ffp-contract=off) each intrinsic is the same IEEE operation written with
+// C operators; nothing else differs.
+// Constants are the binary32 bit patterns of the Python definitions (tests/gpu compares them).
+// Storage kinds: OPB_BF16 (uint16 bit patterns), OPB_FP32, OPB_I32.
+#ifndef OPBSIM_NUMERICS_CUH
+#define OPBSIM_NUMERICS_CUH
+
+#if !defined(__CUDACC_RTC__)
+#include <cmath>
+#include <cstring>
+#endif
+#if !defined(__CUDACC__)  // a plain C++ compiler (the host check): no CUDA qualifiers
+#define __host__
+#define __device__
+#define __forceinline__ inline __attribute__((always_inline))
+#endif
+
+#define OPB_HD __host__ __device__ __forceinline__
+
+#define OPB_BF16 0
+#define OPB_FP32 1
+#define OPB_I32 2
+
+#define OPB_F32_NAN 0x7FC00000u
+#define OPB_BF16_NAN 0x7FC0u
+#define OPB_NEG_INF 0xFF800000u
+#define OPB_NEG_ZERO 0x80000000u
+
+// exp (elementary.py: Cody-Waite reduction by ln 2, Cephes expf polynomial)
+#define OPB_EXP_LO 0xC2D00000u  // -104
+#define OPB_EXP_HI 0x42B20000u  // 89
+#define OPB_LOG2E 0x3FB8AA3Bu
+#define OPB_LN2_HI 0x3F318000u  // 0.693359375
+#define OPB_LN2_LO 0xB95E8083u  // -2.12194440e-4
+#define OPB_EXP_P0 0x39506967u
+#define OPB_EXP_P1 0x3AB743CEu
+#define OPB_EXP_P2 0x3C088908u
+#define OPB_EXP_P3 0x3D2AA9C1u
+#define OPB_EXP_P4 0x3E2AAAAAu
+#define OPB_EXP_P5 0x3F000000u
+// sin/cos (reduction by pi/2 in four parts, Cephes sinf/cosf polynomials)
+#define OPB_TWO_OVER_PI 0x3F22F983u
+#define OPB_TWO_M12 0x39800000u
+#define OPB_TWO_P12 0x45800000u
+#define OPB_TWO_P62 0x5E800000u
+#define OPB_PIO2_0 0x3FC90000u
+#define OPB_PIO2_1 0x39FDA000u
+#define OPB_PIO2_2 0x33A22000u
+#define OPB_PIO2_3 0x2C34611Au
+#define OPB_SIN_P0 0xB94CA1F9u
+#define OPB_SIN_P1 0x3C08839Eu
+#define OPB_SIN_P2 0xBE2AAAA3u
+#define OPB_COS_P0 0x37CCF5CEu
+#define OPB_COS_P1 0xBAB6061Au
+#define OPB_COS_P2 0x3D2AAAA5u
+// silu / gelu (numerics._times_sigmoid, numerics.gelu)
+#define OPB_TWO_M64 0x1F800000u
+#define OPB_GELU_C1 0x3FCC422Au  // fp32(2 sqrt(2/pi))
+#define OPB_GELU_C2 0x3D922279u  // fp32(2 sqrt(2/pi) 0.044715)
+
+OPB_HD unsigned int opb_bits(float x) {
+#ifdef __CUDA_ARCH__
+    return __float_as_uint(x);
+#else
+    unsigned int u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+#endif
+}
+
+OPB_HD float opb_f(unsigned int u) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+#endif
+}
+
+#ifdef __CUDA_ARCH__
+OPB_HD float opb_add(float a, float b) { return __fadd_rn(a, b); }
+OPB_HD float opb_sub(float a, float b) { return __fsub_rn(a, b); }
+OPB_HD float opb_mul(float a, float b) { return __fmul_rn(a, b); }
+OPB_HD float opb_div(float a, float b) { return __fdiv_rn(a, b); }
+OPB_HD float opb_sqrt(float a) { return __fsqrt_rn(a); }
+OPB_HD float opb_i2f(int i) { return __int2float_rn(i); }
+// cvt.rni.s32.f32: nearest, ties to even; saturates; NaN -> 0.
+OPB_HD int opb_f2i(float x) { return __float2int_rn(x); }
+#else
+OPB_HD float opb_add(float a, float b) { return a + b; }
+OPB_HD float opb_sub(float a, float b) { return a - b; }
+OPB_HD float opb_mul(float a, float b) { return a * b; }
+OPB_HD float opb_div(float a, float b) { return a / b; }
+OPB_HD float opb_sqrt(float a) { return sqrtf(a); }
+OPB_HD float opb_i2f(int i) { return (float)i; }
+OPB_HD int opb_f2i(float x) {
+    if (x != x) return 0;
+    float r = rintf(x);
+    if (r >= 2147483648.0f) return 2147483647;
+    if (r < -2147483648.0f) return (int)(-2147483647 - 1);
+    return (int)r;
+}
+#endif
+
+OPB_HD bool opb_isnan(float x) { return (opb_bits(x) & 0x7FFFFFFFu) > 0x7F800000u; }
+OPB_HD bool opb_isfinite(float x) { return (opb_bits(x) & 0x7F800000u) != 0x7F800000u; }
+OPB_HD float opb_canonical(float x) { return opb_isnan(x) ? opb_f(OPB_F32_NAN) : x; }
+
+// bf16 storage: widening is exact; rounding is RNE on the 16 dropped bits, NaN -> 0x7FC0.
+OPB_HD float opb_bf16_widen(unsigned short b) { return opb_f(((unsigned int)b) << 16); }
+OPB_HD unsigned short opb_bf16_round(float x) {
+    if (opb_isnan(x)) return (unsigned short)OPB_BF16_NAN;
+    unsigned int u = opb_bits(x);
+    return (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Element i of a bf16 or fp32 operand, widened to fp32 (exact).
+OPB_HD float opb_load(const void* p, int kind, long long i) {
+    if (kind == OPB_BF16) return opb_bf16_widen(((const unsigned short*)p)[i]);
+    return ((const float*)p)[i];
+}
+
+// numerics.store: the one rounding at an instruction's output (bf16 RNE; fp32 NaN canonical).
+OPB_HD void opb_store(void* p, int kind, long long i, float v) {
+    if (kind == OPB_BF16) {
+        ((unsigned short*)p)[i] = opb_bf16_round(v);
+    } else {
+        ((float*)p)[i] = opb_canonical(v);
+    }
+}
+
+// 2^e for integer e in [-126, 127], built from bits (exact).
+OPB_HD float opb_pow2(int e) { return opb_f(((unsigned int)(e + 127)) << 23); }
+
+// elementary.exp_scaled: e^x * 2^s, 0 <= s <= 64 (steps 1-6 of elementary.exp).
+OPB_HD float opb_exp_scaled(float x, int s) {
+    if (opb_isnan(x)) return opb_f(OPB_F32_NAN);
+    float lo = opb_sub(opb_f(OPB_EXP_LO), (float)s);
+    float hi = opb_f(OPB_EXP_HI);
+    float c = x < lo ? lo : x;
+    c = c > hi ? hi : c;
+    float n = rintf(opb_mul(c, opb_f(OPB_LOG2E)));
+    float r = opb_sub(c, opb_mul(n, opb_f(OPB_LN2_HI)));
+    r = opb_sub(r, opb_mul(n, opb_f(OPB_LN2_LO)));
+    float p = opb_f(OPB_EXP_P0);
+    p = opb_add(opb_mul(p, r), opb_f(OPB_EXP_P1));
+    p = opb_add(opb_mul(p, r), opb_f(OPB_EXP_P2));
+    p = opb_add(opb_mul(p, r), opb_f(OPB_EXP_P3));
+    p = opb_add(opb_mul(p, r), opb_f(OPB_EXP_P4));
+    p = opb_add(opb_mul(p, r), opb_f(OPB_EXP_P5));
+    float y = opb_mul(p, opb_mul(r, r));
+    y = opb_add(y, r);
+    y = opb_add(y, 1.0f);
+    int ni = (int)n + s;  // exact: |n| <= 243
+    int h = ni >> 1;      // arithmetic shift: floor(ni / 2)
+    return opb_mul(opb_mul(y, opb_pow2(h)), opb_pow2(ni - h));
+}
+
+OPB_HD float opb_exp(float x) { return opb_exp_scaled(x, 0); }
+
+// elementary.rsqrt: sqrt, then 1 / sqrt; NaN canonical.
+OPB_HD float opb_rsqrt(float x) { return opb_canonical(opb_div(1.0f, opb_sqrt(x))); }
+
+// elementary.sincos: (sin a, cos a); a non-finite angle gives NaN for both.
+OPB_HD void opb_sincos(float a, float* sin_out, float* cos_out) {
+    if (!opb_isfinite(a)) {
+        *sin_out = opb_f(OPB_F32_NAN);
+        *cos_out = opb_f(OPB_F32_NAN);
+        return;
+    }
+    const unsigned int parts[4] = {OPB_PIO2_0, OPB_PIO2_1, OPB_PIO2_2, OPB_PIO2_3};
+    float k = rintf(opb_mul(a, opb_f(OPB_TWO_OVER_PI)));
+    float kh = opb_mul(rintf(opb_mul(k, opb_f(OPB_TWO_M12))), opb_f(OPB_TWO_P12));
+    float kl = opb_sub(k, kh);
+    float r = a;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        r = opb_sub(r, opb_mul(kh, opb_f(parts[j])));
+        r = opb_sub(r, opb_mul(kl, opb_f(parts[j])));
+    }
+    float z = opb_mul(r, r);
+    float s = opb_mul(opb_f(OPB_SIN_P0), z);
+    s = opb_add(s, opb_f(OPB_SIN_P1));
+    s = opb_mul(s, z);
+    s = opb_add(s, opb_f(OPB_SIN_P2));
+    s = opb_mul(s, z);
+    s = opb_mul(s, r);
+    s = opb_add(s, r);
+    float c = opb_mul(opb_f(OPB_COS_P0), z);
+    c = opb_add(c, opb_f(OPB_COS_P1));
+    c = opb_mul(c, z);
+    c = opb_add(c, opb_f(OPB_COS_P2));
+    c = opb_mul(c, z);
+    c = opb_mul(c, z);
+    c = opb_sub(c, opb_mul(0.5f, z));
+    c = opb_add(c, 1.0f);
+    // k mod 4 in 0..3. Every binary32 integer of magnitude >= 2^25 is a multiple of 4, so
+    // the quadrant of |k| >= 2^62 is 0 (numpy's int64 conversion agrees: exact below 2^63,
+    // INT64_MIN above).
+    long long ki = fabsf(k) < opb_f(OPB_TWO_P62) ? (long long)k : 0;
+    int q = (int)(((ki % 4) + 4) % 4);
+    *sin_out = q == 0 ? s : q == 1 ? c : q == 2 ? -s : -c;
+    *cos_out = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+}
+
+// numerics._times_sigmoid: x / (1 + exp(-z)) without overflow or lost bits for z < 0.
+OPB_HD float opb_times_sigmoid(float x, float z) {
+    float y;
+    if (z < 0.0f) {
+        float es = opb_exp_scaled(z, 64);
+        float e = opb_mul(es, opb_f(OPB_TWO_M64));
+        float d = opb_add(1.0f, e);
+        y = opb_mul(opb_div(opb_mul(x, es), d), opb_f(OPB_TWO_M64));
+    } else {
+        float d = opb_add(1.0f, opb_exp(-z));
+        y = opb_div(x, d);
+    }
+    return opb_bits(x) == OPB_NEG_INF ? opb_f(OPB_NEG_ZERO) : y;
+}
+
+OPB_HD float opb_silu(float x) { return opb_times_sigmoid(x, x); }
+
+OPB_HD float opb_gelu(float x) {
+    float t = opb_mul(opb_f(OPB_GELU_C2), opb_mul(x, x));
+    float z = opb_mul(x, opb_add(t, opb_f(OPB_GELU_C1)));
+    return opb_times_sigmoid(x, z);
+}
+
+OPB_HD float opb_relu(float x) { return (opb_isnan(x) || x > 0.0f) ? x : 0.0f; }
+
+// numerics.topk's total order: NaN above +inf, then numeric order, +0 equal to -0.
+OPB_HD long long opb_topk_key(float x) {
+    if (opb_isnan(x)) return 1LL << 31;
+    int b = (int)opb_bits(x);
+    return b >= 0 ? (long long)b : -(long long)(b & 0x7FFFFFFF);
+}
+
+// Does (va at index ia) rank before (vb at index ib) in topk's order? Ties: lower index first.
+OPB_HD bool opb_topk_before(float va, int ia, float vb, int ib) {
+    long long ka = opb_topk_key(va), kb = opb_topk_key(vb);
+    return ka > kb || (ka == kb && ia < ib);
+}
+
+// The reduction order equivalent to numerics.reduce_max's sequential scan: any NaN wins
+// (every NaN gives the same stored result), else the larger value, and among equal values
+// (+0 and -0) the lower index, which is the one the sequential scan keeps.
+OPB_HD bool opb_max_before(float va, int ia, float vb, int ib) {
+    bool na = opb_isnan(va), nb = opb_isnan(vb);
+    if (na || nb) return na && (!nb || ia < ib);
+    if (va > vb) return true;
+    if (vb > va) return false;
+    return ia < ib;
+}
+
+// ---- Per-element and per-row bodies shared by the kernels and the host check -------------
+
+#define OPB_OP_EXP 0
+#define OPB_OP_RSQRT 1
+#define OPB_OP_SILU 2
+#define OPB_OP_RELU 3
+#define OPB_OP_GELU 4
+#define OPB_OP_EXP_SCALED 5
+
+#define OPB_OP_ADD 0
+#define OPB_OP_SUB 1
+#define OPB_OP_MUL 2
+#define OPB_OP_DIV 3
+
+// exp, rsqrt, silu, relu, gelu, or exp_scaled with s = param.
+OPB_HD float opb_unary_op(int op, float v, int param) {
+    switch (op) {
+        case OPB_OP_EXP: return opb_exp(v);
+        case OPB_OP_RSQRT: return opb_rsqrt(v);
+        case OPB_OP_SILU: return opb_silu(v);
+        case OPB_OP_RELU: return opb_relu(v);
+        case OPB_OP_GELU: return opb_gelu(v);
+        default: return opb_exp_scaled(v, param);
+    }
+}
+
+OPB_HD float opb_binary_op(int op, float u, float v) {
+    switch (op) {
+        case OPB_OP_ADD: return opb_add(u, v);
+        case OPB_OP_SUB: return opb_sub(u, v);
+        case OPB_OP_MUL: return opb_mul(u, v);
+        default: return opb_div(u, v);
+    }
+}
+
+// numerics.cvt of element i between any two kinds: float -> float is store; i32 -> float is
+// RNE, then store; float -> i32 rounds to nearest even, saturating, NaN -> 0; i32 -> i32 copies.
+OPB_HD void opb_cvt_elem(const void* x, int x_kind, void* y, int y_kind, long long i) {
+    if (x_kind == OPB_I32 && y_kind == OPB_I32) {
+        ((int*)y)[i] = ((const int*)x)[i];
+    } else if (x_kind == OPB_I32) {
+        opb_store(y, y_kind, i, opb_i2f(((const int*)x)[i]));
+    } else if (y_kind == OPB_I32) {
+        ((int*)y)[i] = opb_f2i(opb_load(x, x_kind, i));
+    } else {
+        opb_store(y, y_kind, i, opb_load(x, x_kind, i));
+    }
+}
+
+// max (op 0: numerics.reduce_max, NaN or strictly greater replaces) or sum (op 1: seq_sum)
+// of row `row` of [rows, C], stored at y[row].
+OPB_HD void opb_reduce_row(const void* x, int x_kind, void* y, int y_kind, long long row, int C, int op) {
+    const long long base = row * C;
+    float acc;
+    if (op == 0) {
+        acc = opb_load(x, x_kind, base);
+        for (int j = 1; j < C; ++j) {
+            const float v = opb_load(x, x_kind, base + j);
+            if (v > acc || opb_isnan(v)) acc = v;
+        }
+    } else {
+        acc = 0.0f;
+        for (int j = 0; j < C; ++j) acc = opb_add(acc, opb_load(x, x_kind, base + j));
+    }
+    opb_store(y, y_kind, row, acc);
+}
+
+// topk of row `row` of [rows, E]: the k first entries in topk's order (NaN first, then
+// descending, +0 == -0, ties to the lower index), values stored to v_kind, int32 indices.
+// Pick t is the best entry ranking after pick t - 1: no scratch, O(k E).
+OPB_HD void opb_topk_row(const void* x, int x_kind, void* vals, int v_kind, int* idx, long long row, int E,
+                         int k) {
+    const long long base = row * E;
+    float prev_v = 0.0f;
+    int prev_i = -1;
+    for (int t = 0; t < k; ++t) {
+        float best_v = 0.0f;
+        int best_i = -1;
+        for (int j = 0; j < E; ++j) {
+            const float v = opb_load(x, x_kind, base + j);
+            if (prev_i >= 0 && !opb_topk_before(prev_v, prev_i, v, j)) continue;
+            if (best_i < 0 || opb_topk_before(v, j, best_v, best_i)) {
+                best_v = v;
+                best_i = j;
+            }
+        }
+        opb_store(vals, v_kind, row * k + t, best_v);
+        idx[row * k + t] = best_i;
+        prev_v = best_v;
+        prev_i = best_i;
+    }
+}
+
+// rope of pair e of x [N0, T, D] (contiguous; e < N0 * T * D/2): angle fp32(pos[t]) * f[i]
+// with the host's table f = elementary.rope_inv_freq, then the rotation of numerics.rope.
+OPB_HD void opb_rope_pair(const void* x, int x_kind, const int* pos, const float* inv_freq, void* y, int y_kind,
+                          long long e, int T, int D) {
+    const int h = D / 2;
+    const int i = (int)(e % h);
+    const int t = (int)((e / h) % T);
+    const long long base = (e / h) * D;
+    const float x1 = opb_load(x, x_kind, base + i), x2 = opb_load(x, x_kind, base + i + h);
+    float s, c;
+    opb_sincos(opb_mul(opb_i2f(pos[t]), inv_freq[i]), &s, &c);
+    opb_store(y, y_kind, base + i, opb_sub(opb_mul(x1, c), opb_mul(x2, s)));
+    opb_store(y, y_kind, base + i + h, opb_add(opb_mul(x2, c), opb_mul(x1, s)));
+}
+
+#endif  // OPBSIM_NUMERICS_CUH

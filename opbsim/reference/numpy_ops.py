@@ -1,0 +1,114 @@
+"""``NumpyOps``: the ``Ops`` interface computed by numerics.py on the CPU.
+
+Tensors are numpy arrays of raw storage. This is the definition itself, so a composition run
+on it (layers.py) must equal the functional executor bit for bit; tests check that without a
+GPU. Views follow the ISA's descriptors: element strides over a contiguous base, stride 0
+broadcasting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opbsim.isa import numerics as N
+from opbsim.isa.elementary import exp_scaled
+from opbsim.isa.floatbits import bf16_widen
+from opbsim.isa.types import DType
+from opbsim.reference.interface import BF16, FP32, I32, STORAGE, kind_of
+
+__all__ = ["NumpyOps", "values", "store"]
+
+_UNARY = {"exp": N.exp, "rsqrt": N.rsqrt, "silu": N.silu, "relu": N.relu, "gelu": N.gelu}
+_BINARY = {"add": N.add, "sub": N.sub, "mul": N.mul, "div": N.div}
+
+
+def values(raw: np.ndarray) -> np.ndarray:
+    """Raw storage -> values (bf16 widened exactly; fp32 and i32 unchanged)."""
+    return bf16_widen(raw) if kind_of(raw.dtype) == BF16 else np.asarray(raw)
+
+
+def store(v: np.ndarray, kind: str) -> np.ndarray:
+    """numerics.store into ``kind``'s raw storage."""
+    if kind == BF16:
+        return N.store(v, DType.BF16)
+    if kind == FP32:
+        return N.store(v, DType.FP32)
+    return np.asarray(v, dtype=np.int32)
+
+
+class NumpyOps:
+    name = "numpy"
+
+    def upload(self, host: np.ndarray) -> np.ndarray:
+        kind_of(host.dtype)
+        return np.array(host, copy=True)
+
+    def download(self, t: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(t).copy()
+
+    def shape(self, t: np.ndarray) -> tuple[int, ...]:
+        return tuple(t.shape)
+
+    def view(self, t, shape, strides, offset=0):
+        if not t.flags.c_contiguous:
+            raise ValueError("a view is taken of a contiguous tensor")
+        flat = t.reshape(-1)[offset:]
+        item = t.itemsize
+        return np.lib.stride_tricks.as_strided(flat, tuple(shape), tuple(s * item for s in strides))
+
+    def transpose(self, t):
+        return np.swapaxes(t, -1, -2)
+
+    def copy_into(self, dst, src) -> None:
+        dst[...] = src
+
+    def gemm(self, a, b, out_kind, acc=None):
+        return store(N.gemm(values(a), values(b), None if acc is None else values(acc)), out_kind)
+
+    def unary(self, op, x, out_kind, param=0):
+        fn = _UNARY.get(op)
+        y = exp_scaled(values(x), param) if op == "exp_scaled" else fn(values(x))
+        return store(y, out_kind)
+
+    def binary(self, op, a, b, out_kind):
+        return store(_BINARY[op](values(a), values(b)), out_kind)
+
+    def scale(self, x, factor, out_kind):
+        return store(N.scale(values(x), factor), out_kind)
+
+    def cvt(self, x, out_kind):
+        dt = {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32}
+        return N.cvt(x, dt[kind_of(x.dtype)], dt[out_kind])
+
+    def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0):
+        return store(N.softmax(values(x), scale, causal, qpos), out_kind)
+
+    def rmsnorm(self, x, w, eps, out_kind):
+        return store(N.rmsnorm(values(x), values(w), eps), out_kind)
+
+    def layernorm(self, x, w, b, eps, out_kind):
+        return store(N.layernorm(values(x), values(w), values(b), eps), out_kind)
+
+    def reduce(self, op, x, out_kind):
+        fn = {"max": N.reduce_max, "sum": N.seq_sum}[op]
+        return store(fn(values(x)), out_kind)
+
+    def topk(self, x, k, vals_kind):
+        v, i = N.topk(values(x), k)
+        return store(v, vals_kind), i
+
+    def rope(self, x, pos, theta, out_kind):
+        return store(N.rope(values(x), pos, theta), out_kind)
+
+    def gather(self, src, idx):
+        return N.gather(src, idx)
+
+    def scatter(self, dst, src, idx) -> None:
+        dst[...] = N.scatter(dst, src, idx)
+
+    def scatter_add(self, acc, src, idx, w) -> None:
+        if acc.dtype != STORAGE[FP32]:
+            raise ValueError("scatter_add accumulates into an fp32 tensor")
+        rows = np.unique(np.asarray(idx))
+        out = N.scatter_add(acc, values(src), idx, values(w))
+        acc[rows] = store(out[rows], FP32)
