@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
+from opbsim.cli_calibrate import calibrate_cmd
 from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
@@ -161,6 +162,7 @@ cli.add_command(reproduce)
 cli.add_command(compare_cmd)
 cli.add_command(demo_cmd)
 cli.add_command(sweep_cmd)
+cli.add_command(calibrate_cmd)
 
 
 def main() -> None:

@@ -38,8 +38,12 @@ def _lengths(text: str) -> tuple[int, ...]:
 @click.option("--ctx", default="37,100", show_default=True,
               help="Decode: KV-cache length of each sequence, comma-separated.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--gpu", is_flag=True, help="Run every CUDA kernel and the layers on a GPU instead, bit for bit "
+              "against numerics.py and the executor (needs pycuda or cupy and a GPU; exit 1 without).")
+@click.option("--backend", type=click.Choice(("auto", "pycuda", "cupy")), default="auto", show_default=True,
+              help="With --gpu: which package compiles and launches the kernels.")
 def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, experts: int, top_k: int,
-                 heads: int, kv_heads: int, head_dim: int, ctx: str, as_json: bool) -> None:
+                 heads: int, kv_heads: int, head_dim: int, ctx: str, as_json: bool, gpu: bool, backend: str) -> None:
     """Execute hand-built programs of a Mixtral-shaped MoE layer and GQA attention layers.
 
     Each output is compared bit for bit with numerics.py applied step by step, and against a
@@ -69,6 +73,11 @@ def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, expe
         if cfg.footprint_B() > _LIMIT_B:
             raise InputError(f"{name} at these sizes needs {cfg.footprint_B() / 2**30:.1f} GiB; "
                              f"validate runs reduced sizes (at most {_LIMIT_B / 2**30:.0f} GiB)")
+    if gpu:
+        from opbsim.cli_validate_gpu import validate_on_gpu
+
+        validate_on_gpu(chosen, seed, as_json, None if backend == "auto" else backend)
+        return
     reports = [runs[name](seed, cfg) for name, cfg in chosen]
     if as_json:
         click.echo(json.dumps([_as_dict(r) for r in reports], indent=2))

@@ -81,6 +81,10 @@ class Backend:
     def event_pair(self) -> tuple[Any, Any]:
         raise NotImplementedError
 
+    def record(self, event: Any) -> None:
+        """Record ``event`` on the default stream (after everything launched so far)."""
+        event.record()
+
     def elapsed_ms(self, start: Any, end: Any) -> float:
         raise NotImplementedError
 

@@ -151,35 +151,43 @@ class GpuOps:
 
     # ---- matrix -------------------------------------------------------------------------
     def gemm(self, a: DeviceTensor, b: DeviceTensor, out_kind: str, acc: DeviceTensor | None = None) -> DeviceTensor:
+        if len(a.shape) < 2 or len(b.shape) < 2:
+            raise ValueError(f"gemm operands of rank 2..4, got {list(a.shape)} and {list(b.shape)}")
+        out = self.empty(a.shape[:-1] + b.shape[-1:], out_kind)
+        if acc is not None:
+            if out_kind != FP32 or acc.kind != FP32:
+                raise ValueError("gemm_acc accumulates into fp32")
+            self._copy(acc, out)
+        self.gemm_into(a, b, out, acc is not None)
+        return out
+
+    def gemm_into(self, a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, accumulate: bool = False) -> None:
+        """One gemm launch writing ``out`` [..., M, N] (any strides); with ``accumulate`` it
+        starts from out's fp32 values (gemm_acc). M <= 8 runs the GEMV kernel."""
         if a.kind != BF16 or b.kind != BF16:
             raise ValueError("gemm operands are bf16")
         if not 2 <= len(a.shape) <= 4 or len(b.shape) != len(a.shape):
             raise ValueError(f"gemm operands of rank 2..4 and equal rank, got {list(a.shape)} and {list(b.shape)}")
         batch, (m, k), n = a.shape[:-2], a.shape[-2:], b.shape[-1]
-        if b.shape[:-2] != batch or b.shape[-2] != k:
-            raise ValueError(f"gemm shapes do not chain: {list(a.shape)} x {list(b.shape)}")
-        out = self.empty(batch + (m, n), out_kind)
-        if acc is not None:
-            if out_kind != FP32 or acc.kind != FP32:
-                raise ValueError("gemm_acc accumulates into fp32")
-            self._copy(acc, out)
+        if b.shape[:-2] != batch or b.shape[-2] != k or out.shape != batch + (m, n):
+            raise ValueError(f"gemm shapes do not chain: {list(a.shape)} x {list(b.shape)} -> {list(out.shape)}")
+        if accumulate and out.kind != FP32:
+            raise ValueError("gemm_acc accumulates into fp32")
         if out.numel == 0:
-            return out
+            return
         (b0, b1, _, _), sa = _pad4(a.shape, a.strides)
         _, sb = _pad4(b.shape, b.strides)
         _, sc = _pad4(out.shape, out.strides)
         if b0 * b1 > 65535 or -(-m // _GEMM_TILE) > 65535:
             raise ValueError(f"gemm too large for one launch: batch {b0 * b1}, M {m}")
-        args = (self._ptr(a), self._ptr(b), self._ptr(out), *map(_i64, sa),
-                *map(_i64, sb), *map(_i64, sc), _i32(m), _i32(n), _i32(k), _i32(b1), _i32(KIND_CODE[out_kind]),
-                _i32(acc is not None))
+        args = (self._ptr(a), self._ptr(b), self._ptr(out), *map(_i64, sa), *map(_i64, sb), *map(_i64, sc),
+                _i32(m), _i32(n), _i32(k), _i32(b1), _i32(KIND_CODE[out.kind]), _i32(accumulate))
         if m <= _GEMV_MAX_M:
             tn = next((t for t in (128, 64) if -(-n // t) * b0 * b1 >= self._sm_count), 32)
             self.backend.launch("opb_gemv", (-(-n // tn), 1, b0 * b1), (tn, 1, 1), args)
         else:
             grid = (-(-n // _GEMM_TILE), -(-m // _GEMM_TILE), b0 * b1)
             self.backend.launch("opb_gemm", grid, (_THREADS, 1, 1), args)
-        return out
 
     # ---- elementwise --------------------------------------------------------------------
     def unary(self, op: str, x: DeviceTensor, out_kind: str, param: int = 0) -> DeviceTensor:
@@ -223,13 +231,20 @@ class GpuOps:
 
     def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0) -> DeviceTensor:
         x, y = self._dense(x), self.empty(x.shape, out_kind)
+        self.softmax_into(x, y, scale, causal, qpos)
+        return y
+
+    def softmax_into(self, x: DeviceTensor, y: DeviceTensor, scale=1.0, causal=False, qpos=0) -> None:
+        """One softmax launch from contiguous ``x`` into contiguous ``y`` of the same shape."""
+        if not (x.contiguous and y.contiguous) or x.shape != y.shape:
+            raise ValueError("softmax_into reads and writes contiguous tensors of one shape")
+        out_kind = y.kind
         c = x.shape[-1]
         r = x.shape[-2] if len(x.shape) >= 2 else 1
         rows = x.numel // c
         self.backend.launch("opb_softmax", (_blocks(rows, 1), 1, 1), (_THREADS, 1, 1), (
             self._ptr(x), self._ptr(y), self._workspace(x.numel), _i64(rows), _i32(KIND_CODE[x.kind]),
             _i32(KIND_CODE[out_kind]), _i32(r), _i32(c), _f32(scale), _i32(bool(causal)), _i32(qpos)))
-        return y
 
     def rmsnorm(self, x, w, eps, out_kind) -> DeviceTensor:
         x, w, y = self._dense(x), self._dense(w), self.empty(x.shape, out_kind)

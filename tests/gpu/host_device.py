@@ -25,9 +25,10 @@ from opbsim.reference.sources import KERNEL_DIR, KERNEL_FILES
 __all__ = ["HostDevice", "build_host_library", "kernel_signatures"]
 
 _SIG = re.compile(r'extern "C" __global__ void\s+(?:__launch_bounds__\((\w+)\)\s*)?(\w+)\s*\(([^)]*)\)', re.S)
-_NUMPY_FOR = {"pointer": np.uint64, "long long": np.int64, "int": np.int32, "float": np.float32}
+_NUMPY_FOR = {"pointer": np.uint64, "long long": np.int64, "int": np.int32, "float": np.float32,
+              "unsigned int": np.uint32}
 _CTYPE_FOR = {np.uint64: ctypes.c_uint64, np.int64: ctypes.c_int64, np.int32: ctypes.c_int32,
-              np.float32: ctypes.c_float}
+              np.float32: ctypes.c_float, np.uint32: ctypes.c_uint32}
 
 
 def kernel_signatures() -> dict[str, tuple[int, tuple[str, ...]]]:

@@ -208,6 +208,16 @@ void opb_copy4(GEOM, const void* src, void* dst, long long total, long long s0, 
     }
 }
 
+void opb_spin(GEOM, long long cycles) {
+    UNUSED_GEOM;
+    (void)cycles;
+}
+
+void opb_flush(GEOM, unsigned int* buf, long long n, unsigned int value) {
+    UNUSED_GEOM;
+    for (long long i = 0; i < n; ++i) buf[i] = value;
+}
+
 void host_sincos(const float* a, float* s, float* c, long long n) {
     for (long long i = 0; i < n; ++i) opb_sincos(a[i], &s[i], &c[i]);
 }

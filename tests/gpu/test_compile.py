@@ -30,7 +30,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90_with_no_fused_flushed_or_approxim
     for name, text in ptx.items():
         bad = sorted({m.group(0) for m in _FORBIDDEN_PTX.finditer(text)})
         assert not bad, f"{name}: {bad}"
-        assert name == "dispatch.ptx" or "mul.rn.f32" in text
+        assert name in ("dispatch.ptx", "timing.ptx") or "mul.rn.f32" in text
 
 
 @needs_nvcc
