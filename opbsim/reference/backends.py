@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from opbsim.reference.sources import KERNEL_FILES, KERNELS, NVCC_OPTIONS, NVRTC_OPTIONS, source
+from opbsim.reference.sources import KERNEL_FILES, KERNELS, NVCC_OPTIONS, NVRTC_OPTIONS, nvcc_path, source
 
 __all__ = ["GpuUnavailable", "Backend", "PyCudaBackend", "CupyBackend", "find_backend", "unavailable_reason"]
 
@@ -112,7 +112,8 @@ class PyCudaBackend(Backend):
         self._arch = f"sm_{major}{minor}"
 
     def _compile(self, text: str) -> Any:
-        return self._source_module(text, options=list(NVCC_OPTIONS), no_extern_c=True, arch=self._arch)
+        return self._source_module(text, nvcc=nvcc_path() or "nvcc", options=list(NVCC_OPTIONS), no_extern_c=True,
+                                   arch=self._arch)
 
     def _get(self, module: Any, name: str) -> Any:
         return module.get_function(name)
