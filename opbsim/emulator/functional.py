@@ -25,9 +25,8 @@ from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.faults import ExecutionError, OperandError
 from opbsim.emulator.ops import HANDLERS
 from opbsim.errors import InputError
-from opbsim.isa.asm import format_f32
+from opbsim.isa.asm import instruction_text as asm_text
 from opbsim.isa.program import Program
-from opbsim.isa.spec import FieldKind
 
 __all__ = ["execute", "execute_group", "instruction_text", "ExecutionStats", "OpStats"]
 
@@ -67,20 +66,7 @@ class ExecutionStats:
 
 def instruction_text(program: Program, index: int) -> str:
     """Assembly text of instruction ``index`` (canonical form, without its note)."""
-    inst = program.instructions[index]
-    spec = inst.spec
-    head = spec.mnemonic if spec.unit_implied else f"{spec.mnemonic}.{inst.unit.name.lower()}"
-    args = []
-    for f, v in zip(spec.fields, inst.operands):
-        if f.kind is FieldKind.DESC:
-            args.append(program.descriptors[int(v)].name)
-        elif f.kind is FieldKind.LABEL:
-            args.append(next((lb.name for lb in program.labels if lb.index == v), str(v)))
-        elif f.kind is FieldKind.F32:
-            args.append(f"{f.name}={format_f32(float(v))}")
-        else:
-            args.append(f"{f.name}={int(v)}")
-    return f"{head} {', '.join(args)}" if args else head
+    return asm_text(program, program.instructions[index])
 
 
 def execute(program: Program, memory: DataMemory) -> ExecutionStats:

@@ -29,7 +29,7 @@ from opbsim.isa.program import Instruction, Label, Program
 from opbsim.isa.spec import BY_MNEMONIC, FieldKind, OpSpec
 from opbsim.isa.types import Descriptor, DType, Space, Unit, row_major_strides
 
-__all__ = ["assemble", "disassemble", "format_f32"]
+__all__ = ["assemble", "disassemble", "format_f32", "instruction_text"]
 
 _TOKEN = re.compile(
     r"""(?P<ws>[ \t]+)
@@ -322,15 +322,15 @@ def disassemble(program: Program) -> str:
     by_index: dict[int, list[str]] = {}
     for lb in program.labels:
         by_index.setdefault(lb.index, []).append(lb.name)
-    label_of = {lb.index: lb.name for lb in reversed(program.labels)}
     for i, inst in enumerate(program.instructions):
         lines.extend(f"{name}:" for name in by_index.get(i, ()))
-        lines.append("    " + _format_instruction(program, inst, label_of))
+        lines.append("    " + _format_instruction(program, inst))
     lines.extend(f"{name}:" for name in by_index.get(len(program.instructions), ()))
     return "\n".join(lines) + "\n"
 
 
-def _format_instruction(program: Program, inst: Instruction, label_of: dict[int, str]) -> str:
+def _parts(program: Program, inst: Instruction) -> tuple[str, str]:
+    """(mnemonic with its unit suffix, the operands as written)."""
     spec = inst.spec
     head = spec.mnemonic if spec.unit_implied else f"{spec.mnemonic}.{inst.unit.name.lower()}"
     args = []
@@ -338,11 +338,22 @@ def _format_instruction(program: Program, inst: Instruction, label_of: dict[int,
         if f.kind is FieldKind.DESC:
             args.append(program.descriptors[int(v)].name)
         elif f.kind is FieldKind.LABEL:
-            args.append(label_of[int(v)])
+            args.append(next((lb.name for lb in program.labels if lb.index == v), str(v)))
         elif f.kind is FieldKind.F32:
             args.append(f"{f.name}={format_f32(float(v))}")
         else:
             args.append(f"{f.name}={int(v)}")
-    text = f"{head:<16}{', '.join(args)}" if args else head
+    return head, ", ".join(args)
+
+
+def instruction_text(program: Program, inst: Instruction) -> str:
+    """The canonical assembly of one instruction of ``program``, single-spaced, without its note."""
+    head, args = _parts(program, inst)
+    return f"{head} {args}" if args else head
+
+
+def _format_instruction(program: Program, inst: Instruction) -> str:
+    head, args = _parts(program, inst)
+    text = f"{head:<16}{args}" if args else head
     note = " ".join(inst.note.split())
     return f"{text:<48}; {note}" if note else text

@@ -217,7 +217,7 @@ TABLE: tuple[OpSpec, ...] = (
         _out("dst", "result"), _in("src", "input")),
     _op("rsqrt", 0x27, _G.VECTOR, _COMPUTE, "dst = 1 / sqrt(src), correctly rounded steps",
         _out("dst", "result"), _in("src", "input")),
-    _op("silu", 0x28, _G.VECTOR, _COMPUTE, "dst = src / (1 + exp(-src))",
+    _op("silu", 0x28, _G.VECTOR, _COMPUTE, "dst = src * sigmoid(src) by the numerics definition (no overflow)",
         _out("dst", "result"), _in("src", "input")),
     _op("relu", 0x2C, _G.VECTOR, _COMPUTE, "dst = src if src > 0 else +0 (NaN stays NaN)",
         _out("dst", "result"), _in("src", "input")),
@@ -225,7 +225,8 @@ TABLE: tuple[OpSpec, ...] = (
         "dst = src * sigmoid(2 sqrt(2/pi) (src + 0.044715 src^3)) (GELU, tanh form) by the numerics definition",
         _out("dst", "result"), _in("src", "input")),
     _op("rope", 0x29, _G.VECTOR, _COMPUTE,
-        "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D)",
+        "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D) (frequencies: a "
+        "correctly rounded table; positions below 2^24)",
         _out("dst", "[..., T, D]"), _in("src", "[..., T, D]"), _in("pos", "[T] i32 positions"),
         _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0")),
     _op("scale", 0x2A, _G.VECTOR, _COMPUTE, "dst = src * factor",
@@ -256,10 +257,11 @@ TABLE: tuple[OpSpec, ...] = (
     _op("gather", 0x33, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
         _out("dst", "[T, H]"), _in("src", "[S, H]"), _in("idx", "[T] i32 row indices")),
     _op("scatter", 0x35, _G.FUSED, _COMPUTE,
-        "dst[idx[i], :] = src[i, :] for i in order, bits unchanged (KV-cache append); a later i wins",
+        "dst[idx[i], :] = src[i, :] for i in order, bits unchanged (KV-cache append); a later i wins; "
+        "rows not named are neither read nor written",
         _inout("dst", "[S, H]"), _in("src", "[T, H]"), _in("idx", "[T] i32 row indices")),
     _op("scatter_add", 0x34, _G.FUSED, _COMPUTE,
-        "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine)",
+        "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine); rows not named are untouched",
         _inout("dst", "[S, H] fp32 accumulator"), _in("src", "[T, H]"),
         _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights")),
     # --- kernels: one launch, many instructions (on a PCU: an SN40L spatial dataflow kernel) ---

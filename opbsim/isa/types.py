@@ -77,7 +77,8 @@ def row_major_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 class Descriptor:
     """A strided tensor view in one address space.
 
-    ``base_B`` is a byte address; ``strides_elems`` count elements (a stride of 0 broadcasts).
+    ``base_B`` is a byte address (an executor requires a multiple of the element size);
+    ``strides_elems`` count elements (a stride of 0 broadcasts).
     Invariants: 1 <= rank <= MAX_RANK, every dimension >= 1, strides >= 0, and the name is an
     assembly identifier.
     """
