@@ -128,7 +128,7 @@ def _table(info: dict, kernels: list[Comparison], layers) -> str:
     head = (f"GPU: {info.get('name')} ({info.get('backend')}, {info.get('compute_capability', '?')}, "
             f"driver {info.get('driver', info.get('cuda_driver_api'))})")
     lines = [head, f"kernels vs numerics.py ({len(kernels)} checks):"]
-    lines += ["  " + line for c in kernels for line in (c.lines() if not c.bit_exact else c.lines()[:1])]
+    lines += ["  " + line for c in kernels for line in c.lines()]
     for case, outs in layers:
         lines.append(f"{case.name}: {case.shape}  (vs the functional executor)")
         lines += ["  " + line for o in outs for line in o.lines()]

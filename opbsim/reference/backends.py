@@ -146,14 +146,20 @@ class PyCudaBackend(Backend):
         end.synchronize()
         return float(end.time_since(start))
 
+    def _attribute(self, name: str) -> int | None:
+        """A device attribute, or None where this driver no longer reports it."""
+        try:
+            return self._device.get_attribute(getattr(self._drv.device_attribute, name))
+        except Exception:
+            return None
+
     def info(self) -> dict[str, Any]:
-        a = self._drv.device_attribute
-        dev = self._device
+        clock, mem = self._attribute("CLOCK_RATE"), self._attribute("MEMORY_CLOCK_RATE")  # kHz
         return _with_smi({
-            "backend": self.name, "name": dev.name(), "compute_capability": self._arch,
-            "sm_count": dev.get_attribute(a.MULTIPROCESSOR_COUNT),
-            "sm_clock_max_MHz": dev.get_attribute(a.CLOCK_RATE) / 1000.0,
-            "mem_clock_max_MHz": dev.get_attribute(a.MEMORY_CLOCK_RATE) / 1000.0,
+            "backend": self.name, "name": self._device.name(), "compute_capability": self._arch,
+            "sm_count": self._attribute("MULTIPROCESSOR_COUNT"),
+            "sm_clock_max_MHz": clock / 1000.0 if clock else None,
+            "mem_clock_max_MHz": mem / 1000.0 if mem else None,
             "cuda_driver_api": self._drv.get_driver_version(),
         })
 
