@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
+from opbsim.cli_bench import bench
 from opbsim.cli_calibrate import calibrate_cmd
 from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
@@ -155,6 +156,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 cli.add_command(models_group)
 cli.add_command(compile_cmd)
+cli.add_command(bench)
 cli.add_command(run_cmd)
 cli.add_command(simulate_cmd)
 cli.add_command(coe_cmd)
