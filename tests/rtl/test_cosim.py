@@ -95,4 +95,7 @@ def test_opbsim_rtl_cosim_prints_rtl_and_model_cycles_and_their_ratio(rtl_cache)
     assert lines[1].split() == ["RTL", "cycles", "(pyverilator)", str(3 * 16 + 3)]
     assert lines[2].split()[:4] == ["model", "cycles", "(analytic)", str(3 * 16 + 3)]
     assert lines[3].split() == ["RTL", "/", "model", "1.000"]
-    assert lines[4].split() == ["outputs", "vs", "numerics.gemm", "20", "of", "20", "bit-exact"]
+    # the engine's Logic-PIM model at this scale: rows x k / lanes = 20 x 16 / 8 cycles
+    assert lines[4].split()[:4] == ["emulator", "cycles", "(engine)", str(20 * 16 // 8)]
+    assert lines[5].split()[:3] == ["RTL", "/", "emulator"]
+    assert lines[6].split() == ["outputs", "vs", "numerics.gemm", "20", "of", "20", "bit-exact"]
