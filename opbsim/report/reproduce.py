@@ -300,7 +300,5 @@ def _overlap_note() -> str:
         each = {u: sum(b - a for a, b in v) for u, v in busy.items()}
         parts.append(f"{label} stage: xPU busy {each[Unit.XPU] * 1e6:.0f} us, Logic-PIM {each[Unit.PIM] * 1e6:.0f} us, "
                      f"both at once {both * 1e6:.0f} us of {stats.time_s * 1e6:.0f} us")
-    return ("Co-processing barely overlaps on the engine, one Mixtral-8x7B layer (tp 4, policy duplex): "
-            + "; ".join(parts) + ". Prefill attention (xPU) and decode attention (Logic-PIM) read the same "
-            "layer's KV-cache section, and all activations share the last section, so the section rule "
-            "serialises them as it does the experts.")
+    return ("How much the xPU and Logic-PIM overlap on the engine, one Mixtral-8x7B layer (tp 4, policy duplex): "
+            + "; ".join(parts) + ". Time that neither fills is mostly the tensor-parallel all-reduces on the links.")
