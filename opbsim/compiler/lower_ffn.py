@@ -62,7 +62,8 @@ def expert_rows(lw: Lowerer, L: str, e: int, which: str, n: int) -> View:
     return lw.buf(f"{L}.expert.{e}.{which}", lw.model.dtype, (n, lw.model.hidden_size))
 
 
-_ACTIVATION = {"swiglu": "silu", "relu": "relu", "gelu": "gelu"}
+_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "relu": "relu", "gelu": "gelu"}
+_GATED = ("swiglu", "geglu")
 
 
 def lower_ffn(lw: Lowerer, op: Op) -> None:
@@ -73,7 +74,7 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
         raise InputError(f"{op.name}: the {act} FFN is not lowered yet")
     if op.params.get("output_gate"):
         raise InputError(f"{op.name}: gated shared experts are not lowered yet")
-    gated = act == "swiglu"
+    gated = act in _GATED
     h, width = m.hidden_size, op.params["ffn"]
     up_width = 2 * width if gated else width
     prefix = op.inputs[1].name.rsplit(".", 1)[0]  # the weights' prefix, e.g. L1.expert.3

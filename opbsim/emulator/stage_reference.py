@@ -48,10 +48,11 @@ def attention(q, kc, vc, reqs, n_prefill, heads, kv, d):
 
 
 def ffn(model: ModelConfig, x, w, prefix: str, width: int):
-    """SwiGLU (gate columns first) or a 2-matrix ReLU / GELU FFN."""
-    if model.ffn_act is FFNAct.SWIGLU:
+    """SwiGLU / GeGLU (gate columns first) or a 2-matrix ReLU / GELU FFN."""
+    if model.ffn_act.gated:
+        gate = N.silu if model.ffn_act is FFNAct.SWIGLU else N.gelu
         gu = r16(N.gemm(x, w[f"{prefix}.w_gate_up"]))
-        a = r16(N.mul(r16(N.silu(gu[:, :width])), gu[:, width:]))
+        a = r16(N.mul(r16(gate(gu[:, :width])), gu[:, width:]))
     else:
         act = N.relu if model.ffn_act is FFNAct.RELU else N.gelu
         a = r16(act(r16(N.gemm(x, w[f"{prefix}.w_up"]))))

@@ -62,8 +62,14 @@ def small_glam(layers=2):
                                vocab_size=100)
 
 
-@pytest.mark.parametrize("make", [small_opt, small_glam], ids=["opt", "glam"])
-def test_opt_and_glam_shaped_stages_compile_to_the_numerics_definition_bit_for_bit(make):
+def small_grok(layers=2):
+    """Grok-1-shaped: GeGLU experts (8, top-2), GQA."""
+    return dataclasses.replace(get_preset("grok-1"), hidden_size=64, num_layers=layers, num_heads=8, num_kv_heads=2,
+                               head_dim=8, expert_ffn=80, vocab_size=100)
+
+
+@pytest.mark.parametrize("make", [small_opt, small_glam, small_grok], ids=["opt", "glam", "grok"])
+def test_opt_glam_and_grok_shaped_stages_compile_to_the_numerics_definition_bit_for_bit(make):
     model = make()
     ref, memory, compiled = run_stage(model, MIXED, device="duplex", policy="duplex")
     for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "logits"):
