@@ -3,7 +3,9 @@
 Every number comes out of the serving simulation (compiler + engine); nothing here is fitted to a
 row. The setup follows the paper as TARGETS.md states it: 1 node x 4 devices for Mixtral,
 Llama-3-70B and OPT-66B, 1 x 8 for GLaM, 2 x 8 for Grok-1; closed loop; uniform expert routing;
-Gaussian lengths. Where the paper is silent the choice is ours and marked assumed:
+Gaussian lengths (uniform routing is drawn per stage shape on one node; across nodes the experts
+of a node are taken as evenly loaded, the expectation under uniform routing). Where the paper is
+silent the choice is ours and marked assumed:
 - the grid: batch 32, 64, 128 x (L_in, L_out) = (256, 256), (1024, 1024), (4096, 4096), the ends
   and middle of the ranges TARGETS.md gives (the paper's exact grid is not stated there);
 - Gaussian standard deviation: a quarter of the mean (assumed);
@@ -143,7 +145,8 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
         for s in SYSTEMS:
             cluster = Cluster(device=get_device(s.device), policy=s.policy, devices_per_node=setup.devices_per_node,
                               nodes=setup.nodes)
-            routing = UniformRouting(model.num_experts, model.top_k, seed=SEED) if model.is_moe else None
+            uniform = model.is_moe and setup.nodes == 1  # across nodes: balanced, the expectation (cluster.py)
+            routing = UniformRouting(model.num_experts, model.top_k, seed=SEED) if uniform else None
             timers[s.label] = (cluster, StageTimer(model, cluster, routing=routing))
         for batch in grid.batches:
             for lin, lout in grid.lengths:

@@ -60,7 +60,9 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         "serving simulation (compiler + discrete-event engine, opbsim/emulator/serving.py); no constant is "
         "fitted to a row.",
         "",
-        f"Setup: closed loop, uniform expert routing, Gaussian lengths (standard deviation {STD_FRACTION:g} x the "
+        "Setup: closed loop, uniform expert routing (drawn once per stage shape; across nodes the balanced "
+        "expectation), "
+        f"Gaussian lengths (standard deviation {STD_FRACTION:g} x the "
         f"mean, assumed), {REQUESTS_PER_SLOT} x batch requests per configuration, batch "
         f"{', '.join(map(str, g.batches))} x (L_in, L_out) {', '.join(f'({a}, {b})' for a, b in g.lengths)}, "
         f"at most {PREFILL_CHUNK_TOKENS} prompt tokens per stage (chunked prefill, assumed); "
