@@ -99,7 +99,7 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A TARGETS.md row. ``ratio`` is ours / paper for numbers, "" otherwise."""
+    """A TARGETS.md row. ``ratio`` is ours / paper for numbers, "" otherwise; ``cause`` explains a miss."""
 
     claim: str
     paper: str
@@ -107,6 +107,7 @@ class Row:
     ratio: str
     tolerance: str
     status: str
+    cause: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from opbsim.emulator.engine import run
 from opbsim.emulator.work import work_of
 from opbsim.hardware.nodes import NodeSpec, get_node
 from opbsim.isa.types import Space, Unit
+from opbsim.report.reproduce import Row
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
 
 __all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
@@ -31,17 +32,6 @@ NODES = ("sn40l", "dgx-h100", "dgx-a100")
 COE = CoEConfig(experts=150, batch=8, tokens=20)  # [S] Samba-CoE: 150 experts, batch 8, 20 output tokens
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A TARGETS.md row; ``ratio`` is ours / paper for numbers, "" otherwise; ``cause`` explains a MISS."""
-
-    claim: str
-    paper: str
-    ours: str
-    ratio: str
-    tolerance: str
-    status: str
-    cause: str = ""
 
 
 @dataclass(frozen=True, slots=True)
