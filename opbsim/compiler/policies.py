@@ -5,7 +5,8 @@ Rules of the Duplex paper (DEVICES.md "Duplex scheduling"):
 - non-expert linears (QKV, O, router, dense FFN, LM head) and small vector ops run on the xPU;
 - decode attention runs on Logic-PIM; prefill attention on the xPU (they overlap: co-processing);
 - experts: in a decode-only stage on Logic-PIM, in a mixed stage on the xPU; with expert
-  co-processing, the greedy split of ``split_experts`` instead.
+  co-processing, the greedy split of ``split_experts`` instead, moving whole bank-bundle sections
+  of experts so that the two units never contend for one.
 """
 
 from __future__ import annotations
@@ -116,23 +117,42 @@ def _oracle(analysis: Analysis) -> tuple[PlacedOp, ...]:
     return _each(analysis, rule)
 
 
-def split_experts(experts: Sequence[OpAnalysis]) -> frozenset[str]:
+def split_experts(experts: Sequence[OpAnalysis], sections: int = 0) -> frozenset[str]:
     """Duplex expert co-processing: the experts (op names) that go to Logic-PIM.
 
     Start with every expert on the xPU; move the experts with the fewest tokens to Logic-PIM one
-    at a time while max(xPU total, PIM total) keeps falling. Ties in token count go by op name.
+    group at a time while max(xPU total, PIM total) keeps falling. With ``sections`` > 0 a group
+    is the experts of one HBM bank-bundle section (expert e lives in section e mod sections), so
+    the two units never share a section and really run in parallel; groups go in order of their
+    token totals. With 0, each expert is its own group (the paper's rule). Ties go by name.
     """
-    order = sorted(experts, key=lambda a: (a.op.params["tokens"], a.op.name))
-    xpu = sum(a.cost(Unit.XPU).time_s for a in order)
+    if sections:
+        by_section: dict[int, list[OpAnalysis]] = {}
+        for a in experts:
+            by_section.setdefault(int(a.op.params["expert"]) % sections, []).append(a)
+        groups = sorted(by_section.values(), key=lambda g: (sum(a.op.params["tokens"] for a in g),
+                                                          min(a.op.name for a in g)))
+    else:
+        groups = [[a] for a in sorted(experts, key=lambda a: (a.op.params["tokens"], a.op.name))]
+    xpu = sum(a.cost(Unit.XPU).time_s for a in experts)
     pim = 0.0
     moved: list[str] = []
-    for a in order:
-        nxt_xpu, nxt_pim = xpu - a.cost(Unit.XPU).time_s, pim + a.cost(Unit.PIM).time_s
+    for group in groups:
+        nxt_xpu = xpu - sum(a.cost(Unit.XPU).time_s for a in group)
+        nxt_pim = pim + sum(a.cost(Unit.PIM).time_s for a in group)
         if max(nxt_xpu, nxt_pim) >= max(xpu, pim):
             break
         xpu, pim = nxt_xpu, nxt_pim
-        moved.append(a.op.name)
+        moved.extend(a.op.name for a in group)
     return frozenset(moved)
+
+
+def _sections(analysis: Analysis) -> int:
+    """Bank-bundle sections a co-processing split must respect (0: none are exclusive)."""
+    from opbsim.isa.types import Space
+
+    hbm = analysis.target.device.memory(Space.HBM)
+    return hbm.sections if hbm.exclusive_sections and hbm.sections > 1 else 0
 
 
 def _duplex(co_process: bool) -> Policy:
@@ -144,7 +164,8 @@ def _duplex(co_process: bool) -> Policy:
             for a in analysis.ops:
                 if _is_expert(a.op):
                     by_layer.setdefault(a.op.name.split(".")[0], []).append(a)
-            on_pim = frozenset().union(*(split_experts(v) for v in by_layer.values()))
+            sections = _sections(analysis)
+            on_pim = frozenset().union(*(split_experts(v, sections) for v in by_layer.values()))
 
         def rule(a: OpAnalysis) -> tuple[Unit, str]:
             phase = _phase(a.op)

@@ -94,3 +94,28 @@ def test_a_policy_that_needs_pim_on_a_gpu_is_an_input_error():
 
     with pytest.raises(InputError, match="^policy duplex needs a pim unit, which device h100 lacks$"):
         placement(DECODE, "duplex", device=get_device("h100"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 96), st.integers(0, 2**31 - 1))
+def test_with_sections_the_greedy_moves_whole_bank_bundle_sections_and_finds_the_best_section_prefix(tokens, seed):
+    rng = np.random.default_rng(seed)
+    ids = np.argsort(rng.random((tokens, 8)), axis=1)[:, :2].astype(np.int32)
+    analysis = run_passes(Source(build_model(dataclasses.replace(MIXTRAL, num_layers=1), Stage.decode(tokens, 512),
+                                             routing=TraceRouting(8, 2, {0: ids}), tp=4), Target(DUPLEX, "duplex")),
+                          "analyze")
+    experts = [a for a in analysis.ops if ".expert." in a.op.name]
+    moved = split_experts(experts, sections=4)
+    sections = {}
+    for a in experts:
+        sections.setdefault(a.op.params["expert"] % 4, []).append(a)
+    for group in sections.values():  # a section is on one unit only
+        assert len({a.op.name in moved for a in group}) == 1
+    order = sorted(sections.values(), key=lambda g: (sum(a.op.params["tokens"] for a in g), min(a.op.name for a in g)))
+
+    def makespan(on_pim):
+        return max(sum(a.cost(Unit.XPU).time_s for a in experts if a.op.name not in on_pim),
+                   sum(a.cost(Unit.PIM).time_s for a in experts if a.op.name in on_pim))
+
+    best = min(makespan({a.op.name for g in order[:n] for a in g}) for n in range(len(order) + 1))
+    assert makespan(moved) == pytest.approx(best, rel=1e-12)
