@@ -265,11 +265,11 @@ def _causes(configs: list[Config]) -> tuple[str, ...]:
         out.append(
             f"Expert co-processing (PE) is slower than Duplex without it in {len(pe_slower)} of {len(configs)} "
             f"configurations (worst: {worst.model}, batch {worst.batch}, {worst.lin}/{worst.lout}: "
-            f"{worst.of(DUPLEX).tokens_per_s / worst.of(DUPLEX_NO_PE).tokens_per_s:.2f}x). The engine makes an "
-            f"HBM bank-bundle section exclusive to one unit while it streams from it, and experts are spread "
-            f"round-robin over the 4 sections with their token rows, so an expert on the xPU and one on Logic-PIM "
-            f"overlap only when their sections differ; the split the policy predicts from the roofline assumes "
-            f"they always do.")
+            f"{worst.of(DUPLEX).tokens_per_s / worst.of(DUPLEX_NO_PE).tokens_per_s:.2f}x). The split is chosen "
+            f"by the analysis cost model (each expert's roofline time on each unit, whole bank-bundle sections "
+            f"at a time); the engine's times also include what that model leaves out (the units sharing "
+            f"channels, kernel launches, decode attention holding Logic-PIM), so a split predicted faster can "
+            f"run slower.")
     comm = [dict(c.of(s).time_share_by_class).get("communication", 0.0) for c in configs for s in (GPU, DUPLEX)]
     out.append(
         f"Tensor-parallel all-reduces take {min(comm):.0%} to {max(comm):.0%} of the stage time on the GPU and on "
