@@ -3,7 +3,8 @@
 ``HANDLERS`` maps a mnemonic to ``handler(ctx) -> flops``. The flop count is a measure of work
 for throughput figures, not a count of fp32 steps: 2*M*N*K for a GEMM, 2 per element for
 scatter_add, 1 per element for elementwise ops and reductions, and the per-element numbers in
-``_FLOPS_PER_ELEMENT`` for the elementary and fused ops. Every handler reads its inputs
+``work.VECTOR_OPS_PER_ELEMENT`` (the table the timing model uses) for the elementary and fused ops.
+Every handler reads its inputs
 completely before it writes, so a destination may overlap a source.
 """
 
@@ -19,6 +20,7 @@ from opbsim.emulator.context import FLOATS, OpContext, shape_text
 from opbsim.emulator.datamem import row_descriptor
 from opbsim.emulator.faults import OperandError
 from opbsim.emulator.gemm_backend import pim_gemm_backend
+from opbsim.emulator.work import VECTOR_OPS_PER_ELEMENT
 from opbsim.isa import numerics
 from opbsim.isa.types import DType, Unit
 
@@ -27,8 +29,6 @@ __all__ = ["HANDLERS", "Handler"]
 Handler = Callable[[OpContext], int]
 HANDLERS: dict[str, Handler] = {}
 
-_FLOPS_PER_ELEMENT = {"exp": 1, "rsqrt": 1, "silu": 1, "relu": 1, "gelu": 1, "softmax": 5, "rmsnorm": 4,
-                      "layernorm": 6, "rope": 6}
 
 
 def _handles(*mnemonics: str):
@@ -75,7 +75,7 @@ def _unary(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     fn = numerics.SEMANTICS[ctx.inst.mnemonic]
     ctx.write("dst", fn(ctx.values("src")))
-    return src.numel * _FLOPS_PER_ELEMENT[ctx.inst.mnemonic]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[ctx.inst.mnemonic]
 
 
 @_handles("scale")
@@ -144,7 +144,7 @@ def _rope(ctx: OpContext) -> int:
     if not theta > 0:
         raise OperandError(f"theta={theta} must be > 0")
     ctx.write("dst", numerics.rope(ctx.values("src"), ctx.values("pos"), theta))
-    return src.numel * _FLOPS_PER_ELEMENT["rope"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT["rope"]
 
 
 @_handles("softmax")
@@ -154,7 +154,7 @@ def _softmax(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     y = numerics.softmax(ctx.values("src"), float(ctx.imm("scale")), bool(ctx.imm("causal")), int(ctx.imm("qpos")))
     ctx.write("dst", y)
-    return src.numel * _FLOPS_PER_ELEMENT["softmax"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT["softmax"]
 
 
 @_handles("rmsnorm")
@@ -165,7 +165,7 @@ def _rmsnorm(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     ctx.need_shape("weight", src.shape[-1:])
     ctx.write("dst", numerics.rmsnorm(ctx.values("src"), ctx.values("weight"), float(ctx.imm("eps"))))
-    return src.numel * _FLOPS_PER_ELEMENT["rmsnorm"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT["rmsnorm"]
 
 
 @_handles("layernorm")
@@ -178,7 +178,7 @@ def _layernorm(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     ctx.write("dst", numerics.layernorm(ctx.values("src"), ctx.values("weight"), ctx.values("bias"),
                                         float(ctx.imm("eps"))))
-    return src.numel * _FLOPS_PER_ELEMENT["layernorm"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT["layernorm"]
 
 
 @_handles("topk")
