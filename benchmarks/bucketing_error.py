@@ -29,7 +29,7 @@ def main() -> None:
     print("|---" * (5 + len(METRICS)) + "|")
     for (name, scenario), (device, policy) in ((s, d) for s in scenarios.items()
                                                  for d in (("duplex", "duplex"), ("h100", "xpu-only"))):
-        cluster = Cluster(device=get_device(device), policy=policy, devices_per_node=4)
+        cluster = Cluster.from_nodes(device=get_device(device), policy=policy, devices_per_node=4)
         exact = None
         for steps in (0, 16, 8, 4):
             start = time.perf_counter()

@@ -26,7 +26,7 @@ from opbsim.workloads import FixedLengths, closed_loop, get_preset
 def once() -> tuple[float, object]:
     start = time.perf_counter()
     model = get_preset("mixtral-8x7b")
-    cluster = Cluster(device=get_device("duplex"), policy="duplex", devices_per_node=4)
+    cluster = Cluster.from_nodes(device=get_device("duplex"), policy="duplex", devices_per_node=4)
     scenario = closed_loop(64, FixedLengths(1024, 1024), num_requests=1000, seed=0)
     result = simulate(model, cluster, scenario, ServingConfig(batch=64, prefill_chunk_tokens=8192),
                       timer=StageTimer(model, cluster))

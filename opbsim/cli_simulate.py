@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_parallel import parallel_of, parallel_options
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
@@ -36,10 +37,7 @@ def routing_of(spec: str, model, seed: int):
 @click.command("simulate")
 @click.argument("model")
 @click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
-@click.option("--devices-per-node", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Devices per node: tensor parallelism (and expert tensor parallelism) within it.")
-@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Nodes: expert parallelism across them, all-to-alls on the scale-out links.")
+@parallel_options
 @click.option("-p", "--policy", help="Placement policy [default: duplex on a device with PIM, else xpu-only].")
 @click.option("--batch", type=click.IntRange(min=1), required=True, help="Most requests running at once.")
 @click.option("--lin", type=click.IntRange(min=1), required=True, help="Prompt tokens (mean with --lin-std).")
@@ -58,14 +56,18 @@ def routing_of(spec: str, model, seed: int):
               help="Expert routing: balanced, uniform, zipf:SKEW or trace:FILE (one node only).")
 @click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
               help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@click.option("--overlap", is_flag=True,
+              help="Two-batch overlap: a MoE layer's all-to-alls hide behind the other micro-batch's compute.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--trace", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a Chrome/Perfetto trace of the stages here.")
-def simulate_cmd(model: str, device: str, devices_per_node: int, nodes: int, policy: str | None, batch: int,
-                 lin: int, lout: int, lin_std: float, lout_std: float, qps: float | None, num_requests: int,
-                 seed: int, prefill_chunk: int, routing: str, buckets: int, as_json: bool,
-                 trace: Path | None) -> None:
-    """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster."""
+def simulate_cmd(model: str, device: str, policy: str | None, batch: int, lin: int, lout: int, lin_std: float,
+                 lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
+                 buckets: int, overlap: bool, as_json: bool, trace: Path | None, **layout) -> None:
+    """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster.
+
+    The layout of one replica: attention --tp x --dp, experts --ep x --etp over the same devices
+    (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices."""
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
@@ -73,17 +75,18 @@ def simulate_cmd(model: str, device: str, devices_per_node: int, nodes: int, pol
     from opbsim.report.serving import serving_json, serving_table, serving_trace
     from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model, open_loop
 
+    parallel, node_size = parallel_of(layout)
     cfg = load_model(model)
     spec = get_device(device)
     from opbsim.compiler.policies import default_policy
 
-    cluster = Cluster(device=spec, policy=policy or default_policy(spec), devices_per_node=devices_per_node,
-                      nodes=nodes)
+    cluster = Cluster(device=spec, policy=policy or default_policy(spec), parallel=parallel, node_devices=node_size)
     lengths = FixedLengths(lin, lout) if lin_std == 0 and lout_std == 0 else \
         GaussianLengths(float(lin), float(lin_std), float(lout), float(lout_std))
     scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \
         closed_loop(batch, lengths, num_requests=num_requests, seed=seed)
-    timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets))
+    timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets),
+                       overlap=overlap)
     result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),
                       timer=timer)
     if trace is not None:

@@ -8,6 +8,7 @@ collectives run on the DMA engine over the device's links.
 from __future__ import annotations
 
 from opbsim.compiler.ir import Analysis, OpAnalysis, Source, UnitCost
+from opbsim.hardware.collectives import Collective, plan
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
 from opbsim.workloads.ops import Op, OpKind
@@ -30,8 +31,9 @@ def unit_cost(device: DeviceSpec, op: Op, unit: Unit) -> UnitCost:
     est = op.estimates
     launch_s = spec.issue_ns * 1e-9
     if op.kind in COLLECTIVE_KINDS:
-        memory_s = est.link_B / (device.link_GBps * 1e9)
-        return UnitCost(unit, 0.0, memory_s, launch_s)
+        kind = Collective.ALLREDUCE if op.kind is OpKind.ALL_REDUCE else Collective.ALLGATHER
+        size = op.inputs[0].nbytes if kind is Collective.ALLREDUCE else op.outputs[0].nbytes
+        return UnitCost(unit, 0.0, plan(device.interconnect, kind, size, op.params["devices"]).time_s, launch_s)
     tflops = spec.matrix_TFLOPS if op.kind in MATRIX_KINDS else spec.vector_TFLOPS
     compute_s = est.flops / (tflops * 1e12) if est.flops else 0.0
     bw_GBps = min(device.channel_bw_GBps(c) for c in device.path(unit, Space.HBM).channels)

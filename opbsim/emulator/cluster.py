@@ -1,19 +1,31 @@
 """A serving system of several devices, and how a multi-device stage is costed.
 
-Parallelism (DEVICES.md "Duplex scheduling"):
-- Within a node of ``devices_per_node`` devices: tensor parallelism. Attention heads and dense FFN
-  widths are split over the devices, and so is every expert's intermediate width (expert tensor
-  parallelism, "ET": each device holds a slice of every expert of its node). The graph builder
-  (``build_model(tp=...)``) gives the per-device shapes and the NVLink all-reduces.
-- Across ``nodes`` nodes: the non-expert layers are data-parallel (each node holds a replica of
-  them and serves its share of the stage's requests) and the experts are expert-parallel (node n
-  holds experts n E/M .. (n + 1) E/M - 1). Each MoE layer then adds two all-to-alls over the
-  scale-out links (dispatch of the routed token rows before the experts, combine after): each
-  device sends 1/tp of its node's ``tokens x top_k`` rows, (M - 1)/M of them leaving the node.
-- The stage time is that of the busiest node (most tokens); the energy is that node's times the
-  number of nodes (an upper bound when nodes are unevenly loaded).
-- With experts split across nodes every node's experts are assumed evenly loaded (balanced
-  routing); a skewed or traced routing is supported on one node only.
+The replica's layout is a ``Parallelism`` (workloads/parallel.py): attention tp x dp, experts
+ep x etp over the same devices, pp pipeline stages. Devices fill physical nodes of
+``node_size`` in rank order (tp innermost), so a collective group lies in one node or spans whole
+nodes; hardware/collectives.py times each call on the device's links.
+
+- Attention: each of the dp groups serves its share of the stage's requests (``node_share``: the
+  stage time is that of the busiest group), heads split over its tp devices, one all-reduce over
+  tp after attention (and after a dense FFN).
+- Experts, ep = 1 and dp = 1: every device holds 1/tp of every expert (expert tensor
+  parallelism) and the partial sums meet in one all-reduce over tp, as before the experts were
+  exchanged.
+- Experts otherwise (stage_timer.py adds the collectives): with ep > 1, each device sends its
+  1/tp share of its group's routed rows (top_k per token, each to the etp devices of the owning
+  expert group) in one all-to-all over the tp x dp devices (dispatch) and gets the weighted partial
+  outputs back in a second (combine); with tp > 1 an all-gather over tp then rebuilds the hidden
+  state. With ep = 1 and dp > 1 (experts tensor-parallel over all tp x dp devices) the groups'
+  hidden states are all-gathered over dp and the partial sums all-reduced over tp x dp. A device
+  runs its E/ep experts at 1/etp width on the rows routed to them from the whole stage (balanced
+  routing: tokens x top_k / E rows each).
+- Pipeline: with pp stages, each iteration's requests flow through the stages in pp micro-batches
+  that keep every stage busy (continuous batching fills the pipeline), so an iteration costs the
+  sum over all layers at the micro-batch size, plus pp activation hand-overs per stage boundary.
+- The energy is the busiest group's times the number of groups (an upper bound when groups are
+  unevenly loaded).
+- With exchanged experts every expert is assumed evenly loaded (balanced routing); a skewed or
+  traced routing is supported only when experts are not exchanged (ep = 1, dp = 1).
 
 Capacity (``capacity_batch``): weights plus the KV cache of every running request at its longest
 context must fit the HBM of each device. Activations and fragmentation are not counted.
@@ -22,83 +34,120 @@ context must fit the HBM of each device. Activations and fragmentation are not c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from opbsim.emulator.engine import RunStats, run
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
-from opbsim.isa import assemble
 from opbsim.isa.types import Space
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["Cluster", "node_share", "node_expert_tokens", "alltoall_stats"]
+__all__ = ["Cluster", "node_share", "local_experts"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
-    """``nodes`` x ``devices_per_node`` copies of ``device``, running placement ``policy``."""
+    """A replica laid out by ``parallel`` over copies of ``device`` in nodes of ``node_devices``
+    (0: the device's own node size), running placement ``policy``."""
 
     device: DeviceSpec
     policy: str
-    devices_per_node: int = 1
-    nodes: int = 1
+    parallel: Parallelism = field(default_factory=Parallelism)
+    node_devices: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("devices_per_node", "nodes"):
-            value = getattr(self, name)
+        n = self.node_devices
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InputError(f"node_devices must be a non-negative integer, got {n!r}")
+        if not isinstance(self.parallel, Parallelism):
+            raise InputError(f"parallel must be a Parallelism, got {type(self.parallel).__name__}")
+
+    @classmethod
+    def from_nodes(cls, *, device: DeviceSpec, policy: str, devices_per_node: int = 1, nodes: int = 1) -> Cluster:
+        """The layout of ``--devices-per-node N --nodes M``: tensor parallel (attention and experts)
+        inside each node of N devices, data-parallel attention and expert-parallel experts across
+        the M nodes (tp = etp = N, dp = ep = M)."""
+        for name, value in (("devices_per_node", devices_per_node), ("nodes", nodes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+        return cls(device=device, policy=policy, node_devices=devices_per_node,
+                   parallel=Parallelism(tp=devices_per_node, dp=nodes, ep=nodes, etp=devices_per_node))
 
     @property
     def tp(self) -> int:
-        return self.devices_per_node
+        return self.parallel.tp
+
+    @property
+    def dp(self) -> int:
+        return self.parallel.dp
+
+    @property
+    def node_size(self) -> int:
+        return self.node_devices or self.device.interconnect.node_devices
 
     @property
     def devices(self) -> int:
-        return self.devices_per_node * self.nodes
+        return self.parallel.devices
+
+    @property
+    def devices_per_node(self) -> int:
+        return min(self.node_size, self.devices)
+
+    @property
+    def nodes(self) -> int:
+        return math.ceil(self.devices / self.devices_per_node)
+
+    @property
+    def fabric_device(self) -> DeviceSpec:
+        """``device`` with its links sized to this cluster's nodes (what collectives are timed on)."""
+        ic = self.device.interconnect
+        if ic.node_devices == self.node_size:
+            return self.device
+        return replace(self.device, interconnect=replace(ic, node_devices=self.node_size))
+
+    def group_local(self, devices: int, stride: int) -> int:
+        """Devices per node of a group of ``devices`` whose ranks are ``stride`` apart."""
+        return max(1, min(devices, self.node_size // stride))
 
     def check(self, model: ModelConfig) -> None:
         """Raise InputError when ``model`` cannot be split over this cluster."""
+        self.parallel.check(model)
         make_shard(model, self.tp)
-        if self.nodes > 1:
-            if not model.is_moe:
-                raise InputError(f"{model.name} is dense: expert parallelism over {self.nodes} nodes needs a MoE "
-                                 f"model (use --nodes 1)")
-            if model.num_experts % self.nodes:
-                raise InputError(f"nodes ({self.nodes}) must divide num_experts ({model.num_experts})")
-            if model.top_k * self.nodes > model.num_experts:
-                raise InputError(f"top_k x nodes ({model.top_k} x {self.nodes}) exceeds num_experts "
-                                 f"({model.num_experts}): a node's experts could not take its tokens")
+        if self.devices > self.node_size and self.devices % self.node_size:
+            raise InputError(f"{self.devices} devices do not fill nodes of {self.node_size} evenly")
 
     # -- capacity ----------------------------------------------------------------------------------
 
     def weight_bytes_per_device(self, model: ModelConfig) -> int:
-        """Non-expert weights split over a node's devices, experts over all devices (ET within a
-        node, EP across nodes). Uneven splits round up."""
+        """Non-expert weights split over tp, experts over ep x etp, layers over pp (uneven splits
+        round up)."""
         counts = model.param_counts()
         experts = counts.experts * model.dtype.itemsize_B
         rest = model.weight_bytes - experts
-        return math.ceil(rest / self.tp) + math.ceil(experts / self.devices)
+        p = self.parallel
+        return math.ceil((math.ceil(rest / p.tp) + math.ceil(experts / (p.ep * p.etp))) / p.pp)
 
     def kv_bytes_per_device(self, model: ModelConfig, context_tokens: int) -> int:
-        """KV-cache bytes one request of ``context_tokens`` holds on each device of its node (KV
-        heads split over the node's devices, replicated when there are fewer heads than devices)."""
-        if model.mla is not None:
-            return model.kv_bytes(context_tokens)
-        shard = make_shard(model, self.tp)
-        return model.kv_bytes(context_tokens) * shard.kv_heads // model.num_kv_heads
+        """KV-cache bytes one request of ``context_tokens`` tokens holds on each device of its tp
+        group (KV heads split over tp, replicated when there are fewer heads than devices; layers
+        split over pp)."""
+        full = model.kv_bytes(context_tokens)
+        if model.mla is None:
+            shard = make_shard(model, self.tp)
+            full = full * shard.kv_heads // model.num_kv_heads
+        return math.ceil(full / self.parallel.pp)
 
     def capacity_batch(self, model: ModelConfig, context_tokens: int) -> int:
         """The most requests of ``context_tokens`` tokens whose KV cache fits next to the weights
-        (0 when the weights alone do not fit). Requests are spread evenly over the nodes."""
+        (0 when the weights alone do not fit). Requests are spread evenly over the dp groups."""
         hbm_B = self.device.memory(Space.HBM).capacity_B
         free_B = hbm_B - self.weight_bytes_per_device(model)
         per_request_B = self.kv_bytes_per_device(model, context_tokens)
         if free_B <= 0:
             return 0
-        return (free_B // per_request_B) * self.nodes
+        return (free_B // per_request_B) * self.dp
 
 
 def node_share(stage: Stage, nodes: int) -> Stage:
@@ -120,23 +169,15 @@ def node_share(stage: Stage, nodes: int) -> Stage:
     return Stage(prefill=tuple(chunks[busiest]), decode_ctx_tokens=tuple(ctx))
 
 
-def node_expert_tokens(model: ModelConfig, tokens: int, nodes: int) -> tuple[int, ...]:
-    """Per-expert token counts on node 0 under expert parallelism: its ``tokens x top_k`` routed
-    rows spread evenly over its E / nodes experts (the first ones get the remainder); the other
-    nodes' experts get none on this node's devices."""
-    E, k = model.num_experts, model.top_k
-    local = E // nodes
-    base, extra = divmod(tokens * k, local)
-    return tuple((base + (e < extra)) if e < local else 0 for e in range(E))
-
-
-def alltoall_stats(device: DeviceSpec, rows: int, width: int, nodes: int) -> RunStats:
-    """One all-to-all over ``nodes`` nodes on the scale-out links: each device sends ``rows``
-    bf16 rows of ``width`` elements, (nodes - 1)/nodes of them to other nodes. Timed by the engine on
-    ``device`` with its link bandwidth replaced by ``scale_out_GBps``."""
-    per_peer = max(-(-rows // nodes), 1)
-    nbytes = nodes * per_peer * width * 2
-    text = (f".desc src hbm 0 bf16 [{nodes}, {per_peer}, {width}]\n"
-            f".desc dst hbm {nbytes + 256:#x} bf16 [{nodes}, {per_peer}, {width}]\n"
-            f"alltoall.dma dst, src, devices={nodes}\n")
-    return run(assemble(text, file="<alltoall>"), replace(device, link_GBps=device.scale_out_GBps))
+def local_experts(model: ModelConfig, tokens: int, ep: int) -> tuple[ModelConfig, int, tuple[int, ...]]:
+    """What one device's E/ep experts do when a stage of ``tokens`` tokens is routed over all E
+    under balanced routing: (a model of just those experts, with top_k capped at their number; the
+    token count T' of an equivalent stage; each local expert's rows). Every local expert gets
+    ``tokens x top_k / E`` rows (the first ones the remainder), and T' x top_k' equals their sum."""
+    local, k = model.num_experts // ep, model.top_k
+    k_local = min(k, local)
+    rows = -(-tokens * k // ep)
+    rows = -(-rows // k_local) * k_local  # a whole number of T' tokens
+    base, extra = divmod(rows, local)
+    counts = tuple(base + (e < extra) for e in range(local))
+    return replace(model, num_experts=local, top_k=k_local), rows // k_local, counts

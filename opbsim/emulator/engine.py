@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from opbsim.emulator.devices import sn40l as _sn40l  # noqa: F401  registers the PCU kernel model
 from opbsim.emulator.kernel_models import KernelModel, kernel_model
-from opbsim.emulator.work import Work, channel_bytes, compute_s, regions_of, work_of
+from opbsim.emulator.work import Work, channel_bytes, compute_s, link_demand, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region, Scoreboard
@@ -141,15 +141,16 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
         device.compute(inst.unit)  # the device must have the unit
     work = work_of(program, inst)
     demand = channel_bytes(device, inst, work)
-    if work.link_B:
-        demand[_LINK] = demand.get(_LINK, 0) + work.link_B
+    link_latency_s, link_B = link_demand(device, work)
+    if link_B:
+        demand[_LINK] = demand.get(_LINK, 0) + link_B
     regions = regions_of(program, inst)
     pays_launch = inst.mnemonic == "launch" or (
         not launched and bool(demand or work.matrix_flops or work.vector_flops))
     issue_s = device.compute(inst.unit).issue_ns * 1e-9 if pays_launch else 0.0
     return _Op(
         seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
-        fixed_s=issue_s + work.link_steps * device.collective_latency_us * 1e-6,
+        fixed_s=issue_s + link_latency_s,
         compute_s=compute_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
         sections=_sections(device, regions),
     )
@@ -166,11 +167,12 @@ def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, in
         for space, n in w.bytes_by_space:
             by_space[space] = by_space.get(space, 0) + n
     work = Work(matrix_flops=sum(w.matrix_flops for w in works), vector_flops=sum(w.vector_flops for w in works),
-                bytes_by_space=tuple(sorted(by_space.items())), link_B=sum(w.link_B for w in works))
+                bytes_by_space=tuple(sorted(by_space.items())))
     cost = model(device, launch, body, works)
     demand = channel_bytes(device, launch, work)
-    if work.link_B:
-        demand[_LINK] = demand.get(_LINK, 0) + work.link_B
+    link_B = sum(link_demand(device, w)[1] for w in works)
+    if link_B:
+        demand[_LINK] = demand.get(_LINK, 0) + link_B
     regions = tuple(r for inst in body for r in regions_of(program, inst))
     return _Op(seq=seq, index=index, inst=launch, work=work, demand_B=demand, total_B=sum(demand.values()),
                fixed_s=cost.fixed_s, compute_s=cost.compute_s, deps=live.add(regions, seq, launch.unit),

@@ -72,6 +72,7 @@ class ServingResult:
     policy: str
     devices_per_node: int
     nodes: int
+    parallel: str
     loop: str
     requests: int
     requested_batch: int
@@ -94,6 +95,9 @@ class ServingResult:
     energy_per_token_mJ: float
     utilisation_by_unit: tuple[tuple[str, float], ...]
     time_share_by_class: tuple[tuple[str, float], ...]
+    communication_share: float  # share of stage time with links busy and no unit
+    decode_stage_ms_mean: float  # mean over decode-only stages (NaN: none)
+    prefill_stage_ms_mean: float  # mean over stages carrying prefill tokens (NaN: none)
     stages: int
     decode_only_stages: int
     compiled_shapes: int
@@ -255,6 +259,8 @@ class _Loop:
         energy = sum(c.energy_J * k for c, k in self.costs.values())
         busy: dict[str, float] = {}
         by_class: dict[str, float] = {}
+        exposed = sum(c.comm_exposed_s * k for c, k in self.costs.values())
+        prefill = np.asarray(self.stage_prefill, dtype=np.int64) > 0
         for cost, k in self.costs.values():
             for u, b in cost.busy_s_by_unit:
                 busy[u.name.lower()] = busy.get(u.name.lower(), 0.0) + b * k
@@ -265,7 +271,8 @@ class _Loop:
         e2e = self.done_s - arrival
         return ServingResult(
             model=model.name, device=cluster.device.name, policy=cluster.policy,
-            devices_per_node=cluster.devices_per_node, nodes=cluster.nodes, loop=self.scenario.loop.value,
+            devices_per_node=cluster.devices_per_node, nodes=cluster.nodes, parallel=cluster.parallel.label,
+            loop=self.scenario.loop.value,
             requests=len(self.inp), requested_batch=requested, capacity_batch=capacity, max_batch=self.max_batch,
             output_tokens=tokens, duration_s=duration, tokens_per_s=tokens / duration,
             tbt_p50_ms=weighted_percentile(times * 1e3, decode, 50),
@@ -277,6 +284,9 @@ class _Loop:
             energy_J=energy, energy_per_token_mJ=energy / tokens * 1e3,
             utilisation_by_unit=tuple(sorted((u, b / duration) for u, b in busy.items())),
             time_share_by_class=tuple((c, t / total) for c, t in by_class.items()),
+            communication_share=exposed / total,
+            decode_stage_ms_mean=float(times[~prefill].mean() * 1e3) if (~prefill).any() else float("nan"),
+            prefill_stage_ms_mean=float(times[prefill].mean() * 1e3) if prefill.any() else float("nan"),
             stages=len(times), decode_only_stages=int(sum(p == 0 for p in self.stage_prefill)),
             compiled_shapes=self.timer.compiled_shapes,
             stage_start_s=tuple(self.stage_start), stage_time_s=tuple(self.stage_time),

@@ -9,7 +9,15 @@ every stage of a long trace would take hours, so a stage is decomposed and memoi
 - one decoder layer per layer kind (MoE or dense FFN), compiled for a representative layer (the
   first of its kind after layer 0, so it carries the residual add every later layer has) and
   timed once; its time and energy count once per layer of that kind;
-- under expert parallelism, two scale-out all-to-alls per MoE layer (``alltoall_stats``).
+- when experts are exchanged (cluster.py), a MoE layer is the layer without its expert FFNs
+  (attention, router, dispatch and combine of the group's tokens, shared experts) plus the
+  device's own experts over the rows routed to them, plus the collectives that move the rows
+  (timed by the collective library; ``COMM`` in the class split);
+- with ``overlap`` (two-batch overlap, as DeepSeek's serving does), a MoE layer with exchanged
+  experts runs as two micro-batches whose communication hides behind the other's computation:
+  max(2 C, 2 M) per layer for micro-batch compute C and communication M, plus one C or M (the
+  smaller) to fill the pipeline per stage;
+- pipeline stages (pp > 1) cost every layer at the micro-batch size plus pp hand-overs.
 
 Layers are serially dependent through the residual stream, so summing per-layer times leaves out
 only the overlap of one layer's tail with the next layer's head (measured in
@@ -28,18 +36,21 @@ disables bucketing (every distinct stage is compiled as it is).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
-from opbsim.emulator.cluster import Cluster, alltoall_stats, node_expert_tokens, node_share
+from opbsim.emulator.cluster import Cluster, local_experts, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.errors import InputError
+from opbsim.hardware.collectives import Collective, plan
 from opbsim.isa.types import Unit
-from opbsim.workloads.graph import ModelGraph, build_layer, build_model
+from opbsim.workloads import primitives as P
+from opbsim.workloads.attention import Shard
+from opbsim.workloads.graph import LayerGraph, ModelGraph, build_layer, build_model
 from opbsim.workloads.models import ModelConfig
-from opbsim.workloads.ops import OpClass
+from opbsim.workloads.moe import moe_ops
+from opbsim.workloads.ops import OpClass, OpKind
 from opbsim.workloads.routing import BalancedRouting, Routing, expert_counts
 from opbsim.workloads.stage import PrefillChunk, Stage
 
@@ -94,6 +105,8 @@ class StageCost:
     energy_J: float
     busy_s_by_unit: tuple[tuple[Unit, float], ...]
     time_s_by_class: tuple[tuple[OpClass, float], ...]
+    comm_exposed_s: float = 0.0  # wall clock with a collective in flight and no other instruction
+
 
 
 def split_by_class(stats: RunStats, class_of_index: dict[int, OpClass]) -> dict[OpClass, float]:
@@ -126,36 +139,79 @@ def split_by_class(stats: RunStats, class_of_index: dict[int, OpClass]) -> dict[
     return out
 
 
+def exposed_comm_s(stats: RunStats, class_of_index: dict[int, OpClass]) -> float:
+    """Wall-clock time of ``stats`` during which only communication instructions run."""
+    events: list[tuple[float, int, bool]] = []
+    for iv in stats.timeline:
+        if iv.end_s > iv.start_s:
+            comm = class_of_index.get(iv.index) is OpClass.COMM
+            events += [(iv.start_s, 1, comm), (iv.end_s, -1, comm)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    comm_n = other_n = 0
+    last = out = 0.0
+    for t, delta, comm in events:
+        if comm_n and not other_n:
+            out += t - last
+        last = t
+        if comm:
+            comm_n += delta
+        else:
+            other_n += delta
+    return out
+
+
 @dataclass(slots=True)
 class _Acc:
     time_s: float = 0.0
     energy_J: float = 0.0
     busy: dict[Unit, float] = field(default_factory=dict)
     by_class: dict[OpClass, float] = field(default_factory=lambda: dict.fromkeys(OpClass, 0.0))
+    fill_s: float = 0.0  # two-batch overlap: pipeline fill paid once per stage
+    exposed_s: float = 0.0  # communication with nothing else running
 
-    def add(self, stats: RunStats, classes: dict[OpClass, float], times: int) -> None:
+    def add(self, stats: RunStats, classes: dict[OpClass, float], times: float,
+            energy_times: float | None = None) -> None:
         self.time_s += stats.time_s * times
-        self.energy_J += stats.energy_J * times
+        self.energy_J += stats.energy_J * (times if energy_times is None else energy_times)
         for u, b in stats.busy_s_by_unit:
             self.busy[u] = self.busy.get(u, 0.0) + b * times
         for c, t in classes.items():
             self.by_class[c] += t * times
+
+    def add_comm(self, seconds: float, times: float) -> None:
+        self.time_s += seconds * times
+        self.exposed_s += seconds * times
+        self.by_class[OpClass.COMM] += seconds * times
+
+    def scaled(self, times: float) -> _Acc:
+        return _Acc(self.time_s * times, self.energy_J * times, {u: b * times for u, b in self.busy.items()},
+                    {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times)
+
+    def merge(self, other: _Acc) -> None:
+        self.time_s += other.time_s
+        self.exposed_s += other.exposed_s
+        self.energy_J += other.energy_J
+        for u, b in other.busy.items():
+            self.busy[u] = self.busy.get(u, 0.0) + b
+        for c, t in other.by_class.items():
+            self.by_class[c] += t
 
 
 class StageTimer:
     """Costs stages of ``model`` on ``cluster``; every distinct bucketed shape is compiled and timed
     once (``memo=False`` recomputes each call: the reference the memo is tested against).
 
-    ``routing`` (one node only) decides the expert token counts of a shape, drawn once per shape
-    from the representative layer's stream; by default the balanced counts, which are the expected
-    counts under uniform routing.
+    ``routing`` (only when experts are not exchanged) decides the expert token counts of a shape,
+    drawn once per shape from the representative layer's stream; by default the balanced counts,
+    which are the expected counts under uniform routing. ``overlap`` turns on two-batch overlap.
     """
 
     def __init__(self, model: ModelConfig, cluster: Cluster, *, routing: Routing | None = None,
-                 bucketing: Bucketing = Bucketing(), memo: bool = True):
+                 bucketing: Bucketing = Bucketing(), memo: bool = True, overlap: bool = False):
         cluster.check(model)
-        if routing is not None and cluster.nodes > 1:
-            raise InputError("a routing other than balanced is supported on one node only")
+        par = cluster.parallel
+        if routing is not None and model.is_moe and par.experts_exchanged:
+            raise InputError("a routing other than balanced needs ep = 1 and dp = 1 (experts not exchanged)")
         if routing is not None and (routing.num_experts, routing.top_k) != (model.num_experts, model.top_k):
             raise InputError(f"routing has {routing.num_experts} experts, top-{routing.top_k}; the model "
                              f"{model.num_experts}, top-{model.top_k}")
@@ -164,6 +220,8 @@ class StageTimer:
         self.routing = routing
         self.bucketing = bucketing
         self.memo = memo
+        self.overlap = overlap
+        self._fabric = cluster.fabric_device.interconnect
         self._cache: dict[Stage, StageCost] = {}
         self.compiled_shapes = 0
         kinds: dict[bool, list[int]] = {}
@@ -197,10 +255,9 @@ class StageTimer:
     def lowering_errors(self, stage: Stage) -> tuple[str, ...]:
         """What stops ``stage`` from compiling: the compiler's message for the prologue/epilogue and
         for each layer kind that fails, in that order (empty when it compiles)."""
-        node = node_share(stage, self.cluster.nodes)
-        parts = [lambda: self._time(self._head(node), _Acc(), 1)]
-        parts += [lambda moe=moe, layer=layer: self._time(self._layer(node, moe, layer), _Acc(), 1)
-                  for moe, layer, _ in self._layers]
+        group = node_share(stage, self.cluster.dp)
+        parts = [lambda: self._time(self._head(group), _Acc(), 1)]
+        parts += [lambda moe=moe, layer=layer: self._layer_cost(group, moe, layer) for moe, layer, _ in self._layers]
         errors = []
         for part in parts:
             try:
@@ -209,52 +266,143 @@ class StageTimer:
                 errors.append(str(e))
         return tuple(errors)
 
-    def _head(self, node: Stage) -> ModelGraph:
-        head = build_model(self._head_model, node, tp=self.cluster.tp)
+    # -- graphs ------------------------------------------------------------------------------------
+
+    def parts(self, stage: Stage) -> tuple[tuple[ModelGraph, int], ...]:
+        """The graphs one device runs for ``stage`` (not bucketed) and how many times each: the
+        prologue and epilogue, and per layer kind its representative layer (and, with exchanged
+        experts, the device's experts) times the layers of that kind, per pipeline micro-batch."""
+        par = self.cluster.parallel
+        group = node_share(stage, par.dp)
+        micro = node_share(group, par.pp) if par.pp > 1 else group
+        out = [(self._head(micro), 1)]
+        for moe, layer, count in self._layers:
+            out.append((self._layer(micro, moe, layer), count))
+            if self._exchanged(moe):
+                out.append((self._experts(micro.tokens * par.dp, layer), count))
+        return tuple(out)
+
+    def _exchanged(self, moe: bool) -> bool:
+        return moe and self.cluster.parallel.experts_exchanged
+
+    def _head(self, group: Stage) -> ModelGraph:
+        head = build_model(self._head_model, group, tp=self.cluster.tp)
         return replace(head, model=self.model, layers=())
 
-    def _layer(self, node: Stage, moe: bool, layer: int) -> ModelGraph:
-        graph = build_layer(self.model, node, layer, expert_tokens=self._counts(node, layer) if moe else None,
-                            tp=self.cluster.tp)
-        return ModelGraph(self.model, node, self.cluster.tp, (), (graph,), ())
+    def _layer(self, group: Stage, moe: bool, layer: int) -> ModelGraph:
+        """The whole layer on one device; with exchanged experts, without its expert FFNs and
+        without the expert all-reduce (``_experts`` and ``_exchange`` cost those)."""
+        tp = self.cluster.tp
+        counts = self._counts(group, layer) if moe else None
+        graph = build_layer(self.model, group, layer, expert_tokens=counts, tp=tp)
+        if self._exchanged(moe):
+            drop = f"L{layer}.ffn_all_reduce"
+            graph = LayerGraph(layer, moe, tuple(op for op in graph.ops
+                                                 if op.name != drop and "expert" not in op.params))
+        return ModelGraph(self.model, group, tp, (), (graph,), ())
+
+    def _experts(self, stage_tokens: int, layer: int) -> ModelGraph:
+        """One device's E/ep experts at 1/etp width over their rows of a stage of ``stage_tokens``."""
+        par = self.cluster.parallel
+        local, tokens, counts = local_experts(self.model, stage_tokens, par.ep)
+        x = P.act(f"L{layer}.h_norm", (tokens, local.hidden_size), local.dtype)
+        ops = tuple(op for op in moe_ops(local, Shard(par.etp, 1, 1), f"L{layer}", x, counts)
+                    if op.kind is OpKind.FFN and "expert" in op.params)
+        return ModelGraph(local, Stage.decode(tokens, 1), 1, (), (LayerGraph(layer, True, ops),), ())
+
+    def _exchange(self, group: Stage, stage_tokens: int) -> float:
+        """Seconds of the collectives that move one MoE layer's rows (cluster.py)."""
+        par, m = self.cluster.parallel, self.model
+        row_B = m.hidden_size * m.dtype.itemsize_B
+        n = par.stage_devices
+        calls: list[tuple[Collective, int, int, int]] = []
+        if par.ep > 1:
+            send = -(-group.tokens * m.top_k // par.tp) * par.etp * row_B
+            calls += [(Collective.ALLTOALL, send, n, 1)] * 2
+            if par.tp > 1:
+                calls.append((Collective.ALLGATHER, group.tokens * row_B, par.tp, 1))
+        else:
+            calls.append((Collective.ALLGATHER, par.dp * group.tokens * row_B, par.dp, par.tp))
+            calls.append((Collective.ALLREDUCE, stage_tokens * row_B, n, 1))
+        return sum(self._collective_s(*call) for call in calls)
+
+    def _collective_s(self, kind: Collective, size_B: int, devices: int, stride: int) -> float:
+        if devices < 2:
+            return 0.0
+        ic = replace(self._fabric, node_devices=self.cluster.group_local(devices, stride))
+        return plan(ic, kind, size_B, devices).time_s
+
+    # -- costing -----------------------------------------------------------------------------------
+
+    def _layer_cost(self, group: Stage, moe: bool, layer: int) -> _Acc:
+        """One layer on the busiest device: its compiled part(s) and, with exchanged experts, the
+        collectives (two-batch overlap applied when enabled)."""
+        acc = _Acc()
+        if not self._exchanged(moe):
+            self._time(self._layer(group, moe, layer), acc, 1)
+            return acc
+        if self.overlap and group.tokens >= 2:
+            half = node_share(group, 2)
+            compute, comm = self._layer_parts(half, half.tokens * self.cluster.dp, layer)
+            c_s, m_s = compute.time_s, comm
+            out = compute.scaled(2)
+            out.time_s = max(2 * c_s, 2 * m_s)
+            out.by_class[OpClass.COMM] += max(0.0, out.time_s - 2 * c_s)
+            out.exposed_s += max(0.0, out.time_s - 2 * c_s)
+            out.fill_s = min(c_s, m_s)
+            return out
+        compute, comm = self._layer_parts(group, group.tokens * self.cluster.dp, layer)
+        compute.add_comm(comm, 1)
+        return compute
+
+    def _layer_parts(self, group: Stage, stage_tokens: int, layer: int) -> tuple[_Acc, float]:
+        acc = _Acc()
+        self._time(self._layer(group, True, layer), acc, 1)
+        self._time(self._experts(stage_tokens, layer), acc, 1)
+        return acc, self._exchange(group, stage_tokens)
 
     def _compute(self, stage: Stage) -> StageCost:
-        model, cluster = self.model, self.cluster
-        node = node_share(stage, cluster.nodes)
+        cluster, par = self.cluster, self.cluster.parallel
+        group = node_share(stage, par.dp)
+        micro = node_share(group, par.pp) if par.pp > 1 else group
         self.compiled_shapes += 1
         acc = _Acc()
-        self._time(self._head(node), acc, 1)
+        self._time(self._head(micro), acc, par.pp, energy_times=1)
+        fill = 0.0
         for moe, layer, count in self._layers:
-            self._time(self._layer(node, moe, layer), acc, count)
-            if moe and cluster.nodes > 1:
-                rows = math.ceil(node.tokens * model.top_k / cluster.tp)
-                a2a = alltoall_stats(cluster.device, rows, model.hidden_size, cluster.nodes)
-                acc.add(a2a, {OpClass.COMM: a2a.time_s}, 2 * count)
+            part = self._layer_cost(micro, moe, layer)
+            fill = max(fill, part.fill_s)
+            acc.merge(part.scaled(count))
+        acc.time_s += fill
+        if par.pp > 1:
+            row_B = self.model.hidden_size * self.model.dtype.itemsize_B
+            hand_over = self._collective_s(Collective.ALLTOALL, 2 * micro.tokens * row_B, 2, par.stage_devices)
+            acc.add_comm(hand_over, par.pp)
         return StageCost(
             time_s=acc.time_s,
             energy_J=acc.energy_J * cluster.devices,
             busy_s_by_unit=tuple(sorted(acc.busy.items())),
             time_s_by_class=tuple((c, t) for c, t in acc.by_class.items() if t > 0),
+            comm_exposed_s=acc.exposed_s,
         )
 
-    def _counts(self, node: Stage, layer: int) -> tuple[int, ...] | None:
-        if self.cluster.nodes > 1:
-            return node_expert_tokens(self.model, node.tokens, self.cluster.nodes)
+    def _counts(self, group: Stage, layer: int) -> tuple[int, ...] | None:
         if self.routing is None or isinstance(self.routing, BalancedRouting):
             return None
-        counts = expert_counts(self.routing.route(layer, node.tokens), self.model.num_experts)
+        counts = expert_counts(self.routing.route(layer, group.tokens), self.model.num_experts)
         return tuple(int(n) for n in counts)
 
-    def _time(self, graph: ModelGraph, acc: _Acc, times: int) -> None:
+    def _time(self, graph: ModelGraph, acc: _Acc, times: int, energy_times: float | None = None) -> None:
         cluster = self.cluster
         try:
-            compiled = compile_graph(graph, cluster.device, cluster.policy)
+            compiled = compile_graph(graph, cluster.fabric_device, cluster.policy)
         except InputError as e:
             if str(e).startswith("does not fit"):
                 raise InputError(f"{e}: a stage of {graph.stage.tokens} tokens per device is too large "
                                  f"(bound it with chunked prefill or a smaller batch)") from None
             raise
-        stats = run_program(compiled.program, cluster.device)
+        stats = run_program(compiled.program, cluster.fabric_device)
         op_class = {op.name: op.op_class for op in graph.ops}
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}
-        acc.add(stats, split_by_class(stats, by_index), times)
+        acc.add(stats, split_by_class(stats, by_index), times, energy_times)
+        acc.exposed_s += exposed_comm_s(stats, by_index) * times

@@ -8,18 +8,21 @@ expands to); gathers and scatters move only the rows they index.
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from opbsim.errors import InputError
+from opbsim.hardware.collectives import Collective, Plan, plan
+from opbsim.hardware.interconnect import Interconnect
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.spec import TABLE, Role
 from opbsim.isa.types import Descriptor, Space
 
-__all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes"]
+__all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes",
+           "link_plan", "link_demand"]
 
 VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
     "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
@@ -37,14 +40,13 @@ VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """Demands of one instruction. ``bytes_by_space`` counts reads plus writes; ``link_B`` is what
-    the device sends to its peers and ``link_steps`` the latency-bound steps of the collective."""
+    """Demands of one instruction. ``bytes_by_space`` counts reads plus writes; ``collective`` is
+    (kind, size in bytes as nccl-tests counts it, devices in the group) for a collective."""
 
     matrix_flops: int = 0
     vector_flops: int = 0
     bytes_by_space: tuple[tuple[Space, int], ...] = ()
-    link_B: int = 0
-    link_steps: int = 0
+    collective: tuple[Collective, int, int] | None = None
 
     @property
     def total_B(self) -> int:
@@ -125,14 +127,14 @@ def _copy(program: Program, inst: Instruction) -> Work:
     return Work(bytes_by_space=_all(program, inst))
 
 
-def _collective(ring_factor: Callable[[int], float], steps: Callable[[int], int]):
+def _collective(kind: Collective, size_per_src: Callable[[int], int]):
+    """``size_per_src(n)``: the nccl-tests size in units of the src operand (all-gather: n slices)."""
     def cost(program: Program, inst: Instruction) -> Work:
         n = int(inst["devices"])
         if n < 2:
             raise InputError(f"{inst.mnemonic}: devices={n}, a group needs at least 2")
         src = program.operand_descriptor(inst, "src")
-        return Work(bytes_by_space=_all(program, inst), link_B=math.ceil(ring_factor(n) * src.footprint_B),
-                    link_steps=steps(n))
+        return Work(bytes_by_space=_all(program, inst), collective=(kind, size_per_src(n) * src.footprint_B, n))
     return cost
 
 
@@ -142,9 +144,9 @@ def _nothing(program: Program, inst: Instruction) -> Work:
 
 _COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "copy": _copy,
-    "allreduce": _collective(lambda n: 2 * (n - 1) / n, lambda n: 2 * (n - 1)),  # ring
-    "alltoall": _collective(lambda n: (n - 1) / n, lambda n: n - 1),
-    "allgather": _collective(lambda n: n - 1, lambda n: n - 1),  # ring: each slice travels to n - 1 peers
+    "allreduce": _collective(Collective.ALLREDUCE, lambda n: 1),
+    "alltoall": _collective(Collective.ALLTOALL, lambda n: 1),
+    "allgather": _collective(Collective.ALLGATHER, lambda n: n),
     "gemm": _gemm, "gemm_acc": _gemm,
     **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "relu",
                                   "gelu", "rope", "scale", "cvt", "softmax", "rmsnorm", "layernorm")},
@@ -194,10 +196,30 @@ def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
     return t
 
 
+@functools.lru_cache(maxsize=4096)
+def _plan(ic: Interconnect, kind: Collective, size_B: int, devices: int) -> Plan:
+    return plan(ic, kind, size_B, devices)
+
+
+def link_plan(device: DeviceSpec, work: Work) -> Plan | None:
+    """The collective library's fastest plan for ``work``'s collective (None: not a collective)."""
+    if work.collective is None:
+        return None
+    return _plan(device.interconnect, *work.collective)
+
+
+def link_demand(device: DeviceSpec, work: Work) -> tuple[float, int]:
+    """(latency in s, bytes on the engine's link channel): the plan's transfer time expressed as
+    bytes at the channel's capacity ``device.link_GBps``, so concurrent collectives share it."""
+    p = link_plan(device, work)
+    if p is None:
+        return 0.0, 0
+    return p.latency_s, round(p.transfer_s * device.link_GBps * 1e9)
+
+
 def link_s(device: DeviceSpec, work: Work) -> float:
-    if not work.link_B:
-        return 0.0
-    return work.link_B / (device.link_GBps * 1e9) + work.link_steps * device.collective_latency_us * 1e-6
+    p = link_plan(device, work)
+    return 0.0 if p is None else p.time_s
 
 
 def roofline_bound_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:

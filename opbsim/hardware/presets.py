@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from opbsim.hardware.interconnect import Interconnect
+from opbsim.hardware.links import nvlink3_node, nvlink4_node
 from opbsim.hardware.sn40l import sn40l
 from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
@@ -32,7 +34,7 @@ _H100_HBM_GBps = 3352.0  # [D]: 5 stacks x 670.4 GB/s
 
 def _gpu(
     name: str, *, matrix_TFLOPS: float, vector_TFLOPS: float, hbm_B: int, hbm_GBps: float, smem_B: int,
-    smem_GBps: float, host_B: int, host_GBps: float, link_GBps: float, source: str,
+    smem_GBps: float, host_B: int, host_GBps: float, interconnect: Interconnect, source: str,
 ) -> DeviceSpec:
     return DeviceSpec(
         name=name,
@@ -60,9 +62,7 @@ def _gpu(
             Path(unit=Unit.DMA, space=Space.HOST, channels=("pcie",), energy_pJ_per_B=_HOST_PJ_PER_B),
         ),
         flop_energy_pJ=_MAC_PJ_PER_FLOP,
-        link_GBps=link_GBps,
-        scale_out_GBps=400.0 / 8,  # [D] InfiniBand 400 GB/s per node, shared by its 8 devices (derived)
-        collective_latency_us=5.0,  # assumed: per collective step (NCCL-class)
+        interconnect=interconnect,
         source=source,
     )
 
@@ -77,7 +77,7 @@ h100 = _gpu(
     smem_GBps=132 * 128 * 1.755,  # derived: 128 B/clock/SM at the 1755 MHz boost clock [NV]
     host_B=2048 * GiB // 8,  # assumed: 2 TiB DGX host memory shared by 8 GPUs
     host_GBps=64.0,  # [S] host -> GPU in a DGX H100
-    link_GBps=900.0 / 2,  # [D] NVLink 900 GB/s bidirectional
+    interconnect=nvlink4_node(),  # [D] NVLink 900 GB/s bidirectional; links.py
     source="Duplex paper [D] sec. VI; NVIDIA H100 SXM datasheet",
 )
 
@@ -91,7 +91,7 @@ a100 = _gpu(
     smem_GBps=108 * 128 * 1.41,  # derived: 128 B/clock/SM at 1410 MHz [NV]
     host_B=2048 * GiB // 8,  # assumed: 2 TiB DGX host memory shared by 8 GPUs
     host_GBps=32.0,  # [S] host -> GPU in a DGX A100
-    link_GBps=600.0 / 2,  # [NV] NVLink3 600 GB/s bidirectional
+    interconnect=nvlink3_node(),  # [NV] NVLink3 600 GB/s bidirectional; links.py
     source="SN40L paper [S]; NVIDIA A100 datasheet",
 )
 

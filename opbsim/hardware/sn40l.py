@@ -8,6 +8,7 @@ published result. The geometry behind the clock (32 lanes x 6 stages per PCU at 
 
 from __future__ import annotations
 
+from opbsim.hardware.links import sn40l_links
 from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 
@@ -77,9 +78,7 @@ sn40l = DeviceSpec(
     ),
     paths=(*_paths(Unit.PCU), *_paths(Unit.PMU), *_paths(Unit.DMA)),
     flop_energy_pJ=_MAC_PJ_PER_FLOP,
-    link_GBps=100.0,  # assumed: socket-to-socket link per direction; [S] does not publish it
-    scale_out_GBps=50.0,  # assumed: node-to-node share per socket, as the DGX presets' 400 GB/s / 8
-    collective_latency_us=1.0,  # assumed: one step of a collective over direct links, no host involved
+    interconnect=sn40l_links(),  # links.py: peer links and their costs assumed ([S] publishes neither)
     source="SN40L paper [S] arXiv 2405.07518 sec. III-IV; geometry and unpublished values assumed",
     dataflow=SN40L_DATAFLOW,
 )

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from opbsim.errors import InputError
+from opbsim.hardware.interconnect import Interconnect
 from opbsim.isa.types import Space, Unit
 
 __all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DataflowSpec", "DeviceSpec"]
@@ -137,9 +138,9 @@ class DataflowSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSpec:
-    """One device. ``link_GBps`` is its per-direction bandwidth to its peers in a node and
-    ``scale_out_GBps`` to other nodes; both serve the collectives. ``dataflow`` is set on a device
-    whose PCU runs spatial dataflow kernels (it requires a PCU unit)."""
+    """One device. ``interconnect`` is its ports to peers in a node and to other nodes and the
+    collective library that drives them (collectives.py times a call). ``dataflow`` is set on a
+    device whose PCU runs spatial dataflow kernels (it requires a PCU unit)."""
 
     name: str
     units: tuple[ComputeSpec, ...]
@@ -147,16 +148,13 @@ class DeviceSpec:
     channels: tuple[Channel, ...]
     paths: tuple[Path, ...]
     flop_energy_pJ: float
-    link_GBps: float
-    scale_out_GBps: float
-    collective_latency_us: float
+    interconnect: Interconnect
     source: str
     dataflow: DataflowSpec | None = None
 
     def __post_init__(self) -> None:
         owner = f"device {self.name}"
-        _non_negative(owner, flop_energy_pJ=self.flop_energy_pJ, collective_latency_us=self.collective_latency_us)
-        _positive(owner, link_GBps=self.link_GBps, scale_out_GBps=self.scale_out_GBps)
+        _non_negative(owner, flop_energy_pJ=self.flop_energy_pJ)
         names = {c.name for c in self.channels}
         for p in self.paths:
             missing = [c for c in p.channels if c not in names]
@@ -187,6 +185,11 @@ class DeviceSpec:
             if p.unit is unit and p.space is space:
                 return p
         raise InputError(f"device {self.name}: unit {unit.name.lower()} cannot reach {space.name.lower()}")
+
+    @property
+    def link_GBps(self) -> float:
+        """Nominal per-direction scale-up bandwidth: the capacity of the engine's link channel."""
+        return self.interconnect.scale_up.bw_GBps
 
     def channel_bw_GBps(self, name: str) -> float:
         for c in self.channels:

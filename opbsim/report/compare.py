@@ -184,7 +184,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
     policy = s.policy_of(spec)
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
-        cluster = Cluster(device=spec, policy=policy, devices_per_node=s.devices_per_node, nodes=s.nodes)
+        cluster = Cluster.from_nodes(device=spec, policy=policy, devices_per_node=s.devices_per_node, nodes=s.nodes)
         timer = RecordingTimer(model, cluster, bucketing=Bucketing(s.buckets))
         result = simulate(model, cluster, _scenario(s, s.batch),
                           ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
@@ -223,7 +223,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
 
 def _layer_graph(model: ModelConfig, cluster: Cluster, stage: Stage) -> tuple[ModelGraph, str]:
     """The first MoE layer after layer 0 (else layer 1, else 0) for ``stage`` on one node."""
-    node = node_share(stage, cluster.nodes)
+    node = node_share(stage, cluster.dp)
     candidates = [i for i in range(1, model.num_layers) if model.is_moe_layer(i)] or [min(1, model.num_layers - 1)]
     layer = candidates[0]
     graph = build_layer(model, node, layer, tp=cluster.tp)

@@ -17,16 +17,13 @@ as the stage timer compiles them) and sums, so the parts add up to the run's ene
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 from opbsim.compiler import compile_graph
-from opbsim.emulator.cluster import node_expert_tokens, node_share
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.emulator.work import work_of
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.types import Space, Unit
-from opbsim.workloads.graph import ModelGraph, build_layer, build_model
 from opbsim.workloads.stage import PrefillChunk, Stage
 
 __all__ = ["COMPUTE", "component_name", "energy_J_by_component", "RecordingTimer", "serving_energy_by_component"]
@@ -99,25 +96,13 @@ class RecordingTimer(StageTimer):
 
 
 def _shape_components(timer: StageTimer, stage: Stage) -> dict[str, float]:
-    """One device's energy of ``stage`` by component: the prologue and epilogue once, one decoder
-    layer of each kind times the layers of that kind (as stage_timer.py decomposes a stage)."""
-    model, cluster = timer.model, timer.cluster
-    node = node_share(stage, cluster.nodes)
-    kinds: dict[bool, list[int]] = {}
-    for i in range(model.num_layers):
-        kinds.setdefault(model.is_moe_layer(i), []).append(i)
-    head_layers = model.first_dense_layers + model.moe_every if model.is_moe else 1
-    head = build_model(replace(model, num_layers=head_layers), node, tp=cluster.tp)
-    parts = [(replace(head, model=model, layers=()), 1)]
-    for moe, idx in kinds.items():
-        layer = next((i for i in idx if i > 0), idx[0])
-        counts = node_expert_tokens(model, node.tokens, cluster.nodes) if moe and cluster.nodes > 1 else None
-        graph = build_layer(model, node, layer, expert_tokens=counts, tp=cluster.tp)
-        parts.append((ModelGraph(model, node, cluster.tp, (), (graph,), ()), len(idx)))
+    """One device's energy of ``stage`` by component over the graphs the timer runs for it
+    (``StageTimer.parts``)."""
+    cluster = timer.cluster
     out: dict[str, float] = {}
-    for graph, times in parts:
-        compiled = compile_graph(graph, cluster.device, cluster.policy)
-        for key, joules in energy_J_by_component(compiled.program, cluster.device).items():
+    for graph, times in timer.parts(stage):
+        compiled = compile_graph(graph, cluster.fabric_device, cluster.policy)
+        for key, joules in energy_J_by_component(compiled.program, cluster.fabric_device).items():
             out[key] = out.get(key, 0.0) + joules * times
     return out
 

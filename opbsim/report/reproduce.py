@@ -123,8 +123,8 @@ class Reproduction:
 def _probe(setup: Setup, system: System) -> str | None:
     """The compiler's errors for a small decode stage of ``setup`` on ``system``, or None."""
     model = get_preset(setup.model)
-    cluster = Cluster(device=get_device(system.device), policy=system.policy,
-                      devices_per_node=setup.devices_per_node, nodes=setup.nodes)
+    cluster = Cluster.from_nodes(device=get_device(system.device), policy=system.policy,
+                                 devices_per_node=setup.devices_per_node, nodes=setup.nodes)
     errors = StageTimer(model, cluster).lowering_errors(Stage.decode(setup.nodes, 16))
     return "; ".join(errors) if errors else None
 
@@ -144,8 +144,8 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
         model = get_preset(setup.model)
         timers = {}
         for s in SYSTEMS:
-            cluster = Cluster(device=get_device(s.device), policy=s.policy, devices_per_node=setup.devices_per_node,
-                              nodes=setup.nodes)
+            cluster = Cluster.from_nodes(device=get_device(s.device), policy=s.policy,
+                                         devices_per_node=setup.devices_per_node, nodes=setup.nodes)
             uniform = model.is_moe and setup.nodes == 1  # across nodes: balanced, the expectation (cluster.py)
             routing = UniformRouting(model.num_experts, model.top_k, seed=SEED) if uniform else None
             timers[s.label] = (cluster, StageTimer(model, cluster, routing=routing))

@@ -29,7 +29,7 @@ def serving_table(result: ServingResult) -> str:
     cap = f"{r.max_batch} (capped from {r.requested_batch}: KV cache and weights fit {r.capacity_batch})" \
         if r.batch_capped else str(r.max_batch)
     rows = [
-        ("system", f"{r.nodes} x {r.devices_per_node} {r.device}, policy {r.policy}"),
+        ("system", f"{r.nodes} x {r.devices_per_node} {r.device} ({r.parallel}), policy {r.policy}"),
         ("requests", f"{r.requests} ({r.loop} loop), {r.output_tokens} output tokens"),
         ("max batch", cap),
         ("makespan", f"{r.duration_s:.3f} s"),
@@ -39,6 +39,8 @@ def serving_table(result: ServingResult) -> str:
         ("end-to-end latency mean / p50 / p99", f"{r.e2e_mean_s:.3f} / {r.e2e_p50_s:.3f} / {r.e2e_p99_s:.3f} s"),
         ("energy per token", f"{r.energy_per_token_mJ:.2f} mJ"),
         ("stages (decode-only)", f"{r.stages} ({r.decode_only_stage_share:.1%})"),
+        ("stage time decode-only / with prefill", f"{r.decode_stage_ms_mean:.3f} / {r.prefill_stage_ms_mean:.3f} ms"),
+        ("communication (links busy, units idle)", f"{r.communication_share:.1%}"),
         ("stage shapes compiled", str(r.compiled_shapes)),
     ]
     rows += [(f"  {u} utilisation", f"{share:.1%}") for u, share in r.utilisation_by_unit]

@@ -12,7 +12,8 @@ an error naming it, raised when the sweep file is checked, before anything runs.
 | ``hbm_bw_GBps`` | the external HBM bandwidth (every unit's path through the ``hbm`` channel) |
 | ``hbm_GiB`` / ``sram_MiB`` / ``ddr_GiB`` | the capacity of that memory |
 | ``ddr_bw_GBps`` | the DDR channel's bandwidth (SN40L) |
-| ``link_GBps`` / ``scale_out_GBps`` | per-direction bandwidth to peers in a node / to other nodes |
+| ``link_GBps`` / ``scale_out_GBps`` | nominal per-direction bandwidth of the scale-up / scale-out port |
+| ``collective_latency_scale`` | multiplies every latency term of the collective library (1: the preset) |
 | ``flop_energy_pJ`` | energy per FLOP |
 """
 
@@ -75,6 +76,20 @@ def _field(name: str) -> Callable[[DeviceSpec, float], DeviceSpec]:
     return lambda spec, value: replace(spec, **{name: value})
 
 
+def _port(which: str) -> Callable[[DeviceSpec, float], DeviceSpec]:
+    def apply(spec: DeviceSpec, bw_GBps: float) -> DeviceSpec:
+        ic = spec.interconnect
+        return replace(spec, interconnect=replace(ic, **{which: replace(getattr(ic, which), bw_GBps=bw_GBps)}))
+    return apply
+
+
+def _latency_scale(spec: DeviceSpec, scale: float) -> DeviceSpec:
+    ic = spec.interconnect
+    costs = tuple(replace(c, base_us=c.base_us * scale, intra_step_us=c.intra_step_us * scale,
+                          inter_step_us=c.inter_step_us * scale) for c in ic.library.costs)
+    return replace(spec, interconnect=replace(ic, library=replace(ic.library, costs=costs)))
+
+
 HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
     HwParam("pim_bw_multiple", "PIM internal bandwidth / external HBM bandwidth", _pim_multiple),
     HwParam("pim_bw_GBps", "PIM internal bandwidth, GB/s", _pim_bw),
@@ -86,8 +101,9 @@ HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
     HwParam("hbm_GiB", "HBM capacity, GiB", _capacity(Space.HBM, GiB)),
     HwParam("sram_MiB", "on-chip SRAM capacity, MiB", _capacity(Space.SRAM, MiB)),
     HwParam("ddr_GiB", "DDR capacity, GiB", _capacity(Space.DDR, GiB)),
-    HwParam("link_GBps", "per-direction link bandwidth to peers in a node, GB/s", _field("link_GBps")),
-    HwParam("scale_out_GBps", "per-direction bandwidth to other nodes, GB/s", _field("scale_out_GBps")),
+    HwParam("link_GBps", "nominal per-direction scale-up port bandwidth, GB/s", _port("scale_up")),
+    HwParam("scale_out_GBps", "nominal per-direction scale-out port bandwidth, GB/s", _port("scale_out")),
+    HwParam("collective_latency_scale", "factor on every collective latency term", _latency_scale),
     HwParam("flop_energy_pJ", "energy per FLOP, pJ", _field("flop_energy_pJ")),
 )}
 

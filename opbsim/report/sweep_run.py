@@ -47,7 +47,7 @@ def _simulate(cfg: dict) -> dict:
 
     model = load_model(cfg["model"])
     spec = apply_hw(get_device(cfg["device"]), cfg["hw"])
-    cluster = Cluster(device=spec, policy=cfg["policy"], devices_per_node=cfg["devices_per_node"],
+    cluster = Cluster.from_nodes(device=spec, policy=cfg["policy"], devices_per_node=cfg["devices_per_node"],
                       nodes=cfg["nodes"])
     lengths = FixedLengths(cfg["lin"], cfg["lout"]) if cfg["lin_std"] == 0 and cfg["lout_std"] == 0 else \
         GaussianLengths(float(cfg["lin"]), cfg["lin_std"], float(cfg["lout"]), cfg["lout_std"])

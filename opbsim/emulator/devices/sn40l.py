@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opbsim.emulator.kernel_models import KernelCost, register_kernel_model
-from opbsim.emulator.work import Work, channel_bytes, compute_s
+from opbsim.emulator.work import Work, channel_bytes, compute_s, link_s
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DataflowSpec, DeviceSpec
 from opbsim.isa.program import Instruction
@@ -126,8 +126,9 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) 
     total = _merge(works)
     for channel, n in sorted(channel_bytes(device, launch, total).items()):
         bounds.append((n / (device.channel_bw_GBps(channel) * 1e9), channel))
-    if total.link_B:
-        bounds.append((total.link_B / (device.link_GBps * 1e9), "link"))
+    link = sum(link_s(device, w) for w in works)
+    if link:
+        bounds.append((link, "link"))
     bottleneck, bound = max(bounds, key=lambda x: x[0], default=(0.0, "nothing"))
     S = len(works)
     min_tiles = max((math.ceil(2 * b / (m_i * df.pmu_B)) for b, m_i in zip(stage_bytes, m) if b), default=1)
@@ -149,7 +150,7 @@ def _merge(works: Sequence[Work]) -> Work:
         for space, n in w.bytes_by_space:
             by_space[space] = by_space.get(space, 0) + n
     return Work(matrix_flops=sum(w.matrix_flops for w in works), vector_flops=sum(w.vector_flops for w in works),
-                bytes_by_space=tuple(sorted(by_space.items())), link_B=sum(w.link_B for w in works))
+                bytes_by_space=tuple(sorted(by_space.items())))
 
 
 def dataflow_kernel(device: DeviceSpec, launch: Instruction, body: tuple[Instruction, ...],

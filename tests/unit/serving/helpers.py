@@ -25,7 +25,7 @@ def cluster(device: str = "h100", policy: str = "xpu-only", tp: int = 1, nodes: 
     if hbm_B:
         spec = replace(spec, memories=tuple(replace(m, capacity_B=hbm_B) if m.space is Space.HBM else m
                                             for m in spec.memories))
-    return Cluster(device=spec, policy=policy, devices_per_node=tp, nodes=nodes)
+    return Cluster.from_nodes(device=spec, policy=policy, devices_per_node=tp, nodes=nodes)
 
 
 class ScriptedTimer:

@@ -1,0 +1,61 @@
+"""The parallel-layout flags shared by simulate, compare, compile, sweep and reproduce."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from opbsim.errors import InputError
+
+__all__ = ["parallel_options", "parallel_of", "PARALLEL_HELP"]
+
+PARALLEL_HELP = {
+    "tp": "Attention tensor parallelism: heads (and dense FFN widths) split over this many devices.",
+    "dp": "Attention data parallelism: groups of tp devices, each serving 1/dp of the requests.",
+    "ep": "Expert parallelism: each device holds E/ep experts; token rows move by all-to-all.",
+    "etp": "Expert tensor parallelism: each expert's width split over etp devices "
+           "[default: tp x dp / ep].",
+    "pp": "Pipeline stages: layers split over pp groups of tp x dp devices.",
+}
+
+
+def parallel_options(fn: Callable) -> Callable:
+    """Adds --tp --dp --ep --etp --pp, --parallel, --node-size and the older --devices-per-node /
+    --nodes shorthand."""
+    opts = [click.option(f"--{name}", type=click.IntRange(1, 4096), help=text) for name, text in PARALLEL_HELP.items()]
+    opts += [
+        click.option("--parallel", "parallel_spec", metavar="NAME=N,...",
+                     help="All degrees in one string, e.g. tp=4,ep=4 (instead of the separate flags)."),
+        click.option("--node-size", type=click.IntRange(1, 4096),
+                     help="Devices per physical node sharing the scale-up fabric [default: the device's]."),
+        click.option("--devices-per-node", type=click.IntRange(min=1),
+                     help="Shorthand: tp = etp = N in each node of N devices (with --nodes M: dp = ep = M)."),
+        click.option("--nodes", type=click.IntRange(min=1), help="Shorthand: see --devices-per-node."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def parallel_of(kw: dict) -> tuple[object, int]:
+    """Pops the flags of ``parallel_options`` from ``kw``; returns (Parallelism, node size or 0)."""
+    from opbsim.workloads.parallel import Parallelism, parse_parallel
+
+    degrees = {n: kw.pop(n) for n in PARALLEL_HELP}
+    spec, node_size = kw.pop("parallel_spec"), kw.pop("node_size")
+    dpn, nodes = kw.pop("devices_per_node"), kw.pop("nodes")
+    given = {n: v for n, v in degrees.items() if v is not None}
+    if spec is not None:
+        if given:
+            raise InputError(f"--parallel and --{next(iter(given))} both given: use one or the other")
+        given = parse_parallel(spec)
+    if dpn is not None or nodes is not None:
+        if given:
+            raise InputError("--devices-per-node/--nodes and --tp/--dp/--ep/--etp/--pp both given: use "
+                             "--tp/--dp/--ep/--etp/--pp (--devices-per-node N --nodes M is tp=etp=N, dp=ep=M)")
+        n, m = dpn or 1, nodes or 1
+        if node_size is not None and node_size != n:
+            raise InputError(f"--node-size {node_size} contradicts --devices-per-node {n}")
+        return Parallelism(tp=n, dp=m, ep=m, etp=n), n
+    return Parallelism.of(**given), node_size or 0

@@ -1,0 +1,119 @@
+"""Interconnect presets: ports and collective libraries, each value with its source.
+
+[NV] NVIDIA H100 / A100 / DGX datasheets and the NVLink / NVSwitch pages.
+[NCCL] NCCL's own cost model, src/graph/tuning.cc and src/graph/topo.h (v2.18-2.21): the
+per-link bandwidth NCCL assumes for an NVLink (its achievable share of the 25 GB/s nominal), the
+base and per-hop latencies per (algorithm, protocol) and the protocol bandwidth factors.
+[TRT] TensorRT-LLM's custom all-reduce (cpp/tensorrt_llm/kernels/customAllReduceKernels.cu):
+one-shot and two-shot kernels over NVLink peer memory, synchronised by flags.
+[S] SN40L paper, arXiv 2405.07518.
+"assumed" = no source gives it; a parameter a user can change (see docs/collectives.md for the
+sensitivity of results to each).
+"""
+
+from __future__ import annotations
+
+from opbsim.hardware.interconnect import AlgoCost, Algorithm, Fabric, Interconnect, Library, Port, Protocol
+
+__all__ = ["NCCL", "NCCL_CUSTOM_AR", "DIRECT_LINKS", "nvlink4_node", "nvlink3_node", "sn40l_links"]
+
+_LL, _LL128, _SIMPLE = Protocol.LL, Protocol.LL128, Protocol.SIMPLE
+_NVLINK_NOMINAL_GBps = 25.0  # [NV] one NVLink (gen 3 and 4): 25 GB/s per direction
+
+
+def _cost(algorithm: Algorithm, protocol: Protocol, base_us: float, intra_us: float, inter_us: float,
+          bw_factor: float) -> AlgoCost:
+    return AlgoCost(algorithm=algorithm, protocol=protocol, base_us=base_us, intra_step_us=intra_us,
+                    inter_step_us=inter_us, bw_factor=bw_factor)
+
+
+NCCL = Library(
+    name="nccl",
+    costs=(
+        # [NCCL] baseLat (Ring 6.6 / 14.0 / 8.4 us; Tree 6.8 / 14.0 / 0), hwLat NVLink (Ring .6 / 1.9 / 3.4;
+        # Tree .6 / 1.25 / 4) and NET (Ring 2.7 / 4.0 / 14.0; Tree 5.0 / 8.5 / 14.0) us per step;
+        # bandwidth: ring LL 1/4, LL128 0.92, Simple 1; tree LL 1/3.8, LL128 7/9, Simple 0.92.
+        _cost(Algorithm.RING, _LL, 6.6, 0.6, 2.7, 1 / 4),
+        _cost(Algorithm.RING, _LL128, 14.0, 1.9, 4.0, 0.92),
+        _cost(Algorithm.RING, _SIMPLE, 8.4, 3.4, 14.0, 1.0),
+        _cost(Algorithm.TREE, _LL, 6.8, 0.6, 5.0, 1 / 3.8),
+        _cost(Algorithm.TREE, _LL128, 14.0, 1.25, 8.5, 7 / 9),
+        _cost(Algorithm.TREE, _SIMPLE, 6.8, 4.0, 14.0, 0.92),
+        # [NCCL] NVLS: Simple only, hwLat 25 us for the whole call (counted as 2 steps of 12.5)
+        _cost(Algorithm.NVLS, _SIMPLE, 0.0, 12.5, 0.0, 1.0),
+        # hierarchical: ring phases at ring costs ([NCCL] the intra/inter split of its ring model)
+        _cost(Algorithm.HIER, _LL128, 14.0, 1.9, 4.0, 0.92),
+        _cost(Algorithm.HIER, _SIMPLE, 8.4, 3.4, 14.0, 1.0),
+        # all-to-all: grouped send/receive, Simple protocol, one step to every peer at once
+        _cost(Algorithm.DIRECT, _SIMPLE, 8.4, 3.4, 14.0, 1.0),
+    ),
+    source="NCCL tuning.cc cost model",
+)
+
+NCCL_CUSTOM_AR = Library(
+    name="nccl+custom-ar",
+    costs=(
+        *NCCL.costs,
+        # [TRT] custom all-reduce: a flag barrier per step at NVLink LL step latency (assumed: the
+        # kernels synchronise like LL, one 0.6 us hop), full bandwidth (plain stores to peer memory)
+        _cost(Algorithm.ONESHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0),  # assumed: 2 us kernel launch and barrier
+        _cost(Algorithm.TWOSHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0),  # assumed: as one-shot
+    ),
+    source="NCCL tuning.cc cost model; TensorRT-LLM custom all-reduce (as serving engines use for small messages)",
+)
+
+DIRECT_LINKS = Library(
+    name="direct-links",
+    costs=(
+        # assumed: [S] publishes no collective costs; a hardware-orchestrated collective over direct peer
+        # links, 1 us per step, no host involved (the preset's former assumption), full bandwidth
+        _cost(Algorithm.RING, _SIMPLE, 1.0, 1.0, 5.0, 1.0),
+        _cost(Algorithm.ONESHOT, _SIMPLE, 1.0, 1.0, 5.0, 1.0),
+        _cost(Algorithm.TWOSHOT, _SIMPLE, 1.0, 1.0, 5.0, 1.0),
+        _cost(Algorithm.HIER, _SIMPLE, 1.0, 1.0, 5.0, 1.0),
+        _cost(Algorithm.DIRECT, _SIMPLE, 1.0, 1.0, 5.0, 1.0),
+    ),
+    source="assumed (SN40L paper [S] publishes no collective costs)",
+)
+
+
+def nvlink4_node() -> Interconnect:
+    """DGX / HGX H100: 18 NVLink4 links into NVSwitch gen 3 (NVLink SHARP), one 400 Gb/s NDR NIC per GPU."""
+    return Interconnect(
+        scale_up=Port(name="nvlink4", bw_GBps=18 * _NVLINK_NOMINAL_GBps,  # [NV] 900 GB/s bidirectional
+                      efficiency=20.6 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM90_NVLINK_BW 20.6 GB/s per link
+        scale_out=Port(name="ib-ndr", bw_GBps=400 / 8,  # [NV] ConnectX-7 NDR 400 Gb/s per GPU
+                       efficiency=0.96),  # [NCCL] net bandwidth derate (ncclTopoGetNetBw: 96%)
+        fabric=Fabric.SWITCH,
+        in_switch_reduction=True,  # [NV] NVSwitch gen 3 NVLink SHARP
+        node_devices=8,  # [NV] 8 GPUs per DGX H100
+        library=NCCL_CUSTOM_AR,
+    )
+
+
+def nvlink3_node() -> Interconnect:
+    """DGX A100: 12 NVLink3 links into NVSwitch gen 2 (no reduction), one 200 Gb/s HDR NIC per GPU."""
+    return Interconnect(
+        scale_up=Port(name="nvlink3", bw_GBps=12 * _NVLINK_NOMINAL_GBps,  # [NV] 600 GB/s bidirectional
+                      efficiency=20.0 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM80_NVLINK_BW 20.0 GB/s per link
+        scale_out=Port(name="ib-hdr", bw_GBps=200 / 8,  # [NV] ConnectX-6 HDR 200 Gb/s per GPU
+                       efficiency=0.96),  # [NCCL] as above
+        fabric=Fabric.SWITCH,
+        in_switch_reduction=False,  # [NV] NVSwitch gen 2 has no in-network reduction
+        node_devices=8,  # [NV] 8 GPUs per DGX A100
+        library=NCCL_CUSTOM_AR,
+    )
+
+
+def sn40l_links() -> Interconnect:
+    """SN40L node: 8 sockets with direct peer links (a mesh), one NIC share per socket."""
+    return Interconnect(
+        scale_up=Port(name="sn40l-peer", bw_GBps=100.0,  # assumed: [S] does not publish the peer links
+                      efficiency=1.0),  # assumed
+        scale_out=Port(name="sn40l-net", bw_GBps=50.0,  # assumed: as the DGX presets' 400 Gb/s per device
+                       efficiency=0.96),  # assumed: as NCCL's network derate
+        fabric=Fabric.MESH,  # assumed: [S] shows sockets linked peer to peer, no switch
+        in_switch_reduction=False,
+        node_devices=8,  # [S] 8 sockets per node
+        library=DIRECT_LINKS,
+    )
