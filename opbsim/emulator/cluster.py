@@ -44,7 +44,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["Cluster", "node_share", "local_experts"]
+__all__ = ["Cluster", "node_share", "micro_batch", "local_experts"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +167,21 @@ def node_share(stage: Stage, nodes: int) -> Stage:
     busiest = max(range(nodes), key=lambda i: (tokens[i], -i))
     ctx = sorted(stage.decode_ctx_tokens, reverse=True)[:decode[busiest]]
     return Stage(prefill=tuple(chunks[busiest]), decode_ctx_tokens=tuple(ctx))
+
+
+def micro_batch(stage: Stage, parts: int) -> Stage:
+    """The heaviest of ``parts`` micro-batches that split ``stage`` token-wise: the longest-context
+    ceil(d / parts) of its d decode requests, and of every prefill chunk the last ceil(n / parts)
+    of its n new tokens (the piece with the most past context). With one part, ``stage`` itself."""
+    if parts == 1:
+        return stage
+    d = len(stage.decode_ctx_tokens)
+    ctx = tuple(sorted(stage.decode_ctx_tokens, reverse=True)[:-(-d // parts)])
+    chunks = []
+    for c in stage.prefill:
+        piece = -(-c.new_tokens // parts)
+        chunks.append(PrefillChunk(piece, c.past_tokens + c.new_tokens - piece, c.final))
+    return Stage(prefill=tuple(chunks), decode_ctx_tokens=ctx)
 
 
 def local_experts(model: ModelConfig, tokens: int, ep: int) -> tuple[ModelConfig, int, tuple[int, ...]]:

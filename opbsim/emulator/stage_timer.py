@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
-from opbsim.emulator.cluster import Cluster, local_experts, node_share
+from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.errors import InputError
@@ -274,7 +274,7 @@ class StageTimer:
         experts, the device's experts) times the layers of that kind, per pipeline micro-batch."""
         par = self.cluster.parallel
         group = node_share(stage, par.dp)
-        micro = node_share(group, par.pp) if par.pp > 1 else group
+        micro = micro_batch(group, par.pp)
         out = [(self._head(micro), 1)]
         for moe, layer, count in self._layers:
             out.append((self._layer(micro, moe, layer), count))
@@ -342,7 +342,7 @@ class StageTimer:
             self._time(self._layer(group, moe, layer), acc, 1)
             return acc
         if self.overlap and group.tokens >= 2:
-            half = node_share(group, 2)
+            half = micro_batch(group, 2)
             compute, comm = self._layer_parts(half, half.tokens * self.cluster.dp, layer)
             c_s, m_s = compute.time_s, comm
             out = compute.scaled(2)
@@ -364,7 +364,7 @@ class StageTimer:
     def _compute(self, stage: Stage) -> StageCost:
         cluster, par = self.cluster, self.cluster.parallel
         group = node_share(stage, par.dp)
-        micro = node_share(group, par.pp) if par.pp > 1 else group
+        micro = micro_batch(group, par.pp)
         self.compiled_shapes += 1
         acc = _Acc()
         self._time(self._head(micro), acc, par.pp, energy_times=1)

@@ -176,7 +176,8 @@ _MODELS = {Algorithm.RING: _ring, Algorithm.TREE: _tree, Algorithm.NVLS: _nvls, 
 def candidates(ic: Interconnect, collective: Collective, size_B: int, devices: int) -> tuple[Plan, ...]:
     """Every (algorithm, protocol) of ``ic.library`` that can run this call, with its time."""
     x = _Ctx(ic, collective, size_B, devices)
-    out = tuple(_MODELS[c.algorithm](x, c) for c in ic.library.costs if _applicable(x, c.algorithm))
+    out = tuple(_MODELS[c.algorithm](x, c) for c in ic.library.costs
+                if _applicable(x, c.algorithm) and (not c.max_size_B or size_B <= c.max_size_B))
     if not out:
         raise InputError(f"library {ic.library.name} has no algorithm for {collective.value} over {devices} devices")
     return out

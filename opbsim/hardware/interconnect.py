@@ -77,7 +77,8 @@ class Port:
 class AlgoCost:
     """Cost terms of one (algorithm, protocol): ``base_us`` once per call, ``intra_step_us`` per
     step over a scale-up link, ``inter_step_us`` per step over a scale-out link, and
-    ``bw_factor``, the share of the port's effective bandwidth the protocol delivers."""
+    ``bw_factor``, the share of the port's effective bandwidth the protocol delivers;
+    ``max_size_B`` (0: none) the largest message it takes (a registered staging buffer's size)."""
 
     algorithm: Algorithm
     protocol: Protocol
@@ -85,6 +86,7 @@ class AlgoCost:
     intra_step_us: float
     inter_step_us: float
     bw_factor: float
+    max_size_B: int = 0
 
     def __post_init__(self) -> None:
         owner = f"collective cost {self.algorithm.value}/{self.protocol.value}"

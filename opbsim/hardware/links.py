@@ -4,6 +4,7 @@
 [NCCL] NCCL's own cost model, src/graph/tuning.cc and src/graph/topo.h (v2.18-2.21): the
 per-link bandwidth NCCL assumes for an NVLink (its achievable share of the 25 GB/s nominal), the
 base and per-hop latencies per (algorithm, protocol) and the protocol bandwidth factors.
+[vLLM] vLLM's custom all-reduce (vllm/distributed/device_communicators/custom_all_reduce.py).
 [TRT] TensorRT-LLM's custom all-reduce (cpp/tensorrt_llm/kernels/customAllReduceKernels.cu):
 one-shot and two-shot kernels over NVLink peer memory, synchronised by flags.
 [S] SN40L paper, arXiv 2405.07518.
@@ -22,9 +23,12 @@ _NVLINK_NOMINAL_GBps = 25.0  # [NV] one NVLink (gen 3 and 4): 25 GB/s per direct
 
 
 def _cost(algorithm: Algorithm, protocol: Protocol, base_us: float, intra_us: float, inter_us: float,
-          bw_factor: float) -> AlgoCost:
+          bw_factor: float, max_size_B: int = 0) -> AlgoCost:
     return AlgoCost(algorithm=algorithm, protocol=protocol, base_us=base_us, intra_step_us=intra_us,
-                    inter_step_us=inter_us, bw_factor=bw_factor)
+                    inter_step_us=inter_us, bw_factor=bw_factor, max_size_B=max_size_B)
+
+
+_CUSTOM_AR_MAX_B = 8 * 2**20  # [vLLM] custom all-reduce staging buffer: max_size = 8 MiB (custom_all_reduce.py)
 
 
 NCCL = Library(
@@ -56,8 +60,8 @@ NCCL_CUSTOM_AR = Library(
         *NCCL.costs,
         # [TRT] custom all-reduce: a flag barrier per step at NVLink LL step latency (assumed: the
         # kernels synchronise like LL, one 0.6 us hop), full bandwidth (plain stores to peer memory)
-        _cost(Algorithm.ONESHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0),  # assumed: 2 us kernel launch and barrier
-        _cost(Algorithm.TWOSHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0),  # assumed: as one-shot
+        _cost(Algorithm.ONESHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0, _CUSTOM_AR_MAX_B),  # assumed: 2 us launch and barrier
+        _cost(Algorithm.TWOSHOT, _SIMPLE, 2.0, 0.6, 0.0, 1.0, _CUSTOM_AR_MAX_B),  # assumed: as one-shot
     ),
     source="NCCL tuning.cc cost model; TensorRT-LLM custom all-reduce (as serving engines use for small messages)",
 )

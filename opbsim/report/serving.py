@@ -29,7 +29,7 @@ def serving_table(result: ServingResult) -> str:
     cap = f"{r.max_batch} (capped from {r.requested_batch}: KV cache and weights fit {r.capacity_batch})" \
         if r.batch_capped else str(r.max_batch)
     rows = [
-        ("system", f"{r.nodes} x {r.devices_per_node} {r.device} ({r.parallel}), policy {r.policy}"),
+        ("system", f"{r.nodes} x {r.devices_per_node} {r.device}, policy {r.policy}; {r.parallel}"),
         ("requests", f"{r.requests} ({r.loop} loop), {r.output_tokens} output tokens"),
         ("max batch", cap),
         ("makespan", f"{r.duration_s:.3f} s"),

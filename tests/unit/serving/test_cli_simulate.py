@@ -45,10 +45,18 @@ def test_simulate_open_loop_and_gaussian_lengths_run():
 @pytest.mark.parametrize("args, message", [
     (["-d", "tpu"], "Error: unknown device 'tpu'"),
     (["-p", "duplex", "-d", "h100"], "Error: policy duplex needs a pim unit, which device h100 lacks"),
-    (["--nodes", "3"], "Error: nodes (3) must divide num_experts (8)"),
+    (["--nodes", "3"], "Error: ep (3) must divide num_experts (8)"),
+    (["--tp", "4", "--ep", "3"], "Error: ep (3) must divide tp x dp (4 x 1 = 4)"),
+    (["--tp", "4", "--dp", "2", "--ep", "2", "--etp", "2"],
+     "Error: ep x etp (2 x 2 = 4) must equal tp x dp (4 x 2 = 8), the devices that hold the experts"),
+    (["--tp", "4", "--devices-per-node", "4"], "Error: --devices-per-node/--nodes and --tp/--dp/--ep/--etp/--pp "
+     "both given: use --tp/--dp/--ep/--etp/--pp (--devices-per-node N --nodes M is tp=etp=N, dp=ep=M)"),
+    (["--parallel", "tp=4,xp=2"],
+     "Error: --parallel 'tp=4,xp=2': expected NAME=N,... with NAME in tp, dp, ep, etp, pp"),
     (["--devices-per-node", "3"], "Error: tp (3) must divide num_heads (32)"),
     (["--routing", "zipf:x"], "Error: --routing zipf:x: the skew must be a number"),
-    (["--routing", "uniform", "--nodes", "2"], "Error: a routing other than balanced is supported on one node only"),
+    (["--routing", "uniform", "--nodes", "2"],
+     "Error: a routing other than balanced needs ep = 1 and dp = 1 (experts not exchanged)"),
 ])
 def test_simulate_bad_input_is_one_line_and_exit_1(args, message):
     base = ["mixtral-8x7b", "-d", "duplex", "--batch", "2", "--lin", "16", "--lout", "3", "--requests", "2"]

@@ -2,10 +2,11 @@
 
 import pytest
 
-from opbsim.emulator.cluster import alltoall_stats, node_expert_tokens, node_share
+from opbsim.emulator.cluster import Cluster, local_experts, node_share
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
 from opbsim.workloads import PrefillChunk, Stage, get_preset
+from opbsim.workloads.parallel import Parallelism
 
 from .helpers import TINY_DENSE, TINY_MOE, cluster
 
@@ -45,27 +46,43 @@ def test_the_busiest_node_gets_an_even_share_of_decodes_and_the_chunks_that_bala
     assert node_share(stage, 1) is stage
 
 
-def test_a_nodes_experts_share_its_routed_rows_evenly():
-    assert node_expert_tokens(MIXTRAL, 10, 2) == (5, 5, 5, 5, 0, 0, 0, 0)  # 10 x top-2 rows over experts 0-3
-    assert node_expert_tokens(MIXTRAL, 3, 4) == (3, 3, 0, 0, 0, 0, 0, 0)
+def test_a_devices_experts_get_tokens_x_top_k_over_e_rows_each_of_the_whole_stage():
+    local, tokens, counts = local_experts(MIXTRAL, 10, 2)  # 10 tokens x top-2 = 20 rows, 10 to each half
+    assert (local.num_experts, local.top_k, tokens, counts) == (4, 2, 5, (3, 3, 2, 2))
+    local, tokens, counts = local_experts(MIXTRAL, 16, 8)  # one expert per device: top-2 capped at 1
+    assert (local.num_experts, local.top_k, tokens, counts) == (1, 1, 4, (4,))  # 16 x 2 / 8 rows
 
 
-def test_an_all_to_all_streams_the_leaving_rows_at_the_scale_out_bandwidth():
-    duplex = get_device("duplex")
-    stats = alltoall_stats(duplex, rows=256, width=6144, nodes=2)
-    leaving_B = 256 * 6144 * 2 // 2  # half the bf16 rows go to the other node
-    issue_s, step_s = 1e-6, 5e-6  # DMA launch, one collective step
-    assert stats.time_s == pytest.approx(issue_s + step_s + leaving_B / (duplex.scale_out_GBps * 1e9))
+def test_expert_weights_split_over_ep_x_etp_and_the_rest_over_tp_and_pp_splits_both():
+    experts = MIXTRAL.param_counts().experts * 2
+    rest = MIXTRAL.weight_bytes - experts
+    ep = Cluster(device=get_device("duplex"), policy="duplex", parallel=Parallelism.of(tp=4, ep=4))
+    assert ep.weight_bytes_per_device(MIXTRAL) == rest // 4 + experts // 4
+    dp = Cluster(device=get_device("h100"), policy="xpu-only", parallel=Parallelism.of(tp=4, dp=2))
+    assert dp.weight_bytes_per_device(MIXTRAL) == rest // 4 + experts // 8
+    assert dp.capacity_batch(MIXTRAL, 2048) == 2 * ((80 * GiB - dp.weight_bytes_per_device(MIXTRAL))
+                                                    // dp.kv_bytes_per_device(MIXTRAL, 2048))
+    pp = Cluster(device=get_device("h100"), policy="xpu-only", parallel=Parallelism.of(tp=2, pp=2))
+    assert pp.weight_bytes_per_device(MIXTRAL) == MIXTRAL.weight_bytes // 4
+    assert pp.kv_bytes_per_device(MIXTRAL, 2048) == 2048 * 131072 // 2 // 2  # half the heads, half the layers
+
+
+def test_devices_fill_nodes_in_rank_order_and_the_fabric_is_sized_to_the_node():
+    c = Cluster(device=get_device("h100"), policy="xpu-only", parallel=Parallelism.of(tp=4, dp=4), node_devices=8)
+    assert (c.devices, c.devices_per_node, c.nodes) == (16, 8, 2)
+    assert c.group_local(4, 1) == 4  # a tp group lies in one node
+    assert c.group_local(4, 4) == 2  # dp peers are 4 ranks apart: 2 per node of 8
+    assert c.fabric_device.interconnect.node_devices == 8
+    assert Cluster.from_nodes(device=get_device("h100"), policy="xpu-only", devices_per_node=4,
+                              nodes=2).fabric_device.interconnect.node_devices == 4
 
 
 def test_clusters_reject_splits_the_model_does_not_allow():
     with pytest.raises(InputError, match=r"tp \(3\) must divide num_heads \(4\)"):
         cluster(tp=3).check(TINY_MOE)
-    with pytest.raises(InputError, match="tiny-dense is dense: expert parallelism over 2 nodes needs a MoE model"):
+    with pytest.raises(InputError, match=r"^tiny-dense is dense: ep must be 1, got 2$"):
         cluster(nodes=2).check(TINY_DENSE)
-    with pytest.raises(InputError, match=r"top_k x nodes \(2 x 4\) exceeds num_experts \(4\)"):
-        cluster(nodes=4).check(TINY_MOE)
-    with pytest.raises(InputError, match=r"nodes \(3\) must divide num_experts \(4\)"):
+    with pytest.raises(InputError, match=r"^ep \(3\) must divide num_experts \(4\)$"):
         cluster(nodes=3).check(TINY_MOE)
     with pytest.raises(InputError, match="nodes must be a positive integer, got 0"):
         cluster(nodes=0)

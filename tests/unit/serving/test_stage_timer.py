@@ -5,11 +5,11 @@ from dataclasses import replace
 import pytest
 
 from opbsim.compiler import compile_graph
-from opbsim.emulator.cluster import alltoall_stats
 from opbsim.emulator.engine import run
 from opbsim.emulator.serving import ServingConfig, simulate
 from opbsim.emulator.stage_timer import Bucketing, StageTimer, split_by_class
 from opbsim.errors import InputError
+from opbsim.hardware.collectives import Collective, plan
 from opbsim.workloads import (
     GaussianLengths,
     PrefillChunk,
@@ -102,17 +102,39 @@ def test_the_class_split_shares_each_moment_among_the_instructions_running_then(
     assert split[OpClass.ATTENTION] > 0 and split[OpClass.MOE] > 0 and split[OpClass.FC] > 0
 
 
-def test_expert_parallelism_across_nodes_adds_two_all_to_alls_per_moe_layer():
+def test_expert_parallelism_across_nodes_adds_two_all_to_alls_and_an_all_gather_per_moe_layer():
     stage = Stage.decode(8, 32)
-    cost = StageTimer(TINY_MOE, cluster("duplex", "duplex", tp=2, nodes=2), bucketing=Bucketing(0)).cost(stage)
-    node_tokens = 4  # 8 decode requests over 2 nodes
-    a2a = alltoall_stats(cluster("duplex").device, rows=node_tokens * 2 // 2, width=64, nodes=2)  # top-2 rows / tp
-    comm = dict(cost.time_s_by_class)[OpClass.COMM]
-    assert comm >= 2 * TINY_MOE.num_layers * a2a.time_s
+    c = cluster("duplex", "duplex", tp=2, nodes=2)
+    cost = StageTimer(TINY_MOE, c, bucketing=Bucketing(0)).cost(stage)
+    group_tokens, row_B = 4, 64 * 2  # 8 decode requests over 2 groups; bf16 rows of 64
+    ic = c.fabric_device.interconnect  # nodes of 2: the all-to-all over 4 devices spans 2 nodes
+    send_B = group_tokens * 2 // 2 * 2 * row_B  # top-2 rows split over tp = 2, each to etp = 2 devices
+    a2a = plan(ic, Collective.ALLTOALL, send_B, 4).time_s
+    gather = plan(ic, Collective.ALLGATHER, group_tokens * row_B, 2).time_s
+    exchange = TINY_MOE.num_layers * (2 * a2a + gather)
+    assert cost.comm_exposed_s >= exchange
+    assert dict(cost.time_s_by_class)[OpClass.COMM] >= exchange
 
 
-def test_a_routing_other_than_balanced_is_for_one_node_only():
-    with pytest.raises(InputError, match="a routing other than balanced is supported on one node only"):
+def _with_and_without_overlap(stage: Stage):
+    c = cluster("duplex", "duplex", tp=2, nodes=2)
+    return (StageTimer(TINY_MOE, c, bucketing=Bucketing(0)).cost(stage),
+            StageTimer(TINY_MOE, c, bucketing=Bucketing(0), overlap=True).cost(stage))
+
+
+def test_two_batch_overlap_hides_a_bandwidth_bound_exchange_behind_the_other_half_batch():
+    plain, tbo = _with_and_without_overlap(Stage(prefill=(PrefillChunk(8192), PrefillChunk(8192))))
+    assert tbo.comm_exposed_s < plain.comm_exposed_s / 4
+    assert tbo.time_s < plain.time_s
+
+
+def test_two_batch_overlap_slows_a_latency_bound_exchange_it_pays_every_collective_twice():
+    plain, tbo = _with_and_without_overlap(Stage.decode(64, 256))
+    assert tbo.time_s > plain.time_s
+
+
+def test_a_routing_other_than_balanced_needs_experts_kept_in_place():
+    with pytest.raises(InputError, match=r"^a routing other than balanced needs ep = 1 and dp = 1"):
         StageTimer(TINY_MOE, cluster(nodes=2), routing=UniformRouting(4, 2, seed=0))
 
 

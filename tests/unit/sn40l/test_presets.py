@@ -39,8 +39,10 @@ def test_software_orchestrated_launch_costs_more_than_hardware_orchestrated():
 
 
 def test_assumed_parameters_are_fields_a_user_can_change():
+    ic = SN40L.interconnect
     faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, sw_launch_us=2.0),
-                                 link_GBps=400.0)
+                                 interconnect=dataclasses.replace(ic, scale_up=dataclasses.replace(ic.scale_up,
+                                                                                                    bw_GBps=400.0)))
     assert faster.dataflow.sw_launch_us == 2.0 and faster.link_GBps == 400.0
     assert SN40L.dataflow.sw_launch_us != 2.0  # the preset is untouched
 

@@ -68,7 +68,7 @@ BAD = [
     ({"device": "warp"}, "device: unknown device 'warp'"),
     ({"policy": "fast"}, "policy: unknown policy 'fast'"),
     ({"model": "no-such-model"}, "model: unknown model 'no-such-model'"),
-    ({"hw": {"sram_GB": 2}}, "hw.sram_GB: unknown hardware parameter (known: ddr_GiB,"),
+    ({"hw": {"sram_GB": 2}}, "hw.sram_GB: unknown hardware parameter (known: collective_latency_scale, ddr_GiB,"),
     ({"hw": {"pim_bw_multiple": 2}}, "hw.pim_bw_multiple: device h100 has no PIM"),
     ({"hw": {"hbm_GiB": -1}}, "hw.hbm_GiB: must be a positive number, got -1"),
     ({"routing": "skewed"}, "routing: expected balanced, uniform or zipf:SKEW, got 'skewed'"),
