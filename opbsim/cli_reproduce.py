@@ -47,3 +47,17 @@ def sn40l_cmd(output: Path) -> None:
     write_section(output, section_markdown(rep, "opbsim reproduce sn40l",
                                            tuple(str(p.relative_to(output.parent)) for p in plots)))
     click.echo(f"wrote {output} and {', '.join(map(str, plots))}")
+
+
+@reproduce.command("collectives")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+              show_default=True, help="The validation page whose collectives section to write.")
+def collectives_cmd(output: Path) -> None:
+    """The collective model vs published nccl-tests (all-reduce, all-to-all on 8 x H100 / A100)."""
+    from opbsim.report.reproduce_collectives import compare_collectives, stage_sensitivity
+    from opbsim.report.reproduce_collectives_render import rows_table, section_markdown, write_section
+
+    rows = compare_collectives()
+    click.echo(rows_table(rows))
+    write_section(output, section_markdown(rows, stage_sensitivity(), "opbsim reproduce collectives"))
+    click.echo(f"wrote {output}")

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from opbsim.report.compare import Comparison, DeviceRun, simulate_args
 from opbsim.report.plots_serving import subtitle
-from opbsim.report.tables import format_table
+from opbsim.report.tables import format_table, markdown_table
 
 __all__ = ["HEADER", "table_rows", "failures", "comparison_table", "comparison_json", "comparison_markdown", "baseline"]
 
@@ -100,13 +100,6 @@ def comparison_json(comp: Comparison, extra: dict | None = None) -> str:
     return json.dumps(_clean(obj), indent=2) + "\n"
 
 
-def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def comparison_markdown(comp: Comparison, plots: tuple[tuple[str, str, str], ...], *, title: str,
                         preamble: str = "", notes: tuple[str, ...] = ()) -> str:
     """The report page: what was simulated, the table, each plot (file, title, caption), notes,
@@ -125,7 +118,7 @@ def comparison_markdown(comp: Comparison, plots: tuple[tuple[str, str, str], ...
         f"({s.buckets} buckets per octave)",
         f"- throughput curve: batches {', '.join(map(str, s.curve_batches))}, {s.requests_per_slot} request(s) per "
         f"batch slot",
-        "", "## Results", "", _md_table(HEADER, table_rows(comp)), "",
+        "", "## Results", "", markdown_table(HEADER, table_rows(comp)), "",
     ]
     if failures(comp):
         parts += [*[f"- **{d} cannot run**: {why}" for d, why in failures(comp)], ""]

@@ -18,6 +18,7 @@ Models the compiler cannot lower yet are reported "not reproduced" with the comp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from opbsim.hardware.registry import get_device
 from opbsim.isa.types import Space, Unit
 from opbsim.workloads import (
     GaussianLengths,
+    ModelConfig,
     ModelGraph,
     PrefillChunk,
     Stage,
@@ -38,9 +40,10 @@ from opbsim.workloads import (
     closed_loop,
     get_preset,
 )
+from opbsim.workloads.parallel import Parallelism
 
 __all__ = ["System", "Setup", "SYSTEMS", "SETUPS", "Grid", "FULL_GRID", "QUICK_GRID", "Row", "Reproduction",
-           "reproduce_duplex"]
+           "reproduce_duplex", "cluster_of", "variant_means"]
 
 STD_FRACTION = 0.25  # assumed: the paper draws lengths from Gaussians without stating their spread
 REQUESTS_PER_SLOT = 3  # assumed: requests per configuration = 3 x batch
@@ -50,16 +53,25 @@ SEED = 0
 
 @dataclass(frozen=True, slots=True)
 class System:
+    """A device, its placement policy and its layout: ``et`` (tensor parallel in each node,
+    experts tensor parallel: ET), ``ep`` (experts spread over the devices: expert parallel) or
+    ``2x`` (twice the devices: the attention data parallel over two groups, experts split between
+    them)."""
+
     label: str
     device: str
     policy: str
+    layout: str = "et"
 
 
 GPU = System("GPU", "h100", "xpu-only")
+GPU_2X = System("2xGPU (attention DP2)", "h100", "xpu-only", "2x")
 DUPLEX = System("Duplex+PE+ET", "duplex", "duplex")
 DUPLEX_NO_PE = System("Duplex+ET (no PE)", "duplex", "duplex-no-pe")
+DUPLEX_EP = System("Duplex (EP)", "duplex", "duplex-no-pe", "ep")
+DUPLEX_PE_EP = System("Duplex+PE (EP)", "duplex", "duplex", "ep")
 BANK_PIM = System("Bank-PIM", "bank-pim", "bank-pim")
-SYSTEMS = (GPU, DUPLEX, DUPLEX_NO_PE, BANK_PIM)
+SYSTEMS = (GPU, GPU_2X, DUPLEX, DUPLEX_NO_PE, DUPLEX_EP, DUPLEX_PE_EP, BANK_PIM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +132,27 @@ class Reproduction:
     causes: tuple[str, ...]
 
 
+def cluster_of(system: System, setup: Setup, model: ModelConfig) -> Cluster:
+    """``system``'s layout of ``setup``: ``et`` is --devices-per-node N --nodes M; ``ep`` spreads
+    the experts over all N x M devices (expert tensor parallel only over what the expert count
+    leaves); ``2x`` doubles the groups of N (nodes of up to 8 devices, as a DGX)."""
+    device, n, m = get_device(system.device), setup.devices_per_node, setup.nodes
+    if system.layout == "et" or (system.layout == "ep" and not model.is_moe):
+        return Cluster.from_nodes(device=device, policy=system.policy, devices_per_node=n, nodes=m)
+    if system.layout == "ep":
+        ep = math.gcd(model.num_experts, n * m)
+        return Cluster(device=device, policy=system.policy, node_devices=n,
+                       parallel=Parallelism.of(tp=n, dp=m, ep=ep))
+    ep = 2 * m if model.is_moe else 1
+    return Cluster(device=device, policy=system.policy, node_devices=n if n >= 8 else 2 * n,
+                   parallel=Parallelism.of(tp=n, dp=2 * m, ep=ep))
+
+
 def _probe(setup: Setup, system: System) -> str | None:
     """The compiler's errors for a small decode stage of ``setup`` on ``system``, or None."""
     model = get_preset(setup.model)
-    cluster = Cluster.from_nodes(device=get_device(system.device), policy=system.policy,
-                                 devices_per_node=setup.devices_per_node, nodes=setup.nodes)
-    errors = StageTimer(model, cluster).lowering_errors(Stage.decode(setup.nodes, 16))
+    cluster = cluster_of(system, setup, model)
+    errors = StageTimer(model, cluster).lowering_errors(Stage.decode(2 * setup.nodes, 16))
     return "; ".join(errors) if errors else None
 
 
@@ -144,9 +171,9 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
         model = get_preset(setup.model)
         timers = {}
         for s in SYSTEMS:
-            cluster = Cluster.from_nodes(device=get_device(s.device), policy=s.policy,
-                                         devices_per_node=setup.devices_per_node, nodes=setup.nodes)
-            uniform = model.is_moe and setup.nodes == 1  # across nodes: balanced, the expectation (cluster.py)
+            cluster = cluster_of(s, setup, model)
+            # exchanged experts: balanced, the expectation under uniform routing (cluster.py)
+            uniform = model.is_moe and not cluster.parallel.experts_exchanged
             routing = UniformRouting(model.num_experts, model.top_k, seed=SEED) if uniform else None
             timers[s.label] = (cluster, StageTimer(model, cluster, routing=routing))
         for batch in grid.batches:
@@ -270,11 +297,12 @@ def _causes(configs: list[Config]) -> tuple[str, ...]:
             f"at a time); the engine's times also include what that model leaves out (the units sharing "
             f"channels, kernel launches, decode attention holding Logic-PIM), so a split predicted faster can "
             f"run slower.")
-    comm = [dict(c.of(s).time_share_by_class).get("communication", 0.0) for c in configs for s in (GPU, DUPLEX)]
+    comm = [c.of(s).communication_share for c in configs for s in (GPU, DUPLEX)]
     out.append(
-        f"Tensor-parallel all-reduces take {min(comm):.0%} to {max(comm):.0%} of the stage time on the GPU and on "
-        f"Duplex alike (two per layer, each 2 (n - 1) ring steps at the preset's assumed 5 us collective latency), "
-        f"which dilutes every Duplex-vs-GPU ratio.")
+        f"Communication with no unit busy takes {min(comm):.0%} to {max(comm):.0%} of the stage time on the GPU "
+        f"and on Duplex+PE+ET (two tensor-parallel all-reduces per layer, each timed by the collective model: "
+        f"the fastest of NCCL's ring / tree / NVLS and the custom one-shot / two-shot all-reduce for the "
+        f"message size; see the collectives section), which dilutes every Duplex-vs-GPU ratio.")
     out.append(_overlap_note())
     duplex = get_device(DUPLEX.device)
     xpu_pJ = duplex.path(Unit.XPU, Space.HBM).energy_pJ_per_B
@@ -284,6 +312,19 @@ def _causes(configs: list[Config]) -> tuple[str, ...]:
         f"read, [LS]), {1 - pim_pJ / xpu_pJ:.0%} less; FLOPs cost the same on both and no static power is modelled, "
         f"so moving work to Logic-PIM saves at most {1 - pim_pJ / xpu_pJ:.0%} of the energy of the bytes it moves, "
         f"less than the paper's average reduction.")
+    return tuple(out)
+
+
+def variant_means(configs: tuple[Config, ...]) -> tuple[tuple[str, float, float, float], ...]:
+    """Per system: mean throughput over the configurations relative to GPU and to 2xGPU, and mean
+    energy per token relative to GPU."""
+    out = []
+    for s in SYSTEMS:
+        vs_gpu = [c.of(s).tokens_per_s / c.of(GPU).tokens_per_s for c in configs]
+        vs_2x = [c.of(s).tokens_per_s / c.of(GPU_2X).tokens_per_s for c in configs]
+        energy = [c.of(s).energy_per_token_mJ / c.of(GPU).energy_per_token_mJ for c in configs]
+        if configs:
+            out.append((s.label, sum(vs_gpu) / len(vs_gpu), sum(vs_2x) / len(vs_2x), sum(energy) / len(energy)))
     return tuple(out)
 
 

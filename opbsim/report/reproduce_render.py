@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opbsim.fileio import atomic_write_text
 from opbsim.report.reproduce import (
     DUPLEX,
     GPU,
@@ -13,13 +12,15 @@ from opbsim.report.reproduce import (
     STD_FRACTION,
     SYSTEMS,
     Reproduction,
+    variant_means,
 )
-from opbsim.report.tables import format_table
+from opbsim.report.tables import format_table, markdown_table
+from opbsim.report.validation_page import markers
+from opbsim.report.validation_page import write_section as _write_section
 
 __all__ = ["rows_table", "validation_markdown", "write_section", "BEGIN", "END"]
 
-BEGIN = "<!-- opbsim reproduce duplex: begin -->"
-END = "<!-- opbsim reproduce duplex: end -->"
+BEGIN, END = markers("opbsim reproduce duplex")
 
 _ROW_HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
 
@@ -29,23 +30,9 @@ def rows_table(rep: Reproduction) -> str:
     return format_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows])
 
 
-def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def write_section(path: Path, section: str) -> None:
-    """Put ``section`` (BEGIN..END) into the page at ``path``: in place of an earlier one, else at
-    the end (a new page gets the title). Other sections of the page are kept."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Validation: reproduction of published results\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, new)
+    """Put ``section`` into the page at ``path`` (validation_page.write_section)."""
+    _write_section(path, section, BEGIN, END)
 
 
 def validation_markdown(rep: Reproduction, command: str) -> str:
@@ -70,7 +57,7 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         + "; ".join(f"{s.label} = device `{s.device}`, policy `{s.policy}`" for s in SYSTEMS)
         + ". Averages are arithmetic means over the configurations run.",
         "",
-        _md_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows]),
+        markdown_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows]),
         "",
     ]
     if rep.not_reproduced:
@@ -84,6 +71,17 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         parts.append("")
     if rep.causes:
         parts += ["### Causes of the gaps", ""] + [f"- {c}" for c in rep.causes] + [""]
+    if rep.configs:
+        parts += ["### Layouts and variants", "",
+                  "Mean over the configurations of each system's throughput relative to GPU and to 2xGPU, and of "
+                  "its energy per token relative to GPU. ET: every device holds a slice of every expert (tensor "
+                  "parallel in the node, as --devices-per-node); EP: experts spread over the devices, rows moved "
+                  "by all-to-all; 2xGPU: twice the devices, the attention data parallel over two groups and the "
+                  "experts split between them. Layouts that exchange experts use balanced routing (the "
+                  "expectation of uniform routing).", ""]
+        parts += [markdown_table(("system", "layout", "tokens/s vs GPU", "tokens/s vs 2xGPU", "energy/token vs GPU"),
+                                 [(label, next(s.layout for s in SYSTEMS if s.label == label), f"{g:.2f}x",
+                                   f"{x:.2f}x", f"{e:.2f}x") for label, g, x, e in variant_means(rep.configs)]), ""]
     parts += ["### Every configuration", "",
               "tokens/s, energy per token (mJ), mean end-to-end latency (s), share of decode-only stages, and the "
               "batch after the capacity cap.", ""]
@@ -97,5 +95,5 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
                      *(f"{c.of(s).tokens_per_s:.0f}" for s in SYSTEMS), f"{d.tokens_per_s / gp.tokens_per_s:.2f}",
                      f"{gp.energy_per_token_mJ:.1f}", f"{d.energy_per_token_mJ:.1f}", f"{gp.e2e_mean_s:.2f}",
                      f"{d.e2e_mean_s:.2f}", f"{d.decode_only_stage_share:.0%}"))
-    parts += [_md_table(header, rows), END, ""]
+    parts += [markdown_table(header, rows), END, ""]
     return "\n".join(parts)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opbsim.fileio import atomic_write_text
 from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction
-from opbsim.report.tables import format_table
+from opbsim.report.tables import format_table, markdown_table
+from opbsim.report.validation_page import markers
+from opbsim.report.validation_page import write_section as _write_section
 
 __all__ = ["rows_table", "section_markdown", "write_section", "plot_coe", "BEGIN", "END"]
 
-BEGIN = "<!-- opbsim reproduce sn40l: begin -->"
-END = "<!-- opbsim reproduce sn40l: end -->"
+BEGIN, END = markers("opbsim reproduce sn40l")
 _HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
 
 
@@ -24,12 +24,6 @@ def rows_table(rep: Sn40lReproduction) -> str:
     table = format_table(_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows])
     causes = [f"- {r.claim}: {r.cause}" for r in rep.rows if r.cause]
     return table + ("\n\ncauses of the misses:\n" + "\n".join(causes) if causes else "")
-
-
-def _md(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(esc(c) for c in r) + " |" for r in rows)])
 
 
 def _t(v: float | None) -> str:
@@ -54,7 +48,7 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
         f"{COE.tokens} output tokens, each (prompt, expert) pair in turn, experts picked uniformly (seed "
         f"{COE.seed}), {COE.batches} batches after a warm cache; tensor parallel over the node's 8 devices.",
         "",
-        _md(_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows]),
+        markdown_table(_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows]),
         "",
     ]
     causes = [r for r in rep.rows if r.cause]
@@ -68,7 +62,7 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     grid = [p.config.experts for p in rep.sweep[names[0]]]
     rows = [(str(e), *(_t(rep.sweep[n][i].total_time_s) for n in names),
              *(str(rep.sweep[n][i].nodes_needed) for n in names)) for i, e in enumerate(grid)]
-    parts += [_md(header, rows), ""]
+    parts += [markdown_table(header, rows), ""]
     parts += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     parts += ["### Kernel benchmarks on the SN40L node (8 sockets, TP8)", "",
               "Stage time (ms) under each policy, and the launches in the program.", ""]
@@ -78,19 +72,13 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
              *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
                (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
              f"{k.launches['sn40l']} / {k.launches['sn40l-unfused']}") for k in rep.kernels]
-    parts += [_md(header, rows), "", END]
+    parts += [markdown_table(header, rows), "", END]
     return "\n".join(parts) + "\n"
 
 
 def write_section(path: Path, section: str) -> None:
-    """Put ``section`` (BEGIN..END) into ``path``: in place of an earlier one, else at the end."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Validation: reproduction of published results\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, new)
+    """Put ``section`` into the page at ``path`` (validation_page.write_section)."""
+    _write_section(path, section, BEGIN, END)
 
 
 def plot_coe(rep: Sn40lReproduction, out_dir: Path) -> tuple[Path, Path]:

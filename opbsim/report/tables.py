@@ -5,7 +5,7 @@ from __future__ import annotations
 from opbsim.emulator.engine import RunStats
 from opbsim.hardware.spec import DeviceSpec
 
-__all__ = ["format_table", "timing_table", "devices_table"]
+__all__ = ["format_table", "markdown_table", "timing_table", "devices_table"]
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -14,6 +14,14 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     line = "  ".join("-" * w for w in widths)
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), line, *map(fmt, rows)])
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table; a ``|`` inside a cell is escaped."""
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def timing_table(stats: RunStats) -> str:
