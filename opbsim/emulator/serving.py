@@ -95,6 +95,7 @@ class ServingResult:
     energy_per_token_mJ: float
     utilisation_by_unit: tuple[tuple[str, float], ...]
     time_share_by_class: tuple[tuple[str, float], ...]
+    time_share_by_bound: tuple[tuple[str, float], ...]  # compute / memory / communication / idle
     communication_share: float  # share of stage time with links busy and no unit
     decode_stage_ms_mean: float  # mean over decode-only stages (NaN: none)
     prefill_stage_ms_mean: float  # mean over stages carrying prefill tokens (NaN: none)
@@ -260,6 +261,10 @@ class _Loop:
         busy: dict[str, float] = {}
         by_class: dict[str, float] = {}
         exposed = sum(c.comm_exposed_s * k for c, k in self.costs.values())
+        by_bound: dict[str, float] = {}
+        for cost, k in self.costs.values():
+            for b, t in cost.time_s_by_bound:
+                by_bound[b] = by_bound.get(b, 0.0) + t * k
         prefill = np.asarray(self.stage_prefill, dtype=np.int64) > 0
         for cost, k in self.costs.values():
             for u, b in cost.busy_s_by_unit:
@@ -284,6 +289,7 @@ class _Loop:
             energy_J=energy, energy_per_token_mJ=energy / tokens * 1e3,
             utilisation_by_unit=tuple(sorted((u, b / duration) for u, b in busy.items())),
             time_share_by_class=tuple((c, t / total) for c, t in by_class.items()),
+            time_share_by_bound=tuple((b, t / total) for b, t in by_bound.items()),
             communication_share=exposed / total,
             decode_stage_ms_mean=float(times[~prefill].mean() * 1e3) if (~prefill).any() else float("nan"),
             prefill_stage_ms_mean=float(times[prefill].mean() * 1e3) if prefill.any() else float("nan"),

@@ -42,6 +42,7 @@ from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
+from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, split_by_bound, split_by_class
 from opbsim.errors import InputError
 from opbsim.hardware.collectives import Collective, plan
 from opbsim.isa.types import Unit
@@ -106,58 +107,8 @@ class StageCost:
     busy_s_by_unit: tuple[tuple[Unit, float], ...]
     time_s_by_class: tuple[tuple[OpClass, float], ...]
     comm_exposed_s: float = 0.0  # wall clock with a collective in flight and no other instruction
+    time_s_by_bound: tuple[tuple[str, float], ...] = ()  # compute / memory / communication / idle
 
-
-
-def split_by_class(stats: RunStats, class_of_index: dict[int, OpClass]) -> dict[OpClass, float]:
-    """Wall-clock time of ``stats`` by op class: every moment is divided equally among the
-    instructions running then (by the class of the op each comes from; unknown: OTHER); moments
-    with none running go to OTHER. The parts sum to ``stats.time_s``."""
-    events: list[tuple[float, int, OpClass]] = []
-    for iv in stats.timeline:
-        if iv.end_s > iv.start_s:
-            cls = class_of_index.get(iv.index, OpClass.OTHER)
-            events += [(iv.start_s, 1, cls), (iv.end_s, -1, cls)]
-    events.sort(key=lambda e: (e[0], e[1]))
-    out = dict.fromkeys(OpClass, 0.0)
-    active = dict.fromkeys(OpClass, 0)
-    running, last = 0, 0.0
-    for t, delta, cls in events:
-        if t > last:
-            seg = t - last
-            if running == 0:
-                out[OpClass.OTHER] += seg
-            else:
-                for c, n in active.items():
-                    if n:
-                        out[c] += seg * n / running
-            last = t
-        active[cls] += delta
-        running += delta
-    if stats.time_s > last:
-        out[OpClass.OTHER] += stats.time_s - last
-    return out
-
-
-def exposed_comm_s(stats: RunStats, class_of_index: dict[int, OpClass]) -> float:
-    """Wall-clock time of ``stats`` during which only communication instructions run."""
-    events: list[tuple[float, int, bool]] = []
-    for iv in stats.timeline:
-        if iv.end_s > iv.start_s:
-            comm = class_of_index.get(iv.index) is OpClass.COMM
-            events += [(iv.start_s, 1, comm), (iv.end_s, -1, comm)]
-    events.sort(key=lambda e: (e[0], e[1]))
-    comm_n = other_n = 0
-    last = out = 0.0
-    for t, delta, comm in events:
-        if comm_n and not other_n:
-            out += t - last
-        last = t
-        if comm:
-            comm_n += delta
-        else:
-            other_n += delta
-    return out
 
 
 @dataclass(slots=True)
@@ -168,6 +119,7 @@ class _Acc:
     by_class: dict[OpClass, float] = field(default_factory=lambda: dict.fromkeys(OpClass, 0.0))
     fill_s: float = 0.0  # two-batch overlap: pipeline fill paid once per stage
     exposed_s: float = 0.0  # communication with nothing else running
+    by_bound: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BOUNDS, 0.0))
 
     def add(self, stats: RunStats, classes: dict[OpClass, float], times: float,
             energy_times: float | None = None) -> None:
@@ -182,14 +134,18 @@ class _Acc:
         self.time_s += seconds * times
         self.exposed_s += seconds * times
         self.by_class[OpClass.COMM] += seconds * times
+        self.by_bound["communication"] += seconds * times
 
     def scaled(self, times: float) -> _Acc:
         return _Acc(self.time_s * times, self.energy_J * times, {u: b * times for u, b in self.busy.items()},
-                    {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times)
+                    {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times,
+                    {k: t * times for k, t in self.by_bound.items()})
 
     def merge(self, other: _Acc) -> None:
         self.time_s += other.time_s
         self.exposed_s += other.exposed_s
+        for k, t in other.by_bound.items():
+            self.by_bound[k] += t
         self.energy_J += other.energy_J
         for u, b in other.busy.items():
             self.busy[u] = self.busy.get(u, 0.0) + b
@@ -349,6 +305,7 @@ class StageTimer:
             out.time_s = max(2 * c_s, 2 * m_s)
             out.by_class[OpClass.COMM] += max(0.0, out.time_s - 2 * c_s)
             out.exposed_s += max(0.0, out.time_s - 2 * c_s)
+            out.by_bound["communication"] += max(0.0, out.time_s - 2 * c_s)
             out.fill_s = min(c_s, m_s)
             return out
         compute, comm = self._layer_parts(group, group.tokens * self.cluster.dp, layer)
@@ -374,6 +331,7 @@ class StageTimer:
             fill = max(fill, part.fill_s)
             acc.merge(part.scaled(count))
         acc.time_s += fill
+        acc.by_bound["communication"] += fill
         if par.pp > 1:
             row_B = self.model.hidden_size * self.model.dtype.itemsize_B
             hand_over = self._collective_s(Collective.ALLTOALL, 2 * micro.tokens * row_B, 2, par.stage_devices)
@@ -384,6 +342,7 @@ class StageTimer:
             busy_s_by_unit=tuple(sorted(acc.busy.items())),
             time_s_by_class=tuple((c, t) for c, t in acc.by_class.items() if t > 0),
             comm_exposed_s=acc.exposed_s,
+            time_s_by_bound=tuple((k, t) for k, t in acc.by_bound.items() if t > 0),
         )
 
     def _counts(self, group: Stage, layer: int) -> tuple[int, ...] | None:
@@ -406,3 +365,5 @@ class StageTimer:
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}
         acc.add(stats, split_by_class(stats, by_index), times, energy_times)
         acc.exposed_s += exposed_comm_s(stats, by_index) * times
+        for k, t in split_by_bound(stats, compiled.program, cluster.fabric_device).items():
+            acc.by_bound[k] += t * times

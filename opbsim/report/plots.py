@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from opbsim.fileio import atomic_write_bytes
 from opbsim.report.compare import Comparison
 from opbsim.report.plots_ops import plot_roofline, plot_timeline
-from opbsim.report.plots_serving import plot_breakdown, plot_energy, plot_tbt, plot_throughput
+from opbsim.report.plots_serving import plot_breakdown, plot_energy, plot_stage_split, plot_tbt, plot_throughput
 
 __all__ = ["PLOTS", "write_plots", "save_png"]
 
@@ -29,6 +29,9 @@ PLOTS: tuple[tuple[str, str, str, Callable[[Comparison], Figure]], ...] = (
      plot_energy),
     ("latency_breakdown.png", "Latency breakdown by op class",
      "The serving run's wall-clock time split over FC, attention, MoE, communication and other.", plot_breakdown),
+    ("stage_split.png", "Stage time: compute, memory, communication",
+     "The mean stage time split by what bounds each instruction: its datapaths, its memory channels, or the "
+     "links (collectives).", plot_stage_split),
     ("roofline.png", "Roofline with ops placed",
      "Each op of one decoder layer at its Op/B, on the roofline of the unit its policy chose.", plot_roofline),
     ("timeline.png", "Timeline of co-processing",

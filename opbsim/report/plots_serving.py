@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from opbsim.report.compare import Comparison, DeviceRun
 
 __all__ = ["device_colours", "subtitle", "plot_throughput", "plot_tbt", "plot_energy", "plot_breakdown",
-           "CLASS_COLOURS"]
+           "plot_stage_split", "CLASS_COLOURS"]
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CLASS_COLOURS = {"fc": "#1f77b4", "attention": "#ff7f0e", "moe": "#2ca02c", "communication": "#9467bd",
@@ -182,39 +182,62 @@ def plot_energy(comp: Comparison) -> Figure:
     return fig
 
 
-def plot_breakdown(comp: Comparison) -> Figure:
-    """The serving run's wall-clock time split by op class (s), stacked per device."""
+def _stacked(comp: Comparison, shares_of, total_of, colours: dict[str, str], labels: dict[str, str],
+             unit: str) -> tuple[Figure, object, float]:
+    """One stacked bar per device: ``total_of(result)`` split by ``shares_of(result)``."""
     fig = Figure(figsize=(8.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     ok = [r.result for r in comp.runs if r.result is not None]
-    top = _ymax([r.duration_s for r in ok])
+    top = _ymax([total_of(r) for r in ok])
     for i, run in enumerate(comp.runs):
         if run.result is None:
             _missing_bar(ax, i, run, top * 0.6)
             continue
         r = run.result
-        shares = dict(r.time_share_by_class)
+        shares, total = shares_of(r), total_of(r)
         bottom = 0.0
-        for cls in CLASS_COLOURS:
-            value = shares.get(cls, 0.0) * r.duration_s
+        for key in colours:
+            value = shares.get(key, 0.0) * total
             if value > 0:
-                ax.bar(i, value, bottom=bottom, width=0.6, color=CLASS_COLOURS[cls])
+                ax.bar(i, value, bottom=bottom, width=0.6, color=colours[key])
                 if value > 0.06 * top:
-                    ax.text(i, bottom + value / 2, f"{shares[cls]:.0%}", ha="center", va="center", fontsize=7,
-                            color="white" if cls != "other" else "black")
+                    ax.text(i, bottom + value / 2, f"{shares[key]:.0%}", ha="center", va="center", fontsize=7,
+                            color="white" if key not in ("other", "idle") else "black")
                 bottom += value
-        ax.text(i, bottom, f"{r.duration_s:.2f} s", ha="center", va="bottom", fontsize=8)
-    handles = [Line2D([], [], color=CLASS_COLOURS[c], lw=8, label=_CLASS_LABEL[c]) for c in CLASS_COLOURS]
+        ax.text(i, bottom, f"{total:.3g} {unit}", ha="center", va="bottom", fontsize=8)
+    handles = [Line2D([], [], color=colours[c], lw=8, label=labels[c]) for c in colours]
     ax.set_xticks(range(len(comp.runs)), [_label(r) for r in comp.runs])
     ax.set_xlabel("device (policy)")
-    ax.set_ylabel("serving time (s), split by op class")
     ax.set_ylim(0, top * 1.12)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(handles=handles[::-1], title="op class", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(handles=handles[::-1], fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig, ax, top
+
+
+def plot_breakdown(comp: Comparison) -> Figure:
+    """The serving run's wall-clock time split by op class (s), stacked per device."""
+    fig, ax, _ = _stacked(comp, lambda r: dict(r.time_share_by_class), lambda r: r.duration_s, CLASS_COLOURS,
+                          _CLASS_LABEL, "s")
+    ax.set_ylabel("serving time (s), split by op class")
     s = comp.settings
     ax.set_title(f"Latency breakdown by op class: {s.requests(s.batch)} requests at batch {s.batch}\n"
                  f"{subtitle(comp)}", fontsize=10)
     if any(r.result is not None and r.spec.dataflow is not None for r in comp.runs):
         ax.text(1.02, 0.02, "Dataflow devices (SN40L) run\nfused kernels spanning several\nop classes: their time "
                 "counts\nas other.", transform=ax.transAxes, fontsize=7, color="#555555", va="bottom")
+    return fig
+
+
+BOUND_COLOURS = {"compute": "#d62728", "memory": "#17becf", "communication": "#9467bd", "idle": "#b0b0b0"}
+_BOUND_LABEL = {"compute": "compute-bound", "memory": "memory-bound", "communication": "communication",
+                "idle": "idle (launch gaps)"}
+
+
+def plot_stage_split(comp: Comparison) -> Figure:
+    """The mean stage time (ms) split into compute-bound, memory-bound and communication time."""
+    fig, ax, _ = _stacked(comp, lambda r: dict(r.time_share_by_bound),
+                          lambda r: 1e3 * sum(r.stage_time_s) / max(r.stages, 1), BOUND_COLOURS, _BOUND_LABEL, "ms")
+    ax.set_ylabel("mean stage time (ms), split by what bounds it")
+    ax.set_title(f"Stage time: compute, memory and communication, batch {comp.settings.batch}\n{subtitle(comp)}",
+                 fontsize=10)
     return fig
