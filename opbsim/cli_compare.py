@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_parallel import parallel_of, parallel_options
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
@@ -54,9 +55,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("-p", "--policy", "policy", multiple=True, metavar="DEVICE=POLICY",
               help="Placement policy of one device (repeatable) [default: the policy named after the device, "
                    "else duplex with PIM, sn40l on a dataflow device, else xpu-only].")
-@click.option("--devices-per-node", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Devices per node (tensor parallelism), the same for every device kind.")
-@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
+@parallel_options
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="The headline batch (table, percentiles, energy, breakdown).")
 @click.option("--batches", default="8,16,32,64,128", show_default=True, help="Batches of the throughput curve.")
@@ -75,11 +74,12 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
               help="Also write the report folder (report.md, report.json, PNG plots, traces) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object instead of the table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def compare_cmd(model: str, devices: str, policy: tuple[str, ...], devices_per_node: int, nodes: int, batch: int,
-                batches: str, lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int,
-                prefill_chunk: int, buckets: int, seed: int, out_dir: Path | None, as_json: bool,
-                no_progress: bool) -> None:
+def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, batches: str, lin: int, lout: int,
+                lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int, buckets: int, seed: int,
+                out_dir: Path | None, as_json: bool, no_progress: bool, **layout) -> None:
     """Compare MODEL (a preset or a config.json) served on several devices: a table and plots.
+
+    Every device runs the same layout (--tp --dp --ep --etp --pp, as for simulate).
 
     A device that cannot run the configuration (it does not fit, the compiler cannot lower the
     model for it) stays in the table and the plots with its reason."""
@@ -88,8 +88,9 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], devices_per_n
     from opbsim.report.demo import write_report
 
     names = tuple(d.strip() for d in devices.split(",") if d.strip())
-    settings = CompareSettings(model=model, devices=names, policies=_policies(policy),
-                               devices_per_node=devices_per_node, nodes=nodes, batch=batch,
+    parallel, node_devices = parallel_of(layout)
+    settings = CompareSettings(model=model, devices=names, policies=_policies(policy), parallel=parallel,
+                               node_devices=node_devices, batch=batch,
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
                                buckets=buckets, seed=seed)

@@ -1,6 +1,6 @@
 """Device comparison: one model served on several devices, with what the plots need.
 
-For every device of ``CompareSettings.devices`` (a cluster of ``devices_per_node`` x ``nodes`` of
+For every device of ``CompareSettings.devices`` (a cluster laid out by ``parallel`` of
 it, running its policy), ``compare`` runs:
 - the headline serving run (``batch``, ``lin``/``lout``, closed loop, ``requests_per_slot x batch``
   requests): the same simulation as ``opbsim simulate`` with the same options (``simulate_args``
@@ -36,6 +36,7 @@ from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
 from opbsim.workloads.graph import ModelGraph, build_layer
 from opbsim.workloads.ops import OpClass
+from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
 
 __all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
@@ -50,8 +51,8 @@ class CompareSettings:
     model: str
     devices: tuple[str, ...]
     policies: tuple[tuple[str, str], ...] = ()
-    devices_per_node: int = 1
-    nodes: int = 1
+    parallel: Parallelism = field(default_factory=Parallelism)
+    node_devices: int = 0  # devices per physical node; 0: each device's own
     batch: int = 64
     batches: tuple[int, ...] = (8, 16, 32, 64, 128)
     lin: int = 1024
@@ -68,7 +69,9 @@ class CompareSettings:
             raise InputError("--devices: name at least one device")
         if len(set(self.devices)) != len(self.devices):
             raise InputError(f"--devices: a device is listed twice ({', '.join(self.devices)})")
-        for name in ("devices_per_node", "nodes", "batch", "lin", "lout", "requests_per_slot"):
+        if not isinstance(self.parallel, Parallelism):
+            raise InputError(f"parallel must be a Parallelism, got {type(self.parallel).__name__}")
+        for name in ("batch", "lin", "lout", "requests_per_slot"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -77,6 +80,16 @@ class CompareSettings:
         unknown = [d for d, _ in self.policies if d not in self.devices]
         if unknown:
             raise InputError(f"--policy {unknown[0]}=...: {unknown[0]} is not among --devices")
+
+    @property
+    def devices_per_node(self) -> int:
+        """Devices per node for display (all of them when no node size is given)."""
+        n = self.parallel.devices
+        return min(self.node_devices, n) if self.node_devices else n
+
+    @property
+    def nodes(self) -> int:
+        return -(-self.parallel.devices // self.devices_per_node)
 
     @property
     def curve_batches(self) -> tuple[int, ...]:
@@ -91,8 +104,12 @@ class CompareSettings:
 
 def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
     """The ``opbsim simulate`` arguments that give the headline run of ``device``."""
-    args = [s.model, "-d", device, "-p", policy, "--devices-per-node", str(s.devices_per_node), "--nodes",
-            str(s.nodes), "--batch", str(s.batch), "--lin", str(s.lin), "--lout", str(s.lout), "--requests",
+    p = s.parallel
+    layout = [f"--{n}" for n in ("tp", "dp", "ep", "etp", "pp")]
+    args = [s.model, "-d", device, "-p", policy]
+    args += [x for flag, v in zip(layout, (p.tp, p.dp, p.ep, p.etp, p.pp)) if v > 1 for x in (flag, str(v))]
+    args += ["--node-size", str(s.node_devices)] if s.node_devices else []
+    args += ["--batch", str(s.batch), "--lin", str(s.lin), "--lout", str(s.lout), "--requests",
             str(s.requests(s.batch)), "--seed", str(s.seed), "--prefill-chunk", str(s.prefill_chunk),
             "--buckets", str(s.buckets)]
     if s.lin_std or s.lout_std:
@@ -184,7 +201,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
     policy = s.policy_of(spec)
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
-        cluster = Cluster.from_nodes(device=spec, policy=policy, devices_per_node=s.devices_per_node, nodes=s.nodes)
+        cluster = Cluster(device=spec, policy=policy, parallel=s.parallel, node_devices=s.node_devices)
         timer = RecordingTimer(model, cluster, bucketing=Bucketing(s.buckets))
         result = simulate(model, cluster, _scenario(s, s.batch),
                           ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)

@@ -27,10 +27,11 @@ from opbsim.report.compare import CompareSettings, Comparison, compare, steps_of
 from opbsim.report.compare_render import comparison_json, comparison_markdown
 from opbsim.report.plots import PLOTS, write_plots
 from opbsim.report.trace import chrome_trace
+from opbsim.workloads.parallel import Parallelism
 
 __all__ = ["DEMO", "DemoResult", "demo_settings", "run_demo", "demo_steps", "write_report"]
 
-DEMO = CompareSettings(model="mixtral-8x7b", devices=("h100", "duplex", "sn40l"), devices_per_node=4, nodes=1,
+DEMO = CompareSettings(model="mixtral-8x7b", devices=("h100", "duplex", "sn40l"), parallel=Parallelism(tp=4, etp=4),
                        batch=64, batches=(16, 32, 64, 128), lin=1024, lout=1024, requests_per_slot=1)
 _OPTIONAL = {"sn40l": "SN40L"}  # shown when the build has both the device and a policy of that name
 
