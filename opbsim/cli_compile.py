@@ -7,10 +7,23 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_parallel import PARALLEL_HELP, parallel_of
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["compile_cmd", "stage_of"]
+__all__ = ["compile_cmd", "stage_of", "device_part"]
+
+
+def device_part(cfg, spec, policy: str, parallel, stage, part: str, layer: int | None):
+    """One of the graphs a device runs for ``stage`` under ``parallel`` (StageTimer.parts)."""
+    from opbsim.emulator.cluster import Cluster
+    from opbsim.emulator.stage_timer import Bucketing, StageTimer
+
+    if layer is None:
+        raise InputError(f"--layer is needed: under {parallel.label} a device runs one program per part "
+                         "(--part layer, experts or head)")
+    timer = StageTimer(cfg, Cluster(device=spec, policy=policy, parallel=parallel), bucketing=Bucketing(0))
+    return timer.part(stage, part, layer)
 
 
 def stage_of(kind: str, batch: int, ctx: int, prefill: int):
@@ -31,15 +44,25 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
 @click.option("--stage", "kind", type=click.Choice(["decode", "mixed"]), default="decode", show_default=True)
 @click.option("--prefill", type=click.IntRange(min=0), default=0, help="Prompt tokens of the mixed stage's "
               "prefill chunk [default: CTX].")
-@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="Tensor-parallel devices.")
+@click.option("--tp", type=click.IntRange(1, 4096), default=1, show_default=True, help=PARALLEL_HELP["tp"])
+@click.option("--dp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["dp"])
+@click.option("--ep", type=click.IntRange(1, 4096), help=PARALLEL_HELP["ep"])
+@click.option("--etp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["etp"])
+@click.option("--pp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["pp"])
+@click.option("--part", type=click.Choice(["layer", "experts", "head"]), default="layer", show_default=True,
+              help="With experts exchanged (--ep > 1 or --dp > 1) or --pp > 1, a device runs several programs per "
+                   "stage: which one to compile (the representative MoE layer without its experts, the device's "
+                   "experts, or the embedding and LM head). Requires --layer to name the layer.")
 @click.option("--layer", type=click.IntRange(min=0), default=None, help="Compile only this decoder layer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the program: assembly, or a binary when the name ends in .bin.")
 @click.option("--explain", is_flag=True, help="Print each op, its Op/B, the unit chosen and why.")
 @click.option("--dump-after", "dump_after", help="Print the intermediate form after this pass and stop.")
 def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind: str, prefill: int, tp: int,
-                layer: int | None, output: Path | None, explain: bool, dump_after: str | None) -> None:
-    """Compile one stage of MODEL (a preset or a config.json) for a device."""
+                dp: int | None, ep: int | None, etp: int | None, pp: int | None, part: str, layer: int | None,
+                output: Path | None, explain: bool, dump_after: str | None) -> None:
+    """Compile one stage of MODEL (a preset or a config.json) for a device: the program one device
+    runs (its share of the stage under the layout given by --tp --dp --ep --etp --pp)."""
     from opbsim.compiler import PASS_NAMES, Source, Target, run_passes
     from opbsim.compiler.dump import dump
     from opbsim.compiler.dump import explain as explain_placement
@@ -49,13 +72,20 @@ def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind
 
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise click.BadParameter(f"{dump_after!r} is not a pass ({', '.join(PASS_NAMES)})", param_hint="--dump-after")
+    parallel, _ = parallel_of({"tp": tp, "dp": dp, "ep": ep, "etp": etp, "pp": pp, "parallel_spec": None,
+                               "node_size": None, "devices_per_node": None, "nodes": None})
     cfg = load_model(model)
-    graph = build_model(cfg, stage_of(kind, batch, ctx, prefill), tp=tp)
-    if layer is not None:
-        if layer >= cfg.num_layers:
-            raise InputError(f"--layer {layer} is outside 0..{cfg.num_layers - 1} ({cfg.name})")
-        graph = replace(graph, prologue=(), layers=(graph.layers[layer],), epilogue=())
-    source = Source(graph, Target(get_device(device), policy))
+    if layer is not None and layer >= cfg.num_layers:
+        raise InputError(f"--layer {layer} is outside 0..{cfg.num_layers - 1} ({cfg.name})")
+    stage = stage_of(kind, batch, ctx, prefill)
+    spec = get_device(device)
+    if parallel.dp == 1 and parallel.pp == 1 and (parallel.ep == 1 or not cfg.is_moe):
+        graph = build_model(cfg, stage, tp=tp)
+        if layer is not None:
+            graph = replace(graph, prologue=(), layers=(graph.layers[layer],), epilogue=())
+    else:
+        graph = device_part(cfg, spec, policy, parallel, stage, part, layer)
+    source = Source(graph, Target(spec, policy))
     if dump_after is not None:
         click.echo(dump(run_passes(source, dump_after)), nl=False)
         return

@@ -224,6 +224,24 @@ class StageTimer:
 
     # -- graphs ------------------------------------------------------------------------------------
 
+    def part(self, stage: Stage, which: str, layer: int) -> ModelGraph:
+        """One graph a device runs for ``stage``: ``head`` (embedding, final norm, LM head),
+        ``layer`` (decoder layer ``layer``; without its expert FFNs when experts are exchanged) or
+        ``experts`` (the device's experts of MoE layer ``layer``)."""
+        par = self.cluster.parallel
+        micro = micro_batch(node_share(stage, par.dp), par.pp)
+        if not 0 <= layer < self.model.num_layers:
+            raise InputError(f"layer {layer} is outside 0..{self.model.num_layers - 1}")
+        moe = self.model.is_moe_layer(layer)
+        if which == "head":
+            return self._head(micro)
+        if which == "layer":
+            return self._layer(micro, moe, layer)
+        if which == "experts" and self._exchanged(moe):
+            return self._experts(micro.tokens * par.dp, layer)
+        raise InputError(f"layer {layer} has no separate experts part under {par.label} (experts are exchanged "
+                         "only in MoE layers with ep > 1 or dp > 1)")
+
     def parts(self, stage: Stage) -> tuple[tuple[ModelGraph, int], ...]:
         """The graphs one device runs for ``stage`` (not bucketed) and how many times each: the
         prologue and epilogue, and per layer kind its representative layer (and, with exchanged
