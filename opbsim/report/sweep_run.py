@@ -44,11 +44,16 @@ def _simulate(cfg: dict) -> dict:
     from opbsim.hardware import get_device
     from opbsim.report.sweep_params import apply_hw
     from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model
+    from opbsim.workloads.parallel import Parallelism, parse_parallel
 
     model = load_model(cfg["model"])
     spec = apply_hw(get_device(cfg["device"]), cfg["hw"])
-    cluster = Cluster.from_nodes(device=spec, policy=cfg["policy"], devices_per_node=cfg["devices_per_node"],
-                      nodes=cfg["nodes"])
+    if cfg["parallel"]:
+        parallel = Parallelism.of(**parse_parallel(cfg["parallel"]))
+        cluster = Cluster(device=spec, policy=cfg["policy"], parallel=parallel)
+    else:
+        cluster = Cluster.from_nodes(device=spec, policy=cfg["policy"], devices_per_node=cfg["devices_per_node"],
+                                     nodes=cfg["nodes"])
     lengths = FixedLengths(cfg["lin"], cfg["lout"]) if cfg["lin_std"] == 0 and cfg["lout_std"] == 0 else \
         GaussianLengths(float(cfg["lin"]), cfg["lin_std"], float(cfg["lout"]), cfg["lout_std"])
     scenario = closed_loop(cfg["batch"], lengths, num_requests=cfg["requests"], seed=cfg["seed"])

@@ -14,7 +14,10 @@ Every key takes one value or a list of values; the sweep is the product of the l
     hw:                              # hardware parameters (sweep_params.py), each a value or a list
       pim_bw_multiple: [2, 4, 8]
 
-Optional keys and defaults: ``nodes`` 1, ``lin_std``/``lout_std`` 0 (Gaussian lengths when > 0),
+The layout: ``devices_per_node`` and ``nodes`` (tensor parallel in a node, experts spread across
+nodes), or ``parallel: "tp=4,ep=4"`` (the degrees of ``opbsim simulate --parallel``), not both.
+
+Optional keys and defaults: ``nodes`` 1, ``parallel`` none, ``lin_std``/``lout_std`` 0 (Gaussian lengths when > 0),
 ``prefill_chunk`` 8192, ``routing`` balanced (or uniform, zipf:SKEW), ``buckets`` 8, ``seed`` 0.
 ``grids``: a list of such mappings, each a grid of its own, with the file's other keys as the
 defaults of each (so ``hw.pim_bw_multiple`` can vary for duplex while h100 runs once).
@@ -37,21 +40,22 @@ from opbsim.errors import InputError
 from opbsim.hardware import device_names, get_device
 from opbsim.report.sweep_params import apply_hw
 from opbsim.workloads import load_model
+from opbsim.workloads.parallel import Parallelism, parse_parallel
 
 __all__ = ["CONFIG_KEYS", "DEFAULTS", "load_sweep", "parse_sweep", "expand", "config_hash", "read_sweep_file"]
 
 DEFAULTS: dict[str, object] = {
-    "policy": "auto", "devices_per_node": 1, "nodes": 1, "lin_std": 0.0, "lout_std": 0.0, "prefill_chunk": 8192,
-    "routing": "balanced", "buckets": 8, "seed": 0,
+    "policy": "auto", "devices_per_node": 1, "nodes": 1, "parallel": "", "lin_std": 0.0, "lout_std": 0.0,
+    "prefill_chunk": 8192, "routing": "balanced", "buckets": 8, "seed": 0,
 }
 _REQUIRED = ("model", "device", "batch")
 _INT_MIN = {"devices_per_node": 1, "nodes": 1, "batch": 1, "lin": 1, "lout": 1, "requests": 1, "requests_per_slot": 1,
             "prefill_chunk": 0, "buckets": 0, "seed": 0}
 _FLOAT_MIN = {"lin_std": 0.0, "lout_std": 0.0}
 _STR = ("model", "device", "policy", "routing")
-_GRID_KEYS = (*_STR, *_INT_MIN, *_FLOAT_MIN, "lengths", "hw")
-CONFIG_KEYS = ("model", "device", "policy", "devices_per_node", "nodes", "batch", "lin", "lout", "lin_std", "lout_std",
-               "requests", "prefill_chunk", "routing", "buckets", "seed")
+_GRID_KEYS = (*_STR, *_INT_MIN, *_FLOAT_MIN, "lengths", "hw", "parallel")
+CONFIG_KEYS = ("model", "device", "policy", "devices_per_node", "nodes", "parallel", "batch", "lin", "lout", "lin_std",
+               "lout_std", "requests", "prefill_chunk", "routing", "buckets", "seed")
 """The keys of a configuration dict, in column order; ``hw`` (a dict) follows them."""
 
 
@@ -109,6 +113,13 @@ def _check_scalar(key: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < _FLOAT_MIN[name]:
             raise InputError(f"{key}: expected a number >= {_FLOAT_MIN[name]:g}, got {value!r}")
         value = float(value)
+    elif name == "parallel":
+        if not isinstance(value, str):
+            raise InputError(f"{key}: expected a string such as \"tp=4,ep=4\", got {value!r}")
+        try:
+            value = Parallelism.of(**parse_parallel(value)).label
+        except InputError as e:
+            raise InputError(f"{key}: {str(e).removeprefix('--parallel').lstrip(': ')}") from None
     elif name == "lengths":
         ok = isinstance(value, list) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
@@ -139,6 +150,8 @@ def _grid(where: str, raw: dict) -> dict[str, list]:
     if "lengths" not in out and not {"lin", "lout"} <= set(out):
         missing = "lin" if "lin" not in out else "lout"
         raise InputError(f"{where}{missing}: missing (give lin and lout, or lengths)")
+    if "parallel" in out and ({"devices_per_node", "nodes"} & set(out)):
+        raise InputError(f"{where}parallel: give either parallel or devices_per_node and nodes, not both")
     if "requests" in out and "requests_per_slot" in out:
         raise InputError(f"{where}requests: give either requests or requests_per_slot, not both")
     for key in _REQUIRED:

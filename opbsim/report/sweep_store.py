@@ -33,7 +33,7 @@ METRICS = ("max_batch", "batch_capped", "tokens_per_s", "tbt_p50_ms", "tbt_p90_m
 
 _INT = {"devices_per_node", "nodes", "batch", "lin", "lout", "requests", "prefill_chunk", "buckets", "seed",
         "max_batch", "stages"}
-_STR = {"config_hash", "status", "error", "model", "device", "policy", "routing", "batch_capped"}
+_STR = {"config_hash", "status", "error", "model", "device", "policy", "parallel", "routing", "batch_capped"}
 
 
 def columns_of(configs: list[dict]) -> list[str]:

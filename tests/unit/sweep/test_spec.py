@@ -117,3 +117,18 @@ def test_the_tutorials_example_sweep_files_are_valid(name):
     path = Path(__file__).parents[3] / "docs" / "examples" / name
     configs = load_sweep(path)
     assert len(configs) == {"sweep_pim_bandwidth.yaml": 30, "sweep_sn40l_hbm.json": 8}[name]
+
+
+def test_a_sweep_takes_the_layout_as_one_parallel_string_checked_up_front(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"model": "mixtral-8x7b", "device": "h100", "batch": 8, "lin": 16, "lout": 4,
+                                "parallel": ["tp=4,ep=4", "tp=4,dp=2"]}))
+    assert [c["parallel"] for c in load_sweep(path)] == ["tp=4,dp=1,ep=4,etp=1,pp=1", "tp=4,dp=2,ep=1,etp=8,pp=1"]
+    path.write_text(json.dumps({"model": "mixtral-8x7b", "device": "h100", "batch": 8, "lin": 16, "lout": 4,
+                                "parallel": "tp=4,ep=3"}))
+    with pytest.raises(InputError, match=r"s\.json: parallel: ep \(3\) must divide tp x dp \(4 x 1 = 4\)$"):
+        load_sweep(path)
+    path.write_text(json.dumps({"model": "mixtral-8x7b", "device": "h100", "batch": 8, "lin": 16, "lout": 4,
+                                "parallel": "tp=4", "nodes": 2}))
+    with pytest.raises(InputError, match=r"parallel: give either parallel or devices_per_node and nodes, not both$"):
+        load_sweep(path)
