@@ -135,8 +135,8 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
             f"per batch the {name} spends {dgx.switch_time_s:.2f} s switching ({dgx.switches_per_batch:.1f} misses, "
             f"{dgx.cache_slots} experts in HBM) and {dgx.exec_time_s:.2f} s executing, SN40L {sn.switch_time_s:.3f} s "
             f"and {sn.exec_time_s:.3f} s; all-reduces take {collectives[node]:.0%} of a {name} decode step and "
-            f"{collectives['sn40l']:.0%} of an SN40L one, with per-step collective latencies that are assumed "
-            f"(5 us on the GPU presets, 1 us on SN40L)"))
+            f"{collectives['sn40l']:.0%} of an SN40L one (the DGX all-reduces timed by NCCL's cost model and the "
+            f"custom all-reduce, SN40L's by assumed direct-link costs: docs/collectives.md)"))
     held = sn.experts_per_node
     dgx_nodes = -(-held // h100.experts_per_node)
     rows.append(Row("experts held in one SN40L node at TP8 latency", "850", str(held), f"{held / 850:.2f}", "+-15%",
