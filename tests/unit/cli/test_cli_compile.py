@@ -52,3 +52,15 @@ def test_an_unknown_policy_or_model_is_one_line_and_exit_1():
     assert policy.exit_code == 1 and policy.output.startswith("Error: unknown policy 'magic' (known: ")
     model = runner.invoke(cli, ["compile", "gpt-9", "-d", "duplex"])
     assert model.exit_code == 1 and "unknown model 'gpt-9'" in model.output
+
+
+def test_with_experts_exchanged_compile_emits_one_part_of_a_devices_stage():
+    base = ["compile", "mixtral-8x7b", "-d", "duplex", "--batch", "8", "--ctx", "256", "--tp", "4", "--ep", "4"]
+    experts = CliRunner().invoke(cli, [*base, "--layer", "1", "--part", "experts", "--explain"])
+    assert experts.exit_code == 0, experts.output
+    names = {ln.split()[0] for ln in experts.output.splitlines() if ln.startswith("L1.")}
+    assert names == {"L1.expert.0", "L1.expert.1"}  # 8 experts over ep = 4: two per device
+    missing = CliRunner().invoke(cli, base)
+    assert missing.exit_code == 1
+    assert missing.output == ("Error: --layer is needed: under tp=4,dp=1,ep=4,etp=1,pp=1 a device runs one program "
+                              "per part (--part layer, experts or head)\n")

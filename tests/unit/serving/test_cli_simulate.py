@@ -109,3 +109,24 @@ def test_reproduce_duplex_quick_prints_every_row_and_writes_its_section(tmp_path
                   "MHA model (OPT-66B)", "GQA model (Llama-3-70B)", "Grok-1 (2 nodes)", "decode-only stages"):
         assert claim in result.output
     assert page.read_text().count("## Duplex (arXiv 2409.01141)") == 1
+
+
+@pytest.mark.parametrize("layout, devices", [(["--tp", "4", "--ep", "4"], 4), (["--tp", "4", "--dp", "2"], 8),
+                                             (["--parallel", "tp=2,ep=2,pp=2"], 4)])
+def test_simulate_runs_expert_parallel_data_parallel_and_pipelined_layouts(layout, devices):
+    base = ["mixtral-8x7b", "-d", "duplex", "--batch", "8", "--lin", "64", "--lout", "4", "--requests", "8"]
+    result = invoke("simulate", *base, *layout, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["nodes"] * out["devices_per_node"] == devices
+    assert 0 < out["communication_share"] < 1
+    assert out["decode_stage_ms_mean"] < out["prefill_stage_ms_mean"]
+    assert sum(out["time_share_by_bound"].values()) == pytest.approx(1.0)
+
+
+def test_expert_parallelism_exchanges_rows_where_expert_tensor_parallelism_reduces_partial_sums():
+    base = ["mixtral-8x7b", "-d", "h100", "--batch", "16", "--lin", "64", "--lout", "8", "--requests", "16", "--json"]
+    et = json.loads(invoke("simulate", *base, "--tp", "4").output)
+    ep = json.loads(invoke("simulate", *base, "--tp", "4", "--ep", "4").output)
+    assert et["parallel"] == "tp=4,dp=1,ep=1,etp=4,pp=1" and ep["parallel"] == "tp=4,dp=1,ep=4,etp=1,pp=1"
+    assert ep["communication_share"] > et["communication_share"]  # two all-to-alls and an all-gather per MoE layer
