@@ -1,9 +1,10 @@
 """Interconnect presets: ports and collective libraries, each value with its source.
 
 [NV] NVIDIA H100 / A100 / DGX datasheets and the NVLink / NVSwitch pages.
-[NCCL] NCCL's own cost model, src/graph/tuning.cc and src/graph/topo.h (v2.18-2.21): the
-per-link bandwidth NCCL assumes for an NVLink (its achievable share of the 25 GB/s nominal), the
-base and per-hop latencies per (algorithm, protocol) and the protocol bandwidth factors.
+[NCCL] NCCL's own cost model, src/graph/tuning.cc and src/graph/topo.h of NCCL 2.30.7 (commit
+5067397): the per-link bandwidth NCCL assumes for an NVLink (its achievable share of the 25 GB/s
+nominal), the base and per-hop latencies per (algorithm, protocol) (ncclTunerConstantsDefaults:
+baseLatencies, hwLatencies), the protocol bandwidth factors and the NVLS efficiency.
 [vLLM] vLLM's custom all-reduce (vllm/distributed/device_communicators/custom_all_reduce.py).
 [TRT] TensorRT-LLM's custom all-reduce (cpp/tensorrt_llm/kernels/customAllReduceKernels.cu):
 one-shot and two-shot kernels over NVLink peer memory, synchronised by flags.
@@ -34,17 +35,19 @@ _CUSTOM_AR_MAX_B = 8 * 2**20  # [vLLM] custom all-reduce staging buffer: max_siz
 NCCL = Library(
     name="nccl",
     costs=(
-        # [NCCL] baseLat (Ring 6.6 / 14.0 / 8.4 us; Tree 6.8 / 14.0 / 0), hwLat NVLink (Ring .6 / 1.9 / 3.4;
-        # Tree .6 / 1.25 / 4) and NET (Ring 2.7 / 4.0 / 14.0; Tree 5.0 / 8.5 / 14.0) us per step;
-        # bandwidth: ring LL 1/4, LL128 0.92, Simple 1; tree LL 1/3.8, LL128 7/9, Simple 0.92.
-        _cost(Algorithm.RING, _LL, 6.6, 0.6, 2.7, 1 / 4),
+        # [NCCL] baseLatencies (Ring 6.6 / 14.0 / 8.4 us; Tree 6.8 / 14.0 / 8.4), hwLatencies NVLink (Ring
+        # 0.6 / 1.9 / 3.4; Tree 0.6 / 1.25 / 4.0) and NET (Ring 2.7 / 4.0 / 14.0; Tree 5.0 / 8.5 / 14) us per
+        # step, for LL / LL128 / Simple; bandwidth: ring LL 0.5, LL128 0.92, Simple 1; tree LL 1/3.8, LL128 7/9
+        # (one node), Simple 0.92.
+        _cost(Algorithm.RING, _LL, 6.6, 0.6, 2.7, 0.5),
         _cost(Algorithm.RING, _LL128, 14.0, 1.9, 4.0, 0.92),
         _cost(Algorithm.RING, _SIMPLE, 8.4, 3.4, 14.0, 1.0),
         _cost(Algorithm.TREE, _LL, 6.8, 0.6, 5.0, 1 / 3.8),
         _cost(Algorithm.TREE, _LL128, 14.0, 1.25, 8.5, 7 / 9),
-        _cost(Algorithm.TREE, _SIMPLE, 6.8, 4.0, 14.0, 0.92),
-        # [NCCL] NVLS: Simple only, hwLat 25 us for the whole call (counted as 2 steps of 12.5)
-        _cost(Algorithm.NVLS, _SIMPLE, 0.0, 12.5, 0.0, 1.0),
+        _cost(Algorithm.TREE, _SIMPLE, 8.4, 4.0, 14.0, 0.92),
+        # [NCCL] NVLS: Simple only, latency hwLatencies NVLink NVLS 25 us for the call (2 steps of 12.5),
+        # bandwidth nvlsEfficiency 0.85 on Hopper
+        _cost(Algorithm.NVLS, _SIMPLE, 0.0, 12.5, 0.0, 0.85),
         # hierarchical: ring phases at ring costs ([NCCL] the intra/inter split of its ring model)
         _cost(Algorithm.HIER, _LL128, 14.0, 1.9, 4.0, 0.92),
         _cost(Algorithm.HIER, _SIMPLE, 8.4, 3.4, 14.0, 1.0),
@@ -87,7 +90,7 @@ def nvlink4_node() -> Interconnect:
         scale_up=Port(name="nvlink4", bw_GBps=18 * _NVLINK_NOMINAL_GBps,  # [NV] 900 GB/s bidirectional
                       efficiency=20.6 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM90_NVLINK_BW 20.6 GB/s per link
         scale_out=Port(name="ib-ndr", bw_GBps=400 / 8,  # [NV] ConnectX-7 NDR 400 Gb/s per GPU
-                       efficiency=0.96),  # [NCCL] net bandwidth derate (ncclTopoGetNetBw: 96%)
+                       efficiency=47 / 50),  # NVIDIA/nccl-tests#290, NCCL maintainer: "46-48GB/s per NIC"
         fabric=Fabric.SWITCH,
         in_switch_reduction=True,  # [NV] NVSwitch gen 3 NVLink SHARP
         node_devices=8,  # [NV] 8 GPUs per DGX H100
@@ -101,7 +104,7 @@ def nvlink3_node() -> Interconnect:
         scale_up=Port(name="nvlink3", bw_GBps=12 * _NVLINK_NOMINAL_GBps,  # [NV] 600 GB/s bidirectional
                       efficiency=20.0 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM80_NVLINK_BW 20.0 GB/s per link
         scale_out=Port(name="ib-hdr", bw_GBps=200 / 8,  # [NV] ConnectX-6 HDR 200 Gb/s per GPU
-                       efficiency=0.96),  # [NCCL] as above
+                       efficiency=47 / 50),  # assumed: the NDR figure's share
         fabric=Fabric.SWITCH,
         in_switch_reduction=False,  # [NV] NVSwitch gen 2 has no in-network reduction
         node_devices=8,  # [NV] 8 GPUs per DGX A100
@@ -115,7 +118,7 @@ def sn40l_links() -> Interconnect:
         scale_up=Port(name="sn40l-peer", bw_GBps=100.0,  # assumed: [S] does not publish the peer links
                       efficiency=1.0),  # assumed
         scale_out=Port(name="sn40l-net", bw_GBps=50.0,  # assumed: as the DGX presets' 400 Gb/s per device
-                       efficiency=0.96),  # assumed: as NCCL's network derate
+                       efficiency=47 / 50),  # assumed: as the DGX NDR figure
         fabric=Fabric.MESH,  # assumed: [S] shows sockets linked peer to peer, no switch
         in_switch_reduction=False,
         node_devices=8,  # [S] 8 sockets per node

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from opbsim.hardware.collectives import Collective, Plan, bus_factor, plan
-from opbsim.hardware.interconnect import Interconnect
+from opbsim.hardware.collectives import Collective, Plan, bus_factor, candidates, plan
+from opbsim.hardware.interconnect import Algorithm, Interconnect
 from opbsim.hardware.links import NCCL, nvlink3_node, nvlink4_node
 from opbsim.report.nccl_published import MEASURED, Measured
 
@@ -58,10 +58,17 @@ class CollectiveRow:
 
 
 def compare_collectives(rows: tuple[Measured, ...] = MEASURED) -> tuple[CollectiveRow, ...]:
+    """Each measured row against the NCCL model on its system; a row whose run forced an
+    algorithm (NCCL_ALGO) against the model's fastest plan of that algorithm."""
     out = []
     for m in rows:
         ic = replace(SYSTEMS[m.system](), library=NCCL)
-        out.append(CollectiveRow(m, plan(ic, Collective(m.collective), m.size_B, m.gpus)))
+        coll = Collective(m.collective)
+        if m.algorithm:
+            forced = [p for p in candidates(ic, coll, m.size_B, m.gpus) if p.algorithm is Algorithm(m.algorithm)]
+            out.append(CollectiveRow(m, min(forced, key=lambda p: p.time_s)))
+        else:
+            out.append(CollectiveRow(m, plan(ic, coll, m.size_B, m.gpus)))
     return tuple(out)
 
 

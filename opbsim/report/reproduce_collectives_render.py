@@ -25,7 +25,8 @@ def _size(n: int) -> str:
 
 def _cells(r: CollectiveRow) -> tuple[str, ...]:
     m = r.measured
-    return (m.system, m.collective, _size(m.size_B), f"{m.time_us:.1f}", f"{r.ours.time_s * 1e6:.1f}",
+    name = m.collective + (f" ({m.algorithm})" if m.algorithm else "")
+    return (m.system, name, _size(m.size_B), f"{m.time_us:.1f}", f"{r.ours.time_s * 1e6:.1f}",
             f"{m.busbw_GBps:.1f}", f"{r.ours_busbw_GBps:.1f}", f"{r.ratio:.2f}", "ok" if r.within else "miss",
             r.ours.name)
 
