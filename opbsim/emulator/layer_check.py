@@ -10,6 +10,7 @@ computes (docs/compiler.md, "Routing specialisation").
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 import zlib
@@ -101,11 +102,26 @@ def _layer_graph(model: ModelConfig, stage: Stage, layer: int, ids: np.ndarray |
     return replace(graph, prologue=(), epilogue=())
 
 
+def weight_shapes(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tuple[int, ...]]:
+    """Every weight of decoder layer ``layer`` by name, every expert's included: the routing
+    decides which experts a stage uses, and one that gets no token at a small batch is normal."""
+    graph = _layer_graph(model, stage, layer)
+    ops = graph.ops
+    shapes = {t.name: t.shape for op in ops for t in op.inputs if t.role is Role.WEIGHT}
+    template = f"L{layer}.expert."
+    present = sorted({n for n in shapes if n.startswith(template)})
+    for name in present:
+        suffix = name[len(template):].split(".", 1)[1]
+        for e in range(model.num_experts):
+            shapes.setdefault(f"{template}{e}.{suffix}", shapes[name])
+    return shapes
+
+
 def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
     """Memory the check needs: the layer's weights twice over in the worst transient (one bf16
     copy in the emulated memory, the largest tensor widened), KV caches and activations."""
-    graph = _layer_graph(model, stage, layer)
-    weights = {t.name: t.nbytes for op in graph.ops for t in op.inputs if t.role is Role.WEIGHT}
+    shape_of = weight_shapes(model, stage, layer)
+    weights = {n: 2 * math.prod(s) for n, s in shape_of.items()}  # bf16
     largest = max(weights.values(), default=0)
     reqs = requests(stage)
     kv = 2 * len(reqs) * max(r.context for r in reqs) * model.kv_dim * 2
@@ -135,8 +151,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
                          f"{have / 2**30:.1f} GiB are available")
     L, T, h = f"L{layer}", stage.tokens, model.hidden_size
     t0 = time.perf_counter()
-    balanced = _layer_graph(model, stage, layer)
-    w = _Weights({t.name: t.shape for op in balanced.ops for t in op.inputs if t.role is Role.WEIGHT}, seed)
+    w = _Weights(weight_shapes(model, stage, layer), seed)
     rng = np.random.default_rng([seed, layer])
     stream = ref.r16(rng.standard_normal((T, h)).astype(np.float32))
     delta = ref.r16(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5)) if layer else None

@@ -33,3 +33,13 @@ def test_run_refuses_a_layer_outside_the_model(tmp_path):
     result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--layer", "3"])
     assert result.exit_code == 1
     assert result.output == f"Error: layer 3 is outside 0..2 ({tmp_path.name})\n"  # a model is named by its folder
+
+
+def test_an_expert_that_receives_no_token_at_a_small_batch_is_checked_like_the_others(tmp_path):
+    # batch 1, top-2 of 4 experts: the balanced counts give two experts no token, while the reference's own
+    # routing may pick either of them; every expert's weights exist whatever the routing
+    for batch in ("1", "2"):
+        result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--layer", "1", "--batch", batch,
+                                          "--ctx", "4", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["bit_exact"] is True
