@@ -28,7 +28,8 @@ def generate_cmd() -> None:
               help="Output rows M of the GEMV tile y[M] = W[M, K] x[K].")
 @click.option("--weight-bytes-per-cycle", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random bf16 tile.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the random bf16 tile.")
 def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None, seed: int) -> None:
     """Run a random GEMV tile through pim_gemv (pyverilator) and compare its cycles with the unit's
     analytic model and with the emulator's Logic-PIM timing model (the engine) at the same scale.

@@ -93,7 +93,7 @@ class _Line:
         tok = self.expect("num", what)
         value = _parse_int(tok.text)
         if value is None or not 0 <= value < limit:
-            raise self.error(f"expected {what} in 0..{limit - 1}, found {tok.text!r}", tok.col)
+            raise self.error(f"expected {what} in 0..{limit - 1}, found {_q(tok.text)}", tok.col)
         return value
 
     def int_list(self, what: str, limit: int) -> tuple[int, ...]:
@@ -110,8 +110,20 @@ class _Line:
             raise self.error(f"expected end of line, found {_show(tok)}", tok.col)
 
 
+_ECHO_CHARS = 40  # an error message quotes at most this much of an offending token
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to ``_ECHO_CHARS`` characters for an error message."""
+    return text if len(text) <= _ECHO_CHARS else text[:_ECHO_CHARS - 3] + "..."
+
+
+def _q(text: str) -> str:
+    return repr(_clip(text))
+
+
 def _show(tok: _Tok) -> str:
-    return "end of line" if tok.kind == "end" else repr(tok.text)
+    return "end of line" if tok.kind == "end" else _q(tok.text)
 
 
 def _parse_int(text: str) -> int | None:
@@ -174,23 +186,23 @@ class _Assembler:
 
     def define_label(self, ln: _Line, tok: _Tok) -> None:
         if tok.text in self.label_index or tok.text in self.desc_index:
-            raise ln.error(f"{tok.text!r} is already defined", tok.col)
+            raise ln.error(f"{_q(tok.text)} is already defined", tok.col)
         self.label_index[tok.text] = len(self.instructions)
         self.labels.append(Label(tok.text, len(self.instructions)))
 
     def declare(self, ln: _Line) -> None:
         name = ln.expect("ident", "a descriptor name")
         if name.text in self.desc_index or name.text in self.label_index:
-            raise ln.error(f"{name.text!r} is already defined", name.col)
+            raise ln.error(f"{_q(name.text)} is already defined", name.col)
         space_tok = ln.expect("ident", f"an address space ({_names(Space)})")
         space = _enum_by_name(Space, space_tok.text)
         if space is None:
-            raise ln.error(f"expected an address space ({_names(Space)}), found {space_tok.text!r}", space_tok.col)
+            raise ln.error(f"expected an address space ({_names(Space)}), found {_q(space_tok.text)}", space_tok.col)
         base = ln.uint("a base address in bytes", 2**64)
         dtype_tok = ln.expect("ident", f"a dtype ({_names(DType)})")
         dtype = _enum_by_name(DType, dtype_tok.text)
         if dtype is None:
-            raise ln.error(f"expected a dtype ({_names(DType)}), found {dtype_tok.text!r}", dtype_tok.col)
+            raise ln.error(f"expected a dtype ({_names(DType)}), found {_q(dtype_tok.text)}", dtype_tok.col)
         shape_col = ln.peek().col
         shape = ln.int_list("shape", 2**32)
         strides = row_major_strides(shape)
@@ -211,7 +223,7 @@ class _Assembler:
         mnemonic, _, unit_text = head.text.partition(".")
         spec = BY_MNEMONIC.get(mnemonic)
         if spec is None:
-            raise ln.error(f"unknown mnemonic {mnemonic!r}", head.col)
+            raise ln.error(f"unknown mnemonic {_q(mnemonic)}", head.col)
         unit = self.unit(ln, head, spec, unit_text)
         operands: list[int | float | None] = [None] * len(spec.fields)
         positional = [i for i, f in enumerate(spec.fields) if f.positional]
@@ -240,7 +252,7 @@ class _Assembler:
         unit = _enum_by_name(Unit, unit_text)
         if unit is None or unit not in spec.units:
             col = head.col + len(spec.mnemonic) + 1
-            raise ln.error(f"expected {choices}, found {head.text!r}", col)
+            raise ln.error(f"expected {choices}, found {_q(head.text)}", col)
         return unit
 
     def reference(self, ln: _Line, spec: OpSpec, i: int) -> int:
@@ -249,7 +261,7 @@ class _Assembler:
         tok = ln.expect("ident", f"{what} for {spec.mnemonic} operand {f.name}")
         if f.kind is FieldKind.DESC:
             if tok.text not in self.desc_index:
-                raise ln.error(f"unknown descriptor {tok.text!r}", tok.col)
+                raise ln.error(f"unknown descriptor {_q(tok.text)}", tok.col)
             return self.desc_index[tok.text]
         self.label_refs.append((len(self.instructions), i, tok.text, ln, tok))
         return 0
@@ -259,7 +271,7 @@ class _Assembler:
         fields = {f.name: (i, f) for i, f in enumerate(spec.fields) if not f.positional}
         if key.text not in fields:
             expected = ", ".join(fields) or "none"
-            raise ln.error(f"{spec.mnemonic} has no immediate {key.text!r} (immediates: {expected})", key.col)
+            raise ln.error(f"{spec.mnemonic} has no immediate {_q(key.text)} (immediates: {expected})", key.col)
         if key.text in seen:
             raise ln.error(f"{key.text} given twice", key.col)
         seen.add(key.text)
@@ -267,9 +279,12 @@ class _Assembler:
         i, f = fields[key.text]
         if f.kind is FieldKind.F32:
             tok = ln.expect("num", f"a number for {f.name}")
-            value = _round_f32(float(int(tok.text, 16)) if "x" in tok.text.lower() else float(tok.text))
+            try:
+                value = _round_f32(float(int(tok.text, 16)) if "x" in tok.text.lower() else float(tok.text))
+            except OverflowError:
+                value = None
             if value is None or not math.isfinite(value):
-                raise ln.error(f"{f.name}={tok.text} does not fit a finite binary32", tok.col)
+                raise ln.error(f"{f.name}={_clip(tok.text)} does not fit a finite binary32", tok.col)
             operands[i] = value
         else:
             operands[i] = ln.uint(f"{f.name} (a {f.width}-bit unsigned integer)", 2**f.width)
@@ -278,7 +293,7 @@ class _Assembler:
         instructions = self.instructions
         for inst_i, op_i, name, ln, tok in self.label_refs:
             if name not in self.label_index:
-                raise ln.error(f"undefined label {name!r}", tok.col)
+                raise ln.error(f"undefined label {_q(name)}", tok.col)
             inst = instructions[inst_i]
             ops = list(inst.operands)
             ops[op_i] = self.label_index[name]

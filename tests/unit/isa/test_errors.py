@@ -136,3 +136,15 @@ def test_a_bad_magic_and_a_future_version_are_rejected():
     good = encode(assemble(EXAMPLE_SOURCE))
     assert decode_error(b"ELF\x7f" + good[4:]).message == "bad magic b'ELF\\x7f', expected b'OPBS'"
     assert decode_error(good[:4] + b"\x02\x00" + good[6:]).message == "unsupported version 2, expected 1"
+
+
+def test_a_hex_immediate_longer_than_a_double_is_an_error_not_an_overflow():
+    text = ".desc x hbm 0 fp32 [4]\nscale.xpu x, x, factor=0x" + "f" * 300 + "\n"
+    with pytest.raises(AsmError, match=r"^t\.s:2:24: factor=0xf{35}\.\.\. does not fit a finite binary32$"):
+        assemble(text, file="t.s")
+
+
+def test_an_error_quotes_at_most_40_characters_of_a_long_token():
+    with pytest.raises(AsmError) as e:
+        assemble("x" * 100_000 + " a\n", file="t.s")
+    assert str(e.value) == "t.s:1:1: unknown mnemonic '" + "x" * 37 + "...'"
