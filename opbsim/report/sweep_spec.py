@@ -38,6 +38,7 @@ from opbsim.compiler import policy_names
 from opbsim.compiler.policies import default_policy
 from opbsim.errors import InputError
 from opbsim.hardware import device_names, get_device
+from opbsim.jsonin import parse_json
 from opbsim.report.sweep_params import apply_hw
 from opbsim.workloads import load_model
 from opbsim.workloads.parallel import Parallelism, parse_parallel
@@ -66,10 +67,7 @@ def read_sweep_file(path: Path) -> object:
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        return parse_json(text, str(path))
     try:
         import yaml
     except ImportError:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
+from opbsim.jsonin import parse_json
 from opbsim.workloads.hf_families import FAMILIES
 from opbsim.workloads.hf_reader import Reader
 from opbsim.workloads.models import ConfigError, ModelConfig
@@ -60,10 +61,7 @@ def load_hf_config(path: str | os.PathLike, *, name: str | None = None) -> Model
         raise InputError(f"{p}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise InputError(f"{p}: {e.strerror or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    data = parse_json(text, str(p))
     return parse_hf_config(data, file=str(p), name=name or _default_name(p))
 
 

@@ -180,6 +180,11 @@ class ModelConfig:
         _check_count("moe_every", self.moe_every)
         object.__setattr__(self, "rope_theta", _check_real("rope_theta", self.rope_theta, positive=False))
         object.__setattr__(self, "norm_eps", _check_real("norm_eps", self.norm_eps, positive=True))
+        if self.norm_eps > _MAX_NORM_EPS:
+            raise ConfigError("norm_eps", f"norm_eps must be at most {_MAX_NORM_EPS} (it guards the norm's division; "
+                              f"a larger one rescales the layer), got {self.norm_eps!r}")
+        if self.rope_theta and self.mla is None and self.head_dim % 2:
+            raise ConfigError("head_dim", f"head_dim must be even for RoPE (it rotates pairs), got {self.head_dim}")
         if not isinstance(self.norm_topk_prob, bool):
             raise ConfigError("norm_topk_prob", f"norm_topk_prob must be True or False, got {self.norm_topk_prob!r}")
         if self.learned_positions and self.rope_theta:
@@ -346,15 +351,30 @@ class ModelConfig:
         return self.params_total * self.dtype.itemsize_B
 
 
+# Upper bounds, each far past any published model, so that a config's sizes stay in the range the
+# arithmetic (numpy int64 token counts, per-layer structures) is meant for.
+_MAX_COUNT: dict[str, int] = {"num_layers": 10_000, "num_experts": 65_536, "top_k": 65_536, "num_heads": 65_536,
+                              "num_kv_heads": 65_536, "num_shared_experts": 65_536, "vocab_size": 2**24,
+                              "moe_every": 10_000, "first_dense_layers": 10_000}
+_MAX_NORM_EPS = 0.1  # published models use 1e-6 .. 1e-5
+_MAX_SIZE = 2**24  # any width (hidden size, head dim, FFN widths, windows, positions)
+
+
 def _check_count(name: str, value: object, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "a positive integer" if minimum == 1 else "an integer >= 0"
         raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
+    limit = _MAX_COUNT.get(name, _MAX_SIZE)
+    if value > limit:
+        raise ConfigError(name, f"{name} is {value}, more than the {limit} opbsim takes")
 
 
 def _check_real(name: str, value: object, *, positive: bool) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value < 0 or (positive and value == 0)):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int past the float range
+        finite = False
+    if not finite or value < 0 or (positive and value == 0):
         kind = "a finite number > 0" if positive else "a finite number >= 0"
         raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
     return float(value)

@@ -23,6 +23,7 @@ import numpy as np
 
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
+from opbsim.jsonin import parse_json
 
 __all__ = ["Routing", "BalancedRouting", "UniformRouting", "ZipfRouting", "TraceRouting", "expert_counts",
            "expected_fraction_touched", "write_trace", "TRACE_FORMAT"]
@@ -177,10 +178,7 @@ def _read_trace(path: Path) -> TraceRouting:
 
 
 def _json(path: Path, n: int, line: str) -> dict:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    value = parse_json(line, f"{path}:{n}")
     if not isinstance(value, dict):
         raise InputError(f"{path}:{n}: expected a JSON object")
     return value

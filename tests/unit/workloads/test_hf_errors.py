@@ -97,8 +97,8 @@ def test_a_file_that_is_not_json_names_line_and_column(tmp_path):
     path.write_text("{\n  model_type: 1}")
     with pytest.raises(InputError) as err:
         load_hf_config(path)
-    expected = "not valid JSON (line 2 column 3: Expecting property name enclosed in double quotes)"
-    assert str(err.value) == f"{path}: {expected}"
+    expected = "2:3: not valid JSON: Expecting property name enclosed in double quotes"
+    assert str(err.value) == f"{path}:{expected}"
 
 
 def test_a_json_list_is_not_a_config(tmp_path):

@@ -187,9 +187,13 @@ def test_rope_theta_and_norm_eps_have_no_default():
 
 
 def test_rope_theta_and_norm_eps_are_stored_as_floats():
-    m = tiny(rope_theta=500000, norm_eps=1)
-    assert (m.rope_theta, m.norm_eps) == (500000.0, 1.0)
-    assert type(m.rope_theta) is float and type(m.norm_eps) is float
+    m = tiny(rope_theta=500000)
+    assert m.rope_theta == 500000.0 and type(m.rope_theta) is float and type(m.norm_eps) is float
+
+
+def test_a_norm_epsilon_above_a_tenth_is_refused():
+    with pytest.raises(ConfigError, match=r"^norm_eps must be at most 0\.1 .*, got 1\.0$"):
+        tiny(norm_eps=1)
 
 
 def test_norm_topk_prob_defaults_to_false_and_may_be_set_in_a_moe_model():

@@ -118,7 +118,7 @@ HEAD = '{"format": "opbsim-routing-trace", "version": 1, "num_experts": 4, "top_
     (HEAD.replace('"top_k": 2', '"top_k": 5'), "1: top_k must be in 1..num_experts (4), got 5"),
     (HEAD, "no routing records after the header"),
     (HEAD + "\n[1, 2]", "2: expected a JSON object"),
-    (HEAD + "\n{oops", "2: not valid JSON (Expecting property name enclosed in double quotes)"),
+    (HEAD + "\n{oops", "2:1:2: not valid JSON: Expecting property name enclosed in double quotes"),
     (HEAD + '\n{"layer": 0}', "2: a record has exactly the keys layer and experts"),
     (HEAD + '\n{"layer": -1, "experts": [[0, 1]]}', "2: layer must be an integer >= 0, got -1"),
     (HEAD + '\n{"layer": 0, "experts": [[0]]}', "2: experts must be a non-empty list of rows of 2 integers"),
