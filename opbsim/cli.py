@@ -18,6 +18,7 @@ from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
+from opbsim.cli_path import FilePath
 from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
 from opbsim.cli_run import run_cmd
@@ -51,8 +52,8 @@ def _fail(message: str) -> click.ClickException:
     return err
 
 
-_IN_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
-_OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
+_IN_FILE = FilePath(exists=True, dir_okay=False, readable=True, path_type=Path)
+_OUT_FILE = FilePath(dir_okay=False, writable=True, path_type=Path)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,7 +70,7 @@ cli.add_command(validate_cmd)
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="table", show_default=True,
               help="table: for reading; markdown: docs/isa.md; json; verilog: an include for RTL.")
 @click.option("-o", "--output", type=_OUT_FILE, help="Write to this file instead of stdout.")
-@click.option("--example", "example_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--example", "example_dir", type=FilePath(file_okay=False, path_type=Path),
               help="Instead: take the example program through asm -> bin -> disasm -> asm into this folder.")
 def isa_cmd(fmt: str, output: Path | None, example_dir: Path | None) -> None:
     """Print the instruction set, generated from its one table."""

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_path import FilePath
+
 __all__ = ["calibrate_cmd", "model_seconds", "write_report"]
 
 _EXPLANATION = """\
@@ -192,7 +194,7 @@ def write_report(out_dir: Path, info: dict, device, timings, when: str | None = 
 @click.command("calibrate")
 @click.option("--gpu", is_flag=True, help="Measure on the GPU (required: calibration is a measurement).")
 @click.option("-d", "--device", default="h100", show_default=True, help="Device model to compare with.")
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs"),
+@click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path), default=Path("docs"),
               show_default=True, help="Folder for calibration.md, .png and .json.")
 @click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run, not a calibration.")
 @click.option("--repeats", type=click.IntRange(1, 1000), default=20, show_default=True, help="Repeats per point.")

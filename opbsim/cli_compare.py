@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli_parallel import parallel_of, parallel_options
+from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
@@ -70,7 +71,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
               help="Stage shape buckets per power of two (0: compile every distinct stage).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path),
               help="Also write the report folder (report.md, report.json, PNG plots, traces) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object instead of the table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
@@ -99,6 +100,9 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
     steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)
     with progress_bar(steps, "comparing", enabled=not no_progress) as step:
         comp = compare(settings, on_step=step)
+        if all(r.result is None for r in comp.runs):
+            first = comp.runs[0]
+            raise InputError(f"no device could run this configuration ({first.device}: {first.error})")
         if out_dir is not None:
             write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}", on_step=step)
     click.echo(comparison_json(comp) if as_json else comparison_table(comp))
@@ -107,7 +111,7 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
 
 
 @click.command("demo")
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("opbsim-demo"),
+@click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path), default=Path("opbsim-demo"),
               show_default=True, help="Folder for the report.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def demo_cmd(out_dir: Path, no_progress: bool) -> None:

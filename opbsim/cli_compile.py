@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli_parallel import PARALLEL_HELP, parallel_of
+from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 
@@ -54,7 +55,7 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
                    "stage: which one to compile (the representative MoE layer without its experts, the device's "
                    "experts, or the embedding and LM head). Requires --layer to name the layer.")
 @click.option("--layer", type=click.IntRange(min=0), default=None, help="Compile only this decoder layer.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path),
               help="Write the program: assembly, or a binary when the name ends in .bin.")
 @click.option("--explain", is_flag=True, help="Print each op, its Op/B, the unit chosen and why.")
 @click.option("--dump-after", "dump_after", help="Print the intermediate form after this pass and stop.")

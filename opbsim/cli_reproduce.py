@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_path import FilePath, check_output
+
 __all__ = ["reproduce"]
 
 
@@ -15,7 +17,7 @@ def reproduce() -> None:
 
 
 @reproduce.command("duplex")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
               show_default=True, help="The validation page whose Duplex section to write.")
 @click.option("--quick", is_flag=True, help="One configuration per model (batch 32, 256/256): a smoke run, not "
               "the reproduction; writes nothing unless --output is given explicitly.")
@@ -26,6 +28,8 @@ def duplex_cmd(output: Path, quick: bool) -> None:
 
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
+    if not quick or explicit:
+        check_output(output)
     rep = reproduce_duplex(QUICK_GRID if quick else FULL_GRID, progress=lambda line: click.echo(line, err=True))
     click.echo(rows_table(rep))
     if not quick or explicit:
@@ -34,13 +38,14 @@ def duplex_cmd(output: Path, quick: bool) -> None:
 
 
 @reproduce.command("sn40l")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
               show_default=True, help="The validation page whose SN40L section to write.")
 def sn40l_cmd(output: Path) -> None:
     """The SN40L rows (arXiv 2405.07518): expert switching, Composition of Experts, fusion, launch."""
     from opbsim.report.reproduce_sn40l import reproduce_sn40l
     from opbsim.report.reproduce_sn40l_render import plot_coe, rows_table, section_markdown, write_section
 
+    check_output(output)
     rep = reproduce_sn40l(progress=lambda line: click.echo(line, err=True))
     click.echo(rows_table(rep))
     plots = plot_coe(rep, output.parent / "img")
@@ -50,13 +55,14 @@ def sn40l_cmd(output: Path) -> None:
 
 
 @reproduce.command("collectives")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
               show_default=True, help="The validation page whose collectives section to write.")
 def collectives_cmd(output: Path) -> None:
     """The collective model vs published nccl-tests (all-reduce, all-to-all on 8 x H100 / A100)."""
     from opbsim.report.reproduce_collectives import compare_collectives, stage_sensitivity
     from opbsim.report.reproduce_collectives_render import rows_table, section_markdown, write_section
 
+    check_output(output)
     rows = compare_collectives()
     click.echo(rows_table(rows))
     write_section(output, section_markdown(rows, stage_sensitivity(), "opbsim reproduce collectives"))

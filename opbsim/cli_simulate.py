@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli_parallel import parallel_of, parallel_options
+from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
@@ -59,7 +60,7 @@ def routing_of(spec: str, model, seed: int):
 @click.option("--overlap", is_flag=True,
               help="Two-batch overlap: a MoE layer's all-to-alls hide behind the other micro-batch's compute.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--trace", type=FilePath(dir_okay=False, path_type=Path),
               help="Write a Chrome/Perfetto trace of the stages here.")
 def simulate_cmd(model: str, device: str, policy: str | None, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,

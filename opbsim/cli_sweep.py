@@ -8,14 +8,15 @@ from pathlib import Path
 
 import click
 
+from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 
 __all__ = ["sweep_cmd"]
 
 
 @click.command("sweep")
-@click.argument("sweep_file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.argument("sweep_file", type=FilePath(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), required=True,
               help="Results table: .csv, or .parquet (needs pyarrow). Rows already there are not run again.")
 @click.option("--workers", type=int, help="Local worker processes [default: the CPU count; 1: in this process].")
 @click.option("--scheduler", metavar="ADDRESS",

@@ -69,8 +69,8 @@ def test_non_utf8_source_is_an_input_error_not_a_traceback(runner, tmp_path):
     assert "not UTF-8 text" in result.output
 
 
-def test_usage_errors_exit_2(runner, tmp_path):
-    assert runner.invoke(cli, ["asm", str(tmp_path / "missing.s")]).exit_code == 2
+def test_usage_errors_exit_2_and_a_missing_file_is_bad_input(runner, tmp_path):
+    assert runner.invoke(cli, ["asm", str(tmp_path / "missing.s")]).exit_code == 1
     assert runner.invoke(cli, ["isa", "--format", "pdf"]).exit_code == 2
     assert runner.invoke(cli, ["no-such-command"]).exit_code == 2
 

@@ -1,0 +1,41 @@
+"""Bad input exits 1 with one line, before any work: missing files, folder paths, nothing to run."""
+
+import time
+
+from click.testing import CliRunner
+
+from opbsim.cli import cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_a_missing_input_file_is_bad_input_not_a_usage_error():
+    result = invoke("asm", "/no/such/file.s")
+    assert result.exit_code == 1
+    assert result.output == "Error: 'SOURCE': File '/no/such/file.s' does not exist.\n"
+
+
+def test_an_output_path_that_is_a_directory_is_bad_input(tmp_path):
+    source = tmp_path / "p.s"
+    source.write_text("halt.ctrl\n")
+    result = invoke("asm", str(source), "-o", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output == f"Error: '-o' / '--output': File '{tmp_path}' is a directory.\n"
+
+
+def test_reproduce_refuses_an_output_in_a_missing_folder_before_computing():
+    start = time.perf_counter()
+    result = invoke("reproduce", "duplex", "-o", "/no/such/dir/v.md")
+    assert result.exit_code == 1
+    assert result.output == "Error: /no/such/dir/v.md: the folder /no/such/dir does not exist\n"
+    assert time.perf_counter() - start < 5  # nothing was run
+
+
+def test_compare_where_no_device_can_run_exits_1_with_the_reason():
+    result = invoke("compare", "mixtral-8x7b", "--devices", "h100", "-p", "h100=nopolicy", "--batch", "2",
+                    "--batches", "2", "--lin", "8", "--lout", "2", "--no-progress")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no device could run this configuration (h100: unknown policy 'nopolicy'")
+    assert result.output.count("\n") == 1
