@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -69,7 +68,7 @@ def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind
     from opbsim.compiler.dump import explain as explain_placement
     from opbsim.hardware import get_device
     from opbsim.isa import disassemble, encode
-    from opbsim.workloads import build_model, load_model
+    from opbsim.workloads import ModelGraph, build_layer, build_model, load_model
 
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise click.BadParameter(f"{dump_after!r} is not a pass ({', '.join(PASS_NAMES)})", param_hint="--dump-after")
@@ -81,9 +80,10 @@ def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind
     stage = stage_of(kind, batch, ctx, prefill)
     spec = get_device(device)
     if parallel.dp == 1 and parallel.pp == 1 and (parallel.ep == 1 or not cfg.is_moe):
-        graph = build_model(cfg, stage, tp=tp)
-        if layer is not None:
-            graph = replace(graph, prologue=(), layers=(graph.layers[layer],), epilogue=())
+        if layer is None:
+            graph = build_model(cfg, stage, tp=tp)
+        else:  # that layer alone: the cost is the layer's, whatever the model's depth
+            graph = ModelGraph(cfg, stage, tp, (), (build_layer(cfg, stage, layer, tp=tp),), ())
     else:
         graph = device_part(cfg, spec, policy, parallel, stage, part, layer)
     source = Source(graph, Target(spec, policy))

@@ -64,3 +64,18 @@ def test_with_experts_exchanged_compile_emits_one_part_of_a_devices_stage():
     assert missing.exit_code == 1
     assert missing.output == ("Error: --layer is needed: under tp=4,dp=1,ep=4,etp=1,pp=1 a device runs one program "
                               "per part (--part layer, experts or head)\n")
+
+
+def test_compiling_one_layer_of_a_very_deep_model_costs_that_layer_only(tmp_path):
+    import json
+    import time
+
+    from tests.unit.workloads.test_hf_families import MIXTRAL_8X22B
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(MIXTRAL_8X22B | {"num_hidden_layers": 10_000}))
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["compile", str(path), "-d", "h100", "-p", "xpu-only", "--layer", "0",
+                                      "--batch", "2", "--ctx", "8"])
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - start < 20  # a whole 10,000-layer graph would take minutes
