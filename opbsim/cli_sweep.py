@@ -50,4 +50,5 @@ def sweep_cmd(sweep_file: Path, output: Path, workers: int | None, scheduler: st
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(f"{output}: {summary.total} configurations; {summary.skipped} already there, {summary.ran} run, "
-               f"{summary.failed} failed (see the error column)")
+               f"{summary.failed} failed (see the error column)"
+               + (f"; {summary.dropped} corrupt or torn rows dropped and run again" if summary.dropped else ""))

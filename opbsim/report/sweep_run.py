@@ -85,6 +85,7 @@ class SweepSummary:
     skipped: int  # already in the results table
     ran: int
     failed: int
+    dropped: int = 0  # corrupt or torn rows found in the results table and run again
 
 
 def _local(configs: list[dict], workers: int) -> Iterator[dict]:
@@ -158,4 +159,5 @@ def run_sweep(configs: list[dict], out: Path, *, workers: int | None = None, sch
             failed += row["status"] != "ok"
             if on_row is not None:
                 on_row(row)
-    return SweepSummary(total=len(configs), skipped=len(configs) - len(pending), ran=ran, failed=failed)
+    return SweepSummary(total=len(configs), skipped=len(configs) - len(pending), ran=ran, failed=failed,
+                        dropped=results.dropped)

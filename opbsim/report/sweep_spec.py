@@ -42,6 +42,7 @@ from opbsim.jsonin import parse_json
 from opbsim.report.sweep_params import apply_hw
 from opbsim.workloads import load_model
 from opbsim.workloads.parallel import Parallelism, parse_parallel
+from opbsim.workloads.routing import MAX_SKEW
 
 __all__ = ["CONFIG_KEYS", "DEFAULTS", "load_sweep", "parse_sweep", "expand", "config_hash", "read_sweep_file"]
 
@@ -222,7 +223,8 @@ def _config(where: str, raw: dict, models: dict[str, None]) -> dict:
         raise InputError(f"{where}policy: unknown policy {policy!r} (known: auto, {', '.join(policy_names())})")
     routing = raw.get("routing", DEFAULTS["routing"])
     if routing not in ("balanced", "uniform") and not _is_zipf(routing):
-        raise InputError(f"{where}routing: expected balanced, uniform or zipf:SKEW, got {routing!r}")
+        raise InputError(f"{where}routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..{MAX_SKEW:g}), "
+                         f"got {routing!r}")
     lin, lout = raw["lengths"] if "lengths" in raw else (raw["lin"], raw["lout"])
     requests = raw.get("requests") or raw.get("requests_per_slot", 1) * raw["batch"]
     cfg = {k: raw.get(k, DEFAULTS.get(k)) for k in CONFIG_KEYS}
@@ -233,6 +235,6 @@ def _config(where: str, raw: dict, models: dict[str, None]) -> dict:
 
 def _is_zipf(spec: str) -> bool:
     try:
-        return spec.startswith("zipf:") and float(spec[5:]) >= 0
+        return spec.startswith("zipf:") and 0 <= float(spec[5:]) <= MAX_SKEW
     except ValueError:
         return False

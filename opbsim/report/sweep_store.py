@@ -2,9 +2,11 @@
 
 CSV (``results.csv``): rows are appended to the file itself. Each row is written with one
 ``write`` call, flushed and fsync'ed before the next configuration's result is taken, so a
-killed sweep loses at most the row being written. On open, a last line without its newline (a
-row cut by a kill) is cut off, the rows already there are read, and their ``config_hash`` values
-are the configurations the sweep does not run again. A file whose header differs from the
+killed sweep loses at most the row being written. Every row ends with ``row_crc``, the CRC-32 of
+its other cells, so a row cut by a kill (even inside a quoted multi-line field), garbage between
+rows and bytes that are not UTF-8 are detected: on open such rows are dropped from the file
+(rewritten atomically, ``dropped`` counts them) and their configurations run again; the valid
+rows' ``config_hash`` values are the configurations the sweep does not run again. A file whose header differs from the
 columns this sweep writes is refused (it belongs to another sweep).
 
 Parquet (``results.parquet``, needs pyarrow): a parquet file cannot be appended to, so rows go to
@@ -19,9 +21,11 @@ import csv
 import io
 import math
 import os
+import zlib
 from pathlib import Path
 
 from opbsim.errors import InputError
+from opbsim.fileio import atomic_write_text
 from opbsim.report.sweep_spec import CONFIG_KEYS
 
 __all__ = ["METRICS", "columns_of", "ResultsFile", "open_results"]
@@ -33,14 +37,23 @@ METRICS = ("max_batch", "batch_capped", "tokens_per_s", "tbt_p50_ms", "tbt_p90_m
 
 _INT = {"devices_per_node", "nodes", "batch", "lin", "lout", "requests", "prefill_chunk", "buckets", "seed",
         "max_batch", "stages"}
-_STR = {"config_hash", "status", "error", "model", "device", "policy", "parallel", "routing", "batch_capped"}
+_STR = {"config_hash", "status", "error", "model", "device", "policy", "parallel", "routing", "batch_capped",
+        "row_crc"}
 
 
 def columns_of(configs: list[dict]) -> list[str]:
     """The header: hash, status, error, the configuration keys, every ``hw.*`` parameter the
     sweep uses (sorted), then the metrics."""
     hw = sorted({k for c in configs for k in c["hw"]})
-    return ["config_hash", "status", "error", *CONFIG_KEYS, *(f"hw.{k}" for k in hw), *METRICS]
+    return ["config_hash", "status", "error", *CONFIG_KEYS, *(f"hw.{k}" for k in hw), *METRICS, "row_crc"]
+
+
+def _crc(cells: list[str]) -> str:
+    return f"{zlib.crc32(chr(31).join(cells).encode('utf-8', 'surrogateescape')):08x}"
+
+
+def _valid(row: list[str], width: int) -> bool:
+    return len(row) == width and row[-1] == _crc(row[:-1]) and row[1] in ("ok", "error")
 
 
 def _cell(value: object) -> str:
@@ -58,6 +71,7 @@ class ResultsFile:
         self.columns = columns
         self.parquet = parquet
         self.done: set[str] = set()
+        self.dropped = 0  # corrupt or torn rows removed on open; their configurations run again
         self._prior: list[dict] = []  # rows of an existing parquet file
         if parquet is not None and parquet.exists():
             self._prior = _read_parquet(parquet, columns)
@@ -67,14 +81,21 @@ class ResultsFile:
     def _open(self) -> None:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
-            _cut_partial_line(self.path)
-            with self.path.open(newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header is not None and header != self.columns:
-                    raise InputError(f"{self.path}: its columns differ from this sweep's (another sweep file wrote "
-                                     f"it?); write to another file with -o")
-                self.done.update(row[0] for row in reader if row)
+            text = self.path.read_bytes().decode("utf-8", "surrogateescape")
+            reader = csv.reader(io.StringIO(text, newline=""))
+            header = next(reader, None)
+            if header is not None and header != self.columns:
+                raise InputError(f"{self.path}: its columns differ from this sweep's (another sweep file wrote "
+                                 f"it?); write to another file with -o")
+            rows = [row for row in reader if row]
+            good = [row for row in rows if _valid(row, len(self.columns))]
+            self.dropped = len(rows) - len(good)
+            if self.dropped or (text and not text.endswith("\n")):
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows([self.columns, *good])
+                atomic_write_text(self.path, buf.getvalue().encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                                                       "replace"))
+            self.done.update(row[0] for row in good)
             fresh = header is None
         self._f = self.path.open("a", newline="", encoding="utf-8")
         if fresh:
@@ -92,7 +113,8 @@ class ResultsFile:
         unknown = set(row) - set(self.columns)
         if unknown:
             raise ValueError(f"row has columns the table lacks: {sorted(unknown)}")
-        self._write([_cell(row.get(c)) for c in self.columns])
+        cells = [_cell(row.get(c)) for c in self.columns[:-1]]
+        self._write([*cells, _crc(cells)])
         self.done.add(row["config_hash"])
 
     def close(self) -> None:
@@ -113,13 +135,6 @@ class ResultsFile:
             self.close()
         else:
             self._f.close()  # keep the journal: the next run resumes from it
-
-
-def _cut_partial_line(path: Path) -> None:
-    with path.open("rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
 
 
 def _typed(row: dict) -> dict:

@@ -70,6 +70,9 @@ class BalancedRouting:
         return (slots % self.num_experts).astype(np.int32)
 
 
+MAX_SKEW = 100.0  # past a skew of about 40 every token already takes the top_k highest-ranked experts
+
+
 class ZipfRouting:
     """Skewed routing: expert of rank r (0-based) is chosen with weight (r + 1)^-skew, top_k distinct
     experts per token drawn without replacement in proportion to the weights (Gumbel top-k). Each
@@ -77,8 +80,8 @@ class ZipfRouting:
 
     def __init__(self, num_experts: int, top_k: int, *, skew: float, seed: int):
         _check_shape(num_experts, top_k)
-        if not (isinstance(skew, (int, float)) and not isinstance(skew, bool) and 0 <= skew < float("inf")):
-            raise InputError(f"skew must be a finite number >= 0, got {skew!r}")
+        if not (isinstance(skew, (int, float)) and not isinstance(skew, bool) and 0 <= skew <= MAX_SKEW):
+            raise InputError(f"skew must be a number in 0..{MAX_SKEW:g}, got {skew!r}")
         self.num_experts = num_experts
         self.top_k = top_k
         self.skew = float(skew)

@@ -71,7 +71,9 @@ BAD = [
     ({"hw": {"sram_GB": 2}}, "hw.sram_GB: unknown hardware parameter (known: collective_latency_scale, ddr_GiB,"),
     ({"hw": {"pim_bw_multiple": 2}}, "hw.pim_bw_multiple: device h100 has no PIM"),
     ({"hw": {"hbm_GiB": -1}}, "hw.hbm_GiB: must be a positive number, got -1"),
-    ({"routing": "skewed"}, "routing: expected balanced, uniform or zipf:SKEW, got 'skewed'"),
+    ({"routing": "skewed"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'skewed'"),
+    ({"routing": "zipf:inf"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'zipf:inf'"),
+    ({"routing": "zipf:1e308"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'zipf:1e308'"),
     ({"grids": {"device": "h100"}}, "grids: expected a list of mappings"),
 ]
 

@@ -84,7 +84,9 @@ def test_balanced_routing_is_round_robin():
 @pytest.mark.parametrize("make, message", [
     (lambda: UniformRouting(0, 1, seed=0), "num_experts must be a positive integer, got 0"),
     (lambda: UniformRouting(8, 9, seed=0), "top_k must be in 1..num_experts (8), got 9"),
-    (lambda: ZipfRouting(8, 2, skew=-1, seed=0), "skew must be a finite number >= 0, got -1"),
+    (lambda: ZipfRouting(8, 2, skew=-1, seed=0), "skew must be a number in 0..100, got -1"),
+    (lambda: ZipfRouting(8, 2, skew=float("inf"), seed=0), "skew must be a number in 0..100, got inf"),
+    (lambda: ZipfRouting(8, 2, skew=1e308, seed=0), "skew must be a number in 0..100, got 1e+308"),
 ])
 def test_bad_routing_parameters_are_rejected_with_exact_messages(make, message):
     with pytest.raises(InputError) as err:
