@@ -17,7 +17,7 @@ from opbsim.errors import InputError
 from opbsim.isa.types import DType
 from opbsim.jsonin import parse_json
 from opbsim.workloads.hf_families import FAMILIES
-from opbsim.workloads.hf_reader import Reader
+from opbsim.workloads.hf_reader import Reader, quoted
 from opbsim.workloads.models import ConfigError, ModelConfig
 
 __all__ = ["load_hf_config", "parse_hf_config", "COMMON_IGNORED", "REJECTED"]
@@ -76,7 +76,7 @@ def parse_hf_config(data: object, *, file: str, name: str) -> ModelConfig:
     model_type = r.text("model_type")
     if model_type not in FAMILIES:
         supported = ", ".join(sorted(FAMILIES))
-        raise r.error("model_type", f"{model_type!r} is not a supported family (supported: {supported})")
+        raise r.error("model_type", f"{quoted(model_type)} is not a supported family (supported: {supported})")
     architectures, parse = FAMILIES[model_type]
     _check_architectures(r, model_type, architectures)
     kwargs, keys = parse(r)
@@ -104,7 +104,7 @@ def _check_architectures(r: Reader, model_type: str, expected: tuple[str, ...]) 
         raise r.error("architectures", f"expected a list of strings, got {json.dumps(value)}")
     for arch in value:
         if arch not in expected:
-            raise r.error("architectures", f"{arch!r} contradicts model_type {model_type!r} "
+            raise r.error("architectures", f"{quoted(arch)} contradicts model_type {quoted(model_type)} "
                           f"(expected {' or '.join(expected)})")
 
 
@@ -114,9 +114,9 @@ def _dtype(r: Reader) -> DType:
         raise r.error("torch_dtype", "missing (the weights' dtype: bfloat16, float16 or float32)")
     values = [r.text(k) for k in names]
     if len(values) == 2 and values[0] != values[1]:
-        raise r.error("dtype", f"{values[1]!r} contradicts torch_dtype {values[0]!r}")
+        raise r.error("dtype", f"{quoted(values[1])} contradicts torch_dtype {quoted(values[0])}")
     if values[0] not in _DTYPES:
-        raise r.error(names[0], f"{values[0]!r} is not a supported dtype ({', '.join(_DTYPES)})")
+        raise r.error(names[0], f"{quoted(values[0])} is not a supported dtype ({', '.join(_DTYPES)})")
     return _DTYPES[values[0]]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from opbsim.workloads.hf_reader import REQUIRED, Reader
+from opbsim.workloads.hf_reader import REQUIRED, Reader, quoted
 from opbsim.workloads.models import MLA, FFNAct, Norm, QKNorm
 
 __all__ = ["FAMILIES", "Family"]
@@ -89,7 +89,7 @@ def _rope_theta(r: Reader, family: str, default: float) -> float:
     for key in ("rope_type", "type"):
         kind = params.text(key, "default")
         if kind != "default":
-            raise params.error(key, f"{kind!r} is not supported (only unscaled RoPE, \"default\")")
+            raise params.error(key, f"{quoted(kind)} is not supported (only unscaled RoPE, \"default\")")
     _check_full_rotary(params)
     nested = params.number("rope_theta", None, positive=True)
     params.check_unknown(family)
@@ -107,7 +107,7 @@ def _check_full_rotary(r: Reader) -> None:
 def _gated_act(r: Reader, key: str = "hidden_act") -> FFNAct:
     name = r.text(key, "silu")
     if name not in _GATED:
-        raise r.error(key, f"{name!r} is not supported for a gated FFN ({', '.join(_GATED)})")
+        raise r.error(key, f"{quoted(name)} is not supported for a gated FFN ({', '.join(_GATED)})")
     return _GATED[name]
 
 
@@ -297,7 +297,7 @@ def dbrx(r: Reader) -> tuple[dict, dict[str, str]]:
         raise ffn.error("moe_top_k", f"{k} exceeds moe_num_experts ({num})")
     act = ffn.get("ffn_act_fn", {"name": "silu"})
     if not isinstance(act, dict) or act.get("name") not in _GATED or set(act) - {"name"}:
-        raise ffn.error("ffn_act_fn", f"expected {{\"name\": \"silu\"}} (or gelu), got {act!r}")
+        raise ffn.error("ffn_act_fn", f"expected {{\"name\": \"silu\"}} (or gelu), got {quoted(act)}")
     kwargs = dict(hidden_size=hidden, num_layers=r.count("n_layers"), num_heads=heads, num_kv_heads=kv,
                   head_dim=hidden // heads, vocab_size=r.count("vocab_size"), num_experts=num, top_k=k,
                   expert_ffn=ffn.count("ffn_hidden_size"), ffn_act=_GATED[act["name"]], norm=Norm.LAYER_NO_BIAS,

@@ -11,9 +11,30 @@ from collections.abc import Mapping
 
 from opbsim.errors import InputError
 
-__all__ = ["Reader", "REQUIRED"]
+__all__ = ["Reader", "REQUIRED", "shown", "quoted"]
 
 REQUIRED = object()
+
+
+_SHOWN_CHARS = 40  # an error message quotes at most this much of an offending value
+
+
+def shown(value: object) -> str:
+    """``value`` as JSON for an error message, cut to ``_SHOWN_CHARS`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return _clip(text)
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` for an error message, cut like ``shown``."""
+    return _clip(repr(value))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
 
 
 class Reader:
@@ -42,7 +63,7 @@ class Reader:
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise self.error(key, f"expected {kind}, got {json.dumps(value)}")
+            raise self.error(key, f"expected {kind}, got {shown(value)}")
         return value
 
     def number(self, key: str, default: object = REQUIRED, *, positive: bool = False) -> float | None:
@@ -53,31 +74,31 @@ class Reader:
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
                 or value < 0 or (positive and value == 0)):
             kind = "a finite number > 0" if positive else "a finite number >= 0"
-            raise self.error(key, f"expected {kind}, got {json.dumps(value)}")
+            raise self.error(key, f"expected {kind}, got {shown(value)}")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {json.dumps(value)}")
+            raise self.error(key, f"expected true or false, got {shown(value)}")
         return value
 
     def text(self, key: str, default: object = REQUIRED) -> str:
         value = self.get(key, default)
         if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {json.dumps(value)}")
+            raise self.error(key, f"expected a string, got {shown(value)}")
         return value
 
     def int_list(self, key: str) -> list[int]:
         value = self.get(key, [])
         if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise self.error(key, f"expected a list of integers, got {json.dumps(value)}")
+            raise self.error(key, f"expected a list of integers, got {shown(value)}")
         return value
 
     def section(self, key: str) -> Reader:
         value = self.get(key)
         if not isinstance(value, dict):
-            raise self.error(key, f"expected an object, got {json.dumps(value)}")
+            raise self.error(key, f"expected an object, got {shown(value)}")
         return Reader(value, self.file, f"{self.prefix}{key}.")
 
     def ignore(self, keys: frozenset[str] | set[str] | tuple[str, ...]) -> None:
