@@ -46,8 +46,23 @@ class _Group(click.Group):
             raise _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
 
+_MESSAGE_CHARS = 280  # an error line stays under 300 characters with its "Error: " prefix
+_ECHO_CHARS = 40
+
+
+def _short(message: str) -> str:
+    """One line: a long run without spaces (an echoed value; a file path keeps up to 200) cut to 40
+    characters, the whole to 280."""
+    def cut(word: str) -> str:
+        keep = 200 if "/" in word else _ECHO_CHARS
+        return word if len(word) <= keep else word[:keep - 3] + "..."
+
+    text = " ".join(cut(w) for w in message.replace("\n", " ").split(" "))
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."
+
+
 def _fail(message: str) -> click.ClickException:
-    err = click.ClickException(message)
+    err = click.ClickException(_short(message))
     err.exit_code = 1
     return err
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
+from opbsim.workloads.hf_reader import quoted
 
 __all__ = ["HW_PARAMS", "HwParam", "apply_hw"]
 
@@ -118,7 +119,7 @@ def apply_hw(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
         if param is None:
             raise InputError(f"hw.{name}: unknown hardware parameter (known: {', '.join(sorted(HW_PARAMS))})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InputError(f"hw.{name}: must be a positive number, got {value!r}")
+            raise InputError(f"hw.{name}: must be a positive number, got {quoted(value)}")
         try:
             spec = param.apply(spec, value)
         except InputError as e:

@@ -41,6 +41,7 @@ from opbsim.hardware import device_names, get_device
 from opbsim.jsonin import parse_json
 from opbsim.report.sweep_params import apply_hw
 from opbsim.workloads import load_model
+from opbsim.workloads.hf_reader import quoted
 from opbsim.workloads.parallel import Parallelism, parse_parallel
 from opbsim.workloads.routing import MAX_SKEW
 
@@ -104,17 +105,17 @@ def _check_scalar(key: str, value: object) -> object:
     name = key.rsplit(".", 1)[-1]
     if name in _STR:
         if not isinstance(value, str) or not value:
-            raise InputError(f"{key}: expected a name, got {value!r}")
+            raise InputError(f"{key}: expected a name, got {quoted(value)}")
     elif name in _INT_MIN:
         if isinstance(value, bool) or not isinstance(value, int) or value < _INT_MIN[name]:
-            raise InputError(f"{key}: expected an integer >= {_INT_MIN[name]}, got {value!r}")
+            raise InputError(f"{key}: expected an integer >= {_INT_MIN[name]}, got {quoted(value)}")
     elif name in _FLOAT_MIN:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < _FLOAT_MIN[name]:
-            raise InputError(f"{key}: expected a number >= {_FLOAT_MIN[name]:g}, got {value!r}")
+            raise InputError(f"{key}: expected a number >= {_FLOAT_MIN[name]:g}, got {quoted(value)}")
         value = float(value)
     elif name == "parallel":
         if not isinstance(value, str):
-            raise InputError(f"{key}: expected a string such as \"tp=4,ep=4\", got {value!r}")
+            raise InputError(f"{key}: expected a string such as \"tp=4,ep=4\", got {quoted(value)}")
         try:
             value = Parallelism.of(**parse_parallel(value)).label
         except InputError as e:
@@ -123,7 +124,7 @@ def _check_scalar(key: str, value: object) -> object:
         ok = isinstance(value, list) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
         if not ok:
-            raise InputError(f"{key}: expected [prompt tokens, output tokens] pairs, got {value!r}")
+            raise InputError(f"{key}: expected [prompt tokens, output tokens] pairs, got {quoted(value)}")
         value = tuple(value)
     return value
 
@@ -220,11 +221,11 @@ def _config(where: str, raw: dict, models: dict[str, None]) -> dict:
     if policy == "auto":
         policy = default_policy(spec)
     elif policy not in policy_names():
-        raise InputError(f"{where}policy: unknown policy {policy!r} (known: auto, {', '.join(policy_names())})")
+        raise InputError(f"{where}policy: unknown policy {quoted(policy)} (known: auto, {', '.join(policy_names())})")
     routing = raw.get("routing", DEFAULTS["routing"])
     if routing not in ("balanced", "uniform") and not _is_zipf(routing):
         raise InputError(f"{where}routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..{MAX_SKEW:g}), "
-                         f"got {routing!r}")
+                         f"got {quoted(routing)}")
     lin, lout = raw["lengths"] if "lengths" in raw else (raw["lin"], raw["lout"])
     requests = raw.get("requests") or raw.get("requests_per_slot", 1) * raw["batch"]
     cfg = {k: raw.get(k, DEFAULTS.get(k)) for k in CONFIG_KEYS}

@@ -1,0 +1,46 @@
+"""What every fuzzed input must satisfy: a clean exit, one short line on failure, bounded cost."""
+
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import contextmanager
+
+from click.testing import CliRunner, Result
+
+from opbsim.cli import cli
+
+TIME_BOUND_S = 30.0  # per input: a bad input is refused at once; the slowest valid fuzzed run stays below this
+MEMORY_CAP_B = 6 * 2**30  # the process's peak resident set after any input
+MESSAGE_CHARS = 300
+
+
+@contextmanager
+def bounded():
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    assert elapsed < TIME_BOUND_S, f"took {elapsed:.1f} s"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert peak < MEMORY_CAP_B, f"peak resident set {peak / 2**30:.1f} GiB"
+
+
+def invoke(args: list[str]) -> Result:
+    """Run ``opbsim ARGS`` in an empty temporary folder and check the exit contract."""
+    runner = CliRunner()
+    with runner.isolated_filesystem(), bounded():
+        result = runner.invoke(cli, args)
+    check_exit(result, args)
+    return result
+
+
+def check_exit(result: Result, args: list[str]) -> None:
+    out = result.output
+    assert result.exit_code in (0, 1, 2), (args, result.exit_code, out[-500:])
+    assert "Traceback" not in out, (args, out[-2000:])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError((args, repr(result.exception)))
+    if result.exit_code == 1:
+        lines = out.strip("\n").split("\n")
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (args, out[-500:])
+        assert len(lines[0]) < MESSAGE_CHARS, (args, lines[0][:400])
