@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs clean fuzz
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,6 +28,11 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/python -m pytest -n 2
+
+# The fuzz suite at 10,000 examples per target (make test runs it at 25): tests/fuzz/bounds.py states
+# the contract each input must keep (exit 0/1/2, one line under 300 characters, time and memory bounds).
+fuzz: $(VENV)/.installed-test
+	OPBSIM_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -n 2 -q -W ignore::DeprecationWarning tests/fuzz
 
 docs: $(VENV)/.installed-run
 	$(BIN)/opbsim isa --format markdown -o docs/isa.md

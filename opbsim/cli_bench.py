@@ -6,6 +6,8 @@ import json
 
 import click
 
+from opbsim.errors import InputError
+
 __all__ = ["bench"]
 
 
@@ -14,17 +16,24 @@ def bench() -> None:
     """Measure opbsim's kernels on this machine."""
 
 
+_MAX_WORK_FLOP = 2**35  # ~34 GFLOP: a few seconds of the numpy definition on 2 cores
+
+
 @bench.command("exact")
-@click.option("--m", "m", type=click.IntRange(min=1), default=512, show_default=True, help="Rows of A.")
-@click.option("--k", "k", type=click.IntRange(min=1), default=1024, show_default=True, help="Reduction length.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=1024, show_default=True, help="Columns of B.")
-@click.option("--reps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repetitions (best).")
+@click.option("--m", "m", type=click.IntRange(1, 8192), default=512, show_default=True, help="Rows of A.")
+@click.option("--k", "k", type=click.IntRange(1, 8192), default=1024, show_default=True, help="Reduction length.")
+@click.option("--n", "n", type=click.IntRange(1, 8192), default=1024, show_default=True, help="Columns of B.")
+@click.option("--reps", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed repetitions (best).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def exact_cmd(m: int, k: int, n: int, reps: int, as_json: bool) -> None:
     """Time the exact GEMM, numpy's sgemm and the numpy definition on one shape; check the bits.
     Exit status 1 when the exact result differs from the definition."""
     from opbsim.emulator.bench import bench_exact
 
+    work = 2 * m * k * n * reps
+    if work > _MAX_WORK_FLOP:
+        raise InputError(f"2 m k n x reps = {work:.3g} FLOP, more than the {_MAX_WORK_FLOP:.3g} a run may take "
+                         f"(the numpy definition runs at about 10 GFLOP/s): make the shape or --reps smaller")
     r = bench_exact(m, k, n, reps=reps)
     out = {"m": m, "k": k, "n": n, "exact_gflops": round(r.exact_gflops, 2), "sgemm_gflops": round(r.sgemm_gflops, 2),
            "numpy_definition_gflops": round(r.numpy_definition_gflops, 2),

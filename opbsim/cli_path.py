@@ -16,6 +16,11 @@ __all__ = ["FilePath", "check_output"]
 
 
 class FilePath(click.Path):
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "\x00" in value:
+            self.fail("a path cannot contain a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)
+
     def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None):
         name = param.get_error_hint(ctx) if param is not None and ctx is not None else "path"
         err = click.ClickException(f"{name}: {message}")

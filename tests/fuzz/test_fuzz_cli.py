@@ -25,21 +25,27 @@ def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[
 
 COMMANDS = _leaves(cli)
 BAD_VALUES = st.one_of(
-    st.sampled_from(["-1", "0", "nan", "inf", "1e400", "", "x" * 300, str(2**70), "/no/such/file", ".", "/",
-                     "tp=0", "zipf:inf", "h100=nopolicy", "\x00", "-", "--", "9" * 5000]),
+    st.sampled_from(["-1", "0", "nan", "inf", "1e400", "", "x" * 300, str(2**70), "/no/such/file", "tp=0",
+                     "zipf:inf", "h100=nopolicy", "\x00", "-", "--", "9" * 5000]),
     st.text(max_size=12), st.integers(-(2**40), 2**40).map(str),
 )
+# a path option gets only paths that cannot be written (no folder, a name too long, a NUL), never a
+# usable one: a valid output path would turn the example into a real run (the demo takes seconds)
+BAD_PATHS = st.sampled_from(["/no/such/dir/out", "x" * 300, "\x00", "", "/proc/no/such"])
 
 
 def _args(draw, cmd: click.Command) -> list[str]:
+    """Hostile values for the command's arguments and for at least one of its valued options (so
+    that no example is a valid long run, such as the demo), plus any of its flags."""
     options = [p for p in cmd.params if isinstance(p, click.Option) and p.opts[0] not in ("--help", "--version")]
+    valued = [p for p in options if not p.is_flag]
+    flags = [p for p in options if p.is_flag]
     arguments = [p for p in cmd.params if isinstance(p, click.Argument)]
     args = [draw(BAD_VALUES) for _ in arguments]
-    chosen = draw(st.lists(st.sampled_from(options), min_size=1, max_size=3)) if options else []
-    for opt in chosen:
+    for opt in draw(st.lists(st.sampled_from(valued), min_size=1, max_size=3)) if valued else []:
+        args += [opt.opts[0], draw(BAD_PATHS if isinstance(opt.type, click.Path) else BAD_VALUES)]
+    for opt in draw(st.lists(st.sampled_from(flags), max_size=2)) if flags else []:
         args.append(opt.opts[0])
-        if not opt.is_flag:
-            args.append(draw(BAD_VALUES))
     return args
 
 
