@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli_parallel import parallel_of, parallel_options
-from opbsim.cli_path import FilePath
+from opbsim.cli_path import FilePath, make_out_dir
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
@@ -97,6 +97,8 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
                                buckets=buckets, seed=seed)
     from opbsim.report.plots import PLOTS
 
+    if out_dir is not None:
+        make_out_dir(out_dir)
     steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)
     with progress_bar(steps, "comparing", enabled=not no_progress) as step:
         comp = compare(settings, on_step=step)
@@ -120,6 +122,7 @@ def demo_cmd(out_dir: Path, no_progress: bool) -> None:
     from opbsim.report.compare_render import comparison_table
     from opbsim.report.demo import demo_steps, run_demo
 
+    make_out_dir(out_dir)
     with progress_bar(demo_steps(), "demo", enabled=not no_progress) as step:
         result = run_demo(out_dir, on_step=step)
     click.echo(comparison_table(result.comparison))

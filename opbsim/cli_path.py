@@ -12,7 +12,7 @@ import click
 
 from opbsim.errors import InputError
 
-__all__ = ["FilePath", "check_output"]
+__all__ = ["FilePath", "check_output", "make_out_dir"]
 
 
 class FilePath(click.Path):
@@ -35,3 +35,11 @@ def check_output(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{path}: the folder {parent} does not exist")
+
+
+def make_out_dir(path: Path) -> None:
+    """Create the report folder ``path`` before any work, so a folder that cannot be made fails at once."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{path}: cannot make the folder ({e.strerror or e})") from None

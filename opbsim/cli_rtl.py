@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from opbsim.errors import InputError
+
 __all__ = ["rtl"]
 
 
@@ -21,10 +23,13 @@ def generate_cmd() -> None:
         click.echo(path)
 
 
+_MAX_TILE_ELEMENTS = 2**20  # a cosim runs the tile cycle by cycle on the Verilated unit
+
+
 @rtl.command("cosim")
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True, help="MAC lanes of pim_gemv.")
-@click.option("--k", "k", type=click.IntRange(min=1), default=64, show_default=True, help="Reduction length K.")
-@click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--lanes", type=click.IntRange(1, 256), default=8, show_default=True, help="MAC lanes of pim_gemv.")
+@click.option("--k", "k", type=click.IntRange(1, 65536), default=64, show_default=True, help="Reduction length K.")
+@click.option("--rows", type=click.IntRange(1, 65536), default=64, show_default=True,
               help="Output rows M of the GEMV tile y[M] = W[M, K] x[K].")
 @click.option("--weight-bytes-per-cycle", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
@@ -37,6 +42,9 @@ def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | Non
     Also checks the RTL's fp32 outputs against opbsim.isa.numerics.gemm bit for bit (exit status 1
     when they differ).
     """
+    if k * rows > _MAX_TILE_ELEMENTS:
+        raise InputError(f"a tile of {rows} x {k} weights is more than the {_MAX_TILE_ELEMENTS} elements a cosim "
+                         f"takes (each runs cycle by cycle on the RTL)")
     import numpy as np
 
     from opbsim.emulator.pim_tile import engine_tile_cycles

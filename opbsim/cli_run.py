@@ -19,7 +19,7 @@ __all__ = ["run_cmd"]
 @click.option("-p", "--policy", default="duplex", show_default=True, help="Placement policy.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the random weights and inputs.")
-@click.option("--rtl", "rtl_lanes", type=click.IntRange(min=1), default=None, metavar="LANES",
+@click.option("--rtl", "rtl_lanes", type=click.IntRange(1, 256), default=None, metavar="LANES",
               help="Run the program's PIM GEMMs on the RTL Logic-PIM unit with LANES lanes (needs [rtl]).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str, seed: int,
