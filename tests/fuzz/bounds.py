@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import resource
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -28,8 +30,13 @@ def bounded():
 def invoke(args: list[str]) -> Result:
     """Run ``opbsim ARGS`` in an empty temporary folder and check the exit contract."""
     runner = CliRunner()
-    with runner.isolated_filesystem(), bounded():
-        result = runner.invoke(cli, args)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder, bounded():
+        os.chdir(folder)
+        try:
+            result = runner.invoke(cli, args)
+        finally:
+            os.chdir(here)
     check_exit(result, args)
     return result
 
