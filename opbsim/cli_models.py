@@ -44,14 +44,16 @@ def show_cmd(model: str, batch: int, ctx: int, prefill: int, tp: int, as_json: b
 def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1) -> dict:
     """A JSON-ready description of ``model`` and of the ops of one stage (one dense and one MoE layer
     where the model has them, then the whole model)."""
-    from opbsim.workloads import PrefillChunk, Stage, build_model
+    from opbsim.workloads import PrefillChunk, Stage, build_layer
+    from opbsim.workloads.estimates import total
+    from opbsim.workloads.graph import model_estimates
 
     stage = Stage(prefill=(PrefillChunk(prefill),) if prefill else (), decode_ctx_tokens=(ctx,) * batch)
-    graph = build_model(model, stage, tp=tp)
     first_dense = next((i for i in range(model.num_layers) if not model.is_moe_layer(i)), None)
-    first_moe = model.moe_layers[0] if model.is_moe else None
-    shown = [graph.layers[i] for i in sorted({first_dense, first_moe} - {None})]
-    total = graph.estimates
+    first_moe = next((i for i in range(model.num_layers) if model.is_moe_layer(i)), None)
+    shown = [build_layer(model, stage, i, tp=tp) for i in sorted({first_dense, first_moe} - {None})]
+    per_class = model_estimates(model, stage, tp=tp)
+    whole = total(per_class.values())
     return {
         "name": model.name, "source": model.source,
         "hidden_size": model.hidden_size, "num_layers": model.num_layers, "num_heads": model.num_heads,
@@ -59,7 +61,7 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
         "group_size": model.group_size, "num_experts": model.num_experts, "top_k": model.top_k,
         "expert_ffn": model.expert_ffn, "num_shared_experts": model.num_shared_experts, "shared_ffn": model.shared_ffn,
         "dense_ffn": model.dense_ffn, "first_dense_layers": model.first_dense_layers, "moe_every": model.moe_every,
-        "num_moe_layers": len(model.moe_layers),
+        "num_moe_layers": model.num_moe_layers,
         "ffn_act": model.ffn_act.value, "norm": model.norm.value, "vocab_size": model.vocab_size,
         "tie_word_embeddings": model.tie_word_embeddings, "sliding_window": model.sliding_window,
         "mla": None if model.mla is None else {f: getattr(model.mla, f) for f in model.mla.__slots__},
@@ -70,7 +72,7 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
         "stage": {"batch": batch, "ctx": ctx, "prefill": prefill, "tp": tp,
                   "kv_cache_bytes": batch * model.kv_bytes(ctx) + (model.kv_bytes(prefill) if prefill else 0)},
         "layers": [{"layer": layer.layer, "moe": layer.moe, "ops": _ops(layer.ops)} for layer in shown],
-        "total": _est(total) | {"per_class": {c.value: _est(e) for c, e in graph.by_class().items()}},
+        "total": _est(whole) | {"per_class": {c.value: _est(e) for c, e in per_class.items()}},
     }
 
 

@@ -28,7 +28,7 @@ from opbsim.workloads.ops import Op, OpClass, OpKind, TensorSpec, dependencies
 from opbsim.workloads.routing import BalancedRouting, Routing, expert_counts
 from opbsim.workloads.stage import Stage
 
-__all__ = ["LayerGraph", "ModelGraph", "build_layer", "build_model"]
+__all__ = ["LayerGraph", "ModelGraph", "build_layer", "build_model", "model_estimates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,28 @@ def build_model(model: ModelConfig, stage: Stage, *, routing: Routing | None = N
         layers.append(_layer(model, shard, stage, i, stream, delta, counts))
         stream, delta = P.act(f"L{i}.h", (T, h), dt), P.act(f"L{i}.ffn_out", (T, h), dt)
     return ModelGraph(model, stage, tp, prologue, tuple(layers), _head(model, shard, stage.logit_rows, stream, delta))
+
+
+def model_estimates(model: ModelConfig, stage: Stage, *, tp: int = 1) -> dict[OpClass, Estimates]:
+    """``build_model(model, stage, tp=tp).by_class()`` under balanced routing, in time independent of
+    ``num_layers``: layers after the first differ only in their names, so one of each FFN kind
+    stands for all of its kind."""
+    later_moe = model.num_moe_layers - model.is_moe_layer(0)
+    kinds = [(0, 1)]
+    if later_moe:
+        kinds.append((next(i for i in range(1, model.num_layers) if model.is_moe_layer(i)), later_moe))
+    if model.num_layers - 1 - later_moe:
+        kinds.append((next(i for i in range(1, model.num_layers) if not model.is_moe_layer(i)),
+                      model.num_layers - 1 - later_moe))
+    by_class: dict[OpClass, Estimates] = {}
+    layers = [(build_layer(model, stage, i, tp=tp).ops, n) for i, n in kinds]
+    last = P.act(f"L{model.num_layers - 1}.h", (stage.tokens, model.hidden_size), model.dtype)
+    delta = P.act(f"L{model.num_layers - 1}.ffn_out", last.shape, model.dtype)
+    edges = ((_embed(model, stage.tokens), *_head(model, make_shard(model, tp), stage.logit_rows, last, delta)), 1)
+    for ops, n in [*layers, edges]:
+        for c, e in _by_class(ops).items():
+            by_class[c] = by_class.get(c, Estimates(0, 0, 0)) + e.scaled(n)
+    return {c: by_class[c] for c in OpClass if c in by_class}
 
 
 def _counts(model: ModelConfig, routing: Routing, layer: int, tokens: int) -> tuple[int, ...]:

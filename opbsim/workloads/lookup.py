@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opbsim.errors import InputError
+from opbsim.workloads.fits import check_holdable
 from opbsim.workloads.hf_config import load_hf_config
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.presets import PRESETS
@@ -14,7 +15,13 @@ __all__ = ["load_model"]
 
 def load_model(name_or_path: str) -> ModelConfig:
     """The preset called ``name_or_path`` (case-insensitive); else the config.json at that path, or
-    in that folder."""
+    in that folder. A model no system could hold is refused here (``fits.check_holdable``)."""
+    model = _find(name_or_path)
+    check_holdable(model)
+    return model
+
+
+def _find(name_or_path: str) -> ModelConfig:
     if name_or_path.lower() in PRESETS:
         return PRESETS[name_or_path.lower()]
     path = Path(name_or_path)

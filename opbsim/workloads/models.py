@@ -233,7 +233,7 @@ class ModelConfig:
                               f"({self.shared_ffn}) must both be 0 or both positive")
         if self.shared_expert_gate and not self.num_shared_experts:
             raise ConfigError("shared_expert_gate", "shared_expert_gate is set but there is no shared expert")
-        if not self.moe_layers:
+        if not self.num_moe_layers:
             raise ConfigError("first_dense_layers", f"no MoE layer: first_dense_layers ({self.first_dense_layers}) "
                               f"and moe_every ({self.moe_every}) leave none of the {self.num_layers} layers")
 
@@ -260,8 +260,15 @@ class ModelConfig:
         return tuple(i for i in range(self.num_layers) if self.is_moe_layer(i))
 
     @property
+    def num_moe_layers(self) -> int:
+        """``len(moe_layers)`` in constant time."""
+        if not self.is_moe or self.num_layers <= self.first_dense_layers:
+            return 0
+        return (self.num_layers - self.first_dense_layers) // self.moe_every
+
+    @property
     def has_dense_layers(self) -> bool:
-        return len(self.moe_layers) < self.num_layers
+        return self.num_moe_layers < self.num_layers
 
     @property
     def attention(self) -> str:
@@ -303,7 +310,7 @@ class ModelConfig:
         """Parameters by component (matrices, biases, norm weights, embeddings)."""
         h, m = self.hidden_size, self.ffn_act.num_matrices
         norm = self.norm.params_per_dim * h
-        n_moe = len(self.moe_layers)
+        n_moe = self.num_moe_layers
         expert = m * h * self.expert_ffn
         shared = self.num_shared_experts * m * h * self.shared_ffn + (h if self.shared_expert_gate else 0)
         return ParamCounts(

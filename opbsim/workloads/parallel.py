@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from opbsim.errors import InputError
 from opbsim.workloads.models import ModelConfig
 
-__all__ = ["Parallelism", "parse_parallel"]
+__all__ = ["MAX_SYSTEM_DEVICES", "Parallelism", "parse_parallel"]
+
+MAX_SYSTEM_DEVICES = 4096  # devices of one replica, tp x dp x pp: past any published serving deployment
 
 _DEGREES = ("tp", "dp", "ep", "etp", "pp")
 
@@ -39,6 +41,9 @@ class Parallelism:
         if self.ep * self.etp != self.tp * self.dp:
             raise InputError(f"ep x etp ({self.ep} x {self.etp} = {self.ep * self.etp}) must equal tp x dp "
                              f"({self.tp} x {self.dp} = {self.tp * self.dp}), the devices that hold the experts")
+        if self.devices > MAX_SYSTEM_DEVICES:
+            raise InputError(f"tp x dp x pp ({self.tp} x {self.dp} x {self.pp} = {self.devices}) exceeds the "
+                             f"{MAX_SYSTEM_DEVICES} devices opbsim takes in one replica")
 
     @classmethod
     def of(cls, *, tp: int = 1, dp: int = 1, ep: int = 1, etp: int | None = None, pp: int = 1) -> Parallelism:

@@ -7,6 +7,7 @@ import resource
 import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -28,7 +29,8 @@ def bounded():
 
 
 def invoke(args: list[str]) -> Result:
-    """Run ``opbsim ARGS`` in an empty temporary folder and check the exit contract."""
+    """Run ``opbsim ARGS`` in an empty temporary folder and check the exit contract; a command
+    that fails leaves no file behind."""
     runner = CliRunner()
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as folder, bounded():
@@ -37,7 +39,9 @@ def invoke(args: list[str]) -> Result:
             result = runner.invoke(cli, args)
         finally:
             os.chdir(here)
+        left = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
     check_exit(result, args)
+    assert result.exit_code == 0 or not left, (args, "a failed command left", left[:5])
     return result
 
 

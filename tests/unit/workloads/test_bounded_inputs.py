@@ -51,3 +51,31 @@ def test_a_billion_layer_config_is_refused_at_once_by_the_cli(tmp_path):
         result = CliRunner().invoke(cli, command)
         assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
         assert "more than the 10000 opbsim takes" in result.output
+
+
+def test_a_model_no_system_could_hold_is_refused_with_its_sizes(tmp_path):
+    from opbsim.workloads import load_model
+
+    path = write(tmp_path, MIXTRAL_8X22B | {"hidden_size": 48 * 2**14, "intermediate_size": 2**20,
+                                            "num_hidden_layers": 10_000})
+    with pytest.raises(InputError) as err:
+        load_model(str(path))
+    assert str(err.value) == (f"{tmp_path.name} fits no system opbsim models: 386,250.2 TiB of weights and "
+                              "5,000.0 MiB of KV cache per token, over the 6,400 TiB of 4096 x sn40l")
+
+
+def test_the_deepest_model_allowed_is_shown_building_one_layer_per_kind(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from opbsim.cli import cli
+    from opbsim.workloads import graph
+
+    built = []
+    layer = graph._layer
+    monkeypatch.setattr(graph, "_layer", lambda model, shard, stage, i, *a: built.append(i) or layer(
+        model, shard, stage, i, *a))
+    path = write(tmp_path, MIXTRAL_8X22B | {"num_hidden_layers": 10_000})
+    result = CliRunner().invoke(cli, ["models", "show", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["num_moe_layers"] == 10_000
+    assert sorted(set(built)) == [0, 1]  # the first layer and one later MoE layer, not all 10,000

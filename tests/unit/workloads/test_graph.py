@@ -1,10 +1,13 @@
 """Layer graphs: the ops of a stage, their shapes and their estimates (flops, bytes, Op/B)."""
 
+from dataclasses import replace
+
 import pytest
 
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
 from opbsim.workloads import (
+    PRESETS,
     ModelConfig,
     OpClass,
     OpKind,
@@ -258,3 +261,19 @@ def test_a_stage_needs_work_and_positive_lengths():
 def test_a_non_final_chunk_alone_reaches_no_lm_head():
     graph = build_model(MIXTRAL, Stage(prefill=(PrefillChunk(64, final=False),)))
     assert graph.epilogue == ()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_whole_model_estimates_from_one_layer_per_kind_equal_those_of_every_layer(name):
+    from opbsim.workloads.graph import model_estimates
+
+    model = PRESETS[name]
+    stage = Stage(prefill=(PrefillChunk(17),), decode_ctx_tokens=(5, 9, 300))
+    assert model_estimates(model, stage, tp=2) == build_model(model, stage, tp=2).by_class()
+
+
+@pytest.mark.parametrize("first, every", [(0, 1), (1, 1), (3, 2), (0, 4), (7, 3)])
+def test_the_moe_layer_count_is_the_length_of_the_moe_layer_list(first, every):
+    model = replace(PRESETS["mixtral-8x7b"], first_dense_layers=first, moe_every=every,
+                    dense_ffn=0 if (first, every) == (0, 1) else 128)
+    assert model.num_moe_layers == len(model.moe_layers)
