@@ -18,7 +18,7 @@ from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
 from opbsim.cli_models import models_group
-from opbsim.cli_path import FilePath
+from opbsim.cli_path import FilePath, bad_input
 from opbsim.cli_reproduce import reproduce
 from opbsim.cli_rtl import rtl
 from opbsim.cli_run import run_cmd
@@ -41,30 +41,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as e:
-            raise _fail(str(e)) from None
+            raise bad_input(str(e)) from None
         except OSError as e:
-            raise _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
-
-
-_MESSAGE_CHARS = 280  # an error line stays under 300 characters with its "Error: " prefix
-_ECHO_CHARS = 40
-
-
-def _short(message: str) -> str:
-    """One line: a long run without spaces (an echoed value; a file path keeps up to 200) cut to 40
-    characters, the whole to 280."""
-    def cut(word: str) -> str:
-        keep = 200 if "/" in word else _ECHO_CHARS
-        return word if len(word) <= keep else word[:keep - 3] + "..."
-
-    text = " ".join(cut(w) for w in message.replace("\n", " ").split(" "))
-    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."
-
-
-def _fail(message: str) -> click.ClickException:
-    err = click.ClickException(_short(message))
-    err.exit_code = 1
-    return err
+            raise bad_input(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
 
 _IN_FILE = FilePath(exists=True, dir_okay=False, readable=True, path_type=Path)
@@ -95,7 +74,7 @@ def isa_cmd(fmt: str, output: Path | None, example_dir: Path | None) -> None:
         result = run_example(example_dir)
         click.echo(example_table(result))
         if not result.round_trip_ok:
-            raise _fail("round trip failed: the decoded or reassembled program differs")
+            raise bad_input("round trip failed: the decoded or reassembled program differs")
         return
     _emit(render(fmt), output)
 

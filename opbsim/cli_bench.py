@@ -6,6 +6,7 @@ import json
 
 import click
 
+from opbsim.cli_path import bad_input
 from opbsim.errors import InputError
 
 __all__ = ["bench"]
@@ -45,4 +46,4 @@ def exact_cmd(m: int, k: int, n: int, reps: int, as_json: bool) -> None:
                    f"{out['sgemm_gflops']} GFLOP/s (ratio {out['ratio_vs_sgemm']}), numpy definition "
                    f"{out['numpy_definition_gflops']} GFLOP/s, bit-exact {r.bit_exact}")
     if not r.bit_exact:
-        raise click.ClickException("the exact GEMM differs from the numerics definition")
+        raise bad_input("the exact GEMM differs from the numerics definition")

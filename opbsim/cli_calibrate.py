@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_path import FilePath
+from opbsim.cli_path import FilePath, make_out_dir
+from opbsim.errors import InputError
 
 __all__ = ["calibrate_cmd", "model_seconds", "write_report"]
 
@@ -207,16 +208,15 @@ def calibrate_cmd(gpu: bool, device: str, out_dir: Path, quick: bool, repeats: i
 
     spec = get_device(device)
     if not gpu:
-        click.echo("error: calibrate measures on a GPU: pass --gpu", err=True)
-        raise SystemExit(1)
+        raise InputError("calibrate measures on a GPU: pass --gpu")
     from opbsim.reference.pycuda_runner import GpuUnavailable, open_gpu
     from opbsim.reference.timing import attention_sweep, gemm_sweep
 
     try:
         ops = open_gpu(None if backend == "auto" else backend)
     except GpuUnavailable as e:
-        click.echo(f"error: calibrate --gpu: {e}", err=True)
-        raise SystemExit(1) from None
+        raise InputError(f"calibrate --gpu: {e}") from None
+    make_out_dir(out_dir)
     if quick:
         timings = gemm_sweep(ops, (1, 8, 64), 1024, 2048, min(repeats, 5))
         timings += attention_sweep(ops, (1, 4), 2, 512, 128, 2, min(repeats, 5))

@@ -95,8 +95,10 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
                                buckets=buckets, seed=seed)
+    from opbsim.report.compare import resolve
     from opbsim.report.plots import PLOTS
 
+    resolve(settings)  # an unknown model or device fails before the progress bar and the report folder
     if out_dir is not None:
         make_out_dir(out_dir)
     steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)

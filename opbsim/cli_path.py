@@ -1,4 +1,5 @@
-"""A file-path parameter whose problems are bad input (exit 1), not usage errors (exit 2).
+"""Bad input on the command line: one short line and exit status 1 (``bad_input``), and a file-path
+parameter whose problems are bad input, not usage errors (exit 2).
 
 A missing input file or an output path that is a directory is a problem with what the user gave,
 like a malformed config, so it gets the same one line and exit status 1.
@@ -12,7 +13,28 @@ import click
 
 from opbsim.errors import InputError
 
-__all__ = ["FilePath", "check_output", "make_out_dir"]
+__all__ = ["FilePath", "bad_input", "check_output", "make_out_dir"]
+
+_MESSAGE_CHARS = 280  # an error line stays under 300 characters with its "Error: " prefix
+_ECHO_CHARS = 40
+
+
+def _short(message: str) -> str:
+    """One line: a long run without spaces (an echoed value; a file path keeps up to 200) cut to 40
+    characters, the whole to 280."""
+    def cut(word: str) -> str:
+        keep = 200 if "/" in word else _ECHO_CHARS
+        return word if len(word) <= keep else word[:keep - 3] + "..."
+
+    text = " ".join(cut(w) for w in message.replace("\n", " ").split(" "))
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."
+
+
+def bad_input(message: str) -> click.ClickException:
+    """The exception that prints ``Error: <message>`` (clipped to one short line) and exits 1."""
+    err = click.ClickException(_short(message))
+    err.exit_code = 1
+    return err
 
 
 class FilePath(click.Path):
@@ -23,9 +45,7 @@ class FilePath(click.Path):
 
     def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None):
         name = param.get_error_hint(ctx) if param is not None and ctx is not None else "path"
-        err = click.ClickException(f"{name}: {message}")
-        err.exit_code = 1
-        raise err
+        raise bad_input(f"{name}: {message}")
 
 
 def check_output(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from opbsim.cli_path import bad_input
 from opbsim.errors import InputError
 
 __all__ = ["rtl"]
@@ -24,6 +25,7 @@ def generate_cmd() -> None:
 
 
 _MAX_TILE_ELEMENTS = 2**20  # a cosim runs the tile cycle by cycle on the Verilated unit
+_MAX_BYTES_PER_CYCLE = 65536.0  # past the bandwidth of a whole HBM stack at the unit's clock
 
 
 @rtl.command("cosim")
@@ -31,8 +33,8 @@ _MAX_TILE_ELEMENTS = 2**20  # a cosim runs the tile cycle by cycle on the Verila
 @click.option("--k", "k", type=click.IntRange(1, 65536), default=64, show_default=True, help="Reduction length K.")
 @click.option("--rows", type=click.IntRange(1, 65536), default=64, show_default=True,
               help="Output rows M of the GEMV tile y[M] = W[M, K] x[K].")
-@click.option("--weight-bytes-per-cycle", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
+@click.option("--weight-bytes-per-cycle", type=click.FloatRange(min=0, min_open=True, max=_MAX_BYTES_PER_CYCLE),
+              default=None, help="Weight bandwidth feeding the unit [default: one beat of 2 x lanes bytes per cycle].")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the random bf16 tile.")
 def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | None, seed: int) -> None:
@@ -56,7 +58,7 @@ def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | Non
     try:
         cycles, run, (w, x) = rtl_cycles(lanes, k, rows, weight_bytes_per_cycle=weight_bytes_per_cycle, seed=seed)
     except RtlBuildError as e:
-        raise click.ClickException(str(e)) from None
+        raise bad_input(str(e)) from None
     model = model_cycles(lanes, k, rows, weight_bytes_per_cycle)
     ref = numerics.gemm(bf16_widen(x)[None, :], bf16_widen(w).T)[0]
     same = int(np.sum(ref.view(np.uint32) == run.y.view(np.uint32)))
@@ -71,6 +73,4 @@ def cosim_cmd(lanes: int, k: int, rows: int, weight_bytes_per_cycle: float | Non
     click.echo(f"  RTL / emulator             {cycles / engine:.3f}")
     click.echo(f"  outputs vs numerics.gemm   {same} of {rows} bit-exact")
     if same != rows:
-        err = click.ClickException(f"{rows - same} RTL outputs differ from numerics.gemm")
-        err.exit_code = 1
-        raise err
+        raise bad_input(f"{rows - same} RTL outputs differ from numerics.gemm")

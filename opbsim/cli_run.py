@@ -7,6 +7,8 @@ import resource
 
 import click
 
+from opbsim.cli_path import bad_input
+
 __all__ = ["run_cmd"]
 
 
@@ -52,4 +54,4 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
         width = max(map(len, summary))
         click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
     if not result.bit_exact:
-        raise click.ClickException(f"outputs differ from the numerics definition: {', '.join(result.mismatches)}")
+        raise bad_input(f"outputs differ from the numerics definition: {', '.join(result.mismatches)}")

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from opbsim.cli_path import bad_input
+
 __all__ = ["validate_cmd"]
 
 _LAYER_NAMES = ("moe", "moe-shared", "gqa-decode", "gqa-prefill")
@@ -85,8 +87,7 @@ def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, expe
         click.echo(_table(reports))
     bad = [f"{r.layer}:{o.name}" for r in reports for o in r.outputs if not o.bit_exact]
     if bad:
-        click.echo(f"error: bit mismatch against numerics.py in {', '.join(bad)}", err=True)
-        raise SystemExit(1)
+        raise bad_input(f"bit mismatch against numerics.py in {', '.join(bad)}")
 
 
 def _fmt(x: float | None) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
+from opbsim.cli_path import bad_input
 from opbsim.reference.compare import Comparison, compare
 from opbsim.reference.interface import Ops
 from opbsim.reference.layers import GQAWeights, MoEWeights, gqa_decode, gqa_prefill, moe_layer
@@ -101,8 +102,7 @@ def validate_on_gpu(chosen: list[tuple[str, object]], seed: int, as_json: bool, 
     try:
         ops = open_gpu(backend)
     except GpuUnavailable as e:
-        click.echo(f"error: validate --gpu: {e}", err=True)
-        raise SystemExit(1) from None
+        raise bad_input(f"validate --gpu: {e}") from None
     info = ops.backend.info()
     kernels = run_checks(ops, seed)
     layers = [(case, run_layer(ops, case)) for case in (layer_case(n, cfg, seed) for n, cfg in chosen)]
@@ -114,8 +114,7 @@ def validate_on_gpu(chosen: list[tuple[str, object]], seed: int, as_json: bool, 
         click.echo(_table(info, kernels, layers))
     bad = [c.name for c in kernels if not c.bit_exact] + [o.name for _, outs in layers for o in outs if not o.bit_exact]
     if bad:
-        click.echo(f"error: GPU results differ from numerics.py / the executor in {', '.join(bad)}", err=True)
-        raise SystemExit(1)
+        raise bad_input(f"GPU results differ from numerics.py / the executor in {', '.join(bad)}")
 
 
 def _as_dict(c: Comparison) -> dict:

@@ -181,12 +181,16 @@ def steps_of(s: CompareSettings) -> int:
     return len(s.devices) * (len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA)
 
 
+def resolve(s: CompareSettings) -> tuple[ModelConfig, list[DeviceSpec]]:
+    """The model and devices ``s`` names; InputError for an unknown name, before anything runs."""
+    return load_model(s.model), [get_device(d) for d in s.devices]
+
+
 def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:
     """Run the comparison (see the module docstring). ``on_step(label)`` is called after each of
     ``steps_of(s)`` steps. Unknown model or device names raise InputError before anything runs."""
     step = on_step or (lambda label: None)
-    model = load_model(s.model)
-    specs = [get_device(d) for d in s.devices]
+    model, specs = resolve(s)
     runs = tuple(_device_run(s, model, spec, step) for spec in specs)
     return Comparison(s, model, runs)
 
