@@ -35,12 +35,12 @@ def test_without_a_gpu_the_gpu_commands_say_why_in_one_line_and_exit_1(args, com
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: {command}: no GPU to run on: ")
+    assert result.stderr.startswith(f"Error: {command}: no GPU to run on: ")
 
 
 def test_calibrate_without_gpu_flag_asks_for_it():
     result = _invoke(["calibrate"])
-    assert (result.exit_code, result.stderr) == (1, "error: calibrate measures on a GPU: pass --gpu\n")
+    assert (result.exit_code, result.stderr) == (1, "Error: calibrate measures on a GPU: pass --gpu\n")
 
 
 class _OffByOneUlpAdd(GpuOps):
@@ -70,7 +70,7 @@ def test_a_wrong_bit_is_reported_with_its_coordinates_and_both_values_and_exit_1
     monkeypatch.setattr(runner, "open_gpu", lambda prefer=None: _OffByOneUlpAdd(HostDevice(host_library)))
     result = _invoke(["validate", "--gpu", "--json", *SMALL])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: GPU results differ from numerics.py / the executor in add fp32->fp32")
+    assert result.stderr.startswith("Error: GPU results differ from numerics.py / the executor in add fp32->fp32")
     report = json.loads(result.stdout)
     y = next(o for o in report["layers"][0]["outputs"] if o["name"] == "gqa-decode:y")
     assert (y["bit_exact"], y["bit_equal"], y["values"]) == (False, 127, 128)

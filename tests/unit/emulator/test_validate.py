@@ -59,7 +59,8 @@ def test_validate_exits_1_on_a_bit_mismatch(monkeypatch):
     (["--layer", "moe", "--top-k", "9"], "Error: MoE top_k=9 exceeds experts=8"),
     (["--ctx", "4,x"], "Error: --ctx must be comma-separated integers, got '4,x'"),
     (["--layer", "moe", "--hidden", "100000"],
-     "Error: moe at these sizes needs 2.3 GiB; validate runs reduced sizes (at most 2 GiB)"),
+     "Error: moe at these sizes needs 2,388 MiB, over --max-mib 64"),
+    (["--ctx", "300000", "--max-mib", "100"], "Error: gqa-decode at these sizes needs 154 MiB, over --max-mib 100"),
 ])
 def test_bad_input_is_one_line_and_exit_status_1(args, message):
     result = CliRunner().invoke(cli, ["validate", *args])
