@@ -47,7 +47,8 @@ def _lengths(text: str) -> tuple[int, ...]:
 @click.option("--backend", type=click.Choice(("auto", "pycuda", "cupy")), default="auto", show_default=True,
               help="With --gpu: which package compiles and launches the kernels.")
 def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, experts: int, top_k: int,
-                 heads: int, kv_heads: int, head_dim: int, ctx: str, max_mib: int, as_json: bool, gpu: bool, backend: str) -> None:
+                 heads: int, kv_heads: int, head_dim: int, ctx: str, max_mib: int, as_json: bool, gpu: bool,
+                 backend: str) -> None:
     """Execute hand-built programs of a Mixtral-shaped MoE layer and GQA attention layers.
 
     Each output is compared bit for bit with numerics.py applied step by step, and against a
