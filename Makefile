@@ -31,8 +31,14 @@ test: lint
 
 # The fuzz suite at 10,000 examples per target (make test runs it at 25): tests/fuzz/bounds.py states
 # the contract each input must keep (exit 0/1/2, one line under 300 characters, time and memory bounds).
+# Its figures (examples, failures, slowest example, peak memory) go to benchmarks/results/fuzz.md.
+FUZZ_EXAMPLES ?= 10000
 fuzz: $(VENV)/.installed-test
-	OPBSIM_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -n 2 -q -W ignore::DeprecationWarning tests/fuzz
+	rm -rf build/fuzz && mkdir -p build/fuzz
+	OPBSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) OPBSIM_FUZZ_LOG=build/fuzz $(BIN)/python -m pytest -n 2 -q \
+	    -W ignore::DeprecationWarning --junitxml=build/fuzz/junit.xml tests/fuzz; status=$$?; \
+	$(BIN)/python benchmarks/fuzz_summary.py build/fuzz build/fuzz/junit.xml --examples $(FUZZ_EXAMPLES) \
+	    > benchmarks/results/fuzz.md; cat benchmarks/results/fuzz.md; exit $$status
 
 docs: $(VENV)/.installed-run
 	$(BIN)/opbsim isa --format markdown -o docs/isa.md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import tempfile
@@ -18,13 +19,23 @@ MEMORY_CAP_B = 6 * 2**30  # the process's peak resident set after any input
 MESSAGE_CHARS = 300
 
 
+LOG_DIR = os.environ.get("OPBSIM_FUZZ_LOG")  # make fuzz: one JSON line per example, summarised afterwards
+
+
 @contextmanager
-def bounded():
+def bounded(what: object = None):
+    """Check the time and memory bounds of one example; with OPBSIM_FUZZ_LOG set, log the target,
+    its seconds, the process's peak resident set and ``what`` (the input, clipped)."""
     start = time.perf_counter()
     yield
     elapsed = time.perf_counter() - start
-    assert elapsed < TIME_BOUND_S, f"took {elapsed:.1f} s"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if LOG_DIR:
+        target = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+        line = json.dumps({"target": target, "s": round(elapsed, 4), "peak_rss_B": peak, "input": repr(what)[:200]})
+        with open(Path(LOG_DIR) / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    assert elapsed < TIME_BOUND_S, f"took {elapsed:.1f} s"
     assert peak < MEMORY_CAP_B, f"peak resident set {peak / 2**30:.1f} GiB"
 
 
@@ -33,7 +44,7 @@ def invoke(args: list[str]) -> Result:
     that fails leaves no file behind."""
     runner = CliRunner()
     here = os.getcwd()
-    with tempfile.TemporaryDirectory() as folder, bounded():
+    with tempfile.TemporaryDirectory() as folder, bounded(args):
         os.chdir(folder)
         try:
             result = runner.invoke(cli, args)
