@@ -6,6 +6,7 @@ Output files are written atomically: a failed command leaves no partial file beh
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from opbsim.cli_calibrate import calibrate_cmd
 from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
+from opbsim.cli_device import DEVICE_HELP, device_of, hw_option
+from opbsim.cli_devices import devices_group
 from opbsim.cli_models import models_group
 from opbsim.cli_path import FilePath, bad_input
 from opbsim.cli_reproduce import reproduce
@@ -42,6 +45,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except InputError as e:
             raise bad_input(str(e)) from None
+        except BrokenPipeError:  # the reader went away (| head): nothing more to say
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes it at exit
+            raise SystemExit(0) from None
         except OSError as e:
             raise bad_input(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
@@ -98,30 +104,22 @@ def disasm_cmd(binary: Path, output: Path | None) -> None:
     _emit(disassemble(decode(binary.read_bytes())), output)
 
 
-@cli.command("devices")
-def devices_cmd() -> None:
-    """List the device presets: units, channel bandwidths and sources."""
-    from opbsim.hardware import device_names, get_device
-    from opbsim.report.tables import devices_table
-
-    click.echo(devices_table([get_device(n) for n in device_names()]))
-
-
 @cli.command("time")
 @click.argument("program", type=_IN_FILE)
-@click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
+@click.option("-d", "--device", required=True, help=DEVICE_HELP)
+@hw_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--trace", type=_OUT_FILE, help="Write a Chrome/Perfetto trace of the timeline here.")
-def time_cmd(program: Path, device: str, as_json: bool, trace: Path | None) -> None:
+def time_cmd(program: Path, device: str, hw: tuple[str, ...], as_json: bool, trace: Path | None) -> None:
     """Time PROGRAM (.s or .bin) on a device with the discrete-event engine."""
     import json
 
     from opbsim.emulator.engine import run
-    from opbsim.hardware import get_device
     from opbsim.report.tables import timing_table
     from opbsim.report.trace import chrome_trace
 
-    stats = run(load_program(program.read_bytes(), str(program)), get_device(device))
+    spec, _ = device_of({"device": device, "hw": hw, "policy": "-"})
+    stats = run(load_program(program.read_bytes(), str(program)), spec)
     if trace is not None:
         atomic_write_text(trace, chrome_trace(stats))
     if as_json:
@@ -150,6 +148,7 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 cli.add_command(models_group)
+cli.add_command(devices_group)
 cli.add_command(compile_cmd)
 cli.add_command(bench)
 cli.add_command(run_cmd)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_parallel import parallel_of, parallel_options
+from opbsim.cli_device import hw_of, hw_option
+from opbsim.cli_parallel import PARALLEL_HELP, parallel_of, parallel_options
 from opbsim.cli_path import FilePath, make_out_dir
 from opbsim.errors import InputError
 
@@ -39,6 +40,26 @@ def _int_list(option: str, text: str) -> tuple[int, ...]:
     return values
 
 
+def _smallest_common_layout(settings, cfg, specs):
+    """``settings`` with the smallest tensor-parallel degree that holds the model and the headline
+    batch on every device that can hold it at all (the same layout for all, told on stderr)."""
+    from dataclasses import replace
+
+    from opbsim.emulator.cluster import smallest_tp
+
+    context = settings.lin + settings.lout + int(3 * (settings.lin_std + settings.lout_std))
+    fits = [smallest_tp(cfg, d, settings.policy_of(d), context_tokens=context, batch=settings.batch,
+                        node_devices=settings.node_devices) for d in specs]
+    tp = max((c.tp for c in fits if c is not None), default=1)
+    if tp == 1:
+        return settings
+    chosen = next(c for c in fits if c is not None and c.tp == tp)
+    click.echo(f"layout: tp={tp}, the fewest devices that hold {cfg.name}'s weights and the KV cache of "
+               f"{settings.batch} requests of {context} tokens on every device that can (give --tp to choose)",
+               err=True)
+    return replace(settings, parallel=chosen.parallel)
+
+
 def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = []
     for p in pairs:
@@ -56,6 +77,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("-p", "--policy", "policy", multiple=True, metavar="DEVICE=POLICY",
               help="Placement policy of one device (repeatable) [default: the policy named after the device, "
                    "else duplex with PIM, sn40l on a dataflow device, else xpu-only].")
+@hw_option
 @parallel_options
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="The headline batch (table, percentiles, energy, breakdown).")
@@ -75,9 +97,9 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
               help="Also write the report folder (report.md, report.json, PNG plots, traces) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object instead of the table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, batches: str, lin: int, lout: int,
-                lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int, buckets: int, seed: int,
-                out_dir: Path | None, as_json: bool, no_progress: bool, **layout) -> None:
+def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str, ...], batch: int, batches: str,
+                lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int,
+                buckets: int, seed: int, out_dir: Path | None, as_json: bool, no_progress: bool, **layout) -> None:
     """Compare MODEL (a preset or a config.json) served on several devices: a table and plots.
 
     Every device runs the same layout (--tp --dp --ep --etp --pp, as for simulate).
@@ -89,8 +111,10 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
     from opbsim.report.demo import write_report
 
     names = tuple(d.strip() for d in devices.split(",") if d.strip())
+    given = any(layout.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
     parallel, node_devices = parallel_of(layout)
-    settings = CompareSettings(model=model, devices=names, policies=_policies(policy), parallel=parallel,
+    settings = CompareSettings(model=model, devices=names, policies=_policies(policy), hw=tuple(hw_of(hw).items()),
+                               parallel=parallel,
                                node_devices=node_devices, batch=batch,
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
@@ -98,7 +122,9 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
     from opbsim.report.compare import resolve
     from opbsim.report.plots import PLOTS
 
-    resolve(settings)  # an unknown model or device fails before the progress bar and the report folder
+    cfg, specs = resolve(settings)  # an unknown model or device fails before the progress bar and the report folder
+    if not given:
+        settings = _smallest_common_layout(settings, cfg, specs)
     if out_dir is not None:
         make_out_dir(out_dir)
     steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)

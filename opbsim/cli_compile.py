@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_parallel import PARALLEL_HELP, parallel_of
+from opbsim.cli_device import device_of, device_options
+from opbsim.cli_parallel import PARALLEL_HELP, layout_of
 from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
@@ -37,14 +38,15 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
 
 @click.command("compile")
 @click.argument("model")
-@click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
-@click.option("-p", "--policy", default="duplex", show_default=True, help="Placement policy.")
+@device_options
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True, help="Decoding requests.")
 @click.option("--ctx", type=click.IntRange(min=1), default=1024, show_default=True, help="Context of each.")
-@click.option("--stage", "kind", type=click.Choice(["decode", "mixed"]), default="decode", show_default=True)
+@click.option("--stage", "kind", type=click.Choice(["decode", "mixed"]), default="decode", show_default=True,
+              help="decode: BATCH decode tokens at context CTX; mixed: the same plus one prefill chunk.")
 @click.option("--prefill", type=click.IntRange(min=0), default=0, help="Prompt tokens of the mixed stage's "
               "prefill chunk [default: CTX].")
-@click.option("--tp", type=click.IntRange(1, 4096), default=1, show_default=True, help=PARALLEL_HELP["tp"])
+@click.option("--tp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["tp"] + " [default: with no layout flag, the "
+              "fewest devices that hold the weights and the stage's KV cache]")
 @click.option("--dp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["dp"])
 @click.option("--ep", type=click.IntRange(1, 4096), help=PARALLEL_HELP["ep"])
 @click.option("--etp", type=click.IntRange(1, 4096), help=PARALLEL_HELP["etp"])
@@ -58,27 +60,29 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
               help="Write the program: assembly, or a binary when the name ends in .bin.")
 @click.option("--explain", is_flag=True, help="Print each op, its Op/B, the unit chosen and why.")
 @click.option("--dump-after", "dump_after", help="Print the intermediate form after this pass and stop.")
-def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind: str, prefill: int, tp: int,
-                dp: int | None, ep: int | None, etp: int | None, pp: int | None, part: str, layer: int | None,
-                output: Path | None, explain: bool, dump_after: str | None) -> None:
+def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...], batch: int, ctx: int, kind: str,
+                prefill: int, tp: int | None, dp: int | None, ep: int | None, etp: int | None, pp: int | None,
+                part: str, layer: int | None, output: Path | None, explain: bool, dump_after: str | None) -> None:
     """Compile one stage of MODEL (a preset or a config.json) for a device: the program one device
     runs (its share of the stage under the layout given by --tp --dp --ep --etp --pp)."""
     from opbsim.compiler import PASS_NAMES, Source, Target, run_passes
     from opbsim.compiler.dump import dump
     from opbsim.compiler.dump import explain as explain_placement
-    from opbsim.hardware import get_device
     from opbsim.isa import disassemble, encode
     from opbsim.workloads import ModelGraph, build_layer, build_model, load_model
 
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise click.BadParameter(f"{dump_after!r} is not a pass ({', '.join(PASS_NAMES)})", param_hint="--dump-after")
-    parallel, _ = parallel_of({"tp": tp, "dp": dp, "ep": ep, "etp": etp, "pp": pp, "parallel_spec": None,
-                               "node_size": None, "devices_per_node": None, "nodes": None})
+    spec, policy = device_of({"device": device, "policy": policy, "hw": hw})
     cfg = load_model(model)
     if layer is not None and layer >= cfg.num_layers:
         raise InputError(f"--layer {layer} is outside 0..{cfg.num_layers - 1} ({cfg.name})")
     stage = stage_of(kind, batch, ctx, prefill)
-    spec = get_device(device)
+    flags = {"tp": tp, "dp": dp, "ep": ep, "etp": etp, "pp": pp, "parallel_spec": None, "node_size": None,
+             "devices_per_node": None, "nodes": None}
+    context = ctx + (prefill or ctx if kind == "mixed" else 0)
+    parallel, _ = layout_of(flags, cfg, spec, policy, context_tokens=context, batch=batch)
+    tp = parallel.tp
     if parallel.dp == 1 and parallel.pp == 1 and (parallel.ep == 1 or not cfg.is_moe):
         if layer is None:
             graph = build_model(cfg, stage, tp=tp)
@@ -104,5 +108,5 @@ def compile_cmd(model: str, device: str, policy: str, batch: int, ctx: int, kind
         units[inst.unit.name.lower()] = units.get(inst.unit.name.lower(), 0) + 1
     per_unit = ", ".join(f"{u} {n}" for u, n in sorted(units.items()))
     where = f" -> {output}" if output else ""
-    click.echo(f"{cfg.name} on {device} ({policy}): {len(program.instructions)} instructions ({per_unit}), "
-               f"{len(program.descriptors)} descriptors{where}")
+    click.echo(f"{cfg.name} on {spec.name} ({policy}, {parallel.label}): {len(program.instructions)} instructions "
+               f"({per_unit}), {len(program.descriptors)} descriptors{where}")

@@ -8,7 +8,7 @@ import click
 
 from opbsim.errors import InputError
 
-__all__ = ["parallel_options", "parallel_of", "PARALLEL_HELP"]
+__all__ = ["parallel_options", "parallel_of", "layout_of", "PARALLEL_HELP"]
 
 PARALLEL_HELP = {
     "tp": "Attention tensor parallelism: heads (and dense FFN widths) split over this many devices.",
@@ -59,3 +59,21 @@ def parallel_of(kw: dict) -> tuple[object, int]:
             raise InputError(f"--node-size {node_size} contradicts --devices-per-node {n}")
         return Parallelism(tp=n, dp=m, ep=m, etp=n), n
     return Parallelism.of(**given), node_size or 0
+
+
+def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch: int) -> tuple[object, int]:
+    """``parallel_of(kw)``; when no layout flag is given, the smallest tensor-parallel degree whose
+    devices hold the weights and ``batch`` requests of ``context_tokens`` tokens (told on stderr
+    when it is more than one device)."""
+    from opbsim.emulator.cluster import smallest_tp
+
+    given = any(kw.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
+    parallel, node_size = parallel_of(kw)
+    if given:
+        return parallel, node_size
+    chosen = smallest_tp(model, spec, policy, context_tokens=context_tokens, batch=batch, node_devices=node_size)
+    if chosen is None or chosen.tp == 1:
+        return parallel, node_size
+    click.echo(f"layout: tp={chosen.tp}, the fewest {spec.name} devices that hold {model.name}'s weights and the "
+               f"KV cache of {batch} requests of {context_tokens} tokens (give --tp to choose)", err=True)
+    return chosen.parallel, node_size

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_parallel import parallel_of, parallel_options
+from opbsim.cli_device import device_of, device_options
+from opbsim.cli_parallel import layout_of, parallel_options
 from opbsim.cli_path import FilePath
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
@@ -37,9 +38,8 @@ def routing_of(spec: str, model, seed: int):
 
 @click.command("simulate")
 @click.argument("model")
-@click.option("-d", "--device", required=True, help="Device preset (see `opbsim devices`).")
+@device_options
 @parallel_options
-@click.option("-p", "--policy", help="Placement policy [default: duplex on a device with PIM, else xpu-only].")
 @click.option("--batch", type=click.IntRange(min=1), required=True, help="Most requests running at once.")
 @click.option("--lin", type=click.IntRange(min=1), required=True, help="Prompt tokens (mean with --lin-std).")
 @click.option("--lout", type=click.IntRange(min=1), required=True, help="Output tokens (mean with --lout-std).")
@@ -49,8 +49,10 @@ def routing_of(spec: str, model, seed: int):
               help="Standard deviation of Gaussian output lengths (0: fixed).")
 @click.option("--qps", type=click.FloatRange(min=0, min_open=True),
               help="Open loop: Poisson arrivals at this rate. Default: closed loop at --batch requests.")
-@click.option("--requests", "num_requests", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--requests", "num_requests", type=click.IntRange(min=1),
+              help="Requests to serve [default: --batch, one per batch slot, as compare and demo run].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the request lengths, arrivals and random routing.")
 @click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True,
               help="Most prompt tokens per stage (chunked prefill); 0: whole prompts, however many.")
 @click.option("--routing", default="balanced", show_default=True,
@@ -62,7 +64,7 @@ def routing_of(spec: str, model, seed: int):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--trace", type=FilePath(dir_okay=False, path_type=Path),
               help="Write a Chrome/Perfetto trace of the stages here.")
-def simulate_cmd(model: str, device: str, policy: str | None, batch: int, lin: int, lout: int, lin_std: float,
+def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
                  buckets: int, overlap: bool, as_json: bool, trace: Path | None, **layout) -> None:
     """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster.
@@ -72,20 +74,19 @@ def simulate_cmd(model: str, device: str, policy: str | None, batch: int, lin: i
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
-    from opbsim.hardware import get_device
     from opbsim.report.serving import serving_json, serving_table, serving_trace
     from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model, open_loop
 
-    parallel, node_size = parallel_of(layout)
+    spec, policy = device_of(layout)
     cfg = load_model(model)
-    spec = get_device(device)
-    from opbsim.compiler.policies import default_policy
-
-    cluster = Cluster(device=spec, policy=policy or default_policy(spec), parallel=parallel, node_devices=node_size)
     lengths = FixedLengths(lin, lout) if lin_std == 0 and lout_std == 0 else \
         GaussianLengths(float(lin), float(lin_std), float(lout), float(lout_std))
+    num_requests = num_requests or batch
     scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \
         closed_loop(batch, lengths, num_requests=num_requests, seed=seed)
+    longest = max(r.input_tokens + r.output_tokens for r in scenario.requests)
+    parallel, node_size = layout_of(layout, cfg, spec, policy, context_tokens=longest, batch=batch)
+    cluster = Cluster(device=spec, policy=policy, parallel=parallel, node_devices=node_size)
     timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets),
                        overlap=overlap)
     result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),

@@ -2,16 +2,19 @@
 
 Python's json module turns a 5,000-digit integer into a ValueError, a deeply nested document into
 a RecursionError and ``1e400`` into infinity; every JSON input of opbsim (model configs, sweep
-files, routing traces) goes through ``parse_json`` instead, which refuses each with one line.
+files, routing traces, device files) goes through ``parse_json`` instead, which refuses each with
+one line. ``read_data_file`` reads a file as JSON (``.json``) or else YAML (with PyYAML, which the
+``cluster`` extra installs).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from opbsim.errors import InputError
 
-__all__ = ["parse_json", "MAX_JSON_B", "MAX_DEPTH", "MAX_INT_DIGITS"]
+__all__ = ["parse_json", "read_data_file", "MAX_JSON_B", "MAX_DEPTH", "MAX_INT_DIGITS"]
 
 MAX_JSON_B = 64 * 2**20  # a config.json is a few KB; a sweep file or a trace line far less than this
 MAX_DEPTH = 64  # Hugging Face configs nest 3 deep
@@ -70,3 +73,27 @@ def parse_json(text: str, source: str) -> object:
         raise InputError(f"{source}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     except InputError as e:
         raise InputError(f"{source}: {e}") from None
+
+
+def read_data_file(path: Path, what: str) -> object:
+    """The parsed content of the ``what`` file at ``path`` (e.g. "sweep"): JSON for ``.json``,
+    else YAML (needs PyYAML). Errors start with the path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if path.suffix.lower() == ".json":
+        return parse_json(text, str(path))
+    if len(text) > MAX_JSON_B:
+        raise InputError(f"{path}: {len(text)} characters, more than the {MAX_JSON_B} read")
+    try:
+        import yaml
+    except ImportError:
+        raise InputError(f"{path}: reading YAML needs PyYAML (pip install 'opbsim[cluster]' or pyyaml); "
+                         f"or write the {what} file as JSON (.json)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise InputError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None

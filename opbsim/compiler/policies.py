@@ -42,12 +42,13 @@ def policy_names() -> list[str]:
 
 
 def default_policy(device) -> str:
-    """The policy a device runs unless told otherwise: the policy named after it when one exists
-    (``bank-pim``, ``sn40l``), ``duplex`` on other devices with PIM, ``sn40l`` on a dataflow device,
-    else ``xpu-only``."""
+    """The policy a device runs unless told otherwise: the policy named after it (or after the
+    device it derives from) when one exists (``bank-pim``, ``sn40l``), ``duplex`` on other devices
+    with PIM, ``sn40l`` on a dataflow device, else ``xpu-only``."""
     units = {u.unit for u in device.units}
-    if device.name in POLICIES:
-        return device.name
+    for name in (device.name, device.base):
+        if name in POLICIES:
+            return name
     if Unit.PIM in units:
         return "duplex"
     if Unit.PCU in units and "sn40l" in POLICIES:

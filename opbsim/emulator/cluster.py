@@ -44,7 +44,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["Cluster", "node_share", "micro_batch", "local_experts"]
+__all__ = ["Cluster", "node_share", "micro_batch", "local_experts", "smallest_tp"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +148,24 @@ class Cluster:
         if free_B <= 0:
             return 0
         return (free_B // per_request_B) * self.dp
+
+
+def smallest_tp(model: ModelConfig, device: DeviceSpec, policy: str, *, context_tokens: int, batch: int,
+                node_devices: int = 0) -> Cluster | None:
+    """The cluster of the smallest tensor-parallel degree inside one node (tp dividing the heads,
+    experts tensor-parallel too) whose devices hold the weights and ``batch`` requests of
+    ``context_tokens`` tokens (``capacity_batch``); None when no degree up to the node size does."""
+    size = node_devices or device.interconnect.node_devices
+    for tp in range(1, size + 1):
+        try:
+            cluster = Cluster(device=device, policy=policy, parallel=Parallelism(tp=tp, etp=tp),
+                              node_devices=node_devices)
+            cluster.check(model)
+        except InputError:
+            continue
+        if cluster.capacity_batch(model, context_tokens) >= batch:
+            return cluster
+    return None
 
 
 def node_share(stage: Stage, nodes: int) -> Stage:

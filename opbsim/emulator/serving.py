@@ -154,7 +154,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
         raise InputError(
             f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
             f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
-            f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices")
+            f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")
     loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer)
     loop.run()
     return loop.result(model, cluster, config.batch, capacity)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from opbsim.errors import InputError
+from opbsim.hardware.device_file import is_device_file, load_device_file
 from opbsim.hardware.presets import PRESETS
 from opbsim.hardware.spec import DeviceSpec
 
@@ -19,10 +22,19 @@ def register(spec: DeviceSpec, *, replace: bool = False) -> None:
 
 
 def get_device(name: str) -> DeviceSpec:
+    """The registered device ``name``, or the device file at that path (``.json``, ``.yaml``)."""
+    if is_device_file(name):
+        return load_device_file(Path(name), _registered)
+    return _registered(name)
+
+
+def _registered(name: str) -> DeviceSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InputError(f"unknown device {name!r} (known: {', '.join(device_names())})") from None
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise InputError(f"unknown device {shown!r} (known: {', '.join(device_names())}; or a device file "
+                         f"NAME.json)") from None
 
 
 def device_names() -> list[str]:

@@ -140,7 +140,8 @@ class DataflowSpec:
 class DeviceSpec:
     """One device. ``interconnect`` is its ports to peers in a node and to other nodes and the
     collective library that drives them (collectives.py times a call). ``dataflow`` is set on a
-    device whose PCU runs spatial dataflow kernels (it requires a PCU unit)."""
+    device whose PCU runs spatial dataflow kernels (it requires a PCU unit). ``base`` names the
+    registered device a device file derived this one from ('' for a preset)."""
 
     name: str
     units: tuple[ComputeSpec, ...]
@@ -151,6 +152,7 @@ class DeviceSpec:
     interconnect: Interconnect
     source: str
     dataflow: DataflowSpec | None = None
+    base: str = ""
 
     def __post_init__(self) -> None:
         owner = f"device {self.name}"

@@ -20,7 +20,7 @@ of the throughput curve that fails. Nothing is dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import compile_graph
 from opbsim.compiler.policies import default_policy
@@ -31,6 +31,7 @@ from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
 from opbsim.emulator.stage_timer import Bucketing
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
+from opbsim.hardware.params import apply_hw
 from opbsim.isa.types import Unit
 from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
@@ -45,12 +46,14 @@ __all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Compari
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompareSettings:
-    """What to compare. ``policies`` overrides the default policy per device name.
-    ``batches``: the throughput curve (``batch`` is always on it)."""
+    """What to compare. ``policies`` overrides the default policy per device name; ``hw``
+    (hardware/params.py) changes every device. ``batches``: the throughput curve (``batch`` is
+    always on it)."""
 
     model: str
     devices: tuple[str, ...]
     policies: tuple[tuple[str, str], ...] = ()
+    hw: tuple[tuple[str, float], ...] = ()
     parallel: Parallelism = field(default_factory=Parallelism)
     node_devices: int = 0  # devices per physical node; 0: each device's own
     batch: int = 64
@@ -96,7 +99,8 @@ class CompareSettings:
         return tuple(sorted({*self.batches, self.batch}))
 
     def policy_of(self, device: DeviceSpec) -> str:
-        return dict(self.policies).get(device.name) or default_policy(device)
+        policies = dict(self.policies)
+        return policies.get(device.name) or policies.get(device.base) or default_policy(device)
 
     def requests(self, batch: int) -> int:
         return self.requests_per_slot * batch
@@ -106,8 +110,10 @@ def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
     """The ``opbsim simulate`` arguments that give the headline run of ``device``."""
     p = s.parallel
     layout = [f"--{n}" for n in ("tp", "dp", "ep", "etp", "pp")]
-    args = [s.model, "-d", device, "-p", policy]
-    args += [x for flag, v in zip(layout, (p.tp, p.dp, p.ep, p.etp, p.pp)) if v > 1 for x in (flag, str(v))]
+    args = [s.model, "-d", device.split("[")[0] if s.hw else device, "-p", policy]
+    args += [x for k, v in s.hw for x in ("--hw", f"{k}={v:g}")]
+    args += ["--tp", str(p.tp)]  # always: without a layout flag simulate chooses its own
+    args += [x for flag, v in zip(layout[1:], (p.dp, p.ep, p.etp, p.pp)) if v > 1 for x in (flag, str(v))]
     args += ["--node-size", str(s.node_devices)] if s.node_devices else []
     args += ["--batch", str(s.batch), "--lin", str(s.lin), "--lout", str(s.lout), "--requests",
             str(s.requests(s.batch)), "--seed", str(s.seed), "--prefill-chunk", str(s.prefill_chunk),
@@ -183,7 +189,11 @@ def steps_of(s: CompareSettings) -> int:
 
 def resolve(s: CompareSettings) -> tuple[ModelConfig, list[DeviceSpec]]:
     """The model and devices ``s`` names; InputError for an unknown name, before anything runs."""
-    return load_model(s.model), [get_device(d) for d in s.devices]
+    specs = [get_device(d) for d in s.devices]
+    if s.hw:  # named after the changes, as simulate names them
+        changed = ",".join(f"{k}={v:g}" for k, v in sorted(s.hw))
+        specs = [replace(apply_hw(d, dict(s.hw)), name=f"{d.name}[{changed}]", base=d.base or d.name) for d in specs]
+    return load_model(s.model), specs
 
 
 def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:

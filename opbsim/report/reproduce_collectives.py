@@ -88,7 +88,7 @@ def stage_sensitivity(model_name: str = "mixtral-8x7b", device: str = "h100", tp
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
     from opbsim.hardware import get_device
-    from opbsim.report.sweep_params import apply_hw
+    from opbsim.hardware.params import apply_hw
     from opbsim.workloads import Stage, get_preset
     from opbsim.workloads.parallel import Parallelism
 

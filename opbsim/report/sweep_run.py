@@ -42,7 +42,7 @@ def _simulate(cfg: dict) -> dict:
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
     from opbsim.hardware import get_device
-    from opbsim.report.sweep_params import apply_hw
+    from opbsim.hardware.params import apply_hw
     from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model
     from opbsim.workloads.parallel import Parallelism, parse_parallel
 

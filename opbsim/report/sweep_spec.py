@@ -11,7 +11,7 @@ Every key takes one value or a list of values; the sweep is the product of the l
     batch: [32, 64, 128]
     lengths: [[256, 256], [1024, 1024]]   # (prompt, output) pairs; or lin: and lout: (a product)
     requests_per_slot: 1             # requests = this x batch; or requests: N
-    hw:                              # hardware parameters (sweep_params.py), each a value or a list
+    hw:                              # hardware parameters (hardware/params.py), each a value or a list
       pim_bw_multiple: [2, 4, 8]
 
 The layout: ``devices_per_node`` and ``nodes`` (tensor parallel in a node, experts spread across
@@ -38,8 +38,8 @@ from opbsim.compiler import policy_names
 from opbsim.compiler.policies import default_policy
 from opbsim.errors import InputError
 from opbsim.hardware import device_names, get_device
-from opbsim.jsonin import parse_json
-from opbsim.report.sweep_params import apply_hw
+from opbsim.hardware.params import apply_hw
+from opbsim.jsonin import read_data_file
 from opbsim.workloads import load_model
 from opbsim.workloads.hf_reader import quoted
 from opbsim.workloads.parallel import Parallelism, parse_parallel
@@ -64,23 +64,7 @@ CONFIG_KEYS = ("model", "device", "policy", "devices_per_node", "nodes", "parall
 
 def read_sweep_file(path: Path) -> object:
     """The parsed content of ``path``: JSON for ``.json``, else YAML (needs PyYAML)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    if path.suffix.lower() == ".json":
-        return parse_json(text, str(path))
-    try:
-        import yaml
-    except ImportError:
-        raise InputError(f"{path}: reading YAML needs PyYAML (pip install 'opbsim[cluster]' or pyyaml); "
-                         f"or write the sweep as JSON (.json)") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise InputError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    return read_data_file(path, "sweep")
 
 
 def load_sweep(path: Path) -> list[dict]:

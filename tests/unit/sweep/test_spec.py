@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from opbsim.cli import cli
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
+from opbsim.hardware.params import HW_PARAMS, apply_hw
 from opbsim.isa.types import Space
-from opbsim.report.sweep_params import HW_PARAMS, apply_hw
 from opbsim.report.sweep_spec import config_hash, expand, load_sweep, parse_sweep
 from tests.unit.sweep.conftest import sweep_dict
 
@@ -70,7 +70,7 @@ BAD = [
     ({"model": "no-such-model"}, "model: unknown model 'no-such-model'"),
     ({"hw": {"sram_GB": 2}}, "hw.sram_GB: unknown hardware parameter (known: collective_latency_scale, ddr_GiB,"),
     ({"hw": {"pim_bw_multiple": 2}}, "hw.pim_bw_multiple: device h100 has no PIM"),
-    ({"hw": {"hbm_GiB": -1}}, "hw.hbm_GiB: must be a positive number, got -1"),
+    ({"hw": {"hbm_GiB": -1}}, "hw.hbm_GiB: must be a finite positive number, got '-1'"),
     ({"routing": "skewed"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'skewed'"),
     ({"routing": "zipf:inf"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'zipf:inf'"),
     ({"routing": "zipf:1e308"}, "routing: expected balanced, uniform or zipf:SKEW (SKEW in 0..100), got 'zipf:1e308'"),

@@ -1,15 +1,21 @@
-"""Hardware parameters a sweep may vary, each applied to a DeviceSpec with ``dataclasses.replace``.
+"""Hardware parameters: the one vocabulary of ``--hw KEY=VALUE``, device files (``"hw"``) and sweep
+files (``hw:``), each read from and applied to a DeviceSpec with ``dataclasses.replace``.
 
 Every parameter has its unit in its name and changes one thing of a preset; a parameter the device
 cannot take (``pim_bw_multiple`` on a GPU without PIM, ``ddr_bw_GBps`` on a device without DDR) is
-an error naming it, raised when the sweep file is checked, before anything runs.
+an error naming it, raised before anything runs.
+
+Derived parameters follow what they derive from: ``hbm_bw_GBps`` scales the PIM internal
+bandwidth with it (the PIM multiple, Duplex's 4x, is kept: the TSVs and PIM buffers are sized to
+the stack), unless ``pim_bw_multiple`` or ``pim_bw_GBps`` is also given. Parameters apply in name
+order, so an explicit PIM value always wins.
 
 | name | what it sets |
 |---|---|
 | ``pim_bw_multiple`` | PIM internal bandwidth (TSVs, PIM buffers) / external HBM bandwidth (Duplex: 4) |
 | ``pim_bw_GBps`` | the same, in GB/s |
 | ``pim_TFLOPS`` / ``xpu_TFLOPS`` / ``pcu_TFLOPS`` | that unit's matrix throughput |
-| ``hbm_bw_GBps`` | the external HBM bandwidth (every unit's path through the ``hbm`` channel) |
+| ``hbm_bw_GBps`` | the external HBM bandwidth (every unit's path through the ``hbm`` channel); PIM follows |
 | ``hbm_GiB`` / ``sram_MiB`` / ``ddr_GiB`` | the capacity of that memory |
 | ``ddr_bw_GBps`` | the DDR channel's bandwidth (SN40L) |
 | ``link_GBps`` / ``scale_out_GBps`` | nominal per-direction bandwidth of the scale-up / scale-out port |
@@ -19,15 +25,15 @@ an error naming it, raised when the sweep file is checked, before anything runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
-from opbsim.workloads.hf_reader import quoted
 
-__all__ = ["HW_PARAMS", "HwParam", "apply_hw"]
+__all__ = ["HW_PARAMS", "HwParam", "apply_hw", "read_hw"]
 
 GiB = 2**30
 MiB = 2**20
@@ -35,9 +41,12 @@ MiB = 2**20
 
 @dataclass(frozen=True, slots=True)
 class HwParam:
+    """``read`` gives the device's value (None: the device cannot take the parameter)."""
+
     name: str
     doc: str
     apply: Callable[[DeviceSpec, float], DeviceSpec]
+    read: Callable[[DeviceSpec], float | None]
 
 
 def _channels(spec: DeviceSpec, names: tuple[str, ...], bw_GBps: float, what: str) -> DeviceSpec:
@@ -45,6 +54,19 @@ def _channels(spec: DeviceSpec, names: tuple[str, ...], bw_GBps: float, what: st
     if not have & set(names):
         raise InputError(f"device {spec.name} has no {what} ({' or '.join(names)} channel)")
     return replace(spec, channels=tuple(replace(c, bw_GBps=bw_GBps) if c.name in names else c for c in spec.channels))
+
+
+def _channel_bw(*names: str) -> Callable[[DeviceSpec], float | None]:
+    def read(spec: DeviceSpec) -> float | None:
+        return next((c.bw_GBps for c in spec.channels if c.name in names), None)
+    return read
+
+
+def _hbm_bw(spec: DeviceSpec, bw_GBps: float) -> DeviceSpec:
+    pim = _channel_bw("hbm_internal")(spec)
+    multiple = None if pim is None else pim / spec.channel_bw_GBps("hbm")
+    spec = _channels(spec, ("hbm",), bw_GBps, "HBM")
+    return spec if multiple is None else _pim_multiple(spec, multiple)
 
 
 def _pim_bw(spec: DeviceSpec, bw_GBps: float) -> DeviceSpec:
@@ -63,6 +85,19 @@ def _tflops(unit: Unit) -> Callable[[DeviceSpec, float], DeviceSpec]:
         return replace(spec, units=tuple(replace(u, matrix_TFLOPS=tflops) if u.unit is unit else u
                                          for u in spec.units))
     return apply
+
+
+def _read_multiple(spec: DeviceSpec) -> float | None:
+    pim = _channel_bw("hbm_internal")(spec)
+    return None if pim is None else pim / spec.channel_bw_GBps("hbm")
+
+
+def _read_tflops(unit: Unit) -> Callable[[DeviceSpec], float | None]:
+    return lambda spec: next((u.matrix_TFLOPS for u in spec.units if u.unit is unit), None)
+
+
+def _read_capacity(space: Space, scale_B: int) -> Callable[[DeviceSpec], float | None]:
+    return lambda spec: next((m.capacity_B / scale_B for m in spec.memories if m.space is space), None)
 
 
 def _capacity(space: Space, scale_B: int) -> Callable[[DeviceSpec, float], DeviceSpec]:
@@ -84,6 +119,10 @@ def _port(which: str) -> Callable[[DeviceSpec, float], DeviceSpec]:
     return apply
 
 
+def _read_port(which: str) -> Callable[[DeviceSpec], float | None]:
+    return lambda spec: getattr(spec.interconnect, which).bw_GBps
+
+
 def _latency_scale(spec: DeviceSpec, scale: float) -> DeviceSpec:
     ic = spec.interconnect
     costs = tuple(replace(c, base_us=c.base_us * scale, intra_step_us=c.intra_step_us * scale,
@@ -92,21 +131,30 @@ def _latency_scale(spec: DeviceSpec, scale: float) -> DeviceSpec:
 
 
 HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
-    HwParam("pim_bw_multiple", "PIM internal bandwidth / external HBM bandwidth", _pim_multiple),
-    HwParam("pim_bw_GBps", "PIM internal bandwidth, GB/s", _pim_bw),
-    HwParam("pim_TFLOPS", "PIM matrix throughput, TFLOP/s", _tflops(Unit.PIM)),
-    HwParam("xpu_TFLOPS", "xPU matrix throughput, TFLOP/s", _tflops(Unit.XPU)),
-    HwParam("pcu_TFLOPS", "PCU matrix throughput, TFLOP/s", _tflops(Unit.PCU)),
-    HwParam("hbm_bw_GBps", "external HBM bandwidth, GB/s", lambda s, v: _channels(s, ("hbm",), v, "HBM")),
-    HwParam("ddr_bw_GBps", "DDR bandwidth, GB/s", lambda s, v: _channels(s, ("ddr",), v, "DDR")),
-    HwParam("hbm_GiB", "HBM capacity, GiB", _capacity(Space.HBM, GiB)),
-    HwParam("sram_MiB", "on-chip SRAM capacity, MiB", _capacity(Space.SRAM, MiB)),
-    HwParam("ddr_GiB", "DDR capacity, GiB", _capacity(Space.DDR, GiB)),
-    HwParam("link_GBps", "nominal per-direction scale-up port bandwidth, GB/s", _port("scale_up")),
-    HwParam("scale_out_GBps", "nominal per-direction scale-out port bandwidth, GB/s", _port("scale_out")),
-    HwParam("collective_latency_scale", "factor on every collective latency term", _latency_scale),
-    HwParam("flop_energy_pJ", "energy per FLOP, pJ", _field("flop_energy_pJ")),
+    HwParam("pim_bw_multiple", "PIM internal bandwidth / external HBM bandwidth", _pim_multiple, _read_multiple),
+    HwParam("pim_bw_GBps", "PIM internal bandwidth, GB/s", _pim_bw, _channel_bw("hbm_internal")),
+    HwParam("pim_TFLOPS", "PIM matrix throughput, TFLOP/s", _tflops(Unit.PIM), _read_tflops(Unit.PIM)),
+    HwParam("xpu_TFLOPS", "xPU matrix throughput, TFLOP/s", _tflops(Unit.XPU), _read_tflops(Unit.XPU)),
+    HwParam("pcu_TFLOPS", "PCU matrix throughput, TFLOP/s", _tflops(Unit.PCU), _read_tflops(Unit.PCU)),
+    HwParam("hbm_bw_GBps", "external HBM bandwidth, GB/s (PIM bandwidth follows)", _hbm_bw, _channel_bw("hbm")),
+    HwParam("ddr_bw_GBps", "DDR bandwidth, GB/s", lambda s, v: _channels(s, ("ddr",), v, "DDR"), _channel_bw("ddr")),
+    HwParam("hbm_GiB", "HBM capacity, GiB", _capacity(Space.HBM, GiB), _read_capacity(Space.HBM, GiB)),
+    HwParam("sram_MiB", "on-chip SRAM capacity, MiB", _capacity(Space.SRAM, MiB), _read_capacity(Space.SRAM, MiB)),
+    HwParam("ddr_GiB", "DDR capacity, GiB", _capacity(Space.DDR, GiB), _read_capacity(Space.DDR, GiB)),
+    HwParam("link_GBps", "nominal per-direction scale-up port bandwidth, GB/s", _port("scale_up"),
+            _read_port("scale_up")),
+    HwParam("scale_out_GBps", "nominal per-direction scale-out port bandwidth, GB/s", _port("scale_out"),
+            _read_port("scale_out")),
+    HwParam("collective_latency_scale", "factor on every collective latency term", _latency_scale, lambda s: 1.0),
+    HwParam("flop_energy_pJ", "energy per FLOP, pJ", _field("flop_energy_pJ"), lambda s: s.flop_energy_pJ),
 )}
+
+
+def read_hw(spec: DeviceSpec) -> dict[str, float]:
+    """Every parameter ``spec`` can take, with its value (``collective_latency_scale`` is 1: the
+    preset's latencies)."""
+    values = {name: p.read(spec) for name, p in HW_PARAMS.items()}
+    return {name: v for name, v in sorted(values.items()) if v is not None}
 
 
 def apply_hw(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
@@ -118,8 +166,8 @@ def apply_hw(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
         param = HW_PARAMS.get(name)
         if param is None:
             raise InputError(f"hw.{name}: unknown hardware parameter (known: {', '.join(sorted(HW_PARAMS))})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InputError(f"hw.{name}: must be a positive number, got {quoted(value)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+            raise InputError(f"hw.{name}: must be a finite positive number, got {str(value)[:40]!r}")
         try:
             spec = param.apply(spec, value)
         except InputError as e:
