@@ -18,7 +18,7 @@ from opbsim.cli_calibrate import calibrate_cmd
 from opbsim.cli_coe import coe_cmd
 from opbsim.cli_compare import compare_cmd, demo_cmd
 from opbsim.cli_compile import compile_cmd
-from opbsim.cli_device import DEVICE_HELP, device_of, hw_option
+from opbsim.cli_device import DEVICE_HELP, hw_option, spec_of
 from opbsim.cli_devices import devices_group
 from opbsim.cli_models import models_group
 from opbsim.cli_path import FilePath, bad_input
@@ -118,7 +118,7 @@ def time_cmd(program: Path, device: str, hw: tuple[str, ...], as_json: bool, tra
     from opbsim.report.tables import timing_table
     from opbsim.report.trace import chrome_trace
 
-    spec, _ = device_of({"device": device, "hw": hw, "policy": "-"})
+    spec = spec_of(device, hw)
     stats = run(load_program(program.read_bytes(), str(program)), spec)
     if trace is not None:
         atomic_write_text(trace, chrome_trace(stats))

@@ -13,6 +13,7 @@ import click
 from opbsim.cli_device import hw_of, hw_option
 from opbsim.cli_parallel import PARALLEL_HELP, parallel_of, parallel_options
 from opbsim.cli_path import FilePath, make_out_dir
+from opbsim.compiler.policies import POLICIES
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
@@ -40,9 +41,20 @@ def _int_list(option: str, text: str) -> tuple[int, ...]:
     return values
 
 
+@contextmanager
+def _removed_on_failure(folder: Path | None):
+    """Remove ``folder`` (made by this command) when the block fails while it is still empty."""
+    try:
+        yield
+    except BaseException:
+        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
 def _smallest_common_layout(settings, cfg, specs):
     """``settings`` with the smallest tensor-parallel degree that holds the model and the headline
-    batch on every device that can hold it at all (the same layout for all, told on stderr)."""
+    batch on every device that can hold it at all (the same layout for all), and a note saying so."""
     from dataclasses import replace
 
     from opbsim.emulator.cluster import smallest_tp
@@ -52,12 +64,11 @@ def _smallest_common_layout(settings, cfg, specs):
                         node_devices=settings.node_devices) for d in specs]
     tp = max((c.tp for c in fits if c is not None), default=1)
     if tp == 1:
-        return settings
+        return settings, ""
     chosen = next(c for c in fits if c is not None and c.tp == tp)
-    click.echo(f"layout: tp={tp}, the fewest devices that hold {cfg.name}'s weights and the KV cache of "
-               f"{settings.batch} requests of {context} tokens on every device that can (give --tp to choose)",
-               err=True)
-    return replace(settings, parallel=chosen.parallel)
+    return replace(settings, parallel=chosen.parallel), (
+        f"layout: tp={tp}, the fewest devices that hold {cfg.name}'s weights and the KV cache of {settings.batch} "
+        f"requests of {context} tokens on every device that can (give --tp to choose)")
 
 
 def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -66,6 +77,8 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         device, sep, policy = p.partition("=")
         if not sep or not device or not policy:
             raise InputError(f"--policy {p!r}: expected DEVICE=POLICY, e.g. duplex=duplex-no-pe")
+        if policy not in POLICIES:
+            raise InputError(f"--policy {p[:60]!r}: unknown policy (known: {', '.join(sorted(POLICIES))})")
         out.append((device, policy))
     return tuple(out)
 
@@ -123,12 +136,15 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
     from opbsim.report.plots import PLOTS
 
     cfg, specs = resolve(settings)  # an unknown model or device fails before the progress bar and the report folder
+    note = ""
     if not given:
-        settings = _smallest_common_layout(settings, cfg, specs)
+        settings, note = _smallest_common_layout(settings, cfg, specs)
+    made = out_dir is not None and not out_dir.exists()
     if out_dir is not None:
         make_out_dir(out_dir)
     steps = steps_of(settings) + (len(PLOTS) if out_dir is not None else 0)
-    with progress_bar(steps, "comparing", enabled=not no_progress) as step:
+    with _removed_on_failure(out_dir if made else None), \
+            progress_bar(steps, "comparing", enabled=not no_progress) as step:
         comp = compare(settings, on_step=step)
         if all(r.result is None for r in comp.runs):
             first = comp.runs[0]
@@ -138,6 +154,8 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
     click.echo(comparison_json(comp) if as_json else comparison_table(comp))
     if out_dir is not None and not as_json:
         click.echo(f"\nwrote {out_dir}/report.md, report.json and the plots")
+    if note:
+        click.echo(note, err=True)
 
 
 @click.command("demo")

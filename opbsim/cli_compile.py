@@ -81,7 +81,7 @@ def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...]
     flags = {"tp": tp, "dp": dp, "ep": ep, "etp": etp, "pp": pp, "parallel_spec": None, "node_size": None,
              "devices_per_node": None, "nodes": None}
     context = ctx + (prefill or ctx if kind == "mixed" else 0)
-    parallel, _ = layout_of(flags, cfg, spec, policy, context_tokens=context, batch=batch)
+    parallel, _, note = layout_of(flags, cfg, spec, policy, context_tokens=context, batch=batch)
     tp = parallel.tp
     if parallel.dp == 1 and parallel.pp == 1 and (parallel.ep == 1 or not cfg.is_moe):
         if layer is None:
@@ -110,3 +110,5 @@ def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...]
     where = f" -> {output}" if output else ""
     click.echo(f"{cfg.name} on {spec.name} ({policy}, {parallel.label}): {len(program.instructions)} instructions "
                f"({per_unit}), {len(program.descriptors)} descriptors{where}")
+    if note:
+        click.echo(note, err=True)

@@ -5,13 +5,12 @@ in the vocabulary of hardware/params.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import click
 
 from opbsim.errors import InputError
 
-__all__ = ["device_options", "device_of", "hw_option", "hw_of"]
+__all__ = ["device_options", "device_of", "hw_option", "hw_of", "spec_of"]
 
 DEVICE_HELP = "Device: a registered name (see `opbsim devices`) or a device file NAME.json."
 POLICY_HELP = ("Placement policy [default: the device's own: the policy named after it (bank-pim, sn40l), duplex "
@@ -47,16 +46,20 @@ def hw_of(pairs: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def device_of(kw: dict):
-    """Pops the flags of ``device_options`` from ``kw``; returns (DeviceSpec, policy name)."""
-    from opbsim.compiler.policies import default_policy
+def spec_of(device: str, hw: tuple[str, ...]):
+    """The DeviceSpec of ``-d DEVICE`` with ``--hw`` applied (``params.changed_device``)."""
     from opbsim.hardware import get_device
-    from opbsim.hardware.params import apply_hw
+    from opbsim.hardware.params import changed_device
 
-    spec = get_device(kw.pop("device"))
-    hw = hw_of(kw.pop("hw"))
-    if hw:  # named after its changes, so every table and plot says what ran
-        changed = ",".join(f"{k}={v:g}" for k, v in sorted(hw.items()))
-        spec = replace(apply_hw(spec, hw), name=f"{spec.name}[{changed}]", base=spec.base or spec.name)
-    policy = kw.pop("policy")
-    return spec, policy or default_policy(spec)
+    return changed_device(get_device(device), hw_of(hw))
+
+
+def device_of(kw: dict):
+    """Pops the flags of ``device_options`` from ``kw``; returns (DeviceSpec, policy name), the
+    policy checked against the device."""
+    from opbsim.compiler.policies import check_policy, default_policy
+
+    spec = spec_of(kw.pop("device"), kw.pop("hw"))
+    policy = kw.pop("policy") or default_policy(spec)
+    check_policy(spec, policy)
+    return spec, policy

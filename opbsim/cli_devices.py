@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_device import hw_of, hw_option
+from opbsim.cli_device import hw_option, spec_of
 from opbsim.cli_path import FilePath
 from opbsim.fileio import atomic_write_text
 
@@ -27,15 +27,6 @@ def devices_group(ctx: click.Context) -> None:
     click.echo(devices_table([get_device(n) for n in device_names()]))
 
 
-def _spec(name: str, hw: tuple[str, ...]):
-    from opbsim.hardware import get_device
-    from opbsim.hardware.params import apply_hw
-
-    spec = get_device(name)
-    params = hw_of(hw)
-    return apply_hw(spec, params) if params else spec
-
-
 @devices_group.command("show")
 @click.argument("device")
 @hw_option
@@ -48,7 +39,7 @@ def show_cmd(device: str, hw: tuple[str, ...], as_json: bool) -> None:
     from opbsim.hardware.params import HW_PARAMS, read_hw
     from opbsim.report.tables import format_table
 
-    spec = _spec(device, hw)
+    spec = spec_of(device, hw)
     params = read_hw(spec)
     if as_json:
         click.echo(json.dumps({"device": as_dict(spec), "default_policy": default_policy(spec), "hw": params},

@@ -61,19 +61,20 @@ def parallel_of(kw: dict) -> tuple[object, int]:
     return Parallelism.of(**given), node_size or 0
 
 
-def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch: int) -> tuple[object, int]:
-    """``parallel_of(kw)``; when no layout flag is given, the smallest tensor-parallel degree whose
-    devices hold the weights and ``batch`` requests of ``context_tokens`` tokens (told on stderr
-    when it is more than one device)."""
+def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch: int) -> tuple[object, int, str]:
+    """``parallel_of(kw)`` and a note for stderr: when no layout flag is given, the smallest
+    tensor-parallel degree whose devices hold the weights and ``batch`` requests of
+    ``context_tokens`` tokens, and a note saying so when it is more than one device ('' else).
+    Commands print the note once their work succeeded, so that a failure stays one line."""
     from opbsim.emulator.cluster import smallest_tp
 
     given = any(kw.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
     parallel, node_size = parallel_of(kw)
     if given:
-        return parallel, node_size
+        return parallel, node_size, ""
     chosen = smallest_tp(model, spec, policy, context_tokens=context_tokens, batch=batch, node_devices=node_size)
     if chosen is None or chosen.tp == 1:
-        return parallel, node_size
-    click.echo(f"layout: tp={chosen.tp}, the fewest {spec.name} devices that hold {model.name}'s weights and the "
-               f"KV cache of {batch} requests of {context_tokens} tokens (give --tp to choose)", err=True)
-    return chosen.parallel, node_size
+        return parallel, node_size, ""
+    return chosen.parallel, node_size, (
+        f"layout: tp={chosen.tp}, the fewest {spec.name} devices that hold {model.name}'s weights and the KV cache "
+        f"of {batch} requests of {context_tokens} tokens (give --tp to choose)")

@@ -85,7 +85,7 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \
         closed_loop(batch, lengths, num_requests=num_requests, seed=seed)
     longest = max(r.input_tokens + r.output_tokens for r in scenario.requests)
-    parallel, node_size = layout_of(layout, cfg, spec, policy, context_tokens=longest, batch=batch)
+    parallel, node_size, note = layout_of(layout, cfg, spec, policy, context_tokens=longest, batch=batch)
     cluster = Cluster(device=spec, policy=policy, parallel=parallel, node_devices=node_size)
     timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets),
                        overlap=overlap)
@@ -94,3 +94,5 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     if trace is not None:
         atomic_write_text(trace, serving_trace(result))
     click.echo(serving_json(result) if as_json else serving_table(result))
+    if note:
+        click.echo(note, err=True)

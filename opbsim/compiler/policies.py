@@ -56,14 +56,19 @@ def default_policy(device) -> str:
     return "xpu-only"
 
 
-def place(analysis: Analysis) -> Placement:
-    name = analysis.target.policy
+def check_policy(device, name: str) -> None:
+    """Raise InputError when ``name`` is no policy or needs a unit ``device`` lacks."""
     if name not in POLICIES:
-        raise InputError(f"unknown policy {name!r} (known: {', '.join(policy_names())})")
-    device = analysis.target.device
+        raise InputError(f"unknown policy {str(name)[:40]!r} (known: {', '.join(policy_names())})")
     for unit in _NEEDS[name]:
         if unit not in {u.unit for u in device.units}:
             raise InputError(f"policy {name} needs a {unit.name.lower()} unit, which device {device.name} lacks")
+
+
+def place(analysis: Analysis) -> Placement:
+    name = analysis.target.policy
+    device = analysis.target.device
+    check_policy(device, name)
     placed = POLICIES[name](analysis)
     for p in placed:
         if p.unit not in {c.unit for c in p.analysis.costs}:

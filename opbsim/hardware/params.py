@@ -33,7 +33,7 @@ from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["HW_PARAMS", "HwParam", "apply_hw", "read_hw"]
+__all__ = ["HW_PARAMS", "HwParam", "apply_hw", "read_hw", "changed_device"]
 
 GiB = 2**30
 MiB = 2**20
@@ -173,3 +173,12 @@ def apply_hw(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
         except InputError as e:
             raise InputError(f"hw.{name}: {e}") from None
     return spec
+
+
+def changed_device(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
+    """``apply_hw(spec, params)`` named after its changes (``duplex[hbm_bw_GBps=6704]``), so that
+    every table and plot says what ran; ``base`` keeps the registered device (and its policy)."""
+    if not params:
+        return spec
+    changed = ",".join(f"{k}={v:g}" for k, v in sorted(params.items()))
+    return replace(apply_hw(spec, params), name=f"{spec.name}[{changed}]", base=spec.base or spec.name)

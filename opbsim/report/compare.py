@@ -20,7 +20,7 @@ of the throughput curve that fails. Nothing is dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from opbsim.compiler import compile_graph
 from opbsim.compiler.policies import default_policy
@@ -31,7 +31,7 @@ from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
 from opbsim.emulator.stage_timer import Bucketing
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
-from opbsim.hardware.params import apply_hw
+from opbsim.hardware.params import changed_device
 from opbsim.isa.types import Unit
 from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
@@ -189,11 +189,7 @@ def steps_of(s: CompareSettings) -> int:
 
 def resolve(s: CompareSettings) -> tuple[ModelConfig, list[DeviceSpec]]:
     """The model and devices ``s`` names; InputError for an unknown name, before anything runs."""
-    specs = [get_device(d) for d in s.devices]
-    if s.hw:  # named after the changes, as simulate names them
-        changed = ",".join(f"{k}={v:g}" for k, v in sorted(s.hw))
-        specs = [replace(apply_hw(d, dict(s.hw)), name=f"{d.name}[{changed}]", base=d.base or d.name) for d in specs]
-    return load_model(s.model), specs
+    return load_model(s.model), [changed_device(get_device(d), dict(s.hw)) for d in s.devices]
 
 
 def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:

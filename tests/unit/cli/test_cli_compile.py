@@ -38,12 +38,26 @@ def test_every_pass_can_be_dumped_and_an_unknown_pass_is_a_usage_error():
     assert "'optimise' is not a pass (analyze, place, tile, fuse, schedule, emit)" in bad.output
 
 
-def test_a_model_that_does_not_fit_is_one_line_and_exit_1(tmp_path):
+def test_a_model_that_does_not_fit_the_given_layout_is_one_line_and_exit_1(tmp_path):
     out = tmp_path / "x.s"
-    result = CliRunner().invoke(cli, ["compile", "mixtral-8x7b", "-d", "h100", "-p", "xpu-only", "-o", str(out)])
+    result = CliRunner().invoke(cli, ["compile", "mixtral-8x7b", "-d", "h100", "--tp", "1", "-o", str(out)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: does not fit: ") and result.output.count("\n") == 1
     assert not out.exists()
+
+
+def test_without_a_layout_compile_takes_the_fewest_devices_that_hold_the_model_and_says_so():
+    result = CliRunner().invoke(cli, ["compile", "mixtral-8x7b", "-d", "duplex", "--layer", "1"])
+    assert result.exit_code == 0, result.output
+    assert "mixtral-8x7b on duplex (duplex, tp=2,dp=1,ep=1,etp=2,pp=1): " in result.stdout
+    assert result.stderr == ("layout: tp=2, the fewest duplex devices that hold mixtral-8x7b's weights and the KV "
+                             "cache of 32 requests of 1024 tokens (give --tp to choose)\n")
+
+
+def test_compile_defaults_to_the_devices_own_policy():
+    result = CliRunner().invoke(cli, ["compile", "mixtral-8x7b", "-d", "h100", "--layer", "1"])
+    assert result.exit_code == 0, result.output
+    assert " on h100 (xpu-only, tp=2," in result.stdout
 
 
 def test_an_unknown_policy_or_model_is_one_line_and_exit_1():

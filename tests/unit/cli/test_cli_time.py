@@ -39,7 +39,8 @@ def test_time_on_a_device_lacking_a_unit_or_an_unknown_device_is_one_line_exit_1
     assert not (tmp_path / "t.json").exists()
     unknown = runner.invoke(cli, ["time", EXAMPLE, "-d", "tpu"])
     assert unknown.exit_code == 1
-    assert unknown.output == f"Error: unknown device 'tpu' (known: {', '.join(device_names())})\n"
+    assert unknown.output == f"Error: unknown device 'tpu' (known: {', '.join(device_names())}; or a device file " \
+                             "NAME.json)\n"
 
 
 def test_devices_lists_every_preset_with_its_source():

@@ -66,9 +66,10 @@ def test_simulate_bad_input_is_one_line_and_exit_1(args, message):
 
 
 def test_simulate_a_model_too_large_for_the_devices_is_one_line_exit_1():
-    result = invoke("simulate", "llama-3-70b", "-d", "h100", "--batch", "2", "--lin", "16", "--lout", "3")
+    result = invoke("simulate", "llama-3-70b", "-d", "h100", "--tp", "1", "--batch", "2", "--lin", "16", "--lout", "3")
     assert result.exit_code == 1
     assert result.output.startswith("Error: does not fit: llama-3-70b needs 131.4 GiB of weights")
+    assert result.output.endswith("use more devices (--tp, --ep or --pp)\n")
     assert result.output.count("\n") == 1
 
 

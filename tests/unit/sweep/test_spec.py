@@ -108,7 +108,7 @@ def test_yaml_without_pyyaml_says_how_to_get_it_or_to_use_json(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "yaml", None)
     path = tmp_path / "s.yaml"
     path.write_text("model: mixtral-8x7b\n")
-    with pytest.raises(InputError, match=r"reading YAML needs PyYAML .*opbsim\[cluster\].*or write the sweep as JSON"):
+    with pytest.raises(InputError, match=r"needs PyYAML .*opbsim\[cluster\].*or write the sweep file as JSON"):
         load_sweep(path)
 
 
