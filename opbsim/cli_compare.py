@@ -97,15 +97,18 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--batches", default="8,16,32,64,128", show_default=True, help="Batches of the throughput curve.")
 @click.option("--lin", type=click.IntRange(min=1), default=1024, show_default=True, help="Prompt tokens.")
 @click.option("--lout", type=click.IntRange(min=1), default=1024, show_default=True, help="Output tokens.")
-@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian prompt lengths (0: fixed).")
+@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian output lengths (0: fixed).")
 @click.option("--requests-per-slot", type=click.IntRange(min=1), default=1, show_default=True,
               help="Requests per batch slot: each run serves this x batch requests (closed loop).")
 @click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True,
               help="Most prompt tokens per stage; 0: whole prompts.")
 @click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
               help="Stage shape buckets per power of two (0: compile every distinct stage).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the request lengths and random routing.")
 @click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path),
               help="Also write the report folder (report.md, report.json, PNG plots, traces) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object instead of the table.")

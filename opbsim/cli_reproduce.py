@@ -13,7 +13,8 @@ __all__ = ["reproduce"]
 
 @click.group("reproduce")
 def reproduce() -> None:
-    """Regenerate a paper's results (TARGETS.md): paper vs ours vs ratio."""
+    """Regenerate published results (the papers' rows, nccl-tests): published vs ours vs ratio, with
+    the cause of each miss, into docs/validation.md."""
 
 
 @reproduce.command("duplex")

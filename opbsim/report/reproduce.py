@@ -1,13 +1,13 @@
-"""``opbsim reproduce duplex``: the Duplex rows of TARGETS.md, the paper's value vs ours.
+"""``opbsim reproduce duplex``: the Duplex paper's published rows, the paper's value vs ours.
 
 Every number comes out of the serving simulation (compiler + engine); nothing here is fitted to a
-row. The setup follows the paper as TARGETS.md states it: 1 node x 4 devices for Mixtral,
+row. The setup follows the paper as it states it: 1 node x 4 devices for Mixtral,
 Llama-3-70B and OPT-66B, 1 x 8 for GLaM, 2 x 8 for Grok-1; closed loop; uniform expert routing;
 Gaussian lengths (uniform routing is drawn per stage shape on one node; across nodes the experts
 of a node are taken as evenly loaded, the expectation under uniform routing). Where the paper is
 silent the choice is ours and marked assumed:
 - the grid: batch 32, 64, 128 x (L_in, L_out) = (256, 256), (1024, 1024), (4096, 4096), the ends
-  and middle of the ranges TARGETS.md gives (the paper's exact grid is not stated there);
+  and middle of the ranges the paper gives (its exact grid is not stated);
 - Gaussian standard deviation: a quarter of the mean (assumed);
 - ``REQUESTS_PER_SLOT`` x batch requests per configuration, so each batch slot serves several;
 - at most ``PREFILL_CHUNK_TOKENS`` prompt tokens per stage (chunked prefill), so that a stage's
@@ -111,7 +111,7 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A TARGETS.md row. ``ratio`` is ours / paper for numbers, "" otherwise; ``cause`` explains a miss."""
+    """A published row. ``ratio`` is ours / paper for numbers, "" otherwise; ``cause`` explains a miss."""
 
     claim: str
     paper: str

@@ -9,6 +9,7 @@ from opbsim.report.reproduce import (
     GPU,
     PREFILL_CHUNK_TOKENS,
     REQUESTS_PER_SLOT,
+    SETUPS,
     STD_FRACTION,
     SYSTEMS,
     Reproduction,
@@ -26,7 +27,7 @@ _ROW_HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
 
 
 def rows_table(rep: Reproduction) -> str:
-    """The TARGETS.md rows, paper vs ours vs ratio, for the terminal."""
+    """The published rows, paper vs ours vs ratio, for the terminal."""
     return format_table(_ROW_HEADER, [(r.claim, r.paper, r.ours, r.ratio, r.tolerance, r.status) for r in rep.rows])
 
 
@@ -53,7 +54,8 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         f"mean, assumed), {REQUESTS_PER_SLOT} x batch requests per configuration, batch "
         f"{', '.join(map(str, g.batches))} x (L_in, L_out) {', '.join(f'({a}, {b})' for a, b in g.lengths)}, "
         f"at most {PREFILL_CHUNK_TOKENS} prompt tokens per stage (chunked prefill, assumed); "
-        "devices per setup as in TARGETS.md. Systems: "
+        "devices per setup as the paper states them (" + ", ".join(
+            f"{st.model} {st.nodes} x {st.devices_per_node}" for st in SETUPS) + "). Systems: "
         + "; ".join(f"{s.label} = device `{s.device}`, policy `{s.policy}`" for s in SYSTEMS)
         + ". Averages are arithmetic means over the configurations run.",
         "",

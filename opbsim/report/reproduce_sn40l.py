@@ -1,4 +1,4 @@
-"""``opbsim reproduce sn40l``: the SN40L rows of TARGETS.md, the paper's value vs ours.
+"""``opbsim reproduce sn40l``: the SN40L paper's published rows, the paper's value vs ours.
 
 Every number comes out of the models: the node presets (hardware/nodes.py), the Composition-of-
 Experts model (emulator/coe.py) and, for the kernel rows, programs compiled by the sn40l policies
@@ -41,7 +41,7 @@ class Benchmark:
     stage: Stage
 
 
-BENCHMARKS = (  # assumed: the paper's benchmark list is not in TARGETS.md
+BENCHMARKS = (  # assumed: the paper does not list its benchmarks
     Benchmark("llama-2-7b decode, batch 1, ctx 1024", "llama-2-7b", Stage.decode(1, 1024)),
     Benchmark("llama-2-7b decode, batch 64, ctx 1024", "llama-2-7b", Stage.decode(64, 1024)),
     Benchmark("llama-3-70b decode, batch 8, ctx 1024", "llama-3-70b", Stage.decode(8, 1024)),
@@ -69,7 +69,7 @@ class KernelRun:
 @dataclass(frozen=True, slots=True)
 class Sn40lReproduction:
     rows: tuple[Row, ...]
-    coe: dict[str, CoEResult]  # per node, the TARGETS.md CoE setup
+    coe: dict[str, CoEResult]  # per node, the paper's CoE setup
     sweep: dict[str, tuple[CoEResult, ...]]  # per node, over EXPERT_GRID
     kernels: tuple[KernelRun, ...]
     hbm_GBps: float
@@ -119,7 +119,7 @@ def _range_row(claim: str, lo: float, hi: float, values: dict[str, float], cause
 
 def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]], kernels: tuple[KernelRun, ...],
                hbm_GBps: float, collectives: dict[str, float]) -> tuple[Row, ...]:
-    """The SN40L rows of TARGETS.md from the runs; ``collectives``: per node, the share of a CoE
+    """The SN40L paper's rows from the runs; ``collectives``: per node, the share of a CoE
     decode step its collectives take."""
     sn, h100, a100 = coe["sn40l"], coe["dgx-h100"], coe["dgx-a100"]
     rows = [
