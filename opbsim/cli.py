@@ -122,6 +122,7 @@ def time_cmd(program: Path, device: str, hw: tuple[str, ...], as_json: bool, tra
     stats = run(load_program(program.read_bytes(), str(program)), spec)
     if trace is not None:
         atomic_write_text(trace, chrome_trace(stats))
+        click.echo(f"wrote {trace}", err=True)
     if as_json:
         click.echo(json.dumps({
             "device": stats.device, "time_s": stats.time_s, "energy_J": stats.energy_J, "flops": stats.flops,
@@ -145,6 +146,7 @@ def _emit(text: str, output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
+        click.echo(f"wrote {output}")
 
 
 cli.add_command(models_group)

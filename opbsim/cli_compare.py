@@ -3,8 +3,6 @@ same on the embedded default, into a report folder). Progress goes to stderr as 
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,22 +11,11 @@ import click
 from opbsim.cli_device import hw_of, hw_option
 from opbsim.cli_parallel import PARALLEL_HELP, parallel_of, parallel_options
 from opbsim.cli_path import FilePath, make_out_dir
+from opbsim.cli_progress import progress_bar
 from opbsim.compiler.policies import POLICIES
 from opbsim.errors import InputError
 
-__all__ = ["compare_cmd", "demo_cmd", "progress_bar"]
-
-
-@contextmanager
-def progress_bar(length: int, label: str, enabled: bool = True):
-    """A click progress bar on stderr; yields ``on_step(label)`` that advances it by one."""
-    if not enabled:
-        yield lambda what: None
-        return
-    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=False,
-                           item_show_func=lambda what: what) as bar:
-        step: Callable[[str], None] = lambda what: bar.update(1, what)  # noqa: E731
-        yield step
+__all__ = ["compare_cmd", "demo_cmd"]
 
 
 def _int_list(option: str, text: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ like a malformed config, so it gets the same one line and exit status 1.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -38,10 +39,18 @@ def bad_input(message: str) -> click.ClickException:
 
 
 class FilePath(click.Path):
+    """An output file (``exists=False``, ``dir_okay=False``) must be in a folder that exists: checked
+    when the flag is read, before any work."""
+
     def convert(self, value, param, ctx):
         if isinstance(value, str) and "\x00" in value:
             self.fail("a path cannot contain a NUL byte", param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        if not self.exists and not self.dir_okay:
+            parent = Path(os.fsdecode(path)).parent
+            if not parent.is_dir():
+                self.fail(f"the folder {parent} does not exist", param, ctx)
+        return path
 
     def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None):
         name = param.get_error_hint(ctx) if param is not None and ctx is not None else "path"

@@ -21,7 +21,7 @@ def generate_cmd() -> None:
     from opbsim.rtl_models.generate import write_all
 
     for path in write_all():
-        click.echo(path)
+        click.echo(f"wrote {path}")
 
 
 _MAX_TILE_ELEMENTS = 2**20  # a cosim runs the tile cycle by cycle on the Verilated unit

@@ -7,7 +7,9 @@ import resource
 
 import click
 
+from opbsim.cli_device import DEVICE_HELP, POLICY_HELP, device_of, hw_option
 from opbsim.cli_path import bad_input
+from opbsim.cli_progress import progress_bar, progress_option
 
 __all__ = ["run_cmd"]
 
@@ -17,24 +19,27 @@ __all__ = ["run_cmd"]
 @click.option("--layer", type=click.IntRange(min=0), default=0, show_default=True, help="Decoder layer.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Decoding requests.")
 @click.option("--ctx", type=click.IntRange(min=2), default=1024, show_default=True, help="Context of each.")
-@click.option("-d", "--device", default="duplex", show_default=True, help="Device preset.")
-@click.option("-p", "--policy", default="duplex", show_default=True, help="Placement policy.")
+@click.option("-d", "--device", default="duplex", show_default=True, help=DEVICE_HELP)
+@click.option("-p", "--policy", help=POLICY_HELP)
+@hw_option
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the random weights and inputs.")
 @click.option("--rtl", "rtl_lanes", type=click.IntRange(1, 256), default=None, metavar="LANES",
               help="Run the program's PIM GEMMs on the RTL Logic-PIM unit with LANES lanes (needs [rtl]).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str, seed: int,
-            rtl_lanes: int | None, as_json: bool) -> None:
+@progress_option
+def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str | None, hw: tuple[str, ...],
+            seed: int, rtl_lanes: int | None, as_json: bool, no_progress: bool) -> None:
     """Compile one decoder layer of MODEL for a decode stage, run it on the functional executor with
     seeded random weights, and check every output bit for bit against the numerics definition
     (and its error against the float64 golden layer). Exit status 1 on any mismatch."""
-    from opbsim.emulator.layer_check import check_layer
-    from opbsim.hardware import get_device
+    from opbsim.emulator.layer_check import CHECK_STEPS, check_layer
     from opbsim.workloads import Stage, load_model
 
-    result = check_layer(load_model(model), layer, Stage.decode(batch, ctx), get_device(device), policy, seed,
-                         rtl_lanes)
+    spec, policy = device_of({"device": device, "policy": policy, "hw": hw})
+    cfg = load_model(model)
+    with progress_bar(CHECK_STEPS, "run", enabled=not no_progress) as step:
+        result = check_layer(cfg, layer, Stage.decode(batch, ctx), spec, policy, seed, rtl_lanes, on_step=step)
     peak_GiB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     summary = {
         "model": result.model, "layer": result.layer, "instructions": result.instructions,

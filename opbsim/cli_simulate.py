@@ -9,6 +9,7 @@ import click
 from opbsim.cli_device import device_of, device_options
 from opbsim.cli_parallel import layout_of, parallel_options
 from opbsim.cli_path import FilePath
+from opbsim.cli_progress import progress_bar, progress_option
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
@@ -64,9 +65,11 @@ def routing_of(spec: str, model, seed: int):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--trace", type=FilePath(dir_okay=False, path_type=Path),
               help="Write a Chrome/Perfetto trace of the stages here.")
+@progress_option
 def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
-                 buckets: int, overlap: bool, as_json: bool, trace: Path | None, **layout) -> None:
+                 buckets: int, overlap: bool, as_json: bool, trace: Path | None, no_progress: bool,
+                 **layout) -> None:
     """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster.
 
     The layout of one replica: attention --tp x --dp, experts --ep x --etp over the same devices
@@ -89,10 +92,13 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     cluster = Cluster(device=spec, policy=policy, parallel=parallel, node_devices=node_size)
     timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets),
                        overlap=overlap)
-    result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),
-                      timer=timer)
+    with progress_bar(len(scenario.requests), "serving", enabled=not no_progress) as step:
+        result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),
+                          timer=timer, on_finished=lambda n: step("requests done", n))
     if trace is not None:
         atomic_write_text(trace, serving_trace(result))
     click.echo(serving_json(result) if as_json else serving_table(result))
+    if trace is not None:
+        click.echo(f"wrote {trace}", err=True)
     if note:
         click.echo(note, err=True)

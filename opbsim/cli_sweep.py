@@ -36,7 +36,7 @@ def sweep_cmd(sweep_file: Path, output: Path, workers: int | None, scheduler: st
 
     def start(n: int) -> None:
         nonlocal bar
-        if n and not no_progress:
+        if n and not no_progress and sys.stderr.isatty():
             bar = click.progressbar(length=n, label="sweep", file=sys.stderr, show_pos=True)
             bar.__enter__()
 

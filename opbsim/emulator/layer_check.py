@@ -14,7 +14,7 @@ import math
 import os
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -140,9 +140,15 @@ def _available_B() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+CHECK_STEPS = 5  # calls of ``on_step``: inputs, reference, compile, execute, golden
+
+
 def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
-                seed: int = 0, rtl_lanes: int | None = None) -> LayerCheck:
-    """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes."""
+                seed: int = 0, rtl_lanes: int | None = None,
+                on_step: Callable[[str], None] | None = None) -> LayerCheck:
+    """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes.
+    ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress)."""
+    step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
     need, have = bytes_needed(model, stage, layer), _available_B()
@@ -164,16 +170,19 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
         v[slot, :r.past] = ref.r16(rng.standard_normal((r.past, kv, model.head_dim)).astype(np.float32))
     caches = {layer: (k, v)}
     generate_s = time.perf_counter() - t0
+    step("inputs")
 
     t0 = time.perf_counter()
     want = ref.stage(model, stage, w, None, caches, layers=(layer,), stream=stream, delta=delta)
     reference_s = time.perf_counter() - t0
+    step("reference")
 
     t0 = time.perf_counter()
     routing = {layer: want[f"{L}.topk_ids"]} if f"{L}.topk_ids" in want else None
     graph = _layer_graph(model, stage, layer, routing[layer] if routing else None)
     compiled = compile_graph(graph, device, policy, routing=routing)
     compile_s = time.perf_counter() - t0
+    step("compiled")
 
     memory = DataMemory({m.space: m.capacity_B for m in device.memories})
     t0 = time.perf_counter()
@@ -192,6 +201,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     with rtl_pim_gemm(rtl_lanes) if rtl_lanes else contextlib.nullcontext(RtlGemmStats()) as rtl:
         execute(compiled.program, memory)
     execute_s = time.perf_counter() - t0
+    step("executed")
 
     checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
     mismatches = [n for n in checked if not _same_bits(_read(memory, compiled, n, DType.BF16), want[n])]
@@ -200,6 +210,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     t0 = time.perf_counter()
     attention_error, ffn_error = _golden_errors(model, stage, layer, w, stream, delta, caches[layer], want)
     golden_s = time.perf_counter() - t0
+    step("golden")
     return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
                       execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error,
                       rtl.tiles, rtl.cycles)

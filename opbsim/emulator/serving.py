@@ -30,6 +30,7 @@ split of ``StageCost.time_s_by_class``, summed over stages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,9 +140,10 @@ def context_error(model: ModelConfig, scenario: Scenario) -> str | None:
 
 
 def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: ServingConfig, *,
-             timer: StageTimer | None = None) -> ServingResult:
+             timer: StageTimer | None = None, on_finished: Callable[[int], None] | None = None) -> ServingResult:
     """Serve ``scenario`` on ``cluster``. ``timer`` (for this model and cluster) may be shared
-    between runs to reuse its memo. Deterministic: the same inputs give the same result."""
+    between runs to reuse its memo. ``on_finished(n)`` is told after each stage that finishes
+    ``n`` > 0 requests (progress). Deterministic: the same inputs give the same result."""
     timer = timer or StageTimer(model, cluster)
     if timer.model != model or timer.cluster != cluster:
         raise InputError("the stage timer was made for another model or cluster")
@@ -155,7 +157,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
             f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
             f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
             f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")
-    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer)
+    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer, on_finished)
     loop.run()
     return loop.result(model, cluster, config.batch, capacity)
 
@@ -163,7 +165,9 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
 class _Loop:
     """The state of one run; ``run`` advances it stage by stage."""
 
-    def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer):
+    def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer,
+                 on_finished: Callable[[int], None] | None = None):
+        self.on_finished = on_finished
         self.scenario = scenario
         self.max_batch = max_batch
         self.chunk_tokens = chunk_tokens
@@ -228,6 +232,8 @@ class _Loop:
                 if self.released < n:  # closed loop: the successor arrives now
                     self.arrival[self.released] = now
                     self.released += 1
+            if ended and self.on_finished is not None:
+                self.on_finished(len(ended))
             s += 1
 
     def _chunks(self, prefilling: list[list[int]]) -> tuple[PrefillChunk, ...]:
