@@ -15,7 +15,7 @@ def test_time_prints_json_with_time_energy_and_per_unit_busy_and_writes_a_trace(
     trace = tmp_path / "t.json"
     result = CliRunner().invoke(cli, ["time", EXAMPLE, "-d", "duplex", "--json", "--trace", str(trace)])
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert out["device"] == "duplex"
     assert out["time_s"] > 0 and out["energy_J"] > 0
     assert set(out["busy_s"]) == {"xpu", "pim"}
@@ -27,8 +27,8 @@ def test_time_reads_binaries_as_well_as_text(tmp_path):
     runner = CliRunner()
     binary = tmp_path / "p.bin"
     assert runner.invoke(cli, ["asm", EXAMPLE, "-o", str(binary)]).exit_code == 0
-    from_text = json.loads(runner.invoke(cli, ["time", EXAMPLE, "-d", "duplex", "--json"]).output)
-    from_bin = json.loads(runner.invoke(cli, ["time", str(binary), "-d", "duplex", "--json"]).output)
+    from_text = json.loads(runner.invoke(cli, ["time", EXAMPLE, "-d", "duplex", "--json"]).stdout)
+    from_bin = json.loads(runner.invoke(cli, ["time", str(binary), "-d", "duplex", "--json"]).stdout)
     assert from_text == from_bin
 
 

@@ -21,7 +21,7 @@ def test_simulate_json_has_the_metrics_the_issue_names_and_the_trace_has_one_eve
     trace = tmp_path / "stages.json"
     result = invoke("simulate", *SMALL, "--json", "--trace", str(trace))
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert KEYS <= set(out)
     assert out["output_tokens"] == 9 and out["max_batch"] == 2 and out["policy"] == "duplex"
     assert set(out["utilisation_by_unit"]) == {"xpu", "pim", "dma"}
@@ -39,7 +39,7 @@ def test_simulate_prints_a_table_by_default_and_takes_the_gpu_baseline_policy_on
 def test_simulate_open_loop_and_gaussian_lengths_run():
     result = invoke("simulate", *SMALL, "--qps", "100", "--lin-std", "4", "--json", "--seed", "3")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["loop"] == "open"
+    assert json.loads(result.stdout)["loop"] == "open"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -118,7 +118,7 @@ def test_simulate_runs_expert_parallel_data_parallel_and_pipelined_layouts(layou
     base = ["mixtral-8x7b", "-d", "duplex", "--batch", "8", "--lin", "64", "--lout", "4", "--requests", "8"]
     result = invoke("simulate", *base, *layout, "--json")
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert out["nodes"] * out["devices_per_node"] == devices
     assert 0 < out["communication_share"] < 1
     assert out["decode_stage_ms_mean"] < out["prefill_stage_ms_mean"]
@@ -127,7 +127,7 @@ def test_simulate_runs_expert_parallel_data_parallel_and_pipelined_layouts(layou
 
 def test_expert_parallelism_exchanges_rows_where_expert_tensor_parallelism_reduces_partial_sums():
     base = ["mixtral-8x7b", "-d", "h100", "--batch", "16", "--lin", "64", "--lout", "8", "--requests", "16", "--json"]
-    et = json.loads(invoke("simulate", *base, "--tp", "4").output)
-    ep = json.loads(invoke("simulate", *base, "--tp", "4", "--ep", "4").output)
+    et = json.loads(invoke("simulate", *base, "--tp", "4").stdout)
+    ep = json.loads(invoke("simulate", *base, "--tp", "4", "--ep", "4").stdout)
     assert et["parallel"] == "tp=4,dp=1,ep=1,etp=4,pp=1" and ep["parallel"] == "tp=4,dp=1,ep=4,etp=1,pp=1"
     assert ep["communication_share"] > et["communication_share"]  # two all-to-alls and an all-gather per MoE layer
