@@ -52,9 +52,12 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.command("compare")
 @click.argument("model")
 @click.option("--devices", default="h100,duplex,bank-pim,sn40l", show_default=True,
-              help="Device presets to compare, separated by commas (see `opbsim devices`).")
+              help="Device presets to compare, separated by commas (see `opbsim devices`); DEVICE:POLICY runs a "
+                   "device under a given policy, so one device may appear under several "
+                   "(duplex:duplex,duplex:duplex-no-pe).")
 @click.option("-p", "--policy", "policy", multiple=True, metavar="DEVICE=POLICY",
-              help="Placement policy of one device (repeatable) [default: the policy named after the device, "
+              help="Placement policy of the entries of DEVICE in --devices that name none (repeatable) "
+                   "[default: the policy named after the device, "
                    "else duplex with PIM, sn40l on a dataflow device, else xpu-only].")
 @parallel_options
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
@@ -84,11 +87,11 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
 
     A device that cannot run the configuration (it does not fit, the compiler cannot lower the
     model for it) stays in the table and the plots with its reason."""
-    from opbsim.report.compare import CompareSettings, compare, steps_of
+    from opbsim.report.compare import CompareSettings, DeviceEntry, compare, steps_of
     from opbsim.report.compare_render import comparison_json, comparison_table
     from opbsim.report.demo import write_report
 
-    names = tuple(d.strip() for d in devices.split(",") if d.strip())
+    names = tuple(DeviceEntry.parse(d) for d in devices.split(",") if d.strip())
     parallel, node_devices = parallel_of(layout)
     settings = CompareSettings(model=model, devices=names, policies=_policies(policy), parallel=parallel,
                                node_devices=node_devices, batch=batch,
@@ -106,9 +109,10 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], batch: int, b
         comp = compare(settings, on_step=step)
         if all(r.result is None for r in comp.runs):
             first = comp.runs[0]
-            raise InputError(f"no device could run this configuration ({first.device}: {first.error})")
+            raise InputError(f"no device could run this configuration ({first.label}: {first.error})")
         if out_dir is not None:
-            write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}", on_step=step)
+            write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(r.label for r in comp.runs)}",
+                         on_step=step)
     click.echo(comparison_json(comp) if as_json else comparison_table(comp))
     if out_dir is not None and not as_json:
         click.echo(f"\nwrote {out_dir}/report.md, report.json and the plots")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opbsim.compiler import compile_graph
-from opbsim.compiler.policies import default_policy
+from opbsim.compiler.policies import default_policy, policy_names
 from opbsim.emulator.cluster import Cluster, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
@@ -39,17 +39,38 @@ from opbsim.workloads.ops import OpClass
 from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
-           "steps_of", "simulate_args"]
+__all__ = ["FUSED", "DeviceEntry", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
+           "steps_of", "simulate_args", "RunPlan", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """One run of a comparison: a device preset and the policy it runs ("": the one ``-p`` gives
+    the device, else its default policy). Written ``DEVICE`` or ``DEVICE:POLICY`` on the command line."""
+
+    device: str
+    policy: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceEntry:
+        device, sep, policy = text.strip().partition(":")
+        if not device or (sep and (not policy or ":" in policy)):
+            raise InputError(f"--devices {text.strip()!r}: expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe")
+        return cls(device, policy)
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.policy}" if self.policy else self.device
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompareSettings:
-    """What to compare. ``policies`` overrides the default policy per device name.
+    """What to compare: one run per entry of ``devices`` (a ``DeviceEntry``, or its text
+    ``DEVICE[:POLICY]``); one device may appear under several policies. ``policies`` gives the
+    policy of each entry of that device name without its own (``-p DEVICE=POLICY``).
     ``batches``: the throughput curve (``batch`` is always on it)."""
 
     model: str
-    devices: tuple[str, ...]
+    devices: tuple[DeviceEntry, ...]
     policies: tuple[tuple[str, str], ...] = ()
     parallel: Parallelism = field(default_factory=Parallelism)
     node_devices: int = 0  # devices per physical node; 0: each device's own
@@ -65,10 +86,12 @@ class CompareSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.devices:
+        entries = tuple(e if isinstance(e, DeviceEntry) else DeviceEntry.parse(e) for e in self.devices)
+        object.__setattr__(self, "devices", entries)
+        if not entries:
             raise InputError("--devices: name at least one device")
-        if len(set(self.devices)) != len(self.devices):
-            raise InputError(f"--devices: a device is listed twice ({', '.join(self.devices)})")
+        if len(set(entries)) != len(entries):
+            raise InputError(f"--devices: a device is listed twice ({', '.join(map(str, entries))})")
         if not isinstance(self.parallel, Parallelism):
             raise InputError(f"parallel must be a Parallelism, got {type(self.parallel).__name__}")
         for name in ("batch", "lin", "lout", "requests_per_slot"):
@@ -77,9 +100,13 @@ class CompareSettings:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         if any(b < 1 for b in self.batches):
             raise InputError(f"batches must be positive integers, got {self.batches!r}")
-        unknown = [d for d, _ in self.policies if d not in self.devices]
-        if unknown:
-            raise InputError(f"--policy {unknown[0]}=...: {unknown[0]} is not among --devices")
+        names = {e.device for e in entries}
+        for device, policy in self.policies:
+            if device not in names:
+                raise InputError(f"--policy {device}=...: {device} is not among --devices")
+            if all(e.policy for e in entries if e.device == device):
+                raise InputError(f"--policy {device}={policy}: every {device} entry of --devices names its own "
+                                 f"policy")
 
     @property
     def devices_per_node(self) -> int:
@@ -95,8 +122,9 @@ class CompareSettings:
     def curve_batches(self) -> tuple[int, ...]:
         return tuple(sorted({*self.batches, self.batch}))
 
-    def policy_of(self, device: DeviceSpec) -> str:
-        return dict(self.policies).get(device.name) or default_policy(device)
+    def policy_of(self, entry: DeviceEntry, device: DeviceSpec) -> str:
+        """The policy ``entry`` runs on ``device`` (its preset)."""
+        return entry.policy or dict(self.policies).get(entry.device) or default_policy(device)
 
     def requests(self, batch: int) -> int:
         return self.requests_per_slot * batch
@@ -143,9 +171,11 @@ class OpPoint:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRun:
-    """Everything measured for one device; ``error`` is set (and ``result`` None) when it could
-    not run the headline configuration."""
+    """Everything measured for one run; ``error`` is set (and ``result`` None) when it could
+    not run the headline configuration. ``label`` names the run in tables, JSON and plots: the
+    device, or ``"device (policy)"`` where the comparison has the device under several policies."""
 
+    label: str
     device: str
     policy: str
     spec: DeviceSpec
@@ -162,6 +192,11 @@ class DeviceRun:
     @property
     def ok(self) -> bool:
         return self.result is not None
+
+    @property
+    def slug(self) -> str:
+        """``label`` for a file name: ``duplex``, ``duplex_duplex-no-pe``."""
+        return self.label.replace(" (", "_").replace(")", "").replace(" ", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +216,40 @@ def steps_of(s: CompareSettings) -> int:
     return len(s.devices) * (len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA)
 
 
-def resolve(s: CompareSettings) -> tuple[ModelConfig, list[DeviceSpec]]:
-    """The model and devices ``s`` names; InputError for an unknown name, before anything runs."""
-    return load_model(s.model), [get_device(d) for d in s.devices]
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """One run ``compare`` will make: its label (``DeviceRun.label``), device preset and policy."""
+
+    label: str
+    spec: DeviceSpec
+    policy: str
+
+
+def resolve(s: CompareSettings) -> tuple[ModelConfig, list[RunPlan]]:
+    """The model and the runs ``s`` names (label, device preset, policy); InputError for an
+    unknown model, device or policy name, or two entries that come to the same run, before
+    anything runs."""
+    model = load_model(s.model)
+    plans: list[tuple[str, DeviceSpec, str]] = []  # (device, preset, policy)
+    for e in s.devices:
+        spec = get_device(e.device)
+        policy = s.policy_of(e, spec)
+        if policy not in policy_names():
+            where = f"--devices {e}" if e.policy else f"--policy {e.device}={policy}"
+            raise InputError(f"{where}: unknown policy {policy!r} (known: {', '.join(policy_names())})")
+        if any((d, p) == (e.device, policy) for d, _, p in plans):
+            raise InputError(f"--devices: {e.device} runs policy {policy} twice ({', '.join(map(str, s.devices))})")
+        plans.append((e.device, spec, policy))
+    several = {d for d, _, _ in plans if sum(x == d for x, _, _ in plans) > 1}
+    return model, [RunPlan(f"{d} ({p})" if d in several else d, spec, p) for d, spec, p in plans]
 
 
 def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:
     """Run the comparison (see the module docstring). ``on_step(label)`` is called after each of
-    ``steps_of(s)`` steps. Unknown model or device names raise InputError before anything runs."""
+    ``steps_of(s)`` steps. Unknown names raise InputError before anything runs (``resolve``)."""
     step = on_step or (lambda label: None)
-    model, specs = resolve(s)
-    runs = tuple(_device_run(s, model, spec, step) for spec in specs)
+    model, planned = resolve(s)
+    runs = tuple(_device_run(s, model, p, step) for p in planned)
     return Comparison(s, model, runs)
 
 
@@ -201,8 +259,8 @@ def _scenario(s: CompareSettings, batch: int):
     return closed_loop(batch, lengths, num_requests=s.requests(batch), seed=s.seed)
 
 
-def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: Callable[[str], None]) -> DeviceRun:
-    policy = s.policy_of(spec)
+def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Callable[[str], None]) -> DeviceRun:
+    spec, policy, label = plan.spec, plan.policy, plan.label
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
         cluster = Cluster(device=spec, policy=policy, parallel=s.parallel, node_devices=s.node_devices)
@@ -211,11 +269,11 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
                           ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
     except InputError as e:
         for _ in range(n_steps):
-            step(f"{spec.name}: cannot run")
-        return DeviceRun(spec.name, policy, spec, None, str(e),
+            step(f"{label}: cannot run")
+        return DeviceRun(label, spec.name, policy, spec, None, str(e),
                          tuple(Point(b, None, None, str(e)) for b in s.curve_batches))
     energy = serving_energy_by_component(timer, result.output_tokens)
-    step(f"{spec.name} batch {s.batch}")
+    step(f"{label} batch {s.batch}")
     curve = []
     for b in s.curve_batches:
         if b == s.batch:
@@ -227,19 +285,19 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
             curve.append(Point(b, r.tokens_per_s, r.max_batch))
         except InputError as e:
             curve.append(Point(b, None, None, str(e)))
-        step(f"{spec.name} batch {b}")
+        step(f"{label} batch {b}")
     try:
         roofline, roof_stage = _roofline(s, model, cluster)
     except InputError as e:
         roofline, roof_stage = (), f"not compiled: {e}"
-    step(f"{spec.name} roofline")
+    step(f"{label} roofline")
     try:
         timeline, classes, tl_stage = _timeline(s, model, cluster)
     except InputError as e:
         timeline, classes, tl_stage = None, {}, f"not compiled: {e}"
-    step(f"{spec.name} timeline")
-    return DeviceRun(spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline, roof_stage,
-                     timeline, classes, tl_stage)
+    step(f"{label} timeline")
+    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline,
+                     roof_stage, timeline, classes, tl_stage)
 
 
 def _layer_graph(model: ModelConfig, cluster: Cluster, stage: Stage) -> tuple[ModelGraph, str]:

@@ -9,8 +9,9 @@ what keeps the whole job well under a minute on two cores.
 
 The folder holds ``report.md`` (what was simulated, the table, every plot with its caption),
 ``report.json`` (every number; per device the ``opbsim simulate --json`` object of the headline run
-and the arguments that reproduce it), the PNG plots (plots.py) and ``trace_<device>.json``, the
-Chrome/Perfetto trace of the timeline layer on each device.
+and the arguments that reproduce it), the PNG plots (plots.py) and ``trace_<run>.json``, the
+Chrome/Perfetto trace of the timeline layer of each run (``DeviceRun.slug``: ``trace_duplex.json``, or
+``trace_duplex_duplex-no-pe.json`` where a device runs under several policies).
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ class DemoResult:
 def demo_settings() -> tuple[CompareSettings, tuple[str, ...]]:
     """``DEMO`` without the optional devices this build lacks, and a note for each left out."""
     keep, notes = [], []
-    for d in DEMO.devices:
+    for e in DEMO.devices:
+        d = e.device
         if d in _OPTIONAL and not (d in device_names() and d in policy_names()):
             notes.append(f"{_OPTIONAL[d]} is not in this build (no `{d}` device preset or policy), so it is not "
                          f"compared.")
             continue
-        keep.append(d)
+        keep.append(e)
     return replace(DEMO, devices=tuple(keep)), tuple(notes)
 
 
@@ -69,7 +71,7 @@ def write_report(comp: Comparison, out_dir: Path, *, title: str, preamble: str =
     files = list(write_plots(comp, out_dir, on_step))
     for run in comp.runs:
         if run.timeline is not None:
-            path = out_dir / f"trace_{run.device}.json"
+            path = out_dir / f"trace_{run.slug}.json"
             atomic_write_text(path, chrome_trace(run.timeline))
             files.append(path)
     if any(r.ok and r.spec.dataflow is not None for r in comp.runs):
@@ -94,6 +96,7 @@ def run_demo(out_dir: Path, *, on_step: Callable[[str], None] | None = None) -> 
     preamble = ("The demo of opbsim: the embedded default configuration below, run by `opbsim demo`. Every number "
                 "comes out of the serving simulation (compiler + discrete-event engine); the same comparison for "
                 "any model and devices is `opbsim compare`.")
-    files = write_report(comp, out_dir, title=f"opbsim demo: {comp.model.name} on {', '.join(settings.devices)}",
-                         preamble=preamble, notes=notes, extra_json={"notes": list(notes)}, on_step=on_step)
+    title = f"opbsim demo: {comp.model.name} on {', '.join(r.label for r in comp.runs)}"
+    files = write_report(comp, out_dir, title=title, preamble=preamble, notes=notes,
+                         extra_json={"notes": list(notes)}, on_step=on_step)
     return DemoResult(comp, files, notes, time.perf_counter() - start)

@@ -28,7 +28,7 @@ _MISSING = "#d9d9d9"
 
 def device_colours(comp: Comparison) -> dict[str, str]:
     """One colour per device, the same in every plot."""
-    return {r.device: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(comp.runs)}
+    return {r.label: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(comp.runs)}
 
 
 def subtitle(comp: Comparison) -> str:
@@ -89,9 +89,9 @@ def plot_throughput(comp: Comparison) -> Figure:
     handles = []
     for run in comp.runs:
         pts = [p for p in run.curve if p.tokens_per_s is not None]
-        colour = colours[run.device]
+        colour = colours[run.label]
         if not pts:
-            handles.append(Line2D([], [], color=_MISSING, lw=6, label=f"{run.device}: cannot run "
+            handles.append(Line2D([], [], color=_MISSING, lw=6, label=f"{run.label}: cannot run "
                                   f"({_short(run.error, 60).replace(chr(10), ' ')})"))
             continue
         xs = [p.batch for p in pts]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from opbsim.emulator.engine import run
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
 from opbsim.isa.types import Unit
-from opbsim.report.compare import CompareSettings, compare, default_policy, simulate_args
+from opbsim.report.compare import CompareSettings, compare, default_policy, resolve, simulate_args
 from opbsim.report.compare_render import HEADER, comparison_json, comparison_table, table_rows
 from opbsim.report.energy import energy_J_by_component
 from opbsim.workloads import Stage, load_model
@@ -124,3 +125,44 @@ def test_cli_compare_bad_input_is_one_line_and_exit_status_1(tiny_model, args, m
     out = CliRunner().invoke(cli, ["compare", tiny_model, "--no-progress", *args])
     assert out.exit_code == 1
     assert message in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_one_device_under_two_policies_is_two_runs_labelled_by_device_and_policy(tiny_model, tmp_path):
+    out = CliRunner().invoke(cli, ["compare", tiny_model, "--devices", "h100,duplex:duplex,duplex:duplex-no-pe",
+                                   "--batch", "4", "--batches", "4", "--lin", "32", "--lout", "8", "--no-progress",
+                                   "-o", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    table = out.output.splitlines()
+    assert [line.split("  ")[0] for line in table[3:6]] == ["h100", "duplex (duplex)", "duplex (duplex-no-pe)"]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [(d["label"], d["device"], d["policy"]) for d in report["devices"]] == [
+        ("h100", "h100", "xpu-only"), ("duplex (duplex)", "duplex", "duplex"),
+        ("duplex (duplex-no-pe)", "duplex", "duplex-no-pe")]
+    assert report["settings"]["devices"] == ["h100", "duplex:duplex", "duplex:duplex-no-pe"]
+    assert {"trace_h100.json", "trace_duplex_duplex.json", "trace_duplex_duplex-no-pe.json"} <= \
+        {p.name for p in (tmp_path / "rep").iterdir()}
+
+
+def test_the_policy_flag_applies_to_the_entries_of_its_device_that_name_none(tiny_model):
+    s = tiny_settings(tiny_model, devices=("duplex", "duplex:duplex"), policies=(("duplex", "duplex-no-pe"),))
+    plans = resolve(s)[1]
+    assert [(p.label, p.policy) for p in plans] == [("duplex (duplex-no-pe)", "duplex-no-pe"),
+                                                    ("duplex (duplex)", "duplex")]
+
+
+@pytest.mark.parametrize(("devices", "policy", "message"), [
+    ("duplex:", (), "^--devices 'duplex:': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    (":duplex", (), "^--devices ':duplex': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    ("duplex:a:b", (), "^--devices 'duplex:a:b': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    ("duplex:warp", (), r"^--devices duplex:warp: unknown policy 'warp' \(known: bank-pim, duplex, .*\)$"),
+    ("duplex", ("-p", "duplex=warp"), r"^--policy duplex=warp: unknown policy 'warp' \(known: .*\)$"),
+    ("duplex,duplex:duplex", (), r"^--devices: duplex runs policy duplex twice \(duplex, duplex:duplex\)$"),
+    ("duplex:duplex,duplex:duplex", (), r"^--devices: a device is listed twice \(duplex:duplex, duplex:duplex\)$"),
+    ("duplex:duplex-no-pe", ("-p", "duplex=duplex"),
+     "^--policy duplex=duplex: every duplex entry of --devices names its own policy$"),
+])
+def test_a_bad_device_entry_is_one_exact_error_line(tiny_model, devices, policy, message):
+    out = CliRunner().invoke(cli, ["compare", tiny_model, "--devices", devices, *policy, "--no-progress"])
+    assert out.exit_code == 1
+    assert len(out.output.splitlines()) == 1
+    assert re.match(message, out.output.removeprefix("Error: ").rstrip("\n"))
