@@ -7,10 +7,9 @@ it, running its policy), ``compare`` runs:
   gives that command line), so the numbers are equal;
 - the same scenario at every batch of ``batches`` (throughput vs batch), sharing the stage memo;
 - the energy per token of the headline run split by component (energy.py);
-- one MoE (or dense) decoder layer of a decode-only stage, compiled: each op's Op/B and the unit
-  its policy placed it on (the roofline);
-- one decoder layer of a mixed stage (``batch - 1`` decoding requests and one prompt chunk) timed
-  on the engine: the timeline of xPU vs PIM co-processing.
+- one MoE (or dense) decoder layer of a decode-only stage and of a mixed stage (``batch - 1``
+  decoding requests and one prompt chunk), timed on the engine: each op's Op/B, unit and attained
+  FLOP/s (the roofline) and the timelines of co-processing (compare_layer.py).
 
 A device that cannot run the model (it does not fit, the policy does not suit it, the compiler
 cannot lower a layer) is kept in the result with its reason (``DeviceRun.error``); so is a batch
@@ -22,24 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opbsim.compiler import compile_graph
 from opbsim.compiler.policies import default_policy, policy_names
-from opbsim.emulator.cluster import Cluster, node_share
-from opbsim.emulator.engine import RunStats
-from opbsim.emulator.engine import run as run_program
+from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
 from opbsim.emulator.stage_timer import Bucketing
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
-from opbsim.isa.types import Unit
+from opbsim.report.compare_layer import LayerTimeline, OpPoint, decode_layer, mixed_layer
 from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
-from opbsim.workloads.graph import ModelGraph, build_layer
-from opbsim.workloads.ops import OpClass
 from opbsim.workloads.parallel import Parallelism
-from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["FUSED", "DeviceEntry", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
+__all__ = ["DeviceEntry", "CompareSettings", "Point", "DeviceRun", "Comparison", "compare",
            "steps_of", "simulate_args", "RunPlan", "resolve"]
 
 
@@ -157,19 +150,6 @@ class Point:
 
 
 @dataclass(frozen=True, slots=True)
-class OpPoint:
-    """One op of the roofline layer: its Op/B, FLOPs and the unit its policy put it on."""
-
-    name: str
-    op_class: str
-    kind: str
-    op_per_B: float
-    flops: int
-    unit: Unit
-    matrix: bool
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceRun:
     """Everything measured for one run; ``error`` is set (and ``result`` None) when it could
     not run the headline configuration. ``label`` names the run in tables, JSON and plots: the
@@ -184,10 +164,12 @@ class DeviceRun:
     curve: tuple[Point, ...]
     energy_mJ_by_component: tuple[tuple[str, float], ...] = ()
     roofline: tuple[OpPoint, ...] = ()
-    roofline_stage: str = ""
-    timeline: RunStats | None = None
-    timeline_classes: dict[int, str] = field(default_factory=dict)
-    timeline_stage: str = ""
+    timelines: tuple[LayerTimeline, ...] = ()  # the decode-only layer, then the mixed layer
+
+    @property
+    def roofline_stage(self) -> str:
+        """What the roofline points come from: the decode-only layer (or why it is missing)."""
+        return next((t.stage for t in self.timelines if t.kind == "decode"), self.error)
 
     @property
     def ok(self) -> bool:
@@ -206,9 +188,7 @@ class Comparison:
     runs: tuple[DeviceRun, ...]
 
 
-FUSED = "fused kernel"  # the timeline class of a launch whose body spans several op classes
-_MATRIX_KINDS = {"gemm", "batched_gemm", "ffn", "attention"}
-STEPS_PER_DEVICE_EXTRA = 2  # the roofline layer and the timeline layer
+STEPS_PER_DEVICE_EXTRA = 2  # the decode-only layer (roofline, timeline) and the mixed layer (timeline)
 
 
 def steps_of(s: CompareSettings) -> int:
@@ -286,63 +266,17 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
         except InputError as e:
             curve.append(Point(b, None, None, str(e)))
         step(f"{label} batch {b}")
-    try:
-        roofline, roof_stage = _roofline(s, model, cluster)
-    except InputError as e:
-        roofline, roof_stage = (), f"not compiled: {e}"
-    step(f"{label} roofline")
-    try:
-        timeline, classes, tl_stage = _timeline(s, model, cluster)
-    except InputError as e:
-        timeline, classes, tl_stage = None, {}, f"not compiled: {e}"
-    step(f"{label} timeline")
-    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline,
-                     roof_stage, timeline, classes, tl_stage)
-
-
-def _layer_graph(model: ModelConfig, cluster: Cluster, stage: Stage) -> tuple[ModelGraph, str]:
-    """The first MoE layer after layer 0 (else layer 1, else 0) for ``stage`` on one node."""
-    node = node_share(stage, cluster.dp)
-    candidates = [i for i in range(1, model.num_layers) if model.is_moe_layer(i)] or [min(1, model.num_layers - 1)]
-    layer = candidates[0]
-    graph = build_layer(model, node, layer, tp=cluster.tp)
-    kind = "MoE" if model.is_moe_layer(layer) else "dense"
-    return ModelGraph(model, node, cluster.tp, (), (graph,), ()), f"{kind} layer {layer}"
-
-
-def _roofline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[tuple[OpPoint, ...], str]:
     ctx = s.lin + s.lout // 2
-    stage = Stage.decode(s.batch, ctx)
-    graph, what = _layer_graph(model, cluster, stage)
-    compiled = compile_graph(graph, cluster.device, cluster.policy)
-    points = tuple(
-        OpPoint(p.op.name, p.op.op_class.value, p.op.kind.value, p.analysis.estimates.op_per_B,
-                p.analysis.estimates.flops, p.unit, p.op.kind.value in _MATRIX_KINDS)
-        for p in compiled.placement.ops)
-    return points, f"{what}, decode-only stage: {s.batch} requests at {ctx} tokens of context, per device"
-
-
-def _timeline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[RunStats, dict[int, str], str]:
-    ctx = s.lin + s.lout // 2
+    try:
+        roofline, decode = decode_layer(s.batch, ctx, model, cluster)
+    except InputError as e:
+        roofline, decode = (), LayerTimeline("decode", f"decode-only layer not compiled: {e}", None, {})
+    step(f"{label} decode-only layer")
     chunk = min(s.lin, s.prefill_chunk) if s.prefill_chunk else s.lin
-    decode = max(s.batch - 1, 1)
-    stage = Stage(prefill=(PrefillChunk(chunk),), decode_ctx_tokens=(ctx,) * decode)
-    graph, what = _layer_graph(model, cluster, stage)
-    compiled = compile_graph(graph, cluster.device, cluster.policy)
-    stats = run_program(compiled.program, cluster.device)
-    classes = _classes(compiled, graph)
-    return stats, classes, (f"{what}, mixed stage: {decode} decode requests at {ctx} tokens of context + a "
-                            f"{chunk}-token prompt chunk, per device")
-
-
-def _classes(compiled, graph: ModelGraph) -> dict[int, str]:
-    """The op class of each instruction; a launch takes its body's class, or ``FUSED`` when its
-    body spans several classes (a dataflow kernel fusing a whole layer)."""
-    op_class = {op.name: op.op_class.value for op in graph.ops}
-    classes = {i: op_class.get(name, OpClass.OTHER.value) for i, name in enumerate(compiled.op_of) if name}
-    for i, inst in enumerate(compiled.program.instructions):
-        if inst.mnemonic == "launch":
-            start, count = int(inst["body"]), int(inst["count"])
-            body = {classes[j] for j in range(start, start + count) if j in classes}
-            classes[i] = body.pop() if len(body) == 1 else FUSED
-    return classes
+    try:
+        mixed = mixed_layer(s.batch, ctx, chunk, model, cluster)
+    except InputError as e:
+        mixed = LayerTimeline("mixed", f"mixed layer not compiled: {e}", None, {})
+    step(f"{label} mixed layer")
+    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline,
+                     (decode, mixed))

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import asdict
 
 from opbsim.report.compare import Comparison, DeviceRun, simulate_args
-from opbsim.report.plots_serving import subtitle
+from opbsim.report.plot_style import subtitle
 from opbsim.report.tables import format_table, markdown_table
 
 __all__ = ["HEADER", "table_rows", "failures", "comparison_table", "comparison_json", "comparison_markdown", "baseline"]
@@ -85,12 +85,12 @@ def _device_json(comp: Comparison, run: DeviceRun) -> dict:
     out["throughput_vs_batch"] = [asdict(p) for p in run.curve]
     out["roofline_stage"] = run.roofline_stage
     out["roofline_ops"] = [{"op": p.name, "class": p.op_class, "kind": p.kind, "op_per_B": p.op_per_B,
-                            "flops": p.flops, "unit": p.unit.name.lower()} for p in run.roofline]
-    out["timeline_stage"] = run.timeline_stage
-    if run.timeline is not None:
-        out["timeline_time_s"] = run.timeline.time_s
-        out["timeline_utilisation"] = {u.name.lower(): run.timeline.utilisation(u) for u, _ in
-                                       run.timeline.busy_s_by_unit}
+                            "flops": p.flops, "unit": p.unit.name.lower(), "time_s": p.time_s,
+                            "attained_flop_per_s": p.attained_flop_per_s} for p in run.roofline]
+    out["layer_timelines"] = {t.kind: {"stage": t.stage} | ({} if t.stats is None else {
+        "time_s": t.stats.time_s,
+        "utilisation": {u.name.lower(): t.stats.utilisation(u) for u, _ in t.stats.busy_s_by_unit}})
+        for t in run.timelines}
     return out
 
 

@@ -27,7 +27,8 @@ def test_the_demo_writes_its_report_and_its_numbers_equal_opbsim_simulate(tmp_pa
     folder = tmp_path / "demo"
     names = {p.name for p in folder.iterdir()}
     assert {"report.md", "report.json", "throughput_vs_batch.png", "tbt_percentiles.png", "energy_per_token.png",
-            "latency_breakdown.png", "roofline.png", "timeline.png", "trace_h100.json", "trace_duplex.json"} <= names
+            "latency_breakdown.png", "roofline.png", "timeline.png", "trace_h100_decode.json", "trace_h100_mixed.json",
+            "trace_duplex_decode.json", "trace_duplex_mixed.json"} <= names
     report = json.loads((folder / "report.json").read_text())
     assert [d["device"] for d in report["devices"]] == [e.device for e in demo_settings()[0].devices]
     assert all(d["status"] == "ok" for d in report["devices"])
@@ -37,4 +38,4 @@ def test_the_demo_writes_its_report_and_its_numbers_equal_opbsim_simulate(tmp_pa
         assert json.loads(sim.output) == d["serving"]
         assert f"{d['serving']['tokens_per_s']:.1f}" in out.output
     md = (folder / "report.md").read_text()
-    assert "## What was simulated" in md and "![Roofline with ops placed](roofline.png)" in md
+    assert "## What was simulated" in md and "![Roofline with each op at its attained FLOP/s](roofline.png)" in md
