@@ -4,7 +4,7 @@ and the timelines of co-processing.
 For every device, one MoE (or dense) decoder layer on one node is compiled for two stages and run
 on the discrete-event engine:
 - a decode-only stage (``batch`` requests at ``lin + lout // 2`` tokens of context): what almost
-  every stage of a serving run is (one stage in a thousand prefills in the demo);
+  every stage of a serving run is (1023 of the demo's 1031 stages);
 - a mixed stage (``batch - 1`` decoding requests and one prompt chunk): where Duplex co-processes
   prefill attention on the xPU next to decode attention on the PIM.
 

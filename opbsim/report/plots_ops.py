@@ -123,7 +123,7 @@ def _labels(families: dict[str, list[tuple[float, float]]]) -> list[tuple[float,
             (f"{family} x{n}" if n > 1 else family)
         if out and family != "vector ops" and "vector ops" not in out[-1][2] and x <= out[-1][0] * 1.25:
             px, py, prev = out[-1]
-            out[-1] = (px, py, f"{prev}, {name}")
+            out[-1] = (px, py, f"{prev},\n{name}" if len(prev) + len(name) > 30 else f"{prev}, {name}")
         else:
             out.append((x, y, name))
     return out
@@ -245,6 +245,8 @@ def plot_timeline(comp: Comparison) -> Figure:
     title = "op class" + (" (a fused kernel: stripes as tall as each class's share)" if striped else "")
     fig.legend(handles=handles, title=title, loc="outside lower center", ncol=len(handles), fontsize=8)
     lines = "\n".join(stages[k] for k in ("decode", "mixed") if k in stages)
-    fig.suptitle(f"One decoder layer on the engine: decode-only stage (left), mixed stage (right), one time axis\n"
-                 f"{subtitle(comp)}\n{lines}", fontsize=10)
+    served = next((r.result for r in comp.runs if r.result is not None), None)
+    share = f", {served.decode_only_stage_share:.0%} of the serving run's stages" if served else ""
+    fig.suptitle(f"One decoder layer on the engine, one time axis: decode-only stage (left{share}), mixed stage "
+                 f"(right)\n{subtitle(comp)}\n{lines}", fontsize=10)
     return fig
