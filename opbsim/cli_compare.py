@@ -12,7 +12,6 @@ from opbsim.cli_device import hw_of, hw_option
 from opbsim.cli_parallel import PARALLEL_HELP, parallel_of, parallel_options
 from opbsim.cli_path import FilePath, make_out_dir
 from opbsim.cli_progress import progress_bar
-from opbsim.compiler.policies import POLICIES
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd"]
@@ -39,7 +38,7 @@ def _removed_on_failure(folder: Path | None):
         raise
 
 
-def _smallest_common_layout(settings, cfg, specs):
+def _smallest_common_layout(settings, cfg, plans):
     """``settings`` with the smallest tensor-parallel degree that holds the model and the headline
     batch on every device that can hold it at all (the same layout for all), and a note saying so."""
     from dataclasses import replace
@@ -47,8 +46,8 @@ def _smallest_common_layout(settings, cfg, specs):
     from opbsim.emulator.cluster import smallest_tp
 
     context = settings.lin + settings.lout + int(3 * (settings.lin_std + settings.lout_std))
-    fits = [smallest_tp(cfg, d, settings.policy_of(d), context_tokens=context, batch=settings.batch,
-                        node_devices=settings.node_devices) for d in specs]
+    fits = [smallest_tp(cfg, p.spec, p.policy, context_tokens=context, batch=settings.batch,
+                        node_devices=settings.node_devices) for p in plans]
     tp = max((c.tp for c in fits if c is not None), default=1)
     if tp == 1:
         return settings, ""
@@ -64,8 +63,6 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         device, sep, policy = p.partition("=")
         if not sep or not device or not policy:
             raise InputError(f"--policy {p!r}: expected DEVICE=POLICY, e.g. duplex=duplex-no-pe")
-        if policy not in POLICIES:
-            raise InputError(f"--policy {p[:60]!r}: unknown policy (known: {', '.join(sorted(POLICIES))})")
         out.append((device, policy))
     return tuple(out)
 
@@ -73,9 +70,12 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.command("compare")
 @click.argument("model")
 @click.option("--devices", default="h100,duplex,bank-pim,sn40l", show_default=True,
-              help="Device presets to compare, separated by commas (see `opbsim devices`).")
+              help="Device presets to compare, separated by commas (see `opbsim devices`); DEVICE:POLICY runs a "
+                   "device under a given policy, so one device may appear under several "
+                   "(duplex:duplex,duplex:duplex-no-pe).")
 @click.option("-p", "--policy", "policy", multiple=True, metavar="DEVICE=POLICY",
-              help="Placement policy of one device (repeatable) [default: the policy named after the device, "
+              help="Placement policy of the entries of DEVICE in --devices that name none (repeatable) "
+                   "[default: the policy named after the device, "
                    "else duplex with PIM, sn40l on a dataflow device, else xpu-only].")
 @hw_option
 @parallel_options
@@ -109,11 +109,11 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
 
     A device that cannot run the configuration (it does not fit, the compiler cannot lower the
     model for it) stays in the table and the plots with its reason."""
-    from opbsim.report.compare import CompareSettings, compare, steps_of
+    from opbsim.report.compare import CompareSettings, DeviceEntry, compare, steps_of
     from opbsim.report.compare_render import comparison_json, comparison_table
     from opbsim.report.demo import write_report
 
-    names = tuple(d.strip() for d in devices.split(",") if d.strip())
+    names = tuple(DeviceEntry.parse(d) for d in devices.split(",") if d.strip())
     given = any(layout.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
     parallel, node_devices = parallel_of(layout)
     settings = CompareSettings(model=model, devices=names, policies=_policies(policy), hw=tuple(hw_of(hw).items()),
@@ -125,10 +125,10 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
     from opbsim.report.compare import resolve
     from opbsim.report.plots import PLOTS
 
-    cfg, specs = resolve(settings)  # an unknown model or device fails before the progress bar and the report folder
+    cfg, plans = resolve(settings)  # an unknown model, device or policy fails before the progress bar and the folder
     note = ""
     if not given:
-        settings, note = _smallest_common_layout(settings, cfg, specs)
+        settings, note = _smallest_common_layout(settings, cfg, plans)
     made = out_dir is not None and not out_dir.exists()
     if out_dir is not None:
         make_out_dir(out_dir)
@@ -138,9 +138,10 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
         comp = compare(settings, on_step=step)
         if all(r.result is None for r in comp.runs):
             first = comp.runs[0]
-            raise InputError(f"no device could run this configuration ({first.device}: {first.error})")
+            raise InputError(f"no device could run this configuration ({first.label}: {first.error})")
         if out_dir is not None:
-            write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(names)}", on_step=step)
+            write_report(comp, out_dir, title=f"{comp.model.name} on {', '.join(r.label for r in comp.runs)}",
+                         on_step=step)
     click.echo(comparison_json(comp) if as_json else comparison_table(comp))
     if out_dir is not None and not as_json:
         click.echo(f"\nwrote {out_dir}/report.md, report.json and the plots")

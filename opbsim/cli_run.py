@@ -14,6 +14,25 @@ from opbsim.cli_progress import progress_bar, progress_option
 __all__ = ["run_cmd"]
 
 
+_ERROR_KEYS = {f"{what}_{tail}" for what in ("attention", "ffn")
+               for tail in ("rel_error_max", "rel_error_mean", "unchecked")}
+
+
+def _text_lines(summary: dict, errors: dict) -> list[tuple[str, object]]:
+    """The summary for people: each golden error labelled with its norm (``MAX_NORM``,
+    ``MEAN_NORM``), or one ``n/a (reason)`` line where the golden layer does not check it."""
+    from opbsim.emulator.layer_check import MAX_NORM, MEAN_NORM
+
+    lines = [(k, v) for k, v in summary.items() if k not in _ERROR_KEYS]
+    for what, error in errors.items():
+        if error.unchecked:
+            lines.append((f"{what} error vs float64", error.describe("max")))
+        else:
+            lines += [(f"{what} error {MAX_NORM}", error.describe("max")),
+                      (f"{what} error {MEAN_NORM}", error.describe("mean"))]
+    return lines
+
+
 @click.command("run")
 @click.argument("model")
 @click.option("--layer", type=click.IntRange(min=0), default=0, show_default=True, help="Decoder layer.")
@@ -47,8 +66,11 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
         "mismatches": list(result.mismatches), "generate_s": round(result.generate_s, 3),
         "reference_s": round(result.reference_s, 3), "compile_s": round(result.compile_s, 3),
         "execute_s": round(result.execute_s, 3), "golden_s": round(result.golden_s, 3),
-        "attention_rel_error_max": result.attention_error[0], "attention_rel_error_mean": result.attention_error[1],
-        "ffn_rel_error_max": result.ffn_error[0], "ffn_rel_error_mean": result.ffn_error[1],
+        "attention_rel_error_max": result.attention_error.max_rel,
+        "attention_rel_error_mean": result.attention_error.mean_rel,
+        "attention_unchecked": result.attention_error.unchecked,
+        "ffn_rel_error_max": result.ffn_error.max_rel, "ffn_rel_error_mean": result.ffn_error.mean_rel,
+        "ffn_unchecked": result.ffn_error.unchecked,
         "peak_memory_GiB": round(peak_GiB, 2),
     }
     if rtl_lanes:
@@ -56,7 +78,8 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        width = max(map(len, summary))
-        click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+        lines = _text_lines(summary, {"attention": result.attention_error, "ffn": result.ffn_error})
+        width = max(len(k) for k, _ in lines)
+        click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
     if not result.bit_exact:
         raise bad_input(f"outputs differ from the numerics definition: {', '.join(result.mismatches)}")

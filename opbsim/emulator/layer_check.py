@@ -32,18 +32,41 @@ from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
 from opbsim.workloads import build_model
 from opbsim.workloads.graph import build_layer
-from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm
 from opbsim.workloads.ops import Role
 from opbsim.workloads.routing import expert_counts
 from opbsim.workloads.stage import Stage
 
-__all__ = ["LayerCheck", "check_layer", "bytes_needed"]
+__all__ = ["GoldenError", "LayerCheck", "check_layer", "bytes_needed", "MAX_NORM", "MEAN_NORM"]
+
+MAX_NORM = "max|y-g|/max|g|"  # the infinity norm of the error over that of the golden result
+MEAN_NORM = "mean|y-g|/mean|g|"  # the 1-norm (per element), robust to results that cross zero
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenError:
+    """One result ``y`` against its float64 golden ``g``: ``max_rel`` is ``MAX_NORM``, ``mean_rel``
+    is ``MEAN_NORM``. Both are None where the golden layer does not model this layer, and
+    ``unchecked`` says what it lacks."""
+
+    max_rel: float | None
+    mean_rel: float | None
+    unchecked: str = ""
+
+    @classmethod
+    def skipped(cls, why: str) -> GoldenError:
+        return cls(None, None, why)
+
+    def describe(self, which: str) -> str:
+        """``"0.0138"`` or ``"n/a (why)"`` for one of ``"max"`` / ``"mean"``."""
+        value = self.max_rel if which == "max" else self.mean_rel
+        return f"n/a ({self.unchecked})" if value is None else f"{value:.3g}"
 
 
 @dataclass(frozen=True, slots=True)
 class LayerCheck:
     """Outcome of one check. ``mismatches`` names each output whose bits differ; the golden
-    errors are (max, mean) relative errors of the attention and MoE/FFN results vs float64."""
+    errors are those of the attention result and of the MoE result vs float64."""
 
     model: str
     layer: int
@@ -55,8 +78,8 @@ class LayerCheck:
     golden_s: float
     outputs_checked: tuple[str, ...]
     mismatches: tuple[str, ...]
-    attention_error: tuple[float, float]
-    ffn_error: tuple[float, float]
+    attention_error: GoldenError
+    ffn_error: GoldenError
     rtl_tiles: int = 0  # GEMM tiles run on the RTL Logic-PIM unit (``rtl_lanes``), and their cycles
     rtl_cycles: int = 0
 
@@ -151,6 +174,9 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
+    if model.mla is not None:
+        raise InputError(f"{model.name}: MLA attention is not in the numerics reference layer (stage_reference.py), "
+                         "so its layers cannot be checked")
     need, have = bytes_needed(model, stage, layer), _available_B()
     if need > have:
         raise InputError(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
@@ -244,10 +270,66 @@ class _Stacked:
         return self._cache[e][self._which]
 
 
-def _golden_errors(model, stage, layer, w, stream, delta, cache, want):
-    """Relative errors (max, mean) of this layer's attention result and FFN result vs float64."""
-    if stage.prefill or model.norm.value != "rmsnorm" or not model.has_rope:
-        return (float("nan"), float("nan")), (float("nan"), float("nan"))
+def _attention_gap(model: ModelConfig, stage: Stage) -> str:
+    """What the float64 golden attention (golden.gqa_decode) lacks to check this layer, or ""."""
+    if stage.prefill:
+        return "a prefill stage: the golden attention is decode only"
+    if model.norm is not Norm.RMS:
+        return f"{model.norm.value}: the golden layers use RMSNorm only"
+    if not model.has_rope:
+        return "no RoPE (rope_theta 0): the golden attention rotates queries and keys"
+    if model.qkv_bias or model.qk_norm is not QKNorm.NONE:
+        return "q/k/v bias or q/k norm: not in the golden attention"
+    if model.sliding_window and max(r.context for r in requests(stage)) > model.sliding_window:
+        return f"context beyond the {model.sliding_window}-token sliding window: the golden attention sees all"
+    return ""
+
+
+def _ffn_gap(model: ModelConfig, layer: int) -> str:
+    """What the float64 golden MoE block (golden.moe_layer on routed SwiGLU experts) lacks to
+    check this layer's FFN, or ""."""
+    if not model.is_moe_layer(layer):
+        return f"layer {layer} is dense: the golden FFN check covers MoE layers only"
+    if model.num_shared_experts:
+        return "shared experts: the golden MoE check covers routed experts only"
+    if model.ffn_act is not FFNAct.SWIGLU:
+        return f"{model.ffn_act.value} experts: the golden MoE block is SwiGLU only"
+    if model.norm is not Norm.RMS:
+        return f"{model.norm.value}: the golden layers use RMSNorm only"
+    return ""
+
+
+def _golden_errors(model, stage, layer, w, stream, delta, cache, want) -> tuple[GoldenError, GoldenError]:
+    """The errors of this layer's attention result and FFN result vs float64, each skipped with
+    its reason where the golden layers do not model it."""
+    L = f"L{layer}"
+    gap = _attention_gap(model, stage)
+    attention_error = GoldenError.skipped(gap) if gap else _attention_error(model, stage, layer, w, stream, cache,
+                                                                            want)
+    gap = _ffn_gap(model, layer)
+    if gap:
+        return attention_error, GoldenError.skipped(gap)
+    F, hid, E = model.expert_ffn, model.hidden_size, model.num_experts
+
+    def load(e):  # (w1, w3, w2) of expert e in the Hugging Face [out, in] layout
+        if f"{L}.expert.{e}.w_gate_up" not in w:
+            return np.zeros((F, hid)), np.zeros((F, hid)), np.zeros((hid, F))
+        gate_up = w[f"{L}.expert.{e}.w_gate_up"]
+        return (gate_up[:, :F].T.astype(np.float64), gate_up[:, F:].T.astype(np.float64),
+                w[f"{L}.expert.{e}.w_down"].T.astype(np.float64))
+
+    h = want[f"{L}.h"].astype(np.float64)
+    cache_e: dict = {}
+    empty = np.zeros((0, F, hid))
+    mw = golden.MoEWeights(w[f"{L}.ffn_norm.weight"].astype(np.float64), w[f"{L}.w_router"].astype(np.float64).T,
+                           _Stacked(E, 0, load, cache_e), _Stacked(E, 1, load, cache_e),
+                           _Stacked(E, 2, load, cache_e), empty, empty, empty)
+    moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
+                           selected=want[f"{L}.topk_ids"])
+    return attention_error, GoldenError(*golden.relative_error(h + want[f"{L}.ffn_out"].astype(np.float64), moe.out))
+
+
+def _attention_error(model, stage, layer, w, stream, cache, want) -> GoldenError:
     L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
     x = want.get(f"{L}.x", stream).astype(np.float64)
     wqkv = w[f"{L}.w_qkv"].astype(np.float64)
@@ -258,25 +340,4 @@ def _golden_errors(model, stage, layer, w, stream, delta, cache, want):
     k_past = [cache[0][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
     v_past = [cache[1][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
     attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
-    attention_error = golden.relative_error(want[f"{L}.h"], attn)
-    h = want[f"{L}.h"].astype(np.float64)
-    if not model.is_moe_layer(layer) or model.num_shared_experts or model.ffn_act.value != "swiglu":
-        return attention_error, (float("nan"), float("nan"))  # the golden MoE block: routed SwiGLU experts
-    F, hid, E = model.expert_ffn, model.hidden_size, model.num_experts
-
-    def load(e):  # (w1, w3, w2) of expert e in the Hugging Face [out, in] layout
-        if f"{L}.expert.{e}.w_gate_up" not in w:
-            return np.zeros((F, hid)), np.zeros((F, hid)), np.zeros((hid, F))
-        gate_up = w[f"{L}.expert.{e}.w_gate_up"]
-        return (gate_up[:, :F].T.astype(np.float64), gate_up[:, F:].T.astype(np.float64),
-                w[f"{L}.expert.{e}.w_down"].T.astype(np.float64))
-
-    cache: dict = {}
-    empty = np.zeros((0, F, hid))
-    mw = golden.MoEWeights(w[f"{L}.ffn_norm.weight"].astype(np.float64), w[f"{L}.w_router"].astype(np.float64).T,
-                           _Stacked(E, 0, load, cache), _Stacked(E, 1, load, cache), _Stacked(E, 2, load, cache),
-                           empty, empty, empty)
-    moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
-                           selected=want[f"{L}.topk_ids"])
-    ffn_error = golden.relative_error(h + want[f"{L}.ffn_out"].astype(np.float64), moe.out)
-    return attention_error, ffn_error
+    return GoldenError(*golden.relative_error(want[f"{L}.h"], attn))

@@ -42,7 +42,7 @@ from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
-from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, split_by_bound, split_by_class
+from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
 from opbsim.errors import InputError
 from opbsim.hardware.collectives import Collective, plan
 from opbsim.isa.types import Unit
@@ -100,7 +100,8 @@ class Bucketing:
 class StageCost:
     """One stage on the whole cluster. ``energy_J`` sums every device; ``busy_s_by_unit`` is per
     device (of the busiest node); ``time_s_by_class`` splits ``time_s`` (wall clock) over op
-    classes: each moment is shared equally by the instructions running then."""
+    classes: each moment is shared equally by the instructions running then, a fused kernel's share
+    split over its ops' classes (time_split.launch_class_shares)."""
 
     time_s: float
     energy_J: float
@@ -381,7 +382,8 @@ class StageTimer:
         stats = run_program(compiled.program, cluster.fabric_device)
         op_class = {op.name: op.op_class for op in graph.ops}
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}
-        acc.add(stats, split_by_class(stats, by_index), times, energy_times)
+        shares = launch_class_shares(compiled.program, cluster.fabric_device, by_index)
+        acc.add(stats, split_by_class(stats, by_index, shares), times, energy_times)
         acc.exposed_s += exposed_comm_s(stats, by_index) * times
         for k, t in split_by_bound(stats, compiled.program, cluster.fabric_device).items():
             acc.by_bound[k] += t * times

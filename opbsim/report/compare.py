@@ -7,10 +7,9 @@ it, running its policy), ``compare`` runs:
   gives that command line), so the numbers are equal;
 - the same scenario at every batch of ``batches`` (throughput vs batch), sharing the stage memo;
 - the energy per token of the headline run split by component (energy.py);
-- one MoE (or dense) decoder layer of a decode-only stage, compiled: each op's Op/B and the unit
-  its policy placed it on (the roofline);
-- one decoder layer of a mixed stage (``batch - 1`` decoding requests and one prompt chunk) timed
-  on the engine: the timeline of xPU vs PIM co-processing.
+- one MoE (or dense) decoder layer of a decode-only stage and of a mixed stage (``batch - 1``
+  decoding requests and one prompt chunk), timed on the engine: each op's Op/B, unit and attained
+  FLOP/s (the roofline) and the timelines of co-processing (compare_layer.py).
 
 A device that cannot run the model (it does not fit, the policy does not suit it, the compiler
 cannot lower a layer) is kept in the result with its reason (``DeviceRun.error``); so is a batch
@@ -22,36 +21,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opbsim.compiler import compile_graph
-from opbsim.compiler.policies import default_policy
-from opbsim.emulator.cluster import Cluster, node_share
-from opbsim.emulator.engine import RunStats
-from opbsim.emulator.engine import run as run_program
+from opbsim.compiler.policies import default_policy, policy_names
+from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
 from opbsim.emulator.stage_timer import Bucketing
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
 from opbsim.hardware.params import changed_device
-from opbsim.isa.types import Unit
+from opbsim.report.compare_layer import LayerTimeline, OpPoint, decode_layer, mixed_layer
 from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
-from opbsim.workloads.graph import ModelGraph, build_layer
-from opbsim.workloads.ops import OpClass
 from opbsim.workloads.parallel import Parallelism
-from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["FUSED", "CompareSettings", "Point", "OpPoint", "DeviceRun", "Comparison", "compare",
-           "steps_of", "simulate_args"]
+__all__ = ["DeviceEntry", "CompareSettings", "Point", "DeviceRun", "Comparison", "compare",
+           "steps_of", "simulate_args", "RunPlan", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """One run of a comparison: a device preset and the policy it runs ("": the one ``-p`` gives
+    the device, else its default policy). Written ``DEVICE`` or ``DEVICE:POLICY`` on the command line."""
+
+    device: str
+    policy: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceEntry:
+        device, sep, policy = text.strip().partition(":")
+        if not device or (sep and (not policy or ":" in policy)):
+            raise InputError(f"--devices {text.strip()!r}: expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe")
+        return cls(device, policy)
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.policy}" if self.policy else self.device
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompareSettings:
-    """What to compare. ``policies`` overrides the default policy per device name; ``hw``
+    """What to compare: one run per entry of ``devices`` (a ``DeviceEntry``, or its text
+    ``DEVICE[:POLICY]``); one device may appear under several policies. ``policies`` gives the
+    policy of each entry of that device name without its own (``-p DEVICE=POLICY``); ``hw``
     (hardware/params.py) changes every device. ``batches``: the throughput curve (``batch`` is
     always on it)."""
 
     model: str
-    devices: tuple[str, ...]
+    devices: tuple[DeviceEntry, ...]
     policies: tuple[tuple[str, str], ...] = ()
     hw: tuple[tuple[str, float], ...] = ()
     parallel: Parallelism = field(default_factory=Parallelism)
@@ -68,10 +82,12 @@ class CompareSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.devices:
+        entries = tuple(e if isinstance(e, DeviceEntry) else DeviceEntry.parse(e) for e in self.devices)
+        object.__setattr__(self, "devices", entries)
+        if not entries:
             raise InputError("--devices: name at least one device")
-        if len(set(self.devices)) != len(self.devices):
-            raise InputError(f"--devices: a device is listed twice ({', '.join(self.devices)})")
+        if len(set(entries)) != len(entries):
+            raise InputError(f"--devices: a device is listed twice ({', '.join(map(str, entries))})")
         if not isinstance(self.parallel, Parallelism):
             raise InputError(f"parallel must be a Parallelism, got {type(self.parallel).__name__}")
         for name in ("batch", "lin", "lout", "requests_per_slot"):
@@ -80,9 +96,13 @@ class CompareSettings:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         if any(b < 1 for b in self.batches):
             raise InputError(f"batches must be positive integers, got {self.batches!r}")
-        unknown = [d for d, _ in self.policies if d not in self.devices]
-        if unknown:
-            raise InputError(f"--policy {unknown[0]}=...: {unknown[0]} is not among --devices")
+        names = {e.device for e in entries}
+        for device, policy in self.policies:
+            if device not in names:
+                raise InputError(f"--policy {device}=...: {device} is not among --devices")
+            if all(e.policy for e in entries if e.device == device):
+                raise InputError(f"--policy {device}={policy}: every {device} entry of --devices names its own "
+                                 f"policy")
 
     @property
     def devices_per_node(self) -> int:
@@ -98,9 +118,9 @@ class CompareSettings:
     def curve_batches(self) -> tuple[int, ...]:
         return tuple(sorted({*self.batches, self.batch}))
 
-    def policy_of(self, device: DeviceSpec) -> str:
-        policies = dict(self.policies)
-        return policies.get(device.name) or policies.get(device.base) or default_policy(device)
+    def policy_of(self, entry: DeviceEntry, device: DeviceSpec) -> str:
+        """The policy ``entry`` runs on ``device`` (its preset)."""
+        return entry.policy or dict(self.policies).get(entry.device) or default_policy(device)
 
     def requests(self, batch: int) -> int:
         return self.requests_per_slot * batch
@@ -135,23 +155,12 @@ class Point:
 
 
 @dataclass(frozen=True, slots=True)
-class OpPoint:
-    """One op of the roofline layer: its Op/B, FLOPs and the unit its policy put it on."""
-
-    name: str
-    op_class: str
-    kind: str
-    op_per_B: float
-    flops: int
-    unit: Unit
-    matrix: bool
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceRun:
-    """Everything measured for one device; ``error`` is set (and ``result`` None) when it could
-    not run the headline configuration."""
+    """Everything measured for one run; ``error`` is set (and ``result`` None) when it could
+    not run the headline configuration. ``label`` names the run in tables, JSON and plots: the
+    device, or ``"device (policy)"`` where the comparison has the device under several policies."""
 
+    label: str
     device: str
     policy: str
     spec: DeviceSpec
@@ -160,14 +169,21 @@ class DeviceRun:
     curve: tuple[Point, ...]
     energy_mJ_by_component: tuple[tuple[str, float], ...] = ()
     roofline: tuple[OpPoint, ...] = ()
-    roofline_stage: str = ""
-    timeline: RunStats | None = None
-    timeline_classes: dict[int, str] = field(default_factory=dict)
-    timeline_stage: str = ""
+    timelines: tuple[LayerTimeline, ...] = ()  # the decode-only layer, then the mixed layer
+
+    @property
+    def roofline_stage(self) -> str:
+        """What the roofline points come from: the decode-only layer (or why it is missing)."""
+        return next((t.stage for t in self.timelines if t.kind == "decode"), self.error)
 
     @property
     def ok(self) -> bool:
         return self.result is not None
+
+    @property
+    def slug(self) -> str:
+        """``label`` for a file name: ``duplex``, ``duplex_duplex-no-pe``."""
+        return self.label.replace(" (", "_").replace(")", "").replace(" ", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +193,7 @@ class Comparison:
     runs: tuple[DeviceRun, ...]
 
 
-FUSED = "fused kernel"  # the timeline class of a launch whose body spans several op classes
-_MATRIX_KINDS = {"gemm", "batched_gemm", "ffn", "attention"}
-STEPS_PER_DEVICE_EXTRA = 2  # the roofline layer and the timeline layer
+STEPS_PER_DEVICE_EXTRA = 2  # the decode-only layer (roofline, timeline) and the mixed layer (timeline)
 
 
 def steps_of(s: CompareSettings) -> int:
@@ -187,17 +201,40 @@ def steps_of(s: CompareSettings) -> int:
     return len(s.devices) * (len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA)
 
 
-def resolve(s: CompareSettings) -> tuple[ModelConfig, list[DeviceSpec]]:
-    """The model and devices ``s`` names; InputError for an unknown name, before anything runs."""
-    return load_model(s.model), [changed_device(get_device(d), dict(s.hw)) for d in s.devices]
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """One run ``compare`` will make: its label (``DeviceRun.label``), device preset and policy."""
+
+    label: str
+    spec: DeviceSpec
+    policy: str
+
+
+def resolve(s: CompareSettings) -> tuple[ModelConfig, list[RunPlan]]:
+    """The model and the runs ``s`` names (label, device preset, policy); InputError for an
+    unknown model, device or policy name, or two entries that come to the same run, before
+    anything runs."""
+    model = load_model(s.model)
+    plans: list[tuple[str, DeviceSpec, str]] = []  # (device, preset, policy)
+    for e in s.devices:
+        spec = changed_device(get_device(e.device), dict(s.hw))
+        policy = s.policy_of(e, spec)
+        if policy not in policy_names():
+            where = f"--devices {e}" if e.policy else f"--policy {e.device}={policy}"
+            raise InputError(f"{where}: unknown policy {policy!r} (known: {', '.join(policy_names())})")
+        if any((d, p) == (e.device, policy) for d, _, p in plans):
+            raise InputError(f"--devices: {e.device} runs policy {policy} twice ({', '.join(map(str, s.devices))})")
+        plans.append((e.device, spec, policy))
+    several = {d for d, _, _ in plans if sum(x == d for x, _, _ in plans) > 1}
+    return model, [RunPlan(f"{spec.name} ({p})" if d in several else spec.name, spec, p) for d, spec, p in plans]
 
 
 def compare(s: CompareSettings, *, on_step: Callable[[str], None] | None = None) -> Comparison:
     """Run the comparison (see the module docstring). ``on_step(label)`` is called after each of
-    ``steps_of(s)`` steps. Unknown model or device names raise InputError before anything runs."""
+    ``steps_of(s)`` steps. Unknown names raise InputError before anything runs (``resolve``)."""
     step = on_step or (lambda label: None)
-    model, specs = resolve(s)
-    runs = tuple(_device_run(s, model, spec, step) for spec in specs)
+    model, planned = resolve(s)
+    runs = tuple(_device_run(s, model, p, step) for p in planned)
     return Comparison(s, model, runs)
 
 
@@ -207,8 +244,8 @@ def _scenario(s: CompareSettings, batch: int):
     return closed_loop(batch, lengths, num_requests=s.requests(batch), seed=s.seed)
 
 
-def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: Callable[[str], None]) -> DeviceRun:
-    policy = s.policy_of(spec)
+def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Callable[[str], None]) -> DeviceRun:
+    spec, policy, label = plan.spec, plan.policy, plan.label
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
         cluster = Cluster(device=spec, policy=policy, parallel=s.parallel, node_devices=s.node_devices)
@@ -217,11 +254,11 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
                           ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
     except InputError as e:
         for _ in range(n_steps):
-            step(f"{spec.name}: cannot run")
-        return DeviceRun(spec.name, policy, spec, None, str(e),
+            step(f"{label}: cannot run")
+        return DeviceRun(label, spec.name, policy, spec, None, str(e),
                          tuple(Point(b, None, None, str(e)) for b in s.curve_batches))
     energy = serving_energy_by_component(timer, result.output_tokens)
-    step(f"{spec.name} batch {s.batch}")
+    step(f"{label} batch {s.batch}")
     curve = []
     for b in s.curve_batches:
         if b == s.batch:
@@ -233,64 +270,18 @@ def _device_run(s: CompareSettings, model: ModelConfig, spec: DeviceSpec, step: 
             curve.append(Point(b, r.tokens_per_s, r.max_batch))
         except InputError as e:
             curve.append(Point(b, None, None, str(e)))
-        step(f"{spec.name} batch {b}")
-    try:
-        roofline, roof_stage = _roofline(s, model, cluster)
-    except InputError as e:
-        roofline, roof_stage = (), f"not compiled: {e}"
-    step(f"{spec.name} roofline")
-    try:
-        timeline, classes, tl_stage = _timeline(s, model, cluster)
-    except InputError as e:
-        timeline, classes, tl_stage = None, {}, f"not compiled: {e}"
-    step(f"{spec.name} timeline")
-    return DeviceRun(spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline, roof_stage,
-                     timeline, classes, tl_stage)
-
-
-def _layer_graph(model: ModelConfig, cluster: Cluster, stage: Stage) -> tuple[ModelGraph, str]:
-    """The first MoE layer after layer 0 (else layer 1, else 0) for ``stage`` on one node."""
-    node = node_share(stage, cluster.dp)
-    candidates = [i for i in range(1, model.num_layers) if model.is_moe_layer(i)] or [min(1, model.num_layers - 1)]
-    layer = candidates[0]
-    graph = build_layer(model, node, layer, tp=cluster.tp)
-    kind = "MoE" if model.is_moe_layer(layer) else "dense"
-    return ModelGraph(model, node, cluster.tp, (), (graph,), ()), f"{kind} layer {layer}"
-
-
-def _roofline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[tuple[OpPoint, ...], str]:
+        step(f"{label} batch {b}")
     ctx = s.lin + s.lout // 2
-    stage = Stage.decode(s.batch, ctx)
-    graph, what = _layer_graph(model, cluster, stage)
-    compiled = compile_graph(graph, cluster.device, cluster.policy)
-    points = tuple(
-        OpPoint(p.op.name, p.op.op_class.value, p.op.kind.value, p.analysis.estimates.op_per_B,
-                p.analysis.estimates.flops, p.unit, p.op.kind.value in _MATRIX_KINDS)
-        for p in compiled.placement.ops)
-    return points, f"{what}, decode-only stage: {s.batch} requests at {ctx} tokens of context, per device"
-
-
-def _timeline(s: CompareSettings, model: ModelConfig, cluster: Cluster) -> tuple[RunStats, dict[int, str], str]:
-    ctx = s.lin + s.lout // 2
+    try:
+        roofline, decode = decode_layer(s.batch, ctx, model, cluster)
+    except InputError as e:
+        roofline, decode = (), LayerTimeline("decode", f"decode-only layer not compiled: {e}", None, {})
+    step(f"{label} decode-only layer")
     chunk = min(s.lin, s.prefill_chunk) if s.prefill_chunk else s.lin
-    decode = max(s.batch - 1, 1)
-    stage = Stage(prefill=(PrefillChunk(chunk),), decode_ctx_tokens=(ctx,) * decode)
-    graph, what = _layer_graph(model, cluster, stage)
-    compiled = compile_graph(graph, cluster.device, cluster.policy)
-    stats = run_program(compiled.program, cluster.device)
-    classes = _classes(compiled, graph)
-    return stats, classes, (f"{what}, mixed stage: {decode} decode requests at {ctx} tokens of context + a "
-                            f"{chunk}-token prompt chunk, per device")
-
-
-def _classes(compiled, graph: ModelGraph) -> dict[int, str]:
-    """The op class of each instruction; a launch takes its body's class, or ``FUSED`` when its
-    body spans several classes (a dataflow kernel fusing a whole layer)."""
-    op_class = {op.name: op.op_class.value for op in graph.ops}
-    classes = {i: op_class.get(name, OpClass.OTHER.value) for i, name in enumerate(compiled.op_of) if name}
-    for i, inst in enumerate(compiled.program.instructions):
-        if inst.mnemonic == "launch":
-            start, count = int(inst["body"]), int(inst["count"])
-            body = {classes[j] for j in range(start, start + count) if j in classes}
-            classes[i] = body.pop() if len(body) == 1 else FUSED
-    return classes
+    try:
+        mixed = mixed_layer(s.batch, ctx, chunk, model, cluster)
+    except InputError as e:
+        mixed = LayerTimeline("mixed", f"mixed layer not compiled: {e}", None, {})
+    step(f"{label} mixed layer")
+    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline,
+                     (decode, mixed))

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import asdict
 
 from opbsim.report.compare import Comparison, DeviceRun, simulate_args
-from opbsim.report.plots_serving import subtitle
+from opbsim.report.plot_style import subtitle
 from opbsim.report.tables import format_table, markdown_table
 
 __all__ = ["HEADER", "table_rows", "failures", "comparison_table", "comparison_json", "comparison_markdown", "baseline"]
@@ -45,17 +45,17 @@ def baseline(comp: Comparison) -> DeviceRun | None:
 
 
 def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
-    """One row per device, in the order given; a device that cannot run says why."""
+    """One row per run, in the order given, named by its label; a run that cannot run says why."""
     base = baseline(comp)
     rows = []
     for run in comp.runs:
         if run.result is None:
-            rows.append((run.device, run.policy, "-", "cannot run", *("-",) * (len(HEADER) - 4)))
+            rows.append((run.label, run.policy, "-", "cannot run", *("-",) * (len(HEADER) - 4)))
             continue
         r = run.result
         batch = f"{r.max_batch} (capped)" if r.batch_capped else str(r.max_batch)
         ratio = r.tokens_per_s / base.result.tokens_per_s
-        rows.append((run.device, run.policy, batch, _g(r.tokens_per_s, 1), f"{ratio:.2f}x",
+        rows.append((run.label, run.policy, batch, _g(r.tokens_per_s, 1), f"{ratio:.2f}x",
                      " / ".join(_g(v) for v in (r.tbt_p50_ms, r.tbt_p90_ms, r.tbt_p99_ms)), _g(r.ttft_p50_ms, 1),
                      _g(r.e2e_mean_s), _g(r.energy_per_token_mJ)))
     return rows
@@ -64,38 +64,40 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
 def comparison_table(comp: Comparison) -> str:
     """The summary table for the terminal."""
     base = baseline(comp)
-    note = f"baseline: {base.device}" if base else "no device could run this configuration"
+    note = f"baseline: {base.label}" if base else "no device could run this configuration"
     text = f"{subtitle(comp)}, batch {comp.settings.batch} ({note})\n" + format_table(HEADER, table_rows(comp))
     return text + "".join(f"\n{device} cannot run: {why}" for device, why in failures(comp))
 
 
 def failures(comp: Comparison) -> list[tuple[str, str]]:
-    """(device, reason) of every device that could not run, in order."""
-    return [(r.device, r.error) for r in comp.runs if not r.ok]
+    """(label, reason) of every run that could not run, in order."""
+    return [(r.label, r.error) for r in comp.runs if not r.ok]
 
 
 def _device_json(comp: Comparison, run: DeviceRun) -> dict:
     s = comp.settings
-    out: dict = {"device": run.device, "policy": run.policy, "status": "ok" if run.ok else "cannot run",
-                 "error": run.error, "simulate_args": simulate_args(s, run.device, run.policy)}
+    out: dict = {"label": run.label, "device": run.device, "policy": run.policy,
+                 "status": "ok" if run.ok else "cannot run", "error": run.error,
+                 "simulate_args": simulate_args(s, run.device, run.policy)}
     if run.result is not None:
         out["serving"] = run.result.summary()
         out["energy_mJ_per_token_by_component"] = dict(run.energy_mJ_by_component)
     out["throughput_vs_batch"] = [asdict(p) for p in run.curve]
     out["roofline_stage"] = run.roofline_stage
     out["roofline_ops"] = [{"op": p.name, "class": p.op_class, "kind": p.kind, "op_per_B": p.op_per_B,
-                            "flops": p.flops, "unit": p.unit.name.lower()} for p in run.roofline]
-    out["timeline_stage"] = run.timeline_stage
-    if run.timeline is not None:
-        out["timeline_time_s"] = run.timeline.time_s
-        out["timeline_utilisation"] = {u.name.lower(): run.timeline.utilisation(u) for u, _ in
-                                       run.timeline.busy_s_by_unit}
+                            "flops": p.flops, "unit": p.unit.name.lower(), "time_s": p.time_s,
+                            "attained_flop_per_s": p.attained_flop_per_s} for p in run.roofline]
+    out["layer_timelines"] = {t.kind: {"stage": t.stage} | ({} if t.stats is None else {
+        "time_s": t.stats.time_s,
+        "utilisation": {u.name.lower(): t.stats.utilisation(u) for u, _ in t.stats.busy_s_by_unit}})
+        for t in run.timelines}
     return out
 
 
 def comparison_json(comp: Comparison, extra: dict | None = None) -> str:
     """Settings, model and every device's results as one JSON object (NaN as null)."""
-    obj = {"model": comp.model.name, "settings": asdict(comp.settings), **(extra or {}),
+    settings = {**asdict(comp.settings), "devices": [str(e) for e in comp.settings.devices]}
+    obj = {"model": comp.model.name, "settings": settings, **(extra or {}),
            "devices": [_device_json(comp, r) for r in comp.runs]}
     return json.dumps(_clean(obj), indent=2) + "\n"
 

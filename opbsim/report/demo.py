@@ -9,8 +9,10 @@ what keeps the whole job well under a minute on two cores.
 
 The folder holds ``report.md`` (what was simulated, the table, every plot with its caption),
 ``report.json`` (every number; per device the ``opbsim simulate --json`` object of the headline run
-and the arguments that reproduce it), the PNG plots (plots.py) and ``trace_<device>.json``, the
-Chrome/Perfetto trace of the timeline layer on each device.
+and the arguments that reproduce it), the PNG plots (plots.py) and ``trace_<run>_<stage>.json``,
+the Chrome/Perfetto traces of the decode-only and the mixed timeline layer of each run
+(``DeviceRun.slug``: ``trace_duplex_decode.json``, or ``trace_duplex_duplex-no-pe_mixed.json``
+where a device runs under several policies).
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ class DemoResult:
 def demo_settings() -> tuple[CompareSettings, tuple[str, ...]]:
     """``DEMO`` without the optional devices this build lacks, and a note for each left out."""
     keep, notes = [], []
-    for d in DEMO.devices:
+    for e in DEMO.devices:
+        d = e.device
         if d in _OPTIONAL and not (d in device_names() and d in policy_names()):
             notes.append(f"{_OPTIONAL[d]} is not in this build (no `{d}` device preset or policy), so it is not "
                          f"compared.")
             continue
-        keep.append(d)
+        keep.append(e)
     return replace(DEMO, devices=tuple(keep)), tuple(notes)
 
 
@@ -68,17 +71,18 @@ def write_report(comp: Comparison, out_dir: Path, *, title: str, preamble: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     files = list(write_plots(comp, out_dir, on_step))
     for run in comp.runs:
-        if run.timeline is not None:
-            path = out_dir / f"trace_{run.device}.json"
-            atomic_write_text(path, chrome_trace(run.timeline))
-            files.append(path)
+        for t in run.timelines:
+            if t.stats is not None:
+                path = out_dir / f"trace_{run.slug}_{t.kind}.json"
+                atomic_write_text(path, chrome_trace(t.stats))
+                files.append(path)
     if any(r.ok and r.spec.dataflow is not None for r in comp.runs):
         notes = (*notes, "A dataflow device (SN40L) fuses a decoder layer into spatial kernels that span several op "
-                         "classes; the latency breakdown counts their time as other, and the timeline shows each "
-                         "kernel as one block.")
+                         "classes; the latency breakdown and the timeline split each kernel's time over the classes "
+                         "of its ops in proportion to their modelled time.")
     plots = tuple((name, heading, caption) for name, heading, caption, _ in PLOTS)
     md = comparison_markdown(comp, plots, title=title, preamble=preamble, notes=notes)
-    md += "Perfetto traces of the timeline layer (open in ui.perfetto.dev): " + \
+    md += "Perfetto traces of the timeline layers (open in ui.perfetto.dev): " + \
         ", ".join(f"[{p.name}]({p.name})" for p in files if p.name.startswith("trace_")) + "\n"
     for name, text in (("report.md", md), ("report.json", comparison_json(comp, extra_json))):
         atomic_write_text(out_dir / name, text)
@@ -94,6 +98,7 @@ def run_demo(out_dir: Path, *, on_step: Callable[[str], None] | None = None) -> 
     preamble = ("The demo of opbsim: the embedded default configuration below, run by `opbsim demo`. Every number "
                 "comes out of the serving simulation (compiler + discrete-event engine); the same comparison for "
                 "any model and devices is `opbsim compare`.")
-    files = write_report(comp, out_dir, title=f"opbsim demo: {comp.model.name} on {', '.join(settings.devices)}",
-                         preamble=preamble, notes=notes, extra_json={"notes": list(notes)}, on_step=on_step)
+    title = f"opbsim demo: {comp.model.name} on {', '.join(r.label for r in comp.runs)}"
+    files = write_report(comp, out_dir, title=title, preamble=preamble, notes=notes,
+                         extra_json={"notes": list(notes)}, on_step=on_step)
     return DemoResult(comp, files, notes, time.perf_counter() - start)

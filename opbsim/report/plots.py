@@ -32,10 +32,12 @@ PLOTS: tuple[tuple[str, str, str, Callable[[Comparison], Figure]], ...] = (
     ("stage_split.png", "Stage time: compute, memory, communication",
      "The mean stage time split by what bounds each instruction: its datapaths, its memory channels, or the "
      "links (collectives).", plot_stage_split),
-    ("roofline.png", "Roofline with ops placed",
-     "Each op of one decoder layer at its Op/B, on the roofline of the unit its policy chose.", plot_roofline),
+    ("roofline.png", "Roofline with each op at its attained FLOP/s",
+     "Each op of one decoder layer of a decode-only stage at its Op/B and the FLOP/s it attained on the engine "
+     "(its FLOPs over its time), dotted up to the roof of the unit its policy chose.", plot_roofline),
     ("timeline.png", "Timeline of co-processing",
-     "One decoder layer of a mixed stage on the engine: when each unit runs what.", plot_timeline),
+     "One decoder layer of a decode-only stage (left) and of a mixed stage (right) on the engine, on one time "
+     "axis: when each unit runs what.", plot_timeline),
 )
 
 

@@ -43,3 +43,44 @@ def test_an_expert_that_receives_no_token_at_a_small_batch_is_checked_like_the_o
                                           "--ctx", "4", "--json"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["bit_exact"] is True
+
+
+def small_llama(tmp_path):
+    """A dense Llama-shaped config.json: no layer has experts."""
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 128,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "max_position_embeddings": 256,
+           "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+    path = tmp_path / "llama" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_run_labels_each_golden_error_with_its_norm(tmp_path):
+    result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--layer", "1", "--batch", "3", "--ctx", "6"])
+    assert result.exit_code == 0, result.output
+    labels = [line.split("  ")[0] for line in result.output.splitlines() if " error " in line]
+    assert labels == ["attention error max|y-g|/max|g|", "attention error mean|y-g|/mean|g|",
+                      "ffn error max|y-g|/max|g|", "ffn error mean|y-g|/mean|g|"]
+    assert "nan" not in result.output
+
+
+def test_a_dense_layer_has_no_golden_ffn_error_and_says_why_instead_of_nan(tmp_path):
+    model = small_llama(tmp_path)
+    text = CliRunner().invoke(cli, ["run", model, "--batch", "2", "--ctx", "5"])
+    assert text.exit_code == 0, text.output
+    assert "nan" not in text.output
+    line = next(line for line in text.output.splitlines() if line.startswith("ffn error"))
+    assert line.split("  ")[-1].strip() == "n/a (layer 0 is dense: the golden FFN check covers MoE layers only)"
+    out = json.loads(CliRunner().invoke(cli, ["run", model, "--batch", "2", "--ctx", "5", "--json"]).output)
+    assert out["ffn_rel_error_max"] is None and out["ffn_rel_error_mean"] is None
+    assert out["ffn_unchecked"] == "layer 0 is dense: the golden FFN check covers MoE layers only"
+    assert out["attention_unchecked"] == "" and 0 < out["attention_rel_error_max"] < 0.05
+
+
+def test_run_refuses_an_mla_model_in_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "deepseek-v2-lite", "--layer", "1", "--batch", "2", "--ctx", "4"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: deepseek-v2-lite: MLA attention is not in the numerics reference layer "
+                             "(stage_reference.py), so its layers cannot be checked\n")

@@ -34,3 +34,9 @@ def tiny_settings(model: str, **overrides) -> CompareSettings:
 def tiny_comparison(tiny_model):
     """h100 and duplex run; sn40l is told to run the duplex policy, which needs an xPU and PIM: it cannot."""
     return compare(tiny_settings(tiny_model))
+
+
+@pytest.fixture(scope="session")
+def sn40l_comparison(tiny_model):
+    """sn40l alone, on its own policy: its layers are fused dataflow kernels."""
+    return compare(tiny_settings(tiny_model, devices=("sn40l",), policies=()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from opbsim.emulator.engine import run
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
 from opbsim.isa.types import Unit
-from opbsim.report.compare import CompareSettings, compare, default_policy, simulate_args
+from opbsim.report.compare import CompareSettings, compare, default_policy, resolve, simulate_args
 from opbsim.report.compare_render import HEADER, comparison_json, comparison_table, table_rows
 from opbsim.report.energy import energy_J_by_component
 from opbsim.workloads import Stage, load_model
@@ -87,11 +88,37 @@ def test_the_roofline_places_each_op_on_the_unit_its_policy_chose(tiny_compariso
     assert 3.5 < decode_attention.op_per_B < 4  # GQA group 8 / 2 = 4, less the queries' and outputs' bytes
 
 
-def test_the_timeline_of_duplex_shows_the_xpu_and_the_pim_working(tiny_comparison):
+def test_the_timelines_of_duplex_show_the_xpu_and_the_pim_working_in_decode_and_mixed_stages(tiny_comparison):
     duplex = tiny_comparison.runs[1]
-    busy = dict(duplex.timeline.busy_s_by_unit)
-    assert busy[Unit.XPU] > 0 and busy[Unit.PIM] > 0
-    assert set(duplex.timeline_classes.values()) >= {"fc", "attention", "moe"}
+    assert [t.kind for t in duplex.timelines] == ["decode", "mixed"]
+    for t in duplex.timelines:
+        busy = dict(t.stats.busy_s_by_unit)
+        assert busy[Unit.XPU] > 0 and busy[Unit.PIM] > 0
+        assert {c for shares in t.shares.values() for c in shares} >= {"fc", "attention", "moe"}
+    assert "decode-only stage: 4 requests at 36 tokens" in duplex.timelines[0].stage  # lin + lout / 2
+    assert "mixed stage: 3 decode requests at 36 tokens of context + a 32-token prompt chunk" in \
+        duplex.timelines[1].stage
+
+
+def test_each_roofline_op_carries_its_time_on_the_engine(tiny_comparison):
+    duplex = tiny_comparison.runs[1]
+    attn = next(p for p in duplex.roofline if p.name.endswith("attn_decode"))
+    stats = duplex.timelines[0].stats
+    assert 0 < attn.time_s < stats.time_s
+    assert attn.attained_flop_per_s == attn.flops / attn.time_s
+    obj = json.loads(comparison_json(tiny_comparison))["devices"][1]
+    op = next(o for o in obj["roofline_ops"] if o["op"].endswith("attn_decode"))
+    assert op["time_s"] == attn.time_s and op["attained_flop_per_s"] == attn.attained_flop_per_s
+    assert set(obj["layer_timelines"]) == {"decode", "mixed"}
+    assert obj["layer_timelines"]["decode"]["time_s"] == stats.time_s
+
+
+def test_a_dataflow_devices_fused_kernels_are_split_over_their_ops_classes_not_counted_as_other(sn40l_comparison):
+    (run,) = sn40l_comparison.runs
+    share = dict(run.result.time_share_by_class)
+    assert share["moe"] > share["other"] and share["attention"] > 0 and share["fc"] > 0
+    striped = [s for t in run.timelines for s in t.shares.values() if len(s) > 1]
+    assert striped and all(sum(s.values()) == pytest.approx(1.0) for s in striped)
 
 
 def test_default_policies_follow_the_device():
@@ -111,8 +138,8 @@ def test_cli_compare_prints_the_table_and_writes_the_report(tiny_model, tmp_path
                                    "2,4", "--lin", "32", "--lout", "8", "-o", str(tmp_path / "rep"), "--no-progress"])
     assert out.exit_code == 0, out.output
     assert out.output.splitlines()[1].split()[:3] == ["device", "policy", "batch"]
-    assert {"report.md", "report.json", "roofline.png", "trace_duplex.json"} <= {p.name for p in (tmp_path / "rep")
-                                                                                  .iterdir()}
+    assert {"report.md", "report.json", "roofline.png", "trace_duplex_decode.json", "trace_duplex_mixed.json"} <= \
+        {p.name for p in (tmp_path / "rep").iterdir()}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -124,3 +151,44 @@ def test_cli_compare_bad_input_is_one_line_and_exit_status_1(tiny_model, args, m
     out = CliRunner().invoke(cli, ["compare", tiny_model, "--no-progress", *args])
     assert out.exit_code == 1
     assert message in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_one_device_under_two_policies_is_two_runs_labelled_by_device_and_policy(tiny_model, tmp_path):
+    out = CliRunner().invoke(cli, ["compare", tiny_model, "--devices", "h100,duplex:duplex,duplex:duplex-no-pe",
+                                   "--batch", "4", "--batches", "4", "--lin", "32", "--lout", "8", "--no-progress",
+                                   "-o", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    table = out.output.splitlines()
+    assert [line.split("  ")[0] for line in table[3:6]] == ["h100", "duplex (duplex)", "duplex (duplex-no-pe)"]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [(d["label"], d["device"], d["policy"]) for d in report["devices"]] == [
+        ("h100", "h100", "xpu-only"), ("duplex (duplex)", "duplex", "duplex"),
+        ("duplex (duplex-no-pe)", "duplex", "duplex-no-pe")]
+    assert report["settings"]["devices"] == ["h100", "duplex:duplex", "duplex:duplex-no-pe"]
+    assert {"trace_h100_mixed.json", "trace_duplex_duplex_mixed.json", "trace_duplex_duplex-no-pe_decode.json"} <= \
+        {p.name for p in (tmp_path / "rep").iterdir()}
+
+
+def test_the_policy_flag_applies_to_the_entries_of_its_device_that_name_none(tiny_model):
+    s = tiny_settings(tiny_model, devices=("duplex", "duplex:duplex"), policies=(("duplex", "duplex-no-pe"),))
+    plans = resolve(s)[1]
+    assert [(p.label, p.policy) for p in plans] == [("duplex (duplex-no-pe)", "duplex-no-pe"),
+                                                    ("duplex (duplex)", "duplex")]
+
+
+@pytest.mark.parametrize(("devices", "policy", "message"), [
+    ("duplex:", (), "^--devices 'duplex:': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    (":duplex", (), "^--devices ':duplex': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    ("duplex:a:b", (), "^--devices 'duplex:a:b': expected DEVICE or DEVICE:POLICY, e.g. duplex:duplex-no-pe$"),
+    ("duplex:warp", (), r"^--devices duplex:warp: unknown policy 'warp' \(known: bank-pim, duplex, .*\)$"),
+    ("duplex", ("-p", "duplex=warp"), r"^--policy duplex=warp: unknown policy 'warp' \(known: .*\)$"),
+    ("duplex,duplex:duplex", (), r"^--devices: duplex runs policy duplex twice \(duplex, duplex:duplex\)$"),
+    ("duplex:duplex,duplex:duplex", (), r"^--devices: a device is listed twice \(duplex:duplex, duplex:duplex\)$"),
+    ("duplex:duplex-no-pe", ("-p", "duplex=duplex"),
+     "^--policy duplex=duplex: every duplex entry of --devices names its own policy$"),
+])
+def test_a_bad_device_entry_is_one_exact_error_line(tiny_model, devices, policy, message):
+    out = CliRunner().invoke(cli, ["compare", tiny_model, "--devices", devices, *policy, "--no-progress"])
+    assert out.exit_code == 1
+    assert len(out.output.splitlines()) == 1
+    assert re.match(message, out.output.removeprefix("Error: ").rstrip("\n"))

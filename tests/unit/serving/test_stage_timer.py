@@ -8,6 +8,7 @@ from opbsim.compiler import compile_graph
 from opbsim.emulator.engine import run
 from opbsim.emulator.serving import ServingConfig, simulate
 from opbsim.emulator.stage_timer import Bucketing, StageTimer, split_by_class
+from opbsim.emulator.time_split import launch_class_shares, modelled_s
 from opbsim.errors import InputError
 from opbsim.hardware.collectives import Collective, plan
 from opbsim.workloads import (
@@ -100,6 +101,30 @@ def test_the_class_split_shares_each_moment_among_the_instructions_running_then(
     split = split_by_class(stats, {i: classes[n] for i, n in enumerate(compiled.op_of) if n})
     assert sum(split.values()) == pytest.approx(stats.time_s)
     assert split[OpClass.ATTENTION] > 0 and split[OpClass.MOE] > 0 and split[OpClass.FC] > 0
+
+
+def test_a_fused_dataflow_kernel_splits_its_time_over_its_ops_classes_by_their_modelled_time():
+    cl = cluster("sn40l", "sn40l")
+    graph = build_model(TINY_MOE, Stage.decode(4, 32))
+    compiled = compile_graph(graph, cl.device, "sn40l")
+    program = compiled.program
+    stats = run(program, cl.device)
+    classes = {op.name: op.op_class for op in graph.ops}
+    by_index = {i: classes[n] for i, n in enumerate(compiled.op_of) if n in classes}
+    shares = launch_class_shares(program, cl.device, by_index)
+    fused = [i for i, s in shares.items() if len(s) > 1]
+    assert fused, "the sn40l policy fuses the attention block into one kernel"
+    launch = program.instructions[fused[0]]
+    body = range(int(launch["body"]), int(launch["body"]) + int(launch["count"]))
+    attention_s = sum(max(modelled_s(program, cl.device, program.instructions[j])) for j in body
+                      if by_index.get(j) is OpClass.ATTENTION)
+    body_s = sum(max(modelled_s(program, cl.device, program.instructions[j])) for j in body)
+    assert shares[fused[0]][OpClass.ATTENTION] == pytest.approx(attention_s / body_s)
+    assert sum(shares[fused[0]].values()) == pytest.approx(1.0)
+    unsplit, split = split_by_class(stats, by_index), split_by_class(stats, by_index, shares)
+    assert sum(split.values()) == pytest.approx(stats.time_s)
+    assert unsplit[OpClass.ATTENTION] == 0 and unsplit[OpClass.MOE] == 0  # every kernel counted as other
+    assert split[OpClass.ATTENTION] > 0 and split[OpClass.FC] > 0 and split[OpClass.MOE] > split[OpClass.OTHER]
 
 
 def test_expert_parallelism_across_nodes_adds_two_all_to_alls_and_an_all_gather_per_moe_layer():
