@@ -16,7 +16,7 @@ __all__ = ["models_group", "model_summary"]
 @click.group("models", invoke_without_command=True)
 @click.pass_context
 def models_group(ctx: click.Context) -> None:
-    """List the model presets (or `models show NAME|PATH` for one model)."""
+    """List the model presets (or `models show NAME|PATH|ORG/NAME` for one model)."""
     if ctx.invoked_subcommand is None:
         click.echo(_presets_table())
 
@@ -33,8 +33,9 @@ def models_group(ctx: click.Context) -> None:
               help="Tensor-parallel devices; shapes and Op/B are per device.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def show_cmd(model: str, batch: int, ctx: int, prefill: int, tp: int, as_json: bool) -> None:
-    """Sizes of MODEL (a preset name, a config.json, or a folder holding one) and the Op/B of each op
-    of one stage: BATCH decode tokens at context CTX (experts get balanced token counts)."""
+    """Sizes of MODEL (a preset name, a config.json, a folder holding one, or a Hugging Face id
+    org/name in the local Hugging Face cache) and the Op/B of each op of one stage: BATCH decode
+    tokens at context CTX (experts get balanced token counts)."""
     from opbsim.workloads import load_model
 
     summary = model_summary(load_model(model), batch=batch, ctx=ctx, prefill=prefill, tp=tp)
