@@ -45,8 +45,9 @@ def show_cmd(model: str, batch: int, ctx: int, prefill: int, tp: int, as_json: b
 def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1) -> dict:
     """A JSON-ready description of ``model`` and of the ops of one stage (one dense and one MoE layer
     where the model has them, then the whole model), and whether ``opbsim simulate`` can run it:
-    ``runs`` (every usual device compiles it), ``cannot_run`` (device -> the compiler's messages)."""
-    from opbsim.emulator.support import lowering_blockers, usual_devices
+    ``runs`` (every usual device compiles it; None: not checked, ``runs_note`` says why),
+    ``cannot_run`` (device -> the compiler's messages)."""
+    from opbsim.emulator.support import lowering_blockers, unchecked_reason, usual_devices
     from opbsim.workloads import PrefillChunk, Stage, build_layer
     from opbsim.workloads.estimates import total
     from opbsim.workloads.graph import model_estimates
@@ -57,7 +58,8 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
     shown = [build_layer(model, stage, i, tp=tp) for i in sorted({first_dense, first_moe} - {None})]
     per_class = model_estimates(model, stage, tp=tp)
     whole = total(per_class.values())
-    blockers = lowering_blockers(model)
+    unchecked = unchecked_reason(model)
+    blockers = {} if unchecked else lowering_blockers(model)
     return {
         "name": model.name, "source": model.source,
         "hidden_size": model.hidden_size, "num_layers": model.num_layers, "num_heads": model.num_heads,
@@ -74,7 +76,7 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
                                                                  "factor": model.rope_scaling.factor},
         "norm_eps": model.norm_eps, "norm_topk_prob": model.norm_topk_prob,
         "dtype": model.dtype.name.lower(),
-        "runs": not blockers, "runs_checked_on": list(usual_devices()),
+        "runs": None if unchecked else not blockers, "runs_note": unchecked, "runs_checked_on": list(usual_devices()),
         "cannot_run": {d: list(errors) for d, errors in blockers.items()},
         "params_total": model.params_total, "params_active": model.params_active,
         "weight_bytes": model.weight_bytes, "kv_bytes_per_token": model.kv_bytes_per_token,
@@ -117,7 +119,7 @@ def _ops(ops) -> list[dict]:
 
 
 def _presets_table() -> str:
-    from opbsim.emulator.support import lowering_blockers, usual_devices
+    from opbsim.emulator.support import usual_devices
     from opbsim.report.tables import format_table
     from opbsim.workloads import PRESETS
 
@@ -127,15 +129,20 @@ def _presets_table() -> str:
         experts = f"{m.num_experts} top-{m.top_k}" + (f" +{m.num_shared_experts}s" if m.num_shared_experts else "")
         rows.append((name, str(m.num_layers), str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", m.attention,
                      experts if m.is_moe else "-", f"{m.params_total / 1e9:.1f}B", f"{m.params_active / 1e9:.1f}B",
-                     _runs_cell(lowering_blockers(m, devices), devices), m.source))
+                     _runs_cell(m, devices), m.source))
     header = ("model", "layers", "hidden", "heads/kv", "attention", "experts", "params", "active", "runs", "source")
     return (format_table(header, rows) + f"\n\nruns: whether `opbsim simulate` compiles the model for "
-            f"{', '.join(devices)} (`opbsim models show NAME` says why not); a model too large for one device "
-            "needs more of them (--devices-per-node).")
+            f"{', '.join(devices)} (`opbsim models show NAME` says why not; ? not checked); a model too large "
+            "for one device needs more of them (--devices-per-node).")
 
 
-def _runs_cell(blockers: dict, devices: tuple[str, ...]) -> str:
-    """``yes``, ``no``, or the devices that compile the model when only some do."""
+def _runs_cell(model, devices: tuple[str, ...]) -> str:
+    """``yes``, ``no``, the devices that compile the model when only some do, or ``?`` (not checked)."""
+    from opbsim.emulator.support import lowering_blockers, unchecked_reason
+
+    if unchecked_reason(model):
+        return "?"
+    blockers = lowering_blockers(model, devices)
     if not blockers:
         return "yes"
     ok = [d for d in devices if d not in blockers]
@@ -145,6 +152,8 @@ def _runs_cell(blockers: dict, devices: tuple[str, ...]) -> str:
 def _runs_text(s: dict) -> str:
     """The ``runs in simulate`` row: the devices, or the compiler's messages (once when every
     device gives the same)."""
+    if s["runs"] is None:
+        return s["runs_note"]
     if s["runs"]:
         return f"yes (compiles for {', '.join(s['runs_checked_on'])})"
     why = {d: "; ".join(errors) for d, errors in s["cannot_run"].items()}

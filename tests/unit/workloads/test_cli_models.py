@@ -159,3 +159,17 @@ def test_a_bad_config_json_names_the_file_and_key_with_exit_status_1(runner, tmp
 
 def test_a_zero_batch_is_a_usage_error(runner):
     assert runner.invoke(cli, ["models", "show", "mixtral-8x7b", "--batch", "0"]).exit_code == 2
+
+
+def test_a_model_whose_check_would_compile_too_many_experts_is_shown_as_not_checked(runner, tmp_path):
+    config = json.loads((FIXTURES / "mixtral-8x7b-v0.1.config.json").read_text()) | {
+        "num_local_experts": 512, "num_experts_per_tok": 129, "intermediate_size": 64, "hidden_size": 256,
+        "num_attention_heads": 8, "num_key_value_heads": 8}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    s = show_json(runner, str(path), "--batch", "1", "--ctx", "8")
+    assert (s["runs"], s["cannot_run"]) == (None, {})
+    note = "not checked: 2 tokens at top-129 reach 258 experts, more than the 256 the check compiles"  # 2 x 129
+    assert s["runs_note"] == note
+    text = runner.invoke(cli, ["models", "show", str(path), "--batch", "1", "--ctx", "8"]).output
+    assert re.search(r"^runs in simulate +" + re.escape(note) + "$", text, re.M)
