@@ -103,7 +103,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str, ...], batch: int, batches: str,
                 lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int,
                 buckets: int, seed: int, out_dir: Path | None, as_json: bool, no_progress: bool, **layout) -> None:
-    """Compare MODEL (a preset or a config.json) served on several devices: a table and plots.
+    """Compare MODEL (a preset, a config.json or a cached Hugging Face id) served on several devices.
 
     Every device runs the same layout (--tp --dp --ep --etp --pp, as for simulate).
 

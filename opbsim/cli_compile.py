@@ -63,8 +63,9 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
 def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...], batch: int, ctx: int, kind: str,
                 prefill: int, tp: int | None, dp: int | None, ep: int | None, etp: int | None, pp: int | None,
                 part: str, layer: int | None, output: Path | None, explain: bool, dump_after: str | None) -> None:
-    """Compile one stage of MODEL (a preset or a config.json) for a device: the program one device
-    runs (its share of the stage under the layout given by --tp --dp --ep --etp --pp)."""
+    """Compile one stage of MODEL (a preset, a config.json or a cached Hugging Face id) for a device:
+    the program one device runs (its share of the stage under the layout given by --tp --dp --ep
+    --etp --pp)."""
     from opbsim.compiler import PASS_NAMES, Source, Target, run_passes
     from opbsim.compiler.dump import dump
     from opbsim.compiler.dump import explain as explain_placement

@@ -16,7 +16,7 @@ __all__ = ["models_group", "model_summary"]
 @click.group("models", invoke_without_command=True)
 @click.pass_context
 def models_group(ctx: click.Context) -> None:
-    """List the model presets (or `models show NAME|PATH` for one model)."""
+    """List the model presets (or `models show NAME|PATH|ORG/NAME` for one model)."""
     if ctx.invoked_subcommand is None:
         click.echo(_presets_table())
 
@@ -33,8 +33,9 @@ def models_group(ctx: click.Context) -> None:
               help="Tensor-parallel devices; shapes and Op/B are per device.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def show_cmd(model: str, batch: int, ctx: int, prefill: int, tp: int, as_json: bool) -> None:
-    """Sizes of MODEL (a preset name, a config.json, or a folder holding one) and the Op/B of each op
-    of one stage: BATCH decode tokens at context CTX (experts get balanced token counts)."""
+    """Sizes of MODEL (a preset name, a config.json, a folder holding one, or a Hugging Face id
+    org/name in the local Hugging Face cache) and the Op/B of each op of one stage: BATCH decode
+    tokens at context CTX (experts get balanced token counts)."""
     from opbsim.workloads import load_model
 
     summary = model_summary(load_model(model), batch=batch, ctx=ctx, prefill=prefill, tp=tp)
@@ -43,7 +44,10 @@ def show_cmd(model: str, batch: int, ctx: int, prefill: int, tp: int, as_json: b
 
 def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1) -> dict:
     """A JSON-ready description of ``model`` and of the ops of one stage (one dense and one MoE layer
-    where the model has them, then the whole model)."""
+    where the model has them, then the whole model), and whether ``opbsim simulate`` can run it:
+    ``runs`` (every usual device compiles it; None: not checked, ``runs_note`` says why),
+    ``cannot_run`` (device -> the compiler's messages)."""
+    from opbsim.emulator.support import lowering_blockers, unchecked_reason, usual_devices
     from opbsim.workloads import PrefillChunk, Stage, build_layer
     from opbsim.workloads.estimates import total
     from opbsim.workloads.graph import model_estimates
@@ -54,6 +58,8 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
     shown = [build_layer(model, stage, i, tp=tp) for i in sorted({first_dense, first_moe} - {None})]
     per_class = model_estimates(model, stage, tp=tp)
     whole = total(per_class.values())
+    unchecked = unchecked_reason(model)
+    blockers = {} if unchecked else lowering_blockers(model)
     return {
         "name": model.name, "source": model.source,
         "hidden_size": model.hidden_size, "num_layers": model.num_layers, "num_heads": model.num_heads,
@@ -65,8 +71,13 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
         "ffn_act": model.ffn_act.value, "norm": model.norm.value, "vocab_size": model.vocab_size,
         "tie_word_embeddings": model.tie_word_embeddings, "sliding_window": model.sliding_window,
         "mla": None if model.mla is None else {f: getattr(model.mla, f) for f in model.mla.__slots__},
-        "rope_theta": model.rope_theta, "norm_eps": model.norm_eps, "norm_topk_prob": model.norm_topk_prob,
+        "rope_theta": model.rope_theta,
+        "rope_scaling": None if model.rope_scaling is None else {"kind": model.rope_scaling.kind,
+                                                                 "factor": model.rope_scaling.factor},
+        "norm_eps": model.norm_eps, "norm_topk_prob": model.norm_topk_prob,
         "dtype": model.dtype.name.lower(),
+        "runs": None if unchecked else not blockers, "runs_note": unchecked, "runs_checked_on": list(usual_devices()),
+        "cannot_run": {d: list(errors) for d, errors in blockers.items()},
         "params_total": model.params_total, "params_active": model.params_active,
         "weight_bytes": model.weight_bytes, "kv_bytes_per_token": model.kv_bytes_per_token,
         "stage": {"batch": batch, "ctx": ctx, "prefill": prefill, "tp": tp,
@@ -108,17 +119,47 @@ def _ops(ops) -> list[dict]:
 
 
 def _presets_table() -> str:
+    from opbsim.emulator.support import usual_devices
     from opbsim.report.tables import format_table
     from opbsim.workloads import PRESETS
 
+    devices = usual_devices()
     rows = []
     for name, m in PRESETS.items():
         experts = f"{m.num_experts} top-{m.top_k}" + (f" +{m.num_shared_experts}s" if m.num_shared_experts else "")
         rows.append((name, str(m.num_layers), str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", m.attention,
                      experts if m.is_moe else "-", f"{m.params_total / 1e9:.1f}B", f"{m.params_active / 1e9:.1f}B",
-                     m.source))
-    header = ("model", "layers", "hidden", "heads/kv", "attention", "experts", "params", "active", "source")
-    return format_table(header, rows)
+                     _runs_cell(m, devices), m.source))
+    header = ("model", "layers", "hidden", "heads/kv", "attention", "experts", "params", "active", "runs", "source")
+    return (format_table(header, rows) + f"\n\nruns: whether `opbsim simulate` compiles the model for "
+            f"{', '.join(devices)} (`opbsim models show NAME` says why not; ? not checked); a model too large "
+            "for one device needs more of them (--devices-per-node).")
+
+
+def _runs_cell(model, devices: tuple[str, ...]) -> str:
+    """``yes``, ``no``, the devices that compile the model when only some do, or ``?`` (not checked)."""
+    from opbsim.emulator.support import lowering_blockers, unchecked_reason
+
+    if unchecked_reason(model):
+        return "?"
+    blockers = lowering_blockers(model, devices)
+    if not blockers:
+        return "yes"
+    ok = [d for d in devices if d not in blockers]
+    return ", ".join(ok) if ok else "no"
+
+
+def _runs_text(s: dict) -> str:
+    """The ``runs in simulate`` row: the devices, or the compiler's messages (once when every
+    device gives the same)."""
+    if s["runs"] is None:
+        return s["runs_note"]
+    if s["runs"]:
+        return f"yes (compiles for {', '.join(s['runs_checked_on'])})"
+    why = {d: "; ".join(errors) for d, errors in s["cannot_run"].items()}
+    if len(set(why.values())) == 1 and len(why) == len(s["runs_checked_on"]):
+        return f"no: {next(iter(why.values()))}"
+    return "no on " + "; ".join(f"{d}: {w}" for d, w in why.items())
 
 
 def _size(n: float) -> str:
@@ -132,6 +173,16 @@ def _number(x: float) -> str:
     return str(int(x)) if x.is_integer() else f"{x:g}"
 
 
+def _rope(s: dict) -> str:
+    if not s["rope_theta"]:
+        return "- (no RoPE)"
+    scaling = s["rope_scaling"]
+    if scaling is None:
+        return _number(s["rope_theta"])
+    factor = "" if scaling["factor"] is None else f" x{_number(scaling['factor'])}"
+    return f"{_number(s['rope_theta'])}, {scaling['kind']} scaling{factor} (frequencies only: cost unchanged)"
+
+
 def _show_text(s: dict) -> str:
     from opbsim.report.tables import format_table
 
@@ -143,19 +194,21 @@ def _show_text(s: dict) -> str:
     facts = [
         ("layers x hidden", f"{s['num_layers']} x {s['hidden_size']}"),
         ("attention", f"{s['attention']}: {s['num_heads']} heads / {s['num_kv_heads']} kv heads x {s['head_dim']}"
-                      f" (group {s['group_size']})"),
+                      f" (group {s['group_size']})"
+                      + (f", sliding window {s['sliding_window']}" if s["sliding_window"] else "")),
         ("experts", experts),
         ("dense FFN", str(s["dense_ffn"] or "-")),
         ("MoE layers", f"{s['num_moe_layers']} of {s['num_layers']} (first {s['first_dense_layers']} dense, then "
                        f"every {s['moe_every']})" if s["num_experts"] else "-"),
         ("FFN form / norm", f"{s['ffn_act']} / {s['norm']} (eps {s['norm_eps']:g})"),
-        ("RoPE base", _number(s["rope_theta"]) if s["rope_theta"] else "- (no RoPE)"),
+        ("RoPE base", _rope(s)),
         ("vocabulary", f"{s['vocab_size']}" + (" (tied)" if s["tie_word_embeddings"] else "")),
         ("params total", f"{s['params_total'] / 1e9:.2f}e9 ({s['params_total']:,})"),
         ("params active", f"{s['params_active'] / 1e9:.2f}e9 ({s['params_active']:,})"),
         ("weights", f"{_size(s['weight_bytes'])} ({s['dtype']})"),
         ("KV cache per token", f"{_size(s['kv_bytes_per_token'])} ({s['kv_bytes_per_token']:,} B)"),
         (f"KV cache, batch {st['batch']} x ctx {st['ctx']}", _size(st["kv_cache_bytes"])),
+        ("runs in simulate", _runs_text(s)),
     ]
     parts = [f"{s['name']}  ({s['source']})", format_table(("parameter", "value"), facts)]
     stage = f"batch {st['batch']} decode tokens at context {st['ctx']}" + (

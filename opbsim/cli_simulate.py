@@ -70,7 +70,8 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
                  buckets: int, overlap: bool, as_json: bool, trace: Path | None, no_progress: bool,
                  **layout) -> None:
-    """Serve requests of MODEL (a preset or a config.json) with continuous batching on a cluster.
+    """Serve requests of MODEL (a preset, a config.json or a cached Hugging Face id org/name) with
+    continuous batching on a cluster.
 
     The layout of one replica: attention --tp x --dp, experts --ep x --etp over the same devices
     (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices."""

@@ -4,7 +4,7 @@ A sweep file is one mapping, in YAML (``.yaml``/``.yml``, read with PyYAML, whic
 extra installs) or JSON (``.json``, read by the standard library, so a base install can sweep).
 Every key takes one value or a list of values; the sweep is the product of the lists::
 
-    model: mixtral-8x7b              # a preset or a config.json path
+    model: mixtral-8x7b              # a preset, a config.json path or a cached Hugging Face id
     device: [h100, duplex]
     policy: auto                     # auto: the device's default (opbsim compare's rule)
     devices_per_node: 4

@@ -4,7 +4,7 @@ from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import LayerGraph, ModelGraph, build_layer, build_model
 from opbsim.workloads.hf_config import load_hf_config, parse_hf_config
 from opbsim.workloads.lookup import load_model
-from opbsim.workloads.models import MLA, ConfigError, FFNAct, ModelConfig, Norm, ParamCounts, QKNorm
+from opbsim.workloads.models import MLA, ConfigError, FFNAct, ModelConfig, Norm, ParamCounts, QKNorm, RopeScaling
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec, dependencies
 from opbsim.workloads.presets import PRESETS, get_preset
 from opbsim.workloads.routing import (
@@ -30,7 +30,7 @@ from opbsim.workloads.scenarios import (
 from opbsim.workloads.stage import PrefillChunk, Stage
 
 __all__ = [
-    "ModelConfig", "MLA", "FFNAct", "Norm", "QKNorm", "ParamCounts", "ConfigError",
+    "ModelConfig", "MLA", "FFNAct", "Norm", "QKNorm", "RopeScaling", "ParamCounts", "ConfigError",
     "PRESETS", "get_preset", "load_hf_config", "parse_hf_config", "load_model",
     "Stage", "PrefillChunk", "Estimates", "Op", "OpKind", "OpClass", "Role", "TensorSpec", "dependencies",
     "LayerGraph", "ModelGraph", "build_layer", "build_model",

@@ -8,8 +8,9 @@ of 8 is such a constant, so there the key is required). The numerical constants 
 ``rms_norm_eps``, ``norm_topk_prob`` and DBRX's ``moe_normalize_expert_weights`` take the family's
 class default when absent: that is the value the modelling code runs a file without the key with,
 and real files omit them (Llama 2's config.json has no ``rope_theta``, DBRX's no
-``moe_normalize_expert_weights``). Scaled or partial RoPE is rejected: ``rope_theta`` alone would
-not describe it.
+``moe_normalize_expert_weights``). RoPE keys are read by hf_rope.py: a frequency rescaling is
+recorded (it changes no cost), partial RoPE is rejected. A sliding window no request can exceed
+(at least ``max_position_embeddings``) is no window.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from collections.abc import Callable
 
 from opbsim.workloads.hf_reader import REQUIRED, Reader, quoted
+from opbsim.workloads.hf_rope import read_rope
 from opbsim.workloads.models import MLA, FFNAct, Norm, QKNorm
 
 __all__ = ["FAMILIES", "Family"]
@@ -32,8 +34,8 @@ _GATED = {"silu": FFNAct.SWIGLU, "swish": FFNAct.SWIGLU, "gelu": FFNAct.GEGLU,
 
 _BASE_KEYS = {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
               "num_kv_heads": "num_key_value_heads", "head_dim": "head_dim", "vocab_size": "vocab_size",
-              "ffn_act": "hidden_act", "rope_theta": "rope_theta", "norm_eps": "rms_norm_eps",
-              "norm_topk_prob": "norm_topk_prob"}
+              "ffn_act": "hidden_act", "rope_theta": "rope_theta", "rope_scaling": "rope_scaling",
+              "norm_eps": "rms_norm_eps", "norm_topk_prob": "norm_topk_prob"}
 
 _QWEN_WINDOW = ("sliding_window", "max_window_layers")
 
@@ -67,41 +69,10 @@ def _base(r: Reader, *, kv_optional: bool, head_dim: str) -> dict:
 
 
 def _constants(r: Reader, family: str, *, rope_theta: float, norm_eps: float) -> dict:
-    """``rope_theta`` and ``norm_eps`` from the file, else the family's ``transformers`` defaults."""
-    return dict(rope_theta=_rope_theta(r, family, rope_theta),
-                norm_eps=r.number("rms_norm_eps", norm_eps, positive=True))
-
-
-def _rope_theta(r: Reader, family: str, default: float) -> float:
-    """The RoPE base: ``rope_theta``, or ``rope_parameters.rope_theta`` (the form of ``transformers``
-    v5, which takes it first); both present must agree. Scaled and partial RoPE are rejected."""
-    scaling = r.get("rope_scaling", None)
-    if scaling is not None:
-        kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
-        name = f"RoPE scaling {kind!r}" if isinstance(kind, str) else "RoPE scaling"
-        raise r.error("rope_scaling", f"{name} is not supported (only unscaled RoPE with rope_theta)")
-    _check_full_rotary(r)
-    theta = r.number("rope_theta", None, positive=True)
-    if r.data.get("rope_parameters") is None:
-        r.ignore(("rope_parameters",))
-        return default if theta is None else theta
-    params = r.section("rope_parameters")
-    for key in ("rope_type", "type"):
-        kind = params.text(key, "default")
-        if kind != "default":
-            raise params.error(key, f"{quoted(kind)} is not supported (only unscaled RoPE, \"default\")")
-    _check_full_rotary(params)
-    nested = params.number("rope_theta", None, positive=True)
-    params.check_unknown(family)
-    if theta is not None and nested is not None and theta != nested:
-        raise r.error("rope_theta", f"{theta} contradicts rope_parameters.rope_theta ({nested})")
-    return nested if nested is not None else default if theta is None else theta
-
-
-def _check_full_rotary(r: Reader) -> None:
-    factor = r.number("partial_rotary_factor", 1.0, positive=True)
-    if factor != 1.0:
-        raise r.error("partial_rotary_factor", f"{factor} is not supported (RoPE over only part of each head)")
+    """``rope_theta`` (with any ``rope_scaling``, hf_rope.py) and ``norm_eps`` from the file, else the
+    family's ``transformers`` defaults."""
+    theta, scaling = read_rope(r, family, rope_theta)
+    return dict(rope_theta=theta, rope_scaling=scaling, norm_eps=r.number("rms_norm_eps", norm_eps, positive=True))
 
 
 def _gated_act(r: Reader, key: str = "hidden_act") -> FFNAct:
@@ -119,7 +90,14 @@ def _experts(r: Reader, experts: str, top_k: str, ffn: str) -> dict:
 
 
 def _sliding_window(r: Reader) -> int:
-    return r.count("sliding_window", 0, minimum=0)
+    """The attention window in tokens; 0 (none) when absent, null, or at least
+    ``max_position_embeddings``: no request is longer than that, so every key stays in the window
+    (Qwen1.5 files carry a 32768 window with 32768 positions)."""
+    window = r.count("sliding_window", 0, minimum=0)
+    longest = r.data.get("max_position_embeddings")
+    if window and longest is not None and window >= r.count("max_position_embeddings"):
+        return 0
+    return window
 
 
 def _dense_ffn(r: Reader, kwargs: dict, key: str = "intermediate_size") -> int:
@@ -143,7 +121,8 @@ def _qwen_layers(r: Reader, num_layers: int) -> dict:
         key = "mlp_only_layers" if dense else "decoder_sparse_step"
         raise r.error(key, f"leaves no MoE layer among num_hidden_layers ({num_layers}) with "
                       f"{len(dense)} dense layers first and decoder_sparse_step {step}")
-    r.reject_true("use_sliding_window", "per-layer sliding windows")
+    if r.flag("use_sliding_window", False) and _sliding_window(r):
+        raise r.error("use_sliding_window", "true is not supported (per-layer sliding windows)")
     r.ignore(_QWEN_WINDOW)
     return dict(first_dense_layers=len(dense), moe_every=step)
 

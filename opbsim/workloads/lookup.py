@@ -1,4 +1,5 @@
-"""Find a model by what a user types: a preset name or a path to a config.json."""
+"""Find a model by what a user types: a preset name, a path to a config.json (or a folder holding
+one), or a Hugging Face model id found in the local Hugging Face cache (hf_cache.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from opbsim.errors import InputError
 from opbsim.workloads.fits import check_holdable
+from opbsim.workloads.hf_cache import cached_config, hub_cache_dir, is_model_id
 from opbsim.workloads.hf_config import load_hf_config
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.presets import PRESETS
@@ -15,7 +17,9 @@ __all__ = ["load_model"]
 
 def load_model(name_or_path: str) -> ModelConfig:
     """The preset called ``name_or_path`` (case-insensitive); else the config.json at that path, or
-    in that folder. A model no system could hold is refused here (``fits.check_holdable``)."""
+    in that folder; else, for an ``org/name`` id, its config.json in the Hugging Face cache (named
+    ``org/name``; nothing is downloaded). A model no system could hold is refused here
+    (``fits.check_holdable``)."""
     model = _find(name_or_path)
     check_holdable(model)
     return model
@@ -29,4 +33,11 @@ def _find(name_or_path: str) -> ModelConfig:
         return load_hf_config(path / "config.json")
     if path.is_file():
         return load_hf_config(path)
+    if is_model_id(name_or_path):
+        config = cached_config(name_or_path)
+        if config is not None:
+            return load_hf_config(config, name=name_or_path)
+        folder = hub_cache_dir() / f"models--{name_or_path.replace('/', '--')}"
+        raise InputError(f"unknown model {name_or_path!r}: not a preset, a file, or in the Hugging Face cache "
+                         f"(looked for {folder}; opbsim does not download)")
     raise InputError(f"unknown model {name_or_path!r}: not a preset (see `opbsim models`) and not a file")

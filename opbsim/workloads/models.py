@@ -12,7 +12,8 @@ follow this rule; GLaM's "every 2nd layer" makes layers 1, 3, 5, ... MoE.)
 Three constants fix the values a layer computes rather than its shape: ``rope_theta`` (the RoPE
 base; 0.0 for a model without rotary positions), ``norm_eps`` (the epsilon of every RMSNorm or
 LayerNorm) and ``norm_topk_prob`` (whether a token's top-k routing weights are renormalised to sum
-to 1 before the expert outputs are combined).
+to 1 before the expert outputs are combined). ``rope_scaling`` records how a long-context model
+rescales its RoPE frequencies; it changes rotation angles only, and no computation here applies it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
 
-__all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "ModelConfig", "ParamCounts", "ConfigError"]
+__all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "RopeScaling", "ROPE_SCALING_KINDS", "ModelConfig", "ParamCounts",
+           "ConfigError"]
 
 
 class ConfigError(InputError):
@@ -129,6 +131,31 @@ class MLA:
         return self.kv_lora_rank + self.qk_rope_head_dim
 
 
+ROPE_SCALING_KINDS = ("linear", "dynamic", "yarn", "longrope", "llama3")
+"""The ``rope_type`` values of ``transformers`` (modeling_rope_utils) that rescale frequencies."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RopeScaling:
+    """A rescaling of the RoPE frequencies for long contexts (``rope_scaling`` of a config.json):
+    ``kind`` one of ``ROPE_SCALING_KINDS``, ``factor`` the context extension (None where the file gives none,
+    as LongRoPE's per-dimension factors). Recorded, not applied: it changes the angles RoPE rotates
+    by (and, for YaRN and LongRoPE, scales cos/sin), never a shape, an op or its cost."""
+
+    kind: str
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROPE_SCALING_KINDS:
+            raise ConfigError("rope_scaling", f"rope_scaling kind must be one of {', '.join(ROPE_SCALING_KINDS)}, "
+                              f"got {self.kind!r}")
+        if self.factor is not None:
+            object.__setattr__(self, "factor", _check_real("rope_scaling factor", self.factor, positive=True))
+
+    def __str__(self) -> str:
+        return self.kind if self.factor is None else f"{self.kind} x{self.factor:g}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
     """A decoder-only transformer. Invariants (checked at construction, exact messages):
@@ -162,6 +189,7 @@ class ModelConfig:
     norm: Norm = Norm.RMS
     norm_eps: float
     rope_theta: float
+    rope_scaling: RopeScaling | None = None
     qkv_bias: bool = False
     qk_norm: QKNorm = QKNorm.NONE
     sliding_window: int = 0
@@ -187,6 +215,11 @@ class ModelConfig:
             raise ConfigError("head_dim", f"head_dim must be even for RoPE (it rotates pairs), got {self.head_dim}")
         if not isinstance(self.norm_topk_prob, bool):
             raise ConfigError("norm_topk_prob", f"norm_topk_prob must be True or False, got {self.norm_topk_prob!r}")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+            raise ConfigError("rope_scaling", f"rope_scaling must be a RopeScaling or None, got {self.rope_scaling!r}")
+        if self.rope_scaling is not None and not self.rope_theta:
+            raise ConfigError("rope_scaling", f"rope_scaling is {self.rope_scaling} but the model has no RoPE "
+                              "(rope_theta 0.0)")
         if self.learned_positions and self.rope_theta:
             raise ConfigError("rope_theta", f"rope_theta is {self.rope_theta} but the model has learned positions "
                               f"(learned_positions {self.learned_positions})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from opbsim.errors import InputError
-from opbsim.workloads.models import MLA, FFNAct, ModelConfig, Norm, QKNorm
+from opbsim.workloads.models import MLA, FFNAct, ModelConfig, Norm, QKNorm, RopeScaling
 
 __all__ = ["PRESETS", "get_preset"]
 
@@ -82,20 +82,20 @@ _PRESETS = (
                 vocab_size=32000, dense_ffn=11008, rope_theta=10000.0, norm_eps=1e-5,
                 source="HF meta-llama/Llama-2-7b-hf config.json"),
     # Hugging Face deepseek-ai/DeepSeek-V2-Lite config.json: MLA without query compression. The released
-    # model scales RoPE with YaRN (rope_scaling: factor 40, mscale 0.707), which ModelConfig does not
-    # describe: rope_theta is the unscaled base, and the loader rejects the file's rope_scaling.
+    # model scales RoPE with YaRN (rope_scaling: factor 40, mscale 0.707): recorded, not applied (it changes
+    # the rotation angles, not the cost; rope_theta is the base it scales).
     ModelConfig(name="deepseek-v2-lite", hidden_size=2048, num_layers=27, num_heads=16, num_kv_heads=16,
                 head_dim=192, vocab_size=102400, dense_ffn=10944, num_experts=64, top_k=6, norm_topk_prob=False,
                 expert_ffn=1408, num_shared_experts=2, shared_ffn=1408, first_dense_layers=1, rope_theta=10000.0,
-                norm_eps=1e-6,
+                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
                 mla=MLA(q_lora_rank=0, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128),
                 source="HF deepseek-ai/DeepSeek-V2-Lite config.json"),
-    # Hugging Face deepseek-ai/DeepSeek-V2 config.json. Not described (as for V2-Lite): YaRN RoPE scaling
-    # (factor 40), and the routed experts' output scale routed_scaling_factor 16.0.
+    # Hugging Face deepseek-ai/DeepSeek-V2 config.json. As for V2-Lite, YaRN RoPE scaling (factor 40) is
+    # recorded, not applied; not described: the routed experts' output scale routed_scaling_factor 16.0.
     ModelConfig(name="deepseek-v2", hidden_size=5120, num_layers=60, num_heads=128, num_kv_heads=128,
                 head_dim=192, vocab_size=102400, dense_ffn=12288, num_experts=160, top_k=6, norm_topk_prob=False,
                 expert_ffn=1536, num_shared_experts=2, shared_ffn=1536, first_dense_layers=1, rope_theta=10000.0,
-                norm_eps=1e-6,
+                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
                 mla=MLA(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
                         v_head_dim=128),
                 source="HF deepseek-ai/DeepSeek-V2 config.json"),

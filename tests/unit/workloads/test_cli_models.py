@@ -27,14 +27,51 @@ def show_json(runner, *args) -> dict:
     return json.loads(result.output)
 
 
-def test_models_lists_every_preset_with_its_parameter_counts_and_source(runner):
+def test_models_lists_every_preset_with_its_parameter_counts_runs_and_source(runner):
     result = runner.invoke(cli, ["models"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert len(lines) == 2 + len(PRESETS)  # header, rule, one row per preset
+    assert len(lines) == 2 + len(PRESETS) + 2  # header, rule, one row per preset, blank, what "runs" means
+    assert lines[0].split()[-2:] == ["runs", "source"]
     mixtral = next(line for line in lines if line.startswith("mixtral-8x7b "))
     assert "46.7B" in mixtral and "12.9B" in mixtral and "GQA" in mixtral and "8 top-2" in mixtral
+    assert " yes " in mixtral  # the demo's model
     assert "HF mistralai/Mixtral-8x7B-v0.1 config.json" in mixtral
+    assert lines[-1].startswith("runs: whether `opbsim simulate` compiles the model for h100, duplex, sn40l")
+
+
+def simulate(runner, model: str):
+    return runner.invoke(cli, ["simulate", model, "-d", "h100", "--batch", "2", "--lin", "8", "--lout", "2",
+                               "--requests", "2"])
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "olmoe-1b-7b-0924", "qwen1.5-moe-a2.7b", "deepseek-v2-lite"])
+def test_the_runs_column_and_models_show_say_what_simulate_does(runner, name):
+    s = show_json(runner, name, "--batch", "1", "--ctx", "8")
+    row = next(line for line in runner.invoke(cli, ["models"]).output.splitlines() if line.startswith(f"{name} "))
+    sim = simulate(runner, name)
+    assert s["runs"] == (sim.exit_code == 0), sim.output
+    assert f" {'yes' if s['runs'] else 'no'} " in row
+    if not s["runs"]:  # simulate stops at the first part the compiler cannot lower
+        assert sim.output.strip() == f"Error: {s['cannot_run']['h100'][0]}"
+        assert set(s["cannot_run"]) == set(s["runs_checked_on"])
+
+
+def test_show_gives_the_compilers_message_when_a_model_cannot_run(runner):
+    text = runner.invoke(cli, ["models", "show", "olmoe-1b-7b-0924", "--batch", "1", "--ctx", "8"]).output
+    s = show_json(runner, "olmoe-1b-7b-0924", "--batch", "1", "--ctx", "8")
+    assert re.search(r"^runs in simulate +no: " + re.escape(s["cannot_run"]["h100"][0]) + "$", text, re.M)
+    text = runner.invoke(cli, ["models", "show", "mixtral-8x7b", "--batch", "1", "--ctx", "8"]).output
+    assert re.search(r"^runs in simulate +yes \(compiles for h100, duplex, sn40l\)$", text, re.M)
+
+
+def test_a_config_json_with_a_real_sliding_window_loads_but_says_it_cannot_run(runner, tmp_path):
+    from .test_hf_families import MISTRAL_7B, write
+
+    path = str(write(tmp_path, MISTRAL_7B))  # mistralai/Mistral-7B-v0.1: 4096-token window, 32768 positions
+    s = show_json(runner, path, "--batch", "1", "--ctx", "8")
+    assert s["sliding_window"] == 4096 and not s["runs"]
+    assert simulate(runner, path).output.strip() == f"Error: {s['cannot_run']['h100'][0]}"
 
 
 def test_show_json_is_one_object_with_the_documented_keys(runner):
@@ -122,3 +159,17 @@ def test_a_bad_config_json_names_the_file_and_key_with_exit_status_1(runner, tmp
 
 def test_a_zero_batch_is_a_usage_error(runner):
     assert runner.invoke(cli, ["models", "show", "mixtral-8x7b", "--batch", "0"]).exit_code == 2
+
+
+def test_a_model_whose_check_would_compile_too_many_experts_is_shown_as_not_checked(runner, tmp_path):
+    config = json.loads((FIXTURES / "mixtral-8x7b-v0.1.config.json").read_text()) | {
+        "num_local_experts": 512, "num_experts_per_tok": 129, "intermediate_size": 64, "hidden_size": 256,
+        "num_attention_heads": 8, "num_key_value_heads": 8}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    s = show_json(runner, str(path), "--batch", "1", "--ctx", "8")
+    assert (s["runs"], s["cannot_run"]) == (None, {})
+    note = "not checked: 2 tokens at top-129 reach 258 experts, more than the 256 the check compiles"  # 2 x 129
+    assert s["runs_note"] == note
+    text = runner.invoke(cli, ["models", "show", str(path), "--batch", "1", "--ctx", "8"]).output
+    assert re.search(r"^runs in simulate +" + re.escape(note) + "$", text, re.M)

@@ -1,5 +1,5 @@
 """config.json loading of rope_theta, the norm epsilon and norm_topk_prob: each family's key, its
-transformers default when absent, and one-line errors for what one RoPE base cannot describe."""
+transformers default when absent, and one-line errors for bad values (RoPE scaling: test_hf_rope.py)."""
 
 import json
 from pathlib import Path
@@ -86,9 +86,9 @@ ABSENT = [
     ("deepseek", DEEPSEEK_MOE_16B, "rope_theta", "rope_theta", 10000.0),
     ("deepseek", DEEPSEEK_MOE_16B, "rms_norm_eps", "norm_eps", 1e-6),
     ("deepseek", DEEPSEEK_MOE_16B, "norm_topk_prob", "norm_topk_prob", False),
-    ("deepseek_v2", DEEPSEEK_V2_LITE | {"rope_scaling": None}, "rope_theta", "rope_theta", 10000.0),
-    ("deepseek_v2", DEEPSEEK_V2_LITE | {"rope_scaling": None}, "rms_norm_eps", "norm_eps", 1e-6),
-    ("deepseek_v2", DEEPSEEK_V2_LITE | {"rope_scaling": None}, "norm_topk_prob", "norm_topk_prob", False),
+    ("deepseek_v2", DEEPSEEK_V2_LITE, "rope_theta", "rope_theta", 10000.0),
+    ("deepseek_v2", DEEPSEEK_V2_LITE, "rms_norm_eps", "norm_eps", 1e-6),
+    ("deepseek_v2", DEEPSEEK_V2_LITE, "norm_topk_prob", "norm_topk_prob", False),
 ]
 
 
@@ -108,7 +108,7 @@ READ = [
     ("qwen3_moe", QWEN3_30B_A3B, "norm_topk_prob", True),  # Qwen3-30B-A3B: "norm_topk_prob": true
     ("olmoe", OLMOE | {"norm_topk_prob": True}, "norm_topk_prob", True),
     ("deepseek", DEEPSEEK_MOE_16B | {"norm_topk_prob": True}, "norm_topk_prob", True),
-    ("deepseek_v2", DEEPSEEK_V2_LITE | {"rope_scaling": None, "norm_topk_prob": True}, "norm_topk_prob", True),
+    ("deepseek_v2", DEEPSEEK_V2_LITE | {"norm_topk_prob": True}, "norm_topk_prob", True),
     ("dbrx", DBRX_BASE, "rope_theta", 500000.0),  # attn_config.rope_theta
 ]
 
@@ -162,18 +162,7 @@ def test_the_transformers_v5_rope_parameters_give_rope_theta(tmp_path):
     assert load(tmp_path, default).rope_theta == 10000.0
 
 
-LLAMA_31_SCALING = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                    "original_max_position_embeddings": 8192, "rope_type": "llama3"}
-
 CASES = [
-    ("llama 3.1 rope scaling", LLAMA_3_70B | {"rope_scaling": LLAMA_31_SCALING},
-     "rope_scaling: RoPE scaling 'llama3' is not supported (only unscaled RoPE with rope_theta)"),
-    ("deepseek-v2-lite yarn", DEEPSEEK_V2_LITE,
-     "rope_scaling: RoPE scaling 'yarn' is not supported (only unscaled RoPE with rope_theta)"),
-    ("mixtral rope scaling", MIXTRAL_8X22B | {"rope_scaling": {"type": "linear", "factor": 2.0}},
-     "rope_scaling: RoPE scaling 'linear' is not supported (only unscaled RoPE with rope_theta)"),
-    ("rope scaling of no type", QWEN15_MOE | {"rope_scaling": 2},
-     "rope_scaling: RoPE scaling is not supported (only unscaled RoPE with rope_theta)"),
     ("rope_theta a string", LLAMA_3_70B | {"rope_theta": "500000"},
      'rope_theta: expected a finite number > 0, got "500000"'),
     ("rope_theta zero", OLMOE | {"rope_theta": 0}, "rope_theta: expected a finite number > 0, got 0"),
@@ -187,10 +176,6 @@ CASES = [
      'norm_topk_prob: expected true or false, got "yes"'),
     ("partial rotary", LLAMA_3_70B | {"partial_rotary_factor": 0.5},
      "partial_rotary_factor: 0.5 is not supported (RoPE over only part of each head)"),
-    ("v5 scaled rope", LLAMA_3_70B | {"rope_parameters": {"rope_type": "yarn", "rope_theta": 500000.0}},
-     "rope_parameters.rope_type: 'yarn' is not supported (only unscaled RoPE, \"default\")"),
-    ("v5 legacy type", LLAMA_3_70B | {"rope_parameters": {"type": "dynamic"}},
-     "rope_parameters.type: 'dynamic' is not supported (only unscaled RoPE, \"default\")"),
     ("v5 scaling factor", LLAMA_3_70B | {"rope_parameters": {"rope_type": "default", "factor": 8.0}},
      "rope_parameters.factor: unknown key for model_type 'llama'"),
     ("v5 partial rotary", LLAMA_3_70B | {"rope_parameters": {"partial_rotary_factor": 0.25}},

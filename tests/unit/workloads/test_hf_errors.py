@@ -53,7 +53,7 @@ CASES = [
      'layer_types: only "full_attention" layers are supported'),
     ("llama attention bias", LLAMA_3_70B | {"attention_bias": True},
      "attention_bias: true is not supported (biases on q/k/v/o)"),
-    ("qwen sliding windows", QWEN15_MOE | {"use_sliding_window": True},
+    ("qwen sliding windows", QWEN15_MOE | {"use_sliding_window": True, "sliding_window": 4096},
      "use_sliding_window: true is not supported (per-layer sliding windows)"),
     ("qwen dense layers not leading", QWEN15_MOE | {"mlp_only_layers": [3]},
      "mlp_only_layers: only leading layers 0..k-1 are supported, got [3]"),

@@ -172,9 +172,10 @@ DEEPSEEK_V2_LITE = {  # deepseek-ai/DeepSeek-V2-Lite
 }
 
 
-def test_deepseek_v2_lite_config_without_its_rope_scaling_equals_the_mla_preset(tmp_path):
-    m = load_hf_config(write(tmp_path, DEEPSEEK_V2_LITE | {"rope_scaling": None}))  # the real file: YaRN, rejected
+def test_the_deepseek_v2_lite_config_with_its_yarn_rope_scaling_equals_the_mla_preset(tmp_path):
+    m = load_hf_config(write(tmp_path, DEEPSEEK_V2_LITE))
     assert m == PRESETS["deepseek-v2-lite"]
+    assert str(m.rope_scaling) == "yarn x40"  # recorded; the rope op's cost is that of unscaled RoPE
     assert m.mla.q_lora_rank == 0  # null: queries projected directly
 
 
