@@ -37,7 +37,11 @@ def timing_table(stats: RunStats) -> str:
 def devices_table(specs: list[DeviceSpec]) -> str:
     rows = []
     for d in specs:
-        units = ", ".join(f"{u.unit.name.lower()} {u.matrix_TFLOPS:.4g}" for u in d.units if u.matrix_TFLOPS)
+        units = ", ".join(f"{u.unit.name.lower()} {u.matrix_TFLOPS:.4g}/{u.vector_TFLOPS:.4g}" for u in d.units
+                          if u.matrix_TFLOPS)
+        memory = ", ".join(f"{m.space.name.lower()} {m.capacity_B / 2**30:.4g}" for m in d.memories
+                           if m.capacity_B >= 2**30)
         bw = ", ".join(f"{c.name} {c.bw_GBps:.6g}" for c in d.channels)
-        rows.append((d.name, units, bw, d.source))
-    return format_table(("device", "matrix TFLOPS", "channels GB/s", "source"), rows)
+        rows.append((d.name, units, memory, bw, f"{d.link_GBps:.4g}", d.source))
+    return format_table(("device", "matrix/vector TFLOPS", "memory GiB", "channels GB/s", "link GB/s", "source"),
+                        rows) + "\nEvery field with its unit: opbsim devices show NAME"
