@@ -30,7 +30,7 @@ def summarise(log_dir: Path, junit: Path, examples: int) -> str:
            f"`make fuzz` on {platform.python_implementation()} {platform.python_version()}, "
            f"{platform.machine()}, 2 pytest workers. Every example must exit 0, 1 or 2 (2 only for usage "
            "errors), fail with one `Error:` line under 300 characters, leave no file behind, and stay under "
-           "the time and memory bounds of tests/fuzz/bounds.py (30 s, 6 GiB).", "",
+           "the time and memory bounds of tests/fuzz/bounds.py (30 s, validate 120 s; 6 GiB).", "",
            f"- examples run: {n:,} over {len(rows)} targets; targets failed: {len(failed)}"
            + (f" ({', '.join(sorted(failed))})" if failed else ""),
            f"- slowest example: {slowest['s']:.2f} s, {slowest['target'].split('::', 1)[-1]}: "

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from opbsim.cli import cli
 from opbsim.workloads import PRESETS
-from tests.fuzz.bounds import invoke
+from tests.fuzz.bounds import DEFAULT_TIME_BOUND_S, TIME_BOUND_S, invoke
 from tests.fuzz.conftest import EXAMPLES, FUZZ
 
 
@@ -40,9 +40,10 @@ BAD_PATHS = st.sampled_from(["x" * 300, "\x00", "/proc/no/such/out"])  # too lon
 # minute or more, by design), so positional arguments never name one.
 _PRESETS = {name.lower() for name in PRESETS}
 POSITIONAL = BAD_VALUES.filter(lambda v: v.strip().lower() not in _PRESETS)
-# Appended after the drawn arguments (click keeps the last): a new lane count builds another
-# Verilated model (about 30 s), so the fuzz keeps to the one built.
-PINNED = {("rtl", "cosim"): ["--lanes", "8"]}
+# Appended after the drawn arguments (click keeps the last), each an opt-in to long work by design:
+# a new lane count builds another Verilated model (about 30 s), so the fuzz keeps to the one built;
+# validate's --max-mib raises the layer sizes it accepts (0.2 s per MiB), so the fuzz keeps 64.
+PINNED = {("rtl", "cosim"): ["--lanes", "8"], ("validate",): ["--max-mib", "64"]}
 
 
 def _args(draw, cmd: click.Command, path: tuple[str, ...]) -> list[str]:
@@ -65,6 +66,6 @@ def test_every_command_exits_cleanly_on_hostile_arguments(path, cmd):
     @settings(FUZZ, max_examples=EXAMPLES if EXAMPLES > 25 else 6)  # make test: 6 per command; make fuzz: all
     @given(st.data())
     def run(data):
-        invoke([*path, *_args(data.draw, cmd, path)])
+        invoke([*path, *_args(data.draw, cmd, path)], time_bound_s=TIME_BOUND_S.get(path, DEFAULT_TIME_BOUND_S))
 
     run()
