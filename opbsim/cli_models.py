@@ -133,7 +133,7 @@ def _presets_table() -> str:
     header = ("model", "layers", "hidden", "heads/kv", "attention", "experts", "params", "active", "runs", "source")
     return (format_table(header, rows) + f"\n\nruns: whether `opbsim simulate` compiles the model for "
             f"{', '.join(devices)} (`opbsim models show NAME` says why not; ? not checked); a model too large "
-            "for one device needs more of them (--devices-per-node).")
+            "for one device runs on the fewest that hold it, or on the layout --tp/--ep/--pp give.")
 
 
 def _runs_cell(model, devices: tuple[str, ...]) -> str:
