@@ -39,6 +39,7 @@ from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.errors import InputError
+from opbsim.isa.types import Space
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
@@ -152,7 +153,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
     max_ctx = max(r.input_tokens + r.output_tokens for r in scenario.requests)
     capacity = cluster.capacity_batch(model, max_ctx)
     if capacity < 1:
-        hbm = cluster.device.memory(cluster.device.memories[0].space).capacity_B
+        hbm = cluster.device.memory(Space.HBM).capacity_B
         raise InputError(
             f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
             f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "

@@ -131,3 +131,9 @@ def test_expert_parallelism_exchanges_rows_where_expert_tensor_parallelism_reduc
     ep = json.loads(invoke("simulate", *base, "--tp", "4", "--ep", "4").stdout)
     assert et["parallel"] == "tp=4,dp=1,ep=1,etp=4,pp=1" and ep["parallel"] == "tp=4,dp=1,ep=4,etp=1,pp=1"
     assert ep["communication_share"] > et["communication_share"]  # two all-to-alls and an all-gather per MoE layer
+
+
+def test_a_model_too_large_for_sn40l_names_its_hbm_capacity():
+    result = invoke("simulate", "grok-1", "-d", "sn40l", "--tp", "1", "--batch", "2", "--lin", "8", "--lout", "2")
+    assert result.exit_code == 1
+    assert "on each sn40l (64 GiB of HBM); use more devices" in result.output
