@@ -48,6 +48,15 @@ def _positive(name: str, value: object) -> None:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
 
 
+MAX_REQUESTS = 1_000_000  # a day of one busy replica; each request holds about 100 bytes of bookkeeping
+
+
+def _request_count(value: object) -> None:
+    _positive("num_requests", value)
+    if value > MAX_REQUESTS:
+        raise InputError(f"num_requests is {value}, more than the {MAX_REQUESTS:,} requests opbsim serves in one run")
+
+
 def _non_negative(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
         raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -168,7 +177,7 @@ def _lengths_and_arrival_rngs(seed: int) -> tuple[np.random.Generator, np.random
 def closed_loop(concurrency: int, lengths: Lengths, *, num_requests: int, seed: int) -> Scenario:
     """``num_requests`` requests, ``concurrency`` of them in flight at any time."""
     _positive("concurrency", concurrency)
-    _positive("num_requests", num_requests)
+    _request_count(num_requests)
     rng, _ = _lengths_and_arrival_rngs(seed)
     inputs, outputs = lengths.sample(rng, num_requests)
     requests = tuple(Request(i, int(inputs[i]), int(outputs[i]), 0.0 if i < concurrency else None)
@@ -181,7 +190,7 @@ def open_loop(qps: float, lengths: Lengths, *, num_requests: int, seed: int) -> 
     first arrival one gap after time 0."""
     if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not 0 < qps < float("inf"):
         raise InputError(f"qps must be a positive finite number, got {qps!r}")
-    _positive("num_requests", num_requests)
+    _request_count(num_requests)
     rng, arrivals_rng = _lengths_and_arrival_rngs(seed)
     inputs, outputs = lengths.sample(rng, num_requests)
     arrivals = np.cumsum(arrivals_rng.exponential(1.0 / qps, num_requests))

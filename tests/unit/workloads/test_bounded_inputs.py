@@ -79,3 +79,10 @@ def test_the_deepest_model_allowed_is_shown_building_one_layer_per_kind(tmp_path
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["num_moe_layers"] == 10_000
     assert sorted(set(built)) == [0, 1]  # the first layer and one later MoE layer, not all 10,000
+
+
+def test_more_requests_than_one_run_serves_is_one_line():
+    from opbsim.workloads import FixedLengths, closed_loop
+
+    with pytest.raises(InputError, match="num_requests is 87603678, more than the 1,000,000 requests opbsim serves"):
+        closed_loop(2, FixedLengths(8, 2), num_requests=87_603_678, seed=0)
