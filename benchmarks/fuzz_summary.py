@@ -35,7 +35,9 @@ def summarise(log_dir: Path, junit: Path, examples: int) -> str:
            + (f" ({', '.join(sorted(failed))})" if failed else ""),
            f"- slowest example: {slowest['s']:.2f} s, {slowest['target'].split('::', 1)[-1]}: "
            f"`{slowest['input'][:120]}`",
-           f"- peak resident set of a worker: {peak / 2**20:,.0f} MiB", "",
+           f"- peak resident set of a worker: {peak / 2**20:,.0f} MiB",
+           "- a target with fewer examples has fewer distinct inputs than the count (Hypothesis stops when it has "
+           "tried them all: `demo` and `reproduce` take one path option and flags)", "",
            "| target | examples | mean s | max s | status |", "|---|---:|---:|---:|---|"]
     for target in sorted(rows):
         times = [e["s"] for e in rows[target]]
