@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli_device import hw_of, hw_option
-from opbsim.cli_parallel import PARALLEL_HELP, parallel_of, parallel_options
+from opbsim.cli_parallel import layout_given, parallel_of, parallel_options
 from opbsim.cli_path import FilePath, make_out_dir
 from opbsim.cli_progress import progress_bar
 from opbsim.errors import InputError
@@ -114,7 +114,7 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
     from opbsim.report.demo import write_report
 
     names = tuple(DeviceEntry.parse(d) for d in devices.split(",") if d.strip())
-    given = any(layout.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
+    given = layout_given(layout)
     parallel, node_devices = parallel_of(layout)
     settings = CompareSettings(model=model, devices=names, policies=_policies(policy), hw=tuple(hw_of(hw).items()),
                                parallel=parallel,

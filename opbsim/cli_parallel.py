@@ -8,7 +8,7 @@ import click
 
 from opbsim.errors import InputError
 
-__all__ = ["parallel_options", "parallel_of", "layout_of", "PARALLEL_HELP"]
+__all__ = ["parallel_options", "parallel_of", "layout_of", "layout_given", "PARALLEL_HELP"]
 
 PARALLEL_HELP = {
     "tp": "Attention tensor parallelism: heads (and dense FFN widths) split over this many devices.",
@@ -61,6 +61,11 @@ def parallel_of(kw: dict) -> tuple[object, int]:
     return Parallelism.of(**given), node_size or 0
 
 
+def layout_given(kw: dict) -> bool:
+    """Whether any layout flag of ``parallel_options`` is set in ``kw`` (before ``parallel_of``)."""
+    return any(kw.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
+
+
 def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch: int) -> tuple[object, int, str]:
     """``parallel_of(kw)`` and a note for stderr: when no layout flag is given, the smallest
     tensor-parallel degree whose devices hold the weights and ``batch`` requests of
@@ -68,7 +73,7 @@ def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch:
     Commands print the note once their work succeeded, so that a failure stays one line."""
     from opbsim.emulator.cluster import smallest_tp
 
-    given = any(kw.get(n) is not None for n in (*PARALLEL_HELP, "parallel_spec", "devices_per_node", "nodes"))
+    given = layout_given(kw)
     parallel, node_size = parallel_of(kw)
     if given:
         return parallel, node_size, ""
