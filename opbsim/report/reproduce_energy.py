@@ -91,7 +91,9 @@ def energy_causes(pairs) -> list[str]:
                           if abs(v) >= 0.05)
         static_share = dict(runs[0][0].energy_breakdown_mJ_per_token).get("static", 0.0) / \
             runs[0][0].energy_per_token_mJ
-        out.append(f"{model}: Duplex+PE+ET saves {saving:.1f} of the GPU's {gpu_total:.1f} mJ per token "
-                   f"({saving / gpu_total:.0%}, mean of {n} configurations); by component (GPU minus Duplex): "
-                   f"{parts}. Static power is {static_share:.0%} of the GPU's energy in the first configuration.")
+        verb = f"saves {saving:.1f} of" if saving >= 0 else f"spends {-saving:.1f} mJ more than"
+        out.append(f"{model}: Duplex+PE+ET {verb} the GPU's {gpu_total:.1f} mJ per token "
+                   f"({-saving / gpu_total:+.0%}, mean over {n} configuration{'s' if n != 1 else ''}); by component, "
+                   f"GPU minus Duplex: {parts}. Static power is {static_share:.0%} of the GPU's energy in the first "
+                   "configuration.")
     return out
