@@ -29,7 +29,7 @@ from opbsim.emulator.serving import ServingConfig, ServingResult, context_error,
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.hardware.registry import get_device
 from opbsim.isa.types import Space, Unit
-from opbsim.report.reproduce_energy import energy_causes, static_sensitivity
+from opbsim.report.reproduce_energy import dynamic_only_note, energy_causes, static_sensitivity
 from opbsim.workloads import (
     GaussianLengths,
     ModelConfig,
@@ -335,6 +335,7 @@ def _causes(configs: list[Config]) -> tuple[str, ...]:
         f"({get_device(GPU.device).static_W:.0f} W per GPU, {duplex.static_W:.0f} W per Duplex device) over every "
         f"simulated second, so finishing sooner saves energy too. Per model, where Duplex+PE+ET's saving comes from:")
     out.extend(energy_causes(energy_pairs(configs)))
+    out.append(dynamic_only_note(energy_pairs(configs)))
     return tuple(out)
 
 
