@@ -129,6 +129,7 @@ def time_cmd(program: Path, device: str, hw: tuple[str, ...], as_json: bool, tra
             "busy_s": {u.name.lower(): t for u, t in stats.busy_s_by_unit},
             "bytes": {sp.name.lower(): n for sp, n in stats.bytes_by_space},
             "energy_J_by_group": {g.value: e for g, e in stats.energy_J_by_group},
+            "energy_J_by_component": stats.energy.items(),
         }, indent=2))
     else:
         click.echo(timing_table(stats))

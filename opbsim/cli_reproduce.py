@@ -68,3 +68,17 @@ def collectives_cmd(output: Path) -> None:
     click.echo(rows_table(rows))
     write_section(output, section_markdown(rows, stage_sensitivity(), "opbsim reproduce collectives"))
     click.echo(f"wrote {output}")
+
+
+@reproduce.command("energy")
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+              show_default=True, help="The validation page whose energy-measurement section to write.")
+def energy_cmd(output: Path) -> None:
+    """GPU energy per token beside a public measurement (ML.ENERGY, Llama 3.1 70B on 4 x H100)."""
+    from opbsim.report.reproduce_energy_measured import check_energy, rows_table, section_markdown, write_section
+
+    check_output(output)
+    checks = check_energy(progress=lambda line: click.echo(line, err=True))
+    click.echo(rows_table(checks))
+    write_section(output, section_markdown(checks, "opbsim reproduce energy"))
+    click.echo(f"wrote {output}")

@@ -16,7 +16,8 @@ Model, in the order an instruction meets it:
   channel max-min fairly (progressive filling); an instruction never streams faster than its
   compute allows, so it lasts max(compute, bytes / bandwidth share) after issue, never less
   than its roofline bound.
-Values are never computed here; see functional.py.
+Energy (energy.py): each instruction's work by mechanism, plus the device's static power over
+the makespan. Values are never computed here; see functional.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from opbsim.emulator.devices import sn40l as _sn40l  # noqa: F401  registers the PCU kernel model
+from opbsim.emulator.energy import EnergyParts, static_energy, work_energy
 from opbsim.emulator.kernel_models import KernelModel, kernel_model
 from opbsim.emulator.work import Work, channel_bytes, compute_s, link_demand, regions_of, work_of
 from opbsim.errors import InputError
@@ -55,7 +57,9 @@ class Interval:
 
 @dataclass(frozen=True, slots=True)
 class RunStats:
-    """Result of timing one program: makespan, per-unit busy time, traffic and energy."""
+    """Result of timing one program: makespan, per-unit busy time, traffic and energy.
+    ``energy_J_by_group`` splits the instructions' (dynamic) energy by group; ``energy`` is all of
+    it by component, with the static energy of the makespan."""
 
     device: str
     time_s: float
@@ -64,10 +68,11 @@ class RunStats:
     flops: int
     energy_J_by_group: tuple[tuple[OpGroup, float], ...]
     timeline: tuple[Interval, ...]
+    energy: EnergyParts = EnergyParts()
 
     @property
     def energy_J(self) -> float:
-        return sum(e for _, e in self.energy_J_by_group)
+        return self.energy.total_J
 
     def utilisation(self, unit: Unit) -> float:
         busy = dict(self.busy_s_by_unit).get(unit, 0.0)
@@ -89,6 +94,7 @@ class _Op:
     compute_s: float
     deps: tuple[int, ...]
     sections: frozenset[tuple[Space, int]]
+    energy: EnergyParts
 
 
 @dataclass(slots=True)
@@ -152,7 +158,7 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
         seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
         fixed_s=issue_s + link_latency_s,
         compute_s=compute_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
-        sections=_sections(device, regions),
+        sections=_sections(device, regions), energy=work_energy(device, inst.unit, work),
     )
 
 
@@ -167,7 +173,8 @@ def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, in
         for space, n in w.bytes_by_space:
             by_space[space] = by_space.get(space, 0) + n
     work = Work(matrix_flops=sum(w.matrix_flops for w in works), vector_flops=sum(w.vector_flops for w in works),
-                bytes_by_space=tuple(sorted(by_space.items())))
+                bytes_by_space=tuple(sorted(by_space.items())), streams=tuple(st for w in works for st in w.streams))
+    energy = sum((work_energy(device, launch.unit, w) for w in works), EnergyParts())
     cost = model(device, launch, body, works)
     demand = channel_bytes(device, launch, work)
     link_B = sum(link_demand(device, w)[1] for w in works)
@@ -176,7 +183,7 @@ def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, in
     regions = tuple(r for inst in body for r in regions_of(program, inst))
     return _Op(seq=seq, index=index, inst=launch, work=work, demand_B=demand, total_B=sum(demand.values()),
                fixed_s=cost.fixed_s, compute_s=cost.compute_s, deps=live.add(regions, seq, launch.unit),
-               sections=_sections(device, regions))
+               sections=_sections(device, regions), energy=energy)
 
 
 def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tuple[Space, int]]:
@@ -307,16 +314,15 @@ def _stats(device: DeviceSpec, ops: list[_Op], timeline: list[Interval], end_s: 
         busy[iv.unit] = busy.get(iv.unit, 0.0) + (iv.end_s - iv.start_s)
     traffic: dict[Space, int] = {}
     energy: dict[OpGroup, float] = {}
+    parts = static_energy(device, end_s)
     flops = 0
     for op in ops:
-        op_flops = op.work.matrix_flops + op.work.vector_flops
-        flops += op_flops
-        joules = op_flops * device.flop_energy_pJ * 1e-12
+        flops += op.work.matrix_flops + op.work.vector_flops
         for space, n in op.work.bytes_by_space:
             traffic[space] = traffic.get(space, 0) + n
-            joules += n * device.path(op.inst.unit, space).energy_pJ_per_B * 1e-12
         group = op.inst.spec.group
-        energy[group] = energy.get(group, 0.0) + joules
+        energy[group] = energy.get(group, 0.0) + op.energy.total_J
+        parts = parts + op.energy
     return RunStats(
         device=device.name,
         time_s=end_s,
@@ -325,4 +331,5 @@ def _stats(device: DeviceSpec, ops: list[_Op], timeline: list[Interval], end_s: 
         flops=flops,
         energy_J_by_group=tuple((g, energy[g]) for g in OpGroup if g in energy),
         timeline=tuple(sorted(timeline, key=lambda iv: (iv.start_s, iv.index))),
+        energy=parts,
     )

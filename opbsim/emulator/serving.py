@@ -24,8 +24,10 @@ Metrics: tokens/s = output tokens / makespan. Time between tokens: one sample pe
 the duration of the stage that emitted it (the request's previous token came from the stage
 before). TTFT: arrival to the end of the stage that samples the first token (queueing included).
 End-to-end latency: arrival to the last token. Energy per token: all devices' energy / output
-tokens. Utilisation: a unit's busy time (per device) / makespan. Class shares: the wall-clock
-split of ``StageCost.time_s_by_class``, summed over stages.
+tokens, split by component (emulator/energy.py); in open loop the devices also draw their static
+power while no request is running (the idle gaps between stages). Utilisation: a unit's busy
+time (per device) / makespan. Class shares: the wall-clock split of ``StageCost.time_s_by_class``,
+summed over stages.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opbsim.emulator.cluster import Cluster
+from opbsim.emulator.energy import static_energy
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.errors import InputError
@@ -95,6 +98,7 @@ class ServingResult:
     e2e_p99_s: float
     energy_J: float
     energy_per_token_mJ: float
+    energy_breakdown_mJ_per_token: tuple[tuple[str, float], ...]  # by component; the parts sum to the total
     utilisation_by_unit: tuple[tuple[str, float], ...]
     time_share_by_class: tuple[tuple[str, float], ...]
     time_share_by_bound: tuple[tuple[str, float], ...]  # compute / memory / communication / idle
@@ -186,6 +190,7 @@ class _Loop:
         self.stage_prefill: list[int] = []
         self.stage_decode: list[int] = []
         self.costs: dict[int, tuple[StageCost, int]] = {}
+        self.idle_s = 0.0  # open loop: time with no request running
 
     def run(self) -> None:
         n = len(self.inp)
@@ -201,7 +206,9 @@ class _Loop:
                 prefilling.append([admitted, 0])
                 admitted += 1
             if not prefilling and not decoding:
-                now = max(now, self.arrival[admitted])  # open loop, idle: wait for the next arrival
+                idle_until = max(now, self.arrival[admitted])  # open loop, idle: wait for the next arrival
+                self.idle_s += idle_until - now
+                now = idle_until
                 continue
             chunks = self._chunks(prefilling)
             if self.exact:
@@ -264,7 +271,10 @@ class _Loop:
         decode = np.asarray(self.stage_decode, dtype=np.int64)
         duration = float(self.done_s.max())
         tokens = int(sum(self.out))
-        energy = sum(c.energy_J * k for c, k in self.costs.values())
+        parts = static_energy(cluster.fabric_device, self.idle_s).scaled(cluster.devices)
+        for c, k in self.costs.values():
+            parts = parts + c.energy_parts.scaled(k)
+        energy = parts.total_J
         busy: dict[str, float] = {}
         by_class: dict[str, float] = {}
         exposed = sum(c.comm_exposed_s * k for c, k in self.costs.values())
@@ -294,6 +304,7 @@ class _Loop:
             e2e_mean_s=float(e2e.mean()), e2e_p50_s=percentile(e2e, 50), e2e_p90_s=percentile(e2e, 90),
             e2e_p99_s=percentile(e2e, 99),
             energy_J=energy, energy_per_token_mJ=energy / tokens * 1e3,
+            energy_breakdown_mJ_per_token=tuple((k, v / tokens * 1e3) for k, v in parts.items().items()),
             utilisation_by_unit=tuple(sorted((u, b / duration) for u, b in busy.items())),
             time_share_by_class=tuple((c, t / total) for c, t in by_class.items()),
             time_share_by_bound=tuple((b, t / total) for b, t in by_bound.items()),

@@ -19,6 +19,11 @@ every stage of a long trace would take hours, so a stage is decomposed and memoi
   smaller) to fill the pipeline per stage;
 - pipeline stages (pp > 1) cost every layer at the micro-batch size plus pp hand-overs.
 
+Energy: each compiled part's instructions by mechanism (emulator/energy.py) times the layers of
+its kind; the collectives that move exchanged rows at the link energy of their plans; and every
+device's static power over the stage's wall-clock time, the waits included (two-batch overlap's
+fill, pipeline hand-overs, exposed communication).
+
 Layers are serially dependent through the residual stream, so summing per-layer times leaves out
 only the overlap of one layer's tail with the next layer's head (measured in
 tests/unit/serving/test_stage_timer.py and docs/serving.md).
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
+from opbsim.emulator.energy import EnergyParts, plan_energy, static_energy
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
@@ -98,10 +104,10 @@ class Bucketing:
 
 @dataclass(frozen=True, slots=True)
 class StageCost:
-    """One stage on the whole cluster. ``energy_J`` sums every device; ``busy_s_by_unit`` is per
-    device (of the busiest node); ``time_s_by_class`` splits ``time_s`` (wall clock) over op
-    classes: each moment is shared equally by the instructions running then, a fused kernel's share
-    split over its ops' classes (time_split.launch_class_shares)."""
+    """One stage on the whole cluster. ``energy_J`` sums every device (``energy`` by component);
+    ``busy_s_by_unit`` is per device (of the busiest node); ``time_s_by_class`` splits ``time_s``
+    (wall clock) over op classes: each moment is shared equally by the instructions running then,
+    a fused kernel's share split over its ops' classes (time_split.launch_class_shares)."""
 
     time_s: float
     energy_J: float
@@ -109,13 +115,21 @@ class StageCost:
     time_s_by_class: tuple[tuple[OpClass, float], ...]
     comm_exposed_s: float = 0.0  # wall clock with a collective in flight and no other instruction
     time_s_by_bound: tuple[tuple[str, float], ...] = ()  # compute / memory / communication / idle
+    energy: EnergyParts | None = None  # by component; None (a cost made by hand): all of energy_J as compute
+
+    @property
+    def energy_parts(self) -> EnergyParts:
+        return self.energy if self.energy is not None else EnergyParts(compute=self.energy_J)
 
 
 
 @dataclass(slots=True)
 class _Acc:
+    """One device's share of a stage: ``energy`` is its dynamic energy (static is added on the
+    stage's total time)."""
+
     time_s: float = 0.0
-    energy_J: float = 0.0
+    energy: EnergyParts = EnergyParts()
     busy: dict[Unit, float] = field(default_factory=dict)
     by_class: dict[OpClass, float] = field(default_factory=lambda: dict.fromkeys(OpClass, 0.0))
     fill_s: float = 0.0  # two-batch overlap: pipeline fill paid once per stage
@@ -125,20 +139,22 @@ class _Acc:
     def add(self, stats: RunStats, classes: dict[OpClass, float], times: float,
             energy_times: float | None = None) -> None:
         self.time_s += stats.time_s * times
-        self.energy_J += stats.energy_J * (times if energy_times is None else energy_times)
+        dynamic = replace(stats.energy, static=0.0)
+        self.energy = self.energy + dynamic.scaled(times if energy_times is None else energy_times)
         for u, b in stats.busy_s_by_unit:
             self.busy[u] = self.busy.get(u, 0.0) + b * times
         for c, t in classes.items():
             self.by_class[c] += t * times
 
-    def add_comm(self, seconds: float, times: float) -> None:
+    def add_comm(self, seconds: float, times: float, joules: float = 0.0) -> None:
+        self.energy = self.energy + EnergyParts(interconnect=joules * times)
         self.time_s += seconds * times
         self.exposed_s += seconds * times
         self.by_class[OpClass.COMM] += seconds * times
         self.by_bound["communication"] += seconds * times
 
     def scaled(self, times: float) -> _Acc:
-        return _Acc(self.time_s * times, self.energy_J * times, {u: b * times for u, b in self.busy.items()},
+        return _Acc(self.time_s * times, self.energy.scaled(times), {u: b * times for u, b in self.busy.items()},
                     {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times,
                     {k: t * times for k, t in self.by_bound.items()})
 
@@ -147,7 +163,7 @@ class _Acc:
         self.exposed_s += other.exposed_s
         for k, t in other.by_bound.items():
             self.by_bound[k] += t
-        self.energy_J += other.energy_J
+        self.energy = self.energy + other.energy
         for u, b in other.busy.items():
             self.busy[u] = self.busy.get(u, 0.0) + b
         for c, t in other.by_class.items():
@@ -285,8 +301,9 @@ class StageTimer:
                     if op.kind is OpKind.FFN and "expert" in op.params)
         return ModelGraph(local, Stage.decode(tokens, 1), 1, (), (LayerGraph(layer, True, ops),), ())
 
-    def _exchange(self, group: Stage, stage_tokens: int) -> float:
-        """Seconds of the collectives that move one MoE layer's rows (cluster.py)."""
+    def _exchange(self, group: Stage, stage_tokens: int) -> tuple[float, float]:
+        """Seconds of the collectives that move one MoE layer's rows (cluster.py), and the joules
+        one device spends on the links for them."""
         par, m = self.cluster.parallel, self.model
         row_B = m.hidden_size * m.dtype.itemsize_B
         n = par.stage_devices
@@ -299,13 +316,16 @@ class StageTimer:
         else:
             calls.append((Collective.ALLGATHER, par.dp * group.tokens * row_B, par.dp, par.tp))
             calls.append((Collective.ALLREDUCE, stage_tokens * row_B, n, 1))
-        return sum(self._collective_s(*call) for call in calls)
+        costs = [self._collective(*call) for call in calls]
+        return sum(t for t, _ in costs), sum(j for _, j in costs)
 
-    def _collective_s(self, kind: Collective, size_B: int, devices: int, stride: int) -> float:
+    def _collective(self, kind: Collective, size_B: int, devices: int, stride: int) -> tuple[float, float]:
+        """(seconds, joules one device spends on the links) of one collective call."""
         if devices < 2:
-            return 0.0
+            return 0.0, 0.0
         ic = replace(self._fabric, node_devices=self.cluster.group_local(devices, stride))
-        return plan(ic, kind, size_B, devices).time_s
+        p = plan(ic, kind, size_B, devices)
+        return p.time_s, plan_energy(ic, p)
 
     # -- costing -----------------------------------------------------------------------------------
 
@@ -318,20 +338,21 @@ class StageTimer:
             return acc
         if self.overlap and group.tokens >= 2:
             half = micro_batch(group, 2)
-            compute, comm = self._layer_parts(half, half.tokens * self.cluster.dp, layer)
+            compute, (comm, comm_J) = self._layer_parts(half, half.tokens * self.cluster.dp, layer)
             c_s, m_s = compute.time_s, comm
             out = compute.scaled(2)
+            out.energy = out.energy + EnergyParts(interconnect=2 * comm_J)
             out.time_s = max(2 * c_s, 2 * m_s)
             out.by_class[OpClass.COMM] += max(0.0, out.time_s - 2 * c_s)
             out.exposed_s += max(0.0, out.time_s - 2 * c_s)
             out.by_bound["communication"] += max(0.0, out.time_s - 2 * c_s)
             out.fill_s = min(c_s, m_s)
             return out
-        compute, comm = self._layer_parts(group, group.tokens * self.cluster.dp, layer)
-        compute.add_comm(comm, 1)
+        compute, (comm, comm_J) = self._layer_parts(group, group.tokens * self.cluster.dp, layer)
+        compute.add_comm(comm, 1, comm_J)
         return compute
 
-    def _layer_parts(self, group: Stage, stage_tokens: int, layer: int) -> tuple[_Acc, float]:
+    def _layer_parts(self, group: Stage, stage_tokens: int, layer: int) -> tuple[_Acc, tuple[float, float]]:
         acc = _Acc()
         self._time(self._layer(group, True, layer), acc, 1)
         self._time(self._experts(stage_tokens, layer), acc, 1)
@@ -353,11 +374,14 @@ class StageTimer:
         acc.by_bound["communication"] += fill
         if par.pp > 1:
             row_B = self.model.hidden_size * self.model.dtype.itemsize_B
-            hand_over = self._collective_s(Collective.ALLTOALL, 2 * micro.tokens * row_B, 2, par.stage_devices)
-            acc.add_comm(hand_over, par.pp)
+            hand_over, hand_over_J = self._collective(Collective.ALLTOALL, 2 * micro.tokens * row_B, 2,
+                                                      par.stage_devices)
+            acc.add_comm(hand_over, par.pp, hand_over_J)
+        energy = (acc.energy + static_energy(cluster.fabric_device, acc.time_s)).scaled(cluster.devices)
         return StageCost(
             time_s=acc.time_s,
-            energy_J=acc.energy_J * cluster.devices,
+            energy_J=energy.total_J,
+            energy=energy,
             busy_s_by_unit=tuple(sorted(acc.busy.items())),
             time_s_by_class=tuple((c, t) for c, t in acc.by_class.items() if t > 0),
             comm_exposed_s=acc.exposed_s,

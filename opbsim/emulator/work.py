@@ -3,7 +3,8 @@ the roofline bound no timing model may beat.
 
 Vector and fused instructions count fp32 operations per element as listed in
 ``VECTOR_OPS_PER_ELEMENT`` (the operations a SIMD datapath issues, not the ones a polynomial
-expands to); gathers and scatters move only the rows they index.
+expands to); gathers and scatters move only the rows they index. Every operand's traffic is also
+an access stream (access.py: its layout, read or write), from which the DRAM rows it opens follow.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opbsim.emulator.access import Stream, row_stream, view_stream
 from opbsim.errors import InputError
 from opbsim.hardware.collectives import Collective, Plan, plan
 from opbsim.hardware.interconnect import Interconnect
@@ -22,7 +24,7 @@ from opbsim.isa.spec import TABLE, Role
 from opbsim.isa.types import Descriptor, Space
 
 __all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes",
-           "link_plan", "link_demand"]
+           "link_plan", "link_demand", "by_space"]
 
 VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
     "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
@@ -40,50 +42,62 @@ VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """Demands of one instruction. ``bytes_by_space`` counts reads plus writes; ``collective`` is
-    (kind, size in bytes as nccl-tests counts it, devices in the group) for a collective."""
+    """Demands of one instruction. ``bytes_by_space`` counts reads plus writes (the sum of
+    ``streams`` per space); ``collective`` is (kind, size in bytes as nccl-tests counts it, devices
+    in the group) for a collective."""
 
     matrix_flops: int = 0
     vector_flops: int = 0
     bytes_by_space: tuple[tuple[Space, int], ...] = ()
     collective: tuple[Collective, int, int] | None = None
+    streams: tuple[Stream, ...] = ()
 
     @property
     def total_B(self) -> int:
         return sum(b for _, b in self.bytes_by_space)
 
 
-def _bytes(*pairs: tuple[Descriptor, int]) -> tuple[tuple[Space, int], ...]:
+def by_space(streams: tuple[Stream, ...]) -> tuple[tuple[Space, int], ...]:
+    """Bytes per address space of ``streams``."""
     by: dict[Space, int] = {}
-    for d, n in pairs:
-        by[d.space] = by.get(d.space, 0) + n
+    for st in streams:
+        by[st.space] = by.get(st.space, 0) + st.nbytes
     return tuple(sorted(by.items()))
 
 
-def _all(program: Program, inst: Instruction, dst_read: bool = False) -> tuple[tuple[Space, int], ...]:
-    """Every distinct descriptor operand moved once (a read-modify-write destination twice)."""
-    pairs = []
+def _work(streams: list[Stream] | tuple[Stream, ...], **kw) -> Work:
+    streams = tuple(streams)
+    return Work(bytes_by_space=by_space(streams), streams=streams, **kw)
+
+
+def _all(program: Program, inst: Instruction) -> list[Stream]:
+    """Every distinct descriptor operand moved once: an input read, an output written, a
+    read-modify-write operand read and written."""
+    out = []
     seen: set[tuple[int, Role]] = set()
     for f, v in zip(inst.spec.fields, inst.operands):
         if f.role is Role.NONE or (int(v), f.role) in seen:
             continue
         seen.add((int(v), f.role))
         d = program.descriptors[int(v)]
-        pairs.append((d, d.footprint_B * (2 if f.role is Role.INOUT or (dst_read and f.role is Role.OUT) else 1)))
-    return _bytes(*pairs)
+        if f.role in (Role.IN, Role.INOUT):
+            out.append(view_stream(d, write=False))
+        if f.role in (Role.OUT, Role.INOUT):
+            out.append(view_stream(d, write=True))
+    return out
 
 
 def _gemm(program: Program, inst: Instruction) -> Work:
     dst, a = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "a")
     k = a.shape[-1]
-    return Work(matrix_flops=2 * dst.numel * k, bytes_by_space=_all(program, inst))
+    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k)
 
 
 def _elementwise(program: Program, inst: Instruction) -> Work:
     first_in = next(f.name for f in inst.spec.fields if f.role is Role.IN)
     per = VECTOR_OPS_PER_ELEMENT[inst.mnemonic]
     n = max(program.operand_descriptor(inst, first_in).numel, _out(program, inst).numel)
-    return Work(vector_flops=per * n, bytes_by_space=_all(program, inst))
+    return _work(_all(program, inst), vector_flops=per * n)
 
 
 def _out(program: Program, inst: Instruction) -> Descriptor:
@@ -93,38 +107,38 @@ def _out(program: Program, inst: Instruction) -> Descriptor:
 
 def _topk(program: Program, inst: Instruction) -> Work:
     src = program.operand_descriptor(inst, "src")
-    return Work(vector_flops=int(inst["k"]) * src.numel, bytes_by_space=_all(program, inst))
+    return _work(_all(program, inst), vector_flops=int(inst["k"]) * src.numel)
 
 
-def _rows(program: Program, inst: Instruction, table: str, rows: str) -> tuple[Descriptor, int]:
-    """The bytes a gather/scatter touches in ``table``: one row per index."""
+def _rows(program: Program, inst: Instruction, table: str, rows: str, *, write: bool) -> Stream:
+    """The rows a gather/scatter touches in ``table``: one row of the ``rows`` operand's last
+    dimension per index, at the indexed address."""
     t, r = program.operand_descriptor(inst, table), program.operand_descriptor(inst, rows)
-    return t, r.numel * t.dtype.itemsize_B
+    width = r.shape[-1]
+    return row_stream(t.space, r.numel // width, width * t.dtype.itemsize_B, write=write)
 
 
 def _gather(program: Program, inst: Instruction) -> Work:
     dst, idx = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "idx")
-    src, moved = _rows(program, inst, "src", "dst")
-    return Work(bytes_by_space=_bytes((dst, dst.footprint_B), (idx, idx.footprint_B), (src, moved)))
+    return _work([view_stream(dst, write=True), view_stream(idx, write=False),
+                  _rows(program, inst, "src", "dst", write=False)])
 
 
 def _scatter_add(program: Program, inst: Instruction) -> Work:
     src, idx, w = (program.operand_descriptor(inst, n) for n in ("src", "idx", "w"))
-    dst, moved = _rows(program, inst, "dst", "src")
-    return Work(
-        vector_flops=VECTOR_OPS_PER_ELEMENT["scatter_add"] * src.numel,
-        bytes_by_space=_bytes((src, src.footprint_B), (idx, idx.footprint_B), (w, w.footprint_B), (dst, 2 * moved)),
-    )
+    return _work([view_stream(src, write=False), view_stream(idx, write=False), view_stream(w, write=False),
+                  _rows(program, inst, "dst", "src", write=False), _rows(program, inst, "dst", "src", write=True)],
+                 vector_flops=VECTOR_OPS_PER_ELEMENT["scatter_add"] * src.numel)
 
 
 def _scatter(program: Program, inst: Instruction) -> Work:
     src, idx = program.operand_descriptor(inst, "src"), program.operand_descriptor(inst, "idx")
-    dst, moved = _rows(program, inst, "dst", "src")
-    return Work(bytes_by_space=_bytes((src, src.footprint_B), (idx, idx.footprint_B), (dst, moved)))
+    return _work([view_stream(src, write=False), view_stream(idx, write=False),
+                  _rows(program, inst, "dst", "src", write=True)])
 
 
 def _copy(program: Program, inst: Instruction) -> Work:
-    return Work(bytes_by_space=_all(program, inst))
+    return _work(_all(program, inst))
 
 
 def _collective(kind: Collective, size_per_src: Callable[[int], int]):
@@ -134,7 +148,7 @@ def _collective(kind: Collective, size_per_src: Callable[[int], int]):
         if n < 2:
             raise InputError(f"{inst.mnemonic}: devices={n}, a group needs at least 2")
         src = program.operand_descriptor(inst, "src")
-        return Work(bytes_by_space=_all(program, inst), collective=(kind, size_per_src(n) * src.footprint_B, n))
+        return _work(_all(program, inst), collective=(kind, size_per_src(n) * src.footprint_B, n))
     return cost
 
 

@@ -28,6 +28,11 @@ tests/unit/hardware/test_collectives.py):
 - all-to-all: one step to every peer at once; (l-1)/n S to the node's peers over scale-up and
   (n-l)/n S over scale-out, concurrently.
 On a MESH fabric a ring uses one peer link (1/(l-1) of the port); direct algorithms use all.
+
+Each plan also says how many payload bytes one device sends over each of its ports (``up_B``,
+``out_B``: what the link energy is charged on; protocol flags are not counted). A ring or tree
+that spans nodes crosses a node boundary on one hop in ``l`` (rings start on every rail), so a
+device sends 1/l of its volume over scale-out and the rest over scale-up.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class Plan:
     size_B: int
     latency_s: float
     transfer_s: float
+    up_B: float = 0.0  # payload bytes one device sends over its scale-up port
+    out_B: float = 0.0  # ... and over its scale-out port
 
     @property
     def time_s(self) -> float:
@@ -105,10 +112,15 @@ class _Ctx:
     def ring_bw(self) -> float:
         return self.ring_up if self.m == 1 else min(self.ring_up, self.out)
 
-    def make(self, c: AlgoCost, intra_steps: float, inter_steps: float, transfer_B_per_Bps: float) -> Plan:
+    def make(self, c: AlgoCost, intra_steps: float, inter_steps: float, transfer_B_per_Bps: float,
+             up_B: float, out_B: float = 0.0) -> Plan:
         latency_us = c.base_us + intra_steps * c.intra_step_us + inter_steps * c.inter_step_us
         return Plan(self.collective, c.algorithm, c.protocol, self.n, self.m, self.size_B, latency_us * 1e-6,
-                    transfer_B_per_Bps / c.bw_factor)
+                    transfer_B_per_Bps / c.bw_factor, up_B, out_B)
+
+    def ring_split(self, volume_B: float) -> tuple[float, float]:
+        """(scale-up, scale-out) bytes of a ring or tree moving ``volume_B`` per device."""
+        return (volume_B, 0.0) if self.m == 1 else (volume_B * (1 - 1 / self.l), volume_B / self.l)
 
 
 def _ring(x: _Ctx, c: AlgoCost) -> Plan:
@@ -117,39 +129,44 @@ def _ring(x: _Ctx, c: AlgoCost) -> Plan:
         steps, inter, volume = 2 * (n - 1), 2 * (m - 1), 2 * (n - 1) / n * S
     else:
         steps, inter, volume = n - 1, m - 1, (n - 1) / n * S
-    return x.make(c, steps - inter, inter, volume / x.ring_bw())
+    return x.make(c, steps - inter, inter, volume / x.ring_bw(), *x.ring_split(volume))
 
 
 def _tree(x: _Ctx, c: AlgoCost) -> Plan:
     inter = 2 * math.ceil(math.log2(x.m)) if x.m > 1 else 0
-    return x.make(c, 2 * (x.l - 1), inter, 2 * x.S / x.ring_bw())
+    return x.make(c, 2 * (x.l - 1), inter, 2 * x.S / x.ring_bw(), *x.ring_split(2 * x.S))
 
 
 def _nvls(x: _Ctx, c: AlgoCost) -> Plan:
-    return x.make(c, 2, 0, (x.n + 1) / x.n * x.S / x.up)
+    volume = (x.n + 1) / x.n * x.S
+    return x.make(c, 2, 0, volume / x.up, volume)
 
 
 def _oneshot(x: _Ctx, c: AlgoCost) -> Plan:
-    return x.make(c, 1, 0, (x.n - 1) * x.S / x.up)
+    volume = (x.n - 1) * x.S
+    return x.make(c, 1, 0, volume / x.up, volume)
 
 
 def _twoshot(x: _Ctx, c: AlgoCost) -> Plan:
-    return x.make(c, 2, 0, 2 * (x.n - 1) / x.n * x.S / x.up)
+    volume = 2 * (x.n - 1) / x.n * x.S
+    return x.make(c, 2, 0, volume / x.up, volume)
 
 
 def _hier(x: _Ctx, c: AlgoCost) -> Plan:
     local, m, S = x.l, x.m, x.S
     intra = (local - 1) / local * S / x.ring_up
     cross = (m - 1) / m * S / local / x.out
+    up_B, out_B = (local - 1) / local * S, (m - 1) / m * S / local
     if x.collective is Collective.ALLREDUCE:
-        return x.make(c, 2 * (local - 1), 2 * (m - 1), 2 * intra + 2 * cross)
-    return x.make(c, local - 1, m - 1, intra + cross)
+        return x.make(c, 2 * (local - 1), 2 * (m - 1), 2 * intra + 2 * cross, 2 * up_B, 2 * out_B)
+    return x.make(c, local - 1, m - 1, intra + cross, up_B, out_B)
 
 
 def _direct(x: _Ctx, c: AlgoCost) -> Plan:
     n, local, S = x.n, x.l, x.S
-    transfer = max((local - 1) / n * S / x.up, (n - local) / n * S / x.out)
-    return x.make(c, 1, 1 if x.m > 1 else 0, transfer)
+    up_B, out_B = (local - 1) / n * S, (n - local) / n * S
+    transfer = max(up_B / x.up, out_B / x.out)
+    return x.make(c, 1, 1 if x.m > 1 else 0, transfer, up_B, out_B)
 
 
 def _applicable(x: _Ctx, algorithm: Algorithm) -> bool:

@@ -10,8 +10,9 @@ from opbsim.hardware.spec import DeviceSpec
 
 __all__ = ["as_dict", "field_rows", "unit_of"]
 
-_UNITS = (("_GBps", "GB/s"), ("_TFLOPS", "TFLOP/s"), ("_pJ_per_B", "pJ/B"), ("_pJ", "pJ"), ("_ns", "ns"),
-          ("_us", "µs"), ("_B", "bytes"), ("_MHz", "MHz"), ("_GHz", "GHz"), ("_W", "W"), ("_cycles", "cycles"))
+_UNITS = (("_GBps", "GB/s"), ("_TFLOPS", "TFLOP/s"), ("_pJ_per_bit", "pJ/bit"), ("_pJ_per_B", "pJ/B"), ("_pJ", "pJ"),
+          ("_ns", "ns"), ("_us", "µs"), ("_B", "bytes"), ("_MHz", "MHz"), ("_GHz", "GHz"), ("_W", "W"),
+          ("_cycles", "cycles"))
 
 
 def unit_of(field: str) -> str:

@@ -55,14 +55,20 @@ def _check(owner: str, **values: float) -> None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Port:
     """One device's port into a fabric: ``bw_GBps`` per direction (nominal), of which a
-    collective's data stream achieves ``efficiency``."""
+    collective's data stream achieves ``efficiency``; ``energy_pJ_per_bit`` for each bit a device
+    sends through it to its peer, end to end (both link ends, and a switch's ports in between)."""
 
     name: str
     bw_GBps: float
     efficiency: float
+    energy_pJ_per_bit: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(f"port {self.name}", bw_GBps=self.bw_GBps, efficiency=self.efficiency)
+        _check(f"port {self.name}", bw_GBps=self.bw_GBps, efficiency=self.efficiency,
+               energy_pJ_per_bit=self.energy_pJ_per_bit)
+        if self.energy_pJ_per_bit < 0:
+            raise InputError(f"port {self.name}: energy_pJ_per_bit must be non-negative, "
+                             f"got {self.energy_pJ_per_bit!r}")
         if self.bw_GBps <= 0:
             raise InputError(f"port {self.name}: bw_GBps must be positive, got {self.bw_GBps!r}")
         if not 0 < self.efficiency <= 1:

@@ -9,6 +9,11 @@ baseLatencies, hwLatencies), the protocol bandwidth factors and the NVLS efficie
 [TRT] TensorRT-LLM's custom all-reduce (cpp/tensorrt_llm/kernels/customAllReduceKernels.cu):
 one-shot and two-shot kernels over NVLink peer memory, synchronised by flags.
 [S] SN40L paper, arXiv 2405.07518.
+[C2C] NVIDIA's comparison of NVLink-C2C with an off-package SerDes link (Grace Hopper; quoted in
+"Why Nvidia's NVLink C2C Is Redefining GPU-CPU Interconnects", besthub.dev): 1.3 pJ/bit on
+NVLink-C2C, 5.5 pJ/bit on a SerDes link. [CAB] NVIDIA DGX SuperPOD cabling guide, "Port Power":
+an active (HDR) cable can require 6 W per port.
+Link energies are per bit a device sends, end to end; a switch's core is not counted.
 "assumed" = no source gives it; a parameter a user can change (see docs/collectives.md for the
 sensitivity of results to each).
 """
@@ -21,6 +26,10 @@ __all__ = ["NCCL", "NCCL_CUSTOM_AR", "DIRECT_LINKS", "nvlink4_node", "nvlink3_no
 
 _LL, _LL128, _SIMPLE = Protocol.LL, Protocol.LL128, Protocol.SIMPLE
 _NVLINK_NOMINAL_GBps = 25.0  # [NV] one NVLink (gen 3 and 4): 25 GB/s per direction
+_SERDES_PJ_PER_BIT = 5.5  # [C2C] one off-package SerDes link, both ends
+_NVSWITCH_PJ_PER_BIT = 2 * _SERDES_PJ_PER_BIT  # derived: GPU -> NVSwitch -> GPU, two links: 11
+_NET_PJ_PER_BIT = 4 * 6.0 / 400e9 * 1e12  # assumed: [CAB]'s 6 W per port (an HDR figure) at 400 Gb/s, four ports
+# crossed (NIC, switch in, switch out, NIC): 60; NIC and switch ASICs not counted
 
 
 def _cost(algorithm: Algorithm, protocol: Protocol, base_us: float, intra_us: float, inter_us: float,
@@ -88,9 +97,11 @@ def nvlink4_node() -> Interconnect:
     """DGX / HGX H100: 18 NVLink4 links into NVSwitch gen 3 (NVLink SHARP), one 400 Gb/s NDR NIC per GPU."""
     return Interconnect(
         scale_up=Port(name="nvlink4", bw_GBps=18 * _NVLINK_NOMINAL_GBps,  # [NV] 900 GB/s bidirectional
-                      efficiency=20.6 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM90_NVLINK_BW 20.6 GB/s per link
+                      efficiency=20.6 / _NVLINK_NOMINAL_GBps,  # [NCCL] SM90_NVLINK_BW 20.6 GB/s per link
+                      energy_pJ_per_bit=_NVSWITCH_PJ_PER_BIT),
         scale_out=Port(name="ib-ndr", bw_GBps=400 / 8,  # [NV] ConnectX-7 NDR 400 Gb/s per GPU
-                       efficiency=47 / 50),  # NVIDIA/nccl-tests#290, NCCL maintainer: "46-48GB/s per NIC"
+                       efficiency=47 / 50,  # NVIDIA/nccl-tests#290, NCCL maintainer: "46-48GB/s per NIC"
+                       energy_pJ_per_bit=_NET_PJ_PER_BIT),
         fabric=Fabric.SWITCH,
         in_switch_reduction=True,  # [NV] NVSwitch gen 3 NVLink SHARP
         node_devices=8,  # [NV] 8 GPUs per DGX H100
@@ -102,9 +113,11 @@ def nvlink3_node() -> Interconnect:
     """DGX A100: 12 NVLink3 links into NVSwitch gen 2 (no reduction), one 200 Gb/s HDR NIC per GPU."""
     return Interconnect(
         scale_up=Port(name="nvlink3", bw_GBps=12 * _NVLINK_NOMINAL_GBps,  # [NV] 600 GB/s bidirectional
-                      efficiency=20.0 / _NVLINK_NOMINAL_GBps),  # [NCCL] SM80_NVLINK_BW 20.0 GB/s per link
+                      efficiency=20.0 / _NVLINK_NOMINAL_GBps,  # [NCCL] SM80_NVLINK_BW 20.0 GB/s per link
+                      energy_pJ_per_bit=_NVSWITCH_PJ_PER_BIT),  # assumed: NVLink3 SerDes as [C2C]'s
         scale_out=Port(name="ib-hdr", bw_GBps=200 / 8,  # [NV] ConnectX-6 HDR 200 Gb/s per GPU
-                       efficiency=47 / 50),  # assumed: the NDR figure's share
+                       efficiency=47 / 50,  # assumed: the NDR figure's share
+                       energy_pJ_per_bit=2 * _NET_PJ_PER_BIT),  # [CAB] 6 W per HDR port at 200 Gb/s: 120
         fabric=Fabric.SWITCH,
         in_switch_reduction=False,  # [NV] NVSwitch gen 2 has no in-network reduction
         node_devices=8,  # [NV] 8 GPUs per DGX A100
@@ -116,9 +129,11 @@ def sn40l_links() -> Interconnect:
     """SN40L node: 8 sockets with direct peer links (a mesh), one NIC share per socket."""
     return Interconnect(
         scale_up=Port(name="sn40l-peer", bw_GBps=100.0,  # assumed: [S] does not publish the peer links
-                      efficiency=1.0),  # assumed
+                      efficiency=1.0,  # assumed
+                      energy_pJ_per_bit=_SERDES_PJ_PER_BIT),  # assumed: one direct SerDes link as [C2C]'s
         scale_out=Port(name="sn40l-net", bw_GBps=50.0,  # assumed: as the DGX presets' 400 Gb/s per device
-                       efficiency=47 / 50),  # assumed: as the DGX NDR figure
+                       efficiency=47 / 50,  # assumed: as the DGX NDR figure
+                       energy_pJ_per_bit=_NET_PJ_PER_BIT),  # assumed: as the DGX NDR network
         fabric=Fabric.MESH,  # assumed: [S] shows sockets linked peer to peer, no switch
         in_switch_reduction=False,
         node_devices=8,  # [S] 8 sockets per node

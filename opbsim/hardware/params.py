@@ -21,6 +21,10 @@ order, so an explicit PIM value always wins.
 | ``link_GBps`` / ``scale_out_GBps`` | nominal per-direction bandwidth of the scale-up / scale-out port |
 | ``collective_latency_scale`` | multiplies every latency term of the collective library (1: the preset) |
 | ``flop_energy_pJ`` | energy per FLOP |
+| ``xpu_static_W`` / ``pim_static_W`` / ``pcu_static_W`` | that unit's static power (leakage, clocks) |
+| ``hbm_background_W`` / ``ddr_background_W`` | that memory's background and refresh power (all its stacks or DIMMs) |
+| ``hbm_activate_pJ`` | energy of opening one HBM row |
+| ``link_pJ_per_bit`` / ``scale_out_pJ_per_bit`` | energy per bit sent over the scale-up / scale-out port |
 """
 
 from __future__ import annotations
@@ -123,6 +127,31 @@ def _read_port(which: str) -> Callable[[DeviceSpec], float | None]:
     return lambda spec: getattr(spec.interconnect, which).bw_GBps
 
 
+def _unit_static(unit: Unit) -> HwParam:
+    def apply(spec: DeviceSpec, watts: float) -> DeviceSpec:
+        spec.compute(unit)  # raises when the device has no such unit
+        return replace(spec, units=tuple(replace(u, static_W=watts) if u.unit is unit else u for u in spec.units))
+    return HwParam(f"{unit.name.lower()}_static_W", f"{unit.name.lower()} static power (leakage, clocks), W", apply,
+                   lambda spec: next((u.static_W for u in spec.units if u.unit is unit), None))
+
+
+def _memory_field(space: Space, field: str, doc: str) -> HwParam:
+    def apply(spec: DeviceSpec, value: float) -> DeviceSpec:
+        spec.memory(space)  # raises when the device has no such memory
+        return replace(spec, memories=tuple(replace(m, **{field: value}) if m.space is space else m
+                                            for m in spec.memories))
+    return HwParam(f"{space.name.lower()}_{field}", doc, apply,
+                   lambda spec: next((getattr(m, field) for m in spec.memories if m.space is space), None))
+
+
+def _port_energy(which: str, name: str) -> HwParam:
+    def apply(spec: DeviceSpec, pj: float) -> DeviceSpec:
+        ic = spec.interconnect
+        return replace(spec, interconnect=replace(ic, **{which: replace(getattr(ic, which), energy_pJ_per_bit=pj)}))
+    return HwParam(name, f"energy per bit sent over the {which.replace('_', '-')} port, pJ", apply,
+                   lambda spec: getattr(spec.interconnect, which).energy_pJ_per_bit)
+
+
 def _latency_scale(spec: DeviceSpec, scale: float) -> DeviceSpec:
     ic = spec.interconnect
     costs = tuple(replace(c, base_us=c.base_us * scale, intra_step_us=c.intra_step_us * scale,
@@ -147,6 +176,11 @@ HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
             _read_port("scale_out")),
     HwParam("collective_latency_scale", "factor on every collective latency term", _latency_scale, lambda s: 1.0),
     HwParam("flop_energy_pJ", "energy per FLOP, pJ", _field("flop_energy_pJ"), lambda s: s.flop_energy_pJ),
+    _unit_static(Unit.XPU), _unit_static(Unit.PIM), _unit_static(Unit.PCU),
+    _memory_field(Space.HBM, "background_W", "HBM background and refresh power, all stacks, W"),
+    _memory_field(Space.DDR, "background_W", "DDR background and refresh power, W"),
+    _memory_field(Space.HBM, "activate_pJ", "energy of opening one HBM row, pJ"),
+    _port_energy("scale_up", "link_pJ_per_bit"), _port_energy("scale_out", "scale_out_pJ_per_bit"),
 )}
 
 

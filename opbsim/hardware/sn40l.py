@@ -2,12 +2,15 @@
 
 [S] SN40L paper, arXiv 2405.07518 (MICRO 2024). "derived" = arithmetic on sourced values.
 "assumed" = the paper is silent; a parameter to change (``dataclasses.replace``), never tuned to a
-published result. The geometry behind the clock (32 lanes x 6 stages per PCU at 1.6 GHz gives the
-638 BF16 TFLOPS of [S]) comes from public modelling work, not from [S].
+published result. [SR] SambaNova: a SambaRack SN40L-16 (16 sockets, host and DDR) draws about
+10 kW on average in inference (as quoted by aiwiki.ai/wiki/sambanova_sn40l). DRAM energies:
+dram.py. The geometry behind the clock (32 lanes x 6 stages per PCU at 1.6 GHz gives the 638 BF16
+TFLOPS of [S]) comes from public modelling work, not from [S].
 """
 
 from __future__ import annotations
 
+from opbsim.hardware.dram import DDR_DRAM, DDR_IO_PJ_PER_BIT, HBM_DRAM
 from opbsim.hardware.links import sn40l_links
 from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
@@ -31,10 +34,15 @@ _HBM_B = 64 * GiB  # [S]
 _HBM_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
 _DDR_B = 1536 * GiB  # [S] up to 1.5 TiB per socket
 _DDR_GBps = 200.0  # [S]
-_HBM_PJ_PER_B = 56.25  # assumed: the HBM3 access energy of the Duplex authors' simulator (presets.py)
-_DDR_PJ_PER_B = 120.0  # assumed: DDR5 DIMM access and interface, ~15 pJ/bit
-_SRAM_PJ_PER_B = 0.5  # assumed: as the other presets' on-chip SRAM
+_HBM_DATAPATH_PJ_PER_BIT = 891 / 256 - HBM_DRAM["read_pJ_per_bit"]  # assumed: the H100's path to its HBM
+# (presets.py: PHY and interposer), 2.75
+_SRAM_PJ_PER_BIT = 0.5 / 8  # assumed: as the other presets' on-chip SRAM
 _MAC_PJ_PER_FLOP = 0.23  # assumed: the MAC energy of the Duplex authors' simulator
+_SOCKET_STATIC_W = 10_000 / 16 * 140 / 700  # assumed: the H100's idle share of its TDP (presets.py: 140 of 700 W)
+# of a socket's average share of [SR]'s 10 kW rack: 125 W
+_HBM_STACKS = 4  # assumed: 64 GiB as 4 stacks of 16 GiB
+_HBM_STACK_BACKGROUND_W = 2.0  # assumed: as presets.py
+_DDR_BACKGROUND_W = 12 * 3.0  # assumed: 1.5 TiB as 12 x 128 GiB DDR5 RDIMMs at 3 W standby and refresh each
 
 SN40L_DATAFLOW = DataflowSpec(
     pcus=_PCUS,
@@ -50,9 +58,9 @@ SN40L_DATAFLOW = DataflowSpec(
 
 def _paths(unit: Unit) -> tuple[Path, ...]:
     return (
-        Path(unit=unit, space=Space.SRAM, channels=("pmu",), energy_pJ_per_B=_SRAM_PJ_PER_B),
-        Path(unit=unit, space=Space.HBM, channels=("hbm",), energy_pJ_per_B=_HBM_PJ_PER_B),
-        Path(unit=unit, space=Space.DDR, channels=("ddr",), energy_pJ_per_B=_DDR_PJ_PER_B),
+        Path(unit=unit, space=Space.SRAM, channels=("pmu",), datapath_pJ_per_bit=0.0),
+        Path(unit=unit, space=Space.HBM, channels=("hbm",), datapath_pJ_per_bit=_HBM_DATAPATH_PJ_PER_BIT),
+        Path(unit=unit, space=Space.DDR, channels=("ddr",), datapath_pJ_per_bit=DDR_IO_PJ_PER_BIT),
     )
 
 
@@ -60,16 +68,19 @@ sn40l = DeviceSpec(
     name="sn40l",
     units=(
         ComputeSpec(unit=Unit.PCU, matrix_TFLOPS=_MATRIX_TFLOPS, vector_TFLOPS=_VECTOR_TFLOPS,
-                    issue_ns=SN40L_DATAFLOW.hw_launch_us * 1000),  # a lone instruction: one launch
+                    issue_ns=SN40L_DATAFLOW.hw_launch_us * 1000,  # a lone instruction: one launch
+                    static_W=_SOCKET_STATIC_W),  # the whole socket's (PCUs, PMUs, links)
         ComputeSpec(unit=Unit.PMU, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
                     issue_ns=SN40L_DATAFLOW.hw_launch_us * 1000),
         ComputeSpec(unit=Unit.DMA, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
                     issue_ns=1000.0),  # assumed: one transfer issued by the runtime
     ),
     memories=(
-        MemorySpec(space=Space.SRAM, capacity_B=_SRAM_B),
-        MemorySpec(space=Space.HBM, capacity_B=_HBM_B),
-        MemorySpec(space=Space.DDR, capacity_B=_DDR_B),
+        MemorySpec(space=Space.SRAM, capacity_B=_SRAM_B, read_pJ_per_bit=_SRAM_PJ_PER_BIT,
+                   write_pJ_per_bit=_SRAM_PJ_PER_BIT),
+        MemorySpec(space=Space.HBM, capacity_B=_HBM_B, **HBM_DRAM,
+                   background_W=_HBM_STACKS * _HBM_STACK_BACKGROUND_W),
+        MemorySpec(space=Space.DDR, capacity_B=_DDR_B, **DDR_DRAM, background_W=_DDR_BACKGROUND_W),
     ),
     channels=(
         Channel(name="pmu", bw_GBps=_PMUS * _PMU_GBps),  # derived: ~426 TB/s, "hundreds of TB/s" [S]

@@ -3,6 +3,13 @@
 A device is a set of execution units, memory spaces, bandwidth channels and access paths. A byte
 that unit U moves to or from space S crosses every channel of the path (U, S); streams crossing
 the same channel share its bandwidth. Presets live in presets.py, each value with its source.
+
+Energy, by mechanism (emulator/energy.py applies it): a DRAM memory charges ``activate_pJ`` per
+row of ``row_B`` bytes opened and ``read_pJ_per_bit`` / ``write_pJ_per_bit`` per bit read from /
+written to the open row; every byte then crosses its path's data path at ``datapath_pJ_per_bit``
+(in-bank, bank-group bus, TSVs to the logic die, or PHY and interposer to the xPU). A memory with
+``row_B`` 0 is on-chip SRAM: no rows. Each unit and memory draws ``static_W`` / ``background_W``
+(leakage, clocks, DRAM background and refresh) for as long as the device is on.
 """
 
 from __future__ import annotations
@@ -43,11 +50,12 @@ class ComputeSpec:
     matrix_TFLOPS: float
     vector_TFLOPS: float
     issue_ns: float
+    static_W: float = 0.0  # drawn whenever the device is on, busy or not (leakage, clock tree)
 
     def __post_init__(self) -> None:
         owner = f"compute unit {self.unit.name.lower()}"
         _non_negative(owner, matrix_TFLOPS=self.matrix_TFLOPS, vector_TFLOPS=self.vector_TFLOPS,
-                      issue_ns=self.issue_ns)
+                      issue_ns=self.issue_ns, static_W=self.static_W)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +66,10 @@ class MemorySpec:
     sections); with ``exclusive_sections`` two different units never stream from the same section
     at the same time: the later one waits. An operand of at most ``buffered_B`` bytes is read
     into the unit's buffers once (Duplex's activation vectors) and holds no section.
+
+    Energy: ``row_B`` > 0 makes it a DRAM whose rows cost ``activate_pJ`` each to open (activate
+    and precharge); ``read_pJ_per_bit`` / ``write_pJ_per_bit`` are the column access of a bit
+    (for SRAM, ``row_B`` 0, the whole access); ``background_W`` its standby and refresh power.
     """
 
     space: Space
@@ -65,11 +77,26 @@ class MemorySpec:
     sections: int = 1
     exclusive_sections: bool = False
     buffered_B: int = 0
+    row_B: int = 0
+    activate_pJ: float = 0.0
+    read_pJ_per_bit: float = 0.0
+    write_pJ_per_bit: float = 0.0
+    background_W: float = 0.0
 
     def __post_init__(self) -> None:
         owner = f"memory {self.space.name.lower()}"
         _positive(owner, capacity_B=self.capacity_B, sections=self.sections)
-        _non_negative(owner, buffered_B=self.buffered_B)
+        _non_negative(owner, buffered_B=self.buffered_B, row_B=self.row_B, activate_pJ=self.activate_pJ,
+                      read_pJ_per_bit=self.read_pJ_per_bit, write_pJ_per_bit=self.write_pJ_per_bit,
+                      background_W=self.background_W)
+        if not isinstance(self.row_B, int) or isinstance(self.row_B, bool):
+            raise InputError(f"{owner}: row_B must be an integer, got {self.row_B!r}")
+        if self.activate_pJ and not self.row_B:
+            raise InputError(f"{owner}: activate_pJ needs rows (row_B > 0)")
+
+    @property
+    def is_dram(self) -> bool:
+        return self.row_B > 0
 
     def section_of(self, addr_B: int) -> int:
         return min(addr_B * self.sections // self.capacity_B, self.sections - 1)
@@ -88,15 +115,17 @@ class Channel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Path:
-    """How ``unit`` reaches ``space``: the channels crossed and the energy of each byte moved."""
+    """How ``unit`` reaches ``space``: the channels crossed and the energy of each bit carried
+    between the memory's arrays (or SRAM macros) and the unit."""
 
     unit: Unit
     space: Space
     channels: tuple[str, ...]
-    energy_pJ_per_B: float
+    datapath_pJ_per_bit: float
 
     def __post_init__(self) -> None:
-        _non_negative(f"path {self.unit.name.lower()}->{self.space.name.lower()}", energy_pJ_per_B=self.energy_pJ_per_B)
+        _non_negative(f"path {self.unit.name.lower()}->{self.space.name.lower()}",
+                      datapath_pJ_per_bit=self.datapath_pJ_per_bit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +216,12 @@ class DeviceSpec:
             if p.unit is unit and p.space is space:
                 return p
         raise InputError(f"device {self.name}: unit {unit.name.lower()} cannot reach {space.name.lower()}")
+
+    @property
+    def static_W(self) -> float:
+        """Power drawn whenever the device is on: every unit's static power and every memory's
+        background power."""
+        return sum(u.static_W for u in self.units) + sum(m.background_W for m in self.memories)
 
     @property
     def link_GBps(self) -> float:

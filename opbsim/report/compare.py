@@ -6,7 +6,7 @@ it, running its policy), ``compare`` runs:
   requests): the same simulation as ``opbsim simulate`` with the same options (``simulate_args``
   gives that command line), so the numbers are equal;
 - the same scenario at every batch of ``batches`` (throughput vs batch), sharing the stage memo;
-- the energy per token of the headline run split by component (energy.py);
+- the energy per token of the headline run split by component (emulator/energy.py);
 - one MoE (or dense) decoder layer of a decode-only stage and of a mixed stage (``batch - 1``
   decoding requests and one prompt chunk), timed on the engine: each op's Op/B, unit and attained
   FLOP/s (the roofline) and the timelines of co-processing (compare_layer.py).
@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from opbsim.compiler.policies import default_policy, policy_names
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
-from opbsim.emulator.stage_timer import Bucketing
+from opbsim.emulator.stage_timer import Bucketing, StageTimer
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
 from opbsim.hardware.params import changed_device
 from opbsim.report.compare_layer import LayerTimeline, OpPoint, decode_layer, mixed_layer
-from opbsim.report.energy import RecordingTimer, serving_energy_by_component
 from opbsim.workloads import FixedLengths, GaussianLengths, ModelConfig, closed_loop, load_model
 from opbsim.workloads.parallel import Parallelism
 
@@ -249,7 +248,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
     n_steps = len(s.curve_batches) + STEPS_PER_DEVICE_EXTRA
     try:
         cluster = Cluster(device=spec, policy=policy, parallel=s.parallel, node_devices=s.node_devices)
-        timer = RecordingTimer(model, cluster, bucketing=Bucketing(s.buckets))
+        timer = StageTimer(model, cluster, bucketing=Bucketing(s.buckets))
         result = simulate(model, cluster, _scenario(s, s.batch),
                           ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
     except InputError as e:
@@ -257,7 +256,6 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
             step(f"{label}: cannot run")
         return DeviceRun(label, spec.name, policy, spec, None, str(e),
                          tuple(Point(b, None, None, str(e)) for b in s.curve_batches))
-    energy = serving_energy_by_component(timer, result.output_tokens)
     step(f"{label} batch {s.batch}")
     curve = []
     for b in s.curve_batches:
@@ -283,5 +281,5 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
     except InputError as e:
         mixed = LayerTimeline("mixed", f"mixed layer not compiled: {e}", None, {})
     step(f"{label} mixed layer")
-    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), tuple(energy.items()), roofline,
-                     (decode, mixed))
+    return DeviceRun(label, spec.name, policy, spec, result, "", tuple(curve), result.energy_breakdown_mJ_per_token,
+                     roofline, (decode, mixed))

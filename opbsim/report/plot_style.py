@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import textwrap
 
-from opbsim.isa.types import Space, Unit
+from opbsim.isa.types import Unit
 from opbsim.report.compare import Comparison, DeviceRun
-from opbsim.report.energy import COMPUTE, component_name
+from opbsim.report.energy import COMPONENT_LABEL
 
 __all__ = ["DEVICE_PALETTE", "US", "MISSING", "CLASS_COLOURS", "CLASS_LABEL", "BOUND_COLOURS", "BOUND_LABEL",
            "UNIT_COLOURS", "UNIT_NAME", "device_colours", "component_colours", "component_order", "subtitle",
@@ -30,16 +30,11 @@ UNIT_COLOURS = {Unit.XPU: "#252525", Unit.PIM: "#e6ab02", Unit.PCU: "#737373", U
                 Unit.DMA: "#bdbdbd", Unit.CTRL: "#bdbdbd"}
 UNIT_NAME = {Unit.XPU: "xPU", Unit.PIM: "PIM", Unit.PCU: "PCU", Unit.PMU: "PMU", Unit.DMA: "DMA", Unit.CTRL: "ctrl"}
 
-_COMPONENTS = (  # stacking order (bottom first) and colour of each energy component: a hue per unit
-    (component_name(Space.HBM, Unit.XPU), "#01665e"), (component_name(Space.HBM, Unit.PIM), "#8c510a"),
-    (component_name(Space.HBM, Unit.PCU), "#b35806"), (component_name(Space.HBM, Unit.PMU), "#e08214"),
-    (component_name(Space.HBM, Unit.DMA), "#c51b7d"), (component_name(Space.DDR, Unit.PCU), "#40004b"),
-    (component_name(Space.DDR, Unit.PMU), "#762a83"), (component_name(Space.DDR, Unit.DMA), "#9970ab"),
-    (component_name(Space.HOST, Unit.DMA), "#4d4d4d"), (COMPUTE, "#ffd92f"),
-    (component_name(Space.SRAM, Unit.XPU), "#80cdc1"), (component_name(Space.SRAM, Unit.PCU), "#fdb863"),
-    (component_name(Space.SRAM, Unit.PMU), "#fee0b6"), (component_name(Space.SRAM, Unit.DMA), "#f1b6da"),
-    (component_name(Space.PIMBUF, Unit.PIM), "#dfc27d"),
+_COMPONENTS = (  # stacking order (bottom first) and colour of each energy component
+    ("static", "#b3b3b3"), ("compute", "#ffd92f"), ("dram_activation", "#8c510a"), ("dram_column", "#d8b365"),
+    ("dram_datapath", "#01665e"), ("sram", "#80cdc1"), ("interconnect", "#e78ac3"),
 )
+assert {n for n, _ in _COMPONENTS} == set(COMPONENT_LABEL)
 _SPARE = ("#66a61e", "#7570b3", "#e7298a", "#a6761d", "#666666", "#1b9e77", "#d95f02", "#bababa", "#35978f",
           "#fddbc7", "#c7eae5", "#878787")
 

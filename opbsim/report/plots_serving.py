@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from opbsim.report.compare import Comparison
+from opbsim.report.energy import COMPONENT_LABEL
 from opbsim.report.plot_style import (
     BOUND_COLOURS,
     BOUND_LABEL,
@@ -121,7 +122,7 @@ def plot_energy(comp: Comparison) -> Figure:
     """Energy per output token, stacked by component (mJ), each component its own colour."""
     fig = Figure(figsize=(8.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    colour = component_colours({name for run in comp.runs for name, _ in run.energy_mJ_by_component})
+    colour = component_colours({name for run in comp.runs for name, mJ in run.energy_mJ_by_component if mJ > 0})
     runs = device_colours(comp)
     top = _ymax([r.result.energy_per_token_mJ for r in comp.runs if r.result is not None])
     for i, run in enumerate(comp.runs):
@@ -131,7 +132,7 @@ def plot_energy(comp: Comparison) -> Figure:
         parts = dict(run.energy_mJ_by_component)
         bottom = _stack(ax, i, [(c, parts.get(c, 0.0)) for c in colour], colour, runs[run.label])
         ax.text(i, bottom, f"{run.result.energy_per_token_mJ:.1f}", ha="center", va="bottom", fontsize=8)
-    handles = [Patch(color=colour[c], label=c) for c in colour]
+    handles = [Patch(color=colour[c], label=COMPONENT_LABEL.get(c, c)) for c in colour]
     colour_device_ticks(ax, comp)
     ax.set_xlabel("device (policy)")
     ax.set_ylabel("energy per output token (mJ)")

@@ -73,6 +73,14 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         parts.append("")
     if rep.causes:
         parts += ["### Causes of the gaps", ""] + [f"- {c}" for c in rep.causes] + [""]
+    if rep.energy_sensitivity:
+        parts += ["### Sensitivity of the energy rows to the static powers", "",
+                  "Each static figure of the presets scaled by 0.5 and 1.5 alone. An analytic rescale of the runs "
+                  "above, nothing rerun: static energy is the device's static power times the simulated time, and "
+                  "no timing depends on power (opbsim/report/reproduce_energy.py).", "",
+                  markdown_table(("static figure", "average reduction x0.5", "average reduction x1.5",
+                                  "GLaM max reduction x0.5", "GLaM max reduction x1.5"), list(rep.energy_sensitivity)),
+                  ""]
     if rep.configs:
         parts += ["### Layouts and variants", "",
                   "Mean over the configurations of each system's throughput relative to GPU and to 2xGPU, and of "

@@ -6,6 +6,7 @@ import json
 import math
 
 from opbsim.emulator.serving import ServingResult
+from opbsim.report.energy import COMPONENT_LABEL
 from opbsim.report.tables import format_table
 
 __all__ = ["serving_table", "serving_json", "serving_trace"]
@@ -38,6 +39,8 @@ def serving_table(result: ServingResult) -> str:
         ("time to first token p50 / p90 / p99", f"{r.ttft_p50_ms:.1f} / {r.ttft_p90_ms:.1f} / {r.ttft_p99_ms:.1f} ms"),
         ("end-to-end latency mean / p50 / p99", f"{r.e2e_mean_s:.3f} / {r.e2e_p50_s:.3f} / {r.e2e_p99_s:.3f} s"),
         ("energy per token", f"{r.energy_per_token_mJ:.2f} mJ"),
+        *((f"  {COMPONENT_LABEL[k]}", f"{mJ:.2f} mJ ({mJ / r.energy_per_token_mJ:.0%})")
+          for k, mJ in r.energy_breakdown_mJ_per_token if mJ > 0),
         ("stages (decode-only)", f"{r.stages} ({r.decode_only_stage_share:.1%})"),
         ("stage time decode-only / with prefill", f"{r.decode_stage_ms_mean:.3f} / {r.prefill_stage_ms_mean:.3f} ms"),
         ("communication (links busy, units idle)", f"{r.communication_share:.1%}"),

@@ -31,6 +31,7 @@ def timing_table(stats: RunStats) -> str:
              for u, busy in stats.busy_s_by_unit]
     rows += [(f"  {sp.name.lower()} traffic", f"{n / 2**20:.3f} MiB") for sp, n in stats.bytes_by_space]
     rows += [(f"  {g.value} energy", f"{e * 1e6:.3f} uJ") for g, e in stats.energy_J_by_group]
+    rows += [(f"  {k} energy", f"{e * 1e6:.3f} uJ") for k, e in stats.energy.items().items() if e]
     return format_table((f"on {stats.device}", "value"), rows)
 
 

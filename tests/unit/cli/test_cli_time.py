@@ -3,6 +3,7 @@
 import json
 from importlib import resources
 
+import pytest
 from click.testing import CliRunner
 
 from opbsim.cli import cli
@@ -18,6 +19,7 @@ def test_time_prints_json_with_time_energy_and_per_unit_busy_and_writes_a_trace(
     out = json.loads(result.stdout)
     assert out["device"] == "duplex"
     assert out["time_s"] > 0 and out["energy_J"] > 0
+    assert sum(out["energy_J_by_component"].values()) == pytest.approx(out["energy_J"])  # the components add up
     assert set(out["busy_s"]) == {"xpu", "pim"}
     events = json.loads(trace.read_text())["traceEvents"]
     assert sum(e["ph"] == "X" for e in events) == 13  # the example's instructions before halt

@@ -11,6 +11,7 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
 from opbsim.report.compare_layer import FUSED
+from opbsim.report.energy import COMPONENTS
 from opbsim.report.plot_style import (
     BOUND_COLOURS,
     CLASS_COLOURS,
@@ -104,13 +105,12 @@ def test_every_plot_marks_each_run_in_its_shared_device_colour(tiny_comparison, 
 
 def test_no_palette_of_categories_reuses_a_device_colour():
     categories = {*CLASS_COLOURS.values(), *BOUND_COLOURS.values(), *UNIT_COLOURS.values(),
-                  *component_colours(["HBM via xPU", "HBM via PIM", "SRAM via xPU", "SRAM via PCU", "x", "y"]).values()}
+                  *component_colours([*COMPONENTS, "x", "y"]).values()}
     assert not categories & set(DEVICE_PALETTE)
 
 
 def test_every_energy_component_has_a_colour_of_its_own(tiny_comparison):
-    names = ["HBM via xPU", "HBM via PIM", "HBM via PCU", "HBM via DMA", "SRAM via xPU", "SRAM via PCU",
-             "PIM buffers via PIM", "compute (MACs, vector ops)", "something new", "and another"]
+    names = [*COMPONENTS, "something new", "and another"]
     colours = component_colours(names)
     assert len(set(colours.values())) == len(names)
     legend = DRAW["energy_per_token.png"](tiny_comparison).axes[0].get_legend()

@@ -26,6 +26,10 @@ def test_simulate_json_has_the_metrics_the_issue_names_and_the_trace_has_one_eve
     assert out["output_tokens"] == 9 and out["max_batch"] == 2 and out["policy"] == "duplex"
     assert set(out["utilisation_by_unit"]) == {"xpu", "pim", "dma"}
     assert set(out["time_share_by_class"]) >= {"fc", "attention", "moe", "communication"}
+    parts = out["energy_breakdown_mJ_per_token"]
+    assert set(parts) == {"compute", "dram_activation", "dram_column", "dram_datapath", "sram", "static",
+                          "interconnect"}
+    assert sum(parts.values()) == pytest.approx(out["energy_per_token_mJ"], rel=1e-9)  # the parts add up
     events = json.loads(trace.read_text())["traceEvents"]
     assert sum(e["ph"] == "X" for e in events) == out["stages"]
 
@@ -34,6 +38,7 @@ def test_simulate_prints_a_table_by_default_and_takes_the_gpu_baseline_policy_on
     result = invoke("simulate", *SMALL[:2], "h100", *SMALL[3:])
     assert result.exit_code == 0, result.output
     assert "1 x 4 h100, policy xpu-only" in result.output and "time between tokens p50" in result.output
+    assert "DRAM row activations" in result.output and "static (leakage, DRAM background)" in result.output
 
 
 def test_simulate_open_loop_and_gaussian_lengths_run():
