@@ -92,7 +92,8 @@ def _fuser(policy: str, *, fused: bool, hw: bool):
             raise InputError(f"policy {policy} needs a device with dataflow parameters; {device.name} has none")
         cap = min(df.pcus, df.pmus)
         split = tuple(c for k in kernels.kernels for c in _chunks(k, cap))
-        resources = LaunchResources(pcus=df.pcus, pmus=df.pmus, hw=hw)
+        tp = kernels.placement.graph.tp
+        resources = LaunchResources(pcus=df.pcus, pmus=df.pmus, hw=hw, sync=tp if tp > 1 else 0)
         merged = tuple(_merge(g, resources) for g in group_kernels(split, fused=fused, max_stages=cap))
         return plan_memory(replace(kernels, kernels=merged))
     return fuse

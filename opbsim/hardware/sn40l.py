@@ -1,7 +1,11 @@
 """The SambaNova SN40L socket: a spatial dataflow chip on three memory tiers (SRAM, HBM, DDR).
 
-[S] SN40L paper, arXiv 2405.07518 (MICRO 2024). "derived" = arithmetic on sourced values.
-"assumed" = the paper is silent; a parameter to change (``dataclasses.replace``), never tuned to a
+[S] SN40L paper, arXiv 2405.07518 (MICRO 2024). [KL] Kernel Looping, arXiv 2410.23668 (SambaNova): removing
+only the synchronisation between consecutive decoder-layer kernels of a fused SN40L decode speeds it up
+by up to 2.2x, so kernel boundaries are costly; it does not itemise them, so their parts are assumed.
+[UVA] "CUDA Kernel Overhead" (cs.virginia.edu/~mwb7w/cuda_support/kernel_overhead.html): a GPU's host
+launch costs, the analogue taken for the SN40L host runtime ([S] publishes none).
+"derived" = arithmetic on sourced values. "assumed" = the paper is silent; a parameter to change (``dataclasses.replace``), never tuned to a
 published result. The geometry behind the clock (32 lanes x 6 stages per PCU at 1.6 GHz gives the
 638 BF16 TFLOPS of [S]) comes from public modelling work, not from [S].
 """
@@ -43,8 +47,12 @@ SN40L_DATAFLOW = DataflowSpec(
     pmu_GBps=_PMU_GBps,
     clock_MHz=_CLOCK_MHz,
     hop_cycles=32.0,  # assumed: a tile's hand-over from one stage's PMUs to the next stage
-    hw_launch_us=1.0,  # assumed: the on-chip orchestrator switches to the next kernel's configuration
-    sw_launch_us=10.0,  # assumed: one host round trip over PCIe plus the runtime, per kernel
+    memory_latency_ns=500.0,  # assumed: of the order of the HBM load latency GPUs show to pointer chasing
+    config_B_per_unit=1024,  # assumed: 1 KiB per PCU or PMU (its stages or address generators, its switch port)
+    config_GBps=_HBM_GBps,  # assumed: the configuration is read from HBM at its rate
+    hw_launch_us=1.0,  # assumed: the on-chip sequencer dispatches the next kernel
+    host_launch_us=3.0,  # [UVA] ~334,000 asynchronous kernel calls/s on a GPU: one host issue per socket
+    host_sync_us=6.0,  # [UVA] a synchronous call costs ~3x an asynchronous one: the completion wait
 )
 
 

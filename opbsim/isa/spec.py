@@ -272,7 +272,9 @@ TABLE: tuple[OpSpec, ...] = (
         _uint("count", 16, "instructions in the body (>= 1)"),
         _uint("pcus", 11, "pattern compute units allotted (pcu only, else 0)"),
         _uint("pmus", 11, "pattern memory units allotted (pcu only, else 0)"),
-        _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)")),
+        _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)"),
+        _uint("sync", 8, "devices that end the kernel together, with a barrier across them (pcu only; 0 or 1: none)",
+              default=0)),
     # --- synchronisation between units -----------------------------------------------------
     _op("signal", 0x50, _G.SYNC, _ISSUERS,
         "add 1 to token's count once every earlier instruction on this unit has completed",

@@ -18,9 +18,10 @@ SN40L = get_device("sn40l")
 DF = SN40L.dataflow
 
 
-def kernel(body: str, decl: str, *, pcus=1040, pmus=1040, hw=1):
+def kernel(body: str, decl: str, *, pcus=1040, pmus=1040, hw=1, sync=0):
     count = len([ln for ln in body.splitlines() if ln.strip()])
-    return assemble(f"{decl}launch.pcu k, count={count}, pcus={pcus}, pmus={pmus}, hw={hw}\nhalt\nk:\n{body}")
+    return assemble(f"{decl}launch.pcu k, count={count}, pcus={pcus}, pmus={pmus}, hw={hw}, sync={sync}\nhalt\n"
+                    f"k:\n{body}")
 
 
 def plan_of(program, device=SN40L):
@@ -44,7 +45,7 @@ def test_more_stages_than_units_is_an_input_error():
         share_units([1.0, 1.0, 1.0], 2, "pcus")
 
 
-def test_a_memory_bound_kernel_takes_launch_plus_fill_and_hand_overs_plus_its_hbm_stream():
+def test_a_memory_bound_kernel_takes_its_boundary_plus_fill_and_hand_overs_plus_its_hbm_stream():
     program = kernel(GEMV_BODY, GEMV)
     plan = plan_of(program)
     hbm_B = 2 * (4096 + 4096 * 4096) + 2 * 4096  # x and w read, z written, bf16
@@ -52,7 +53,13 @@ def test_a_memory_bound_kernel_takes_launch_plus_fill_and_hand_overs_plus_its_hb
     assert plan.bound == "hbm" and plan.bottleneck_s == pytest.approx(hbm_B / 1800e9)
     idle = sum(plan.stage_s)
     assert plan.tiles == max(plan.min_tiles, round(math.sqrt(idle / DF.hop_s)))
-    expected = DF.hw_launch_us * 1e-6 + idle / plan.tiles + (plan.tiles + 2 - 1) * DF.hop_s + hbm_B / 1800e9
+    pipeline = idle / plan.tiles + (plan.tiles + 2 - 1) * DF.hop_s
+    launch, latency = DF.hw_launch_us * 1e-6, 2 * DF.memory_latency_ns * 1e-9  # one read, one write
+    config = max(2080 * DF.config_B_per_unit / (DF.config_GBps * 1e9) - (launch + latency + pipeline), 0.0)
+    assert plan.boundary == pytest.approx({"launch": launch, "barrier": 0.0, "configuration": config,
+                                           "memory latency": latency, "fill and drain": pipeline,
+                                           "collective latency": 0.0})
+    expected = launch + config + latency + pipeline + hbm_B / 1800e9
     assert plan.time_s == pytest.approx(expected)
     assert run(program, SN40L).time_s == pytest.approx(expected, rel=1e-9)  # alone on the socket: the plan
 
@@ -63,9 +70,24 @@ def test_stage_time_is_its_flop_share_of_the_socket_or_its_pmu_bandwidth():
         assert s == pytest.approx(max(c * 1040 / p, b / (m * DF.pmu_GBps * 1e9)))
 
 
-def test_software_orchestration_adds_the_difference_of_the_launch_costs():
-    hw, sw = (run(kernel(GEMV_BODY, GEMV, hw=flag), SN40L).time_s for flag in (1, 0))
-    assert sw - hw == pytest.approx((DF.sw_launch_us - DF.hw_launch_us) * 1e-6)
+def test_software_orchestration_pays_a_host_issue_per_socket_the_completion_wait_and_the_whole_configuration():
+    hw, sw = (plan_of(kernel(GEMV_BODY, GEMV, hw=flag, sync=8)) for flag in (1, 0))
+    assert sw.launch_s == pytest.approx(8 * DF.host_launch_us * 1e-6)  # one issue per socket, in turn
+    assert sw.barrier_s == pytest.approx(DF.host_sync_us * 1e-6)
+    assert sw.config_s == pytest.approx(2080 * DF.config_B_per_unit / (DF.config_GBps * 1e9))
+    assert hw.launch_s == pytest.approx(DF.hw_launch_us * 1e-6)
+    assert hw.config_s < sw.config_s  # prefetched while the previous kernel runs
+    assert sw.time_s > hw.time_s
+
+
+def test_a_kernel_ending_on_eight_sockets_pays_a_barrier_timed_by_the_collective_model():
+    from opbsim.emulator.devices.sn40l import barrier_s
+    from opbsim.hardware.collectives import Collective, plan
+
+    alone, group = (plan_of(kernel(GEMV_BODY, GEMV, sync=n)) for n in (0, 8))
+    assert alone.barrier_s == 0.0
+    assert group.barrier_s == barrier_s(SN40L, 8) == plan(SN40L.interconnect, Collective.ALLREDUCE, 4, 8).time_s
+    assert group.time_s - alone.time_s == pytest.approx(group.barrier_s, abs=alone.config_s + 1e-15)
 
 
 def test_fewer_pcus_make_a_compute_bound_kernel_slower():

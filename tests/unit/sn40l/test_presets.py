@@ -31,26 +31,27 @@ def test_the_assumed_pcu_geometry_gives_the_vector_rate_and_the_pmu_fabric_hundr
     assert 100_000 < SN40L.channel_bw_GBps("pmu") < 1_000_000  # "hundreds of TB/s" [S]
 
 
-def test_software_orchestrated_launch_costs_more_than_hardware_orchestrated():
+def test_software_orchestration_costs_more_per_kernel_than_the_on_chip_sequencer():
     df = SN40L.dataflow
-    assert df.launch_s(hardware_orchestrated=False) == df.sw_launch_us * 1e-6
-    assert df.launch_s(hardware_orchestrated=True) == df.hw_launch_us * 1e-6 < df.launch_s(False)
+    assert df.host_launch_us + df.host_sync_us > df.hw_launch_us
     assert df.hop_s == df.hop_cycles / (df.clock_MHz * 1e6)
+    assert df.config_s(2080) == 2080 * df.config_B_per_unit / (df.config_GBps * 1e9)
 
 
 def test_assumed_parameters_are_fields_a_user_can_change():
     ic = SN40L.interconnect
-    faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, sw_launch_us=2.0),
+    faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, host_launch_us=2.0),
                                  interconnect=dataclasses.replace(ic, scale_up=dataclasses.replace(ic.scale_up,
                                                                                                     bw_GBps=400.0)))
-    assert faster.dataflow.sw_launch_us == 2.0 and faster.link_GBps == 400.0
-    assert SN40L.dataflow.sw_launch_us != 2.0  # the preset is untouched
+    assert faster.dataflow.host_launch_us == 2.0 and faster.link_GBps == 400.0
+    assert SN40L.dataflow.host_launch_us != 2.0  # the preset is untouched
 
 
 @pytest.mark.parametrize("field,value,message", [
     ("pcus", 0, "dataflow: pcus must be a positive number, got 0"),
     ("pmu_B", 1.5, "dataflow: pmu_B must be an integer, got 1.5"),
-    ("sw_launch_us", -1.0, "dataflow: sw_launch_us must be a non-negative number, got -1.0"),
+    ("host_launch_us", -1.0, "dataflow: host_launch_us must be a non-negative number, got -1.0"),
+    ("config_B_per_unit", 1.5, "dataflow: config_B_per_unit must be an integer, got 1.5"),
 ])
 def test_bad_dataflow_parameters_are_input_errors_naming_the_field(field, value, message):
     with pytest.raises(InputError, match=f"^{message}$"):
