@@ -5,9 +5,10 @@ only the synchronisation between consecutive decoder-layer kernels of a fused SN
 by up to 2.2x, so kernel boundaries are costly; it does not itemise them, so their parts are assumed.
 [UVA] "CUDA Kernel Overhead" (cs.virginia.edu/~mwb7w/cuda_support/kernel_overhead.html): a GPU's host
 launch costs, the analogue taken for the SN40L host runtime ([S] publishes none).
-"derived" = arithmetic on sourced values. "assumed" = the paper is silent; a parameter to change (``dataclasses.replace``), never tuned to a
-published result. The geometry behind the clock (32 lanes x 6 stages per PCU at 1.6 GHz gives the
-638 BF16 TFLOPS of [S]) comes from public modelling work, not from [S].
+"derived" = arithmetic on sourced values. "assumed" = the paper is silent; a parameter to change
+(``dataclasses.replace``), never tuned to a published result. The geometry behind the clock (32 lanes
+x 6 stages per PCU at 1.6 GHz gives the 638 BF16 TFLOPS of [S]) comes from public modelling work,
+not from [S].
 """
 
 from __future__ import annotations
