@@ -39,6 +39,8 @@ class Lowerer:
         self.routing = RoutingTables(placement)
         self._drafts: list[Draft] = []
         self._unit = Unit.XPU
+        self._op = ""
+        self._named: dict[str, int] = {}
 
     # -- helpers used by every lowering ------------------------------------------------------
 
@@ -58,6 +60,13 @@ class Lowerer:
         return view
 
     def scratch(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
+        """A kernel-local intermediate. A dataflow chip's PCU has no kernel-local scratch: each
+        intermediate is a buffer of its own (``<op>.<name>``, ``.<n>`` from the second on) that the
+        policy's memory plan places (SRAM when it stays inside one kernel, else HBM)."""
+        if self._unit is Unit.PCU and self.device.dataflow is not None:
+            n = self._named.get(name, 0)
+            self._named[name] = n + 1
+            return self.layout.buffer(f"{self._op}.{name}" + (f".{n}" if n else ""), dtype, shape)
         return self.layout.scratch(self._unit, name, dtype, shape)
 
     def broadcast(self, view: View, shape: tuple[int, ...]) -> View:
@@ -102,7 +111,7 @@ class Lowerer:
         from opbsim.compiler.lower_attention import lower_attention, lower_kv_store, lower_rope
         from opbsim.compiler.lower_ffn import lower_combine, lower_dispatch, lower_ffn, lower_topk
 
-        self._drafts, self._unit = [], unit
+        self._drafts, self._unit, self._op, self._named = [], unit, op.name, {}
         self.layout.reset_scratch()
         handler = {
             OpKind.EMBED: _embed, OpKind.NORM: _norm, OpKind.GEMM: _gemm_op, OpKind.ROPE: lower_rope,

@@ -21,13 +21,13 @@ from dataclasses import replace
 
 from opbsim.compiler.analyze import COLLECTIVE_KINDS
 from opbsim.compiler.fusion import register_fusion
-from opbsim.compiler.ir import Analysis, Kernel, Kernels, LaunchResources, PlacedOp
+from opbsim.compiler.ir import Analysis, Draft, Kernel, Kernels, LaunchResources, PlacedOp, View
 from opbsim.compiler.policies import register_policy
-from opbsim.compiler.sn40l_memory import plan_memory
+from opbsim.compiler.sn40l_memory import accesses, plan_memory
 from opbsim.errors import InputError
 from opbsim.isa.types import Unit
 
-__all__ = ["SN40L_POLICIES", "group_kernels", "layer_of"]
+__all__ = ["SN40L_POLICIES", "group_kernels", "layer_of", "operators"]
 
 _LAYER = re.compile(r"^(L\d+)\.")
 
@@ -65,6 +65,50 @@ def group_kernels(kernels: tuple[Kernel, ...], *, fused: bool, max_stages: int) 
     return groups
 
 
+def _extent(v: View) -> tuple[int, int]:
+    last = sum((d - 1) * st for d, st in zip(v.shape, v.strides))
+    return v.base_B, v.base_B + (last + 1) * v.dtype.itemsize_B
+
+
+def _touches(d: Draft) -> list[tuple[str, int, int, bool, bool]]:
+    return [(v.buffer, *_extent(v), reads, writes) for v, reads, writes in accesses(d)]
+
+
+def _depends(later: list, earlier: list) -> bool:
+    """Whether an instruction touching ``later`` must follow one touching ``earlier``: both touch
+    overlapping bytes of one buffer and one of them writes them."""
+    return any(a == b and lo < e_hi and e_lo < hi and (w or e_w)
+               for a, lo, hi, _, w in later for b, e_lo, e_hi, _, e_w in earlier)
+
+
+def operators(kernel: Kernel) -> list[Kernel]:
+    """An op's kernel split into one kernel per operator, as a framework without fusion launches
+    them: an instruction's level is the highest level among the earlier instructions it depends
+    on, plus one where that instruction is of another kind; the instructions of one kind at one
+    level form one kernel (the same operator batched over requests, heads or experts). Kernels go
+    in order of level, so every dependency is met; each instruction keeps its op's name as note."""
+    touches = [_touches(d) for d in kernel.drafts]
+    level: list[int] = []
+    for i, d in enumerate(kernel.drafts):
+        level.append(max((level[j] + (kernel.drafts[j].mnemonic != d.mnemonic) for j in range(i)
+                          if _depends(touches[i], touches[j])), default=0))
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, d in enumerate(kernel.drafts):
+        groups.setdefault((level[i], d.mnemonic), []).append(i)
+    if len(groups) == 1:
+        return [kernel]
+    out, seen = [], {}
+    for (_, mnemonic), members in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0])):
+        n = seen[mnemonic] = seen.get(mnemonic, 0) + 1
+        drafts = tuple(replace(kernel.drafts[i], note=kernel.drafts[i].note or kernel.op) for i in members)
+        buffers = {t[0] for i in members for t in touches[i]}
+        writes = {t[0] for i in members for t in touches[i] if t[4]}
+        name = f"{kernel.op}/{mnemonic}" + (f".{n}" if n > 1 else "")
+        out.append(replace(kernel, op=name, drafts=drafts, reads=frozenset(buffers - writes),
+                           writes=frozenset(writes)))
+    return out
+
+
 def _chunks(kernel: Kernel, max_stages: int) -> list[Kernel]:
     """A kernel longer than the socket can hold, cut into launches of at most ``max_stages``."""
     if len(kernel.drafts) <= max_stages:
@@ -91,7 +135,8 @@ def _fuser(policy: str, *, fused: bool, hw: bool):
         if df is None:
             raise InputError(f"policy {policy} needs a device with dataflow parameters; {device.name} has none")
         cap = min(df.pcus, df.pmus)
-        split = tuple(c for k in kernels.kernels for c in _chunks(k, cap))
+        ops = kernels.kernels if fused else tuple(o for k in kernels.kernels for o in operators(k))
+        split = tuple(c for k in ops for c in _chunks(k, cap))
         tp = kernels.placement.graph.tp
         resources = LaunchResources(pcus=df.pcus, pmus=df.pmus, hw=hw, sync=tp if tp > 1 else 0)
         merged = tuple(_merge(g, resources) for g in group_kernels(split, fused=fused, max_stages=cap))

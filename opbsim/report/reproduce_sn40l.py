@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 from opbsim.compiler import compile_graph
 from opbsim.emulator.coe import CoEConfig, CoEResult, policy_for, simulate_coe
-from opbsim.emulator.devices.sn40l import plan_kernel
 from opbsim.emulator.engine import run
-from opbsim.emulator.work import work_of
 from opbsim.hardware.nodes import NodeSpec, get_node
 from opbsim.isa.types import Space, Unit
 from opbsim.report.reproduce import Row
-from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
+from opbsim.report.reproduce_sn40l_kernels import BENCHMARKS, Benchmark, KernelRun, kernel_run
+from opbsim.workloads import Stage, build_model, get_preset
 
 __all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
            "sn40l_rows"]
@@ -35,65 +34,12 @@ COE = CoEConfig(experts=150, batch=8, tokens=20)  # [S] Samba-CoE: 150 experts, 
 
 
 @dataclass(frozen=True, slots=True)
-class Benchmark:
-    label: str
-    model: str
-    stage: Stage
-
-
-BENCHMARKS = (  # assumed: the paper does not list its benchmarks
-    Benchmark("llama-2-7b decode, batch 1, ctx 1024", "llama-2-7b", Stage.decode(1, 1024)),
-    Benchmark("llama-2-7b decode, batch 64, ctx 1024", "llama-2-7b", Stage.decode(64, 1024)),
-    Benchmark("llama-3-70b decode, batch 8, ctx 1024", "llama-3-70b", Stage.decode(8, 1024)),
-    Benchmark("mixtral-8x7b decode, batch 8, ctx 1024", "mixtral-8x7b", Stage.decode(8, 1024)),
-    Benchmark("llama-2-7b prefill, 1024 tokens", "llama-2-7b", Stage(prefill=(PrefillChunk(1024),))),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelRun:
-    """One benchmark's stage time (s) under each sn40l policy, and for the fused program the HBM
-    bytes and time of its decoder-layer kernels (launches of ops of a layer ``L<n>``)."""
-
-    benchmark: Benchmark
-    time_s: dict[str, float]
-    layer_hbm_B: int
-    layer_s: float
-    launches: dict[str, int]
-
-    @property
-    def is_decode(self) -> bool:
-        return self.benchmark.stage.is_decode_only
-
-
-@dataclass(frozen=True, slots=True)
 class Sn40lReproduction:
     rows: tuple[Row, ...]
     coe: dict[str, CoEResult]  # per node, the paper's CoE setup
     sweep: dict[str, tuple[CoEResult, ...]]  # per node, over EXPERT_GRID
     kernels: tuple[KernelRun, ...]
     hbm_GBps: float
-
-
-def _kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
-    device = node.device
-    times, launches, hbm_B, layer_s = {}, {}, 0, 0.0
-    for policy in ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw"):
-        compiled = compile_graph(build_model(get_preset(b.model), b.stage, tp=node.devices), device, policy)
-        program = compiled.program
-        stats = run(program, device)
-        times[policy] = stats.time_s
-        launches[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
-        if policy != "sn40l":
-            continue
-        for iv in stats.timeline:
-            inst = program.instructions[iv.index]
-            if inst.mnemonic != "launch" or not iv.note.startswith("L"):
-                continue
-            body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
-            hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
-            layer_s += iv.end_s - iv.start_s
-    return KernelRun(b, times, hbm_B, layer_s, launches)
 
 
 def _status(ok: bool) -> str:
@@ -149,7 +95,7 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
                     "" if abs(dgx_nodes / 19 - 1) <= 0.15 else
                     f"{held} experts at {h100.experts_per_node} per DGX HBM"))
     rows.append(_shape_row(sweep["dgx-h100"]))
-    fusion = {k.benchmark.label: k.time_s["sn40l-unfused"] / k.time_s["sn40l"] for k in kernels}
+    fusion = {k.benchmark.label: k.time_s["sn40l-unfused"] / k.time_s["sn40l"] for k in kernels if k.time_s}
     rows.append(_range_row(
         "operator fusion speedup over an unfused baseline (8 sockets)", 2, 13, fusion,
         "an unfused op is still a dataflow kernel on all PCUs and PMUs: it streams its weights at the same HBM rate "
@@ -157,7 +103,7 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
         "small next to the weights in decode; a gap of 2x to 13x needs per-kernel costs the paper does not give"))
     variants = (("fused", "sn40l"), ("unfused", "sn40l-unfused"))
     orchestration = {f"{k.benchmark.label}, {kind}": k.time_s[f"{pol}-sw"] / k.time_s[pol]
-                     for k in kernels if k.is_decode for kind, pol in variants}
+                     for k in kernels if k.is_decode and k.time_s for kind, pol in variants}
     rows.append(_range_row(
         "hardware- vs software-orchestrated launch, decode", 1.4, 8, orchestration,
         "the gain is launches x (10 us - 1 us), both launch costs assumed, against stage times that the TP8 "
@@ -198,8 +144,9 @@ def reproduce_sn40l(progress: Callable[[str], None] | None = None,
                       for e in experts_grid) for n, node in nodes.items()}
     kernels = []
     for b in benchmarks:
-        kernels.append(_kernel_run(b, nodes["sn40l"]))
-        say(f"{b.label}: " + ", ".join(f"{p} {t * 1e3:.3f} ms" for p, t in kernels[-1].time_s.items()))
+        kernels.append(kernel_run(b, nodes["sn40l"]))
+        say(f"{b.label}: " + ", ".join(f"{p} {t * 1e3:.3f} ms" for p, t in kernels[-1].time_s.items())
+            + f" ({kernels[-1].kernels['sn40l']} / {kernels[-1].kernels['sn40l-unfused']} kernels)")
     device = nodes["sn40l"].device
     hbm = min(device.channel_bw_GBps(c) for c in device.path(Unit.PCU, Space.HBM).channels)
     collectives = {n: _collective_share(node) for n, node in nodes.items()}

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
 from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction
+from opbsim.report.reproduce_sn40l_kernels import POLICIES
 from opbsim.report.tables import format_table, markdown_table
 from opbsim.report.validation_page import markers
 from opbsim.report.validation_page import write_section as _write_section
 
-__all__ = ["rows_table", "section_markdown", "write_section", "plot_coe", "BEGIN", "END"]
+__all__ = ["rows_table", "kernels_table", "kernels_markdown", "boundaries_markdown", "section_markdown",
+           "write_section", "plot_coe", "BEGIN", "END"]
 
 BEGIN, END = markers("opbsim reproduce sn40l")
 _HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
@@ -65,15 +68,61 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     parts += [markdown_table(header, rows), ""]
     parts += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     parts += ["### Kernel benchmarks on the SN40L node (8 sockets, TP8)", "",
-              "Stage time (ms) under each policy, and the launches in the program.", ""]
-    pols = ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw")
-    header = ("benchmark", *(f"{p} ms" for p in pols), "fusion", "hw/sw fused", "hw/sw unfused", "launches")
-    rows = [(k.benchmark.label, *(f"{k.time_s[p] * 1e3:.3f}" for p in pols),
-             *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
-               (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
-             f"{k.launches['sn40l']} / {k.launches['sn40l-unfused']}") for k in rep.kernels]
-    parts += [markdown_table(header, rows), "", END]
+              "Stage time (ms) under each policy, the ratios, and the kernels each program launches "
+              "(fused / unfused).", "", kernels_markdown(rep), "",
+              "### Kernel boundaries", "",
+              "Mean cost of one kernel's boundary, by part, in us (docs/sn40l.md: launch = the sequencer's dispatch "
+              "or the host's issue to every socket; barrier = the sockets' barrier over their links or the host's "
+              "completion wait; configuration = its exposed load; memory latency = first read and last write; "
+              "fill and drain = one tile through every stage and the hand-overs; collective latency = the steps of "
+              "the collectives a kernel streams). share: the boundaries' part of the stage time.", "",
+              boundaries_markdown(rep), "", END]
     return "\n".join(parts) + "\n"
+
+
+def _kernel_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    rows = []
+    for k in rep.kernels:
+        counts = f"{k.kernels['sn40l']} / {k.kernels['sn40l-unfused']}"
+        if not k.time_s:
+            rows.append((k.benchmark.label, *("-" for _ in POLICIES), "-", "-", "-", counts))
+            continue
+        rows.append((k.benchmark.label, *(f"{k.time_s[p] * 1e3:.3f}" for p in POLICIES),
+                     *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
+                       (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
+                     counts))
+    return rows
+
+
+_KERNEL_HEADER = ("benchmark", *(f"{p} ms" for p in POLICIES), "fusion", "hw/sw fused", "hw/sw unfused", "kernels")
+
+
+def _boundary_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    rows = []
+    for k in rep.kernels:
+        for p in POLICIES if k.time_s else ():
+            us = k.per_kernel_us(p)
+            share = sum(k.boundary_s[p].values()) / k.time_s[p]
+            rows.append((k.benchmark.label, p, str(k.kernels[p]), *(f"{us[part]:.2f}" for part in BOUNDARY_PARTS),
+                         f"{sum(us.values()):.2f}", f"{share:.0%}"))
+    return rows
+
+
+_BOUNDARY_HEADER = ("benchmark", "policy", "kernels", *BOUNDARY_PARTS, "total", "share")
+
+
+def kernels_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_KERNEL_HEADER, _kernel_rows(rep))
+
+
+def boundaries_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_BOUNDARY_HEADER, _boundary_rows(rep))
+
+
+def kernels_table(rep: Sn40lReproduction) -> str:
+    """The kernel benchmarks and their mean boundary per kernel, for the terminal."""
+    return (format_table(_KERNEL_HEADER, _kernel_rows(rep)) + "\n\nmean kernel boundary (us):\n"
+            + format_table(_BOUNDARY_HEADER, _boundary_rows(rep)))
 
 
 def write_section(path: Path, section: str) -> None:

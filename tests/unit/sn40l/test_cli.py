@@ -66,3 +66,17 @@ def test_the_validation_section_replaces_its_earlier_self_and_keeps_the_rest_of_
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     assert text.startswith("# Validation\n\n## Duplex\n\nduplex rows\n")
     assert "## SN40L (arXiv 2405.07518)" in text
+
+
+def test_the_kernel_tables_give_each_benchmarks_kernel_counts_and_its_boundary_by_part(small_reproduction):
+    from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
+    from opbsim.report.reproduce_sn40l_render import kernels_table
+
+    run = small_reproduction.kernels[0]
+    assert run.kernels["sn40l"] < run.kernels["sn40l-unfused"]
+    per_kernel = run.per_kernel_us("sn40l-unfused")
+    assert set(per_kernel) == set(BOUNDARY_PARTS) and per_kernel["launch"] > 0
+    text = kernels_table(small_reproduction)
+    assert f"{run.kernels['sn40l']} / {run.kernels['sn40l-unfused']}" in text
+    assert all(part in text for part in BOUNDARY_PARTS)
+    assert "### Kernel boundaries" in section_markdown(small_reproduction, "opbsim reproduce sn40l")

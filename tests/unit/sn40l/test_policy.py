@@ -51,9 +51,43 @@ def test_under_tensor_parallelism_the_all_reduces_on_the_dma_engine_split_a_laye
         ("allgather", "logits_all_gather")]
 
 
-def test_the_unfused_variant_launches_one_kernel_per_op():
-    c = compiled("sn40l-unfused")
-    assert [i.note for i in launches(c)] == [p.op.name for p in c.placement.ops]
+def test_the_unfused_variant_launches_one_kernel_per_operator_batched_over_requests():
+    c = compiled("sn40l-unfused")  # one layer, two decoding requests
+    names = [i.note for i in launches(c)]
+    assert names == ["embed", "L0.attn_norm", "L0.qkv_proj", "L0.rope", "L0.kv_store",
+                     "L0.attn_decode/gemm", "L0.attn_decode/softmax", "L0.attn_decode/gemm.2", "L0.o_proj",
+                     "L0.ffn_norm/add", "L0.ffn_norm/rmsnorm", "L0.ffn/gemm", "L0.ffn/silu", "L0.ffn/mul",
+                     "L0.ffn/gemm.2", "final_norm/add", "final_norm/rmsnorm", "lm_head"]
+    attention = [i for i in launches(c) if i.note.startswith("L0.attn_decode/")]
+    assert [int(i["count"]) for i in attention] == [2, 2, 2]  # scores, softmax, values: one per request each
+
+
+def test_every_intermediate_of_the_unfused_variant_is_in_hbm_and_stays_in_sram_when_fused():
+    fused, unfused = compiled(), compiled("sn40l-unfused")
+    for name in ("L0.attn_decode.scores", "L0.attn_decode.probs.1", "L0.ffn.gate_up", "L0.ffn.act"):
+        assert fused.buffers[name].space is Space.SRAM, name
+        assert unfused.buffers[name].space is Space.HBM, name
+
+
+def test_an_ops_kernel_splits_into_operators_in_dependency_order():
+    from opbsim.compiler.ir import Draft, Kernel, View
+    from opbsim.compiler.sn40l import operators
+
+    def v(name):
+        return View(name, Space.HBM, 0, DType.BF16, (1, 8))
+
+    drafts = (Draft("scale", Unit.PCU, (v("acc"), v("zero"), 1.0)),
+              Draft("gather", Unit.PCU, (v("w0"), v("t"), v("i"))),
+              Draft("scatter_add", Unit.PCU, (v("acc"), v("y0"), v("i"), v("w0"))),
+              Draft("gather", Unit.PCU, (v("w1"), v("t"), v("i"))),
+              Draft("scatter_add", Unit.PCU, (v("acc"), v("y1"), v("i"), v("w1"))),
+              Draft("cvt", Unit.PCU, (v("out"), v("acc"))))
+    split = operators(Kernel("L0.combine", Unit.PCU, drafts, frozenset(), frozenset()))
+    assert [(k.op, [d.mnemonic for d in k.drafts]) for k in split] == [
+        ("L0.combine/scale", ["scale"]), ("L0.combine/gather", ["gather", "gather"]),
+        ("L0.combine/scatter_add", ["scatter_add", "scatter_add"]),  # an accumulation in order: one operator
+        ("L0.combine/cvt", ["cvt"])]
+    assert {d.note for k in split for d in k.drafts} == {"L0.combine"}
 
 
 @pytest.mark.parametrize("policy,hw", [("sn40l", 1), ("sn40l-sw", 0), ("sn40l-unfused", 1), ("sn40l-unfused-sw", 0)])
