@@ -1,12 +1,16 @@
 """The SN40L policies: every op on the PCUs as stages of spatial dataflow kernels.
 
-``sn40l`` fuses each decoder layer into dataflow kernels: the ops between two collectives
-(which run on the DMA engine over the socket links; the ISA has no collective on a PCU) become one
-kernel, every instruction a pipeline stage, at most as many stages as the socket has PCUs and
-PMUs (a longer run is cut into several kernels). The embedding and the head (final norm, LM head)
-are kernels of their own. ``sn40l-unfused`` launches one kernel per op, for the fusion
-comparison. Both launch hardware-orchestrated kernels; ``sn40l-sw`` and ``sn40l-unfused-sw`` the
-same kernels, issued by the host (software-orchestrated).
+``sn40l`` fuses each decoder layer into one dataflow kernel: its ops, the all-reduces between the
+sockets included (a collective on the PCU is a stage that streams over the socket links while the
+next block's weights are prefetched), become one kernel, every instruction a pipeline stage, at
+most as many stages as the socket has PCUs and PMUs (a longer run is cut into several kernels).
+The embedding and the head (final norm, LM head, logits all-gather) are kernels of their own.
+``sn40l-unfused`` launches one kernel per operator, as a framework without fusion would: the
+instructions of an op split by dependency level and kind (``operators``: attention is three
+kernels, a SwiGLU FFN four, each batched over the requests), every collective a kernel of its own,
+and every intermediate in HBM. Both launch hardware-orchestrated kernels; ``sn40l-sw`` and
+``sn40l-unfused-sw`` the same kernels, issued by the host (software-orchestrated). Every launch
+names the tensor-parallel group's sockets (``sync``), which end each kernel together.
 
 Every launch asks for all the socket's PCUs and PMUs; the dataflow model shares them among the
 stages, PCUs in proportion to FLOPs and PMUs to bytes (emulator/devices/sn40l.py). Buffers are
@@ -42,7 +46,7 @@ def _place(analysis: Analysis) -> tuple[PlacedOp, ...]:
     out = []
     for a in analysis.ops:
         if a.op.kind in COLLECTIVE_KINDS:
-            out.append(PlacedOp(a, Unit.DMA, "collective: on the socket links"))
+            out.append(PlacedOp(a, Unit.PCU, "collective: a dataflow stage streaming over the socket links"))
         else:
             out.append(PlacedOp(a, Unit.PCU, f"dataflow stage(s) at Op/B {a.estimates.op_per_B:.1f}"))
     return tuple(out)
@@ -50,7 +54,7 @@ def _place(analysis: Analysis) -> tuple[PlacedOp, ...]:
 
 def group_kernels(kernels: tuple[Kernel, ...], *, fused: bool, max_stages: int) -> list[list[Kernel]]:
     """Runs of PCU kernels to launch together: with ``fused``, consecutive kernels of one layer
-    (a collective or a new layer ends a run), else each kernel alone; a run is cut so that no
+    (a new layer or another unit ends a run), else each kernel alone; a run is cut so that no
     launch has more than ``max_stages`` instructions. Other units' kernels stay alone."""
     groups: list[list[Kernel]] = []
     for k in kernels:
