@@ -8,20 +8,27 @@ Llama-7B 4k prefill kernel-call comparison is the one with a shape we can rebuil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import compile_graph
 from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS, plan_kernel
 from opbsim.emulator.engine import run
-from opbsim.emulator.work import work_of
+from opbsim.emulator.work import Work, work_of
 from opbsim.hardware.nodes import NodeSpec
 from opbsim.hardware.spec import DeviceSpec
-from opbsim.isa.program import Program
+from opbsim.isa.program import Instruction, Program
+from opbsim.isa.types import Space
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
 
-__all__ = ["POLICIES", "Benchmark", "BENCHMARKS", "KernelRun", "kernel_run", "boundaries"]
+__all__ = ["POLICIES", "SENSITIVITY", "Benchmark", "BENCHMARKS", "KernelRun", "kernel_run", "boundaries",
+           "program_time", "variant_device"]
 
 POLICIES = ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw")
+SENSITIVITY = ("hw_launch_us", "host_launch_us", "host_sync_us", "memory_latency_ns", "config_B_per_unit",
+               "hop_cycles", "link_latency")
+"""The assumed boundary parameters whose sensitivity is shown (each halved and doubled); ``link_latency``
+scales every latency term of the socket links' collective costs (barrier and collective steps)."""
+FACTORS = (0.5, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,9 @@ class KernelRun:
     boundary_s: dict[str, dict[str, float]] = field(default_factory=dict)
     layer_hbm_B: int = 0
     layer_s: float = 0.0
+    hbm_B: dict[str, int] = field(default_factory=dict)  # policy -> the program's HBM traffic
+    variants: dict[str, dict[str, float]] = field(default_factory=dict)  # "param x f" -> policy -> s
+    variant_layer_s: dict[str, float] = field(default_factory=dict)  # "param x f" -> fused layer kernels' s
 
     @property
     def is_decode(self) -> bool:
@@ -77,10 +87,44 @@ def boundaries(program: Program, device: DeviceSpec) -> dict[str, float]:
     return out
 
 
+def variant_device(device: DeviceSpec, param: str, factor: float) -> DeviceSpec:
+    """``device`` with one assumed boundary parameter (``SENSITIVITY``) scaled by ``factor``."""
+    if param == "link_latency":
+        ic = device.interconnect
+        costs = tuple(replace(c, base_us=c.base_us * factor, intra_step_us=c.intra_step_us * factor,
+                              inter_step_us=c.inter_step_us * factor) for c in ic.library.costs)
+        return replace(device, interconnect=replace(ic, library=replace(ic.library, costs=costs)))
+    value = getattr(device.dataflow, param) * factor
+    return replace(device, dataflow=replace(device.dataflow, **{param: type(getattr(device.dataflow, param))(value)}))
+
+
+def _launches(program: Program) -> list[tuple[Instruction, list[Work]]]:
+    out = []
+    for inst in program.instructions:
+        if inst.mnemonic == "halt":
+            break
+        if inst.mnemonic == "launch":
+            body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
+            out.append((inst, [work_of(program, x) for x in body]))
+    return out
+
+
+def program_time(program: Program | list, device: DeviceSpec, layers_only: bool = False) -> float:
+    """A program made only of PCU kernels runs them one after another, each alone on the socket:
+    the sum of their plans (the engine's time for such a program). ``layers_only``: the sum over
+    the kernels of decoder layers (launches noted ``L<n>...``). ``program`` may be its launches
+    with their works, as ``_launches`` gives them."""
+    launches = _launches(program) if isinstance(program, Program) else program
+    return sum(plan_kernel(device, inst, works).time_s for inst, works in launches
+               if not layers_only or inst.note.startswith("L"))
+
+
 def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
     device = node.device
     graph = build_model(get_preset(b.model), b.stage, tp=node.devices)
-    times, kernels, parts, hbm_B, layer_s = {}, {}, {}, 0, 0.0
+    times, kernels, parts, hbm_B, layer_s, traffic = {}, {}, {}, 0, 0.0, {}
+    variants: dict[str, dict[str, float]] = {}
+    variant_layer_s: dict[str, float] = {}
     for policy in POLICIES:
         program = compile_graph(graph, device, policy).program
         kernels[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
@@ -88,7 +132,16 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             continue
         stats = run(program, device)
         times[policy] = stats.time_s
+        traffic[policy] = dict(stats.bytes_by_space).get(Space.HBM, 0)
         parts[policy] = boundaries(program, device)
+        launches = _launches(program)
+        for param in SENSITIVITY:
+            for f in FACTORS:
+                key = f"{param} x{f:g}"
+                other = variant_device(device, param, f)
+                variants.setdefault(key, {})[policy] = program_time(launches, other)
+                if policy == "sn40l":
+                    variant_layer_s[key] = program_time(launches, other, layers_only=True)
         if policy != "sn40l":
             continue
         for iv in stats.timeline:
@@ -98,4 +151,4 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
             hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
             layer_s += iv.end_s - iv.start_s
-    return KernelRun(b, times, kernels, parts, hbm_B, layer_s)
+    return KernelRun(b, times, kernels, parts, hbm_B, layer_s, traffic, variants, variant_layer_s)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
-from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction
+from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction, fusion_ratios, hbm_share, orchestration_ratios
 from opbsim.report.reproduce_sn40l_kernels import POLICIES
 from opbsim.report.tables import format_table, markdown_table
 from opbsim.report.validation_page import markers
 from opbsim.report.validation_page import write_section as _write_section
 
 __all__ = ["rows_table", "kernels_table", "kernels_markdown", "boundaries_markdown", "section_markdown",
-           "write_section", "plot_coe", "BEGIN", "END"]
+           "sensitivity_markdown", "write_section", "plot_coe", "BEGIN", "END"]
 
 BEGIN, END = markers("opbsim reproduce sn40l")
 _HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
@@ -76,7 +76,12 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
               "completion wait; configuration = its exposed load; memory latency = first read and last write; "
               "fill and drain = one tile through every stage and the hand-overs; collective latency = the steps of "
               "the collectives a kernel streams). share: the boundaries' part of the stage time.", "",
-              boundaries_markdown(rep), "", END]
+              boundaries_markdown(rep), "",
+              "### Sensitivity to the assumed boundary parameters", "",
+              "Each assumed parameter of the kernel boundary halved and doubled, the others as assumed (stage times "
+              "from the kernels' plans, which equal the engine's for these programs of PCU kernels alone on the "
+              "socket). link latency scales every latency term of the socket links' collective costs (the barrier "
+              "and the collectives' steps).", "", sensitivity_markdown(rep), "", END]
     return "\n".join(parts) + "\n"
 
 
@@ -111,6 +116,33 @@ def _boundary_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
 _BOUNDARY_HEADER = ("benchmark", "policy", "kernels", *BOUNDARY_PARTS, "total", "share")
 
 
+def _range(values: dict[str, float], lo: float, hi: float) -> str:
+    inside = sum(lo <= v <= hi for v in values.values())
+    return f"{min(values.values()):.2f}x to {max(values.values()):.2f}x ({inside} of {len(values)} inside)"
+
+
+def _sensitivity_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    timed = [k for k in rep.kernels if k.time_s]
+    if not timed:
+        return []
+    rows = []
+    for variant in (None, *timed[0].variants):
+        rows.append(("as assumed" if variant is None else variant.replace("_", " ", 1) if variant.startswith("link")
+                     else variant,
+                     _range(fusion_ratios(rep.kernels, variant), 2, 13),
+                     _range(orchestration_ratios(rep.kernels, variant), 1.4, 8),
+                     f"{hbm_share(rep.kernels, rep.hbm_GBps, variant):.1%}"))
+    return rows
+
+
+_SENSITIVITY_HEADER = ("parameter", "fusion (paper 2x to 13x)", "hw/sw decode (paper 1.4x to 8x)",
+                       "fused decoder HBM share (paper ~85%)")
+
+
+def sensitivity_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_SENSITIVITY_HEADER, _sensitivity_rows(rep))
+
+
 def kernels_markdown(rep: Sn40lReproduction) -> str:
     return markdown_table(_KERNEL_HEADER, _kernel_rows(rep))
 
@@ -122,7 +154,8 @@ def boundaries_markdown(rep: Sn40lReproduction) -> str:
 def kernels_table(rep: Sn40lReproduction) -> str:
     """The kernel benchmarks and their mean boundary per kernel, for the terminal."""
     return (format_table(_KERNEL_HEADER, _kernel_rows(rep)) + "\n\nmean kernel boundary (us):\n"
-            + format_table(_BOUNDARY_HEADER, _boundary_rows(rep)))
+            + format_table(_BOUNDARY_HEADER, _boundary_rows(rep)) + "\n\nsensitivity to the assumed boundary "
+            "parameters (each halved and doubled):\n" + format_table(_SENSITIVITY_HEADER, _sensitivity_rows(rep)))
 
 
 def write_section(path: Path, section: str) -> None:

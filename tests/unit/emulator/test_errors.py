@@ -132,8 +132,8 @@ def test_a_fault_on_one_device_of_a_group_names_the_device():
 
 def test_a_launch_body_may_not_hold_a_launch_or_a_halt():
     body = "    launch.xpu k, count=2, pcus=0, pmus=0\nk:\n    exp.xpu f4, f4\n    halt\n"
-    _fails(body, "instruction 0 (launch.xpu k, count=2, pcus=0, pmus=0, hw=0, sync=0): body instruction 2 (halt) is a halt; "
-           "a launch body holds no launch or halt")
+    _fails(body, "instruction 0 (launch.xpu k, count=2, pcus=0, pmus=0, hw=0, sync=0): body instruction 2 (halt) "
+           "is a halt; a launch body holds no launch or halt")
 
 
 def test_a_destination_that_overlaps_itself_is_refused():

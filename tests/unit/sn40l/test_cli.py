@@ -80,3 +80,31 @@ def test_the_kernel_tables_give_each_benchmarks_kernel_counts_and_its_boundary_b
     assert f"{run.kernels['sn40l']} / {run.kernels['sn40l-unfused']}" in text
     assert all(part in text for part in BOUNDARY_PARTS)
     assert "### Kernel boundaries" in section_markdown(small_reproduction, "opbsim reproduce sn40l")
+
+
+def test_a_program_of_pcu_kernels_takes_the_sum_of_its_kernels_plans_and_variants_scale_one_parameter():
+    from opbsim.compiler import compile_graph
+    from opbsim.emulator.engine import run
+    from opbsim.hardware import get_device
+    from opbsim.report.reproduce_sn40l_kernels import program_time, variant_device
+    from opbsim.workloads import Stage, build_model, get_preset
+
+    sn40l = get_device("sn40l")
+    model = __import__("dataclasses").replace(get_preset("llama-2-7b"), num_layers=2)
+    for policy in ("sn40l", "sn40l-unfused-sw"):
+        program = compile_graph(build_model(model, Stage.decode(2, 128), tp=8), sn40l, policy).program
+        assert program_time(program, sn40l) == pytest.approx(run(program, sn40l).time_s, rel=1e-12)
+    slower = variant_device(sn40l, "host_sync_us", 2.0)
+    assert slower.dataflow.host_sync_us == 2 * sn40l.dataflow.host_sync_us
+    assert variant_device(sn40l, "config_B_per_unit", 0.5).dataflow.config_B_per_unit == 512
+    links = variant_device(sn40l, "link_latency", 2.0).interconnect.library.costs[0]
+    assert links.intra_step_us == 2 * sn40l.interconnect.library.costs[0].intra_step_us
+
+
+def test_the_sensitivity_table_has_a_row_per_assumed_parameter_halved_and_doubled(small_reproduction):
+    from opbsim.report.reproduce_sn40l_kernels import SENSITIVITY
+    from opbsim.report.reproduce_sn40l_render import sensitivity_markdown
+
+    table = sensitivity_markdown(small_reproduction)
+    assert table.count("\n") == 2 + 2 * len(SENSITIVITY)  # header, rule, as assumed, then each parameter twice
+    assert "host_sync_us x0.5" in table and "link latency x2" in table
