@@ -13,11 +13,12 @@ not from [S].
 
 from __future__ import annotations
 
+from opbsim.hardware.dram import HBM2E_16GB
 from opbsim.hardware.links import sn40l_links
 from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["sn40l", "SN40L_DATAFLOW"]
+__all__ = ["sn40l", "SN40L_DATAFLOW", "SN40L_HBM", "HBM_PEAK_GBps"]
 
 GiB = 2**30
 MiB = 2**20
@@ -33,7 +34,11 @@ _SRAM_B = 520 * MiB  # [S] on-chip, in the PMUs
 _PMU_B = _SRAM_B // _PMUS  # derived: 512 KiB per PMU
 _PMU_GBps = _LANES * 4 * 2 * _CLOCK_MHz / 1000  # assumed: a 32 x fp32 read and write port per clock: 409.6
 _HBM_B = 64 * GiB  # [S]
-_HBM_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
+HBM_PEAK_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
+_HBM_GBps = HBM_PEAK_GBps
+# derived: 1800 GB/s is 4 HBM2E stacks of 1024 pins at 3.6 Gb/s (460.8 GB/s each; the memory type is assumed),
+# 64 GiB over 4 stacks is 16 GiB each, 8-high of 16 Gb dies; each stack has 8 channels of 2 pseudo-channels
+SN40L_HBM = HBM2E_16GB
 _DDR_B = 1536 * GiB  # [S] up to 1.5 TiB per socket
 _DDR_GBps = 200.0  # [S]
 _HBM_PJ_PER_B = 56.25  # assumed: the HBM3 access energy of the Duplex authors' simulator (presets.py)
@@ -82,7 +87,7 @@ sn40l = DeviceSpec(
     ),
     channels=(
         Channel(name="pmu", bw_GBps=_PMUS * _PMU_GBps),  # derived: ~426 TB/s, "hundreds of TB/s" [S]
-        Channel(name="hbm", bw_GBps=_HBM_GBps),
+        Channel(name="hbm", bw_GBps=SN40L_HBM.sustained_GBps(HBM_PEAK_GBps)),  # refresh and activation (dram.py)
         Channel(name="ddr", bw_GBps=_DDR_GBps),
     ),
     paths=(*_paths(Unit.PCU), *_paths(Unit.PMU), *_paths(Unit.DMA)),

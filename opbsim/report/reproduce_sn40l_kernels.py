@@ -15,13 +15,14 @@ from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS, plan_kernel
 from opbsim.emulator.engine import run
 from opbsim.emulator.work import Work, work_of
 from opbsim.hardware.nodes import NodeSpec
+from opbsim.hardware.sn40l import SN40L_HBM, HBM_PEAK_GBps
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.types import Space
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
 
 __all__ = ["POLICIES", "SENSITIVITY", "Benchmark", "BENCHMARKS", "KernelRun", "kernel_run", "boundaries",
-           "program_time", "variant_device"]
+           "program_time", "variant_device", "variant_keys", "variant_of", "PER_BANK"]
 
 POLICIES = ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw")
 SENSITIVITY = ("hw_launch_us", "host_launch_us", "host_sync_us", "memory_latency_ns", "config_B_per_unit",
@@ -29,6 +30,8 @@ SENSITIVITY = ("hw_launch_us", "host_launch_us", "host_sync_us", "memory_latency
 """The assumed boundary parameters whose sensitivity is shown (each halved and doubled); ``link_latency``
 scales every latency term of the socket links' collective costs (barrier and collective steps)."""
 FACTORS = (0.5, 2.0)
+PER_BANK = "hbm refresh per-bank"
+"""The variant with HBM refreshed one bank at a time (no refresh loss) instead of all banks at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,22 @@ def boundaries(program: Program, device: DeviceSpec) -> dict[str, float]:
     return out
 
 
+def variant_keys() -> tuple[str, ...]:
+    """The sensitivity variants: each ``SENSITIVITY`` parameter halved and doubled, then ``PER_BANK``."""
+    return (*(f"{p} x{f:g}" for p in SENSITIVITY for f in FACTORS), PER_BANK)
+
+
+def variant_of(device: DeviceSpec, key: str) -> DeviceSpec:
+    """``device`` changed as the variant ``key`` (``variant_keys``) says."""
+    if key == PER_BANK:
+        hbm = replace(SN40L_HBM, refresh="per-bank")
+        channels = tuple(replace(c, bw_GBps=hbm.sustained_GBps(HBM_PEAK_GBps)) if c.name == "hbm" else c
+                         for c in device.channels)
+        return replace(device, channels=channels)
+    param, factor = key.rsplit(" x", 1)
+    return variant_device(device, param, float(factor))
+
+
 def variant_device(device: DeviceSpec, param: str, factor: float) -> DeviceSpec:
     """``device`` with one assumed boundary parameter (``SENSITIVITY``) scaled by ``factor``."""
     if param == "link_latency":
@@ -135,13 +154,11 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
         traffic[policy] = dict(stats.bytes_by_space).get(Space.HBM, 0)
         parts[policy] = boundaries(program, device)
         launches = _launches(program)
-        for param in SENSITIVITY:
-            for f in FACTORS:
-                key = f"{param} x{f:g}"
-                other = variant_device(device, param, f)
-                variants.setdefault(key, {})[policy] = program_time(launches, other)
-                if policy == "sn40l":
-                    variant_layer_s[key] = program_time(launches, other, layers_only=True)
+        for key in variant_keys():
+            other = variant_of(device, key)
+            variants.setdefault(key, {})[policy] = program_time(launches, other)
+            if policy == "sn40l":
+                variant_layer_s[key] = program_time(launches, other, layers_only=True)
         if policy != "sn40l":
             continue
         for iv in stats.timeline:

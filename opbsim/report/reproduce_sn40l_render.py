@@ -81,7 +81,8 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
               "Each assumed parameter of the kernel boundary halved and doubled, the others as assumed (stage times "
               "from the kernels' plans, which equal the engine's for these programs of PCU kernels alone on the "
               "socket). link latency scales every latency term of the socket links' collective costs (the barrier "
-              "and the collectives' steps).", "", sensitivity_markdown(rep), "", END]
+              "and the collectives' steps); hbm refresh per-bank: HBM refreshed one bank at a time, with no "
+              "refresh loss, instead of all banks at once.", "", sensitivity_markdown(rep), "", END]
     return "\n".join(parts) + "\n"
 
 

@@ -106,5 +106,5 @@ def test_the_sensitivity_table_has_a_row_per_assumed_parameter_halved_and_double
     from opbsim.report.reproduce_sn40l_render import sensitivity_markdown
 
     table = sensitivity_markdown(small_reproduction)
-    assert table.count("\n") == 2 + 2 * len(SENSITIVITY)  # header, rule, as assumed, then each parameter twice
-    assert "host_sync_us x0.5" in table and "link latency x2" in table
+    assert table.count("\n") == 3 + 2 * len(SENSITIVITY)  # header, rule, as assumed, each twice, per-bank refresh
+    assert "host_sync_us x0.5" in table and "link latency x2" in table and "hbm refresh per-bank" in table

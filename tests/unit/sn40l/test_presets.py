@@ -1,6 +1,7 @@
 """The sn40l socket, its dataflow parameters, and the SN40L and DGX nodes."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_an_sn40l_socket_has_1040_pcus_and_pmus_638_bf16_tflops_and_three_memory
     assert df.pmu_B == 520 * MiB // 1040 == 512 * KiB  # derived: SRAM per PMU
     assert SN40L.memory(Space.HBM).capacity_B == 64 * GiB
     assert SN40L.memory(Space.DDR).capacity_B == 1536 * GiB  # 1.5 TiB
-    assert SN40L.channel_bw_GBps("hbm") == 1800.0
+    assert SN40L.channel_bw_GBps("hbm") == pytest.approx(1800.0 * (1 - 450 / 3900))  # [S] peak, all-bank refresh
     assert SN40L.channel_bw_GBps("ddr") == 200.0
 
 
@@ -90,3 +91,27 @@ def test_an_unknown_node_is_an_input_error_listing_the_known_ones():
 def test_a_node_with_its_store_in_hbm_is_an_input_error():
     with pytest.raises(InputError, match="^node x: the store must be ddr or host memory, got hbm$"):
         dataclasses.replace(get_node("sn40l"), name="x", store_space=Space.HBM)
+
+
+def test_hbm_sustains_its_peak_less_refresh_and_activations_never_limit_a_sequential_stream():
+    from opbsim.hardware.dram import HBM2E_16GB
+
+    assert HBM2E_16GB.refresh_loss == 450 / 3900  # unavailable tRFC out of every tREFI
+    per_channel = 1800.0 / 64  # GB/s, 64 pseudo-channels
+    assert 4 * 1024 / 15 > per_channel  # four 1 KiB rows per tFAW outrun a pseudo-channel's stream
+    assert HBM2E_16GB.activation_bound(1800.0) == 1.0
+    per_bank = dataclasses.replace(HBM2E_16GB, refresh="per-bank")
+    assert per_bank.sustained_GBps(1800.0) == 1800.0
+    assert HBM2E_16GB.activation_bound(1800.0 * 100) < 1.0  # a much faster interface would be activation-bound
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tRFC_ns", 5000.0, "dram hbm2e-16gb: tRFC_ns (5000.0) must be below tREFI_ns (3900.0)"),
+    ("refresh", "sometimes", "dram hbm2e-16gb: refresh must be one of all-bank, per-bank, got 'sometimes'"),
+    ("row_B", 0, "dram hbm2e-16gb: row_B must be a positive number, got 0"),
+])
+def test_bad_dram_timings_are_input_errors(field, value, message):
+    from opbsim.hardware.dram import HBM2E_16GB
+
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        dataclasses.replace(HBM2E_16GB, **{field: value})
