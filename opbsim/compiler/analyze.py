@@ -16,7 +16,7 @@ from opbsim.workloads.ops import Op, OpKind
 
 __all__ = ["analyze", "candidate_units", "MATRIX_KINDS", "COLLECTIVE_KINDS"]
 
-MATRIX_KINDS = frozenset({OpKind.GEMM, OpKind.BATCHED_GEMM, OpKind.FFN, OpKind.ATTENTION})
+MATRIX_KINDS = frozenset({OpKind.GEMM, OpKind.BATCHED_GEMM, OpKind.FFN, OpKind.ATTENTION, OpKind.LONG_CONV})
 COLLECTIVE_KINDS = frozenset({OpKind.ALL_REDUCE, OpKind.ALL_GATHER})
 _COMPUTE_UNITS = (Unit.XPU, Unit.PIM, Unit.PCU)
 
