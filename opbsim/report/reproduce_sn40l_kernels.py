@@ -20,8 +20,9 @@ from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.types import Space
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
+from opbsim.workloads.longconv import LongConv, build_long_conv
 
-__all__ = ["POLICIES", "SENSITIVITY", "Benchmark", "BENCHMARKS", "KernelRun", "kernel_run", "boundaries",
+__all__ = ["FFT_CONV", "POLICIES", "SENSITIVITY", "Benchmark", "BENCHMARKS", "KernelRun", "kernel_run", "boundaries",
            "program_time", "variant_device", "variant_keys", "variant_of", "PER_BANK"]
 
 POLICIES = ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw")
@@ -36,10 +37,24 @@ PER_BANK = "hbm refresh per-bank"
 
 @dataclass(frozen=True, slots=True)
 class Benchmark:
+    """A model's stage, tensor-parallel over the node; or, with ``conv``, a long convolution on one
+    socket (``model`` and ``stage`` then only label it)."""
+
     label: str
     model: str
     stage: Stage
     timed: bool = True  # False: compiled for its kernel counts only
+    conv: LongConv | None = None
+
+    def graph(self, node: NodeSpec):
+        if self.conv is not None:
+            return build_long_conv(self.conv)
+        return build_model(get_preset(self.model), self.stage, tp=node.devices)
+
+
+FFT_CONV = LongConv(batch=1, channels=768, n1=64, n2=64)
+"""assumed: the width of a 125M-parameter Hyena model (768 channels) and an FFT of 4096 points (a
+2048-token causal convolution, zero-padded), one sequence."""
 
 
 BENCHMARKS = (  # assumed: the paper does not list its benchmarks
@@ -49,6 +64,8 @@ BENCHMARKS = (  # assumed: the paper does not list its benchmarks
     Benchmark("mixtral-8x7b decode, batch 8, ctx 1024", "mixtral-8x7b", Stage.decode(8, 1024)),
     Benchmark("llama-2-7b prefill, 1024 tokens", "llama-2-7b", Stage(prefill=(PrefillChunk(1024),))),
     Benchmark("llama-2-7b prefill, 4096 tokens", "llama-2-7b", Stage(prefill=(PrefillChunk(4096),))),
+    Benchmark("monarch-fft long conv, 768 x 4096, one socket", "long-conv", Stage(prefill=(PrefillChunk(4096),)),
+              conv=FFT_CONV),
 )
 
 
@@ -65,6 +82,7 @@ class KernelRun:
     layer_hbm_B: int = 0
     layer_s: float = 0.0
     hbm_B: dict[str, int] = field(default_factory=dict)  # policy -> the program's HBM traffic
+    op_per_B: dict[str, float] = field(default_factory=dict)  # policy -> FLOPs / off-chip bytes
     variants: dict[str, dict[str, float]] = field(default_factory=dict)  # "param x f" -> policy -> s
     variant_layer_s: dict[str, float] = field(default_factory=dict)  # "param x f" -> fused layer kernels' s
 
@@ -140,8 +158,8 @@ def program_time(program: Program | list, device: DeviceSpec, layers_only: bool 
 
 def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
     device = node.device
-    graph = build_model(get_preset(b.model), b.stage, tp=node.devices)
-    times, kernels, parts, hbm_B, layer_s, traffic = {}, {}, {}, 0, 0.0, {}
+    graph = b.graph(node)
+    times, kernels, parts, hbm_B, layer_s, traffic, intensity = {}, {}, {}, 0, 0.0, {}, {}
     variants: dict[str, dict[str, float]] = {}
     variant_layer_s: dict[str, float] = {}
     for policy in POLICIES:
@@ -151,7 +169,9 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             continue
         stats = run(program, device)
         times[policy] = stats.time_s
-        traffic[policy] = dict(stats.bytes_by_space).get(Space.HBM, 0)
+        by_space = dict(stats.bytes_by_space)
+        traffic[policy] = by_space.get(Space.HBM, 0)
+        intensity[policy] = stats.flops / max(by_space.get(Space.HBM, 0) + by_space.get(Space.DDR, 0), 1)
         parts[policy] = boundaries(program, device)
         launches = _launches(program)
         for key in variant_keys():
@@ -168,4 +188,4 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
             hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
             layer_s += iv.end_s - iv.start_s
-    return KernelRun(b, times, kernels, parts, hbm_B, layer_s, traffic, variants, variant_layer_s)
+    return KernelRun(b, times, kernels, parts, hbm_B, layer_s, traffic, intensity, variants, variant_layer_s)

@@ -68,8 +68,9 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     parts += [markdown_table(header, rows), ""]
     parts += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     parts += ["### Kernel benchmarks on the SN40L node (8 sockets, TP8)", "",
-              "Stage time (ms) under each policy, the ratios, and the kernels each program launches "
-              "(fused / unfused).", "", kernels_markdown(rep), "",
+              "Stage time (ms) under each policy, the ratios, the kernels each program launches and its Op/B "
+              "(FLOPs per off-chip byte), fused / unfused. The long convolution (workloads/longconv.py) runs on "
+              "one socket.", "", kernels_markdown(rep), "",
               "### Kernel boundaries", "",
               "Mean cost of one kernel's boundary, by part, in us (docs/sn40l.md: launch = the sequencer's dispatch "
               "or the host's issue to every socket; barrier = the sockets' barrier over their links or the host's "
@@ -91,16 +92,17 @@ def _kernel_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
     for k in rep.kernels:
         counts = f"{k.kernels['sn40l']} / {k.kernels['sn40l-unfused']}"
         if not k.time_s:
-            rows.append((k.benchmark.label, *("-" for _ in POLICIES), "-", "-", "-", counts))
+            rows.append((k.benchmark.label, *("-" for _ in POLICIES), "-", "-", "-", counts, "-"))
             continue
         rows.append((k.benchmark.label, *(f"{k.time_s[p] * 1e3:.3f}" for p in POLICIES),
                      *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
                        (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
-                     counts))
+                     counts, f"{k.op_per_B['sn40l']:.1f} / {k.op_per_B['sn40l-unfused']:.1f}"))
     return rows
 
 
-_KERNEL_HEADER = ("benchmark", *(f"{p} ms" for p in POLICIES), "fusion", "hw/sw fused", "hw/sw unfused", "kernels")
+_KERNEL_HEADER = ("benchmark", *(f"{p} ms" for p in POLICIES), "fusion", "hw/sw fused", "hw/sw unfused", "kernels",
+                  "Op/B")
 
 
 def _boundary_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
