@@ -20,7 +20,6 @@ from opbsim.isa.types import Space, Unit
 
 __all__ = ["sn40l", "SN40L_DATAFLOW", "SN40L_HBM", "HBM_PEAK_GBps"]
 
-GiB = 2**30
 MiB = 2**20
 KiB = 2**10
 
@@ -33,13 +32,14 @@ _VECTOR_TFLOPS = _PCUS * _LANES * _STAGES * _CLOCK_MHz * 1e6 / 1e12  # derived: 
 _SRAM_B = 520 * MiB  # [S] on-chip, in the PMUs
 _PMU_B = _SRAM_B // _PMUS  # derived: 512 KiB per PMU
 _PMU_GBps = _LANES * 4 * 2 * _CLOCK_MHz / 1000  # assumed: a 32 x fp32 read and write port per clock: 409.6
-_HBM_B = 64 * GiB  # [S]
+GB, TB = 10**9, 10**12  # [S] states HBM and DDR in GB and TB, taken as a vendor's decimal units
+_HBM_B = 64 * GB  # [S] "64 GB"
 HBM_PEAK_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
 _HBM_GBps = HBM_PEAK_GBps
 # derived: 1800 GB/s is 4 HBM2E stacks of 1024 pins at 3.6 Gb/s (460.8 GB/s each; the memory type is assumed),
-# 64 GiB over 4 stacks is 16 GiB each, 8-high of 16 Gb dies; each stack has 8 channels of 2 pseudo-channels
+# 64 GB over 4 stacks is 16 GB each, 8-high of 16 Gb dies; each stack has 8 channels of 2 pseudo-channels
 SN40L_HBM = HBM2E_16GB
-_DDR_B = 1536 * GiB  # [S] up to 1.5 TiB per socket
+_DDR_B = 3 * TB // 2  # [S] up to "1.5 TB" per socket
 _DDR_GBps = 200.0  # [S]
 _HBM_PJ_PER_B = 56.25  # assumed: the HBM3 access energy of the Duplex authors' simulator (presets.py)
 _DDR_PJ_PER_B = 120.0  # assumed: DDR5 DIMM access and interface, ~15 pJ/bit

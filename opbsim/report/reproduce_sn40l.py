@@ -12,7 +12,7 @@ A row outside its tolerance is reported MISS with the cause the runs show.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opbsim.compiler import compile_graph
 from opbsim.emulator.coe import CoEConfig, CoEResult, policy_for, simulate_coe
@@ -26,19 +26,19 @@ from opbsim.report.reproduce_sn40l_kernels import BENCHMARKS, Benchmark, KernelR
 from opbsim.workloads import Stage, build_model, get_preset
 
 __all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
-           "sn40l_rows", "fusion_ratios", "orchestration_ratios", "hbm_share"]
+           "sn40l_rows", "fusion_ratios", "orchestration_ratios", "hbm_share", "coe_speedup", "PROMPTS"]
 
 EXPERT_GRID = (1, 10, 20, 30, 40, 45, 50, 55, 60, 80, 100, 120, 140, 150, 160, 170, 200, 300, 500, 850, 1000)
 NODES = ("sn40l", "dgx-h100", "dgx-a100")
 COE = CoEConfig(experts=150, batch=8, tokens=20)  # [S] Samba-CoE: 150 experts, batch 8, 20 output tokens
-
-
+PROMPTS = (128, 512, 2048)  # the assumed prompt length (COE's is the first) and its alternatives
 
 
 @dataclass(frozen=True, slots=True)
 class Sn40lReproduction:
     rows: tuple[Row, ...]
     coe: dict[str, CoEResult]  # per node, the paper's CoE setup
+    prompts: dict[int, dict[str, CoEResult]]  # per prompt length (PROMPTS), per node
     sweep: dict[str, tuple[CoEResult, ...]]  # per node, over EXPERT_GRID
     kernels: tuple[KernelRun, ...]
     hbm_GBps: float
@@ -65,10 +65,16 @@ def _range_row(claim: str, lo: float, hi: float, values: dict[str, float], cause
                _status(ok) + ("" if ok else f" ({len(inside)} of {len(values)} inside)"), "" if ok else cause)
 
 
+def coe_speedup(results: dict[str, CoEResult], dgx: str) -> float:
+    return results[dgx].total_time_s / results["sn40l"].total_time_s
+
+
 def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]], kernels: tuple[KernelRun, ...],
-               hbm_GBps: float, collectives: dict[str, float]) -> tuple[Row, ...]:
+               hbm_GBps: float, collectives: dict[str, float],
+               prompts: dict[int, dict[str, CoEResult]] | None = None) -> tuple[Row, ...]:
     """The SN40L paper's rows from the runs; ``collectives``: per node, the share of a CoE
-    decode step its collectives take."""
+    decode step its collectives take; ``prompts``: the CoE runs at other prompt lengths, shown
+    beside the speedup rows."""
     sn, h100, a100 = coe["sn40l"], coe["dgx-h100"], coe["dgx-a100"]
     rows = [
         _ratio_row("expert switching time vs DGX H100", 15.0, h100.switch_s / sn.switch_s, 0.15,
@@ -77,20 +83,27 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
                    "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
     ]
     for name, paper, dgx, node in (("DGX H100", 3.7, h100, "dgx-h100"), ("DGX A100", 6.6, a100, "dgx-a100")):
-        rows.append(_ratio_row(
+        row = _ratio_row(
             f"Samba-CoE, 150 experts, TP8, batch 8, 20 tokens: speedup vs {name}", paper,
             dgx.total_time_s / sn.total_time_s, 0.20,
             f"per batch the {name} spends {dgx.switch_time_s:.2f} s switching ({dgx.switches_per_batch:.1f} misses, "
-            f"{dgx.cache_slots} experts in HBM) and {dgx.exec_time_s:.2f} s executing, SN40L {sn.switch_time_s:.3f} s "
-            f"and {sn.exec_time_s:.3f} s; all-reduces take {collectives[node]:.0%} of a {name} decode step and "
+            f"{dgx.cache_slots} experts in HBM), {dgx.router_time_s:.3f} s routing and {dgx.exec_time_s:.2f} s "
+            f"executing, SN40L {sn.switch_time_s:.3f} s, {sn.router_time_s:.3f} s and {sn.exec_time_s:.3f} s; "
+            f"collectives alone would take {collectives[node]:.0%} of a {name} decode step and "
             f"{collectives['sn40l']:.0%} of an SN40L one (the DGX all-reduces timed by NCCL's cost model and the "
-            f"custom all-reduce, SN40L's by assumed direct-link costs: docs/collectives.md)"))
+            f"custom all-reduce, SN40L's by assumed direct-link costs: docs/collectives.md); the prompt length is "
+            f"assumed ({COE.prompt_tokens} tokens; the other lengths beside the value)")
+        others = {p: coe_speedup(r, node) for p, r in (prompts or {}).items() if p != COE.prompt_tokens}
+        if others:
+            row = replace(row, ours=row.ours + " (prompt " + ", ".join(f"{p}: {v:.2f}x" for p, v in others.items())
+                          + ")")
+        rows.append(row)
     held = sn.experts_per_node
     dgx_nodes = -(-held // h100.experts_per_node)
     rows.append(Row("experts held in one SN40L node at TP8 latency", "850", str(held), f"{held / 850:.2f}", "+-15%",
                     _status(abs(held / 850 - 1) <= 0.15),
                     "" if abs(held / 850 - 1) <= 0.15 else
-                    f"ours is the node's DDR (8 x 1.5 TiB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
+                    f"ours is the node's DDR (8 x 1.5 TB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
                     f"kept for anything else; the paper does not say what else its DDR holds"))
     rows.append(Row("DGX H100 nodes needed for the same experts", "19", str(dgx_nodes), f"{dgx_nodes / 19:.2f}",
                     "+-15%", _status(abs(dgx_nodes / 19 - 1) <= 0.15),
@@ -201,6 +214,8 @@ def reproduce_sn40l(progress: Callable[[str], None] | None = None,
     nodes = {n: get_node(n) for n in NODES}
     coe = {n: simulate_coe(node, COE) for n, node in nodes.items()}
     say("CoE, 150 experts: " + ", ".join(f"{n} {r.total_time_s:.3f} s" for n, r in coe.items()))
+    prompts = {p: coe if p == COE.prompt_tokens else
+               {n: simulate_coe(node, replace(COE, prompt_tokens=p)) for n, node in nodes.items()} for p in PROMPTS}
     sweep = {n: tuple(simulate_coe(node, CoEConfig(experts=e, batch=COE.batch, tokens=COE.tokens))
                       for e in experts_grid) for n, node in nodes.items()}
     kernels = []
@@ -210,8 +225,8 @@ def reproduce_sn40l(progress: Callable[[str], None] | None = None,
             + f" ({kernels[-1].kernels['sn40l']} / {kernels[-1].kernels['sn40l-unfused']} kernels)")
     hbm = HBM_PEAK_GBps
     collectives = {n: _collective_share(node) for n, node in nodes.items()}
-    rows = sn40l_rows(coe, sweep, tuple(kernels), hbm, collectives)
-    return Sn40lReproduction(rows, coe, sweep, tuple(kernels), hbm)
+    rows = sn40l_rows(coe, sweep, tuple(kernels), hbm, collectives, prompts)
+    return Sn40lReproduction(rows, coe, prompts, sweep, tuple(kernels), hbm)
 
 
 def _collective_share(node: NodeSpec) -> float:

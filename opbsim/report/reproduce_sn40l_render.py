@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
-from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction, fusion_ratios, hbm_share, orchestration_ratios
+from opbsim.report.reproduce_sn40l import (
+    COE,
+    Sn40lReproduction,
+    coe_speedup,
+    fusion_ratios,
+    hbm_share,
+    orchestration_ratios,
+)
 from opbsim.report.reproduce_sn40l_kernels import POLICIES
 from opbsim.report.tables import format_table, markdown_table
 from opbsim.report.validation_page import markers
@@ -57,6 +64,14 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     causes = [r for r in rep.rows if r.cause]
     if causes:
         parts += ["### Causes of the misses", "", *(f"- {r.claim}: {r.cause}" for r in causes), ""]
+    parts += ["### CoE vs the assumed prompt length", "",
+              "Seconds per batch at 150 experts, batch 8, 20 output tokens, each prompt routed (the router's prefill "
+              "of the batch) and prefilled by its expert on every node; the speedups of the rows beside them.", "",
+              markdown_table(("prompt tokens", *(f"{n} s" for n in rep.prompts[COE.prompt_tokens]),
+                              "speedup vs dgx-h100", "speedup vs dgx-a100"),
+                             [(str(p), *(f"{r.total_time_s:.3f}" for r in res.values()),
+                               f"{coe_speedup(res, 'dgx-h100'):.2f}x", f"{coe_speedup(res, 'dgx-a100'):.2f}x")
+                              for p, res in rep.prompts.items()]), ""]
     parts += ["### Latency per batch and footprint vs number of experts", "",
               "Seconds per batch (router + switches + execution); OOM: the node's store cannot hold the experts. "
               "Nodes: nodes needed to serve the experts at TP8 latency.", ""]

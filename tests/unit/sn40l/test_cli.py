@@ -108,3 +108,13 @@ def test_the_sensitivity_table_has_a_row_per_assumed_parameter_halved_and_double
     table = sensitivity_markdown(small_reproduction)
     assert table.count("\n") == 3 + 2 * len(SENSITIVITY)  # header, rule, as assumed, each twice, per-bank refresh
     assert "host_sync_us x0.5" in table and "link latency x2" in table and "hbm refresh per-bank" in table
+
+
+def test_the_coe_speedups_show_their_sensitivity_to_the_assumed_prompt_length(small_reproduction):
+    from opbsim.report.reproduce_sn40l import PROMPTS, coe_speedup
+
+    assert set(small_reproduction.prompts) == set(PROMPTS)
+    row = next(r for r in small_reproduction.rows if r.claim.endswith("speedup vs DGX H100"))
+    for p in PROMPTS[1:]:
+        assert f"{p}: {coe_speedup(small_reproduction.prompts[p], 'dgx-h100'):.2f}x" in row.ours
+    assert "### CoE vs the assumed prompt length" in section_markdown(small_reproduction, "opbsim reproduce sn40l")

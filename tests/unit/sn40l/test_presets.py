@@ -19,8 +19,8 @@ def test_an_sn40l_socket_has_1040_pcus_and_pmus_638_bf16_tflops_and_three_memory
     assert SN40L.compute(Unit.PCU).matrix_TFLOPS == 638.0
     assert SN40L.memory(Space.SRAM).capacity_B == 520 * MiB
     assert df.pmu_B == 520 * MiB // 1040 == 512 * KiB  # derived: SRAM per PMU
-    assert SN40L.memory(Space.HBM).capacity_B == 64 * GiB
-    assert SN40L.memory(Space.DDR).capacity_B == 1536 * GiB  # 1.5 TiB
+    assert SN40L.memory(Space.HBM).capacity_B == 64 * 10**9  # [S] "64 GB": a vendor's GB
+    assert SN40L.memory(Space.DDR).capacity_B == 1_500 * 10**9  # [S] "1.5 TB"
     assert SN40L.channel_bw_GBps("hbm") == pytest.approx(1800.0 * (1 - 450 / 3900))  # [S] peak, all-bank refresh
     assert SN40L.channel_bw_GBps("ddr") == 200.0
 
@@ -68,8 +68,8 @@ def test_dataflow_parameters_on_a_device_without_a_pcu_are_an_input_error():
 def test_an_sn40l_node_is_8_sockets_whose_ddr_holds_the_experts_and_copies_over_1_tb_per_s():
     node = get_node("sn40l")
     assert node.devices == 8 and node.device is SN40L
-    assert node.store_space is Space.DDR and node.store_B == 8 * 1536 * GiB
-    assert node.hbm_B == 8 * 64 * GiB
+    assert node.store_space is Space.DDR and node.store_B == 8 * 1_500 * 10**9
+    assert node.hbm_B == 8 * 64 * 10**9
     assert node.copy_GBps >= 1000.0  # "over 1 TB/s" [S]
 
 
