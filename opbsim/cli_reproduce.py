@@ -44,10 +44,17 @@ def duplex_cmd(output: Path, quick: bool) -> None:
 def sn40l_cmd(output: Path) -> None:
     """The SN40L rows (arXiv 2405.07518): expert switching, Composition of Experts, fusion, launch."""
     from opbsim.report.reproduce_sn40l import reproduce_sn40l
-    from opbsim.report.reproduce_sn40l_render import plot_coe, rows_table, section_markdown, write_section
+    from opbsim.report.reproduce_sn40l_render import (
+        kernels_table,
+        plot_coe,
+        rows_table,
+        section_markdown,
+        write_section,
+    )
 
     check_output(output)
     rep = reproduce_sn40l(progress=lambda line: click.echo(line, err=True))
+    click.echo(kernels_table(rep) + "\n")
     click.echo(rows_table(rep))
     plots = plot_coe(rep, output.parent / "img")
     write_section(output, section_markdown(rep, "opbsim reproduce sn40l",

@@ -2,7 +2,8 @@
 
 Matrix-class ops (GEMMs, FFNs, attention) run at a unit's matrix throughput, the rest at its
 vector throughput; memory time is the op's compulsory traffic over the unit's path to HBM;
-collectives run on the DMA engine over the device's links.
+collectives run on the DMA engine over the device's links (on a dataflow device also on the PCU, as a
+stage of a dataflow kernel that streams over the links).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from opbsim.workloads.ops import Op, OpKind
 
 __all__ = ["analyze", "candidate_units", "MATRIX_KINDS", "COLLECTIVE_KINDS"]
 
-MATRIX_KINDS = frozenset({OpKind.GEMM, OpKind.BATCHED_GEMM, OpKind.FFN, OpKind.ATTENTION})
+MATRIX_KINDS = frozenset({OpKind.GEMM, OpKind.BATCHED_GEMM, OpKind.FFN, OpKind.ATTENTION, OpKind.LONG_CONV})
 COLLECTIVE_KINDS = frozenset({OpKind.ALL_REDUCE, OpKind.ALL_GATHER})
 _COMPUTE_UNITS = (Unit.XPU, Unit.PIM, Unit.PCU)
 
 
 def candidate_units(device: DeviceSpec, op: Op) -> tuple[Unit, ...]:
     if op.kind in COLLECTIVE_KINDS:
-        return (Unit.DMA,)
+        return (Unit.DMA, Unit.PCU) if device.dataflow is not None else (Unit.DMA,)
     return tuple(u.unit for u in device.units if u.unit in _COMPUTE_UNITS and u.matrix_TFLOPS > 0)
 
 

@@ -48,7 +48,7 @@ def emit(sched: Schedule) -> Compiled:
             main.append(body[0])
         elif body:
             bodies.append((len(main), body))
-            args = (res.pcus, res.pmus, int(res.hw)) if res is not None else (0, 0, 0)
+            args = (res.pcus, res.pmus, int(res.hw), res.sync) if res is not None else (0, 0, 0, 0)
             main.append(Instruction("launch", k.unit, (0, len(body), *args), k.op))
         main.extend(Instruction("signal", k.unit, (t,), k.op) for t in step.signals)
     main.append(Instruction("halt", Unit.CTRL, (), ""))

@@ -147,12 +147,14 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class LaunchResources:
-    """What a kernel's launch asks of its unit: pattern compute and memory units (SN40L) and
-    whether the on-chip orchestrator (``hw``) or the host issues it."""
+    """What a kernel's launch asks of its unit: pattern compute and memory units (SN40L), whether
+    the on-chip orchestrator (``hw``) or the host issues it, and the devices that end it together
+    (``sync``: a tensor-parallel group's sockets; 0 or 1 for none)."""
 
     pcus: int = 0
     pmus: int = 0
     hw: bool = False
+    sync: int = 0
 
 
 @dataclass(frozen=True, slots=True)

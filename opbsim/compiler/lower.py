@@ -39,6 +39,8 @@ class Lowerer:
         self.routing = RoutingTables(placement)
         self._drafts: list[Draft] = []
         self._unit = Unit.XPU
+        self._op = ""
+        self._named: dict[str, int] = {}
 
     # -- helpers used by every lowering ------------------------------------------------------
 
@@ -46,8 +48,9 @@ class Lowerer:
         return self.layout.buffer(name, dtype, shape)
 
     def const(self, name: str, values: np.ndarray, dtype: DType = DType.I32) -> View:
-        """A constant table the program reads (routing indices, positions, zeros)."""
-        data = np.ascontiguousarray(values, dtype={DType.I32: np.int32, DType.FP32: np.float32}[dtype])
+        """A constant table the program reads (routing indices, positions, zeros, DFT factors as bf16 bits)."""
+        data = np.ascontiguousarray(values, dtype={DType.I32: np.int32, DType.FP32: np.float32,
+                                                   DType.BF16: np.uint16}[dtype])  # bf16: raw bits
         if name in self.constants:
             view, old = self.constants[name]
             if not np.array_equal(old, data):
@@ -58,6 +61,13 @@ class Lowerer:
         return view
 
     def scratch(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
+        """A kernel-local intermediate. A dataflow chip's PCU has no kernel-local scratch: each
+        intermediate is a buffer of its own (``<op>.<name>``, ``.<n>`` from the second on) that the
+        policy's memory plan places (SRAM when it stays inside one kernel, else HBM)."""
+        if self._unit is Unit.PCU and self.device.dataflow is not None:
+            n = self._named.get(name, 0)
+            self._named[name] = n + 1
+            return self.layout.buffer(f"{self._op}.{name}" + (f".{n}" if n else ""), dtype, shape)
         return self.layout.scratch(self._unit, name, dtype, shape)
 
     def broadcast(self, view: View, shape: tuple[int, ...]) -> View:
@@ -101,14 +111,15 @@ class Lowerer:
     def lower(self, op: Op, unit: Unit) -> Kernel:
         from opbsim.compiler.lower_attention import lower_attention, lower_kv_store, lower_rope
         from opbsim.compiler.lower_ffn import lower_combine, lower_dispatch, lower_ffn, lower_topk
+        from opbsim.compiler.lower_fftconv import lower_long_conv
 
-        self._drafts, self._unit = [], unit
+        self._drafts, self._unit, self._op, self._named = [], unit, op.name, {}
         self.layout.reset_scratch()
         handler = {
             OpKind.EMBED: _embed, OpKind.NORM: _norm, OpKind.GEMM: _gemm_op, OpKind.ROPE: lower_rope,
             OpKind.KV_STORE: lower_kv_store, OpKind.ATTENTION: lower_attention, OpKind.TOPK: lower_topk,
             OpKind.DISPATCH: lower_dispatch, OpKind.FFN: lower_ffn, OpKind.COMBINE: lower_combine,
-            OpKind.ALL_REDUCE: _all_reduce, OpKind.ALL_GATHER: _all_gather,
+            OpKind.ALL_REDUCE: _all_reduce, OpKind.ALL_GATHER: _all_gather, OpKind.LONG_CONV: lower_long_conv,
         }.get(op.kind)
         if handler is None:
             raise InputError(f"{op.name}: the compiler cannot lower {op.kind.value} ops yet")

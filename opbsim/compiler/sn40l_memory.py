@@ -25,7 +25,7 @@ from opbsim.errors import InputError
 from opbsim.isa.spec import BY_MNEMONIC, Role
 from opbsim.isa.types import Space
 
-__all__ = ["Lifetime", "lifetimes", "plan_memory", "first_fit", "bandwidth_needs"]
+__all__ = ["Lifetime", "accesses", "lifetimes", "plan_memory", "first_fit", "bandwidth_needs"]
 
 _SCRATCH = "scratch"
 
@@ -47,7 +47,7 @@ class Lifetime:
     internal: bool
 
 
-def _accesses(d: Draft):
+def accesses(d: Draft):
     """(view, reads, writes) for each view operand of a draft."""
     for f, v in zip(BY_MNEMONIC[d.mnemonic].fields, d.operands):
         if isinstance(v, View):
@@ -73,7 +73,7 @@ def lifetimes(kernels: Kernels) -> dict[str, Lifetime]:
     for k, kernel in enumerate(kernels.kernels):
         for d in kernel.drafts:
             step += 1
-            for v, reads, writes in _accesses(d):
+            for v, reads, writes in accesses(d):
                 name = v.buffer
                 if name not in first:
                     first[name], first_reads[name] = k, reads

@@ -134,9 +134,18 @@ class DataflowSpec:
 
     A kernel's stages share ``pcus`` pattern compute units and ``pmus`` pattern memory units of
     ``pmu_B`` bytes each, every PMU streaming ``pmu_GBps``. A tile crossing one stage costs
-    ``hop_cycles`` at ``clock_MHz`` beyond its work. A launch costs ``hw_launch_us`` when the
-    schedule runs on the chip (hardware-orchestrated) and ``sw_launch_us`` when the host issues
-    each kernel (software-orchestrated).
+    ``hop_cycles`` at ``clock_MHz`` beyond its work.
+
+    What a kernel boundary costs, part by part (emulator/devices/sn40l.py):
+    - ``memory_latency_ns``: an off-chip (HBM, DDR) access; a kernel's first tile waits for one
+      read and its last result for one write before a dependent kernel may read it;
+    - ``config_B_per_unit`` bytes of configuration per PCU and PMU the kernel uses, loaded at
+      ``config_GBps`` before it runs;
+    - orchestration: hardware-orchestrated, the on-chip sequencer dispatches the kernel in
+      ``hw_launch_us``, prefetches its configuration while the previous kernel runs, and the
+      sockets of a tensor-parallel group meet at a barrier over their links; software-orchestrated,
+      the host issues the kernel to each socket in turn (``host_launch_us`` each), loads its
+      configuration first, and waits for every socket to finish (``host_sync_us``).
     """
 
     pcus: int
@@ -145,24 +154,30 @@ class DataflowSpec:
     pmu_GBps: float
     clock_MHz: float
     hop_cycles: float
+    memory_latency_ns: float
+    config_B_per_unit: int
+    config_GBps: float
     hw_launch_us: float
-    sw_launch_us: float
+    host_launch_us: float
+    host_sync_us: float
 
     def __post_init__(self) -> None:
         _positive("dataflow", pcus=self.pcus, pmus=self.pmus, pmu_B=self.pmu_B, pmu_GBps=self.pmu_GBps,
-                  clock_MHz=self.clock_MHz)
-        _non_negative("dataflow", hop_cycles=self.hop_cycles, hw_launch_us=self.hw_launch_us,
-                      sw_launch_us=self.sw_launch_us)
-        for name in ("pcus", "pmus", "pmu_B"):
+                  clock_MHz=self.clock_MHz, config_GBps=self.config_GBps)
+        _non_negative("dataflow", hop_cycles=self.hop_cycles, memory_latency_ns=self.memory_latency_ns,
+                      config_B_per_unit=self.config_B_per_unit, hw_launch_us=self.hw_launch_us,
+                      host_launch_us=self.host_launch_us, host_sync_us=self.host_sync_us)
+        for name in ("pcus", "pmus", "pmu_B", "config_B_per_unit"):
             if not isinstance(getattr(self, name), int):
                 raise InputError(f"dataflow: {name} must be an integer, got {getattr(self, name)!r}")
-
-    def launch_s(self, hardware_orchestrated: bool) -> float:
-        return (self.hw_launch_us if hardware_orchestrated else self.sw_launch_us) * 1e-6
 
     @property
     def hop_s(self) -> float:
         return self.hop_cycles / (self.clock_MHz * 1e6)
+
+    def config_s(self, units: int) -> float:
+        """Time to load the configuration of ``units`` PCUs and PMUs."""
+        return units * self.config_B_per_unit / (self.config_GBps * 1e9)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

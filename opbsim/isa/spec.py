@@ -169,6 +169,7 @@ def _op(
 
 
 _COMPUTE = (Unit.XPU, Unit.PIM, Unit.PCU)
+_COLLECTIVE_UNITS = (Unit.DMA, Unit.PCU)  # on a pcu: a stage of a dataflow kernel streaming over the links
 _ISSUERS = (Unit.XPU, Unit.PIM, Unit.PCU, Unit.PMU, Unit.DMA)
 _G = OpGroup
 
@@ -178,15 +179,15 @@ TABLE: tuple[OpSpec, ...] = (
         "dst = src, element by element, between any address spaces; shapes and dtypes equal",
         _out("dst", "destination view"), _in("src", "source view")),
     # --- collectives between devices of a group -------------------------------------------
-    _op("allreduce", 0x08, _G.COLLECTIVE, (Unit.DMA,),
+    _op("allreduce", 0x08, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "dst = sum of src over the devices of the group, fp32, added in device order 0..n-1",
         _out("dst", "reduced result, on every device"), _in("src", "this device's contribution"),
         _uint("devices", 8, "devices in the group (>= 2)")),
-    _op("allgather", 0x0A, _G.COLLECTIVE, (Unit.DMA,),
+    _op("allgather", 0x0A, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "dst[i] = src of device i of the group, for every device in order",
         _out("dst", "[devices, ...] gathered slices, on every device"), _in("src", "this device's slice"),
         _uint("devices", 8, "devices in the group (>= 2)")),
-    _op("alltoall", 0x09, _G.COLLECTIVE, (Unit.DMA,),
+    _op("alltoall", 0x09, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "slice j of src's leading axis goes to device j; dst slice i comes from device i",
         _out("dst", "received slices"), _in("src", "slices to send"),
         _uint("devices", 8, "devices in the group (>= 2)")),
@@ -272,7 +273,9 @@ TABLE: tuple[OpSpec, ...] = (
         _uint("count", 16, "instructions in the body (>= 1)"),
         _uint("pcus", 11, "pattern compute units allotted (pcu only, else 0)"),
         _uint("pmus", 11, "pattern memory units allotted (pcu only, else 0)"),
-        _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)")),
+        _flag("hw", "hardware-orchestrated launch (0: software-orchestrated)"),
+        _uint("sync", 8, "devices that end the kernel together, with a barrier across them (pcu only; 0 or 1: none)",
+              default=0)),
     # --- synchronisation between units -----------------------------------------------------
     _op("signal", 0x50, _G.SYNC, _ISSUERS,
         "add 1 to token's count once every earlier instruction on this unit has completed",

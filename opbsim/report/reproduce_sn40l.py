@@ -12,88 +12,36 @@ A row outside its tolerance is reported MISS with the cause the runs show.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opbsim.compiler import compile_graph
 from opbsim.emulator.coe import CoEConfig, CoEResult, policy_for, simulate_coe
-from opbsim.emulator.devices.sn40l import plan_kernel
 from opbsim.emulator.engine import run
-from opbsim.emulator.work import work_of
+from opbsim.emulator.work import link_s, work_of
 from opbsim.hardware.nodes import NodeSpec, get_node
-from opbsim.isa.types import Space, Unit
+from opbsim.hardware.sn40l import SN40L_HBM, HBM_PEAK_GBps
+from opbsim.isa.types import OpGroup
 from opbsim.report.reproduce import Row
-from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
+from opbsim.report.reproduce_sn40l_kernels import BENCHMARKS, Benchmark, KernelRun, kernel_run
+from opbsim.workloads import Stage, build_model, get_preset
 
 __all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
-           "sn40l_rows"]
+           "sn40l_rows", "fusion_ratios", "orchestration_ratios", "hbm_share", "coe_speedup", "PROMPTS"]
 
 EXPERT_GRID = (1, 10, 20, 30, 40, 45, 50, 55, 60, 80, 100, 120, 140, 150, 160, 170, 200, 300, 500, 850, 1000)
 NODES = ("sn40l", "dgx-h100", "dgx-a100")
 COE = CoEConfig(experts=150, batch=8, tokens=20)  # [S] Samba-CoE: 150 experts, batch 8, 20 output tokens
-
-
-
-
-@dataclass(frozen=True, slots=True)
-class Benchmark:
-    label: str
-    model: str
-    stage: Stage
-
-
-BENCHMARKS = (  # assumed: the paper does not list its benchmarks
-    Benchmark("llama-2-7b decode, batch 1, ctx 1024", "llama-2-7b", Stage.decode(1, 1024)),
-    Benchmark("llama-2-7b decode, batch 64, ctx 1024", "llama-2-7b", Stage.decode(64, 1024)),
-    Benchmark("llama-3-70b decode, batch 8, ctx 1024", "llama-3-70b", Stage.decode(8, 1024)),
-    Benchmark("mixtral-8x7b decode, batch 8, ctx 1024", "mixtral-8x7b", Stage.decode(8, 1024)),
-    Benchmark("llama-2-7b prefill, 1024 tokens", "llama-2-7b", Stage(prefill=(PrefillChunk(1024),))),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelRun:
-    """One benchmark's stage time (s) under each sn40l policy, and for the fused program the HBM
-    bytes and time of its decoder-layer kernels (launches of ops of a layer ``L<n>``)."""
-
-    benchmark: Benchmark
-    time_s: dict[str, float]
-    layer_hbm_B: int
-    layer_s: float
-    launches: dict[str, int]
-
-    @property
-    def is_decode(self) -> bool:
-        return self.benchmark.stage.is_decode_only
+PROMPTS = (128, 512, 2048)  # the assumed prompt length (COE's is the first) and its alternatives
 
 
 @dataclass(frozen=True, slots=True)
 class Sn40lReproduction:
     rows: tuple[Row, ...]
     coe: dict[str, CoEResult]  # per node, the paper's CoE setup
+    prompts: dict[int, dict[str, CoEResult]]  # per prompt length (PROMPTS), per node
     sweep: dict[str, tuple[CoEResult, ...]]  # per node, over EXPERT_GRID
     kernels: tuple[KernelRun, ...]
     hbm_GBps: float
-
-
-def _kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
-    device = node.device
-    times, launches, hbm_B, layer_s = {}, {}, 0, 0.0
-    for policy in ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw"):
-        compiled = compile_graph(build_model(get_preset(b.model), b.stage, tp=node.devices), device, policy)
-        program = compiled.program
-        stats = run(program, device)
-        times[policy] = stats.time_s
-        launches[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
-        if policy != "sn40l":
-            continue
-        for iv in stats.timeline:
-            inst = program.instructions[iv.index]
-            if inst.mnemonic != "launch" or not iv.note.startswith("L"):
-                continue
-            body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
-            hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
-            layer_s += iv.end_s - iv.start_s
-    return KernelRun(b, times, hbm_B, layer_s, launches)
 
 
 def _status(ok: bool) -> str:
@@ -117,10 +65,16 @@ def _range_row(claim: str, lo: float, hi: float, values: dict[str, float], cause
                _status(ok) + ("" if ok else f" ({len(inside)} of {len(values)} inside)"), "" if ok else cause)
 
 
+def coe_speedup(results: dict[str, CoEResult], dgx: str) -> float:
+    return results[dgx].total_time_s / results["sn40l"].total_time_s
+
+
 def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]], kernels: tuple[KernelRun, ...],
-               hbm_GBps: float, collectives: dict[str, float]) -> tuple[Row, ...]:
+               hbm_GBps: float, collectives: dict[str, float],
+               prompts: dict[int, dict[str, CoEResult]] | None = None) -> tuple[Row, ...]:
     """The SN40L paper's rows from the runs; ``collectives``: per node, the share of a CoE
-    decode step its collectives take."""
+    decode step its collectives take; ``prompts``: the CoE runs at other prompt lengths, shown
+    beside the speedup rows."""
     sn, h100, a100 = coe["sn40l"], coe["dgx-h100"], coe["dgx-a100"]
     rows = [
         _ratio_row("expert switching time vs DGX H100", 15.0, h100.switch_s / sn.switch_s, 0.15,
@@ -129,50 +83,116 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
                    "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
     ]
     for name, paper, dgx, node in (("DGX H100", 3.7, h100, "dgx-h100"), ("DGX A100", 6.6, a100, "dgx-a100")):
-        rows.append(_ratio_row(
+        row = _ratio_row(
             f"Samba-CoE, 150 experts, TP8, batch 8, 20 tokens: speedup vs {name}", paper,
             dgx.total_time_s / sn.total_time_s, 0.20,
             f"per batch the {name} spends {dgx.switch_time_s:.2f} s switching ({dgx.switches_per_batch:.1f} misses, "
-            f"{dgx.cache_slots} experts in HBM) and {dgx.exec_time_s:.2f} s executing, SN40L {sn.switch_time_s:.3f} s "
-            f"and {sn.exec_time_s:.3f} s; all-reduces take {collectives[node]:.0%} of a {name} decode step and "
+            f"{dgx.cache_slots} experts in HBM), {dgx.router_time_s:.3f} s routing and {dgx.exec_time_s:.2f} s "
+            f"executing, SN40L {sn.switch_time_s:.3f} s, {sn.router_time_s:.3f} s and {sn.exec_time_s:.3f} s; "
+            f"collectives alone would take {collectives[node]:.0%} of a {name} decode step and "
             f"{collectives['sn40l']:.0%} of an SN40L one (the DGX all-reduces timed by NCCL's cost model and the "
-            f"custom all-reduce, SN40L's by assumed direct-link costs: docs/collectives.md)"))
+            f"custom all-reduce, SN40L's by assumed direct-link costs: docs/collectives.md); the prompt length is "
+            f"assumed ({COE.prompt_tokens} tokens; the other lengths beside the value)")
+        others = {p: coe_speedup(r, node) for p, r in (prompts or {}).items() if p != COE.prompt_tokens}
+        if others:
+            row = replace(row, ours=row.ours + " (prompt " + ", ".join(f"{p}: {v:.2f}x" for p, v in others.items())
+                          + ")")
+        rows.append(row)
     held = sn.experts_per_node
     dgx_nodes = -(-held // h100.experts_per_node)
     rows.append(Row("experts held in one SN40L node at TP8 latency", "850", str(held), f"{held / 850:.2f}", "+-15%",
                     _status(abs(held / 850 - 1) <= 0.15),
                     "" if abs(held / 850 - 1) <= 0.15 else
-                    f"ours is the node's DDR (8 x 1.5 TiB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
+                    f"ours is the node's DDR (8 x 1.5 TB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
                     f"kept for anything else; the paper does not say what else its DDR holds"))
     rows.append(Row("DGX H100 nodes needed for the same experts", "19", str(dgx_nodes), f"{dgx_nodes / 19:.2f}",
                     "+-15%", _status(abs(dgx_nodes / 19 - 1) <= 0.15),
                     "" if abs(dgx_nodes / 19 - 1) <= 0.15 else
                     f"{held} experts at {h100.experts_per_node} per DGX HBM"))
     rows.append(_shape_row(sweep["dgx-h100"]))
-    fusion = {k.benchmark.label: k.time_s["sn40l-unfused"] / k.time_s["sn40l"] for k in kernels}
-    rows.append(_range_row(
-        "operator fusion speedup over an unfused baseline (8 sockets)", 2, 13, fusion,
-        "an unfused op is still a dataflow kernel on all PCUs and PMUs: it streams its weights at the same HBM rate "
-        "as the fused layer and pays only a 1 us launch (assumed) and the HBM round trip of its inputs and outputs, "
-        "small next to the weights in decode; a gap of 2x to 13x needs per-kernel costs the paper does not give"))
-    variants = (("fused", "sn40l"), ("unfused", "sn40l-unfused"))
-    orchestration = {f"{k.benchmark.label}, {kind}": k.time_s[f"{pol}-sw"] / k.time_s[pol]
-                     for k in kernels if k.is_decode for kind, pol in variants}
-    rows.append(_range_row(
-        "hardware- vs software-orchestrated launch, decode", 1.4, 8, orchestration,
-        "the gain is launches x (10 us - 1 us), both launch costs assumed, against stage times that the TP8 "
-        "collectives and weight streaming dominate; fused decode has 2 launches per layer"))
-    decode = [k for k in kernels if k.is_decode and k.benchmark.model == "llama-2-7b"]
-    share = sum(k.layer_hbm_B for k in decode) / sum(k.layer_s for k in decode) / (hbm_GBps * 1e9)
+    fusion = fusion_ratios(kernels)
+    rows.append(_range_row("operator fusion speedup over an unfused baseline (8 sockets)", 2, 13, fusion,
+                           _fusion_cause(kernels, fusion)))
+    orchestration = orchestration_ratios(kernels)
+    rows.append(_range_row("hardware- vs software-orchestrated launch, decode", 1.4, 8, orchestration,
+                           _orchestration_cause(kernels, orchestration)))
+    share = hbm_share(kernels, hbm_GBps)
     ok = abs(share * 100 - 85) <= 5
     rows.append(Row("fused decoder, decode: share of HBM bandwidth achieved", "~85%", f"{share:.1%}", "", "+-5 points",
-                    _status(ok), "" if ok else
-                    "over the decoder-layer kernels of llama-2-7b decode (batch 1 and 64); the model loses only the "
-                    "launch (1 us, assumed), the tiles' hand-overs (32 cycles each, assumed) and the compute of one "
-                    "tile per stage at fill and drain (the HBM stream is prefetched into double-buffered PMUs); "
-                    "the paper's lower share implies losses it does not itemise (e.g. DRAM refresh and bank "
-                    "conflicts, which no model here has)"))
+                    _status(ok), "" if ok else _share_cause(kernels, hbm_GBps)))
     return tuple(rows)
+
+
+def _times(k: KernelRun, variant: str | None) -> dict[str, float]:
+    return k.time_s if variant is None else k.variants[variant]
+
+
+def fusion_ratios(kernels: tuple[KernelRun, ...], variant: str | None = None) -> dict[str, float]:
+    """Unfused / fused stage time per timed benchmark (``variant``: a sensitivity variant's times)."""
+    return {k.benchmark.label: _times(k, variant)["sn40l-unfused"] / _times(k, variant)["sn40l"]
+            for k in kernels if k.time_s}
+
+
+def orchestration_ratios(kernels: tuple[KernelRun, ...], variant: str | None = None) -> dict[str, float]:
+    """Software- / hardware-orchestrated stage time per decode benchmark, fused and unfused."""
+    return {f"{k.benchmark.label}, {kind}": _times(k, variant)[f"{pol}-sw"] / _times(k, variant)[pol]
+            for k in kernels if k.is_decode and k.time_s
+            for kind, pol in (("fused", "sn40l"), ("unfused", "sn40l-unfused"))}
+
+
+def _share_runs(kernels: tuple[KernelRun, ...]) -> list[KernelRun]:
+    return [k for k in kernels if k.is_decode and k.time_s and k.benchmark.model == "llama-2-7b"]
+
+
+def hbm_share(kernels: tuple[KernelRun, ...], hbm_GBps: float, variant: str | None = None) -> float:
+    """HBM bytes over time of the fused decoder-layer kernels of llama-2-7b decode, over peak HBM."""
+    runs = _share_runs(kernels)
+    seconds = sum(k.layer_s if variant is None else k.variant_layer_s[variant] for k in runs)
+    return sum(k.layer_hbm_B for k in runs) / seconds / (hbm_GBps * 1e9)
+
+
+def _boundary_ms(k: KernelRun, policy: str) -> float:
+    return sum(k.boundary_s[policy].values()) * 1e3
+
+
+def _fusion_cause(kernels: tuple[KernelRun, ...], ratios: dict[str, float]) -> str:
+    out = []
+    for k in kernels:
+        r = ratios.get(k.benchmark.label)
+        if r is None or 2 <= r <= 13:
+            continue
+        fused, unfused = k.time_s["sn40l"] * 1e3, k.time_s["sn40l-unfused"] * 1e3
+        boundaries = _boundary_ms(k, "sn40l-unfused") - _boundary_ms(k, "sn40l")
+        extra_GB = (k.hbm_B["sn40l-unfused"] - k.hbm_B["sn40l"]) / 1e9
+        out.append(f"{k.benchmark.label} ({r:.2f}x): unfusing adds {unfused - fused:.2f} ms to the fused "
+                   f"{fused:.2f} ms, {boundaries:.2f} ms of it kernel boundaries ({k.kernels['sn40l-unfused']} "
+                   f"kernels instead of {k.kernels['sn40l']}) and the rest the HBM round trips of the intermediates "
+                   f"({extra_GB:.2f} GB more traffic); the fused stage is itself "
+                   f"{1 - _boundary_ms(k, 'sn40l') / fused:.0%} streaming and compute that no fusion removes")
+    return "; ".join(out) + ("; the paper does not say which of its benchmarks gives which ratio" if out else "")
+
+
+def _orchestration_cause(kernels: tuple[KernelRun, ...], ratios: dict[str, float]) -> str:
+    out = []
+    for k in kernels:
+        for kind, pol in (("fused", "sn40l"), ("unfused", "sn40l-unfused")):
+            r = ratios.get(f"{k.benchmark.label}, {kind}")
+            if r is None or 1.4 <= r <= 8:
+                continue
+            extra = (k.time_s[f"{pol}-sw"] - k.time_s[pol]) * 1e3
+            out.append(f"{k.benchmark.label}, {kind} ({r:.2f}x): {k.kernels[pol]} kernels add {extra:.2f} ms of host "
+                       f"issue, completion waits and configuration loads to a {k.time_s[pol] * 1e3:.2f} ms stage")
+    return "; ".join(out) + ("; the host costs are a GPU's (assumed: see the sensitivity table)" if out else "")
+
+
+def _share_cause(kernels: tuple[KernelRun, ...], hbm_GBps: float) -> str:
+    runs = _share_runs(kernels)
+    boundary = sum(sum(k.boundary_s["sn40l"].values()) for k in runs)
+    total = sum(k.time_s["sn40l"] for k in runs)
+    return (f"over the decoder-layer kernels of llama-2-7b decode (batch 1 and 64): HBM streams at most "
+            f"{1 - SN40L_HBM.refresh_loss:.1%} of its peak (all-bank refresh, tRFC {SN40L_HBM.tRFC_ns:g} ns every "
+            f"tREFI {SN40L_HBM.tREFI_ns:g} ns), and kernel boundaries take {boundary / total:.0%} of the fused stage "
+            f"time (launch, barrier, memory latency, fill and drain, collective latency: the kernel boundaries table)")
 
 
 def _shape_row(points: tuple[CoEResult, ...]) -> Row:
@@ -194,23 +214,28 @@ def reproduce_sn40l(progress: Callable[[str], None] | None = None,
     nodes = {n: get_node(n) for n in NODES}
     coe = {n: simulate_coe(node, COE) for n, node in nodes.items()}
     say("CoE, 150 experts: " + ", ".join(f"{n} {r.total_time_s:.3f} s" for n, r in coe.items()))
+    prompts = {p: coe if p == COE.prompt_tokens else
+               {n: simulate_coe(node, replace(COE, prompt_tokens=p)) for n, node in nodes.items()} for p in PROMPTS}
     sweep = {n: tuple(simulate_coe(node, CoEConfig(experts=e, batch=COE.batch, tokens=COE.tokens))
                       for e in experts_grid) for n, node in nodes.items()}
     kernels = []
     for b in benchmarks:
-        kernels.append(_kernel_run(b, nodes["sn40l"]))
-        say(f"{b.label}: " + ", ".join(f"{p} {t * 1e3:.3f} ms" for p, t in kernels[-1].time_s.items()))
-    device = nodes["sn40l"].device
-    hbm = min(device.channel_bw_GBps(c) for c in device.path(Unit.PCU, Space.HBM).channels)
+        kernels.append(kernel_run(b, nodes["sn40l"]))
+        say(f"{b.label}: " + ", ".join(f"{p} {t * 1e3:.3f} ms" for p, t in kernels[-1].time_s.items())
+            + f" ({kernels[-1].kernels['sn40l']} / {kernels[-1].kernels['sn40l-unfused']} kernels)")
+    hbm = HBM_PEAK_GBps
     collectives = {n: _collective_share(node) for n, node in nodes.items()}
-    rows = sn40l_rows(coe, sweep, tuple(kernels), hbm, collectives)
-    return Sn40lReproduction(rows, coe, sweep, tuple(kernels), hbm)
+    rows = sn40l_rows(coe, sweep, tuple(kernels), hbm, collectives, prompts)
+    return Sn40lReproduction(rows, coe, prompts, sweep, tuple(kernels), hbm)
 
 
 def _collective_share(node: NodeSpec) -> float:
-    """The share of one CoE decode step (an expert, batch 1) that the DMA engine's collectives take."""
+    """The share of one CoE decode step (an expert, batch 1) that its collectives would take alone
+    (each one's latency and transfer by the collective model, summed over the step), on any unit."""
     stage = Stage.decode(1, COE.prompt_tokens + COE.tokens // 2)
-    compiled = compile_graph(build_model(get_preset(COE.expert_model), stage, tp=node.devices), node.device,
-                             policy_for(node))
-    stats = run(compiled.program, node.device)
-    return dict(stats.busy_s_by_unit).get(Unit.DMA, 0.0) / stats.time_s
+    program = compile_graph(build_model(get_preset(COE.expert_model), stage, tp=node.devices), node.device,
+                            policy_for(node)).program
+    stats = run(program, node.device)
+    alone = sum(link_s(node.device, work_of(program, i)) for i in program.instructions
+                if i.spec.group is OpGroup.COLLECTIVE)
+    return alone / stats.time_s

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opbsim.report.reproduce_sn40l import COE, Sn40lReproduction
+from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
+from opbsim.report.reproduce_sn40l import (
+    COE,
+    Sn40lReproduction,
+    coe_speedup,
+    fusion_ratios,
+    hbm_share,
+    orchestration_ratios,
+)
+from opbsim.report.reproduce_sn40l_kernels import POLICIES
 from opbsim.report.tables import format_table, markdown_table
 from opbsim.report.validation_page import markers
 from opbsim.report.validation_page import write_section as _write_section
 
-__all__ = ["rows_table", "section_markdown", "write_section", "plot_coe", "BEGIN", "END"]
+__all__ = ["rows_table", "kernels_table", "kernels_markdown", "boundaries_markdown", "section_markdown",
+           "sensitivity_markdown", "write_section", "plot_coe", "BEGIN", "END"]
 
 BEGIN, END = markers("opbsim reproduce sn40l")
 _HEADER = ("claim", "paper", "ours", "ours/paper", "tolerance", "status")
@@ -54,6 +64,14 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     causes = [r for r in rep.rows if r.cause]
     if causes:
         parts += ["### Causes of the misses", "", *(f"- {r.claim}: {r.cause}" for r in causes), ""]
+    parts += ["### CoE vs the assumed prompt length", "",
+              "Seconds per batch at 150 experts, batch 8, 20 output tokens, each prompt routed (the router's prefill "
+              "of the batch) and prefilled by its expert on every node; the speedups of the rows beside them.", "",
+              markdown_table(("prompt tokens", *(f"{n} s" for n in rep.prompts[COE.prompt_tokens]),
+                              "speedup vs dgx-h100", "speedup vs dgx-a100"),
+                             [(str(p), *(f"{r.total_time_s:.3f}" for r in res.values()),
+                               f"{coe_speedup(res, 'dgx-h100'):.2f}x", f"{coe_speedup(res, 'dgx-a100'):.2f}x")
+                              for p, res in rep.prompts.items()]), ""]
     parts += ["### Latency per batch and footprint vs number of experts", "",
               "Seconds per batch (router + switches + execution); OOM: the node's store cannot hold the experts. "
               "Nodes: nodes needed to serve the experts at TP8 latency.", ""]
@@ -65,15 +83,97 @@ def section_markdown(rep: Sn40lReproduction, command: str, plots: tuple[str, ...
     parts += [markdown_table(header, rows), ""]
     parts += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     parts += ["### Kernel benchmarks on the SN40L node (8 sockets, TP8)", "",
-              "Stage time (ms) under each policy, and the launches in the program.", ""]
-    pols = ("sn40l", "sn40l-unfused", "sn40l-sw", "sn40l-unfused-sw")
-    header = ("benchmark", *(f"{p} ms" for p in pols), "fusion", "hw/sw fused", "hw/sw unfused", "launches")
-    rows = [(k.benchmark.label, *(f"{k.time_s[p] * 1e3:.3f}" for p in pols),
-             *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
-               (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
-             f"{k.launches['sn40l']} / {k.launches['sn40l-unfused']}") for k in rep.kernels]
-    parts += [markdown_table(header, rows), "", END]
+              "Stage time (ms) under each policy, the ratios, the kernels each program launches and its Op/B "
+              "(FLOPs per off-chip byte), fused / unfused. The long convolution (workloads/longconv.py) runs on "
+              "one socket.", "", kernels_markdown(rep), "",
+              "### Kernel boundaries", "",
+              "Mean cost of one kernel's boundary, by part, in us (docs/sn40l.md: launch = the sequencer's dispatch "
+              "or the host's issue to every socket; barrier = the sockets' barrier over their links or the host's "
+              "completion wait; configuration = its exposed load; memory latency = first read and last write; "
+              "fill and drain = one tile through every stage and the hand-overs; collective latency = the steps of "
+              "the collectives a kernel streams). share: the boundaries' part of the stage time.", "",
+              boundaries_markdown(rep), "",
+              "### Sensitivity to the assumed boundary parameters", "",
+              "Each assumed parameter of the kernel boundary halved and doubled, the others as assumed (stage times "
+              "from the kernels' plans, which equal the engine's for these programs of PCU kernels alone on the "
+              "socket). link latency scales every latency term of the socket links' collective costs (the barrier "
+              "and the collectives' steps); hbm refresh per-bank: HBM refreshed one bank at a time, with no "
+              "refresh loss, instead of all banks at once.", "", sensitivity_markdown(rep), "", END]
     return "\n".join(parts) + "\n"
+
+
+def _kernel_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    rows = []
+    for k in rep.kernels:
+        counts = f"{k.kernels['sn40l']} / {k.kernels['sn40l-unfused']}"
+        if not k.time_s:
+            rows.append((k.benchmark.label, *("-" for _ in POLICIES), "-", "-", "-", counts, "-"))
+            continue
+        rows.append((k.benchmark.label, *(f"{k.time_s[p] * 1e3:.3f}" for p in POLICIES),
+                     *(f"{k.time_s[slow] / k.time_s[fast]:.2f}x" for slow, fast in
+                       (("sn40l-unfused", "sn40l"), ("sn40l-sw", "sn40l"), ("sn40l-unfused-sw", "sn40l-unfused"))),
+                     counts, f"{k.op_per_B['sn40l']:.1f} / {k.op_per_B['sn40l-unfused']:.1f}"))
+    return rows
+
+
+_KERNEL_HEADER = ("benchmark", *(f"{p} ms" for p in POLICIES), "fusion", "hw/sw fused", "hw/sw unfused", "kernels",
+                  "Op/B")
+
+
+def _boundary_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    rows = []
+    for k in rep.kernels:
+        for p in POLICIES if k.time_s else ():
+            us = k.per_kernel_us(p)
+            share = sum(k.boundary_s[p].values()) / k.time_s[p]
+            rows.append((k.benchmark.label, p, str(k.kernels[p]), *(f"{us[part]:.2f}" for part in BOUNDARY_PARTS),
+                         f"{sum(us.values()):.2f}", f"{share:.0%}"))
+    return rows
+
+
+_BOUNDARY_HEADER = ("benchmark", "policy", "kernels", *BOUNDARY_PARTS, "total", "share")
+
+
+def _range(values: dict[str, float], lo: float, hi: float) -> str:
+    inside = sum(lo <= v <= hi for v in values.values())
+    return f"{min(values.values()):.2f}x to {max(values.values()):.2f}x ({inside} of {len(values)} inside)"
+
+
+def _sensitivity_rows(rep: Sn40lReproduction) -> list[tuple[str, ...]]:
+    timed = [k for k in rep.kernels if k.time_s]
+    if not timed:
+        return []
+    rows = []
+    for variant in (None, *timed[0].variants):
+        rows.append(("as assumed" if variant is None else variant.replace("_", " ", 1) if variant.startswith("link")
+                     else variant,
+                     _range(fusion_ratios(rep.kernels, variant), 2, 13),
+                     _range(orchestration_ratios(rep.kernels, variant), 1.4, 8),
+                     f"{hbm_share(rep.kernels, rep.hbm_GBps, variant):.1%}"))
+    return rows
+
+
+_SENSITIVITY_HEADER = ("parameter", "fusion (paper 2x to 13x)", "hw/sw decode (paper 1.4x to 8x)",
+                       "fused decoder HBM share (paper ~85%)")
+
+
+def sensitivity_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_SENSITIVITY_HEADER, _sensitivity_rows(rep))
+
+
+def kernels_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_KERNEL_HEADER, _kernel_rows(rep))
+
+
+def boundaries_markdown(rep: Sn40lReproduction) -> str:
+    return markdown_table(_BOUNDARY_HEADER, _boundary_rows(rep))
+
+
+def kernels_table(rep: Sn40lReproduction) -> str:
+    """The kernel benchmarks and their mean boundary per kernel, for the terminal."""
+    return (format_table(_KERNEL_HEADER, _kernel_rows(rep)) + "\n\nmean kernel boundary (us):\n"
+            + format_table(_BOUNDARY_HEADER, _boundary_rows(rep)) + "\n\nsensitivity to the assumed boundary "
+            "parameters (each halved and doubled):\n" + format_table(_SENSITIVITY_HEADER, _sensitivity_rows(rep)))
 
 
 def write_section(path: Path, section: str) -> None:

@@ -45,6 +45,7 @@ class OpKind(enum.Enum):
     COMBINE = "combine"  # weighted sum of each token's expert outputs (and shared-expert output)
     ALL_REDUCE = "all_reduce"  # sum partial results across tensor-parallel devices
     ALL_GATHER = "all_gather"  # concatenate shards across tensor-parallel devices
+    LONG_CONV = "long_conv"  # a long convolution by Monarch FFT (workloads/longconv.py)
 
 
 class OpClass(enum.Enum):

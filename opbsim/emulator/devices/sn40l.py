@@ -8,7 +8,7 @@ The plan of one kernel of S stages on a device with ``dataflow`` parameters:
 - stage i then takes s_i = max(c_i * P / p_i, b_i / (m_i * pmu_GBps)) over the whole kernel
   (P: the socket's PCUs; p_i, m_i: its shares);
 - the bottleneck T = max(max_i s_i, each channel's bytes / its bandwidth (the HBM stream, the DDR
-  stream, the PMU fabric), link bytes / link bandwidth (the network));
+  stream, the PMU fabric), the collectives' transfers / link bandwidth (the network));
 - the kernel streams n tiles, each crossing the S stages; per tile the bottleneck takes T / n.
   Filling and draining the pipeline leaves stages idle: one tile's work of every stage,
   sum_i s_i / n, is not overlapped (the HBM and DDR streams are, as each stage prefetches its
@@ -17,12 +17,26 @@ The plan of one kernel of S stages on a device with ``dataflow`` parameters:
 - tiles: at least n_min = max_i ceil(2 b_i / (m_i * pmu_B)), so a tile of every stage fits its
   PMUs twice; the kernel runs n = max(n_min, round(sqrt(sum_i s_i / h))), the count that
   minimises fill, drain and hand-overs;
-- time = launch + sum_i s_i / n + (n + S - 1) h + T.
+- a collective stage (an all-reduce streamed between the sockets) puts its transfer in T and its
+  step latencies once on the pipeline's critical path: a tile crosses it before the stages after
+  it can start (the weights they stream are prefetched meanwhile);
+- the kernel boundary, part by part (hardware/spec.py DataflowSpec):
+  memory latency: 2 * ``memory_latency_ns`` when the kernel touches HBM or DDR (its first tile
+  waits for a read, a dependent kernel for its last write);
+  orchestration: hardware, ``hw_launch_us`` and, when ``sync`` > 1 sockets end the kernel
+  together, a barrier over their links (the collective model's time for a 4-byte all-reduce);
+  software, ``sync`` x ``host_launch_us`` (the host issues to each socket in turn) and
+  ``host_sync_us`` (it waits for them all);
+  configuration: (pcus + pmus) * ``config_B_per_unit`` at ``config_GBps``; software-orchestrated
+  it is loaded before the kernel, hardware-orchestrated it is prefetched while the previous kernel
+  runs and only what outlasts it is exposed, the previous kernel taken to last at least this one's
+  other boundary costs;
+- time = boundary + sum_i s_i / n + (n + S - 1) h + collective latencies + T.
 
-The engine (kernel_models.py) pays the launch, fill, drain and hand-overs as the fixed cost and
-streams the kernel's bytes no faster than max_i s_i, sharing each channel with other streams, so a
-kernel alone on the socket takes exactly the time above and never beats its roofline bound
-max(FLOPs / peak, bytes / bandwidth): some stage has at most its FLOP share of the PCUs.
+The engine (kernel_models.py) pays everything but T as the fixed cost and streams the kernel's
+bytes no faster than max_i s_i, sharing each channel with other streams, so a kernel alone on the
+socket takes exactly the time above and never beats its roofline bound max(FLOPs / peak,
+bytes / bandwidth): some stage has at most its FLOP share of the PCUs.
 """
 
 from __future__ import annotations
@@ -32,20 +46,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opbsim.emulator.kernel_models import KernelCost, register_kernel_model
-from opbsim.emulator.work import Work, channel_bytes, compute_s, link_s
+from opbsim.emulator.work import Work, channel_bytes, compute_s, link_plan
 from opbsim.errors import InputError
+from opbsim.hardware.collectives import Collective
 from opbsim.hardware.spec import DataflowSpec, DeviceSpec
 from opbsim.isa.program import Instruction
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["DataflowPlan", "plan_kernel", "share_units", "dataflow_kernel"]
+__all__ = ["BOUNDARY_PARTS", "DataflowPlan", "plan_kernel", "share_units", "barrier_s", "dataflow_kernel"]
+
+
+BOUNDARY_PARTS = ("launch", "barrier", "configuration", "memory latency", "fill and drain", "collective latency")
+"""The parts of a kernel's fixed cost, in the order ``DataflowPlan.boundary`` gives them."""
 
 
 @dataclass(frozen=True, slots=True)
 class DataflowPlan:
     """One dataflow kernel as the model sees it. Per stage: ``compute_s`` (at the whole socket),
     ``bytes_B``, ``pcus``, ``pmus`` and ``stage_s`` (over the whole kernel at its shares).
-    ``bottleneck_s`` is T and ``bound`` what sets it ("stage i", a channel name, or "link")."""
+    ``bottleneck_s`` is T and ``bound`` what sets it ("stage i", a channel name, or "link").
+    The boundary parts, in seconds: ``launch_s`` (orchestration: the sequencer's dispatch, or the
+    host's issue to every socket), ``barrier_s`` (the sockets' barrier, or the host's completion
+    wait), ``config_s`` (exposed configuration load), ``memory_latency_s``, ``fill_drain_s`` and
+    ``hand_over_s`` (the pipeline's fill and drain), ``collective_s`` (collective latencies)."""
 
     stages: int
     compute_s: tuple[float, ...]
@@ -58,8 +81,12 @@ class DataflowPlan:
     tiles: int
     min_tiles: int
     launch_s: float
+    barrier_s: float
+    config_s: float
+    memory_latency_s: float
     fill_drain_s: float
     hand_over_s: float
+    collective_s: float
     hbm_B: int
 
     @property
@@ -67,8 +94,14 @@ class DataflowPlan:
         return max(self.stage_s, default=0.0)
 
     @property
+    def boundary(self) -> dict[str, float]:
+        """The fixed cost by part (``BOUNDARY_PARTS``), in seconds."""
+        return dict(zip(BOUNDARY_PARTS, (self.launch_s, self.barrier_s, self.config_s, self.memory_latency_s,
+                                         self.fill_drain_s + self.hand_over_s, self.collective_s)))
+
+    @property
     def fixed_s(self) -> float:
-        return self.launch_s + self.fill_drain_s + self.hand_over_s
+        return sum(self.boundary.values())
 
     @property
     def time_s(self) -> float:
@@ -126,9 +159,9 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) 
     total = _merge(works)
     for channel, n in sorted(channel_bytes(device, launch, total).items()):
         bounds.append((n / (device.channel_bw_GBps(channel) * 1e9), channel))
-    link = sum(link_s(device, w) for w in works)
-    if link:
-        bounds.append((link, "link"))
+    plans = [q for q in (link_plan(device, w) for w in works) if q is not None]
+    if plans:
+        bounds.append((sum(q.transfer_s for q in plans), "link"))
     bottleneck, bound = max(bounds, key=lambda x: x[0], default=(0.0, "nothing"))
     S = len(works)
     min_tiles = max((math.ceil(2 * b / (m_i * df.pmu_B)) for b, m_i in zip(stage_bytes, m) if b), default=1)
@@ -136,12 +169,36 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) 
     tiles = max(min_tiles, round(math.sqrt(idle / h)) if h > 0 else min_tiles, 1)
     if h <= 0 and idle > 0:
         raise InputError(f"device {device.name}: a dataflow kernel needs hop_cycles > 0 to choose its tiles")
+    by_space = dict(total.bytes_by_space)
+    off_chip = by_space.get(Space.HBM, 0) + by_space.get(Space.DDR, 0)
+    sockets = int(launch["sync"])
+    fill, hops = idle / tiles, (tiles + S - 1) * h
+    memory, collectives = (2 * df.memory_latency_ns * 1e-9 if off_chip else 0.0), sum(q.latency_s for q in plans)
+    if hw:
+        launch_s, barrier = df.hw_launch_us * 1e-6, barrier_s(device, sockets)
+        hidden = launch_s + barrier + memory + fill + hops + collectives
+        config = max(df.config_s(pcus + pmus) - hidden, 0.0)
+    else:
+        launch_s, barrier = max(sockets, 1) * df.host_launch_us * 1e-6, df.host_sync_us * 1e-6
+        config = df.config_s(pcus + pmus)
     return DataflowPlan(
         stages=S, compute_s=stage_compute, bytes_B=stage_bytes, pcus=p, pmus=m, stage_s=stage_s,
-        bottleneck_s=bottleneck, bound=bound, tiles=tiles, min_tiles=min_tiles, launch_s=df.launch_s(hw),
-        fill_drain_s=idle / tiles, hand_over_s=(tiles + S - 1) * h,
-        hbm_B=dict(total.bytes_by_space).get(Space.HBM, 0),
+        bottleneck_s=bottleneck, bound=bound, tiles=tiles, min_tiles=min_tiles, launch_s=launch_s,
+        barrier_s=barrier, config_s=config, memory_latency_s=memory, fill_drain_s=fill, hand_over_s=hops,
+        collective_s=collectives, hbm_B=by_space.get(Space.HBM, 0),
     )
+
+
+_FLAG_B = 4  # a barrier: an all-reduce of one fp32 flag
+
+
+def barrier_s(device: DeviceSpec, sockets: int) -> float:
+    """A barrier across ``sockets`` devices over their links: the collective model's time for an
+    all-reduce of a 4-byte flag (0 for one socket)."""
+    if sockets < 2:
+        return 0.0
+    p = link_plan(device, Work(collective=(Collective.ALLREDUCE, _FLAG_B, sockets)))
+    return p.time_s
 
 
 def _merge(works: Sequence[Work]) -> Work:

@@ -110,13 +110,13 @@ def test_rope_needs_an_even_last_axis_and_positive_theta():
 
 
 def test_a_collective_on_a_single_device_is_refused():
-    _fails("    allreduce c, c, devices=2\n",
-           "instruction 0 (allreduce c, c, devices=2): allreduce is a collective: run the program on a device "
+    _fails("    allreduce.dma c, c, devices=2\n",
+           "instruction 0 (allreduce.dma c, c, devices=2): allreduce is a collective: run the program on a device "
            "group (execute_group)", init=())
 
 
 def test_a_collective_whose_group_size_differs_from_the_devices_field_is_refused():
-    prog = assemble(HEAD + "    allreduce f4, f4, devices=3\n")
+    prog = assemble(HEAD + "    allreduce.dma f4, f4, devices=3\n")
     mems = [DataMemory({Space.HBM: 512}) for _ in range(2)]
     with pytest.raises(ExecutionError, match=r"devices=3 but the group has 2 devices$"):
         execute_group(prog, mems)
@@ -132,8 +132,8 @@ def test_a_fault_on_one_device_of_a_group_names_the_device():
 
 def test_a_launch_body_may_not_hold_a_launch_or_a_halt():
     body = "    launch.xpu k, count=2, pcus=0, pmus=0\nk:\n    exp.xpu f4, f4\n    halt\n"
-    _fails(body, "instruction 0 (launch.xpu k, count=2, pcus=0, pmus=0, hw=0): body instruction 2 (halt) is a halt; "
-           "a launch body holds no launch or halt")
+    _fails(body, "instruction 0 (launch.xpu k, count=2, pcus=0, pmus=0, hw=0, sync=0): body instruction 2 (halt) "
+           "is a halt; a launch body holds no launch or halt")
 
 
 def test_a_destination_that_overlaps_itself_is_refused():

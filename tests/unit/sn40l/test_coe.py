@@ -88,7 +88,7 @@ def test_a_dgx_runs_out_of_memory_beyond_its_host_memory():
 
 
 def test_a_dgx_serves_at_tp8_latency_only_the_experts_its_hbm_holds_an_sn40l_node_those_its_ddr_holds():
-    held = SN40L.store_B // EXPERT_B  # 8 x 1.5 TiB of DDR
+    held = SN40L.store_B // EXPERT_B  # 8 x 1.5 TB of DDR
     assert simulate_coe(SN40L, dataclasses.replace(CFG, experts=held)).nodes_needed == 1
     assert simulate_coe(SN40L, dataclasses.replace(CFG, experts=held + 1)).nodes_needed == 2
     h = simulate_coe(H100, dataclasses.replace(CFG, experts=held))

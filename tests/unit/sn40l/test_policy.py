@@ -41,19 +41,43 @@ def test_the_sn40l_policy_fuses_a_decoder_layer_into_one_hardware_orchestrated_l
     assert {i.note for i in body} == {p.op.name for p in c.placement.ops if layer_of(p.op.name) == "L0"}
 
 
-def test_under_tensor_parallelism_the_all_reduces_on_the_dma_engine_split_a_layer_into_two_kernels():
-    c = compiled(tp=2)
-    main = [i for i in c.program.instructions[:c.program.instructions.index(
-        next(i for i in c.program.instructions if i.mnemonic == "halt"))] if i.mnemonic not in ("wait", "signal")]
-    assert [(i.mnemonic, i.note) for i in main] == [
-        ("launch", "embed"), ("launch", "L0.attn_norm..L0.o_proj"), ("allreduce", "L0.attn_all_reduce"),
-        ("launch", "L0.ffn_norm..L0.ffn"), ("allreduce", "L0.ffn_all_reduce"), ("launch", "final_norm..lm_head"),
-        ("allgather", "logits_all_gather")]
+def test_the_unfused_variant_launches_one_kernel_per_operator_batched_over_requests():
+    c = compiled("sn40l-unfused")  # one layer, two decoding requests
+    names = [i.note for i in launches(c)]
+    assert names == ["embed", "L0.attn_norm", "L0.qkv_proj", "L0.rope", "L0.kv_store",
+                     "L0.attn_decode/gemm", "L0.attn_decode/softmax", "L0.attn_decode/gemm.2", "L0.o_proj",
+                     "L0.ffn_norm/add", "L0.ffn_norm/rmsnorm", "L0.ffn/gemm", "L0.ffn/silu", "L0.ffn/mul",
+                     "L0.ffn/gemm.2", "final_norm/add", "final_norm/rmsnorm", "lm_head"]
+    attention = [i for i in launches(c) if i.note.startswith("L0.attn_decode/")]
+    assert [int(i["count"]) for i in attention] == [2, 2, 2]  # scores, softmax, values: one per request each
 
 
-def test_the_unfused_variant_launches_one_kernel_per_op():
-    c = compiled("sn40l-unfused")
-    assert [i.note for i in launches(c)] == [p.op.name for p in c.placement.ops]
+def test_every_intermediate_of_the_unfused_variant_is_in_hbm_and_stays_in_sram_when_fused():
+    fused, unfused = compiled(), compiled("sn40l-unfused")
+    for name in ("L0.attn_decode.scores", "L0.attn_decode.probs.1", "L0.ffn.gate_up", "L0.ffn.act"):
+        assert fused.buffers[name].space is Space.SRAM, name
+        assert unfused.buffers[name].space is Space.HBM, name
+
+
+def test_an_ops_kernel_splits_into_operators_in_dependency_order():
+    from opbsim.compiler.ir import Draft, Kernel, View
+    from opbsim.compiler.sn40l import operators
+
+    def v(name):
+        return View(name, Space.HBM, 0, DType.BF16, (1, 8))
+
+    drafts = (Draft("scale", Unit.PCU, (v("acc"), v("zero"), 1.0)),
+              Draft("gather", Unit.PCU, (v("w0"), v("t"), v("i"))),
+              Draft("scatter_add", Unit.PCU, (v("acc"), v("y0"), v("i"), v("w0"))),
+              Draft("gather", Unit.PCU, (v("w1"), v("t"), v("i"))),
+              Draft("scatter_add", Unit.PCU, (v("acc"), v("y1"), v("i"), v("w1"))),
+              Draft("cvt", Unit.PCU, (v("out"), v("acc"))))
+    split = operators(Kernel("L0.combine", Unit.PCU, drafts, frozenset(), frozenset()))
+    assert [(k.op, [d.mnemonic for d in k.drafts]) for k in split] == [
+        ("L0.combine/scale", ["scale"]), ("L0.combine/gather", ["gather", "gather"]),
+        ("L0.combine/scatter_add", ["scatter_add", "scatter_add"]),  # an accumulation in order: one operator
+        ("L0.combine/cvt", ["cvt"])]
+    assert {d.note for k in split for d in k.drafts} == {"L0.combine"}
 
 
 @pytest.mark.parametrize("policy,hw", [("sn40l", 1), ("sn40l-sw", 0), ("sn40l-unfused", 1), ("sn40l-unfused-sw", 0)])
@@ -146,3 +170,47 @@ def test_a_reduced_size_fused_stage_runs_on_the_functional_executor_bit_exactly(
     if model.is_moe:
         for layer in (0, 1):
             assert np.array_equal(read(memory, c, f"L{layer}.topk_ids", DType.I32), ref[f"L{layer}.topk_ids"])
+
+
+def test_under_tensor_parallelism_a_decoder_layer_is_one_kernel_with_its_all_reduces_as_stages():
+    c = compiled(tp=2)
+    assert [i.note for i in launches(c)] == ["embed", "L0.attn_norm..L0.ffn_all_reduce",
+                                             "final_norm..logits_all_gather"]
+    layer = launches(c)[1]
+    body = c.program.instructions[int(layer["body"]):int(layer["body"]) + int(layer["count"])]
+    assert [i.note for i in body if i.mnemonic == "allreduce"] == ["L0.attn_all_reduce", "L0.ffn_all_reduce"]
+    assert {int(i["sync"]) for i in launches(c)} == {2}  # the two sockets end every kernel together
+    unfused = compiled("sn40l-unfused", tp=2)
+    alone = [i for i in launches(unfused) if i.note.endswith("all_reduce")]
+    assert [int(i["count"]) for i in alone] == [1, 1]  # a kernel of its own each
+
+
+@pytest.mark.parametrize("model", [small_llama(2), small_mixtral(2)], ids=["llama-shaped", "mixtral-shaped"])
+def test_collectives_inside_fused_kernels_give_the_bits_of_collectives_as_kernels_of_their_own(model):
+    from opbsim.emulator.datamem import DataMemory
+    from opbsim.emulator.functional import execute_group
+    from opbsim.isa import numerics as N
+
+    from ..compiler.harness import random_bf16, weights_for
+
+    stage, tp = Stage.decode(2, 16), 2
+    results = {}
+    for policy in ("sn40l", "sn40l-unfused"):
+        c = compile_graph(build_model(model, stage, tp=tp), SN40L, policy)
+        rng = np.random.default_rng(7)
+        memories = []
+        for _ in range(tp):
+            mem = DataMemory({m.space: m.capacity_B for m in SN40L.memories})
+            for name, values in sorted(weights_for(c, model, rng).items()):
+                mem.write_raw(c.buffers[name].descriptor(), N.store(values, DType.BF16))
+            for name in sorted(n for n in c.buffers if n.endswith(("k_cache", "v_cache"))):
+                mem.write_raw(c.buffers[name].descriptor(), N.store(random_bf16(rng, c.buffers[name].shape),
+                                                                     DType.BF16))
+            mem.write_raw(c.buffers["token_ids"].descriptor(), np.arange(stage.tokens, dtype=np.int32))
+            for name, data in c.constants.items():
+                mem.write_raw(c.buffers[name].descriptor(), data)
+            memories.append(mem)
+        execute_group(c.program, memories)
+        results[policy] = [read(m, c, "logits.gathered") for m in memories]
+    for fused, unfused in zip(results["sn40l"], results["sn40l-unfused"]):
+        assert bits_equal(fused, unfused)

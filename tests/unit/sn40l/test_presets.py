@@ -1,6 +1,7 @@
 """The sn40l socket, its dataflow parameters, and the SN40L and DGX nodes."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -18,9 +19,9 @@ def test_an_sn40l_socket_has_1040_pcus_and_pmus_638_bf16_tflops_and_three_memory
     assert SN40L.compute(Unit.PCU).matrix_TFLOPS == 638.0
     assert SN40L.memory(Space.SRAM).capacity_B == 520 * MiB
     assert df.pmu_B == 520 * MiB // 1040 == 512 * KiB  # derived: SRAM per PMU
-    assert SN40L.memory(Space.HBM).capacity_B == 64 * GiB
-    assert SN40L.memory(Space.DDR).capacity_B == 1536 * GiB  # 1.5 TiB
-    assert SN40L.channel_bw_GBps("hbm") == 1800.0
+    assert SN40L.memory(Space.HBM).capacity_B == 64 * 10**9  # [S] "64 GB": a vendor's GB
+    assert SN40L.memory(Space.DDR).capacity_B == 1_500 * 10**9  # [S] "1.5 TB"
+    assert SN40L.channel_bw_GBps("hbm") == pytest.approx(1800.0 * (1 - 450 / 3900))  # [S] peak, all-bank refresh
     assert SN40L.channel_bw_GBps("ddr") == 200.0
 
 
@@ -31,26 +32,27 @@ def test_the_assumed_pcu_geometry_gives_the_vector_rate_and_the_pmu_fabric_hundr
     assert 100_000 < SN40L.channel_bw_GBps("pmu") < 1_000_000  # "hundreds of TB/s" [S]
 
 
-def test_software_orchestrated_launch_costs_more_than_hardware_orchestrated():
+def test_software_orchestration_costs_more_per_kernel_than_the_on_chip_sequencer():
     df = SN40L.dataflow
-    assert df.launch_s(hardware_orchestrated=False) == df.sw_launch_us * 1e-6
-    assert df.launch_s(hardware_orchestrated=True) == df.hw_launch_us * 1e-6 < df.launch_s(False)
+    assert df.host_launch_us + df.host_sync_us > df.hw_launch_us
     assert df.hop_s == df.hop_cycles / (df.clock_MHz * 1e6)
+    assert df.config_s(2080) == 2080 * df.config_B_per_unit / (df.config_GBps * 1e9)
 
 
 def test_assumed_parameters_are_fields_a_user_can_change():
     ic = SN40L.interconnect
-    faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, sw_launch_us=2.0),
+    faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, host_launch_us=2.0),
                                  interconnect=dataclasses.replace(ic, scale_up=dataclasses.replace(ic.scale_up,
                                                                                                     bw_GBps=400.0)))
-    assert faster.dataflow.sw_launch_us == 2.0 and faster.link_GBps == 400.0
-    assert SN40L.dataflow.sw_launch_us != 2.0  # the preset is untouched
+    assert faster.dataflow.host_launch_us == 2.0 and faster.link_GBps == 400.0
+    assert SN40L.dataflow.host_launch_us != 2.0  # the preset is untouched
 
 
 @pytest.mark.parametrize("field,value,message", [
     ("pcus", 0, "dataflow: pcus must be a positive number, got 0"),
     ("pmu_B", 1.5, "dataflow: pmu_B must be an integer, got 1.5"),
-    ("sw_launch_us", -1.0, "dataflow: sw_launch_us must be a non-negative number, got -1.0"),
+    ("host_launch_us", -1.0, "dataflow: host_launch_us must be a non-negative number, got -1.0"),
+    ("config_B_per_unit", 1.5, "dataflow: config_B_per_unit must be an integer, got 1.5"),
 ])
 def test_bad_dataflow_parameters_are_input_errors_naming_the_field(field, value, message):
     with pytest.raises(InputError, match=f"^{message}$"):
@@ -66,8 +68,8 @@ def test_dataflow_parameters_on_a_device_without_a_pcu_are_an_input_error():
 def test_an_sn40l_node_is_8_sockets_whose_ddr_holds_the_experts_and_copies_over_1_tb_per_s():
     node = get_node("sn40l")
     assert node.devices == 8 and node.device is SN40L
-    assert node.store_space is Space.DDR and node.store_B == 8 * 1536 * GiB
-    assert node.hbm_B == 8 * 64 * GiB
+    assert node.store_space is Space.DDR and node.store_B == 8 * 1_500 * 10**9
+    assert node.hbm_B == 8 * 64 * 10**9
     assert node.copy_GBps >= 1000.0  # "over 1 TB/s" [S]
 
 
@@ -89,3 +91,27 @@ def test_an_unknown_node_is_an_input_error_listing_the_known_ones():
 def test_a_node_with_its_store_in_hbm_is_an_input_error():
     with pytest.raises(InputError, match="^node x: the store must be ddr or host memory, got hbm$"):
         dataclasses.replace(get_node("sn40l"), name="x", store_space=Space.HBM)
+
+
+def test_hbm_sustains_its_peak_less_refresh_and_activations_never_limit_a_sequential_stream():
+    from opbsim.hardware.dram import HBM2E_16GB
+
+    assert HBM2E_16GB.refresh_loss == 450 / 3900  # unavailable tRFC out of every tREFI
+    per_channel = 1800.0 / 64  # GB/s, 64 pseudo-channels
+    assert 4 * 1024 / 15 > per_channel  # four 1 KiB rows per tFAW outrun a pseudo-channel's stream
+    assert HBM2E_16GB.activation_bound(1800.0) == 1.0
+    per_bank = dataclasses.replace(HBM2E_16GB, refresh="per-bank")
+    assert per_bank.sustained_GBps(1800.0) == 1800.0
+    assert HBM2E_16GB.activation_bound(1800.0 * 100) < 1.0  # a much faster interface would be activation-bound
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tRFC_ns", 5000.0, "dram hbm2e-16gb: tRFC_ns (5000.0) must be below tREFI_ns (3900.0)"),
+    ("refresh", "sometimes", "dram hbm2e-16gb: refresh must be one of all-bank, per-bank, got 'sometimes'"),
+    ("row_B", 0, "dram hbm2e-16gb: row_B must be a positive number, got 0"),
+])
+def test_bad_dram_timings_are_input_errors(field, value, message):
+    from opbsim.hardware.dram import HBM2E_16GB
+
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        dataclasses.replace(HBM2E_16GB, **{field: value})

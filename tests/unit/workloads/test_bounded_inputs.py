@@ -61,7 +61,7 @@ def test_a_model_no_system_could_hold_is_refused_with_its_sizes(tmp_path):
     with pytest.raises(InputError) as err:
         load_model(str(path))
     assert str(err.value) == (f"{tmp_path.name} fits no system opbsim models: 386,250.2 TiB of weights and "
-                              "5,000.0 MiB of KV cache per token, over the 6,400 TiB of 4096 x sn40l")
+                              "5,000.0 MiB of KV cache per token, over the 5,826 TiB of 4096 x sn40l")  # 4096 x 64e9 B
 
 
 def test_the_deepest_model_allowed_is_shown_building_one_layer_per_kind(tmp_path, monkeypatch):
