@@ -62,6 +62,7 @@ def _simulate(cfg: dict) -> dict:
     result = simulate(model, cluster, scenario,
                       ServingConfig(batch=cfg["batch"], prefill_chunk_tokens=cfg["prefill_chunk"]), timer=timer)
     summary = result.summary()
+    summary.update({f"energy_{c}_mJ_per_token": mJ for c, mJ in result.energy_breakdown_mJ_per_token})
     return {m: summary[m] for m in METRICS}
 
 

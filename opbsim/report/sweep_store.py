@@ -24,6 +24,7 @@ import os
 import zlib
 from pathlib import Path
 
+from opbsim.emulator.energy import COMPONENTS
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 from opbsim.report.sweep_spec import CONFIG_KEYS
@@ -32,8 +33,9 @@ __all__ = ["METRICS", "columns_of", "ResultsFile", "open_results"]
 
 METRICS = ("max_batch", "batch_capped", "tokens_per_s", "tbt_p50_ms", "tbt_p90_ms", "tbt_p99_ms", "ttft_p50_ms",
            "ttft_p90_ms", "ttft_p99_ms", "e2e_mean_s", "e2e_p99_s", "energy_per_token_mJ", "duration_s", "stages",
-           "decode_only_stage_share")
-"""The serving metrics of each row, named as in ``opbsim simulate --json``."""
+           "decode_only_stage_share", *(f"energy_{c}_mJ_per_token" for c in COMPONENTS))
+"""The serving metrics of each row, named as in ``opbsim simulate --json``; ``energy_<component>_mJ_per_token``
+is that component of its ``energy_breakdown_mJ_per_token`` (the components sum to ``energy_per_token_mJ``)."""
 
 _INT = {"devices_per_node", "nodes", "batch", "lin", "lout", "requests", "prefill_chunk", "buckets", "seed",
         "max_batch", "stages"}

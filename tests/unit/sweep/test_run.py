@@ -18,6 +18,7 @@ from opbsim.cli import cli
 from opbsim.errors import InputError
 from opbsim.report.sweep_run import run_config, run_sweep
 from opbsim.report.sweep_spec import config_hash, load_sweep
+from opbsim.emulator.energy import COMPONENTS
 from opbsim.report.sweep_store import METRICS, columns_of
 
 
@@ -53,7 +54,17 @@ def test_a_row_holds_the_metrics_of_opbsim_simulate(sweep_file):
     args = [cfg["model"], "-d", "h100", "-p", cfg["policy"], "--batch", str(cfg["batch"]), "--lin", str(cfg["lin"]),
             "--lout", str(cfg["lout"]), "--requests", str(cfg["requests"]), "--json"]
     sim = json.loads(CliRunner().invoke(cli, ["simulate", *args]).output)
+    sim.update({f"energy_{c}_mJ_per_token": mJ for c, mJ in sim["energy_breakdown_mJ_per_token"].items()})
     assert {m: row[m] for m in METRICS} == {m: sim[m] for m in METRICS}
+
+
+def test_a_row_breaks_its_energy_per_token_into_components_that_sum_to_it(sweep_file):
+    cfg = next(c for c in load_sweep(sweep_file) if c["device"] == "duplex")
+    row = run_config(cfg)
+    parts = {m: row[m] for m in METRICS if m.startswith("energy_") and m != "energy_per_token_mJ"}
+    assert set(parts) == {f"energy_{c}_mJ_per_token" for c in COMPONENTS}
+    assert parts["energy_static_mJ_per_token"] > 0 and parts["energy_dram_activation_mJ_per_token"] > 0
+    assert sum(parts.values()) == pytest.approx(row["energy_per_token_mJ"], rel=1e-9)
 
 
 def test_a_sweep_interrupted_mid_way_resumes_with_nothing_lost_or_duplicated(sweep_file, tmp_path):
