@@ -15,7 +15,7 @@ import argparse
 from opbsim.emulator.bench import bench_exact
 
 SHAPES = (  # (M, K, N, what)
-    (512, 1024, 1024, "the TOOLCHAIN.md reference shape"),
+    (512, 1024, 1024, "the reference shape of earlier measurements"),
     (16, 4096, 14336, "Mixtral expert w1/w3, 16 routed tokens"),
     (16, 14336, 4096, "Mixtral expert w2, 16 routed tokens"),
     (64, 4096, 4096, "a 64-token projection"),

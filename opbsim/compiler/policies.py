@@ -1,7 +1,7 @@
 """Pass 2, place: placement policies, registered by name.
 
 Every policy maps an Analysis to a Placement: the unit of every op and the reason, in words.
-Rules of the Duplex paper (DEVICES.md "Duplex scheduling"):
+Rules of the Duplex paper (arXiv 2409.01141; docs/compiler.md):
 - non-expert linears (QKV, O, router, dense FFN, LM head) and small vector ops run on the xPU;
 - decode attention runs on Logic-PIM; prefill attention on the xPU (they overlap: co-processing);
 - experts: in a decode-only stage on Logic-PIM, in a mixed stage on the xPU; with expert

@@ -1,6 +1,7 @@
 """SN40L memory plan: every buffer of a compiled stage placed in SRAM, HBM or DDR.
 
-Rules (DEVICES.md "SN40L"), over kernels in issue order:
+Rules (after the SN40L paper, arXiv 2405.07518: SRAM, HBM and DDR tiers; docs/sn40l.md),
+over kernels in issue order:
 - A buffer's lifetime is the kernels from its first to its last access. A buffer first read
   (weights, KV caches, inputs) or a constant table lives the whole program; a buffer never read
   after its last write is a result and lives to the end, so a caller can read it.

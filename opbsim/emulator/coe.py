@@ -1,6 +1,6 @@
 """Composition of Experts (Samba-CoE) on one node: a router model and N expert models.
 
-Model (DEVICES.md "SN40L", Composition of Experts):
+Model (SN40L paper, arXiv 2405.07518, Composition of Experts; docs/sn40l.md):
 - The router and the KV caches live in HBM; HBM left over holds ``cache_slots`` whole experts
   (each sharded tensor-parallel over the node's devices).
 - If all N experts fit those slots they stay resident and never switch. Otherwise every expert

@@ -1,6 +1,6 @@
 """Continuous batching: a request stream served stage by stage on a cluster, and its metrics.
 
-The loop (ARCHITECTURE.md "Serving"). Before each stage, waiting requests whose arrival time has
+The loop (docs/serving.md). Before each stage, waiting requests whose arrival time has
 come are admitted, oldest first, while fewer than ``max_batch`` requests run. A stage runs the
 model once over:
 - the prompt tokens of admitted requests still in prefill, in admission order: whole prompts, or
@@ -43,14 +43,15 @@ from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.errors import InputError
 from opbsim.isa.types import Space
+from opbsim.units import GiB
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["ServingConfig", "ServingResult", "simulate", "context_error"]
+__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "ServingConfig", "ServingResult", "simulate", "context_error"]
 
-GiB = 2**30
-
+DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked prefill), as a serving engine bounds
+# them; the default of the CLI, compare, sweeps and the reproductions
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServingConfig:

@@ -61,7 +61,9 @@ from opbsim.workloads.ops import OpClass, OpKind
 from opbsim.workloads.routing import BalancedRouting, Routing, expert_counts
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["Bucketing", "StageCost", "StageTimer", "split_by_class"]
+__all__ = ["DEFAULT_STEPS_PER_OCTAVE", "Bucketing", "StageCost", "StageTimer", "split_by_class"]
+
+DEFAULT_STEPS_PER_OCTAVE = 8  # stage-shape grid points per power of two: the CLI's, compare's and sweeps' default
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class Bucketing:
     """Rounds token counts to ``steps_per_octave`` grid points per power of two (0: exact).
     Values up to ``steps_per_octave`` are kept as they are (the grid step there is below 1)."""
 
-    steps_per_octave: int = 8
+    steps_per_octave: int = DEFAULT_STEPS_PER_OCTAVE
 
     def __post_init__(self) -> None:
         n = self.steps_per_octave

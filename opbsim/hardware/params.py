@@ -36,11 +36,9 @@ from dataclasses import dataclass, replace
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
+from opbsim.units import GiB, MiB
 
 __all__ = ["HW_PARAMS", "HwParam", "apply_hw", "read_hw", "changed_device"]
-
-GiB = 2**30
-MiB = 2**20
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,11 @@ from opbsim.hardware.links import nvlink3_node, nvlink4_node
 from opbsim.hardware.sn40l import sn40l
 from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
+from opbsim.units import GiB, MiB
 
 __all__ = ["h100", "a100", "duplex", "bank_pim", "bankgroup_pim", "PRESETS"]
 
-GiB = 2**30
-MiB = 2**20
+
 _ACCESS_bits = 32 * 8  # [LS] energies are per 32-byte access
 _COLUMN_PJ_PER_BIT = HBM_DRAM["read_pJ_per_bit"]  # [LS] Bank-PIM read, 0.187 nJ / 256 b: 0.73
 _XPU_DATAPATH_PJ_PER_BIT = 891 / _ACCESS_bits - _COLUMN_PJ_PER_BIT  # derived from [LS]: 3.48 - 0.73 = 2.75 (global

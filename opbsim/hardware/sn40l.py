@@ -19,11 +19,10 @@ from opbsim.hardware.dram import DDR_DRAM, DDR_IO_PJ_PER_BIT, HBM2E_16GB, HBM_DR
 from opbsim.hardware.links import sn40l_links
 from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
+from opbsim.units import GB, TB, MiB  # [S] states HBM and DDR in GB and TB: a vendor's decimal units
 
 __all__ = ["sn40l", "SN40L_DATAFLOW", "SN40L_HBM", "HBM_PEAK_GBps"]
 
-MiB = 2**20
-KiB = 2**10
 
 _PCUS = 1040  # [S] per socket
 _PMUS = 1040  # [S] per socket
@@ -34,7 +33,6 @@ _VECTOR_TFLOPS = _PCUS * _LANES * _STAGES * _CLOCK_MHz * 1e6 / 1e12  # derived: 
 _SRAM_B = 520 * MiB  # [S] on-chip, in the PMUs
 _PMU_B = _SRAM_B // _PMUS  # derived: 512 KiB per PMU
 _PMU_GBps = _LANES * 4 * 2 * _CLOCK_MHz / 1000  # assumed: a 32 x fp32 read and write port per clock: 409.6
-GB, TB = 10**9, 10**12  # [S] states HBM and DDR in GB and TB, taken as a vendor's decimal units
 _HBM_B = 64 * GB  # [S] "64 GB"
 HBM_PEAK_GBps = 1800.0  # [S] table (the text says ~2 TB/s)
 _HBM_GBps = HBM_PEAK_GBps

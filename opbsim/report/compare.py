@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from opbsim.compiler.policies import default_policy, policy_names
 from opbsim.emulator.cluster import Cluster
-from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
-from opbsim.emulator.stage_timer import Bucketing, StageTimer
+from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS, ServingConfig, ServingResult, simulate
+from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE, Bucketing, StageTimer
 from opbsim.errors import InputError
 from opbsim.hardware import DeviceSpec, get_device
 from opbsim.hardware.params import changed_device
@@ -76,8 +76,8 @@ class CompareSettings:
     lin_std: float = 0.0
     lout_std: float = 0.0
     requests_per_slot: int = 1
-    prefill_chunk: int = 8192
-    buckets: int = 8
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK_TOKENS
+    buckets: int = DEFAULT_STEPS_PER_OCTAVE
     seed: int = 0
 
     def __post_init__(self) -> None:

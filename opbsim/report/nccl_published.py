@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Measured", "MEASURED"]
+from opbsim.units import GiB
 
-GiB = 2**30
+__all__ = ["Measured", "MEASURED"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

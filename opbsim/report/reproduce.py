@@ -10,8 +10,8 @@ silent the choice is ours and marked assumed:
   and middle of the ranges the paper gives (its exact grid is not stated);
 - Gaussian standard deviation: a quarter of the mean (assumed);
 - ``REQUESTS_PER_SLOT`` x batch requests per configuration, so each batch slot serves several;
-- at most ``PREFILL_CHUNK_TOKENS`` prompt tokens per stage (chunked prefill), so that a stage's
-  activations fit (128 prompts of 4096 tokens in one stage would not);
+- at most ``DEFAULT_PREFILL_CHUNK_TOKENS`` (emulator/serving.py) prompt tokens per stage (chunked
+  prefill), so that a stage's activations fit (128 prompts of 4096 tokens in one stage would not);
 - averages are arithmetic means over configurations.
 Models the compiler cannot lower yet are reported "not reproduced" with the compiler's own message.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from opbsim.compiler import compile_graph
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.engine import run
-from opbsim.emulator.serving import ServingConfig, ServingResult, context_error, simulate
+from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS, ServingConfig, ServingResult, context_error, simulate
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.hardware.registry import get_device
 from opbsim.isa.types import Space, Unit
@@ -48,7 +48,6 @@ __all__ = ["System", "Setup", "SYSTEMS", "SETUPS", "Grid", "FULL_GRID", "QUICK_G
 
 STD_FRACTION = 0.25  # assumed: the paper draws lengths from Gaussians without stating their spread
 REQUESTS_PER_SLOT = 3  # assumed: requests per configuration = 3 x batch
-PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked prefill), as a serving engine bounds them
 SEED = 0
 
 
@@ -186,7 +185,7 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
                     not_run.append((setup.model, batch, lin, lout, why))
                     say(f"{setup.model} batch {batch} ({lin}, {lout}): not run ({why})")
                     continue
-                config = ServingConfig(batch=batch, prefill_chunk_tokens=PREFILL_CHUNK_TOKENS)
+                config = ServingConfig(batch=batch, prefill_chunk_tokens=DEFAULT_PREFILL_CHUNK_TOKENS)
                 results = []
                 for s in SYSTEMS:
                     cluster, timer = timers[s.label]

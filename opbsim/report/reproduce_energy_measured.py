@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opbsim.emulator.cluster import Cluster
-from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
+from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS, ServingConfig, ServingResult, simulate
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.hardware.registry import get_device
 from opbsim.report.energy import COMPONENT_LABEL
@@ -85,8 +85,8 @@ def check_energy(progress: Callable[[str], None] | None = None) -> tuple[EnergyC
     out = []
     for m in MEASURED:
         scenario = closed_loop(m.batch, FixedLengths(LIN, LOUT), num_requests=REQUESTS_PER_SLOT * m.batch, seed=0)
-        result = simulate(model, cluster, scenario, ServingConfig(batch=m.batch, prefill_chunk_tokens=8192),
-                          timer=timer)
+        config = ServingConfig(batch=m.batch, prefill_chunk_tokens=DEFAULT_PREFILL_CHUNK_TOKENS)
+        result = simulate(model, cluster, scenario, config, timer=timer)
         out.append(EnergyCheck(m, result))
         say(f"batch {m.batch}: ours {result.energy_per_token_mJ / 1e3:.3f} J/token, measured {m.J_per_token:.3f}")
     return tuple(out)

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from opbsim.compiler import policy_names
 from opbsim.compiler.policies import default_policy
+from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
+from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
 from opbsim.errors import InputError
 from opbsim.hardware import device_names, get_device
 from opbsim.hardware.params import apply_hw
@@ -49,7 +51,8 @@ __all__ = ["CONFIG_KEYS", "DEFAULTS", "load_sweep", "parse_sweep", "expand", "co
 
 DEFAULTS: dict[str, object] = {
     "policy": "auto", "devices_per_node": 1, "nodes": 1, "parallel": "", "lin_std": 0.0, "lout_std": 0.0,
-    "prefill_chunk": 8192, "routing": "balanced", "buckets": 8, "seed": 0,
+    "prefill_chunk": DEFAULT_PREFILL_CHUNK_TOKENS, "routing": "balanced", "buckets": DEFAULT_STEPS_PER_OCTAVE,
+    "seed": 0,
 }
 _REQUIRED = ("model", "device", "batch")
 _INT_MIN = {"devices_per_node": 1, "nodes": 1, "batch": 1, "lin": 1, "lout": 1, "requests": 1, "requests_per_slot": 1,

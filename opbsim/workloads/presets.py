@@ -1,4 +1,4 @@
-"""Model presets: the public configurations of design/MODELS.md, each with its source.
+"""Model presets: the public configurations of the models, each with its source (docs/models.md).
 
 This table is the one source of truth for named models; ``opbsim models`` lists it. ``rope_theta``,
 ``norm_eps`` and ``norm_topk_prob`` come from the same source as the shapes unless the comment

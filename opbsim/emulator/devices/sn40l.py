@@ -1,5 +1,6 @@
 """SN40L dataflow kernels: a ``launch.pcu`` is a spatial pipeline whose stages are its body
-instructions, streaming tiles from HBM and DDR through PMUs (DEVICES.md "SN40L").
+instructions, streaming tiles from HBM and DDR through PMUs (SN40L paper,
+arXiv 2405.07518; docs/sn40l.md).
 
 The plan of one kernel of S stages on a device with ``dataflow`` parameters:
 - stage i needs c_i seconds of the whole socket's compute (work.compute_s) and moves b_i bytes;

@@ -1,4 +1,4 @@
-"""Presets: every model of design/MODELS.md, with its source, matching its published sizes."""
+"""Presets: every model preset, with its source, matching its published sizes."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ from opbsim.errors import InputError
 from opbsim.workloads import PRESETS, get_preset
 from opbsim.workloads.hf_families import FAMILIES
 
-# (preset, hidden, layers, heads, kv heads, experts, top-k, vocab): the rows of design/MODELS.md
+# (preset, hidden, layers, heads, kv heads, experts, top-k, vocab): each from the source its preset cites
 MODELS_MD = [
     ("mixtral-8x7b", 4096, 32, 32, 8, 8, 2, 32000),
     ("mixtral-8x22b", 6144, 56, 48, 8, 8, 2, 32000),
