@@ -6,11 +6,16 @@ as one line and exits with status 1. Anything else escaping is a bug in opbsim.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "AsmError", "DecodeError", "ProgramError"]
+__all__ = ["InputError", "DoesNotFit", "AsmError", "DecodeError", "ProgramError"]
 
 
 class InputError(Exception):
     """Bad user input: a file, a flag value or data that opbsim cannot accept."""
+
+
+class DoesNotFit(InputError):
+    """A model, stage or check that needs more memory than the device (or this machine) has; the
+    message starts with "does not fit" and names the sizes."""
 
 
 class AsmError(InputError):

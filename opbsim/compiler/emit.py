@@ -38,27 +38,32 @@ def _instruction(d: Draft, descs: _Descriptors, note: str) -> Instruction:
 def emit(sched: Schedule) -> Compiled:
     descs = _Descriptors()
     main: list[Instruction] = []
-    bodies: list[tuple[int, list[Instruction]]] = []  # (index of its launch in main, body)
+    main_layers: list[int | None] = []  # the kernel layer of each instruction of main
+    bodies: list[tuple[int, list[Instruction], int | None]] = []  # (index of its launch in main, body, layer)
     for step in sched.steps:
         k = step.kernel
+        before = len(main)
         main.extend(Instruction("wait", k.unit, (token,), k.op) for _, token in step.waits)
         body = [_instruction(d, descs, k.op) for d in k.drafts]
         res = k.launch
         if len(body) == 1 and res is None:
             main.append(body[0])
         elif body:
-            bodies.append((len(main), body))
+            bodies.append((len(main), body, k.layer))
             args = (res.pcus, res.pmus, int(res.hw), res.sync) if res is not None else (0, 0, 0, 0)
             main.append(Instruction("launch", k.unit, (0, len(body), *args), k.op))
         main.extend(Instruction("signal", k.unit, (t,), k.op) for t in step.signals)
+        main_layers.extend([k.layer] * (len(main) - before))
     main.append(Instruction("halt", Unit.CTRL, (), ""))
-    labels, program_body = [], list(main)
-    for n, (at, body) in enumerate(bodies):
+    main_layers.append(None)
+    labels, program_body, layers = [], list(main), list(main_layers)
+    for n, (at, body, layer) in enumerate(bodies):
         start = len(program_body)
         labels.append(Label(f"k{n}", start))
         launch = main[at]
         program_body[at] = Instruction("launch", launch.unit, (start, *launch.operands[1:]), launch.note)
         program_body.extend(body)
+        layers.extend([layer] * len(body))
     program = Program(tuple(descs.table), tuple(program_body), tuple(labels))
     kernels = sched.kernels
     return Compiled(
@@ -66,5 +71,6 @@ def emit(sched: Schedule) -> Compiled:
         constants={name: np.asarray(data) for name, (_, data) in kernels.constants.items()},
         buffers=dict(kernels.buffers),
         op_of=tuple(i.note for i in program.instructions),
+        layer_of=tuple(layers),
         placement=kernels.placement,
     )

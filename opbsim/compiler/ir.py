@@ -160,7 +160,8 @@ class LaunchResources:
 @dataclass(frozen=True, slots=True)
 class Kernel:
     """The instructions one op lowers to, all on ``unit``; ``reads``/``writes`` name buffers.
-    With ``launch`` set the kernel is always emitted as a ``launch`` carrying those resources."""
+    With ``launch`` set the kernel is always emitted as a ``launch`` carrying those resources.
+    ``layer``: the decoder layer its op belongs to (None: the embedding, the head, control)."""
 
     op: str
     unit: Unit
@@ -168,6 +169,7 @@ class Kernel:
     reads: frozenset[str]
     writes: frozenset[str]
     launch: LaunchResources | None = None
+    layer: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +200,12 @@ class Compiled:
     """The compiler's product. ``constants`` map descriptor names to the data the program
     expects in memory before it runs (routing tables, positions); ``buffers`` map tensor names
     to their views, so a caller can load inputs and weights and read outputs;
-    ``op_of[i]`` names the op instruction ``i`` comes from ("" for control)."""
+    ``op_of[i]`` names the op instruction ``i`` comes from ("" for control); ``layer_of[i]`` is the
+    decoder layer of the kernel it comes from (None: the embedding, the head, control)."""
 
     program: Program
     constants: dict[str, np.ndarray]
     buffers: dict[str, View]
     op_of: tuple[str, ...]
+    layer_of: tuple[int | None, ...]
     placement: Placement

@@ -13,7 +13,7 @@ import math
 import re
 
 from opbsim.compiler.ir import View
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import DType, Space, Unit
 
@@ -65,7 +65,7 @@ class Layout:
         end = base + _align(nbytes)
         if end > (s + 1) * self.section_B:
             need = sum(n - i * self.section_B for i, n in enumerate(self._next)) + _align(nbytes)
-            raise InputError(f"does not fit: {name} ({nbytes / 2**30:.2f} GiB) overflows HBM section {s} of "
+            raise DoesNotFit(f"does not fit: {name} ({nbytes / 2**30:.2f} GiB) overflows HBM section {s} of "
                              f"{self.device.name} ({self.section_B / 2**30:.1f} GiB per section; "
                              f"{need / 2**30:.1f} GiB allocated in all)")
         self._next[s] = end

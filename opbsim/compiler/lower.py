@@ -14,7 +14,7 @@ import numpy as np
 from opbsim.compiler.ir import Draft, Kernel, Kernels, Placement, View
 from opbsim.compiler.layout import Layout
 from opbsim.compiler.routing_tables import RoutingTables
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import Norm
@@ -96,7 +96,7 @@ class Lowerer:
         half = self.device.memory(Space.PIMBUF).capacity_B // 2
         rows = min(half // (2 * k), half // (4 * n))
         if rows < 1:
-            raise InputError(f"does not fit: one row of a {k} x {n} GEMM exceeds the Logic-PIM buffers")
+            raise DoesNotFit(f"does not fit: one row of a {k} x {n} GEMM exceeds the Logic-PIM buffers")
         return rows
 
     def gemm(self, out: View, x: View, w: View) -> None:
@@ -132,8 +132,11 @@ class Lowerer:
 
 
 def tile(placement: Placement) -> Kernels:
+    from dataclasses import replace
+
     lowerer = Lowerer(placement)
-    kernels = tuple(lowerer.lower(p.op, p.unit) for p in placement.ops)
+    layer_of = placement.graph.layer_of
+    kernels = tuple(replace(lowerer.lower(p.op, p.unit), layer=layer_of.get(p.op.name)) for p in placement.ops)
     base = lowerer.layout.finish()
     kernels = tuple(_rebase(k, base) for k in kernels)
     return Kernels(placement, kernels, lowerer.constants, lowerer.layout.buffers)

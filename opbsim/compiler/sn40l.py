@@ -20,7 +20,6 @@ shared by disjoint lifetimes, spilling to DDR by bandwidth need.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from opbsim.compiler.analyze import COLLECTIVE_KINDS
@@ -31,16 +30,7 @@ from opbsim.compiler.sn40l_memory import accesses, plan_memory
 from opbsim.errors import InputError
 from opbsim.isa.types import Unit
 
-__all__ = ["SN40L_POLICIES", "group_kernels", "layer_of", "operators"]
-
-_LAYER = re.compile(r"^(L\d+)\.")
-
-
-def layer_of(op: str) -> str:
-    """The decoder layer an op belongs to (``L3``), or "" for the embedding and the head."""
-    m = _LAYER.match(op)
-    return m.group(1) if m else ""
-
+__all__ = ["SN40L_POLICIES", "group_kernels", "operators"]
 
 def _place(analysis: Analysis) -> tuple[PlacedOp, ...]:
     out = []
@@ -60,7 +50,7 @@ def group_kernels(kernels: tuple[Kernel, ...], *, fused: bool, max_stages: int) 
     for k in kernels:
         last = groups[-1] if groups else None
         joins = (fused and last is not None and last[-1].unit is Unit.PCU and k.unit is Unit.PCU
-                 and layer_of(last[-1].op) == layer_of(k.op)
+                 and last[-1].layer == k.layer
                  and sum(len(x.drafts) for x in last) + len(k.drafts) <= max_stages)
         if joins:
             last.append(k)
@@ -129,7 +119,7 @@ def _merge(group: list[Kernel], resources: LaunchResources) -> Kernel:
     drafts = tuple(replace(d, note=d.note or k.op) for k in group for d in k.drafts)
     writes = frozenset().union(*(k.writes for k in group))
     reads = frozenset().union(*(k.reads for k in group)) - writes
-    return Kernel(name, Unit.PCU, drafts, reads, writes, resources)
+    return Kernel(name, Unit.PCU, drafts, reads, writes, resources, layer=group[0].layer)
 
 
 def _fuser(policy: str, *, fused: bool, hw: bool):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from opbsim.compiler.ir import Draft, Kernel, Kernels, View
 from opbsim.compiler.layout import ALIGN_B
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.spec import BY_MNEMONIC, Role
 from opbsim.isa.types import Space
 
@@ -170,7 +170,7 @@ def plan_memory(kernels: Kernels, hbm_budget_B: int | None = None) -> Kernels:
     for space, items in ((Space.HBM, keep), (Space.DDR, spilled)):
         addrs, footprint = first_fit(items)
         if footprint > device.memory(space).capacity_B:
-            raise InputError(f"does not fit: the buffers of this stage need {footprint / 2**30:.1f} GiB of "
+            raise DoesNotFit(f"does not fit: the buffers of this stage need {footprint / 2**30:.1f} GiB of "
                              f"{space.name.lower()} on {device.name} "
                              f"({device.memory(space).capacity_B / 2**30:.1f} GiB)")
         where.update((name, (space, a)) for name, a in addrs.items())

@@ -26,7 +26,7 @@ from opbsim.emulator import stage_reference as ref
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.functional import execute
 from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
@@ -179,7 +179,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
                          "so its layers cannot be checked")
     need, have = bytes_needed(model, stage, layer), _available_B()
     if need > have:
-        raise InputError(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
+        raise DoesNotFit(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
                          f"{have / 2**30:.1f} GiB are available")
     L, T, h = f"L{layer}", stage.tokens, model.hidden_size
     t0 = time.perf_counter()

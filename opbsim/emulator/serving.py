@@ -41,7 +41,7 @@ from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.energy import static_energy
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.types import Space
 from opbsim.units import GiB
 from opbsim.workloads.models import ModelConfig
@@ -159,7 +159,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
     capacity = cluster.capacity_batch(model, max_ctx)
     if capacity < 1:
         hbm = cluster.device.memory(Space.HBM).capacity_B
-        raise InputError(
+        raise DoesNotFit(
             f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
             f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
             f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")

@@ -49,7 +49,7 @@ from opbsim.emulator.energy import EnergyParts, plan_energy, static_energy
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
-from opbsim.errors import InputError
+from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.collectives import Collective, plan
 from opbsim.isa.types import Unit
 from opbsim.workloads import primitives as P
@@ -400,11 +400,9 @@ class StageTimer:
         cluster = self.cluster
         try:
             compiled = compile_graph(graph, cluster.fabric_device, cluster.policy)
-        except InputError as e:
-            if str(e).startswith("does not fit"):
-                raise InputError(f"{e}: a stage of {graph.stage.tokens} tokens per device is too large "
-                                 f"(bound it with chunked prefill or a smaller batch)") from None
-            raise
+        except DoesNotFit as e:
+            raise DoesNotFit(f"{e}: a stage of {graph.stage.tokens} tokens per device is too large "
+                             f"(bound it with chunked prefill or a smaller batch)") from None
         stats = run_program(compiled.program, cluster.fabric_device)
         op_class = {op.name: op.op_class for op in graph.ops}
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}

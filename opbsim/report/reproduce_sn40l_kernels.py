@@ -135,25 +135,27 @@ def variant_device(device: DeviceSpec, param: str, factor: float) -> DeviceSpec:
     return replace(device, dataflow=replace(device.dataflow, **{param: type(getattr(device.dataflow, param))(value)}))
 
 
-def _launches(program: Program) -> list[tuple[Instruction, list[Work]]]:
+def _launches(program: Program, layer_of: tuple[int | None, ...] = ()) -> list[tuple[Instruction, list[Work], bool]]:
+    """Each launch, the works of its body, and whether it is a decoder layer's kernel (per ``layer_of``,
+    the compiler's layer of each instruction; none is without it)."""
     out = []
-    for inst in program.instructions:
+    for i, inst in enumerate(program.instructions):
         if inst.mnemonic == "halt":
             break
         if inst.mnemonic == "launch":
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
-            out.append((inst, [work_of(program, x) for x in body]))
+            out.append((inst, [work_of(program, x) for x in body], i < len(layer_of) and layer_of[i] is not None))
     return out
 
 
 def program_time(program: Program | list, device: DeviceSpec, layers_only: bool = False) -> float:
     """A program made only of PCU kernels runs them one after another, each alone on the socket:
     the sum of their plans (the engine's time for such a program). ``layers_only``: the sum over
-    the kernels of decoder layers (launches noted ``L<n>...``). ``program`` may be its launches
-    with their works, as ``_launches`` gives them."""
+    the kernels of decoder layers. ``program`` may be its launches with their works, as ``_launches``
+    gives them."""
     launches = _launches(program) if isinstance(program, Program) else program
-    return sum(plan_kernel(device, inst, works).time_s for inst, works in launches
-               if not layers_only or inst.note.startswith("L"))
+    return sum(plan_kernel(device, inst, works).time_s for inst, works, in_layer in launches
+               if not layers_only or in_layer)
 
 
 def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
@@ -163,7 +165,8 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
     variants: dict[str, dict[str, float]] = {}
     variant_layer_s: dict[str, float] = {}
     for policy in POLICIES:
-        program = compile_graph(graph, device, policy).program
+        compiled = compile_graph(graph, device, policy)
+        program = compiled.program
         kernels[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
         if not b.timed:
             continue
@@ -173,7 +176,7 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
         traffic[policy] = by_space.get(Space.HBM, 0)
         intensity[policy] = stats.flops / max(by_space.get(Space.HBM, 0) + by_space.get(Space.DDR, 0), 1)
         parts[policy] = boundaries(program, device)
-        launches = _launches(program)
+        launches = _launches(program, compiled.layer_of)
         for key in variant_keys():
             other = variant_of(device, key)
             variants.setdefault(key, {})[policy] = program_time(launches, other)
@@ -183,7 +186,7 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             continue
         for iv in stats.timeline:
             inst = program.instructions[iv.index]
-            if inst.mnemonic != "launch" or not iv.note.startswith("L"):
+            if inst.mnemonic != "launch" or compiled.layer_of[iv.index] is None:
                 continue
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
             hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B

@@ -72,6 +72,11 @@ class ModelGraph:
         return self.prologue + tuple(op for layer in self.layers for op in layer.ops) + self.epilogue
 
     @property
+    def layer_of(self) -> dict[str, int]:
+        """The decoder layer of each op of the layers, by op name (prologue and epilogue ops are absent)."""
+        return {op.name: layer.layer for layer in self.layers for op in layer.ops}
+
+    @property
     def estimates(self) -> Estimates:
         return total(op.estimates for op in self.ops)
 

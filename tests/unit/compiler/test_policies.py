@@ -119,3 +119,18 @@ def test_with_sections_the_greedy_moves_whole_bank_bundle_sections_and_finds_the
 
     best = min(makespan({a.op.name for g in order[:n] for a in g}) for n in range(len(order) + 1))
     assert makespan(moved) == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize("device, policy", [("duplex", "duplex"), ("h100", "xpu-only"), ("sn40l", "sn40l"),
+                                            ("sn40l", "sn40l-unfused")])
+def test_every_instruction_carries_the_decoder_layer_of_its_op_and_none_outside_the_layers(device, policy):
+    from opbsim.compiler import compile_graph
+
+    graph = build_model(dataclasses.replace(MIXTRAL, num_layers=2), Stage.decode(4, 64), tp=4)
+    compiled = compile_graph(graph, get_device(device), policy)
+    layers = graph.layer_of
+    assert len(compiled.layer_of) == len(compiled.program.instructions)
+    assert set(compiled.layer_of) == {None, 0, 1}
+    for inst, layer in zip(compiled.program.instructions, compiled.layer_of):
+        first_op = inst.note.split("..")[0].split("/")[0].split("#")[0]
+        assert layer == layers.get(first_op), inst

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
-from opbsim.compiler.sn40l import layer_of
 from opbsim.compiler.sn40l_memory import Lifetime, bandwidth_needs, first_fit, lifetimes, plan_memory
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
@@ -38,7 +37,8 @@ def test_the_sn40l_policy_fuses_a_decoder_layer_into_one_hardware_orchestrated_l
     assert (int(layer["pcus"]), int(layer["pmus"]), int(layer["hw"])) == (1040, 1040, 1)
     body = c.program.instructions[int(layer["body"]):int(layer["body"]) + int(layer["count"])]
     assert {i.unit for i in body} == {Unit.PCU}
-    assert {i.note for i in body} == {p.op.name for p in c.placement.ops if layer_of(p.op.name) == "L0"}
+    layer_of = c.placement.graph.layer_of
+    assert {i.note for i in body} == {p.op.name for p in c.placement.ops if layer_of.get(p.op.name) == 0}
 
 
 def test_the_unfused_variant_launches_one_kernel_per_operator_batched_over_requests():
