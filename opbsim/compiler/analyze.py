@@ -44,8 +44,10 @@ def unit_cost(device: DeviceSpec, op: Op, unit: Unit) -> UnitCost:
 def analyze(source: Source) -> Analysis:
     graph, target = source.graph, source.target
     device = target.device
+    layer_of = graph.layer_of
     ops = tuple(
-        OpAnalysis(op, op.estimates, tuple(unit_cost(device, op, u) for u in candidate_units(device, op)))
+        OpAnalysis(op, op.estimates, tuple(unit_cost(device, op, u) for u in candidate_units(device, op)),
+                   layer_of.get(op.name))
         for op in graph.ops
     )
     return Analysis(graph, target, ops)

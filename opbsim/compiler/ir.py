@@ -68,6 +68,7 @@ class OpAnalysis:
     op: Op
     estimates: Estimates
     costs: tuple[UnitCost, ...]
+    layer: int | None = None  # the decoder layer of ``op`` (None: the embedding, the head)
 
     def cost(self, unit: Unit) -> UnitCost:
         for c in self.costs:

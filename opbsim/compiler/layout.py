@@ -10,7 +10,6 @@ the unit's on-chip space (xPU: SRAM, PIM: its buffers) when it fits, else in HBM
 from __future__ import annotations
 
 import math
-import re
 
 from opbsim.compiler.ir import View
 from opbsim.errors import DoesNotFit
@@ -21,8 +20,6 @@ __all__ = ["Layout", "ALIGN_B", "SCRATCH"]
 
 ALIGN_B = 256
 SCRATCH = "@scratch"  # buffer name of HBM scratch views, whose base is relative until emission
-_EXPERT = re.compile(r"\.expert\.(\d+)\.")
-_KV = re.compile(r"^L(\d+)\.[kv]_cache$")
 _SCRATCH_SPACE = {Unit.XPU: Space.SRAM, Unit.PIM: Space.PIMBUF}
 
 
@@ -43,16 +40,20 @@ class Layout:
         self._scratch_used: dict[Space, int] = {}
         self.hbm_scratch_B = 0
 
-    def section_for(self, name: str) -> int:
+    def section_for(self, *, expert: int | None = None, kv_layer: int | None = None) -> int:
+        """The section of a buffer of routed expert ``expert`` (its weights, rows and routing tables),
+        of layer ``kv_layer``'s KV cache, or (neither) of everything else."""
         last = self.sections - 1
-        if (m := _EXPERT.search(name)) is not None:
-            return int(m.group(1)) % self.sections
-        if (m := _KV.match(name)) is not None and self.sections > 1:
-            return int(m.group(1)) % last
+        if expert is not None:
+            return expert % self.sections
+        if kv_layer is not None and self.sections > 1:
+            return kv_layer % last
         return last
 
-    def buffer(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
-        """The HBM buffer called ``name``, allocated on first use; a later use may not be larger."""
+    def buffer(self, name: str, dtype: DType, shape: tuple[int, ...], *, expert: int | None = None,
+               kv_layer: int | None = None) -> View:
+        """The HBM buffer called ``name``, allocated on first use in the section ``section_for`` gives
+        (``expert``, ``kv_layer``: what the buffer belongs to); a later use may not be larger."""
         nbytes = dtype.itemsize_B * math.prod(shape)
         if name in self.buffers:
             have = self.buffers[name]
@@ -60,7 +61,7 @@ class Layout:
                 raise ValueError(f"buffer {name} reused as {dtype.name} {shape}, allocated as "
                                  f"{have.dtype.name} {have.shape}")
             return View(name, Space.HBM, have.base_B, dtype, shape)
-        s = self.section_for(name)
+        s = self.section_for(expert=expert, kv_layer=kv_layer)
         base = self._next[s]
         end = base + _align(nbytes)
         if end > (s + 1) * self.section_B:

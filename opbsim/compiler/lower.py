@@ -41,14 +41,18 @@ class Lowerer:
         self._unit = Unit.XPU
         self._op = ""
         self._named: dict[str, int] = {}
+        self.layer: int | None = None  # the decoder layer of the op being lowered
 
     # -- helpers used by every lowering ------------------------------------------------------
 
-    def buf(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
-        return self.layout.buffer(name, dtype, shape)
+    def buf(self, name: str, dtype: DType, shape: tuple[int, ...], *, expert: int | None = None,
+            kv_layer: int | None = None) -> View:
+        """The HBM buffer ``name`` (``Layout.buffer``: ``expert`` and ``kv_layer`` choose its section)."""
+        return self.layout.buffer(name, dtype, shape, expert=expert, kv_layer=kv_layer)
 
-    def const(self, name: str, values: np.ndarray, dtype: DType = DType.I32) -> View:
-        """A constant table the program reads (routing indices, positions, zeros, DFT factors as bf16 bits)."""
+    def const(self, name: str, values: np.ndarray, dtype: DType = DType.I32, *, expert: int | None = None) -> View:
+        """A constant table the program reads (routing indices, positions, zeros, DFT factors as bf16
+        bits); ``expert``: a routed expert's table, kept in that expert's section."""
         data = np.ascontiguousarray(values, dtype={DType.I32: np.int32, DType.FP32: np.float32,
                                                    DType.BF16: np.uint16}[dtype])  # bf16: raw bits
         if name in self.constants:
@@ -56,7 +60,7 @@ class Lowerer:
             if not np.array_equal(old, data):
                 raise ValueError(f"constant {name} defined twice with different values")
             return view
-        view = self.layout.buffer(name, dtype, data.shape)
+        view = self.layout.buffer(name, dtype, data.shape, expert=expert)
         self.constants[name] = (view, data)
         return view
 
@@ -108,12 +112,13 @@ class Lowerer:
 
     # -- driver -------------------------------------------------------------------------------
 
-    def lower(self, op: Op, unit: Unit) -> Kernel:
+    def lower(self, op: Op, unit: Unit, layer: int | None = None) -> Kernel:
+        """``op``'s kernel on ``unit``; ``layer``: the decoder layer ``op`` belongs to (None outside)."""
         from opbsim.compiler.lower_attention import lower_attention, lower_kv_store, lower_rope
         from opbsim.compiler.lower_ffn import lower_combine, lower_dispatch, lower_ffn, lower_topk
         from opbsim.compiler.lower_fftconv import lower_long_conv
 
-        self._drafts, self._unit, self._op, self._named = [], unit, op.name, {}
+        self._drafts, self._unit, self._op, self._named, self.layer = [], unit, op.name, {}, layer
         self.layout.reset_scratch()
         handler = {
             OpKind.EMBED: _embed, OpKind.NORM: _norm, OpKind.GEMM: _gemm_op, OpKind.ROPE: lower_rope,
@@ -128,15 +133,14 @@ class Lowerer:
         writes = {d.operands[0].buffer for d in self._drafts if isinstance(d.operands[0], View)}
         if any(d.mnemonic == "topk" for d in self._drafts):
             writes |= {d.operands[1].buffer for d in self._drafts if d.mnemonic == "topk"}
-        return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes))
+        return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes),
+                      layer=layer)
 
 
 def tile(placement: Placement) -> Kernels:
-    from dataclasses import replace
-
     lowerer = Lowerer(placement)
     layer_of = placement.graph.layer_of
-    kernels = tuple(replace(lowerer.lower(p.op, p.unit), layer=layer_of.get(p.op.name)) for p in placement.ops)
+    kernels = tuple(lowerer.lower(p.op, p.unit, layer_of.get(p.op.name)) for p in placement.ops)
     base = lowerer.layout.finish()
     kernels = tuple(_rebase(k, base) for k in kernels)
     return Kernels(placement, kernels, lowerer.constants, lowerer.layout.buffers)

@@ -65,8 +65,9 @@ class _Geometry:
         self.reqs = requests(lw.stage)
         self.S = max(r.context for r in self.reqs)
         self.qkv = lw.buf(f"{layer}.qkv", m.dtype, (self.T, self.W))
-        self.k_cache = lw.buf(f"{layer}.k_cache", m.dtype, (len(self.reqs), self.S, self.KV, self.d))
-        self.v_cache = lw.buf(f"{layer}.v_cache", m.dtype, (len(self.reqs), self.S, self.KV, self.d))
+        cache = (len(self.reqs), self.S, self.KV, self.d)
+        self.k_cache = lw.buf(f"{layer}.k_cache", m.dtype, cache, kv_layer=lw.layer)
+        self.v_cache = lw.buf(f"{layer}.v_cache", m.dtype, cache, kv_layer=lw.layer)
         self.attn = lw.buf(f"{layer}.attn", m.dtype, (self.T, self.H * self.d))
         self.dtype = m.dtype
 
@@ -102,12 +103,15 @@ class _Geometry:
         return self._at(self.attn, r.row * hd, (self.KV, self.g, r.new, self.d), (self.g * self.d, self.d, hd, 1))
 
 
-def _layer(op: Op) -> str:
-    return op.name.split(".")[0]
+def _layer(lw: Lowerer, op: Op) -> str:
+    """The prefix of the layer's buffer names (``L3``), for an op of a decoder layer."""
+    if lw.layer is None:
+        raise ValueError(f"{op.name}: an attention op outside the decoder layers")
+    return f"L{lw.layer}"
 
 
 def lower_rope(lw: Lowerer, op: Op) -> None:
-    geo = _Geometry(lw, _layer(op))
+    geo = _Geometry(lw, _layer(lw, op))
     pos = lw.const("positions", positions(lw.stage))
     theta = float(np.float32(lw.model.rope_theta))
     for first, count in ((0, geo.H), (geo.H, geo.KV)):
@@ -116,7 +120,7 @@ def lower_rope(lw: Lowerer, op: Op) -> None:
 
 
 def lower_kv_store(lw: Lowerer, op: Op) -> None:
-    geo = _Geometry(lw, _layer(op))
+    geo = _Geometry(lw, _layer(lw, op))
     slots = np.concatenate([slot * geo.S + np.arange(r.past, r.context) for slot, r in enumerate(geo.reqs)])
     idx = lw.const(f"kv_slots.S{geo.S}", slots.astype(np.int32))
     rows = geo.S * len(geo.reqs)
@@ -126,7 +130,7 @@ def lower_kv_store(lw: Lowerer, op: Op) -> None:
 
 
 def lower_attention(lw: Lowerer, op: Op) -> None:
-    geo = _Geometry(lw, _layer(op))
+    geo = _Geometry(lw, _layer(lw, op))
     scale = float(np.float32(1.0 / math.sqrt(geo.d)))
     if op.params["phase"] == "prefill":
         chosen = [(op.params["chunk"], geo.reqs[op.params["chunk"]])]

@@ -20,14 +20,16 @@ from opbsim.workloads.ops import Op
 __all__ = ["lower_topk", "lower_dispatch", "lower_ffn", "lower_combine"]
 
 
-def _layer(op: Op) -> tuple[str, int]:
-    name = op.name.split(".")[0]
-    return name, int(name[1:])
+def _layer(lw: Lowerer, op: Op) -> tuple[str, int]:
+    """The prefix of the layer's buffer names (``L3``) and its index, for an op of a decoder layer."""
+    if lw.layer is None:
+        raise ValueError(f"{op.name}: a MoE op outside the decoder layers")
+    return f"L{lw.layer}", lw.layer
 
 
 def lower_topk(lw: Lowerer, op: Op) -> None:
     m = lw.model
-    L, _ = _layer(op)
+    L, _ = _layer(lw, op)
     T, E, k = lw.stage.tokens, m.num_experts, m.top_k
     logits = lw.buf(f"{L}.router_logits", DType.FP32, (T, E))
     probs = lw.scratch("router_probs", DType.FP32, (T, E))
@@ -46,20 +48,20 @@ def lower_topk(lw: Lowerer, op: Op) -> None:
 
 def lower_dispatch(lw: Lowerer, op: Op) -> None:
     m = lw.model
-    L, layer = _layer(op)
+    L, layer = _layer(lw, op)
     T, h = lw.stage.tokens, m.hidden_size
     routing = lw.routing.layer(layer)
     x = lw.buf(f"{L}.h_norm", m.dtype, (T, h))
     for e, toks in enumerate(routing.tokens):
         if len(toks):
-            idx = lw.const(f"{L}.expert.{e}.tokens", toks)
+            idx = lw.const(f"{L}.expert.{e}.tokens", toks, expert=e)
             lw.emit("gather", expert_rows(lw, L, e, "x", len(toks)), x, idx)
 
 
 def expert_rows(lw: Lowerer, L: str, e: int, which: str, n: int) -> View:
     """Expert e's dispatched rows (``x``) or outputs (``y``): a buffer of its own, in its weights'
     bank-bundle section, so experts on the xPU and on Logic-PIM in other sections overlap."""
-    return lw.buf(f"{L}.expert.{e}.{which}", lw.model.dtype, (n, lw.model.hidden_size))
+    return lw.buf(f"{L}.expert.{e}.{which}", lw.model.dtype, (n, lw.model.hidden_size), expert=e)
 
 
 _ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "relu": "relu", "gelu": "gelu"}
@@ -68,7 +70,7 @@ _GATED = ("swiglu", "geglu")
 
 def lower_ffn(lw: Lowerer, op: Op) -> None:
     m = lw.model
-    L, layer = _layer(op)
+    L, layer = _layer(lw, op)
     act = op.params.get("act")
     if act not in _ACTIVATION:
         raise InputError(f"{op.name}: the {act} FFN is not lowered yet")
@@ -78,10 +80,11 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
     h, width = m.hidden_size, op.params["ffn"]
     up_width = 2 * width if gated else width
     prefix = op.inputs[1].name.rsplit(".", 1)[0]  # the weights' prefix, e.g. L1.expert.3
-    w_up = lw.buf(f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up", m.dtype, (h, up_width))
-    w_down = lw.buf(f"{prefix}.w_down", m.dtype, (width, h))
-    if "expert" in op.params:
-        e, routing = op.params["expert"], lw.routing.layer(layer)
+    expert = op.params.get("expert")
+    w_up = lw.buf(f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up", m.dtype, (h, up_width), expert=expert)
+    w_down = lw.buf(f"{prefix}.w_down", m.dtype, (width, h), expert=expert)
+    if expert is not None:
+        e, routing = expert, lw.routing.layer(layer)
         n = len(routing.tokens[e])
         x, y = expert_rows(lw, L, e, "x", n), expert_rows(lw, L, e, "y", n)
     else:
@@ -104,7 +107,7 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
 
 def lower_combine(lw: Lowerer, op: Op) -> None:
     m = lw.model
-    L, layer = _layer(op)
+    L, layer = _layer(lw, op)
     T, h, k = lw.stage.tokens, m.hidden_size, m.top_k
     routing = lw.routing.layer(layer)
     acc = lw.scratch("combine_acc", DType.FP32, (T, h))
@@ -116,9 +119,9 @@ def lower_combine(lw: Lowerer, op: Op) -> None:
         if not len(toks):
             continue
         w_e = lw.scratch(f"w.{e}", DType.FP32, (len(toks), 1))
-        lw.emit("gather", w_e, flat_w, lw.const(f"{L}.expert.{e}.slots", routing.slots[e]))
+        lw.emit("gather", w_e, flat_w, lw.const(f"{L}.expert.{e}.slots", routing.slots[e], expert=e))
         w_vec = View(w_e.buffer, w_e.space, w_e.base_B, DType.FP32, (len(toks),))
-        tok = lw.const(f"{L}.expert.{e}.tokens", toks)
+        tok = lw.const(f"{L}.expert.{e}.tokens", toks, expert=e)
         lw.emit("scatter_add", acc, expert_rows(lw, L, e, "y", len(toks)), tok, w_vec)
     out = lw.buf(f"{L}.ffn_out", m.dtype, (T, h))
     if m.num_shared_experts:

@@ -166,10 +166,10 @@ def _duplex(co_process: bool) -> Policy:
         decode_only = analysis.graph.stage.is_decode_only
         on_pim: frozenset[str] = frozenset()
         if co_process:
-            by_layer: dict[str, list[OpAnalysis]] = {}
+            by_layer: dict[int | None, list[OpAnalysis]] = {}
             for a in analysis.ops:
                 if _is_expert(a.op):
-                    by_layer.setdefault(a.op.name.split(".")[0], []).append(a)
+                    by_layer.setdefault(a.layer, []).append(a)
             sections = _sections(analysis)
             on_pim = frozenset().union(*(split_experts(v, sections) for v in by_layer.values()))
 

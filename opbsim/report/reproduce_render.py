@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
 from opbsim.report.reproduce import (
     DUPLEX,
     GPU,
-    PREFILL_CHUNK_TOKENS,
     REQUESTS_PER_SLOT,
     SETUPS,
     STD_FRACTION,
@@ -53,7 +53,7 @@ def validation_markdown(rep: Reproduction, command: str) -> str:
         f"Gaussian lengths (standard deviation {STD_FRACTION:g} x the "
         f"mean, assumed), {REQUESTS_PER_SLOT} x batch requests per configuration, batch "
         f"{', '.join(map(str, g.batches))} x (L_in, L_out) {', '.join(f'({a}, {b})' for a, b in g.lengths)}, "
-        f"at most {PREFILL_CHUNK_TOKENS} prompt tokens per stage (chunked prefill, assumed); "
+        f"at most {DEFAULT_PREFILL_CHUNK_TOKENS} prompt tokens per stage (chunked prefill, assumed); "
         "devices per setup as the paper states them (" + ", ".join(
             f"{st.model} {st.nodes} x {st.devices_per_node}" for st in SETUPS) + "). Systems: "
         + "; ".join(f"{s.label} = device `{s.device}`, policy `{s.policy}`" for s in SYSTEMS)
