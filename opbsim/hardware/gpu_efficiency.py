@@ -49,7 +49,7 @@ class KernelEfficiency:
         if rows < 1:
             return self.gemm_peak_fraction
         padded = -(-rows // self.tile_rows) * self.tile_rows
-        return self.gemm_peak_fraction * rows / padded
+        return self.gemm_peak_fraction * (rows / padded)
 
 
 HOPPER = KernelEfficiency(
