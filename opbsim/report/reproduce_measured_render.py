@@ -63,7 +63,8 @@ def _worst(results: tuple[PointResult, ...]) -> list[tuple[str, str, float]]:
 
 
 _CAUSES = (
-    "Causes of the misses, all of them ours too fast except where the table says otherwise. (1) Per-step costs "
+    "Likely causes of the misses (ours is too fast on every latency point; none of these is separated by a "
+    "measurement here, so they are explanations to test, not findings). (1) Per-step costs "
     "the model has no term for: vLLM 0.3/0.4 spent milliseconds of CPU time per decode step (scheduling, input "
     "preparation, sampling, detokenisation; the engine's later versions overlap them with the GPU), which a "
     "128-token decode of a few ms per step feels in full; this is why the error grows as the step gets shorter "
