@@ -14,7 +14,6 @@ from opbsim.hardware.gpu_efficiency import HOPPER
 from opbsim.isa import Unit, assemble
 
 
-
 def _at_peaks(device):
     """``device`` with its kernels at the peaks (no efficiency model): the engine's mechanics alone."""
     return replace(device, units=tuple(replace(u, efficiency=None) for u in device.units))
