@@ -89,3 +89,23 @@ def energy_cmd(output: Path) -> None:
     click.echo(rows_table(checks))
     write_section(output, section_markdown(checks, "opbsim reproduce energy"))
     click.echo(f"wrote {output}")
+
+
+@reproduce.command("measured")
+@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
+              show_default=True, help="The validation page whose measured-serving section to write.")
+@click.option("--data", type=FilePath(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The measured points (default: docs/data/measured_serving.json of this repository).")
+def measured_cmd(output: Path, data: Path | None) -> None:
+    """The GPU baseline against published serving measurements (vLLM): measured vs ours per point,
+    MAPE per metric and per GPU, the worst points with their causes."""
+    from opbsim.report.measured_data import DATA_FILE, load_measured
+    from opbsim.report.reproduce_measured import reproduce_measured
+    from opbsim.report.reproduce_measured_render import rows_table, section_markdown, write_section
+
+    measured = load_measured(data or DATA_FILE)
+    check_output(output)
+    results = reproduce_measured(measured, progress=lambda line: click.echo(line, err=True))
+    click.echo(rows_table(results))
+    write_section(output, section_markdown(results, measured, "opbsim reproduce measured"))
+    click.echo(f"wrote {output}")

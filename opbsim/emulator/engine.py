@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from opbsim.emulator.devices import sn40l as _sn40l  # noqa: F401  registers the PCU kernel model
 from opbsim.emulator.energy import EnergyParts, static_energy, work_energy
 from opbsim.emulator.kernel_models import KernelModel, kernel_model
-from opbsim.emulator.work import Work, channel_bytes, compute_s, link_demand, regions_of, work_of
+from opbsim.emulator.work import Work, achievable_s, channel_bytes, link_demand, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region, Scoreboard
@@ -157,7 +157,7 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
     return _Op(
         seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
         fixed_s=issue_s + link_latency_s,
-        compute_s=compute_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
+        compute_s=achievable_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
         sections=_sections(device, regions), energy=work_energy(device, inst.unit, work),
     )
 

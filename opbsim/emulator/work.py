@@ -21,10 +21,10 @@ from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.spec import TABLE, Role
-from opbsim.isa.types import Descriptor, Space
+from opbsim.isa.types import Descriptor, Space, Unit
 
 __all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes",
-           "link_plan", "link_demand", "by_space"]
+           "link_plan", "link_demand", "by_space", "achievable_s"]
 
 VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
     "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
@@ -51,6 +51,7 @@ class Work:
     bytes_by_space: tuple[tuple[Space, int], ...] = ()
     collective: tuple[Collective, int, int] | None = None
     streams: tuple[Stream, ...] = ()
+    gemm_rows: int = 0  # a GEMM's output rows (M), what its tensor-core tiles are padded by
 
     @property
     def total_B(self) -> int:
@@ -90,7 +91,8 @@ def _all(program: Program, inst: Instruction) -> list[Stream]:
 def _gemm(program: Program, inst: Instruction) -> Work:
     dst, a = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "a")
     k = a.shape[-1]
-    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k)
+    rows = dst.shape[-2] if len(dst.shape) >= 2 else 1
+    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k, gemm_rows=rows)
 
 
 def _elementwise(program: Program, inst: Instruction) -> Work:
@@ -208,6 +210,27 @@ def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
                                  f"for {inst.mnemonic}")
             t += flops / (tflops * 1e12)
     return t
+
+
+def achievable_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
+    """The least time the unit's kernels take for ``work`` (hardware/gpu_efficiency.py): the
+    datapath time with the GEMM padded to whole tiles at the achievable GEMM fraction, and no less
+    than the HBM bytes at the achievable HBM fraction. A unit without an efficiency model: its
+    peak datapath time (``compute_s``). Never below ``compute_s``."""
+    peak = compute_s(device, inst, work)
+    eff = device.compute(inst.unit).efficiency if inst.unit is not Unit.CTRL else None
+    if eff is None:
+        return peak
+    spec = device.compute(inst.unit)
+    t = 0.0
+    if work.matrix_flops:
+        t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * eff.gemm_fraction(work.gemm_rows))
+    if work.vector_flops:
+        t += work.vector_flops / (spec.vector_TFLOPS * 1e12)
+    hbm = channel_bytes(device, inst, work).get("hbm", 0)
+    if hbm:
+        t = max(t, hbm / (device.channel_bw_GBps("hbm") * 1e9 * eff.hbm_fraction))
+    return max(t, peak)
 
 
 @functools.lru_cache(maxsize=4096)

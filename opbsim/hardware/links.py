@@ -20,9 +20,11 @@ sensitivity of results to each).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from opbsim.hardware.interconnect import AlgoCost, Algorithm, Fabric, Interconnect, Library, Port, Protocol
 
-__all__ = ["NCCL", "NCCL_CUSTOM_AR", "DIRECT_LINKS", "nvlink4_node", "nvlink3_node", "sn40l_links"]
+__all__ = ["NCCL", "NCCL_CUSTOM_AR", "DIRECT_LINKS", "nvlink4_node", "nvlink3_node", "pcie_node", "sn40l_links"]
 
 _LL, _LL128, _SIMPLE = Protocol.LL, Protocol.LL128, Protocol.SIMPLE
 _NVLINK_NOMINAL_GBps = 25.0  # [NV] one NVLink (gen 3 and 4): 25 GB/s per direction
@@ -123,6 +125,16 @@ def nvlink3_node() -> Interconnect:
         node_devices=8,  # [NV] 8 GPUs per DGX A100
         library=NCCL_CUSTOM_AR,
     )
+
+
+def pcie_node(bidirectional_GBps: float) -> Interconnect:
+    """A PCIe server (H100 PCIe with NVLink bridges, L40S): peers over ``bidirectional_GBps``
+    (half per direction), modelled as the DGX A100's switch without reduction (assumed: no
+    published collective costs), one 200 Gb/s NIC per GPU (assumed)."""
+    base = nvlink3_node()
+    return replace(base, scale_up=Port(name="pcie-peer", bw_GBps=bidirectional_GBps / 2,
+                                       efficiency=0.8,  # assumed: the NVLink3 share [NCCL]
+                                       energy_pJ_per_bit=_NVSWITCH_PJ_PER_BIT))  # assumed: two SerDes links
 
 
 def sn40l_links() -> Interconnect:

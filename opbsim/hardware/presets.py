@@ -22,14 +22,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from opbsim.hardware.dram import DDR_DRAM, DDR_IO_PJ_PER_BIT, HBM_DRAM
+from opbsim.hardware.gpu_efficiency import AMPERE, HOPPER, KernelEfficiency
 from opbsim.hardware.interconnect import Interconnect
-from opbsim.hardware.links import nvlink3_node, nvlink4_node
+from opbsim.hardware.links import nvlink3_node, nvlink4_node, pcie_node
 from opbsim.hardware.sn40l import sn40l
 from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 from opbsim.units import GiB, MiB
 
-__all__ = ["h100", "a100", "duplex", "bank_pim", "bankgroup_pim", "PRESETS"]
+__all__ = ["h100", "a100", "h100_pcie", "h200", "l40s", "duplex", "bank_pim", "bankgroup_pim", "PRESETS"]
 
 
 _ACCESS_bits = 32 * 8  # [LS] energies are per 32-byte access
@@ -68,6 +69,7 @@ def _sram(space: Space, capacity_B: int) -> MemorySpec:
 def _gpu(
     name: str, *, matrix_TFLOPS: float, vector_TFLOPS: float, hbm_B: int, hbm_GBps: float, smem_B: int,
     smem_GBps: float, host_B: int, host_GBps: float, interconnect: Interconnect, static_W: float, source: str,
+    efficiency: KernelEfficiency | None = None,
 ) -> DeviceSpec:
     """A GPU board: its static power is the board's (the host and its DDR lie outside, as in a
     GPU power measurement), HBM background from five stacks."""
@@ -76,7 +78,7 @@ def _gpu(
         units=(
             ComputeSpec(unit=Unit.XPU, matrix_TFLOPS=matrix_TFLOPS, vector_TFLOPS=vector_TFLOPS,
                         issue_ns=1000.0,  # assumed: one kernel launch, CUDA-graph class
-                        static_W=static_W),
+                        static_W=static_W, efficiency=efficiency),
             ComputeSpec(unit=Unit.DMA, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
                         issue_ns=1000.0),  # assumed: one copy-engine launch
         ),
@@ -119,6 +121,7 @@ h100 = _gpu(
     interconnect=nvlink4_node(),  # [D] NVLink 900 GB/s bidirectional; links.py
     static_W=_H100_XPU_STATIC_W,
     source="Duplex paper [D] sec. VI; NVIDIA H100 SXM datasheet",
+    efficiency=HOPPER,  # gpu_efficiency.py: kernel-level benchmarks
 )
 
 a100 = _gpu(
@@ -134,6 +137,61 @@ a100 = _gpu(
     interconnect=nvlink3_node(),  # [NV] NVLink3 600 GB/s bidirectional; links.py
     static_W=_A100_STATIC_W,
     source="SN40L paper [S]; NVIDIA A100 datasheet",
+    efficiency=AMPERE,  # gpu_efficiency.py: kernel-level benchmarks
+)
+
+
+def _idle_share(tdp_W: float) -> float:
+    """assumed: the H100 SXM's idle share of its 700 W TDP [NV] applied to ``tdp_W``, less 5 HBM stacks."""
+    return _H100_IDLE_W / 700 * tdp_W - 5 * _HBM_STACK_BACKGROUND_W
+
+
+h100_pcie = _gpu(
+    "h100-pcie",
+    matrix_TFLOPS=756.0,  # [NV] H100 PCIe: 1,513 TFLOPS BF16 with sparsity, half dense
+    vector_TFLOPS=51.0,  # [NV] FP32, PCIe
+    hbm_B=80 * GiB,  # [NV] 80 GB HBM2e
+    hbm_GBps=2000.0,  # [NV] 2 TB/s
+    smem_B=114 * 256 * 1024,  # [NV] 114 SMs x 256 KB
+    smem_GBps=114 * 128 * 1.755,  # derived: 128 B/clock/SM at 1755 MHz (assumed: the SXM boost clock)
+    host_B=2048 * GiB // 8,  # assumed: as the DGX
+    host_GBps=64.0,  # [NV] PCIe Gen5 x16: 128 GB/s both directions, 64 per direction
+    interconnect=pcie_node(600.0),  # [NV] NVLink bridge 600 GB/s bidirectional (pairs); links.py
+    static_W=_idle_share(350.0),  # [NV] 350 W TDP
+    source="NVIDIA H100 PCIe datasheet",
+    efficiency=HOPPER,
+)
+
+h200 = _gpu(
+    "h200",
+    matrix_TFLOPS=989.4,  # [NV] H200 SXM: 1,979 TFLOPS BF16 with sparsity, half dense (the H100's die)
+    vector_TFLOPS=67.0,  # [NV] FP32
+    hbm_B=141 * 10**9,  # [NV] 141 GB HBM3e
+    hbm_GBps=4800.0,  # [NV] 4.8 TB/s
+    smem_B=132 * 256 * 1024,  # the H100 die: 132 SMs x 256 KB
+    smem_GBps=132 * 128 * 1.755,  # derived as for the H100
+    host_B=2048 * GiB // 8,  # assumed: as the DGX H100
+    host_GBps=64.0,  # assumed: as the DGX H100 [S]
+    interconnect=nvlink4_node(),  # [NV] NVLink 900 GB/s bidirectional
+    static_W=_H100_XPU_STATIC_W,  # assumed: the H100 SXM's (same die, same 700 W TDP [NV])
+    source="NVIDIA H200 datasheet",
+    efficiency=HOPPER,
+)
+
+l40s = _gpu(
+    "l40s",
+    matrix_TFLOPS=362.05,  # [NV] L40S: 733 TFLOPS BF16 with sparsity, 362.05 dense
+    vector_TFLOPS=91.6,  # [NV] FP32
+    hbm_B=48 * 10**9,  # [NV] 48 GB GDDR6 (timed as the HBM space; its energies are HBM's: assumed)
+    hbm_GBps=864.0,  # [NV] 864 GB/s
+    smem_B=142 * 128 * 1024,  # [NV] 142 SMs x 128 KB (Ada)
+    smem_GBps=142 * 128 * 2.52,  # derived: 128 B/clock/SM at the 2520 MHz boost clock [NV]
+    host_B=2048 * GiB // 8,  # assumed: as the DGX
+    host_GBps=32.0,  # [NV] PCIe Gen4 x16: 64 GB/s both directions
+    interconnect=pcie_node(64.0),  # [NV] no NVLink: peers over PCIe Gen4 x16
+    static_W=_idle_share(350.0),  # [NV] 350 W TDP
+    source="NVIDIA L40S datasheet",
+    efficiency=AMPERE,  # assumed: Ada tensor cores are mma.sync like Ampere's
 )
 
 _LOGIC_PIM_TFLOPS = 5 * 32 * 512 * 2 * 0.650 / 1000  # [D] per stack 32 modules x 512 MACs at 650 MHz: 106.5
@@ -193,4 +251,5 @@ bank_pim = _with_pim(
     source="Duplex paper [D] Bank-PIM baseline (AttAcc-style); LLMSimulator [LS] energies",
 )
 
-PRESETS: dict[str, DeviceSpec] = {d.name: d for d in (h100, a100, duplex, bankgroup_pim, bank_pim, sn40l)}
+PRESETS: dict[str, DeviceSpec] = {d.name: d for d in (h100, a100, h100_pcie, h200, l40s, duplex, bankgroup_pim,
+                                                       bank_pim, sn40l)}

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from opbsim.errors import InputError
+from opbsim.hardware.gpu_efficiency import KernelEfficiency
 from opbsim.hardware.interconnect import Interconnect
 from opbsim.isa.types import Space, Unit
 
@@ -51,9 +52,12 @@ class ComputeSpec:
     vector_TFLOPS: float
     issue_ns: float
     static_W: float = 0.0  # drawn whenever the device is on, busy or not (leakage, clock tree)
+    efficiency: KernelEfficiency | None = None  # what its kernels reach of the peaks (None: the peaks)
 
     def __post_init__(self) -> None:
         owner = f"compute unit {self.unit.name.lower()}"
+        if self.efficiency is not None and not isinstance(self.efficiency, KernelEfficiency):
+            raise InputError(f"{owner}: efficiency must be a KernelEfficiency, got {self.efficiency!r}")
         _non_negative(owner, matrix_TFLOPS=self.matrix_TFLOPS, vector_TFLOPS=self.vector_TFLOPS,
                       issue_ns=self.issue_ns, static_W=self.static_W)
 

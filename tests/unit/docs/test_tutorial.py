@@ -172,7 +172,7 @@ def test_the_tutorials_python_example_runs_as_a_script(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "h100 cannot run: does not fit" in result.stdout  # as its comment says
-    assert (tmp_path / "h200-report" / "throughput_vs_batch.png").is_file()
+    assert (tmp_path / "my-h200-report" / "throughput_vs_batch.png").is_file()
 
 
 def test_the_tutorials_sweep_listing_is_the_example_file():

@@ -1,0 +1,121 @@
+"""The "Measured serving" section of docs/validation.md: per point measured / ours / error, MAPE
+per metric and per GPU, the worst points with their causes."""
+
+from __future__ import annotations
+
+from opbsim.report.measured_data import METRICS, MeasuredData
+from opbsim.report.reproduce_measured import PointResult, mape
+from opbsim.report.tables import format_table, markdown_table
+from opbsim.report.validation_page import markers
+from opbsim.report.validation_page import write_section as _write_section
+
+__all__ = ["rows_table", "section_markdown", "write_section", "summary_lines", "BEGIN", "END"]
+
+BEGIN, END = markers("opbsim reproduce measured")
+_HEADER = ("point", "GPU", "tp", "model", "in/out", "conc.", "MoE kernels", "metric", "measured", "ours", "error")
+_WORST = 6
+
+
+def _model(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(".config.json")
+
+
+def _rows(results: tuple[PointResult, ...]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in results:
+        p = r.point
+        head = (p.id, p.gpu, str(p.tp), _model(p.model), f"{p.input_tokens}/{p.output_tokens}", str(p.concurrency),
+                p.moe_kernel_config)
+        if r.ours is None:
+            rows.append((*head, "-", "-", "not run", r.error[:60]))
+            continue
+        for name, measured, ours, err in r.metrics():
+            rows.append((*head, name, f"{measured:.4g}", f"{ours:.4g}", f"{err:+.1%}"))
+    return rows
+
+
+def rows_table(results: tuple[PointResult, ...]) -> str:
+    return format_table(_HEADER, _rows(results)) + "\n\n" + "\n".join(summary_lines(results))
+
+
+def _metrics(results: tuple[PointResult, ...]) -> list[str]:
+    return [m for m in METRICS if any(n == m for r in results for n, *_ in r.metrics())]
+
+
+def summary_lines(results: tuple[PointResult, ...]) -> list[str]:
+    """MAPE per metric (all points, and the tuned-kernel points) and per GPU."""
+    lines = []
+    for m in _metrics(results):
+        all_, n = mape(results, m)
+        tuned, nt = mape(results, m, kernel_config="tuned")
+        lines.append(f"MAPE {m}: {all_:.1f}% over {n} points; {tuned:.1f}% over the {nt} with the engine's tuned "
+                     "MoE kernels (and dense models)")
+        for gpu in sorted({r.point.gpu for r in results}):
+            g, ng = mape(results, m, gpu=gpu)
+            if ng:
+                lines.append(f"  {gpu}: {g:.1f}% over {ng} points")
+    return lines
+
+
+def _worst(results: tuple[PointResult, ...]) -> list[tuple[str, str, float]]:
+    errs = [(r.point.id, n, e) for r in results for n, _, _, e in r.metrics()]
+    return sorted(errs, key=lambda t: -abs(t[2]))[:_WORST]
+
+
+_CAUSES = (
+    "Likely causes of the misses (ours is too fast on every latency point; none of these is separated by a "
+    "measurement here, so they are explanations to test, not findings). (1) Per-step costs "
+    "the model has no term for: vLLM 0.3/0.4 spent milliseconds of CPU time per decode step (scheduling, input "
+    "preparation, sampling, detokenisation; the engine's later versions overlap them with the GPU), which a "
+    "128-token decode of a few ms per step feels in full; this is why the error grows as the step gets shorter "
+    "(tp 8 worse than tp 4). (2) Tensor-parallel all-reduce latency: two per layer (56 layers of Mixtral-8x22B, "
+    "40 of DBRX), at a few tens of microseconds each in NCCL or vLLM's custom all-reduce of that time, more than "
+    "the collective model charges at these small sizes. (3) The 2024 Triton fused-MoE kernel at moderate rows per "
+    "expert: the measured latency rises with batch (DBRX tp 8: 2.3 s at batch 8, 3.3 s at 64) while ours, "
+    "bandwidth-bound on the experts' weights, barely moves; the kernel-level efficiencies used here "
+    "(hardware/gpu_efficiency.py) are those of tuned vendor kernels, not of that Triton kernel. (4) The "
+    "'default' rows ran the same engine with untuned MoE kernel configurations, 5-30% slower than 'tuned': the "
+    "spread one engine shows on one GPU, kept as measured. (5) Dense Llama-3-70B (ML.ENERGY, vLLM 0.11.1): ours "
+    "serves more tokens/s than measured; the measured requests vary in length around the means ours fixes, and "
+    "the per-step costs of (1) and (2) apply there as well.")
+
+
+def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, command: str) -> str:
+    """The section of docs/validation.md (BEGIN..END)."""
+    sources = [f"- `{s.key}`: {s.engine} {s.engine_version}; {s.url}. {s.detail}." for s in data.sources.values()]
+    worst = [f"- {pid} ({metric}): {err:+.1%}" for pid, metric, err in _worst(results)]
+    gpus = sorted({r.point.gpu for r in results})
+    models = sorted({_model(r.point.model) for r in results})
+    return "\n".join([
+        BEGIN,
+        "## Measured serving: the GPU baseline against published vLLM measurements",
+        "",
+        f"Written by `{command}`; do not edit by hand. Data: docs/data/measured_serving.json ({len(results)} points, "
+        f"GPUs {', '.join(gpus)}, models {', '.join(models)}). Ours: each point's model on tp devices of the GPU's "
+        "preset, policy xpu-only, the point's fixed request shape and concurrency, the engine's per-step token "
+        "budget as the chunked-prefill size. Nothing is fitted to these points: the GPU kernel efficiencies come "
+        "from kernel-level benchmarks (opbsim/hardware/gpu_efficiency.py). Goal of issue 20: TPOT MAPE <= 10%, "
+        "TTFT MAPE <= 20%; these sources publish batch latency (`latency_s`, vLLM benchmark_latency: one prefill "
+        "and output-1 decode steps, so at 32 in / 128 out a decode-step measurement) and throughput, not TTFT or "
+        "TPOT, so the goal is judged on those and is missed (below).",
+        "",
+        "Sources:",
+        "",
+        *sources,
+        "",
+        markdown_table(_HEADER, _rows(results)),
+        "",
+        *[f"- {line.strip()}" for line in summary_lines(results)],
+        "",
+        "Worst points:",
+        "",
+        *worst,
+        "",
+        _CAUSES,
+        END,
+        "",
+    ])
+
+
+def write_section(path, section: str) -> None:
+    _write_section(path, section, BEGIN, END)
