@@ -1,10 +1,10 @@
 """What each instruction asks of the hardware (FLOPs, bytes per address space, link bytes), and
 the roofline bound no timing model may beat.
 
-Vector and fused instructions count fp32 operations per element as listed in
-``VECTOR_OPS_PER_ELEMENT`` (the operations a SIMD datapath issues, not the ones a polynomial
-expands to); gathers and scatters move only the rows they index. Every operand's traffic is also
-an access stream (access.py: its layout, read or write), from which the DRAM rows it opens follow.
+Vector and fused instructions count fp32 operations per element as the ISA table lists them
+(``OpSpec.ops_per_element``, gathered in ``VECTOR_OPS_PER_ELEMENT``); gathers and scatters move
+only the rows they index. Every operand's traffic is also an access stream (access.py: its layout,
+read or write), from which the DRAM rows it opens follow.
 """
 
 from __future__ import annotations
@@ -26,18 +26,7 @@ from opbsim.isa.types import Descriptor, Space, Unit
 __all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes",
            "link_plan", "link_demand", "by_space", "achievable_s"]
 
-VECTOR_OPS_PER_ELEMENT: dict[str, int] = {
-    "add": 1, "sub": 1, "mul": 1, "div": 1, "scale": 1, "cvt": 1, "max": 1, "sum": 1,
-    "exp": 1, "rsqrt": 1,  # one special-function op
-    "silu": 3,  # exp, add, divide
-    "relu": 1,
-    "gelu": 6,  # square, multiply-add, multiply, exp, add, divide
-    "rope": 3,  # two multiplies and an add per output (angles are per position, amortised)
-    "softmax": 5,  # max, subtract (the scale folds in), exp, sum, divide
-    "rmsnorm": 4,  # square, sum, scale, weight
-    "layernorm": 7,  # sum, subtract, square, sum, scale, weight, bias
-    "scatter_add": 2,  # multiply by the weight, add
-}
+VECTOR_OPS_PER_ELEMENT: dict[str, int] = {s.mnemonic: s.ops_per_element for s in TABLE if s.ops_per_element}
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,9 @@ def _markdown() -> str:
                 "",
             ]
             out += [f"- {_field_text(f)}" for f in s.fields] or ["- no operands"]
+            if s.ops_per_element:
+                out.append(f"- timing and FLOP counts: {s.ops_per_element} fp32 operation"
+                           f"{'s' if s.ops_per_element > 1 else ''} per element")
             out.append("")
     return "\n".join(out)
 
@@ -91,6 +94,7 @@ def _json() -> str:
             "group": s.group.value,
             "units": [u.name.lower() for u in s.units],
             "doc": s.doc,
+            "ops_per_element": s.ops_per_element,
             "fields": [
                 {"name": f.name, "kind": f.kind.value, "hi": f.hi, "lo": f.lo, "role": f.role.value,
                  "default": f.default, "doc": f.doc}

@@ -85,7 +85,10 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class OpSpec:
-    """One instruction: mnemonic, opcode, the units that may execute it, operand fields, doc."""
+    """One instruction: mnemonic, opcode, the units that may execute it, operand fields, doc.
+    ``ops_per_element``: the fp32 operations a SIMD datapath issues per element of its output (of
+    ``src`` for ``scatter_add``), not the ones a polynomial expands to; 0 for matrix, data-movement,
+    collective and control instructions. The timing model and the workloads' FLOP counts both read it."""
 
     mnemonic: str
     opcode: int
@@ -93,6 +96,7 @@ class OpSpec:
     units: tuple[Unit, ...]
     fields: tuple[Field, ...]
     doc: str
+    ops_per_element: int = 0
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -155,7 +159,7 @@ def _f32(name: str, doc: str, default: float | None = None) -> _F:
 
 
 def _op(
-    mnemonic: str, opcode: int, group: OpGroup, units: tuple[Unit, ...], doc: str, *fields: _F
+    mnemonic: str, opcode: int, group: OpGroup, units: tuple[Unit, ...], doc: str, *fields: _F, ops: int = 0
 ) -> OpSpec:
     placed = []
     hi = _FIRST_FIELD_BIT
@@ -165,7 +169,7 @@ def _op(
             raise ValueError(f"{mnemonic}: operand fields exceed the {WORD_BITS}-bit word")
         placed.append(Field(f.name, f.kind, hi, lo, f.doc, f.role, f.default))
         hi = lo - 1
-    return OpSpec(mnemonic, opcode, group, units, tuple(placed), doc)
+    return OpSpec(mnemonic, opcode, group, units, tuple(placed), doc, ops)
 
 
 _COMPUTE = (Unit.XPU, Unit.PIM, Unit.PCU)
@@ -202,39 +206,40 @@ TABLE: tuple[OpSpec, ...] = (
         _inout("dst", "[..., M, N] fp32 partial sums"), _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16")),
     # --- vector: elementwise (equal shapes; broadcast by stride-0 views) and reductions --------
     _op("add", 0x20, _G.VECTOR, _COMPUTE, "dst = a + b",
-        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
     _op("sub", 0x21, _G.VECTOR, _COMPUTE, "dst = a - b",
-        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
     _op("mul", 0x22, _G.VECTOR, _COMPUTE, "dst = a * b",
-        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand")),
+        _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
     _op("div", 0x23, _G.VECTOR, _COMPUTE, "dst = a / b",
-        _out("dst", "result"), _in("a", "numerator"), _in("b", "denominator")),
+        _out("dst", "result"), _in("a", "numerator"), _in("b", "denominator"), ops=1),
     _op("max", 0x24, _G.VECTOR, _COMPUTE, "dst[..., 0] = max over the last axis of src",
-        _out("dst", "[..., 1]"), _in("src", "[..., N]")),
+        _out("dst", "[..., 1]"), _in("src", "[..., N]"), ops=1),
     _op("sum", 0x25, _G.VECTOR, _COMPUTE,
         "dst[..., 0] = sum over the last axis of src, fp32, in index order",
-        _out("dst", "[..., 1]"), _in("src", "[..., N]")),
+        _out("dst", "[..., 1]"), _in("src", "[..., N]"), ops=1),
     _op("exp", 0x26, _G.VECTOR, _COMPUTE, "dst = exp(src) by the numerics definition",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=1),  # one special-function op
     _op("rsqrt", 0x27, _G.VECTOR, _COMPUTE, "dst = 1 / sqrt(src), correctly rounded steps",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=1),  # one special-function op
     _op("silu", 0x28, _G.VECTOR, _COMPUTE, "dst = src * sigmoid(src) by the numerics definition (no overflow)",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=3),  # exp, add, divide
     _op("relu", 0x2C, _G.VECTOR, _COMPUTE, "dst = src if src > 0 else +0 (NaN stays NaN)",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=1),
     _op("gelu", 0x2D, _G.VECTOR, _COMPUTE,
         "dst = src * sigmoid(2 sqrt(2/pi) (src + 0.044715 src^3)) (GELU, tanh form) by the numerics definition",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=6),  # square, multiply-add, multiply, exp, add, divide
     _op("rope", 0x29, _G.VECTOR, _COMPUTE,
         "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D) (frequencies: a "
         "correctly rounded table; positions below 2^24)",
         _out("dst", "[..., T, D]"), _in("src", "[..., T, D]"), _in("pos", "[T] i32 positions"),
-        _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0")),
+        _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0"),
+        ops=3),  # two multiplies and an add per output (angles are per position, amortised)
     _op("scale", 0x2A, _G.VECTOR, _COMPUTE, "dst = src * factor",
-        _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier")),
+        _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier"), ops=1),
     _op("cvt", 0x2B, _G.VECTOR, _COMPUTE,
         "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even)",
-        _out("dst", "result"), _in("src", "input")),
+        _out("dst", "result"), _in("src", "input"), ops=1),
     # --- fused units -----------------------------------------------------------------------
     _op("softmax", 0x30, _G.FUSED, _COMPUTE,
         "dst = softmax over the last axis of src * scale; with causal=1, column c of row r is "
@@ -242,15 +247,16 @@ TABLE: tuple[OpSpec, ...] = (
         _out("dst", "[..., R, C]"), _in("src", "[..., R, C] scores"),
         _f32("scale", "multiplier applied before the max", default=1.0),
         _flag("causal", "apply the causal mask"),
-        _uint("qpos", 24, "key position of the first row's query", default=0)),
+        _uint("qpos", 24, "key position of the first row's query", default=0),
+        ops=5),  # max, subtract (the scale folds in), exp, sum, divide
     _op("rmsnorm", 0x31, _G.FUSED, _COMPUTE,
         "dst = src * rsqrt(mean(src^2 over the last axis) + eps) * weight",
         _out("dst", "[..., H]"), _in("src", "[..., H]"), _in("weight", "[H]"),
-        _f32("eps", "variance epsilon, e.g. 1e-05")),
+        _f32("eps", "variance epsilon, e.g. 1e-05"), ops=4),  # square, sum, scale, weight
     _op("layernorm", 0x36, _G.FUSED, _COMPUTE,
         "dst = (src - mean) * rsqrt(var + eps) * weight + bias over the last axis",
         _out("dst", "[..., H]"), _in("src", "[..., H]"), _in("weight", "[H]"), _in("bias", "[H]"),
-        _f32("eps", "variance epsilon, e.g. 1e-05")),
+        _f32("eps", "variance epsilon, e.g. 1e-05"), ops=7),  # sum, subtract, square, sum, scale, weight, bias
     _op("topk", 0x32, _G.FUSED, _COMPUTE,
         "the k largest entries of src's last axis, descending; ties go to the lower index",
         _out("vals", "[..., k] values"), _out("idx", "[..., k] i32 indices"),
@@ -264,7 +270,7 @@ TABLE: tuple[OpSpec, ...] = (
     _op("scatter_add", 0x34, _G.FUSED, _COMPUTE,
         "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine); rows not named are untouched",
         _inout("dst", "[S, H] fp32 accumulator"), _in("src", "[T, H]"),
-        _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights")),
+        _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights"), ops=2),  # multiply by the weight, add
     # --- kernels: one launch, many instructions (on a PCU: an SN40L spatial dataflow kernel) ---
     _op("launch", 0x40, _G.DATAFLOW, _COMPUTE,
         "run the `count` instructions at `body` (all on this unit; no launch among them) as one kernel: "

@@ -71,10 +71,10 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         norm_w = (d, d) if model.qk_norm is QKNorm.PER_HEAD else (model.q_dim // shard.tp, KV * d)
         ws = (P.weight(f"{prefix}.w_q_norm", (norm_w[0],), dt), P.weight(f"{prefix}.w_k_norm", (norm_w[1],), dt))
         ops.append(P.elementwise(f"{prefix}.qk_norm", OpKind.QK_NORM, (q, k, *ws), (q, k),
-                                 flops=4 * T * (H + KV) * d, op_class=OpClass.ATTENTION,
+                                 flops=P.RMSNORM_FLOPS * T * (H + KV) * d, op_class=OpClass.ATTENTION,
                                  params={"norm": model.qk_norm.value}))
     if model.has_rope:
-        ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q, k), (q, k), flops=3 * T * (H + KV) * d,
+        ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q, k), (q, k), flops=P.ROPE_FLOPS * T * (H + KV) * d,
                                  op_class=OpClass.ATTENTION))
     cache = f"{prefix}.kv_cache"
     ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (k, P.act(f"{prefix}.qkv", (T, KV, d), dt)),

@@ -43,7 +43,7 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                       kind=Norm.RMS, op_class=OpClass.ATTENTION))
     q_rope, k_rope = A("q", (T, H, dr)), A("kv_a", (T, dr))
     ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q_rope, k_rope), (q_rope, k_rope),
-                             flops=3 * T * (H + 1) * dr, op_class=OpClass.ATTENTION))
+                             flops=P.ROPE_FLOPS * T * (H + 1) * dr, op_class=OpClass.ATTENTION))
     cache = f"{prefix}.kv_cache"
     ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (A("kv_a", (T, c + dr)),),
                              (TensorSpec(cache, (T, c + dr), dt, Role.KV_CACHE),), flops=0,

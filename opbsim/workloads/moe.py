@@ -49,11 +49,13 @@ def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
     counts = check_expert_tokens(model, T, expert_tokens)
     logits = P.act(f"{prefix}.router_logits", (T, E), DType.FP32)
     weights, ids = P.act(f"{prefix}.topk_weights", (T, k), DType.FP32), P.act(f"{prefix}.topk_ids", (T, k), DType.I32)
+    renorm = 2 * T * k if model.norm_topk_prob else 0  # the top-k weights' sum and division
     ops = [
         P.gemm(f"{prefix}.router", x_norm, P.weight(f"{prefix}.w_router", (h, E), dt), logits.name,
                op_class=OpClass.MOE, out_dtype=DType.FP32),
         P.elementwise(f"{prefix}.topk", OpKind.TOPK, (logits,), (weights, ids),
-                      flops=P.SOFTMAX_FLOPS * T * E + k * T * E, op_class=OpClass.MOE, params={"top_k": k}),
+                      flops=P.SOFTMAX_FLOPS * T * E + k * T * E + renorm, op_class=OpClass.MOE,
+                      params={"top_k": k}),
         P.elementwise(f"{prefix}.dispatch", OpKind.DISPATCH, (x_norm, ids),
                       (P.act(f"{prefix}.dispatched", (T * k, h), dt),), flops=0, op_class=OpClass.MOE),
     ]
@@ -72,5 +74,7 @@ def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
         ops.append(shared)
         combine_in.append(shared.outputs[0])
     ops.append(P.elementwise(f"{prefix}.combine", OpKind.COMBINE, combine_in, (P.act(f"{prefix}.ffn_out", (T, h), dt),),
-                             flops=2 * T * k * h + (T * h if model.num_shared_experts else 0), op_class=OpClass.MOE))
+                             flops=P.COMBINE_FLOPS_PER_ROW * T * k * h + 2 * T * h, op_class=OpClass.MOE))
+    # the weighted adds of the routed rows, the fp32 accumulator's zero fill and its bf16 output (the
+    # shared experts' sum or a conversion)
     return ops

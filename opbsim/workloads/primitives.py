@@ -1,26 +1,33 @@
 """Op constructors: each builds one ``Op`` from its tensors and derives its ``Estimates``.
 
-FLOP conventions (per element unless stated): a multiply-add is 2; RMSNorm 4 (square, accumulate,
-scale, weight), LayerNorm 6 (+1 with bias), a fused residual add 1; RoPE 3 (two multiplies, one add);
-softmax 5 (max, subtract, exp, sum, scale); FFN activation per intermediate element
-``ACT_FLOPS`` (silu as x / (1 + exp(-x)) is 4, a gating multiply 1, gelu in tanh form 8, relu 1).
+FLOP conventions (per element unless stated): a multiply-add is 2; every vector and fused op counts
+what the instruction that runs it issues per element (``OpSpec.ops_per_element`` of isa/spec.py, the
+table the timing model reads): RMSNorm 4, LayerNorm 7 (6 without a bias), a fused residual add 1, RoPE
+3, softmax 5; FFN activation per intermediate element ``ACT_FLOPS`` (silu 3, gelu 6, relu 1, and a
+gating multiply 1 for the gated forms).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from opbsim.isa.spec import TABLE
 from opbsim.isa.types import DType
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.models import FFNAct, Norm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 
-__all__ = ["ACT_FLOPS", "SOFTMAX_FLOPS", "weight", "act", "gemm", "norm", "elementwise", "ffn", "attention",
-           "batched_gemm", "collective"]
+__all__ = ["ACT_FLOPS", "SOFTMAX_FLOPS", "ROPE_FLOPS", "RMSNORM_FLOPS", "COMBINE_FLOPS_PER_ROW", "weight", "act",
+           "gemm", "norm", "elementwise", "ffn", "attention", "batched_gemm", "collective"]
 
-ACT_FLOPS = {FFNAct.SWIGLU: 5, FFNAct.GEGLU: 9, FFNAct.RELU: 1, FFNAct.GELU: 8}
-SOFTMAX_FLOPS = 5
-_NORM_FLOPS = {Norm.RMS: 4, Norm.LAYER_NO_BIAS: 6, Norm.LAYER: 7}
+_OPS = {s.mnemonic: s.ops_per_element for s in TABLE}
+ACT_FLOPS = {FFNAct.SWIGLU: _OPS["silu"] + _OPS["mul"], FFNAct.GEGLU: _OPS["gelu"] + _OPS["mul"],
+             FFNAct.RELU: _OPS["relu"], FFNAct.GELU: _OPS["gelu"]}
+SOFTMAX_FLOPS = _OPS["softmax"]
+ROPE_FLOPS = _OPS["rope"]
+COMBINE_FLOPS_PER_ROW = _OPS["scatter_add"]  # per element of a routed row: weight and add
+RMSNORM_FLOPS = _OPS["rmsnorm"]
+_NORM_FLOPS = {Norm.RMS: RMSNORM_FLOPS, Norm.LAYER_NO_BIAS: _OPS["layernorm"] - 1, Norm.LAYER: _OPS["layernorm"]}
 
 
 def weight(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:
