@@ -43,6 +43,7 @@ fuzz: $(VENV)/.installed-test
 docs: $(VENV)/.installed-run
 	$(BIN)/opbsim isa --format markdown -o docs/isa.md
 	$(BIN)/opbsim rtl generate
+	$(BIN)/python -c "from opbsim.reference.constants_header import write; write()"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache opbsim-demo sim_build

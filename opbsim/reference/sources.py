@@ -1,7 +1,7 @@
 """The CUDA sources of the GPU reference and the one set of compiler options they need.
 
-Every kernel file includes ``numerics.cuh`` (the scalar fp32 helpers). ``source`` returns a
-file's text with that include replaced by the header itself, so PyCUDA's ``SourceModule`` and
+Every kernel file includes ``numerics.cuh`` (the scalar fp32 helpers), which includes the generated
+``opb_constants.cuh``. ``source`` returns a file's text with both includes replaced by the headers, so PyCUDA's ``SourceModule`` and
 CuPy's ``RawModule`` (NVRTC) compile one self-contained string without include paths.
 
 Options: no fast-math, no multiply-add contraction, IEEE division and square root, subnormals
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "KERNEL_DIR", "HEADER", "KERNEL_FILES", "KERNELS", "NVCC_OPTIONS", "NVRTC_OPTIONS",
+    "KERNEL_DIR", "HEADER", "CONSTANTS_HEADER", "KERNEL_FILES", "KERNELS", "NVCC_OPTIONS", "NVRTC_OPTIONS",
     "source", "nvcc_path", "compile_all", "CompileResult",
 ]
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
 HEADER = "numerics.cuh"
+CONSTANTS_HEADER = "opb_constants.cuh"  # generated (constants_header.py); numerics.cuh includes it
 KERNEL_FILES = ("elementwise.cu", "gemm.cu", "rows.cu", "dispatch.cu", "timing.cu")
 KERNELS: dict[str, str] = {
     "opb_unary": "elementwise.cu", "opb_binary": "elementwise.cu", "opb_scale": "elementwise.cu",
@@ -38,6 +39,7 @@ NVCC_OPTIONS = ("-fmad=false", "-ftz=false", "-prec-div=true", "-prec-sqrt=true"
 NVRTC_OPTIONS = ("--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--std=c++17")
 
 _INCLUDE = f'#include "{HEADER}"'
+_CONSTANTS = f'#include "{CONSTANTS_HEADER}"'
 _NVCC_FALLBACK = Path("/usr/local/cuda/bin/nvcc")
 
 
@@ -48,7 +50,9 @@ def source(name: str) -> str:
     text = (KERNEL_DIR / name).read_text(encoding="utf-8")
     if _INCLUDE not in text:
         raise ValueError(f"{name} does not include {HEADER}")
-    return text.replace(_INCLUDE, (KERNEL_DIR / HEADER).read_text(encoding="utf-8"), 1)
+    header = (KERNEL_DIR / HEADER).read_text(encoding="utf-8")
+    header = header.replace(_CONSTANTS, (KERNEL_DIR / CONSTANTS_HEADER).read_text(encoding="utf-8"), 1)
+    return text.replace(_INCLUDE, header, 1)
 
 
 def nvcc_path() -> str | None:

@@ -1,4 +1,5 @@
-"""Every constant of numerics.cuh is the binary32 bit pattern of the Python definition's value."""
+"""Every constant the kernels use is the binary32 bit pattern of the Python definition's value, in a
+header generated from the Python definitions and never stale."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 from opbsim.isa import elementary as E
 from opbsim.isa import numerics as N
 from opbsim.isa.floatbits import BF16_CANONICAL_NAN_BITS, F32_CANONICAL_NAN_BITS
-from opbsim.reference.sources import HEADER, KERNEL_DIR
+from opbsim.reference import constants_header
+from opbsim.reference.interface import BINARY_OPS, KIND_CODE, UNARY_OPS
+from opbsim.reference.sources import CONSTANTS_HEADER, HEADER, KERNEL_DIR
 
-DEFINES = {name: int(value, 16) for name, value in
-           re.findall(r"#define (OPB_\w+) 0x([0-9A-F]+)u", (KERNEL_DIR / HEADER).read_text())}
+TEXT = (KERNEL_DIR / CONSTANTS_HEADER).read_text()
+DEFINES = {name: int(value, 16) for name, value in re.findall(r"#define (OPB_\w+) 0x([0-9A-F]+)u", TEXT)}
 
 
 def _bits(v) -> int:
@@ -32,3 +35,15 @@ def test_the_header_constants_are_the_python_definitions_bit_patterns():
     want |= {f"OPB_COS_P{i}": v for i, v in enumerate(E._COS_P)}
     assert {k: DEFINES[k] for k in want} == {k: _bits(v) for k, v in want.items()}
     assert (DEFINES["OPB_F32_NAN"], DEFINES["OPB_BF16_NAN"]) == (F32_CANONICAL_NAN_BITS, BF16_CANONICAL_NAN_BITS)
+
+
+def test_the_generated_header_is_what_the_generator_writes_today():
+    assert TEXT == constants_header.render(), "stale: run make docs"
+
+
+def test_the_kind_and_op_codes_are_the_interface_s_and_numerics_cuh_defines_none_by_hand():
+    codes = dict(re.findall(r"#define (OPB_\w+) (\d+)\n", TEXT))
+    assert {f"OPB_{k.upper()}": str(v) for k, v in KIND_CODE.items()}.items() <= codes.items()
+    assert {f"OPB_OP_{k.upper()}": str(v) for k, v in {**UNARY_OPS, **BINARY_OPS}.items()}.items() <= codes.items()
+    hand = re.findall(r"#define (OPB_\w+) (?:0x|\d)", (KERNEL_DIR / HEADER).read_text())
+    assert hand == []

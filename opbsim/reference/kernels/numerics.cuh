@@ -10,7 +10,8 @@
 // The helpers are __host__ __device__: in host code (the CPU check in tests/gpu, built by a
 // C++ compiler with -ffp-contract=off) each intrinsic is the same IEEE operation written with
 // C operators; nothing else differs.
-// Constants are the binary32 bit patterns of the Python definitions (tests/gpu compares them).
+// Constants are the binary32 bit patterns of the Python definitions, generated into
+// opb_constants.cuh (reference/constants_header.py).
 // Storage kinds: OPB_BF16 (uint16 bit patterns), OPB_FP32, OPB_I32.
 #ifndef OPBSIM_NUMERICS_CUH
 #define OPBSIM_NUMERICS_CUH
@@ -27,46 +28,7 @@
 
 #define OPB_HD __host__ __device__ __forceinline__
 
-#define OPB_BF16 0
-#define OPB_FP32 1
-#define OPB_I32 2
-
-#define OPB_F32_NAN 0x7FC00000u
-#define OPB_BF16_NAN 0x7FC0u
-#define OPB_NEG_INF 0xFF800000u
-#define OPB_NEG_ZERO 0x80000000u
-
-// exp (elementary.py: Cody-Waite reduction by ln 2, Cephes expf polynomial)
-#define OPB_EXP_LO 0xC2D00000u  // -104
-#define OPB_EXP_HI 0x42B20000u  // 89
-#define OPB_LOG2E 0x3FB8AA3Bu
-#define OPB_LN2_HI 0x3F318000u  // 0.693359375
-#define OPB_LN2_LO 0xB95E8083u  // -2.12194440e-4
-#define OPB_EXP_P0 0x39506967u
-#define OPB_EXP_P1 0x3AB743CEu
-#define OPB_EXP_P2 0x3C088908u
-#define OPB_EXP_P3 0x3D2AA9C1u
-#define OPB_EXP_P4 0x3E2AAAAAu
-#define OPB_EXP_P5 0x3F000000u
-// sin/cos (reduction by pi/2 in four parts, Cephes sinf/cosf polynomials)
-#define OPB_TWO_OVER_PI 0x3F22F983u
-#define OPB_TWO_M12 0x39800000u
-#define OPB_TWO_P12 0x45800000u
-#define OPB_TWO_P62 0x5E800000u
-#define OPB_PIO2_0 0x3FC90000u
-#define OPB_PIO2_1 0x39FDA000u
-#define OPB_PIO2_2 0x33A22000u
-#define OPB_PIO2_3 0x2C34611Au
-#define OPB_SIN_P0 0xB94CA1F9u
-#define OPB_SIN_P1 0x3C08839Eu
-#define OPB_SIN_P2 0xBE2AAAA3u
-#define OPB_COS_P0 0x37CCF5CEu
-#define OPB_COS_P1 0xBAB6061Au
-#define OPB_COS_P2 0x3D2AAAA5u
-// silu / gelu (numerics._times_sigmoid, numerics.gelu)
-#define OPB_TWO_M64 0x1F800000u
-#define OPB_GELU_C1 0x3FCC422Au  // fp32(2 sqrt(2/pi))
-#define OPB_GELU_C2 0x3D922279u  // fp32(2 sqrt(2/pi) 0.044715)
+#include "opb_constants.cuh"  // kind codes, NaNs, elementary-function constants, op codes
 
 OPB_HD unsigned int opb_bits(float x) {
 #ifdef __CUDA_ARCH__
@@ -264,18 +226,6 @@ OPB_HD bool opb_max_before(float va, int ia, float vb, int ib) {
 }
 
 // ---- Per-element and per-row bodies shared by the kernels and the host check -------------
-
-#define OPB_OP_EXP 0
-#define OPB_OP_RSQRT 1
-#define OPB_OP_SILU 2
-#define OPB_OP_RELU 3
-#define OPB_OP_GELU 4
-#define OPB_OP_EXP_SCALED 5
-
-#define OPB_OP_ADD 0
-#define OPB_OP_SUB 1
-#define OPB_OP_MUL 2
-#define OPB_OP_DIV 3
 
 // exp, rsqrt, silu, relu, gelu, or exp_scaled with s = param.
 OPB_HD float opb_unary_op(int op, float v, int param) {
