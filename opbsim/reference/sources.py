@@ -1,8 +1,9 @@
 """The CUDA sources of the GPU reference and the one set of compiler options they need.
 
 Every kernel file includes ``numerics.cuh`` (the scalar fp32 helpers), which includes the generated
-``opb_constants.cuh``. ``source`` returns a file's text with both includes replaced by the headers, so PyCUDA's ``SourceModule`` and
-CuPy's ``RawModule`` (NVRTC) compile one self-contained string without include paths.
+``opb_constants.cuh``. ``source`` returns a file's text with both includes replaced by the headers,
+so PyCUDA's ``SourceModule`` and CuPy's ``RawModule`` (NVRTC) compile one self-contained string
+without include paths.
 
 Options: no fast-math, no multiply-add contraction, IEEE division and square root, subnormals
 kept. These are what make the kernels bit-exact; nothing else may be passed (``NVCC_OPTIONS``
