@@ -147,7 +147,7 @@ def _nothing(program: Program, inst: Instruction) -> Work:
     return Work()
 
 
-_COST: dict[str, Callable[[Program, Instruction], Work]] = {
+COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "copy": _copy,
     "allreduce": _collective(Collective.ALLREDUCE, lambda n: 1),
     "alltoall": _collective(Collective.ALLTOALL, lambda n: 1),
@@ -158,11 +158,10 @@ _COST: dict[str, Callable[[Program, Instruction], Work]] = {
     "topk": _topk, "gather": _gather, "scatter": _scatter, "scatter_add": _scatter_add,
     "launch": _nothing, "signal": _nothing, "wait": _nothing, "halt": _nothing,
 }
-assert set(_COST) == {s.mnemonic for s in TABLE}, "every instruction needs a cost"
 
 
 def work_of(program: Program, inst: Instruction) -> Work:
-    return _COST[inst.mnemonic](program, inst)
+    return COST[inst.mnemonic](program, inst)
 
 
 def regions_of(program: Program, inst: Instruction) -> tuple[Region, ...]:

@@ -10,10 +10,9 @@ import textwrap
 
 from opbsim.isa.types import Unit
 from opbsim.report.compare import Comparison, DeviceRun
-from opbsim.report.energy import COMPONENT_LABEL
 
 __all__ = ["DEVICE_PALETTE", "US", "MISSING", "CLASS_COLOURS", "CLASS_LABEL", "BOUND_COLOURS", "BOUND_LABEL",
-           "UNIT_COLOURS", "UNIT_NAME", "device_colours", "component_colours", "component_order", "subtitle",
+           "UNIT_COLOURS", "UNIT_NAME", "COMPONENT_COLOURS", "device_colours", "component_colours", "component_order", "subtitle",
            "log_label", "run_label", "short_reason", "colour_device_ticks", "cannot_run_text"]
 
 US = "µs"
@@ -30,11 +29,10 @@ UNIT_COLOURS = {Unit.XPU: "#252525", Unit.PIM: "#e6ab02", Unit.PCU: "#737373", U
                 Unit.DMA: "#bdbdbd", Unit.CTRL: "#bdbdbd"}
 UNIT_NAME = {Unit.XPU: "xPU", Unit.PIM: "PIM", Unit.PCU: "PCU", Unit.PMU: "PMU", Unit.DMA: "DMA", Unit.CTRL: "ctrl"}
 
-_COMPONENTS = (  # stacking order (bottom first) and colour of each energy component
+COMPONENT_COLOURS = (  # stacking order (bottom first) and colour of each energy component
     ("static", "#b3b3b3"), ("compute", "#ffd92f"), ("dram_activation", "#8c510a"), ("dram_column", "#d8b365"),
     ("dram_datapath", "#01665e"), ("sram", "#80cdc1"), ("interconnect", "#e78ac3"),
 )
-assert {n for n, _ in _COMPONENTS} == set(COMPONENT_LABEL)
 _SPARE = ("#66a61e", "#7570b3", "#e7298a", "#a6761d", "#666666", "#1b9e77", "#d95f02", "#bababa", "#35978f",
           "#fddbc7", "#c7eae5", "#878787")
 
@@ -45,14 +43,14 @@ def device_colours(comp: Comparison) -> dict[str, str]:
 
 
 def component_order(name: str) -> tuple[int, str]:
-    known = [n for n, _ in _COMPONENTS]
+    known = [n for n, _ in COMPONENT_COLOURS]
     return (known.index(name), name) if name in known else (len(known), name)
 
 
 def component_colours(names) -> dict[str, str]:
     """A distinct colour for each energy component of ``names``: its own where it has one, else
     the next spare one."""
-    fixed = dict(_COMPONENTS)
+    fixed = dict(COMPONENT_COLOURS)
     spare = iter(_SPARE)
     out = {}
     for name in sorted(names, key=component_order):
