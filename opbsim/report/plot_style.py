@@ -12,8 +12,8 @@ from opbsim.isa.types import Unit
 from opbsim.report.compare import Comparison, DeviceRun
 
 __all__ = ["DEVICE_PALETTE", "US", "MISSING", "CLASS_COLOURS", "CLASS_LABEL", "BOUND_COLOURS", "BOUND_LABEL",
-           "UNIT_COLOURS", "UNIT_NAME", "COMPONENT_COLOURS", "device_colours", "component_colours", "component_order", "subtitle",
-           "log_label", "run_label", "short_reason", "colour_device_ticks", "cannot_run_text"]
+           "UNIT_COLOURS", "UNIT_NAME", "COMPONENT_COLOURS", "device_colours", "component_colours", "component_order",
+           "subtitle", "log_label", "run_label", "short_reason", "colour_device_ticks", "cannot_run_text"]
 
 US = "µs"
 DEVICE_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
