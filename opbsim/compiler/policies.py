@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from opbsim.compiler.analyze import COLLECTIVE_KINDS
 from opbsim.compiler.ir import Analysis, OpAnalysis, PlacedOp, Placement
+from opbsim.compiler.sn40l import SN40L_POLICIES, place_sn40l
 from opbsim.errors import InputError
 from opbsim.isa.types import Unit
 from opbsim.workloads.ops import Op, OpKind
@@ -41,19 +42,18 @@ def policy_names() -> list[str]:
     return sorted(POLICIES)
 
 
+MODEL_POLICY = {"gpu": "xpu-only", "pim": "duplex", "dataflow": "sn40l"}
+"""The default policy of each device model (hardware.spec.DEVICE_MODELS)."""
+
+
 def default_policy(device) -> str:
     """The policy a device runs unless told otherwise: the policy named after it (or after the
-    device it derives from) when one exists (``bank-pim``, ``sn40l``), ``duplex`` on other devices
-    with PIM, ``sn40l`` on a dataflow device, else ``xpu-only``."""
-    units = {u.unit for u in device.units}
+    device it derives from) when one exists (``bank-pim``, ``sn40l``), else its device model's
+    (``MODEL_POLICY``)."""
     for name in (device.name, device.base):
         if name in POLICIES:
             return name
-    if Unit.PIM in units:
-        return "duplex"
-    if Unit.PCU in units and "sn40l" in POLICIES:
-        return "sn40l"
-    return "xpu-only"
+    return MODEL_POLICY[device.model]
 
 
 def check_policy(device, name: str) -> None:
@@ -194,3 +194,5 @@ def _duplex(co_process: bool) -> Policy:
 
 register_policy("duplex", needs=(Unit.XPU, Unit.PIM))(_duplex(co_process=True))
 register_policy("duplex-no-pe", needs=(Unit.XPU, Unit.PIM))(_duplex(co_process=False))
+for _name in SN40L_POLICIES:
+    register_policy(_name, needs=(Unit.PCU,))(place_sn40l)

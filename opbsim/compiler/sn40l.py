@@ -23,14 +23,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from opbsim.compiler.analyze import COLLECTIVE_KINDS
-from opbsim.compiler.fusion import register_fusion
 from opbsim.compiler.ir import Analysis, Draft, Kernel, Kernels, LaunchResources, PlacedOp, View
-from opbsim.compiler.policies import register_policy
 from opbsim.compiler.sn40l_memory import accesses, plan_memory
 from opbsim.errors import InputError
 from opbsim.isa.types import Unit
 
-__all__ = ["SN40L_POLICIES", "group_kernels", "operators"]
+__all__ = ["SN40L_POLICIES", "FUSERS", "place_sn40l", "group_kernels", "operators"]
 
 def _place(analysis: Analysis) -> tuple[PlacedOp, ...]:
     out = []
@@ -142,6 +140,8 @@ SN40L_POLICIES = {"sn40l": (True, True), "sn40l-unfused": (False, True), "sn40l-
                   "sn40l-unfused-sw": (False, False)}
 """policy name -> (fused, hardware-orchestrated)"""
 
-for _name, (_fused, _hw) in SN40L_POLICIES.items():
-    register_policy(_name, needs=(Unit.PCU,))(_place)
-    register_fusion(_name)(_fuser(_name, fused=_fused, hw=_hw))
+place_sn40l = _place
+"""The placement of every SN40L policy (policies.py registers it under each name)."""
+
+FUSERS = {name: _fuser(name, fused=fused, hw=hw) for name, (fused, hw) in SN40L_POLICIES.items()}
+"""policy name -> its kernel grouping (fusion.py's table)."""

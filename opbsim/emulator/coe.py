@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opbsim.compiler import compile_graph
+from opbsim.compiler.policies import default_policy
 from opbsim.emulator.engine import run
 from opbsim.errors import InputError
 from opbsim.hardware.nodes import NodeSpec
@@ -117,8 +118,9 @@ class ExpertCache:
 
 
 def policy_for(node: NodeSpec) -> str:
-    """The compiler policy a node's device runs: dataflow kernels on SN40L, the GPU baseline else."""
-    return "sn40l" if node.device.dataflow is not None else "xpu-only"
+    """The compiler policy a node's device runs: its default (its device model's: dataflow kernels on
+    SN40L, the GPU baseline on a DGX)."""
+    return default_policy(node.device)
 
 
 @functools.lru_cache(maxsize=256)

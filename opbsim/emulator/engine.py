@@ -4,7 +4,7 @@ Model, in the order an instruction meets it:
 - Instructions up to the first ``halt`` are dealt, in program order, to one in-order queue per
   unit; a unit runs one instruction at a time. A ``launch`` pays the unit's launch cost once and
   is followed in its queue by its body instructions, which pay none; on a unit with a kernel
-  model (kernel_models.py: the SN40L dataflow pipeline) the launch and its body are one job
+  model (emulator/devices: the device model's, e.g. the SN40L dataflow pipeline) the launch and its body are one job
   instead, with the fixed cost and least streaming time the model gives.
 - An instruction issues when the instructions of other units it depends on have finished (a
   scoreboard over the byte ranges of its operands: read-after-write, write-after-read,
@@ -26,9 +26,9 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from opbsim.emulator.devices import sn40l as _sn40l  # noqa: F401  registers the PCU kernel model
+from opbsim.emulator.devices import kernel_model
 from opbsim.emulator.energy import EnergyParts, static_energy, work_energy
-from opbsim.emulator.kernel_models import KernelModel, kernel_model
+from opbsim.emulator.kernel_models import KernelModel
 from opbsim.emulator.work import Work, achievable_s, channel_bytes, link_demand, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
@@ -116,7 +116,7 @@ def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
         if inst.mnemonic != "launch":
             ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
             continue
-        model = kernel_model(inst.unit)
+        model = kernel_model(device, inst.unit)
         if model is not None:
             ops.append(_kernel(program, device, live, len(ops), index, inst, model))
             continue

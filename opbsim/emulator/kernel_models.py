@@ -1,8 +1,9 @@
 """Per-unit kernel timing models: how a ``launch`` on a unit is timed when the unit's kernels are
 not a sequence of independent instructions (an SN40L dataflow pipeline).
 
-The engine consults ``kernel_model(unit)`` when it meets a launch. With no model registered, the
-body's instructions run one after another on the unit (xPU and PIM kernels). With a model, the
+The engine consults the kernel model of the device's model for the launch's unit
+(emulator/devices: ``kernel_model``) when it meets a launch. With none, the body's instructions run
+one after another on the unit (xPU and PIM kernels). With a model, the
 launch and its body become one job: it streams the body's bytes over the device's channels (shared
 with every other stream, as any instruction's), never faster than ``KernelCost.compute_s``, after
 paying ``KernelCost.fixed_s``. A model returns times only; it never sees values.
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from opbsim.emulator.work import Work
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction
-from opbsim.isa.types import Unit
 
-__all__ = ["KernelCost", "KernelModel", "register_kernel_model", "kernel_model"]
+__all__ = ["KernelCost", "KernelModel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +32,3 @@ class KernelCost:
 
 KernelModel = Callable[[DeviceSpec, Instruction, tuple[Instruction, ...], tuple[Work, ...]], KernelCost]
 """(device, the launch, its body instructions, their work) -> the kernel's cost."""
-
-_MODELS: dict[Unit, KernelModel] = {}
-
-
-def register_kernel_model(unit: Unit, model: KernelModel) -> KernelModel:
-    """Time every launch on ``unit`` with ``model``; a unit has at most one model."""
-    if unit in _MODELS and _MODELS[unit] is not model:
-        raise ValueError(f"a kernel model for {unit.name.lower()} is already registered")
-    _MODELS[unit] = model
-    return model
-
-
-def kernel_model(unit: Unit) -> KernelModel | None:
-    return _MODELS.get(unit)

@@ -221,6 +221,7 @@ def _with_pim(
                Path(unit=Unit.PIM, space=Space.PIMBUF, channels=("pimbuf",), datapath_pJ_per_bit=0.0),
                Path(unit=Unit.DMA, space=Space.PIMBUF, channels=("pimbuf",), datapath_pJ_per_bit=0.0)),
         source=source,
+        model="pim",
     )
 
 

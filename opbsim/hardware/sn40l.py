@@ -103,4 +103,5 @@ sn40l = DeviceSpec(
     interconnect=sn40l_links(),  # links.py: peer links and their costs assumed ([S] publishes neither)
     source="SN40L paper [S] arXiv 2405.07518 sec. III-IV; geometry and unpublished values assumed",
     dataflow=SN40L_DATAFLOW,
+    model="dataflow",
 )

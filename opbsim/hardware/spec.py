@@ -22,7 +22,10 @@ from opbsim.hardware.gpu_efficiency import KernelEfficiency
 from opbsim.hardware.interconnect import Interconnect
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DataflowSpec", "DeviceSpec"]
+__all__ = ["DEVICE_MODELS", "ComputeSpec", "MemorySpec", "Channel", "Path", "DataflowSpec", "DeviceSpec"]
+
+DEVICE_MODELS = ("gpu", "pim", "dataflow")
+"""The device models a DeviceSpec may name (emulator/devices implements each)."""
 
 
 def _positive(owner: str, **values: float) -> None:
@@ -187,9 +190,11 @@ class DataflowSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSpec:
     """One device. ``interconnect`` is its ports to peers in a node and to other nodes and the
-    collective library that drives them (collectives.py times a call). ``dataflow`` is set on a
-    device whose PCU runs spatial dataflow kernels (it requires a PCU unit). ``base`` names the
-    registered device a device file derived this one from ('' for a preset)."""
+    collective library that drives them (collectives.py times a call). ``model`` names the device
+    model that times it and chooses its default policy (``DEVICE_MODELS``: ``gpu``, an xPU alone;
+    ``pim``, an xPU with processing-in-memory units; ``dataflow``, PCUs running spatial dataflow
+    kernels, which needs ``dataflow`` parameters and a PCU unit). ``base`` names the registered device
+    a device file derived this one from ('' for a preset)."""
 
     name: str
     units: tuple[ComputeSpec, ...]
@@ -201,6 +206,7 @@ class DeviceSpec:
     source: str
     dataflow: DataflowSpec | None = None
     base: str = ""
+    model: str = "gpu"
 
     def __post_init__(self) -> None:
         owner = f"device {self.name}"
@@ -217,6 +223,14 @@ class DeviceSpec:
             raise InputError(f"{owner}: a unit is listed twice")
         if self.dataflow is not None and Unit.PCU not in {u.unit for u in self.units}:
             raise InputError(f"{owner}: dataflow parameters need a pcu unit")
+        if self.model not in DEVICE_MODELS:
+            raise InputError(f"{owner}: unknown device model {str(self.model)[:40]!r} "
+                             f"(known: {', '.join(DEVICE_MODELS)})")
+        needs = {"pim": Unit.PIM, "dataflow": Unit.PCU}.get(self.model)
+        if needs is not None and needs not in {u.unit for u in self.units}:
+            raise InputError(f"{owner}: device model {self.model} needs a {needs.name.lower()} unit")
+        if self.model == "dataflow" and self.dataflow is None:
+            raise InputError(f"{owner}: device model dataflow needs dataflow parameters")
 
     def compute(self, unit: Unit) -> ComputeSpec:
         for u in self.units:

@@ -46,13 +46,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opbsim.emulator.kernel_models import KernelCost, register_kernel_model
+from opbsim.emulator.kernel_models import KernelCost
 from opbsim.emulator.work import Work, channel_bytes, compute_s, link_plan
 from opbsim.errors import InputError
 from opbsim.hardware.collectives import Collective
 from opbsim.hardware.spec import DataflowSpec, DeviceSpec
 from opbsim.isa.program import Instruction
-from opbsim.isa.types import Space, Unit
+from opbsim.isa.types import Space
 
 __all__ = ["BOUNDARY_PARTS", "DataflowPlan", "plan_kernel", "share_units", "barrier_s", "dataflow_kernel"]
 
@@ -217,6 +217,3 @@ def dataflow_kernel(device: DeviceSpec, launch: Instruction, body: tuple[Instruc
     streaming time."""
     plan = plan_kernel(device, launch, works)
     return KernelCost(plan.fixed_s, plan.slowest_stage_s)
-
-
-register_kernel_model(Unit.PCU, dataflow_kernel)

@@ -38,3 +38,14 @@ def test_collectives_are_group_handled_and_elementwise_work_is_counted_per_eleme
 def test_every_energy_component_has_a_label_and_a_colour():
     assert set(COMPONENT_LABEL) == set(COMPONENTS)
     assert {n for n, _ in COMPONENT_COLOURS} == set(COMPONENTS)
+
+
+def test_every_device_model_has_a_kernel_model_table_and_a_default_policy_and_every_preset_names_one():
+    from opbsim.compiler.policies import MODEL_POLICY, POLICIES
+    from opbsim.emulator.devices import KERNEL_MODELS
+    from opbsim.hardware import device_names, get_device
+    from opbsim.hardware.spec import DEVICE_MODELS
+
+    assert set(KERNEL_MODELS) == set(DEVICE_MODELS) == set(MODEL_POLICY)
+    assert set(MODEL_POLICY.values()) <= set(POLICIES)
+    assert {get_device(d).model for d in device_names()} == set(DEVICE_MODELS)

@@ -140,10 +140,15 @@ def test_a_launch_asking_for_units_the_socket_cannot_give_is_an_input_error(pcus
         run(kernel(GEMV_BODY, GEMV, pcus=pcus, pmus=pmus), SN40L)
 
 
-def test_a_pcu_kernel_on_a_device_without_dataflow_parameters_is_an_input_error():
-    plain = dataclasses.replace(SN40L, name="plain", dataflow=None)
-    with pytest.raises(InputError, match="^device plain has no dataflow parameters for a pcu kernel$"):
-        run(kernel(GEMV_BODY, GEMV), plain)
+def test_a_dataflow_device_without_dataflow_parameters_is_an_input_error_before_any_kernel_runs():
+    with pytest.raises(InputError, match="^device plain: device model dataflow needs dataflow parameters$"):
+        dataclasses.replace(SN40L, name="plain", dataflow=None)
+
+
+def test_a_pcu_kernel_on_a_device_of_another_model_runs_its_body_instruction_by_instruction():
+    plain = dataclasses.replace(SN40L, name="plain", dataflow=None, model="gpu")
+    stats = run(kernel(GEMV_BODY, GEMV), plain)
+    assert [iv.mnemonic for iv in stats.timeline].count("launch") == 1 and len(stats.timeline) > 1
 
 
 def test_a_dma_copy_sharing_hbm_slows_the_kernel_down():
