@@ -45,7 +45,8 @@ def show_cmd(device: str, hw: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps({"device": as_dict(spec), "default_policy": default_policy(spec), "hw": params},
                               indent=2, ensure_ascii=False))
         return
-    click.echo(f"{spec.name}: device model {spec.model}, default policy {default_policy(spec)}\nsources: {spec.source}\n")
+    click.echo(f"{spec.name}: device model {spec.model}, default policy {default_policy(spec)}\n"
+               f"sources: {spec.source}\n")
     click.echo(format_table(("hardware parameter (--hw)", "value", "what"),
                             [(k, f"{v:.6g}", HW_PARAMS[k].doc) for k, v in params.items()]))
     click.echo()
