@@ -32,6 +32,7 @@ summed over stages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,10 +57,12 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServingConfig:
     """``batch``: the most requests running at once (capped by capacity). ``prefill_chunk_tokens``:
-    the most prompt tokens per stage, 0 for whole prompts."""
+    the most prompt tokens per stage, 0 for whole prompts. ``step_overhead_s``: host time the serving
+    engine adds to every stage, the devices idle (emulator/serving_engines.py; 0: none)."""
 
     batch: int
     prefill_chunk_tokens: int = 0
+    step_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -67,6 +70,9 @@ class ServingConfig:
         n = self.prefill_chunk_tokens
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise InputError(f"prefill_chunk_tokens must be an integer >= 0, got {n!r}")
+        h = self.step_overhead_s
+        if isinstance(h, bool) or not isinstance(h, int | float) or not (math.isfinite(h) and h >= 0):
+            raise InputError(f"step_overhead_s must be a finite number >= 0, got {h!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +169,8 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
             f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
             f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
             f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")
-    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer, on_finished)
+    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer, on_finished,
+                 step_overhead_s=config.step_overhead_s)
     loop.run()
     return loop.result(model, cluster, config.batch, capacity)
 
@@ -172,8 +179,10 @@ class _Loop:
     """The state of one run; ``run`` advances it stage by stage."""
 
     def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer,
-                 on_finished: Callable[[int], None] | None = None):
+                 on_finished: Callable[[int], None] | None = None, *, step_overhead_s: float = 0.0):
         self.on_finished = on_finished
+        self.step_overhead_s = step_overhead_s
+        self.host_s = 0.0  # the engine's host time over all stages, devices idle
         self.scenario = scenario
         self.max_batch = max_batch
         self.chunk_tokens = chunk_tokens
@@ -218,7 +227,8 @@ class _Loop:
             else:
                 cost = self.timer.cost_of(chunks, len(decoding), ctx_sum)
             self._record(now, cost, chunks, len(decoding))
-            now += cost.time_s
+            now += cost.time_s + self.step_overhead_s
+            self.host_s += self.step_overhead_s
             ctx_sum += len(decoding)
             ended = finish_at.pop(s, [])
             for r in ended:
@@ -259,7 +269,7 @@ class _Loop:
 
     def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int) -> None:
         self.stage_start.append(start_s)
-        self.stage_time.append(cost.time_s)
+        self.stage_time.append(cost.time_s + self.step_overhead_s)
         self.stage_prefill.append(sum(c.new_tokens for c in chunks))
         self.stage_decode.append(decode)
         key = id(cost)
@@ -272,7 +282,7 @@ class _Loop:
         decode = np.asarray(self.stage_decode, dtype=np.int64)
         duration = float(self.done_s.max())
         tokens = int(sum(self.out))
-        parts = static_energy(cluster.fabric_device, self.idle_s).scaled(cluster.devices)
+        parts = static_energy(cluster.fabric_device, self.idle_s + self.host_s).scaled(cluster.devices)
         for c, k in self.costs.values():
             parts = parts + c.energy_parts.scaled(k)
         energy = parts.total_J
@@ -283,12 +293,16 @@ class _Loop:
         for cost, k in self.costs.values():
             for b, t in cost.time_s_by_bound:
                 by_bound[b] = by_bound.get(b, 0.0) + t * k
+        if self.host_s:
+            by_bound["idle"] = by_bound.get("idle", 0.0) + self.host_s
         prefill = np.asarray(self.stage_prefill, dtype=np.int64) > 0
         for cost, k in self.costs.values():
             for u, b in cost.busy_s_by_unit:
                 busy[u.name.lower()] = busy.get(u.name.lower(), 0.0) + b * k
             for c, t in cost.time_s_by_class:
                 by_class[c.value] = by_class.get(c.value, 0.0) + t * k
+        if self.host_s:
+            by_class["host"] = self.host_s
         total = float(times.sum())
         ttft = (self.first_token_s - arrival) * 1e3
         e2e = self.done_s - arrival

@@ -5,7 +5,8 @@ parallelism, the model (an opbsim preset or a config.json path relative to the r
 fixed request shape, the concurrency and how requests arrive (``batch``: all at once, as vLLM's
 benchmark_latency; ``closed``: a finished request is replaced at once), the engine's chunked
 prefill budget, and at least one measured metric (``METRICS``). A bad row is one line naming the
-point and the key; unknown keys are errors, never ignored.
+point and the key; unknown keys are errors, never ignored. Each source names its serving engine
+preset (emulator/serving_engines.py: the host time per scheduler step of that engine version).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from opbsim.emulator.serving_engines import SERVING_ENGINES
 from opbsim.errors import InputError
 
 __all__ = ["DATA_FILE", "GPU_DEVICES", "METRICS", "Source", "MeasuredPoint", "MeasuredData", "load_measured"]
@@ -32,11 +34,12 @@ GPU_DEVICES: dict[str, str] = {  # the GPU as the data names it -> the opbsim de
 METRICS: dict[str, str] = {  # name -> what it is
     "latency_s": "end-to-end latency of the whole batch, s",
     "output_tokens_per_s": "output tokens per second over the run",
+    "output_tokens_per_s_per_gpu": "output tokens per second over the run, per GPU",
     "ttft_ms": "mean time to first token, ms",
     "tpot_ms": "mean time per output token after the first, ms",
 }
 
-_SOURCE_KEYS = {"url", "detail", "engine", "engine_version"}
+_SOURCE_KEYS = {"url", "detail", "engine", "engine_version", "serving_engine"}
 _POINT_KEYS = {"id", "source", "gpu", "gpus", "tp", "model", "input_tokens", "output_tokens", "concurrency",
                "requests", "loop", "max_batched_tokens", "moe_kernel_config", "measured"}
 _LOOPS = ("batch", "closed")
@@ -50,6 +53,7 @@ class Source:
     detail: str
     engine: str
     engine_version: str
+    serving_engine: str  # the emulator/serving_engines.py preset of this engine version
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,10 @@ def parse_measured(doc: object) -> MeasuredData:
     for key, row in doc["sources"].items():
         row = _keys(f"source {key}", row, _SOURCE_KEYS)
         sources[key] = Source(key, *(_text(f"source {key}", row, k) for k in ("url", "detail", "engine",
-                                                                                "engine_version")))
+                                                                                "engine_version", "serving_engine")))
+        if sources[key].serving_engine not in SERVING_ENGINES:
+            raise InputError(f"source {key}: serving_engine: {json.dumps(row['serving_engine'])[:40]} is not one of "
+                             f"{', '.join(SERVING_ENGINES)}")
     points = tuple(_point(i, row, sources) for i, row in enumerate(doc["points"]))
     seen: set[str] = set()
     for p in points:

@@ -4,12 +4,14 @@ Each point of docs/data/measured_serving.json (report/measured_data.py) is simul
 its model on ``tp`` devices of its GPU's preset (policy ``xpu-only``, tensor parallelism over the
 attention and the experts, as vLLM shards them), ``requests`` requests of the fixed shape with
 ``concurrency`` in flight (``batch``: all arriving at once), and the engine's per-step token budget
-as the chunked-prefill size. Nothing is fitted to these points: the GPU's kernel efficiencies come
+as the chunked-prefill size, and the host time per step of its source's serving engine
+(emulator/serving_engines.py). Nothing is fitted to these points: the GPU's kernel efficiencies come
 from kernel-level benchmarks (hardware/gpu_efficiency.py); the points only test.
 
 Metrics: ``latency_s`` is the run's makespan (benchmark_latency times one batch from submission to
-its last token); ``output_tokens_per_s`` the output tokens over the makespan; ``tpot_ms`` the mean
-decode-stage time over decode tokens; ``ttft_ms`` our median time to first token.
+its last token); ``output_tokens_per_s`` the output tokens over the makespan (``_per_gpu``: divided
+by the GPUs); ``tpot_ms`` the mean decode-stage time over decode tokens; ``ttft_ms`` our median time
+to first token.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import numpy as np
 
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.serving import ServingConfig, ServingResult, simulate
+from opbsim.emulator.serving_engines import get_serving_engine
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.errors import InputError
 from opbsim.hardware.registry import get_device
-from opbsim.report.measured_data import DATA_FILE, MeasuredData, MeasuredPoint, load_measured
+from opbsim.report.measured_data import DATA_FILE, MeasuredData, MeasuredPoint, Source, load_measured
 from opbsim.workloads import FixedLengths, closed_loop
 from opbsim.workloads.lookup import load_model
 
@@ -58,6 +61,8 @@ def ours_metric(result: ServingResult, name: str) -> float:
         return result.duration_s
     if name == "output_tokens_per_s":
         return result.tokens_per_s
+    if name == "output_tokens_per_s_per_gpu":
+        return result.tokens_per_s / (result.devices_per_node * result.nodes)
     if name == "ttft_ms":
         return result.ttft_p50_ms
     if name == "tpot_ms":
@@ -72,8 +77,10 @@ def _model_name(point: MeasuredPoint) -> str:
     return str(path) if path.suffix == ".json" else point.model
 
 
-def run_point(point: MeasuredPoint, timers: dict[tuple[str, str, int], StageTimer]) -> PointResult:
-    """Simulate ``point``; ``timers`` (by model, device, tp) is shared between points of one setup."""
+def run_point(point: MeasuredPoint, sources: dict[str, Source],
+              timers: dict[tuple[str, str, int], StageTimer]) -> PointResult:
+    """Simulate ``point`` with its source's serving engine; ``timers`` (by model, device, tp) is shared
+    between points of one setup."""
     try:
         model = load_model(_model_name(point))
         key = (point.model, point.device, point.tp)
@@ -84,7 +91,9 @@ def run_point(point: MeasuredPoint, timers: dict[tuple[str, str, int], StageTime
         timer = timers[key]
         scenario = closed_loop(point.concurrency, FixedLengths(point.input_tokens, point.output_tokens),
                                num_requests=point.requests, seed=0)
-        config = ServingConfig(batch=point.concurrency, prefill_chunk_tokens=point.max_batched_tokens)
+        engine = get_serving_engine(sources[point.source].serving_engine)
+        config = ServingConfig(batch=point.concurrency, prefill_chunk_tokens=point.max_batched_tokens,
+                               step_overhead_s=engine.step_overhead_s)
         return PointResult(point, simulate(model, timer.cluster, scenario, config, timer=timer))
     except InputError as e:
         return PointResult(point, None, str(e))
@@ -98,7 +107,7 @@ def reproduce_measured(data: MeasuredData | None = None,
     timers: dict[tuple[str, str, int], StageTimer] = {}
     out = []
     for p in data.points:
-        r = run_point(p, timers)
+        r = run_point(p, data.sources, timers)
         out.append(r)
         if r.ours is None:
             say(f"{p.id}: not run: {r.error}")

@@ -63,21 +63,27 @@ def _worst(results: tuple[PointResult, ...]) -> list[tuple[str, str, float]]:
 
 
 _CAUSES = (
-    "Likely causes of the misses (ours is too fast on every latency point; none of these is separated by a "
-    "measurement here, so they are explanations to test, not findings). (1) Per-step costs "
-    "the model has no term for: vLLM 0.3/0.4 spent milliseconds of CPU time per decode step (scheduling, input "
-    "preparation, sampling, detokenisation; the engine's later versions overlap them with the GPU), which a "
-    "128-token decode of a few ms per step feels in full; this is why the error grows as the step gets shorter "
-    "(tp 8 worse than tp 4). (2) Tensor-parallel all-reduce latency: two per layer (56 layers of Mixtral-8x22B, "
-    "40 of DBRX), at a few tens of microseconds each in NCCL or vLLM's custom all-reduce of that time, more than "
-    "the collective model charges at these small sizes. (3) The 2024 Triton fused-MoE kernel at moderate rows per "
-    "expert: the measured latency rises with batch (DBRX tp 8: 2.3 s at batch 8, 3.3 s at 64) while ours, "
-    "bandwidth-bound on the experts' weights, barely moves; the kernel-level efficiencies used here "
-    "(hardware/gpu_efficiency.py) are those of tuned vendor kernels, not of that Triton kernel. (4) The "
-    "'default' rows ran the same engine with untuned MoE kernel configurations, 5-30% slower than 'tuned': the "
-    "spread one engine shows on one GPU, kept as measured. (5) Dense Llama-3-70B (ML.ENERGY, vLLM 0.11.1): ours "
-    "serves more tokens/s than measured; the measured requests vary in length around the means ours fixes, and "
-    "the per-step costs of (1) and (2) apply there as well.")
+    "Likely causes of the misses (explanations to test, not findings, except where a source is named). "
+    "(1) Modelled since the first pass: vLLM before 0.6 idled the GPU about 4 ms per scheduler step for its host "
+    "work (vLLM RFC #6854; serving engine preset vllm-pre-0.6, opbsim/emulator/serving_engines.py); it brought "
+    "the latency MAPE from 29.1% to the figure above; ours is still too fast on 36 of the 42 vLLM latency points. "
+    "The RFC gives 5-13 ms as the range and the sampler's share grows with batch, so 4 ms is a lower end. "
+    "(2) Tensor-parallel all-reduce latency: two per layer (56 layers of Mixtral-8x22B, 40 of DBRX), at a few "
+    "tens of microseconds each in NCCL or vLLM's custom all-reduce of that time, more than the collective model "
+    "charges at these small sizes; tp 8 misses more than tp 4. (3) The 2024 Triton fused-MoE kernel at moderate "
+    "rows per expert: the measured latency rises with batch (DBRX tp 8: 2.3 s at batch 8, 3.3 s at 64) while "
+    "ours, bandwidth-bound on the experts' weights, barely moves; the kernel-level efficiencies used here "
+    "(hardware/gpu_efficiency.py) are those of tuned vendor GEMMs, not of that Triton kernel, and no per-shape "
+    "benchmark of it is in the model yet. (4) The 'default' rows ran the same engine with untuned MoE kernel "
+    "configurations, 5-30% slower than 'tuned': the spread one engine shows on one GPU, kept as measured. "
+    "(5) TTFT of a 128-token prompt at batch 1 (TensorRT-LLM 0.5, A100): measured 16 ms (7B) and 47 ms (70B, "
+    "tp 4), ours about half: ours is the weight stream of one forward pass; the measurement (a run with one "
+    "output token) also holds the engine's per-request start, sampling and, at tp 4, the all-reduces of every "
+    "layer, none of which is modelled for TensorRT-LLM (its preset has no host time). At 2048 tokens, "
+    "compute-bound, ours is within 10%. (6) Throughput with long outputs (TensorRT-LLM 0.6.1, 128 in / 2048 "
+    "out; ML.ENERGY Llama-3-70B, vLLM 0.11.1) is too high: decode attention over long contexts runs at the "
+    "HBM fraction of streaming kernels here, and the V1 engine's host time is not modelled (no per-step figure "
+    "of its own found).")
 
 
 def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, command: str) -> str:
@@ -88,16 +94,18 @@ def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, comma
     models = sorted({_model(r.point.model) for r in results})
     return "\n".join([
         BEGIN,
-        "## Measured serving: the GPU baseline against published vLLM measurements",
+        "## Measured serving: the GPU baseline against published vLLM and TensorRT-LLM measurements",
         "",
         f"Written by `{command}`; do not edit by hand. Data: docs/data/measured_serving.json ({len(results)} points, "
         f"GPUs {', '.join(gpus)}, models {', '.join(models)}). Ours: each point's model on tp devices of the GPU's "
         "preset, policy xpu-only, the point's fixed request shape and concurrency, the engine's per-step token "
-        "budget as the chunked-prefill size. Nothing is fitted to these points: the GPU kernel efficiencies come "
-        "from kernel-level benchmarks (opbsim/hardware/gpu_efficiency.py). Goal of issue 20: TPOT MAPE <= 10%, "
-        "TTFT MAPE <= 20%; these sources publish batch latency (`latency_s`, vLLM benchmark_latency: one prefill "
-        "and output-1 decode steps, so at 32 in / 128 out a decode-step measurement) and throughput, not TTFT or "
-        "TPOT, so the goal is judged on those and is missed (below).",
+        "budget as the chunked-prefill size, the host time per step of the source's serving engine "
+        "(opbsim/emulator/serving_engines.py). Nothing is fitted to these points: the GPU kernel efficiencies come "
+        "from kernel-level benchmarks (opbsim/hardware/gpu_efficiency.py), the engines' host time from the "
+        "engines' own profiles. Goal of issue 20: TPOT MAPE <= 10%, TTFT MAPE <= 20%; these sources publish batch "
+        "latency (`latency_s`, vLLM benchmark_latency: one prefill and output-1 decode steps, so at 32 in / 128 "
+        "out a decode-step measurement), throughput and batch-1 TTFT (TensorRT-LLM), no TPOT; the goal is judged "
+        "on those and is missed (below).",
         "",
         "Sources:",
         "",

@@ -22,6 +22,22 @@ def test_the_repository_data_file_holds_at_least_30_points_of_4_models_2_of_them
     assert {"mixtral-8x7b", "mixtral-8x22b"} <= models  # two MoE models among them
 
 
+def test_the_data_spans_30_distinct_configurations_and_holds_ttft_points():
+    data = load_measured()
+    configs = {(p.gpu, p.tp, p.model, p.input_tokens, p.output_tokens, p.concurrency, p.source) for p in data.points
+               if p.moe_kernel_config != "default"}  # a default-kernel row repeats its tuned row's configuration
+    assert len(configs) >= 30
+    assert any(name == "ttft_ms" for p in data.points for name, _ in p.measured)
+
+
+def test_every_source_names_a_serving_engine_preset():
+    from opbsim.emulator.serving_engines import SERVING_ENGINES
+
+    data = load_measured()
+    assert all(s.serving_engine in SERVING_ENGINES for s in data.sources.values())
+    assert data.sources["vllm-3692"].serving_engine == "vllm-pre-0.6"  # vLLM of March 2024, before multi-step
+
+
 def test_every_point_names_a_known_source_gpu_preset_and_metric():
     data = load_measured()
     for p in data.points:
@@ -44,7 +60,8 @@ def test_every_gpu_of_the_data_is_a_registered_device():
     (lambda d: d["points"][0]["measured"].update(latency_s=-1),
      r"^point [^:]+: measured.latency_s: must be a finite positive number, got -1$"),
     (lambda d: d["points"][0]["measured"].update(speed=3),
-     r"^point [^:]+: measured.speed: unknown metric \(known: latency_s, output_tokens_per_s, ttft_ms, tpot_ms\)$"),
+     r"^point [^:]+: measured.speed: unknown metric \(known: latency_s, output_tokens_per_s, "
+     r"output_tokens_per_s_per_gpu, ttft_ms, tpot_ms\)$"),
     (lambda d: d["points"][0].update(tp=3),
      r"^point [^:]+: tp: 3 does not divide gpus \(2\)$"),
     (lambda d: d["points"][0].update(source="nowhere"),
