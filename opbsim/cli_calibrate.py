@@ -20,6 +20,7 @@ import click
 
 from opbsim.cli_path import FilePath, make_out_dir
 from opbsim.errors import InputError
+from opbsim.isa.types import Space
 
 __all__ = ["calibrate_cmd", "model_seconds", "write_report"]
 
@@ -45,7 +46,7 @@ def model_seconds(timing, device) -> float:
     HBM; attention's scores and probabilities in SRAM, as the compiler places them)."""
     from opbsim.emulator.asmbuild import AsmBuilder
     from opbsim.emulator.engine import run
-    from opbsim.isa.types import DType, Space
+    from opbsim.isa.types import DType
 
     hbm, sram, bf16, fp32 = Space.HBM, Space.SRAM, DType.BF16, DType.FP32
     b = AsmBuilder(f"calibration: {timing.op} {dict(timing.params)}")
@@ -93,7 +94,7 @@ def _markdown(info: dict, device, timings, preds, when: str) -> str:
     vendor = {t.param("tokens"): t for t in timings if t.op == "gemm-vendor"}
     attn = [t for t in timings if t.op == "attention"]
     xpu = next(u for u in device.units if u.unit.name == "XPU")
-    hbm = next(c for c in device.channels if c.name == "hbm")
+    hbm = next(c for c in device.channels if c.name == device.path(xpu.unit, Space.HBM).channels[0])
     lines = [f"# GPU calibration: measured vs the `{device.name}` model", "",
              f"Measured by `opbsim calibrate --gpu` on {when}.", "",
              "| GPU | compute capability | SMs | driver | CUDA driver API | SM clock now / max (MHz) "
@@ -142,7 +143,7 @@ def _plot(info: dict, device, timings, preds) -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     xpu = next(u for u in device.units if u.unit.name == "XPU")
-    bw = next(c for c in device.channels if c.name == "hbm").bw_GBps
+    bw = device.channel_bw_GBps(device.path(xpu.unit, Space.HBM).channels[0])
     opb = [2.0 ** (i / 4) for i in range(-4, 44)]
     ax.plot(opb, [min(xpu.matrix_TFLOPS, o * bw / 1e3) for o in opb], color="0.3",
             label=f"model roofline ({device.name})")

@@ -31,8 +31,8 @@ def engine_tile_cycles(lanes: int, k: int, rows: int, weight_bytes_per_cycle: fl
         base,
         units=tuple(replace(u, matrix_TFLOPS=2 * lanes * clock_Hz / 1e12, issue_ns=0.0) if u.unit is Unit.PIM else u
                     for u in base.units),
-        channels=tuple(Channel(name=c.name, bw_GBps=bytes_per_cycle * clock_Hz / 1e9) if c.name == "hbm_internal"
-                       else c for c in base.channels),
+        channels=tuple(Channel(name=c.name, bw_GBps=bytes_per_cycle * clock_Hz / 1e9)
+                       if c.name in base.channels_to(Space.HBM, pim=True) else c for c in base.channels),
     )
     descs = (
         Descriptor("x", Space.PIMBUF, 0, DType.BF16, (1, k), (k, 1)),

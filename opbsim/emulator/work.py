@@ -215,9 +215,10 @@ def achievable_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
         t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * eff.gemm_fraction(work.gemm_rows))
     if work.vector_flops:
         t += work.vector_flops / (spec.vector_TFLOPS * 1e12)
-    hbm = channel_bytes(device, inst, work).get("hbm", 0)
-    if hbm:
-        t = max(t, hbm / (device.channel_bw_GBps("hbm") * 1e9 * eff.hbm_fraction))
+    by_channel = channel_bytes(device, inst, work)
+    for name in device.channels_to(Space.HBM):
+        if by_channel.get(name):
+            t = max(t, by_channel[name] / (device.channel_bw_GBps(name) * 1e9 * eff.hbm_fraction))
     return max(t, peak)
 
 

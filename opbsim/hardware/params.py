@@ -52,33 +52,46 @@ class HwParam:
 
 
 def _channels(spec: DeviceSpec, names: tuple[str, ...], bw_GBps: float, what: str) -> DeviceSpec:
-    have = {c.name for c in spec.channels}
-    if not have & set(names):
-        raise InputError(f"device {spec.name} has no {what} ({' or '.join(names)} channel)")
+    if not names:
+        raise InputError(f"device {spec.name} has no {what}")
     return replace(spec, channels=tuple(replace(c, bw_GBps=bw_GBps) if c.name in names else c for c in spec.channels))
 
 
-def _channel_bw(*names: str) -> Callable[[DeviceSpec], float | None]:
+def _hbm(spec: DeviceSpec) -> tuple[str, ...]:
+    """The external HBM channels: those of the paths into HBM from units other than PIM."""
+    return spec.channels_to(Space.HBM)
+
+
+def _pim(spec: DeviceSpec) -> tuple[str, ...]:
+    """The PIM channels: those of the PIM unit's paths into HBM (first) and into its buffers."""
+    return spec.channels_to(Space.HBM, pim=True) + spec.channels_to(Space.PIMBUF, pim=True)
+
+
+def _ddr(spec: DeviceSpec) -> tuple[str, ...]:
+    return spec.channels_to(Space.DDR)
+
+
+def _bw_of(names: Callable[[DeviceSpec], tuple[str, ...]]) -> Callable[[DeviceSpec], float | None]:
     def read(spec: DeviceSpec) -> float | None:
-        return next((c.bw_GBps for c in spec.channels if c.name in names), None)
+        have = names(spec)
+        return spec.channel_bw_GBps(have[0]) if have else None
     return read
 
 
 def _hbm_bw(spec: DeviceSpec, bw_GBps: float) -> DeviceSpec:
-    pim = _channel_bw("hbm_internal")(spec)
-    multiple = None if pim is None else pim / spec.channel_bw_GBps("hbm")
-    spec = _channels(spec, ("hbm",), bw_GBps, "HBM")
+    multiple = _read_multiple(spec)
+    spec = _channels(spec, _hbm(spec), bw_GBps, "HBM")
     return spec if multiple is None else _pim_multiple(spec, multiple)
 
 
 def _pim_bw(spec: DeviceSpec, bw_GBps: float) -> DeviceSpec:
-    return _channels(spec, ("hbm_internal", "pimbuf"), bw_GBps, "PIM")
+    return _channels(spec, _pim(spec), bw_GBps, "PIM")
 
 
 def _pim_multiple(spec: DeviceSpec, multiple: float) -> DeviceSpec:
-    if "hbm_internal" not in {c.name for c in spec.channels}:
-        raise InputError(f"device {spec.name} has no PIM (hbm_internal channel)")
-    return _pim_bw(spec, multiple * spec.channel_bw_GBps("hbm"))
+    if not _pim(spec):
+        raise InputError(f"device {spec.name} has no PIM")
+    return _pim_bw(spec, multiple * spec.channel_bw_GBps(_hbm(spec)[0]))
 
 
 def _tflops(unit: Unit) -> Callable[[DeviceSpec, float], DeviceSpec]:
@@ -90,8 +103,8 @@ def _tflops(unit: Unit) -> Callable[[DeviceSpec, float], DeviceSpec]:
 
 
 def _read_multiple(spec: DeviceSpec) -> float | None:
-    pim = _channel_bw("hbm_internal")(spec)
-    return None if pim is None else pim / spec.channel_bw_GBps("hbm")
+    pim, hbm = _bw_of(_pim)(spec), _bw_of(_hbm)(spec)
+    return None if pim is None or hbm is None else pim / hbm
 
 
 def _read_tflops(unit: Unit) -> Callable[[DeviceSpec], float | None]:
@@ -159,12 +172,12 @@ def _latency_scale(spec: DeviceSpec, scale: float) -> DeviceSpec:
 
 HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
     HwParam("pim_bw_multiple", "PIM internal bandwidth / external HBM bandwidth", _pim_multiple, _read_multiple),
-    HwParam("pim_bw_GBps", "PIM internal bandwidth, GB/s", _pim_bw, _channel_bw("hbm_internal")),
+    HwParam("pim_bw_GBps", "PIM internal bandwidth, GB/s", _pim_bw, _bw_of(_pim)),
     HwParam("pim_TFLOPS", "PIM matrix throughput, TFLOP/s", _tflops(Unit.PIM), _read_tflops(Unit.PIM)),
     HwParam("xpu_TFLOPS", "xPU matrix throughput, TFLOP/s", _tflops(Unit.XPU), _read_tflops(Unit.XPU)),
     HwParam("pcu_TFLOPS", "PCU matrix throughput, TFLOP/s", _tflops(Unit.PCU), _read_tflops(Unit.PCU)),
-    HwParam("hbm_bw_GBps", "external HBM bandwidth, GB/s (PIM bandwidth follows)", _hbm_bw, _channel_bw("hbm")),
-    HwParam("ddr_bw_GBps", "DDR bandwidth, GB/s", lambda s, v: _channels(s, ("ddr",), v, "DDR"), _channel_bw("ddr")),
+    HwParam("hbm_bw_GBps", "external HBM bandwidth, GB/s (PIM bandwidth follows)", _hbm_bw, _bw_of(_hbm)),
+    HwParam("ddr_bw_GBps", "DDR bandwidth, GB/s", lambda s, v: _channels(s, _ddr(s), v, "DDR"), _bw_of(_ddr)),
     HwParam("hbm_GiB", "HBM capacity, GiB", _capacity(Space.HBM, GiB), _read_capacity(Space.HBM, GiB)),
     HwParam("sram_MiB", "on-chip SRAM capacity, MiB", _capacity(Space.SRAM, MiB), _read_capacity(Space.SRAM, MiB)),
     HwParam("ddr_GiB", "DDR capacity, GiB", _capacity(Space.DDR, GiB), _read_capacity(Space.DDR, GiB)),

@@ -244,6 +244,12 @@ class DeviceSpec:
                 return m
         raise InputError(f"device {self.name} has no {space.name.lower()} memory")
 
+    def channels_to(self, space: Space, *, pim: bool = False) -> tuple[str, ...]:
+        """The channels of the paths into ``space``: from the PIM unit (``pim``) or from every other
+        unit; each once, in path order. Code outside a device's preset names its channels this way."""
+        names = (c for p in self.paths if p.space is space and (p.unit is Unit.PIM) == pim for c in p.channels)
+        return tuple(dict.fromkeys(names))
+
     def path(self, unit: Unit, space: Space) -> Path:
         for p in self.paths:
             if p.unit is unit and p.space is space:

@@ -117,7 +117,8 @@ def variant_of(device: DeviceSpec, key: str) -> DeviceSpec:
     """``device`` changed as the variant ``key`` (``variant_keys``) says."""
     if key == PER_BANK:
         hbm = replace(SN40L_HBM, refresh="per-bank")
-        channels = tuple(replace(c, bw_GBps=hbm.sustained_GBps(HBM_PEAK_GBps)) if c.name == "hbm" else c
+        external = device.channels_to(Space.HBM)
+        channels = tuple(replace(c, bw_GBps=hbm.sustained_GBps(HBM_PEAK_GBps)) if c.name in external else c
                          for c in device.channels)
         return replace(device, channels=channels)
     param, factor = key.rsplit(" x", 1)
