@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from opbsim.cli_validate_gpu import layer_case, run_layer
+from opbsim.emulator.validation.gpu_layers import layer_case, run_layer
 from opbsim.emulator.validation.gqa import GQAConfig
 from opbsim.emulator.validation.moe import MoEConfig
 from opbsim.reference.numpy_ops import NumpyOps

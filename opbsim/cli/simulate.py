@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_device import device_of, device_options
-from opbsim.cli_parallel import layout_of, parallel_options
-from opbsim.cli_path import FilePath
-from opbsim.cli_progress import progress_bar, progress_option
+from opbsim.cli.device import device_of, device_options
+from opbsim.cli.parallel import layout_of, parallel_options
+from opbsim.cli.path import FilePath
+from opbsim.cli.progress import progress_bar, progress_option
 from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
 from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
 from opbsim.errors import InputError

@@ -13,21 +13,21 @@ from pathlib import Path
 import click
 
 from opbsim import __version__
-from opbsim.cli_bench import bench
-from opbsim.cli_calibrate import calibrate_cmd
-from opbsim.cli_coe import coe_cmd
-from opbsim.cli_compare import compare_cmd, demo_cmd
-from opbsim.cli_compile import compile_cmd
-from opbsim.cli_device import DEVICE_HELP, hw_option, spec_of
-from opbsim.cli_devices import devices_group
-from opbsim.cli_models import models_group
-from opbsim.cli_path import FilePath, bad_input
-from opbsim.cli_reproduce import reproduce
-from opbsim.cli_rtl import rtl
-from opbsim.cli_run import run_cmd
-from opbsim.cli_simulate import simulate_cmd
-from opbsim.cli_sweep import sweep_cmd
-from opbsim.cli_validate import validate_cmd
+from opbsim.cli.bench import bench
+from opbsim.cli.calibrate import calibrate_cmd
+from opbsim.cli.coe import coe_cmd
+from opbsim.cli.compare import compare_cmd, demo_cmd
+from opbsim.cli.compile import compile_cmd
+from opbsim.cli.device import DEVICE_HELP, hw_option, spec_of
+from opbsim.cli.devices import devices_group
+from opbsim.cli.models import models_group
+from opbsim.cli.path import FilePath, bad_input
+from opbsim.cli.reproduce import reproduce
+from opbsim.cli.rtl import rtl
+from opbsim.cli.run import run_cmd
+from opbsim.cli.simulate import simulate_cmd
+from opbsim.cli.sweep import sweep_cmd
+from opbsim.cli.validate import validate_cmd
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 from opbsim.isa import assemble, decode, disassemble, encode

@@ -7,9 +7,9 @@ import resource
 
 import click
 
-from opbsim.cli_device import DEVICE_HELP, POLICY_HELP, device_of, hw_option
-from opbsim.cli_path import bad_input
-from opbsim.cli_progress import progress_bar, progress_option
+from opbsim.cli.device import DEVICE_HELP, POLICY_HELP, device_of, hw_option
+from opbsim.cli.path import bad_input
+from opbsim.cli.progress import progress_bar, progress_option
 
 __all__ = ["run_cmd"]
 

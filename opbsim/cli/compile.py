@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_device import device_of, device_options
-from opbsim.cli_parallel import PARALLEL_HELP, layout_of
-from opbsim.cli_path import FilePath
+from opbsim.cli.device import device_of, device_options
+from opbsim.cli.parallel import PARALLEL_HELP, layout_of
+from opbsim.cli.path import FilePath
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 

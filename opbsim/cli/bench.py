@@ -6,7 +6,7 @@ import json
 
 import click
 
-from opbsim.cli_path import bad_input
+from opbsim.cli.path import bad_input
 from opbsim.errors import InputError
 
 __all__ = ["bench"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_device import hw_of, hw_option
-from opbsim.cli_parallel import layout_given, parallel_of, parallel_options
-from opbsim.cli_path import FilePath, make_out_dir
-from opbsim.cli_progress import progress_bar
+from opbsim.cli.device import hw_of, hw_option
+from opbsim.cli.parallel import layout_given, parallel_of, parallel_options
+from opbsim.cli.path import FilePath, make_out_dir
+from opbsim.cli.progress import progress_bar
 from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
 from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
 from opbsim.errors import InputError

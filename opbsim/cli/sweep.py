@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_path import FilePath
+from opbsim.cli.path import FilePath
 from opbsim.errors import InputError
 
 __all__ = ["sweep_cmd"]

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from opbsim.cli_path import bad_input
+from opbsim.cli.path import bad_input
 
 __all__ = ["validate_cmd"]
 
@@ -79,7 +79,7 @@ def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, expe
             raise InputError(f"{name} at these sizes needs {cfg.footprint_B() / 2**20:,.0f} MiB, over --max-mib "
                              f"{max_mib}")
     if gpu:
-        from opbsim.cli_validate_gpu import validate_on_gpu
+        from opbsim.cli.validate_gpu import validate_on_gpu
 
         validate_on_gpu(chosen, seed, as_json, None if backend == "auto" else backend)
         return

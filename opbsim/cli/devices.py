@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_device import hw_option, spec_of
-from opbsim.cli_path import FilePath
+from opbsim.cli.device import hw_option, spec_of
+from opbsim.cli.path import FilePath
 from opbsim.fileio import atomic_write_text
 
 __all__ = ["devices_group"]
@@ -61,7 +61,7 @@ def show_cmd(device: str, hw: tuple[str, ...], as_json: bool) -> None:
 def export_cmd(device: str, output: Path | None, name: str | None) -> None:
     """A device file for DEVICE with every hardware parameter it takes: edit hw, then pass the file
     as -d FILE.json."""
-    from opbsim.cli_path import check_output
+    from opbsim.cli.path import check_output
     from opbsim.hardware import get_device
     from opbsim.hardware.device_file import device_file
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from opbsim.cli_path import FilePath, check_output
+from opbsim.cli.path import FilePath, check_output
 
 __all__ = ["reproduce"]
 

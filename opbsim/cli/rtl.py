@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from opbsim.cli_path import bad_input
+from opbsim.cli.path import bad_input
 from opbsim.errors import InputError
 
 __all__ = ["rtl"]
