@@ -104,8 +104,8 @@ def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, comma
         "from kernel-level benchmarks (opbsim/hardware/gpu_efficiency.py), the engines' host time from the "
         "engines' own profiles. Goal of issue 20: TPOT MAPE <= 10%, TTFT MAPE <= 20%; these sources publish batch "
         "latency (`latency_s`, vLLM benchmark_latency: one prefill and output-1 decode steps, so at 32 in / 128 "
-        "out a decode-step measurement), throughput and batch-1 TTFT (TensorRT-LLM), no TPOT; the goal is judged "
-        "on those and is missed (below).",
+        "out a decode-step measurement), throughput, batch-1 TTFT (TensorRT-LLM) and, on H200 at concurrency 1, "
+        "TPOT and TTFT (vLLM 0.19 / 0.20, issue #41306); the goal is judged on those and is missed (below).",
         "",
         "Sources:",
         "",
