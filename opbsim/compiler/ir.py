@@ -138,12 +138,14 @@ class View:
 @dataclass(frozen=True, slots=True)
 class Draft:
     """An instruction before emission: operands are Views (descriptors) or immediates. ``note``
-    names its op when that differs from its kernel's (a fused kernel spans several ops)."""
+    names its op when that differs from its kernel's (a fused kernel spans several ops); ``grouped``:
+    a routed expert's GEMM, part of the layer's fused-MoE (grouped GEMM) kernel."""
 
     mnemonic: str
     unit: Unit
     operands: tuple[View | int | float, ...]
     note: str = ""
+    grouped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,8 @@ class Lowerer:
             strides.append(stride if have == want else 0)
         return View(view.buffer, view.space, view.base_B, view.dtype, shape, tuple(strides))
 
-    def emit(self, mnemonic: str, *operands: View | int | float) -> None:
-        self._drafts.append(Draft(mnemonic, self._unit, tuple(operands)))
+    def emit(self, mnemonic: str, *operands: View | int | float, grouped: bool = False) -> None:
+        self._drafts.append(Draft(mnemonic, self._unit, tuple(operands), grouped=grouped))
 
     def rows(self, view: View, start: int, count: int) -> View:
         """Rows [start, start + count) of a view whose first axis is rows."""

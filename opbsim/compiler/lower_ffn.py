@@ -97,12 +97,12 @@ def lower_ffn(lw: Lowerer, op: Op) -> None:
         lw.layout.reset_scratch()
         gu = lw.scratch("gate_up", m.dtype, (rows, up_width))
         a = lw.scratch("act", m.dtype, (rows, width))
-        lw.emit("gemm", gu, lw.rows(x, r, rows), w_up)
+        lw.emit("gemm", gu, lw.rows(x, r, rows), w_up, grouped=expert is not None)
         lw.emit(_ACTIVATION[act], a, View(gu.buffer, gu.space, gu.base_B, m.dtype, (rows, width), (up_width, 1)))
         if gated:
             up = View(gu.buffer, gu.space, gu.base_B + width * 2, m.dtype, (rows, width), (up_width, 1))
             lw.emit("mul", a, a, up)
-        lw.emit("gemm", lw.rows(y, r, rows), a, w_down)
+        lw.emit("gemm", lw.rows(y, r, rows), a, w_down, grouped=expert is not None)
 
 
 def lower_combine(lw: Lowerer, op: Op) -> None:

@@ -41,6 +41,7 @@ class Work:
     collective: tuple[Collective, int, int] | None = None
     streams: tuple[Stream, ...] = ()
     gemm_rows: int = 0  # a GEMM's output rows (M), what its tensor-core tiles are padded by
+    grouped_gemm: bool = False  # one expert's GEMM of a fused-MoE (grouped GEMM) kernel
 
     @property
     def total_B(self) -> int:
@@ -81,7 +82,7 @@ def _gemm(program: Program, inst: Instruction) -> Work:
     dst, a = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "a")
     k = a.shape[-1]
     rows = dst.shape[-2] if len(dst.shape) >= 2 else 1
-    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k, gemm_rows=rows)
+    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k, gemm_rows=rows, grouped_gemm=inst.grouped)
 
 
 def _elementwise(program: Program, inst: Instruction) -> Work:
@@ -212,7 +213,8 @@ def achievable_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
     spec = device.compute(inst.unit)
     t = 0.0
     if work.matrix_flops:
-        t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * eff.gemm_fraction(work.gemm_rows))
+        fraction = eff.gemm_fraction(work.gemm_rows, grouped=work.grouped_gemm)
+        t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * fraction)
     if work.vector_flops:
         t += work.vector_flops / (spec.vector_TFLOPS * 1e12)
     by_channel = channel_bytes(device, inst, work)

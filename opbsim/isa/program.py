@@ -32,12 +32,15 @@ class Instruction:
     Descriptor operands are descriptor-table indices, label operands instruction indices, F32
     operands Python floats exactly representable in binary32. ``note`` is free text (the op an
     instruction was compiled from); it is printed as a comment and not part of equality.
+    ``grouped``: a GEMM that is one expert's part of a fused-MoE (grouped GEMM) kernel, which a
+    device's kernel model may time differently; not encoded and not part of equality.
     """
 
     mnemonic: str
     unit: Unit
     operands: tuple[Operand, ...]
     note: str = field(default="", compare=False)
+    grouped: bool = field(default=False, compare=False)
 
     @property
     def spec(self) -> OpSpec:

@@ -70,11 +70,14 @@ _CAUSES = (
     "The RFC gives 5-13 ms as the range and the sampler's share grows with batch, so 4 ms is a lower end. "
     "(2) Tensor-parallel all-reduce latency: two per layer (56 layers of Mixtral-8x22B, 40 of DBRX), at a few "
     "tens of microseconds each in NCCL or vLLM's custom all-reduce of that time, more than the collective model "
-    "charges at these small sizes; tp 8 misses more than tp 4. (3) The 2024 Triton fused-MoE kernel at moderate "
-    "rows per expert: the measured latency rises with batch (DBRX tp 8: 2.3 s at batch 8, 3.3 s at 64) while "
-    "ours, bandwidth-bound on the experts' weights, barely moves; the kernel-level efficiencies used here "
-    "(hardware/gpu_efficiency.py) are those of tuned vendor GEMMs, not of that Triton kernel, and no per-shape "
-    "benchmark of it is in the model yet. (4) The 'default' rows ran the same engine with untuned MoE kernel "
+    "charges at these small sizes; tp 8 misses more than tp 4. (3) The fused-MoE kernel: its expert GEMMs now "
+    "run at the grouped-GEMM fraction measured by vLLM's benchmark_moe.py (0.49 of the H100 peak, 0.52 of the "
+    "A100's; hardware/gpu_efficiency.py), which slowed the prompts (Mixtral 1000-token batches, the H200 TTFT) "
+    "and took the latency MAPE from 18.4% to the figure above; the same benchmark streams the expert weights at "
+    "0.85-0.97 of the HBM bandwidth at 8-128 tokens, so the decode-side miss of DBRX and Mixtral-8x22B at "
+    "batch 32-64 (measured latency rising with batch, ours flat) is not that kernel's bandwidth in today's "
+    "vLLM; the 2024 Triton kernel and its configs of the time were not benchmarked per shape in any source "
+    "found. (4) The 'default' rows ran the same engine with untuned MoE kernel "
     "configurations, 5-30% slower than 'tuned': the spread one engine shows on one GPU, kept as measured. "
     "(5) TTFT of a 128-token prompt at batch 1 (TensorRT-LLM 0.5, A100): measured 16 ms (7B) and 47 ms (70B, "
     "tp 4), ours about half: ours is the weight stream of one forward pass; the measurement (a run with one "
@@ -83,7 +86,12 @@ _CAUSES = (
     "compute-bound, ours is within 10%. (6) Throughput with long outputs (TensorRT-LLM 0.6.1, 128 in / 2048 "
     "out; ML.ENERGY Llama-3-70B, vLLM 0.11.1) is too high: decode attention over long contexts runs at the "
     "HBM fraction of streaming kernels here, and the V1 engine's host time is not modelled (no per-step figure "
-    "of its own found).")
+    "of its own found). (7) TPOT at concurrency 1 on 8 x H200 (vLLM 0.19 / 0.20): ours 28-55% too fast. At tp "
+    "8 a decode step of Mixtral-8x7B streams under 1 ms of weights per GPU; the rest of the measured 2.66 ms "
+    "is per-layer latency that is not modelled: 64 all-reduces of a few kilobytes each, kernel launches "
+    "between CUDA-graph-captured pieces, the sampler. The tensor parallelism (8) and BF16 are assumptions: "
+    "the issue's reproduction commands were cut off in the stored text. 0.19 to 0.20 the same engine "
+    "measured 21% slower on Mixtral: the spread between versions.")
 
 
 def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, command: str) -> str:
@@ -104,8 +112,8 @@ def section_markdown(results: tuple[PointResult, ...], data: MeasuredData, comma
         "from kernel-level benchmarks (opbsim/hardware/gpu_efficiency.py), the engines' host time from the "
         "engines' own profiles. Goal of issue 20: TPOT MAPE <= 10%, TTFT MAPE <= 20%; these sources publish batch "
         "latency (`latency_s`, vLLM benchmark_latency: one prefill and output-1 decode steps, so at 32 in / 128 "
-        "out a decode-step measurement), throughput and batch-1 TTFT (TensorRT-LLM), no TPOT; the goal is judged "
-        "on those and is missed (below).",
+        "out a decode-step measurement), throughput, batch-1 TTFT (TensorRT-LLM) and, on H200 at concurrency 1, "
+        "TPOT and TTFT (vLLM 0.19 / 0.20, issue #41306); the goal is judged on those and is missed (below).",
         "",
         "Sources:",
         "",

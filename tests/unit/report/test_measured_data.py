@@ -30,6 +30,14 @@ def test_the_data_spans_30_distinct_configurations_and_holds_ttft_points():
     assert any(name == "ttft_ms" for p in data.points for name, _ in p.measured)
 
 
+def test_the_data_spans_three_gpu_kinds_and_holds_tpot_points_of_mixtral_8x7b_on_h200():
+    data = load_measured()
+    assert {p.gpu for p in data.points} >= {"a100-80gb", "h100-sxm", "h200"}
+    tpot = {p.source: dict(p.measured)["tpot_ms"] for p in data.points
+            if p.gpu == "h200" and p.model == "mixtral-8x7b"}
+    assert tpot == {"vllm-41306-v0.19": 2.66, "vllm-41306-v0.20": 3.22}  # vLLM issue #41306, concurrency 1
+
+
 def test_every_source_names_a_serving_engine_preset():
     from opbsim.emulator.serving_engines import SERVING_ENGINES
 
