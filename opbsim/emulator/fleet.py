@@ -144,14 +144,15 @@ class _EventLoop:
                         self._send(i, k, t)
                 i += 1
                 continue
-            t, _, k = heapq.heappop(heap)
-            self.scheduled[k] = False
+            t, _, k = heapq.heappop(heap)  # scheduled[k] stays True: what is sent now joins this start
             rep = reps[k]
             if rep.running:
                 rep.finish()
             self._refill(k, t)
             end = rep.start(t)
-            if end is not None:
+            if end is None:
+                self.scheduled[k] = False
+            else:
                 self._push(end, k)
 
     def _push(self, t: float, k: int) -> None:

@@ -12,9 +12,17 @@ import numpy as np
 
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.energy import EnergyParts, static_energy
-from opbsim.emulator.fleet import Dispatch, FleetConfig, ReplicaRun, assignment_of, run_group, simulate_replicas, \
-    timer_for
+from opbsim.emulator.fleet import (
+    Dispatch,
+    FleetConfig,
+    ReplicaRun,
+    assignment_of,
+    run_group,
+    simulate_replicas,
+    timer_for,
+)
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
+from opbsim.emulator.stage_timer import StageTimer
 from opbsim.errors import InputError
 from opbsim.isa.types import Space
 from opbsim.workloads.models import ModelConfig
@@ -57,6 +65,7 @@ class FleetResult:
     tokens_per_s: float
     tokens_per_s_per_replica: float
     requests_per_s: float  # offered: requests / last arrival
+    served_requests_per_s: float  # requests / duration
     tbt_p50_ms: float
     tbt_p90_ms: float
     tbt_p99_ms: float
@@ -97,15 +106,17 @@ def _capacity(model: ModelConfig, cluster: Cluster, trace: Trace) -> int:
 
 
 def simulate_fleet(model: ModelConfig, cluster: Cluster, trace: Trace, config: FleetConfig, *,
-                   on_dispatch: Dispatch | None = None) -> FleetResult:
+                   on_dispatch: Dispatch | None = None, timer: StageTimer | None = None) -> FleetResult:
     """Serve ``trace`` on ``config.replicas`` replicas of ``cluster``. Deterministic; for static
-    routers the same whatever ``workers`` or ``scheduler`` (``on_dispatch`` needs one process)."""
+    routers the same whatever ``workers`` or ``scheduler`` (``on_dispatch`` needs one process).
+    ``timer`` (made by ``fleet.timer_for`` for this model, cluster and config) may be shared
+    between in-process runs to reuse its memo."""
     capacity = _capacity(model, cluster, trace)
     max_batch = min(config.batch, capacity)
     assignment = assignment_of(config, len(trace))
     groups = _groups(config)
     if assignment is None or len(groups) == 1 or on_dispatch is not None:
-        timer = timer_for(model, cluster, config)
+        timer = timer or timer_for(model, cluster, config)
         runs = simulate_replicas(trace, config.policy, config.replicas, timer=timer, max_batch=max_batch,
                                  chunk_tokens=config.prefill_chunk_tokens, assignment=assignment,
                                  on_dispatch=on_dispatch)
@@ -185,6 +196,7 @@ def _result(model: ModelConfig, cluster: Cluster, trace: Trace, config: FleetCon
         capacity_batch=capacity, output_tokens=tokens, duration_s=duration, tokens_per_s=tokens / duration,
         tokens_per_s_per_replica=tokens / duration / config.replicas,
         requests_per_s=n / float(arrival[-1]) if arrival[-1] > 0 else float("inf"),
+        served_requests_per_s=n / duration,
         tbt_p50_ms=weighted_percentile(times * 1e3, weights, 50),
         tbt_p90_ms=weighted_percentile(times * 1e3, weights, 90),
         tbt_p99_ms=weighted_percentile(times * 1e3, weights, 99),
