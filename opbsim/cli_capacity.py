@@ -97,7 +97,8 @@ def capacity_cmd(model: str, slo_ttft_ms: float, slo_tpot_ms: float, batch: int,
                         "tokens_per_s": r.tokens_per_s, "meets_slo": ok}
                        for (rate, r), (_, ok) in zip(seen, found.runs)]}, indent=2))
     else:
-        click.echo(format_table(("requests/s", "served/s", "ttft p99 ms", "tpot p99 ms", "tokens/s", "meets SLO"), rows))
+        header = ("requests/s", "served/s", "ttft p99 ms", "tpot p99 ms", "tokens/s", "meets SLO")
+        click.echo(format_table(header, rows))
         click.echo(f"\ngoodput of {per} x {cluster.parallel.label} {cluster.device.name} ({cfg.name}, p99 TTFT <= "
                    f"{slo_ttft_ms:g} ms, p99 TPOT <= {slo_tpot_ms:g} ms): {found.lo_per_s:.3f} requests/s "
                    f"({found.lo_per_s / per:.3f} per replica); {found.hi_per_s:.3f} fails")

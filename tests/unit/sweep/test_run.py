@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from opbsim.cli import cli
+from opbsim.emulator.energy import COMPONENTS
 from opbsim.errors import InputError
 from opbsim.report.sweep_run import run_config, run_sweep
 from opbsim.report.sweep_spec import config_hash, load_sweep
-from opbsim.emulator.energy import COMPONENTS
 from opbsim.report.sweep_store import METRICS, columns_of
 
 
