@@ -30,8 +30,10 @@ KEEP_UP = 0.9  # a trial fails when the cluster serves fewer requests/s than thi
               help="Most requests running at once on a replica.")
 @click.option("--lin", type=click.IntRange(min=1), help="Prompt tokens (mean with --lin-std).")
 @click.option("--lout", type=click.IntRange(min=1), help="Output tokens (mean with --lout-std).")
-@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian prompt lengths (0: fixed).")
+@click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Standard deviation of Gaussian output lengths (0: fixed).")
 @click.option("--requests", "num_requests", type=click.IntRange(min=1),
               help="Requests per trial rate [default: 1000 per replica]; the trace must last much longer than "
                    "one request's latency. With --trace-file: its requests, replayed faster or slower.")
@@ -39,9 +41,12 @@ KEEP_UP = 0.9  # a trial fails when the cluster serves fewer requests/s than thi
               help="First rate tried [default: 1 request/s per replica].")
 @click.option("--tolerance", type=click.FloatRange(0.001, 0.5), default=0.02, show_default=True,
               help="Stop when the passing and failing rates are this close (relative).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True)
-@click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the request lengths, arrivals and random router.")
+@click.option("--prefill-chunk", type=click.IntRange(min=0), default=8192, show_default=True,
+              help="Most prompt tokens per stage (chunked prefill); 0: whole prompts.")
+@click.option("--buckets", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Stage shape buckets per power of two (0: compile every distinct stage).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @fleet_options
 def capacity_cmd(model: str, slo_ttft_ms: float, slo_tpot_ms: float, batch: int, lin: int | None, lout: int | None,
