@@ -45,7 +45,8 @@ class FleetConfig:
     """``replicas`` copies of the layout, each running at most ``batch`` requests (capped by
     capacity); ``router`` a name in router.ROUTERS; ``seed`` seeds the random router;
     ``workers`` local processes for static routers (1: this process); ``scheduler`` a Dask
-    address instead; ``buckets`` shape buckets per octave (0: exact stages)."""
+    address instead; ``buckets`` shape buckets per octave (0: exact stages); ``collapse`` runs
+    of identical decode-only stages in one step (replica.py; the same result)."""
 
     replicas: int
     batch: int
@@ -56,6 +57,7 @@ class FleetConfig:
     scheduler: str | None = None
     buckets: int = 8
     overlap: bool = False
+    collapse: bool = True  # False: every stage one step of the event loop (the reference for the shortcuts)
 
     def __post_init__(self) -> None:
         for name in ("replicas", "batch", "workers"):
@@ -93,7 +95,7 @@ def timer_for(model: ModelConfig, cluster: Cluster, config: FleetConfig) -> Stag
 
 def simulate_replicas(trace: Trace, policy: RouterPolicy, replicas: int, *, timer: StageTimer, max_batch: int,
                       chunk_tokens: int, assignment: np.ndarray | None = None,
-                      on_dispatch: Dispatch | None = None) -> list[ReplicaRun]:
+                      on_dispatch: Dispatch | None = None, collapse: bool = True) -> list[ReplicaRun]:
     """Serve ``trace`` on ``replicas`` replicas in one event loop. ``assignment`` (static
     policies): each request's replica. ``on_dispatch`` is told of every send, with the replica's
     occupancy before it (for tests of the router's contract)."""
@@ -102,7 +104,9 @@ def simulate_replicas(trace: Trace, policy: RouterPolicy, replicas: int, *, time
     out = trace.output_tokens.tolist()
     first = np.full(n, np.nan)
     done = np.full(n, np.nan)
-    reps = [Replica(timer, max_batch, chunk_tokens, inp, out, first, done) for _ in range(replicas)]
+    memo: dict = {}
+    reps = [Replica(timer, max_batch, chunk_tokens, inp, out, first, done, memo=memo, collapse=collapse)
+            for _ in range(replicas)]
     owner = np.full(n, -1, dtype=np.int64)
     loop = _EventLoop(reps, policy, owner, on_dispatch)
     loop.run(trace.arrival_s.tolist(), None if assignment is None else assignment.tolist())
@@ -127,11 +131,19 @@ class _EventLoop:
 
     def run(self, arrival: list[float], assignment: list[int] | None) -> None:
         heap, reps, n, i = self.heap, self.reps, len(arrival), 0
+        inf = float("inf")
+        own: list[list[float]] = [[] for _ in reps]  # static: each replica's arrival times, in order
+        if assignment is not None:
+            for t, k in zip(arrival, assignment):
+                own[k].append(t)
+            own = [[*ts, inf] for ts in own]
+        nxt = [0] * len(reps)
         while i < n or heap:
             if i < n and (not heap or arrival[i] <= heap[0][0]):
                 t = arrival[i]
                 if assignment is not None:
                     k = assignment[i]
+                    nxt[k] += 1
                     if not self.waiting[k] and reps[k].occupancy < reps[k].max_batch:
                         self._send(i, k, t)
                     else:
@@ -149,7 +161,8 @@ class _EventLoop:
             if rep.running:
                 rep.finish()
             self._refill(k, t)
-            end = rep.start(t)
+            horizon = own[k][nxt[k]] if assignment is not None else (arrival[i] if i < n else inf)
+            end = rep.start(t, horizon)
             if end is None:
                 self.scheduled[k] = False
             else:
@@ -203,7 +216,8 @@ def run_group(model: ModelConfig, cluster: Cluster, config: FleetConfig, max_bat
     sub_assign = np.fromiter((local[g] for g in assignment[idx].tolist()), np.int64, len(idx))
     timer = timer_for(model, cluster, config)
     runs = simulate_replicas(trace.take(idx), config.policy, len(members), timer=timer, max_batch=max_batch,
-                             chunk_tokens=config.prefill_chunk_tokens, assignment=sub_assign)
+                             chunk_tokens=config.prefill_chunk_tokens, assignment=sub_assign,
+                             collapse=config.collapse)
     return [ReplicaRun(members[r.index], idx[r.requests], r.first_token_s, r.done_s, r.busy_s, r.stages, r.costs)
             for r in runs], timer.compiled_shapes
 

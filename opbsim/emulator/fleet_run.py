@@ -119,7 +119,7 @@ def simulate_fleet(model: ModelConfig, cluster: Cluster, trace: Trace, config: F
         timer = timer or timer_for(model, cluster, config)
         runs = simulate_replicas(trace, config.policy, config.replicas, timer=timer, max_batch=max_batch,
                                  chunk_tokens=config.prefill_chunk_tokens, assignment=assignment,
-                                 on_dispatch=on_dispatch)
+                                 on_dispatch=on_dispatch, collapse=config.collapse)
         shapes = timer.compiled_shapes
     else:
         args = [(model, cluster, config, max_batch, trace, g, assignment) for g in groups]

@@ -114,3 +114,11 @@ def test_a_replica_that_cannot_hold_the_weights_is_an_input_error():
     trace = Trace(np.array([0.0]), np.array([16]), np.array([2]))
     with pytest.raises(InputError, match="^does not fit: tiny-moe needs"):
         simulate_fleet(TINY_MOE, cluster(hbm_B=1024), trace, FleetConfig(replicas=1, batch=1))
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_collapsing_runs_of_decode_stages_gives_the_stage_by_stage_result(router):
+    trace = poisson_trace(400.0, GaussianLengths(48.0, 16.0, 40.0, 12.0), num_requests=150, seed=6)
+    fast = fleet(trace, replicas=3, router=router, batch=8)
+    slow = fleet(trace, replicas=3, router=router, batch=8, collapse=False)
+    assert fast.summary() == slow.summary()
