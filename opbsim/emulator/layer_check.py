@@ -1,10 +1,12 @@
 """One full-size decoder layer, compiled, executed on the functional executor and checked bit for
 bit against the numerics definition, with its error against the float64 golden layer.
 
-Weights are seeded per tensor name (bf16 bit patterns of magnitude 2^-10..2^-2, random signs; norm gains in [1, 2)) and
-generated twice rather than held twice: once, widened one tensor at a time, for the reference,
-and once into the emulated memory. The MoE layer is specialised on the routing the reference
-computes (docs/compiler.md, "Routing specialisation").
+Weights are seeded per tensor name (bf16 bit patterns of magnitude 2^-10..2^-2, random signs; norm
+gains in [1, 2)) and generated once: held in bf16 while the reference widens them one tensor at a
+time, then handed to the emulated memory, from which the float64 golden reads them back (a weight
+the program does not hold is generated again). The MoE layer is specialised on the routing the
+reference computes (docs/compiler.md, "Routing specialisation"). The golden checks a seeded
+sample of tokens (``golden_sample``) unless asked for all; every output is compared bit for bit.
 """
 
 from __future__ import annotations
@@ -91,12 +93,29 @@ class LayerCheck:
 
 
 class _Weights(Mapping[str, np.ndarray]):
-    """Seeded bf16 weights by name, widened to fp32 values on each access (nothing cached)."""
+    """Seeded bf16 weights by name, widened to fp32 values on each access. The bf16 bits of each
+    tensor are generated once and held until ``take`` hands them over (to the emulated memory),
+    so the layer's weights exist once in bf16 at any time."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int):
         self.shapes, self.seed = shapes, seed
+        self._held: dict[str, np.ndarray] = {}
 
     def raw(self, name: str) -> np.ndarray:
+        held = self._held.get(name)
+        if held is None:
+            held = self._held[name] = self._generate(name)
+        return held
+
+    def take(self, name: str) -> np.ndarray:
+        """The bits of ``name``, no longer held here."""
+        held = self._held.pop(name, None)
+        return self._generate(name) if held is None else held
+
+    def release(self) -> None:
+        self._held.clear()
+
+    def _generate(self, name: str) -> np.ndarray:
         rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
         r = rng.integers(0, 1 << 16, self.shapes[name], dtype=np.uint16)
         # sign and 7 mantissa bits as drawn; 3 bits pick the exponent: magnitudes 2^-10 .. 2^-2
@@ -230,7 +249,8 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     t0 = time.perf_counter()
     for name in compiled.buffers:
         if name in w.shapes:
-            memory.write_raw(compiled.buffers[name].descriptor(), w.raw(name))
+            memory.write_raw(compiled.buffers[name].descriptor(), w.take(name))
+    w.release()
     generate_s += time.perf_counter() - t0
     _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", stream)
     if delta is not None:
