@@ -122,8 +122,9 @@ def simulate_fleet(model: ModelConfig, cluster: Cluster, trace: Trace, config: F
                                  on_dispatch=on_dispatch, collapse=config.collapse)
         shapes = timer.compiled_shapes
     else:
-        args = [(model, cluster, config, max_batch, trace, g, assignment) for g in groups]
-        parts = _dask(args, config.scheduler) if config.scheduler else _local(args, len(groups))
+        common = (model, cluster, config, max_batch, trace)
+        parts = _dask(common, groups, assignment, config.scheduler) if config.scheduler else \
+            _local([(*common, g, assignment) for g in groups], len(groups))
         runs = sorted((r for rs, _ in parts for r in rs), key=lambda r: r.index)
         shapes = sum(n for _, n in parts)
     return _result(model, cluster, trace, config, runs, max_batch, capacity, shapes)
@@ -149,7 +150,9 @@ def _local(args: list[tuple], workers: int) -> list[tuple[list[ReplicaRun], int]
             raise InputError("a worker process died (out of memory?); try fewer --workers") from None
 
 
-def _dask(args: list[tuple], scheduler: str) -> list[tuple[list[ReplicaRun], int]]:
+def _dask(common: tuple, groups: list[list[int]], assignment: np.ndarray,
+          scheduler: str) -> list[tuple[list[ReplicaRun], int]]:
+    """The groups on a Dask cluster; the trace and the assignment are sent to the workers once."""
     try:
         from dask.distributed import Client
     except ImportError:
@@ -159,7 +162,10 @@ def _dask(args: list[tuple], scheduler: str) -> list[tuple[list[ReplicaRun], int
     except (OSError, TimeoutError) as e:
         raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
     with client:
-        futures = client.map(_run_group, args, pure=False)
+        model, cluster, config, max_batch, trace = common
+        trace_f, assign_f = client.scatter([trace, assignment], broadcast=True)
+        futures = [client.submit(run_group, model, cluster, config, max_batch, trace_f, g, assign_f, pure=False)
+                   for g in groups]
         try:
             return client.gather(futures)
         except Exception as e:  # a worker died or raised: one line, no traceback

@@ -50,6 +50,7 @@ def test_a_router_never_sends_a_request_to_a_replica_without_capacity(router):
     assert sum(p.requests for p in result.per_replica) == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("router", ["round-robin", "random"])
 def test_fanned_out_replicas_give_the_result_of_one_process(router):
     trace = poisson_trace(3000.0, LENGTHS, num_requests=120, seed=2)
@@ -122,3 +123,15 @@ def test_collapsing_runs_of_decode_stages_gives_the_stage_by_stage_result(router
     fast = fleet(trace, replicas=3, router=router, batch=8)
     slow = fleet(trace, replicas=3, router=router, batch=8, collapse=False)
     assert fast.summary() == slow.summary()
+
+
+@pytest.mark.slow
+def test_replicas_on_a_dask_cluster_give_the_result_of_one_process():
+    distributed = pytest.importorskip("dask.distributed")
+    trace = poisson_trace(3000.0, LENGTHS, num_requests=60, seed=8)
+    one = fleet(trace, replicas=3)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+        dask = fleet(trace, replicas=3, scheduler=lc.scheduler_address)
+    a, b = one.summary(), dask.summary()
+    a.pop("compiled_shapes"), b.pop("compiled_shapes")
+    assert a == b
