@@ -6,7 +6,7 @@ gains in [1, 2)) and generated once: held in bf16 while the reference widens the
 time, then handed to the emulated memory, from which the float64 golden reads them back (a weight
 the program does not hold is generated again). The MoE layer is specialised on the routing the
 reference computes (docs/compiler.md, "Routing specialisation"). The golden checks a seeded
-sample of tokens (``golden_sample``) unless asked for all; every output is compared bit for bit.
+sample of tokens (``golden.sample_rows``) unless asked for all; every output is compared bit for bit.
 """
 
 from __future__ import annotations
@@ -185,26 +185,13 @@ def _available_B() -> int:
 
 
 CHECK_STEPS = 5  # calls of ``on_step``: inputs, reference, compile, execute, golden
-GOLDEN_ROWS = 8  # tokens the float64 golden checks by default (every output is still checked bit for bit)
-
-
-def golden_sample(tokens: int, rows: int | None, seed: int) -> np.ndarray:
-    """The tokens the golden layer checks: ``rows`` of ``tokens`` drawn without replacement by
-    ``seed`` (ascending), or all of them when ``rows`` is None or not smaller."""
-    if rows is None or rows >= tokens:
-        return np.arange(tokens)
-    if rows < 1:
-        raise InputError(f"the golden sample must be at least 1 row, got {rows}")
-    return np.sort(np.random.default_rng([seed, 0x901D]).choice(tokens, size=rows, replace=False))
-
-
 def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
-                seed: int = 0, rtl_lanes: int | None = None,
-                on_step: Callable[[str], None] | None = None, golden_rows: int | None = GOLDEN_ROWS) -> LayerCheck:
+                seed: int = 0, rtl_lanes: int | None = None, on_step: Callable[[str], None] | None = None,
+                golden_rows: int | None = golden.GOLDEN_ROWS) -> LayerCheck:
     """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes.
     ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress). Every output
     is compared bit for bit; the float64 golden errors cover ``golden_rows`` tokens drawn by
-    ``seed`` (``golden_sample``; None: every token), reading the weights back from the emulated
+    ``seed`` (``golden.sample_rows``; None: every token), reading the weights back from the emulated
     memory where the program holds them."""
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
@@ -270,7 +257,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     if routing and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32), routing[layer]):
         mismatches.append(f"{L}.topk_ids")
     t0 = time.perf_counter()
-    rows = golden_sample(T, golden_rows, seed)
+    rows = golden.sample_rows(T, golden_rows, seed)
     held = _HeldWeights(w, memory, compiled)
     attention_error, ffn_error = _golden_errors(model, stage, layer, held, stream, delta, caches[layer], want, rows)
     golden_s = time.perf_counter() - t0
