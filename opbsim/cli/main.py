@@ -15,6 +15,7 @@ import click
 from opbsim import __version__
 from opbsim.cli.bench import bench
 from opbsim.cli.calibrate import calibrate_cmd
+from opbsim.cli.capacity import capacity_cmd
 from opbsim.cli.coe import coe_cmd
 from opbsim.cli.compare import compare_cmd, demo_cmd
 from opbsim.cli.compile import compile_cmd
@@ -156,6 +157,7 @@ cli.add_command(compile_cmd)
 cli.add_command(bench)
 cli.add_command(run_cmd)
 cli.add_command(simulate_cmd)
+cli.add_command(capacity_cmd)
 cli.add_command(coe_cmd)
 cli.add_command(reproduce)
 cli.add_command(compare_cmd)

@@ -22,8 +22,12 @@ def reproduce() -> None:
               show_default=True, help="The validation page whose Duplex section to write.")
 @click.option("--quick", is_flag=True, help="One configuration per model (batch 32, 256/256): a smoke run, not "
               "the reproduction; writes nothing unless --output is given explicitly.")
-def duplex_cmd(output: Path, quick: bool) -> None:
+@click.option("--workers", type=click.IntRange(1, 256),
+              help="Processes for the (model, system) pairs [default: the CPU count]; the same numbers for any.")
+def duplex_cmd(output: Path, quick: bool, workers: int | None) -> None:
     """The Duplex rows (arXiv 2409.01141): throughput, energy, latency, orderings."""
+    import os
+
     from opbsim.report.reproduce import FULL_GRID, QUICK_GRID, reproduce_duplex
     from opbsim.report.reproduce_render import rows_table, validation_markdown, write_section
 
@@ -31,7 +35,8 @@ def duplex_cmd(output: Path, quick: bool) -> None:
     explicit = ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
     if not quick or explicit:
         check_output(output)
-    rep = reproduce_duplex(QUICK_GRID if quick else FULL_GRID, progress=lambda line: click.echo(line, err=True))
+    rep = reproduce_duplex(QUICK_GRID if quick else FULL_GRID, progress=lambda line: click.echo(line, err=True),
+                           workers=workers or os.cpu_count() or 1)
     click.echo(rows_table(rep))
     if not quick or explicit:
         write_section(output, validation_markdown(rep, "opbsim reproduce duplex" + (" --quick" if quick else "")))

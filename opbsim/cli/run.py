@@ -33,6 +33,17 @@ def _text_lines(summary: dict, errors: dict) -> list[tuple[str, object]]:
     return lines
 
 
+def _golden_rows(spec: str) -> int | None:
+    """``--golden``: a positive row count, or None for 'all'."""
+    from opbsim.errors import InputError
+
+    if spec == "all":
+        return None
+    if not spec.isdigit() or int(spec) < 1:
+        raise InputError(f"--golden {spec[:40]!r}: expected a positive number of rows or 'all'")
+    return int(spec)
+
+
 @click.command("run")
 @click.argument("model")
 @click.option("--layer", type=click.IntRange(min=0), default=0, show_default=True, help="Decoder layer.")
@@ -45,20 +56,25 @@ def _text_lines(summary: dict, errors: dict) -> list[tuple[str, object]]:
               help="Seed of the random weights and inputs.")
 @click.option("--rtl", "rtl_lanes", type=click.IntRange(1, 256), default=None, metavar="LANES",
               help="Run the program's PIM GEMMs on the RTL Logic-PIM unit with LANES lanes (needs [rtl]).")
+@click.option("--golden", "golden_spec", default="8", show_default=True, metavar="ROWS|all",
+              help="Tokens whose results the float64 golden layer checks, drawn by --seed; 'all' for every one "
+                   "(every output is compared bit for bit either way).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @progress_option
 def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: str | None, hw: tuple[str, ...],
-            seed: int, rtl_lanes: int | None, as_json: bool, no_progress: bool) -> None:
+            seed: int, rtl_lanes: int | None, golden_spec: str, as_json: bool, no_progress: bool) -> None:
     """Compile one decoder layer of MODEL for a decode stage, run it on the functional executor with
     seeded random weights, and check every output bit for bit against the numerics definition
     (and its error against the float64 golden layer). Exit status 1 on any mismatch."""
     from opbsim.emulator.layer_check import CHECK_STEPS, check_layer
     from opbsim.workloads import Stage, load_model
 
+    golden_rows = _golden_rows(golden_spec)
     spec, policy = device_of({"device": device, "policy": policy, "hw": hw})
     cfg = load_model(model)
     with progress_bar(CHECK_STEPS, "run", enabled=not no_progress) as step:
-        result = check_layer(cfg, layer, Stage.decode(batch, ctx), spec, policy, seed, rtl_lanes, on_step=step)
+        result = check_layer(cfg, layer, Stage.decode(batch, ctx), spec, policy, seed, rtl_lanes, on_step=step,
+                             golden_rows=golden_rows)
     peak_GiB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     summary = {
         "model": result.model, "layer": result.layer, "instructions": result.instructions,
@@ -71,6 +87,9 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
         "attention_unchecked": result.attention_error.unchecked,
         "ffn_rel_error_max": result.ffn_error.max_rel, "ffn_rel_error_mean": result.ffn_error.mean_rel,
         "ffn_unchecked": result.ffn_error.unchecked,
+        "golden_rows": f"{len(result.golden_rows)} of {batch} (seed {result.golden_seed}): "
+                       f"{', '.join(map(str, result.golden_rows))}" if len(result.golden_rows) < batch else
+                       f"all {batch}",
         "peak_memory_GiB": round(peak_GiB, 2),
     }
     if rtl_lanes:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from opbsim.cli.device import device_of, device_options
+from opbsim.cli.fleet import fleet_options, lengths_of, pop_fleet, simulate_cluster
 from opbsim.cli.parallel import layout_of, parallel_options
 from opbsim.cli.path import FilePath
 from opbsim.cli.progress import progress_bar, progress_option
@@ -44,8 +45,10 @@ def routing_of(spec: str, model, seed: int):
 @device_options
 @parallel_options
 @click.option("--batch", type=click.IntRange(min=1), required=True, help="Most requests running at once.")
-@click.option("--lin", type=click.IntRange(min=1), required=True, help="Prompt tokens (mean with --lin-std).")
-@click.option("--lout", type=click.IntRange(min=1), required=True, help="Output tokens (mean with --lout-std).")
+@click.option("--lin", type=click.IntRange(min=1),
+              help="Prompt tokens (mean with --lin-std); required without --trace-file.")
+@click.option("--lout", type=click.IntRange(min=1),
+              help="Output tokens (mean with --lout-std); required without --trace-file.")
 @click.option("--lin-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Standard deviation of Gaussian prompt lengths (0: fixed).")
 @click.option("--lout-std", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -67,6 +70,7 @@ def routing_of(spec: str, model, seed: int):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--trace", type=FilePath(dir_okay=False, path_type=Path),
               help="Write a Chrome/Perfetto trace of the stages here.")
+@fleet_options
 @progress_option
 def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
@@ -76,17 +80,23 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     continuous batching on a cluster.
 
     The layout of one replica: attention --tp x --dp, experts --ep x --etp over the same devices
-    (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices."""
+    (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices.
+    With --replicas N or --trace-file: an open-loop trace on N such replicas behind --router."""
+    fleet = pop_fleet(layout)
+    if fleet["replicas"] is not None or fleet["trace_file"] is not None:
+        return simulate_cluster(model, fleet, layout, batch=batch,
+                                lengths=lambda: lengths_of(lin, lout, lin_std, lout_std),
+                                qps=qps, num_requests=num_requests, seed=seed, prefill_chunk=prefill_chunk,
+                                routing=routing, buckets=buckets, overlap=overlap, as_json=as_json, stage_trace=trace)
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
     from opbsim.report.serving import serving_json, serving_table, serving_trace
-    from opbsim.workloads import FixedLengths, GaussianLengths, closed_loop, load_model, open_loop
+    from opbsim.workloads import closed_loop, load_model, open_loop
 
     spec, policy = device_of(layout)
     cfg = load_model(model)
-    lengths = FixedLengths(lin, lout) if lin_std == 0 and lout_std == 0 else \
-        GaussianLengths(float(lin), float(lin_std), float(lout), float(lout_std))
+    lengths = lengths_of(lin, lout, lin_std, lout_std)
     num_requests = num_requests or batch
     scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \
         closed_loop(batch, lengths, num_requests=num_requests, seed=seed)

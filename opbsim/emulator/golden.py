@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
+from opbsim.errors import InputError
+
+__all__ = ["GOLDEN_ROWS", "sample_rows",
     "MoEWeights", "MoEResult", "GQAWeights", "rmsnorm", "softmax", "silu", "rope",
     "moe_layer", "gqa_prefill", "gqa_decode", "relative_error",
 ]
@@ -158,3 +160,16 @@ def relative_error(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     ref = np.asarray(ref, dtype=np.float64)
     diff = np.abs(y - ref)
     return float(diff.max() / np.abs(ref).max()), float(diff.mean() / np.abs(ref).mean())
+
+
+GOLDEN_ROWS = 8  # tokens a layer check compares with the golden by default
+
+
+def sample_rows(tokens: int, rows: int | None, seed: int) -> np.ndarray:
+    """The tokens a check compares with the golden: ``rows`` of ``tokens`` drawn without
+    replacement by ``seed`` (ascending), or all of them when ``rows`` is None or not smaller."""
+    if rows is None or rows >= tokens:
+        return np.arange(tokens)
+    if rows < 1:
+        raise InputError(f"the golden sample must be at least 1 row, got {rows}")
+    return np.sort(np.random.default_rng([seed, 0x901D]).choice(tokens, size=rows, replace=False))

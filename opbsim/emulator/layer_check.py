@@ -1,10 +1,12 @@
 """One full-size decoder layer, compiled, executed on the functional executor and checked bit for
 bit against the numerics definition, with its error against the float64 golden layer.
 
-Weights are seeded per tensor name (bf16 bit patterns of magnitude 2^-10..2^-2, random signs; norm gains in [1, 2)) and
-generated twice rather than held twice: once, widened one tensor at a time, for the reference,
-and once into the emulated memory. The MoE layer is specialised on the routing the reference
-computes (docs/compiler.md, "Routing specialisation").
+Weights are seeded per tensor name (bf16 bit patterns of magnitude 2^-10..2^-2, random signs; norm
+gains in [1, 2)) and generated once: held in bf16 while the reference widens them one tensor at a
+time, then handed to the emulated memory, from which the float64 golden reads them back (a weight
+the program does not hold is generated again). The MoE layer is specialised on the routing the
+reference computes (docs/compiler.md, "Routing specialisation"). The golden checks a seeded
+sample of tokens (``golden.sample_rows``) unless asked for all; every output is compared bit for bit.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class LayerCheck:
     ffn_error: GoldenError
     rtl_tiles: int = 0  # GEMM tiles run on the RTL Logic-PIM unit (``rtl_lanes``), and their cycles
     rtl_cycles: int = 0
+    golden_rows: tuple[int, ...] = ()  # the tokens (rows) the float64 golden checked
+    golden_seed: int = 0  # the seed that drew them
 
     @property
     def bit_exact(self) -> bool:
@@ -89,12 +93,29 @@ class LayerCheck:
 
 
 class _Weights(Mapping[str, np.ndarray]):
-    """Seeded bf16 weights by name, widened to fp32 values on each access (nothing cached)."""
+    """Seeded bf16 weights by name, widened to fp32 values on each access. The bf16 bits of each
+    tensor are generated once and held until ``take`` hands them over (to the emulated memory),
+    so the layer's weights exist once in bf16 at any time."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int):
         self.shapes, self.seed = shapes, seed
+        self._held: dict[str, np.ndarray] = {}
 
     def raw(self, name: str) -> np.ndarray:
+        held = self._held.get(name)
+        if held is None:
+            held = self._held[name] = self._generate(name)
+        return held
+
+    def take(self, name: str) -> np.ndarray:
+        """The bits of ``name``, no longer held here."""
+        held = self._held.pop(name, None)
+        return self._generate(name) if held is None else held
+
+    def release(self) -> None:
+        self._held.clear()
+
+    def _generate(self, name: str) -> np.ndarray:
         rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
         r = rng.integers(0, 1 << 16, self.shapes[name], dtype=np.uint16)
         # sign and 7 mantissa bits as drawn; 3 bits pick the exponent: magnitudes 2^-10 .. 2^-2
@@ -164,13 +185,14 @@ def _available_B() -> int:
 
 
 CHECK_STEPS = 5  # calls of ``on_step``: inputs, reference, compile, execute, golden
-
-
 def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
-                seed: int = 0, rtl_lanes: int | None = None,
-                on_step: Callable[[str], None] | None = None) -> LayerCheck:
+                seed: int = 0, rtl_lanes: int | None = None, on_step: Callable[[str], None] | None = None,
+                golden_rows: int | None = golden.GOLDEN_ROWS) -> LayerCheck:
     """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes.
-    ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress)."""
+    ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress). Every output
+    is compared bit for bit; the float64 golden errors cover ``golden_rows`` tokens drawn by
+    ``seed`` (``golden.sample_rows``; None: every token), reading the weights back from the emulated
+    memory where the program holds them."""
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
@@ -214,7 +236,8 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     t0 = time.perf_counter()
     for name in compiled.buffers:
         if name in w.shapes:
-            memory.write_raw(compiled.buffers[name].descriptor(), w.raw(name))
+            memory.write_raw(compiled.buffers[name].descriptor(), w.take(name))
+    w.release()
     generate_s += time.perf_counter() - t0
     _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", stream)
     if delta is not None:
@@ -234,12 +257,34 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     if routing and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32), routing[layer]):
         mismatches.append(f"{L}.topk_ids")
     t0 = time.perf_counter()
-    attention_error, ffn_error = _golden_errors(model, stage, layer, w, stream, delta, caches[layer], want)
+    rows = golden.sample_rows(T, golden_rows, seed)
+    held = _HeldWeights(w, memory, compiled)
+    attention_error, ffn_error = _golden_errors(model, stage, layer, held, stream, delta, caches[layer], want, rows)
     golden_s = time.perf_counter() - t0
     step("golden")
     return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
                       execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error,
-                      rtl.tiles, rtl.cycles)
+                      rtl.tiles, rtl.cycles, tuple(int(r) for r in rows), seed)
+
+
+class _HeldWeights(Mapping[str, np.ndarray]):
+    """The weights as fp32 values, read back from the emulated memory where the program holds
+    them (the bits written there), else generated again."""
+
+    def __init__(self, w: _Weights, memory: DataMemory, compiled):
+        self.w, self.memory, self.compiled = w, memory, compiled
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        view = self.compiled.buffers.get(name)
+        if view is None:
+            return self.w[name]
+        return N.widen(self.memory.raw(view.descriptor()), DType.BF16).reshape(self.w.shapes[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.w)
+
+    def __len__(self) -> int:
+        return len(self.w)
 
 
 def _load(memory: DataMemory, compiled, name: str, values: np.ndarray) -> None:
@@ -299,13 +344,13 @@ def _ffn_gap(model: ModelConfig, layer: int) -> str:
     return ""
 
 
-def _golden_errors(model, stage, layer, w, stream, delta, cache, want) -> tuple[GoldenError, GoldenError]:
-    """The errors of this layer's attention result and FFN result vs float64, each skipped with
-    its reason where the golden layers do not model it."""
+def _golden_errors(model, stage, layer, w, stream, delta, cache, want, rows) -> tuple[GoldenError, GoldenError]:
+    """The errors of this layer's attention result and FFN result vs float64 over the tokens
+    ``rows``, each skipped with its reason where the golden layers do not model it."""
     L = f"L{layer}"
     gap = _attention_gap(model, stage)
     attention_error = GoldenError.skipped(gap) if gap else _attention_error(model, stage, layer, w, stream, cache,
-                                                                            want)
+                                                                            want, rows)
     gap = _ffn_gap(model, layer)
     if gap:
         return attention_error, GoldenError.skipped(gap)
@@ -318,26 +363,27 @@ def _golden_errors(model, stage, layer, w, stream, delta, cache, want) -> tuple[
         return (gate_up[:, :F].T.astype(np.float64), gate_up[:, F:].T.astype(np.float64),
                 w[f"{L}.expert.{e}.w_down"].T.astype(np.float64))
 
-    h = want[f"{L}.h"].astype(np.float64)
+    h = want[f"{L}.h"][rows].astype(np.float64)
     cache_e: dict = {}
     empty = np.zeros((0, F, hid))
     mw = golden.MoEWeights(w[f"{L}.ffn_norm.weight"].astype(np.float64), w[f"{L}.w_router"].astype(np.float64).T,
                            _Stacked(E, 0, load, cache_e), _Stacked(E, 1, load, cache_e),
                            _Stacked(E, 2, load, cache_e), empty, empty, empty)
     moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
-                           selected=want[f"{L}.topk_ids"])
-    return attention_error, GoldenError(*golden.relative_error(h + want[f"{L}.ffn_out"].astype(np.float64), moe.out))
+                           selected=want[f"{L}.topk_ids"][rows])
+    ffn = want[f"{L}.ffn_out"][rows].astype(np.float64)
+    return attention_error, GoldenError(*golden.relative_error(h + ffn, moe.out))
 
 
-def _attention_error(model, stage, layer, w, stream, cache, want) -> GoldenError:
+def _attention_error(model, stage, layer, w, stream, cache, want, rows) -> GoldenError:
     L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
-    x = want.get(f"{L}.x", stream).astype(np.float64)
+    x = want.get(f"{L}.x", stream)[rows].astype(np.float64)
     wqkv = w[f"{L}.w_qkv"].astype(np.float64)
     gw = golden.GQAWeights(w[f"{L}.attn_norm.weight"].astype(np.float64), wqkv[:, :H * d].T,
                            wqkv[:, H * d:(H + KV) * d].T, wqkv[:, (H + KV) * d:].T,
                            w[f"{L}.w_o"].astype(np.float64).T, H, KV, d)
     reqs = requests(stage)
-    k_past = [cache[0][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
-    v_past = [cache[1][i, :r.past].transpose(1, 0, 2).astype(np.float64) for i, r in enumerate(reqs)]
+    k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2).astype(np.float64) for i in rows]
+    v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2).astype(np.float64) for i in rows]
     attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
-    return GoldenError(*golden.relative_error(want[f"{L}.h"], attn))
+    return GoldenError(*golden.relative_error(want[f"{L}.h"][rows], attn))

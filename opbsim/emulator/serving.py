@@ -49,7 +49,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "ServingConfig", "ServingResult", "simulate", "context_error"]
+__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "capacity_of", "ServingConfig", "ServingResult", "simulate", "context_error"]
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked prefill), as a serving engine bounds
 # them; the default of the CLI, compare, sweeps and the reproductions
@@ -141,6 +141,19 @@ class ServingResult:
         return out
 
 
+def capacity_of(model: ModelConfig, cluster: Cluster, max_ctx: int) -> int:
+    """The most requests of ``max_ctx`` tokens that fit each device's HBM with the weights (at least
+    1); raises DoesNotFit, with the sizes, when not even one does."""
+    capacity = cluster.capacity_batch(model, max_ctx)
+    if capacity < 1:
+        hbm = cluster.device.memory(Space.HBM).capacity_B
+        raise DoesNotFit(
+            f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
+            f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
+            f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")
+    return capacity
+
+
 def context_error(model: ModelConfig, scenario: Scenario) -> str | None:
     """Why ``scenario``'s longest request cannot run on ``model`` (past its learned positions), or None.
     A request's last token is never fed back, so it needs input + output - 1 positions."""
@@ -161,14 +174,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
         raise InputError("the stage timer was made for another model or cluster")
     if (reason := context_error(model, scenario)) is not None:
         raise InputError(reason)
-    max_ctx = max(r.input_tokens + r.output_tokens for r in scenario.requests)
-    capacity = cluster.capacity_batch(model, max_ctx)
-    if capacity < 1:
-        hbm = cluster.device.memory(Space.HBM).capacity_B
-        raise DoesNotFit(
-            f"does not fit: {model.name} needs {cluster.weight_bytes_per_device(model) / GiB:.1f} GiB of weights and "
-            f"{cluster.kv_bytes_per_device(model, max_ctx) / GiB:.2f} GiB of KV cache per request ({max_ctx} tokens) "
-            f"on each {cluster.device.name} ({hbm / GiB:.0f} GiB of HBM); use more devices (--tp, --ep or --pp)")
+    capacity = capacity_of(model, cluster, max(r.input_tokens + r.output_tokens for r in scenario.requests))
     loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer, on_finished,
                  step_overhead_s=config.step_overhead_s)
     loop.run()

@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from opbsim.compiler import compile_graph
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.engine import run
-from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS, ServingConfig, ServingResult, context_error, simulate
+from opbsim.emulator.serving import ServingResult, context_error
 from opbsim.emulator.stage_timer import StageTimer
 from opbsim.hardware.registry import get_device
 from opbsim.isa.types import Space, Unit
 from opbsim.report.reproduce_energy import dynamic_only_note, energy_causes, static_sensitivity
+from opbsim.report.reproduce_run import run_units
 from opbsim.workloads import (
     GaussianLengths,
     ModelConfig,
     ModelGraph,
     PrefillChunk,
     Stage,
-    UniformRouting,
     build_layer,
     closed_loop,
     get_preset,
@@ -157,12 +157,14 @@ def _probe(setup: Setup, system: System) -> str | None:
     return "; ".join(errors) if errors else None
 
 
-def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | None = None) -> Reproduction:
-    """Run every lowerable setup on every system over ``grid`` and compare with the paper."""
+def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | None = None, *,
+                     workers: int = 1) -> Reproduction:
+    """Run every lowerable setup on every system over ``grid`` and compare with the paper; the
+    (setup, system) pairs run on ``workers`` processes (reproduce_run.py: the same results)."""
     say = progress or (lambda _: None)
-    configs: list[Config] = []
     skipped: list[tuple[str, str]] = []
     not_run: list[tuple[str, int, int, int, str]] = []
+    planned: list[tuple[Setup, tuple[tuple[int, int, int], ...]]] = []
     for setup in SETUPS:
         reason = _probe(setup, DUPLEX)
         if reason is not None:
@@ -170,13 +172,7 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
             say(f"{setup.model}: not reproduced ({reason})")
             continue
         model = get_preset(setup.model)
-        timers = {}
-        for s in SYSTEMS:
-            cluster = cluster_of(s, setup, model)
-            # exchanged experts: balanced, the expectation under uniform routing (cluster.py)
-            uniform = model.is_moe and not cluster.parallel.experts_exchanged
-            routing = UniformRouting(model.num_experts, model.top_k, seed=SEED) if uniform else None
-            timers[s.label] = (cluster, StageTimer(model, cluster, routing=routing))
+        runs = []
         for batch in grid.batches:
             for lin, lout in grid.lengths:
                 lengths = GaussianLengths(lin, lin * STD_FRACTION, lout, lout * STD_FRACTION)
@@ -185,15 +181,16 @@ def reproduce_duplex(grid: Grid = FULL_GRID, progress: Callable[[str], None] | N
                     not_run.append((setup.model, batch, lin, lout, why))
                     say(f"{setup.model} batch {batch} ({lin}, {lout}): not run ({why})")
                     continue
-                config = ServingConfig(batch=batch, prefill_chunk_tokens=DEFAULT_PREFILL_CHUNK_TOKENS)
-                results = []
-                for s in SYSTEMS:
-                    cluster, timer = timers[s.label]
-                    results.append((s.label, simulate(model, cluster, scenario, config,
-                                                      timer=timer)))
-                configs.append(Config(setup.model, batch, lin, lout, tuple(results)))
-                say(f"{setup.model} batch {batch} ({lin}, {lout}): " + ", ".join(
-                    f"{label} {r.tokens_per_s:.0f} tok/s" for label, r in results))
+                runs.append((batch, lin, lout))
+        planned.append((setup, tuple(runs)))
+    units = [(setup, s, runs) for setup, runs in planned for s in SYSTEMS]
+    done = iter(run_units(units, workers, say))
+    configs: list[Config] = []
+    for setup, runs in planned:
+        by_system = [next(done) for _ in SYSTEMS]
+        for i, (batch, lin, lout) in enumerate(runs):
+            results = tuple((s.label, by_system[j][i]) for j, s in enumerate(SYSTEMS))
+            configs.append(Config(setup.model, batch, lin, lout, results))
     rows = _rows(configs, dict(skipped))
     return Reproduction(grid, tuple(configs), tuple(skipped), tuple(not_run), rows, _causes(configs),
                         tuple(static_sensitivity(energy_pairs(configs))))

@@ -84,3 +84,21 @@ def test_run_refuses_an_mla_model_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output == ("Error: deepseek-v2-lite: MLA attention is not in the numerics reference layer "
                              "(stage_reference.py), so its layers cannot be checked\n")
+
+
+def test_the_golden_checks_a_seeded_sample_of_rows_by_default_and_every_row_with_golden_all(tmp_path):
+    path = small_mixtral(tmp_path)
+    args = ["run", path, "--layer", "1", "--batch", "12", "--ctx", "9", "--json", "--seed", "3"]
+    sampled = json.loads(CliRunner().invoke(cli, args).output)
+    again = json.loads(CliRunner().invoke(cli, args).output)
+    every = json.loads(CliRunner().invoke(cli, [*args, "--golden", "all"]).output)
+    assert sampled["golden_rows"].startswith("8 of 12 (seed 3): ") and sampled["golden_rows"] == again["golden_rows"]
+    assert every["golden_rows"] == "all 12"
+    assert sampled["bit_exact"] is True and every["bit_exact"] is True
+    assert 0 < sampled["ffn_rel_error_mean"] and 0 < every["ffn_rel_error_mean"]
+
+
+def test_a_golden_sample_that_is_not_a_count_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["run", small_mixtral(tmp_path), "--golden", "some"])
+    assert result.exit_code == 1
+    assert result.output == "Error: --golden 'some': expected a positive number of rows or 'all'\n"
