@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opbsim.emulator.cluster import Cluster
+from opbsim.emulator.dask_client import open_client
 from opbsim.emulator.energy import EnergyParts, static_energy
 from opbsim.emulator.fleet import (
     Dispatch,
@@ -145,14 +146,7 @@ def _local(args: list[tuple], workers: int) -> list[tuple[list[ReplicaRun], int]
 def _dask(common: tuple, groups: list[list[int]], assignment: np.ndarray,
           scheduler: str) -> list[tuple[list[ReplicaRun], int]]:
     """The groups on a Dask cluster; the trace and the assignment are sent to the workers once."""
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise InputError("--scheduler needs Dask distributed: pip install 'opbsim[cluster]'") from None
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as e:
-        raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
+    client = open_client(scheduler)
     with client:
         model, cluster, config, max_batch, trace = common
         trace_f, assign_f = client.scatter([trace, assignment], broadcast=True)

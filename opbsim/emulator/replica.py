@@ -30,6 +30,7 @@ from collections import deque
 
 import numpy as np
 
+from opbsim.emulator.serving import prefill_chunks
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.workloads.stage import PrefillChunk, Stage
 
@@ -193,16 +194,7 @@ class Replica:
         return len(ended)
 
     def _make_chunks(self) -> tuple[PrefillChunk, ...]:
-        budget = self.chunk_tokens or None
-        chunks = []
-        for r, done in self.prefilling:
-            take = self.inp[r] - done if budget is None else min(self.inp[r] - done, budget)
-            if take <= 0:
-                break
-            chunks.append(PrefillChunk(take, done, final=done + take == self.inp[r]))
-            if budget is not None:
-                budget -= take
-        return tuple(chunks)
+        return prefill_chunks(self.prefilling, self.inp, self.chunk_tokens)
 
     def cost_records(self) -> list[tuple[StageCost, int, int]]:
         """(cost, stages, decode tokens) for every distinct stage cost this replica ran."""

@@ -49,7 +49,8 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "capacity_of", "ServingConfig", "ServingResult", "simulate", "context_error"]
+__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "capacity_of", "prefill_chunks", "ServingConfig", "ServingResult",
+           "simulate", "context_error"]
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked prefill), as a serving engine bounds
 # them; the default of the CLI, compare, sweeps and the reproductions
@@ -139,6 +140,22 @@ class ServingResult:
         out["batch_capped"] = self.batch_capped
         out["decode_only_stage_share"] = self.decode_only_stage_share
         return out
+
+
+def prefill_chunks(prefilling, input_tokens: list[int], chunk_tokens: int) -> tuple[PrefillChunk, ...]:
+    """The prompt chunks of one stage: each prefilling request ``[r, done]`` in admission order takes the
+    rest of its ``input_tokens[r]``, all of it with ``chunk_tokens`` 0, else while the stage's budget of
+    ``chunk_tokens`` lasts (the request where it runs out takes what is left)."""
+    budget = chunk_tokens or None
+    chunks = []
+    for r, done in prefilling:
+        take = input_tokens[r] - done if budget is None else min(input_tokens[r] - done, budget)
+        if take <= 0:
+            break
+        chunks.append(PrefillChunk(take, done, final=done + take == input_tokens[r]))
+        if budget is not None:
+            budget -= take
+    return tuple(chunks)
 
 
 def capacity_of(model: ModelConfig, cluster: Cluster, max_ctx: int) -> int:
@@ -262,16 +279,7 @@ class _Loop:
             s += 1
 
     def _chunks(self, prefilling: list[list[int]]) -> tuple[PrefillChunk, ...]:
-        budget = self.chunk_tokens or None
-        chunks = []
-        for r, done in prefilling:
-            take = self.inp[r] - done if budget is None else min(self.inp[r] - done, budget)
-            if take <= 0:
-                break
-            chunks.append(PrefillChunk(take, done, final=done + take == self.inp[r]))
-            if budget is not None:
-                budget -= take
-        return tuple(chunks)
+        return prefill_chunks(prefilling, self.inp, self.chunk_tokens)
 
     def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int) -> None:
         self.stage_start.append(start_s)

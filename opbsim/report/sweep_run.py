@@ -109,14 +109,11 @@ def _local(configs: list[dict], workers: int) -> Iterator[dict]:
 
 
 def _dask(configs: list[dict], scheduler: str) -> Iterator[dict]:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise InputError("--scheduler needs Dask distributed: pip install 'opbsim[cluster]'") from None
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as e:
-        raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({e})") from None
+    from opbsim.emulator.dask_client import open_client
+
+    client = open_client(scheduler)
+    from dask.distributed import as_completed
+
     with client:
         futures = client.map(run_config, configs, pure=False)
         by_key = {f.key: c for f, c in zip(futures, configs)}
