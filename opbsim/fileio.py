@@ -6,7 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from opbsim.errors import InputError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of the file at ``path``; InputError, starting with the path, when it cannot be
+    read or is not UTF-8."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise InputError(f"{p}: {e.strerror or e}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

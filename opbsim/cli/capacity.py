@@ -10,8 +10,7 @@ import click
 from opbsim.cli.device import device_options
 from opbsim.cli.fleet import arrivals_trace, cluster_of, fleet_config, fleet_options, lengths_of, pop_fleet
 from opbsim.cli.parallel import parallel_options
-from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
-from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
+from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
 from opbsim.errors import InputError
 from opbsim.report.tables import format_table
 
@@ -45,10 +44,8 @@ KEEP_UP = 0.9  # a trial fails when the cluster serves fewer requests/s than thi
               help="Stop when the passing and failing rates are this close (relative).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths, arrivals and random router.")
-@click.option("--prefill-chunk", type=click.IntRange(min=0), default=DEFAULT_PREFILL_CHUNK_TOKENS, show_default=True,
-              help="Most prompt tokens per stage (chunked prefill); 0: whole prompts.")
-@click.option("--buckets", type=click.IntRange(min=0), default=DEFAULT_STEPS_PER_OCTAVE, show_default=True,
-              help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@prefill_chunk_option
+@buckets_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @fleet_options
 def capacity_cmd(model: str, slo_ttft_ms: float, slo_tpot_ms: float, batch: int, lin: int | None, lout: int | None,

@@ -12,8 +12,7 @@ from opbsim.cli.device import hw_of, hw_option
 from opbsim.cli.parallel import layout_given, parallel_of, parallel_options
 from opbsim.cli.path import FilePath, make_out_dir
 from opbsim.cli.progress import progress_bar
-from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
-from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
+from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd"]
@@ -92,10 +91,8 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
               help="Standard deviation of Gaussian output lengths (0: fixed).")
 @click.option("--requests-per-slot", type=click.IntRange(min=1), default=1, show_default=True,
               help="Requests per batch slot: each run serves this x batch requests (closed loop).")
-@click.option("--prefill-chunk", type=click.IntRange(min=0), default=DEFAULT_PREFILL_CHUNK_TOKENS, show_default=True,
-              help="Most prompt tokens per stage; 0: whole prompts.")
-@click.option("--buckets", type=click.IntRange(min=0), default=DEFAULT_STEPS_PER_OCTAVE, show_default=True,
-              help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@prefill_chunk_option
+@buckets_option
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths and random routing.")
 @click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path),

@@ -11,6 +11,13 @@ from opbsim.cli.path import FilePath, check_output
 __all__ = ["reproduce"]
 
 
+def _page_option(section: str):
+    """``-o/--output``: the validation page whose ``section`` section a subcommand writes."""
+    return click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path),
+                        default=Path("docs/validation.md"), show_default=True,
+                        help=f"The validation page whose {section} section to write.")
+
+
 @click.group("reproduce")
 def reproduce() -> None:
     """Regenerate published results (the papers' rows, nccl-tests): published vs ours vs ratio, with
@@ -18,8 +25,7 @@ def reproduce() -> None:
 
 
 @reproduce.command("duplex")
-@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose Duplex section to write.")
+@_page_option("Duplex")
 @click.option("--quick", is_flag=True, help="One configuration per model (batch 32, 256/256): a smoke run, not "
               "the reproduction; writes nothing unless --output is given explicitly.")
 @click.option("--workers", type=click.IntRange(1, 256),
@@ -44,8 +50,7 @@ def duplex_cmd(output: Path, quick: bool, workers: int | None) -> None:
 
 
 @reproduce.command("sn40l")
-@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose SN40L section to write.")
+@_page_option("SN40L")
 def sn40l_cmd(output: Path) -> None:
     """The SN40L rows (arXiv 2405.07518): expert switching, Composition of Experts, fusion, launch."""
     from opbsim.report.reproduce_sn40l import reproduce_sn40l
@@ -68,8 +73,7 @@ def sn40l_cmd(output: Path) -> None:
 
 
 @reproduce.command("collectives")
-@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose collectives section to write.")
+@_page_option("collectives")
 def collectives_cmd(output: Path) -> None:
     """The collective model vs published nccl-tests (all-reduce, all-to-all on 8 x H100 / A100)."""
     from opbsim.report.reproduce_collectives import compare_collectives, stage_sensitivity
@@ -83,8 +87,7 @@ def collectives_cmd(output: Path) -> None:
 
 
 @reproduce.command("energy")
-@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose energy-measurement section to write.")
+@_page_option("energy-measurement")
 def energy_cmd(output: Path) -> None:
     """GPU energy per token beside a public measurement (ML.ENERGY, Llama 3.1 70B on 4 x H100)."""
     from opbsim.report.reproduce_energy_measured import check_energy, rows_table, section_markdown, write_section
@@ -97,8 +100,7 @@ def energy_cmd(output: Path) -> None:
 
 
 @reproduce.command("measured")
-@click.option("-o", "--output", type=FilePath(dir_okay=False, path_type=Path), default=Path("docs/validation.md"),
-              show_default=True, help="The validation page whose measured-serving section to write.")
+@_page_option("measured-serving")
 @click.option("--data", type=FilePath(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The measured points (default: docs/data/measured_serving.json of this repository).")
 def measured_cmd(output: Path, data: Path | None) -> None:

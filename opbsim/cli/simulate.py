@@ -11,8 +11,7 @@ from opbsim.cli.fleet import fleet_options, lengths_of, pop_fleet, simulate_clus
 from opbsim.cli.parallel import layout_of, parallel_options
 from opbsim.cli.path import FilePath
 from opbsim.cli.progress import progress_bar, progress_option
-from opbsim.emulator.serving import DEFAULT_PREFILL_CHUNK_TOKENS
-from opbsim.emulator.stage_timer import DEFAULT_STEPS_PER_OCTAVE
+from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
@@ -59,12 +58,10 @@ def routing_of(spec: str, model, seed: int):
               help="Requests to serve [default: --batch, one per batch slot, as compare and demo run].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths, arrivals and random routing.")
-@click.option("--prefill-chunk", type=click.IntRange(min=0), default=DEFAULT_PREFILL_CHUNK_TOKENS, show_default=True,
-              help="Most prompt tokens per stage (chunked prefill); 0: whole prompts, however many.")
+@prefill_chunk_option
 @click.option("--routing", default="balanced", show_default=True,
               help="Expert routing: balanced, uniform, zipf:SKEW or trace:FILE (one node only).")
-@click.option("--buckets", type=click.IntRange(min=0), default=DEFAULT_STEPS_PER_OCTAVE, show_default=True,
-              help="Stage shape buckets per power of two (0: compile every distinct stage).")
+@buckets_option
 @click.option("--overlap", is_flag=True,
               help="Two-batch overlap: a MoE layer's all-to-alls hide behind the other micro-batch's compute.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")

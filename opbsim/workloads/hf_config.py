@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from opbsim.errors import InputError
+from opbsim.fileio import read_text
 from opbsim.isa.types import DType
 from opbsim.jsonin import parse_json
 from opbsim.workloads.hf_families import FAMILIES
@@ -55,12 +56,7 @@ def load_hf_config(path: str | os.PathLike, *, name: str | None = None) -> Model
     """Read ``path`` (a config.json). ``name`` defaults to the folder of a file called config.json,
     else to the file name without ``.json`` and ``.config``."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{p}: {e.strerror or e}") from None
+    text = read_text(p)
     data = parse_json(text, str(p))
     return parse_hf_config(data, file=str(p), name=name or _default_name(p))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from opbsim.errors import InputError
+from opbsim.fileio import read_text
 from opbsim.workloads.scenarios import MAX_REQUESTS, Lengths, Scenario
 
 __all__ = ["Trace", "poisson_trace", "gamma_trace", "read_trace", "TRACE_HEADER", "trace_of_scenario"]
@@ -121,12 +122,7 @@ def read_trace(path: str | os.PathLike, *, time_scale: float = 1.0) -> Trace:
     time (0.5 replays the trace at twice the rate). Any problem is an ``InputError`` naming the
     file and line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{p}: {e.strerror or e}") from None
+    text = read_text(p)
     rows = [(n, line) for n, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not rows or tuple(c.strip() for c in rows[0][1].split(",")) != TRACE_HEADER:
