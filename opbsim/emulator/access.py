@@ -22,6 +22,7 @@ each bank's open row until it has used all of it):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from opbsim.isa.types import Descriptor, Space
@@ -57,6 +58,7 @@ class Stream:
         return rows
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def view_stream(d: Descriptor, *, write: bool) -> Stream:
     """The stream of descriptor ``d``'s distinct bytes moved once. Broadcast (stride 0) and size-1
     dimensions move nothing extra; dimensions whose stride continues the contiguous run merge

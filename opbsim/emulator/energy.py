@@ -51,16 +51,16 @@ class EnergyParts:
         return self.total_J - self.static
 
     def items(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in COMPONENTS}
 
     def __add__(self, other: EnergyParts) -> EnergyParts:
-        return EnergyParts(*(a + b for a, b in zip(self.items().values(), other.items().values())))
+        return EnergyParts(*(getattr(self, n) + getattr(other, n) for n in COMPONENTS))
 
     def scaled(self, k: float) -> EnergyParts:
-        return EnergyParts(*(a * k for a in self.items().values()))
+        return EnergyParts(*(getattr(self, n) * k for n in COMPONENTS))
 
 
-COMPONENTS = tuple(f.name for f in fields(EnergyParts))
+COMPONENTS = tuple(f.name for f in fields(EnergyParts))  # in field order (the constructor's)
 
 
 def work_energy(device: DeviceSpec, unit: Unit, work: Work) -> EnergyParts:

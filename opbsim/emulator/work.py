@@ -161,19 +161,40 @@ COST: dict[str, Callable[[Program, Instruction], Work]] = {
 }
 
 
+_MEMO_PROGRAMS = 4  # programs whose instructions' work and regions are kept (timed, split, then dropped)
+_memo: dict[int, tuple[Program, dict[int, Work], dict[int, tuple[Region, ...]]]] = {}
+
+
+def _remembered(program: Program) -> tuple[Program, dict[int, Work], dict[int, tuple[Region, ...]]]:
+    """The memo of ``program``: keyed by identity, the program held so that its id stays unique."""
+    entry = _memo.get(id(program))
+    if entry is None or entry[0] is not program:
+        if len(_memo) >= _MEMO_PROGRAMS:
+            del _memo[next(iter(_memo))]
+        entry = _memo[id(program)] = (program, {}, {})
+    return entry
+
+
 def work_of(program: Program, inst: Instruction) -> Work:
-    return COST[inst.mnemonic](program, inst)
+    """``inst``'s demands in ``program`` (a pure function of the two), remembered per instruction
+    object of the last few programs: the engine and the time splits ask for the same ones."""
+    works = _remembered(program)[1]
+    work = works.get(id(inst))
+    if work is None:
+        work = works[id(inst)] = COST[inst.mnemonic](program, inst)
+    return work
 
 
 def regions_of(program: Program, inst: Instruction) -> tuple[Region, ...]:
     """The byte ranges an instruction may touch (whole views, conservatively, for gathers)."""
-    out = []
-    for f, v in zip(inst.spec.fields, inst.operands):
-        if f.role is Role.NONE:
-            continue
-        d = program.descriptors[int(v)]
-        out.append(Region(d.space, d.base_B, d.base_B + d.extent_B, f.role is not Role.IN))
-    return tuple(out)
+    regions = _remembered(program)[2]
+    out = regions.get(id(inst))
+    if out is None:
+        out = regions[id(inst)] = tuple(
+            Region(d.space, d.base_B, d.base_B + d.extent_B, f.role is not Role.IN)
+            for f, v in zip(inst.spec.fields, inst.operands) if f.role is not Role.NONE
+            for d in (program.descriptors[int(v)],))
+    return out
 
 
 def channel_bytes(device: DeviceSpec, inst: Instruction, work: Work) -> dict[str, int]:

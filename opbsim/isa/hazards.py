@@ -42,18 +42,24 @@ class Scoreboard:
 
     def add(self, regions: Iterable[Region], seq: int, agent: object) -> tuple[int, ...]:
         """Record access ``seq`` by ``agent``; return the earlier ``seq``s of other agents it waits for."""
-        regions = tuple(regions)
+        keyed = [(r, [(r.space, b) for b in self._keys(r)]) for r in regions]
+        buckets = self._buckets
         deps: set[int] = set()
-        for r in regions:
-            for b in self._keys(r):
-                for prev, j, who in self._buckets.get((r.space, b), ()):
-                    if who != agent and (r.write or prev.write) and prev.lo_B < r.hi_B and r.lo_B < prev.hi_B:
+        for r, keys in keyed:
+            lo, hi, write = r.lo_B, r.hi_B, r.write
+            for key in keys:
+                for prev, j, who in buckets.get(key, ()):
+                    if who != agent and (write or prev.write) and prev.lo_B < hi and lo < prev.hi_B:
                         deps.add(j)
-        for r in regions:
+        for r, keys in keyed:
             entry = (r, seq, agent)
-            for b in self._keys(r):
-                entries = self._buckets.setdefault((r.space, b), [])
+            for key in keys:
+                entries = buckets.get(key)
+                if entries is None:
+                    buckets[key] = [entry]
+                    continue
                 if r.write:
-                    entries[:] = [e for e in entries if not (r.lo_B <= e[0].lo_B and e[0].hi_B <= r.hi_B)]
+                    lo, hi = r.lo_B, r.hi_B
+                    entries[:] = [e for e in entries if not (lo <= e[0].lo_B and e[0].hi_B <= hi)]
                 entries.append(entry)
         return tuple(sorted(deps))
