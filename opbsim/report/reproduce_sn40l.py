@@ -20,9 +20,11 @@ from opbsim.emulator.engine import run
 from opbsim.emulator.work import link_s, work_of
 from opbsim.hardware.nodes import NodeSpec, get_node
 from opbsim.hardware.sn40l import SN40L_HBM, HBM_PEAK_GBps
-from opbsim.isa.types import OpGroup
+from opbsim.isa.types import OpGroup, Space
 from opbsim.report.reproduce import Row
 from opbsim.report.reproduce_sn40l_kernels import BENCHMARKS, Benchmark, KernelRun, kernel_run
+from opbsim.report.targets import SN40L, Range, Ratio
+from opbsim.units import TB
 from opbsim.workloads import Stage, build_model, get_preset
 
 __all__ = ["Row", "Benchmark", "BENCHMARKS", "KernelRun", "Sn40lReproduction", "EXPERT_GRID", "reproduce_sn40l",
@@ -52,16 +54,23 @@ def _x(v: float) -> str:
     return f"{v:.2f}x"
 
 
-def _ratio_row(claim: str, paper: float, ours: float, tol: float, cause: str) -> Row:
-    ok = abs(ours / paper - 1) <= tol
-    return Row(claim, _x(paper), _x(ours), f"{ours / paper:.2f}", f"+-{tol:.0%}", _status(ok), "" if ok else cause)
+def _ratio_row(target: Ratio, ours: float, cause: str) -> Row:
+    ok = target.within(ours)
+    return Row(target.claim, _x(target.paper), _x(ours), f"{ours / target.paper:.2f}", f"+-{target.tolerance:.0%}",
+               _status(ok), "" if ok else cause)
 
 
-def _range_row(claim: str, lo: float, hi: float, values: dict[str, float], cause: str) -> Row:
-    inside = [v for v in values.values() if lo <= v <= hi]
+def _count_row(target: Ratio, ours: int, cause: str) -> Row:
+    ok = target.within(ours)
+    return Row(target.claim, f"{target.paper:g}", str(ours), f"{ours / target.paper:.2f}", f"+-{target.tolerance:.0%}",
+               _status(ok), "" if ok else cause)
+
+
+def _range_row(target: Range, values: dict[str, float], cause: str) -> Row:
+    inside = [v for v in values.values() if target.within(v)]
     ok = len(inside) == len(values)
     ours = f"{min(values.values()):.2f}x to {max(values.values()):.2f}x over {len(values)} benchmarks"
-    return Row(claim, f"{lo:g}x to {hi:g}x", ours, "", "inside the range",
+    return Row(target.claim, f"{target.lo:g}x to {target.hi:g}x", ours, "", "inside the range",
                _status(ok) + ("" if ok else f" ({len(inside)} of {len(values)} inside)"), "" if ok else cause)
 
 
@@ -77,15 +86,15 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
     beside the speedup rows."""
     sn, h100, a100 = coe["sn40l"], coe["dgx-h100"], coe["dgx-a100"]
     rows = [
-        _ratio_row("expert switching time vs DGX H100", 15.0, h100.switch_s / sn.switch_s, 0.15,
+        _ratio_row(SN40L.switch_h100, h100.switch_s / sn.switch_s,
                    "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
-        _ratio_row("expert switching time vs DGX A100", 31.0, a100.switch_s / sn.switch_s, 0.15,
+        _ratio_row(SN40L.switch_a100, a100.switch_s / sn.switch_s,
                    "switching is expert bytes / copy bandwidth: the ratio is the node presets' copy bandwidths"),
     ]
-    for name, paper, dgx, node in (("DGX H100", 3.7, h100, "dgx-h100"), ("DGX A100", 6.6, a100, "dgx-a100")):
+    for name, target, dgx, node in (("DGX H100", SN40L.coe_h100, h100, "dgx-h100"),
+                                    ("DGX A100", SN40L.coe_a100, a100, "dgx-a100")):
         row = _ratio_row(
-            f"Samba-CoE, 150 experts, TP8, batch 8, 20 tokens: speedup vs {name}", paper,
-            dgx.total_time_s / sn.total_time_s, 0.20,
+            target, dgx.total_time_s / sn.total_time_s,
             f"per batch the {name} spends {dgx.switch_time_s:.2f} s switching ({dgx.switches_per_batch:.1f} misses, "
             f"{dgx.cache_slots} experts in HBM), {dgx.router_time_s:.3f} s routing and {dgx.exec_time_s:.2f} s "
             f"executing, SN40L {sn.switch_time_s:.3f} s, {sn.router_time_s:.3f} s and {sn.exec_time_s:.3f} s; "
@@ -100,26 +109,24 @@ def sn40l_rows(coe: dict[str, CoEResult], sweep: dict[str, tuple[CoEResult, ...]
         rows.append(row)
     held = sn.experts_per_node
     dgx_nodes = -(-held // h100.experts_per_node)
-    rows.append(Row("experts held in one SN40L node at TP8 latency", "850", str(held), f"{held / 850:.2f}", "+-15%",
-                    _status(abs(held / 850 - 1) <= 0.15),
-                    "" if abs(held / 850 - 1) <= 0.15 else
-                    f"ours is the node's DDR (8 x 1.5 TB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), with no DDR "
-                    f"kept for anything else; the paper does not say what else its DDR holds"))
-    rows.append(Row("DGX H100 nodes needed for the same experts", "19", str(dgx_nodes), f"{dgx_nodes / 19:.2f}",
-                    "+-15%", _status(abs(dgx_nodes / 19 - 1) <= 0.15),
-                    "" if abs(dgx_nodes / 19 - 1) <= 0.15 else
-                    f"{held} experts at {h100.experts_per_node} per DGX HBM"))
+    node = get_node("sn40l")
+    ddr = node.device.memory(Space.DDR).capacity_B
+    rows.append(_count_row(
+        SN40L.experts_held, held,
+        f"ours is the node's DDR ({node.devices} x {ddr / TB:g} TB) / expert bytes ({sn.expert_B / 1e9:.2f} GB), "
+        f"with no DDR kept for anything else; the paper does not say what else its DDR holds"))
+    rows.append(_count_row(SN40L.dgx_nodes, dgx_nodes, f"{held} experts at {h100.experts_per_node} per DGX HBM"))
     rows.append(_shape_row(sweep["dgx-h100"]))
     fusion = fusion_ratios(kernels)
-    rows.append(_range_row("operator fusion speedup over an unfused baseline (8 sockets)", 2, 13, fusion,
-                           _fusion_cause(kernels, fusion)))
+    rows.append(_range_row(SN40L.fusion, fusion, _fusion_cause(kernels, fusion)))
     orchestration = orchestration_ratios(kernels)
-    rows.append(_range_row("hardware- vs software-orchestrated launch, decode", 1.4, 8, orchestration,
-                           _orchestration_cause(kernels, orchestration)))
+    rows.append(_range_row(SN40L.orchestration, orchestration, _orchestration_cause(kernels, orchestration)))
     share = hbm_share(kernels, hbm_GBps)
-    ok = abs(share * 100 - 85) <= 5
-    rows.append(Row("fused decoder, decode: share of HBM bandwidth achieved", "~85%", f"{share:.1%}", "", "+-5 points",
-                    _status(ok), "" if ok else _share_cause(kernels, hbm_GBps)))
+    target = SN40L.hbm_share
+    ok = target.within(share * 100)
+    rows.append(Row(target.claim, f"~{target.paper_percent:g}%", f"{share:.1%}", "",
+                    f"+-{target.tolerance_points:g} points", _status(ok),
+                    "" if ok else _share_cause(kernels, hbm_GBps)))
     return tuple(rows)
 
 
@@ -201,9 +208,10 @@ def _shape_row(points: tuple[CoEResult, ...]) -> Row:
     jump = next((p.config.experts for p in points if p.total_time_s is not None and p.total_time_s > 1.05 * flat), None)
     limit = points[0].store_experts
     ours = f"jumps at {jump} experts on the grid (HBM holds {points[0].cache_slots}); out of memory beyond {limit}"
-    ok = jump is not None and 40 <= jump <= 60 and abs(limit / 150 - 1) <= 0.15
-    return Row("DGX H100 latency vs number of experts", "jumps near 50; out of memory beyond 150", ours, "",
-               "same shape", _status(ok), "" if ok else "see the sweep and its plot")
+    target = SN40L.dgx_shape
+    ok = target.within(jump, limit)
+    return Row(target.claim, target.paper, ours, "", "same shape", _status(ok),
+               "" if ok else "see the sweep and its plot")
 
 
 def reproduce_sn40l(progress: Callable[[str], None] | None = None,
