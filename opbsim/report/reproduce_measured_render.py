@@ -91,7 +91,8 @@ _CAUSES = (
     "of its own found). (7) TPOT at concurrency 1 on 8 x H200 (vLLM 0.19 / 0.20): ours 24-51% too fast. At tp "
     "8 a decode step of Mixtral-8x7B streams under 1 ms of weights per GPU; the rest of the measured 2.66 ms "
     "is per-layer latency that is not modelled: kernel launches at 1 us each (an assumed CUDA-graph figure), "
-    "no per-kernel floor of small kernels, decode GEMMs of one row at 0.90 of the HBM bandwidth, the sampler. The tensor parallelism (8) and BF16 are assumptions: "
+    "no per-kernel floor of small kernels, decode GEMMs of one row at 0.90 of the HBM bandwidth, the sampler. "
+    "The tensor parallelism (8) and BF16 are assumptions: "
     "the issue's reproduction commands were cut off in the stored text. 0.19 to 0.20 the same engine "
     "measured 21% slower on Mixtral: the spread between versions.")
 
