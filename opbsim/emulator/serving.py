@@ -17,7 +17,12 @@ is admitted into the next stage). Open loop: requests arrive at their Poisson ti
 runs, time jumps to the next arrival.
 
 Time and energy of a stage come from ``StageTimer`` (compiled and timed on the engine, memoised by
-shape bucket). Capacity (``ServingConfig.preemption``): ``none`` caps the batch so that the weights
+shape bucket). Kernel launches (``ServingConfig.cuda_graphs``, vLLM's default): a decode-only stage
+of at most CUDA_GRAPH_MAX_BATCH requests replays a CUDA graph; any other stage (prefill, or every
+stage with ``cuda_graphs`` False) is launched kernel by kernel from the host and lasts
+``StageCost.eager_extra_s`` longer, host time during which the devices idle (as the step overhead).
+
+Capacity (``ServingConfig.preemption``): ``none`` caps the batch so that the weights
 and the KV cache of ``max_batch`` requests at the longest context of the stream fit each device
 (``Cluster.capacity_batch``: every request's whole context reserved, nothing is ever preempted).
 ``recompute`` is vLLM's paged KV cache (its default, and V1's only preemption mode:
@@ -48,6 +53,7 @@ import numpy as np
 
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.energy import static_energy
+from opbsim.emulator.serving_engines import CUDA_GRAPH_MAX_BATCH
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.errors import DoesNotFit, InputError
@@ -58,7 +64,7 @@ from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
 __all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "PREEMPTION_MODES", "capacity_of", "prefill_chunks", "ServingConfig",
-           "ServingResult", "simulate", "context_error"]
+           "ServingResult", "simulate", "context_error", "graphed", "launch_extra_s"]
 
 PREEMPTION_MODES = ("none", "recompute")  # see the module doc; vLLM's default is "recompute"
 
@@ -70,12 +76,15 @@ class ServingConfig:
     """``batch``: the most requests running at once (capped by capacity). ``prefill_chunk_tokens``:
     the most prompt tokens per stage, 0 for whole prompts. ``step_overhead_s``: host time the serving
     engine adds to every stage, the devices idle (emulator/serving_engines.py; 0: none).
-    ``preemption``: what happens when the KV cache is full (PREEMPTION_MODES, module doc)."""
+    ``preemption``: what happens when the KV cache is full (PREEMPTION_MODES, module doc).
+    ``cuda_graphs``: decode stages of up to CUDA_GRAPH_MAX_BATCH requests replay CUDA graphs, as
+    vLLM's default (``graphed``); False: every stage is launched kernel by kernel (``--eager``)."""
 
     batch: int
     prefill_chunk_tokens: int = 0
     step_overhead_s: float = 0.0
     preemption: str = "none"
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -88,6 +97,20 @@ class ServingConfig:
             raise InputError(f"step_overhead_s must be a finite number >= 0, got {h!r}")
         if self.preemption not in PREEMPTION_MODES:
             raise InputError(f"preemption must be one of {', '.join(PREEMPTION_MODES)}, got {self.preemption!r}")
+        if not isinstance(self.cuda_graphs, bool):
+            raise InputError(f"cuda_graphs must be true or false, got {self.cuda_graphs!r}")
+
+
+def graphed(cuda_graphs: bool, chunks: tuple[PrefillChunk, ...], decode_count: int) -> bool:
+    """Whether a stage replays a CUDA graph: with ``cuda_graphs``, a decode-only stage of at most
+    CUDA_GRAPH_MAX_BATCH requests (vLLM captures graphs for decode batches only); any other stage is
+    launched kernel by kernel and pays ``StageCost.eager_extra_s``."""
+    return cuda_graphs and not chunks and 0 < decode_count <= CUDA_GRAPH_MAX_BATCH
+
+
+def launch_extra_s(cost: StageCost, cuda_graphs: bool, chunks: tuple[PrefillChunk, ...], decode_count: int) -> float:
+    """The time a stage's eager kernel launches add to ``cost`` (0 when it replays a graph)."""
+    return 0.0 if graphed(cuda_graphs, chunks, decode_count) else cost.eager_extra_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,7 +233,7 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
     paged = config.preemption == "recompute"
     loop = _Loop(scenario, config.batch if paged else min(config.batch, capacity), config.prefill_chunk_tokens,
                  timer, on_finished, step_overhead_s=config.step_overhead_s,
-                 kv_tokens=cluster.kv_capacity_tokens(model) if paged else 0)
+                 kv_tokens=cluster.kv_capacity_tokens(model) if paged else 0, cuda_graphs=config.cuda_graphs)
     loop.run()
     return loop.result(model, cluster, config.batch, capacity)
 
@@ -220,12 +243,13 @@ class _Loop:
 
     def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer,
                  on_finished: Callable[[int], None] | None = None, *, step_overhead_s: float = 0.0,
-                 kv_tokens: int = 0):
+                 kv_tokens: int = 0, cuda_graphs: bool = True):
         self.on_finished = on_finished
+        self.cuda_graphs = cuda_graphs
         self.kv_tokens = kv_tokens  # > 0: the paged KV cache's tokens per device group (recompute preemption)
         self.preemptions = 0
         self.step_overhead_s = step_overhead_s
-        self.host_s = 0.0  # the engine's host time over all stages, devices idle
+        self.host_s = 0.0  # the engine's host time over all stages (and eager launches), devices idle
         self.scenario = scenario
         self.max_batch = max_batch
         self.chunk_tokens = chunk_tokens
@@ -290,9 +314,10 @@ class _Loop:
                 cost = self.timer.cost(Stage(prefill=chunks, decode_ctx_tokens=ctx))
             else:
                 cost = self.timer.cost_of(chunks, len(decoding), ctx_sum)
-            self._record(now, cost, chunks, len(decoding))
-            now += cost.time_s + self.step_overhead_s
-            self.host_s += self.step_overhead_s
+            host = self.step_overhead_s + launch_extra_s(cost, self.cuda_graphs, chunks, len(decoding))
+            self._record(now, cost, chunks, len(decoding), host)
+            now += cost.time_s + host
+            self.host_s += host
             ctx_sum += len(decoding)
             ended = finish_at.pop(s, [])
             for r in ended:
@@ -324,9 +349,10 @@ class _Loop:
     def _chunks(self, prefilling: list[list[int]]) -> tuple[PrefillChunk, ...]:
         return prefill_chunks(prefilling, self.prompt, self.chunk_tokens)
 
-    def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int) -> None:
+    def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int,
+                host_s: float) -> None:
         self.stage_start.append(start_s)
-        self.stage_time.append(cost.time_s + self.step_overhead_s)
+        self.stage_time.append(cost.time_s + host_s)
         self.stage_prefill.append(sum(c.new_tokens for c in chunks))
         self.stage_decode.append(decode)
         key = id(cost)
