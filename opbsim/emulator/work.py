@@ -165,14 +165,19 @@ COST: dict[str, Callable[[Program, Instruction], Work]] = {
 
 def work_of(program: Program, inst: Instruction, *, fused: bool = False) -> Work:
     """``inst``'s demands; ``fused`` (``fused_attention``): as part of a fused attention kernel,
-    without the traffic of the operands it keeps on chip (``AttentionPart.on_chip``)."""
+    without the traffic of the operands it keeps on chip (``AttentionPart.on_chip``) and, for a
+    causal chunk, with only the unmasked share of its operations (the kernel skips the tiles above
+    the diagonal)."""
     part = inst.attention
     if part is None:
         return COST[inst.mnemonic](program, inst)
     cost = COST[inst.mnemonic]
-    skip = frozenset(part.on_chip) if fused else frozenset()
-    work = cost(program, inst, skip) if skip and cost in (_gemm, _elementwise) else cost(program, inst)
-    return replace(work, attention=part)
+    if not fused:
+        return replace(cost(program, inst), attention=part)
+    work = cost(program, inst, frozenset(part.on_chip)) if cost in (_gemm, _elementwise) else cost(program, inst)
+    share = part.unmasked_share
+    return replace(work, attention=part, matrix_flops=round(work.matrix_flops * share),
+                   vector_flops=round(work.vector_flops * share))
 
 
 def fused_attention(device: DeviceSpec, inst: Instruction) -> bool:
@@ -229,7 +234,8 @@ def achievable_s(device: DeviceSpec, inst: Instruction, work: Work, *, kernel_hb
     streaming fraction; an elementwise or normalisation instruction's HBM bytes at the elementwise
     fraction; a decode-attention instruction's HBM bytes at the bandwidth share of its whole kernel's
     ``kernel_hbm_B`` (0: its own bytes), so the kernel's instructions together take the kernel's
-    time; a causal prefill-attention GEMM's unmasked work at the attention fraction for its context.
+    time; a prefill-attention GEMM's work (for a fused kernel, its unmasked share: ``work_of``) at
+    the attention fraction for its context.
     A unit without an efficiency model: its peak datapath time (``compute_s``). Never below
     ``compute_s``."""
     peak = compute_s(device, inst, work)
@@ -250,8 +256,8 @@ def achievable_s(device: DeviceSpec, inst: Instruction, work: Work, *, kernel_hb
     t = 0.0
     if work.matrix_flops:
         attn = eff.prefill_attention_fraction(part.context_tokens) if part is not None else None
-        if attn is not None:
-            t += work.matrix_flops * part.unmasked_share / (spec.matrix_TFLOPS * 1e12 * attn)
+        if attn is not None:  # a fused kernel's work (work_of(fused=True)): its unmasked share
+            t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * attn)
         else:
             fraction = eff.gemm_fraction(work.gemm_rows, grouped=work.grouped_gemm)
             t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * fraction)

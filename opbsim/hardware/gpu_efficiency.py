@@ -97,14 +97,18 @@ class StreamCurve:
             raise InputError("stream curve: times must increase")
 
     def time_s(self, nbytes: float, bw_Bps: float) -> float:
-        """Seconds the kernel takes for ``nbytes`` over a memory of ``bw_Bps`` (0 for no bytes)."""
+        """Seconds the kernel takes for ``nbytes`` over a memory of ``bw_Bps`` (0 for no bytes):
+        between points, the time is interpolated linearly in log-log (non-decreasing when the
+        points' times are)."""
         if nbytes <= 0:
             return 0.0
         ideal = nbytes / bw_Bps
-        first_t, first_share = self.points[0]
-        if ideal <= first_t:
-            return first_t / first_share
-        return ideal / _interp_log(ideal, self.points)
+        times = tuple((x, x / share) for x, share in self.points)
+        if ideal <= times[0][0]:
+            return times[0][1]
+        if ideal >= times[-1][0]:
+            return ideal / self.points[-1][1]
+        return math.exp(_interp_log(ideal, tuple((x, math.log(t)) for x, t in times)))
 
 
 def decode_curve(bw_GBps: float, series: tuple[tuple[int, tuple[tuple[int, float], ...]], ...],
