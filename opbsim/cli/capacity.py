@@ -10,7 +10,7 @@ import click
 from opbsim.cli.device import device_options
 from opbsim.cli.fleet import arrivals_trace, cluster_of, fleet_config, fleet_options, lengths_of, pop_fleet
 from opbsim.cli.parallel import parallel_options
-from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
+from opbsim.cli.stage_options import buckets_option, cuda_graphs_option, prefill_chunk_option
 from opbsim.errors import InputError
 from opbsim.report.tables import format_table
 
@@ -45,12 +45,13 @@ KEEP_UP = 0.9  # a trial fails when the cluster serves fewer requests/s than thi
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths, arrivals and random router.")
 @prefill_chunk_option
+@cuda_graphs_option
 @buckets_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @fleet_options
 def capacity_cmd(model: str, slo_ttft_ms: float, slo_tpot_ms: float, batch: int, lin: int | None, lout: int | None,
                  lin_std: float, lout_std: float, num_requests: int, start_qps: float | None, tolerance: float,
-                 seed: int, prefill_chunk: int, buckets: int, as_json: bool, **layout) -> None:
+                 seed: int, prefill_chunk: int, cuda_graphs: bool, buckets: int, as_json: bool, **layout) -> None:
     """The SLO goodput of MODEL on --replicas replicas (default 1): the largest arrival rate whose
     p99 TTFT <= --slo-ttft-ms and p99 TPOT <= --slo-tpot-ms and which the cluster keeps up with
     (it serves at least 90% of the offered requests/s), bracketed by doubling and bisection.
@@ -61,7 +62,8 @@ def capacity_cmd(model: str, slo_ttft_ms: float, slo_tpot_ms: float, batch: int,
     from opbsim.workloads.traces import Trace, read_trace
 
     fleet = pop_fleet(layout)
-    config = fleet_config(fleet, batch=batch, prefill_chunk=prefill_chunk, seed=seed, buckets=buckets, overlap=False)
+    config = fleet_config(fleet, batch=batch, prefill_chunk=prefill_chunk, seed=seed, buckets=buckets, overlap=False,
+                          cuda_graphs=cuda_graphs)
     if fleet["trace_file"] is not None:
         base = read_trace(fleet["trace_file"])
         if base.arrival_s[-1] <= 0:

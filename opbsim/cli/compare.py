@@ -12,7 +12,13 @@ from opbsim.cli.device import hw_of, hw_option
 from opbsim.cli.parallel import layout_given, parallel_of, parallel_options
 from opbsim.cli.path import FilePath, make_out_dir
 from opbsim.cli.progress import progress_bar
-from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
+from opbsim.cli.stage_options import (
+    buckets_option,
+    cuda_graphs_option,
+    preemption_of,
+    preemption_option,
+    prefill_chunk_option,
+)
 from opbsim.errors import InputError
 
 __all__ = ["compare_cmd", "demo_cmd"]
@@ -92,6 +98,8 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--requests-per-slot", type=click.IntRange(min=1), default=1, show_default=True,
               help="Requests per batch slot: each run serves this x batch requests (closed loop).")
 @prefill_chunk_option
+@preemption_option
+@cuda_graphs_option
 @buckets_option
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths and random routing.")
@@ -101,7 +109,8 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str, ...], batch: int, batches: str,
                 lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int,
-                buckets: int, seed: int, out_dir: Path | None, as_json: bool, no_progress: bool, **layout) -> None:
+                preemption: str, cuda_graphs: bool, buckets: int, seed: int, out_dir: Path | None, as_json: bool,
+                no_progress: bool, **layout) -> None:
     """Compare MODEL (a preset, a config.json or a cached Hugging Face id) served on several devices.
 
     Every device runs the same layout (--tp --dp --ep --etp --pp, as for simulate).
@@ -120,7 +129,8 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
                                node_devices=node_devices, batch=batch,
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
-                               buckets=buckets, seed=seed)
+                               preemption=preemption_of(preemption), cuda_graphs=cuda_graphs, buckets=buckets,
+                               seed=seed)
     from opbsim.report.compare import resolve
     from opbsim.report.plots import PLOTS
 

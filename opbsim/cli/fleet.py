@@ -105,18 +105,20 @@ def cluster_of(model: str, layout: dict, *, context_tokens: int, batch: int):
     return cfg, Cluster(device=spec, policy=policy, parallel=parallel, node_devices=node_size), note
 
 
-def fleet_config(fleet: dict, *, batch: int, prefill_chunk: int, seed: int, buckets: int, overlap: bool):
+def fleet_config(fleet: dict, *, batch: int, prefill_chunk: int, seed: int, buckets: int, overlap: bool,
+                 cuda_graphs: bool = True):
     from opbsim.emulator.fleet import FleetConfig
 
     check_fleet(fleet)
     return FleetConfig(replicas=fleet["replicas"] or 1, batch=batch, router=fleet["router"],
                        prefill_chunk_tokens=prefill_chunk, seed=seed, workers=fleet["workers"],
-                       scheduler=fleet["scheduler"], buckets=buckets, overlap=overlap)
+                       scheduler=fleet["scheduler"], buckets=buckets, overlap=overlap, cuda_graphs=cuda_graphs)
 
 
 def simulate_cluster(model: str, fleet: dict, layout: dict, *, batch: int, lengths: Callable[[], object],
                      qps: float | None, num_requests: int | None, seed: int, prefill_chunk: int, routing: str,
-                     buckets: int, overlap: bool, as_json: bool, stage_trace: Path | None) -> None:
+                     buckets: int, overlap: bool, as_json: bool, stage_trace: Path | None,
+                     cuda_graphs: bool = True) -> None:
     """``opbsim simulate --replicas N`` / ``--trace-file``: a trace on replicas behind a router."""
     from opbsim.emulator.fleet_run import simulate_fleet
     from opbsim.report.fleet import fleet_json, fleet_table
@@ -126,7 +128,7 @@ def simulate_cluster(model: str, fleet: dict, layout: dict, *, batch: int, lengt
     if stage_trace is not None:
         raise InputError("--trace (a trace of stages) is for one replica: drop --replicas and --trace-file")
     config = fleet_config(fleet, batch=batch, prefill_chunk=prefill_chunk, seed=seed, buckets=buckets,
-                          overlap=overlap)
+                          overlap=overlap, cuda_graphs=cuda_graphs)
     trace = trace_of(fleet, qps, lengths, num_requests or batch * config.replicas, seed)
     cfg, cluster, note = cluster_of(model, layout, context_tokens=trace.longest_context_tokens, batch=batch)
     result = simulate_fleet(cfg, cluster, trace, config)

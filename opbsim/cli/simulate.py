@@ -11,7 +11,13 @@ from opbsim.cli.fleet import fleet_options, lengths_of, pop_fleet, simulate_clus
 from opbsim.cli.parallel import layout_of, parallel_options
 from opbsim.cli.path import FilePath
 from opbsim.cli.progress import progress_bar, progress_option
-from opbsim.cli.stage_options import buckets_option, prefill_chunk_option
+from opbsim.cli.stage_options import (
+    buckets_option,
+    cuda_graphs_option,
+    preemption_of,
+    preemption_option,
+    prefill_chunk_option,
+)
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_text
 
@@ -59,6 +65,8 @@ def routing_of(spec: str, model, seed: int):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths, arrivals and random routing.")
 @prefill_chunk_option
+@preemption_option
+@cuda_graphs_option
 @click.option("--routing", default="balanced", show_default=True,
               help="Expert routing: balanced, uniform, zipf:SKEW or trace:FILE (one node only).")
 @buckets_option
@@ -70,9 +78,9 @@ def routing_of(spec: str, model, seed: int):
 @fleet_options
 @progress_option
 def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
-                 lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, routing: str,
-                 buckets: int, overlap: bool, as_json: bool, trace: Path | None, no_progress: bool,
-                 **layout) -> None:
+                 lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, preemption: str,
+                 cuda_graphs: bool, routing: str, buckets: int, overlap: bool, as_json: bool, trace: Path | None,
+                 no_progress: bool, **layout) -> None:
     """Serve requests of MODEL (a preset, a config.json or a cached Hugging Face id org/name) with
     continuous batching on a cluster.
 
@@ -80,11 +88,16 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices.
     With --replicas N or --trace-file: an open-loop trace on N such replicas behind --router."""
     fleet = pop_fleet(layout)
+    preemption = preemption_of(preemption)
     if fleet["replicas"] is not None or fleet["trace_file"] is not None:
+        if preemption != "none":
+            raise InputError(f"--preemption {preemption}: a run on replicas (--replicas, --trace-file) reserves each "
+                             "request's whole context; recompute preemption is modelled for one replica")
         return simulate_cluster(model, fleet, layout, batch=batch,
                                 lengths=lambda: lengths_of(lin, lout, lin_std, lout_std),
                                 qps=qps, num_requests=num_requests, seed=seed, prefill_chunk=prefill_chunk,
-                                routing=routing, buckets=buckets, overlap=overlap, as_json=as_json, stage_trace=trace)
+                                routing=routing, buckets=buckets, overlap=overlap, as_json=as_json, stage_trace=trace,
+                                cuda_graphs=cuda_graphs)
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
@@ -103,8 +116,9 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     timer = StageTimer(cfg, cluster, routing=routing_of(routing, cfg, seed), bucketing=Bucketing(buckets),
                        overlap=overlap)
     with progress_bar(len(scenario.requests), "serving", enabled=not no_progress) as step:
-        result = simulate(cfg, cluster, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk),
-                          timer=timer, on_finished=lambda n: step("requests done", n))
+        config = ServingConfig(batch=batch, prefill_chunk_tokens=prefill_chunk, preemption=preemption,
+                               cuda_graphs=cuda_graphs)
+        result = simulate(cfg, cluster, scenario, config, timer=timer, on_finished=lambda n: step("requests done", n))
     if trace is not None:
         atomic_write_text(trace, serving_trace(result))
     click.echo(serving_json(result) if as_json else serving_table(result))

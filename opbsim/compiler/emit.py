@@ -32,7 +32,7 @@ class _Descriptors:
 
 def _instruction(d: Draft, descs: _Descriptors, note: str) -> Instruction:
     ops = tuple(descs.of(v) if isinstance(v, View) else v for v in d.operands)
-    return Instruction(d.mnemonic, d.unit, ops, d.note or note, grouped=d.grouped)
+    return Instruction(d.mnemonic, d.unit, ops, d.note or note, grouped=d.grouped, attention=d.attention)
 
 
 def emit(sched: Schedule) -> Compiled:

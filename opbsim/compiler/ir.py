@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from opbsim.hardware.spec import DeviceSpec
-from opbsim.isa.program import Program
+from opbsim.isa.program import AttentionPart, Program
 from opbsim.isa.types import Descriptor, DType, Space, Unit, row_major_strides
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import ModelGraph
@@ -139,13 +139,15 @@ class View:
 class Draft:
     """An instruction before emission: operands are Views (descriptors) or immediates. ``note``
     names its op when that differs from its kernel's (a fused kernel spans several ops); ``grouped``:
-    a routed expert's GEMM, part of the layer's fused-MoE (grouped GEMM) kernel."""
+    a routed expert's GEMM, part of the layer's fused-MoE (grouped GEMM) kernel; ``attention``: the
+    part of an attention kernel it computes (Instruction.attention)."""
 
     mnemonic: str
     unit: Unit
     operands: tuple[View | int | float, ...]
     note: str = ""
     grouped: bool = False
+    attention: AttentionPart | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from opbsim.compiler.ir import Draft, Kernel, Kernels, Placement, View
 from opbsim.compiler.layout import Layout
 from opbsim.compiler.routing_tables import RoutingTables
 from opbsim.errors import DoesNotFit, InputError
+from opbsim.isa.program import AttentionPart
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import Norm
@@ -84,8 +85,9 @@ class Lowerer:
             strides.append(stride if have == want else 0)
         return View(view.buffer, view.space, view.base_B, view.dtype, shape, tuple(strides))
 
-    def emit(self, mnemonic: str, *operands: View | int | float, grouped: bool = False) -> None:
-        self._drafts.append(Draft(mnemonic, self._unit, tuple(operands), grouped=grouped))
+    def emit(self, mnemonic: str, *operands: View | int | float, grouped: bool = False,
+             attention: AttentionPart | None = None) -> None:
+        self._drafts.append(Draft(mnemonic, self._unit, tuple(operands), grouped=grouped, attention=attention))
 
     def rows(self, view: View, start: int, count: int) -> View:
         """Rows [start, start + count) of a view whose first axis is rows."""

@@ -5,19 +5,23 @@ value heads. ``L.k_cache`` and ``L.v_cache`` are [R, S, KV, d]: one slot of S to
 of the stage (prefill chunks first, then decoding requests), S the longest context in the stage.
 A prefill chunk's attention is three instructions (scores, causal softmax, weighted values)
 batched over KV heads and the g query heads of each group; decoding requests get the same three
-each, all in one kernel. Scores are fp32, probabilities bf16, scale fp32(1 / sqrt(d)).
+each, all in one kernel. Scores are fp32, probabilities bf16, scale fp32(1 / sqrt(d)). Every
+instruction of an attention kernel carries its ``AttentionPart`` (phase, new and past tokens, the
+scores and probabilities a fused kernel keeps on chip), by which a GPU's timing model costs it as
+the attention kernel it stands for (hardware/gpu_efficiency.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from opbsim.compiler.ir import View
 from opbsim.compiler.lower import Lowerer
 from opbsim.errors import InputError
+from opbsim.isa.program import AttentionPart
 from opbsim.isa.types import DType
 from opbsim.workloads.ops import Op
 
@@ -139,10 +143,12 @@ def lower_attention(lw: Lowerer, op: Op) -> None:
         first = len(lw.stage.prefill)
         chosen = list(enumerate(geo.reqs[first:], start=first))
         causal = 0
+    phase = op.params["phase"]
     for slot, r in chosen:
         lw.layout.reset_scratch()  # requests run one after another on the unit: reuse the scratch
+        part = AttentionPart(phase, r.new, r.past)
         scores = lw.scratch("scores", DType.FP32, (geo.KV, geo.g, r.new, r.context))
         probs = lw.scratch("probs", geo.dtype, scores.shape)
-        lw.emit("gemm", scores, geo.queries(r), geo.keys_t(slot, r))
-        lw.emit("softmax", probs, scores, scale, causal, r.past)
-        lw.emit("gemm", geo.output(r), probs, geo.values(slot, r))
+        lw.emit("gemm", scores, geo.queries(r), geo.keys_t(slot, r), attention=replace(part, on_chip=("dst",)))
+        lw.emit("softmax", probs, scores, scale, causal, r.past, attention=replace(part, on_chip=("dst", "src")))
+        lw.emit("gemm", geo.output(r), probs, geo.values(slot, r), attention=replace(part, on_chip=("a",)))

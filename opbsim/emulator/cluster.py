@@ -149,6 +149,12 @@ class Cluster:
             return 0
         return (free_B // per_request_B) * self.dp
 
+    def kv_capacity_tokens(self, model: ModelConfig) -> int:
+        """The KV-cache tokens that fit next to the weights on each device of a dp group, summed over
+        the dp groups (a paged cache: any split over requests; 0 when the weights alone do not fit)."""
+        free_B = self.device.memory(Space.HBM).capacity_B - self.weight_bytes_per_device(model)
+        return max(0, free_B // self.kv_bytes_per_device(model, 1)) * self.dp
+
 
 def smallest_tp(model: ModelConfig, device: DeviceSpec, policy: str, *, context_tokens: int, batch: int,
                 node_devices: int = 0) -> Cluster | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from opbsim.emulator.devices import kernel_model
 from opbsim.emulator.energy import EnergyParts, static_energy, work_energy
 from opbsim.emulator.kernel_models import KernelModel
-from opbsim.emulator.work import Work, achievable_s, channel_bytes, link_demand, regions_of, work_of
+from opbsim.emulator.work import Work, achievable_s, channel_bytes, fused_attention, link_demand, regions_of, work_of
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region, Scoreboard
@@ -69,6 +69,7 @@ class RunStats:
     energy_J_by_group: tuple[tuple[OpGroup, float], ...]
     timeline: tuple[Interval, ...]
     energy: EnergyParts = EnergyParts()
+    kernels_by_unit: tuple[tuple[Unit, int], ...] = ()  # kernels launched on each unit
 
     @property
     def energy_J(self) -> float:
@@ -95,6 +96,7 @@ class _Op:
     deps: tuple[int, ...]
     sections: frozenset[tuple[Space, int]]
     energy: EnergyParts
+    kernel: bool = False  # a kernel of its own: it paid its unit's launch
 
 
 @dataclass(slots=True)
@@ -121,9 +123,13 @@ def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
             ops.append(_kernel(program, device, live, len(ops), index, inst, model))
             continue
         ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
-        for body_index in _body(program, index, inst):
-            ops.append(_op(program, device, live, len(ops), body_index, program.instructions[body_index],
-                           launched=True))
+        body = [(i, program.instructions[i]) for i in _body(program, index, inst)]
+        works = [work_of(program, b, fused=fused_attention(device, b)) for _, b in body]
+        kernel_B = sum(dict(w.bytes_by_space).get(Space.HBM, 0) for w in works
+                       if w.attention is not None and w.attention.phase == "decode")
+        for (body_index, b), work in zip(body, works):
+            ops.append(_op(program, device, live, len(ops), body_index, b, launched=True, work=work,
+                           kernel_hbm_B=kernel_B))
     return ops
 
 
@@ -141,11 +147,12 @@ def _body(program: Program, index: int, launch: Instruction) -> range:
 
 
 def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index: int, inst: Instruction, *,
-        launched: bool) -> _Op:
-    """One instruction's demands; a launched body instruction pays no launch of its own."""
+        launched: bool, work: Work | None = None, kernel_hbm_B: int = 0) -> _Op:
+    """One instruction's demands; a launched body instruction pays no launch of its own.
+    ``kernel_hbm_B``: the HBM bytes of the decode-attention instructions of its kernel (achievable_s)."""
     if inst.unit is not Unit.CTRL:
         device.compute(inst.unit)  # the device must have the unit
-    work = work_of(program, inst)
+    work = work_of(program, inst, fused=fused_attention(device, inst)) if work is None else work
     demand = channel_bytes(device, inst, work)
     link_latency_s, link_B = link_demand(device, work)
     if link_B:
@@ -157,8 +164,8 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
     return _Op(
         seq=seq, index=index, inst=inst, work=work, demand_B=demand, total_B=sum(demand.values()),
         fixed_s=issue_s + link_latency_s,
-        compute_s=achievable_s(device, inst, work), deps=live.add(regions, seq, inst.unit),
-        sections=_sections(device, regions), energy=work_energy(device, inst.unit, work),
+        compute_s=achievable_s(device, inst, work, kernel_hbm_B=kernel_hbm_B), deps=live.add(regions, seq, inst.unit),
+        sections=_sections(device, regions), energy=work_energy(device, inst.unit, work), kernel=pays_launch,
     )
 
 
@@ -183,7 +190,7 @@ def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, in
     regions = tuple(r for inst in body for r in regions_of(program, inst))
     return _Op(seq=seq, index=index, inst=launch, work=work, demand_B=demand, total_B=sum(demand.values()),
                fixed_s=cost.fixed_s, compute_s=cost.compute_s, deps=live.add(regions, seq, launch.unit),
-               sections=_sections(device, regions), energy=energy)
+               sections=_sections(device, regions), energy=energy, kernel=True)
 
 
 def _sections(device: DeviceSpec, regions: tuple[Region, ...]) -> frozenset[tuple[Space, int]]:
@@ -316,7 +323,10 @@ def _stats(device: DeviceSpec, ops: list[_Op], timeline: list[Interval], end_s: 
     energy: dict[OpGroup, float] = {}
     parts = static_energy(device, end_s)
     flops = 0
+    kernels: dict[Unit, int] = {}
     for op in ops:
+        if op.kernel:
+            kernels[op.inst.unit] = kernels.get(op.inst.unit, 0) + 1
         flops += op.work.matrix_flops + op.work.vector_flops
         for space, n in op.work.bytes_by_space:
             traffic[space] = traffic.get(space, 0) + n
@@ -332,4 +342,5 @@ def _stats(device: DeviceSpec, ops: list[_Op], timeline: list[Interval], end_s: 
         energy_J_by_group=tuple((g, energy[g]) for g in OpGroup if g in energy),
         timeline=tuple(sorted(timeline, key=lambda iv: (iv.start_s, iv.index))),
         energy=parts,
+        kernels_by_unit=tuple(sorted(kernels.items())),
     )

@@ -46,7 +46,8 @@ class FleetConfig:
     capacity); ``router`` a name in router.ROUTERS; ``seed`` seeds the random router;
     ``workers`` local processes for static routers (1: this process); ``scheduler`` a Dask
     address instead; ``buckets`` shape buckets per octave (0: exact stages); ``collapse`` runs
-    of identical decode-only stages in one step (replica.py; the same result)."""
+    of identical decode-only stages in one step (replica.py; the same result); ``cuda_graphs`` as
+    ServingConfig's."""
 
     replicas: int
     batch: int
@@ -58,6 +59,7 @@ class FleetConfig:
     buckets: int = 8
     overlap: bool = False
     collapse: bool = True  # False: every stage one step of the event loop (the reference for the shortcuts)
+    cuda_graphs: bool = True  # decode stages replay CUDA graphs (serving.graphed)
 
     def __post_init__(self) -> None:
         for name in ("replicas", "batch", "workers"):
@@ -69,6 +71,8 @@ class FleetConfig:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise InputError(f"prefill_chunk_tokens must be an integer >= 0, got {n!r}")
         Bucketing(self.buckets)
+        if not isinstance(self.cuda_graphs, bool):
+            raise InputError(f"cuda_graphs must be true or false, got {self.cuda_graphs!r}")
 
     @property
     def policy(self) -> RouterPolicy:
@@ -95,7 +99,8 @@ def timer_for(model: ModelConfig, cluster: Cluster, config: FleetConfig) -> Stag
 
 def simulate_replicas(trace: Trace, policy: RouterPolicy, replicas: int, *, timer: StageTimer, max_batch: int,
                       chunk_tokens: int, assignment: np.ndarray | None = None,
-                      on_dispatch: Dispatch | None = None, collapse: bool = True) -> list[ReplicaRun]:
+                      on_dispatch: Dispatch | None = None, collapse: bool = True,
+                      cuda_graphs: bool = True) -> list[ReplicaRun]:
     """Serve ``trace`` on ``replicas`` replicas in one event loop. ``assignment`` (static
     policies): each request's replica. ``on_dispatch`` is told of every send, with the replica's
     occupancy before it (for tests of the router's contract)."""
@@ -105,8 +110,8 @@ def simulate_replicas(trace: Trace, policy: RouterPolicy, replicas: int, *, time
     first = np.full(n, np.nan)
     done = np.full(n, np.nan)
     memo: dict = {}
-    reps = [Replica(timer, max_batch, chunk_tokens, inp, out, first, done, memo=memo, collapse=collapse)
-            for _ in range(replicas)]
+    reps = [Replica(timer, max_batch, chunk_tokens, inp, out, first, done, memo=memo, collapse=collapse,
+                    cuda_graphs=cuda_graphs) for _ in range(replicas)]
     owner = np.full(n, -1, dtype=np.int64)
     loop = _EventLoop(reps, policy, owner, on_dispatch)
     loop.run(trace.arrival_s.tolist(), None if assignment is None else assignment.tolist())
@@ -217,7 +222,7 @@ def run_group(model: ModelConfig, cluster: Cluster, config: FleetConfig, max_bat
     timer = timer_for(model, cluster, config)
     runs = simulate_replicas(trace.take(idx), config.policy, len(members), timer=timer, max_batch=max_batch,
                              chunk_tokens=config.prefill_chunk_tokens, assignment=sub_assign,
-                             collapse=config.collapse)
+                             collapse=config.collapse, cuda_graphs=config.cuda_graphs)
     return [ReplicaRun(members[r.index], idx[r.requests], r.first_token_s, r.done_s, r.busy_s, r.stages, r.costs)
             for r in runs], timer.compiled_shapes
 

@@ -112,7 +112,8 @@ def simulate_fleet(model: ModelConfig, cluster: Cluster, trace: Trace, config: F
         timer = timer or timer_for(model, cluster, config)
         runs = simulate_replicas(trace, config.policy, config.replicas, timer=timer, max_batch=max_batch,
                                  chunk_tokens=config.prefill_chunk_tokens, assignment=assignment,
-                                 on_dispatch=on_dispatch, collapse=config.collapse)
+                                 on_dispatch=on_dispatch, collapse=config.collapse,
+                                 cuda_graphs=config.cuda_graphs)
         shapes = timer.compiled_shapes
     else:
         common = (model, cluster, config, max_batch, trace)

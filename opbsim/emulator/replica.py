@@ -8,6 +8,9 @@ decode token per running request; the stage that completes a prompt samples the 
 later stage one more. A single replica fed a trace gives the same times as ``simulate`` on the
 same open-loop scenario (tested).
 
+Kernel launches as in serving.py: a stage that does not replay a CUDA graph runs as
+``StageTimer.launched`` gives it (longer by its eager launches).
+
 Bookkeeping is O(1) per stage plus O(1) per request event, and the record of a run is kept by
 distinct stage cost, not by stage: ``costs`` maps a cost to the stages that had it and the
 decode tokens they emitted, which is all the metrics need (time between tokens is a weighted
@@ -30,7 +33,7 @@ from collections import deque
 
 import numpy as np
 
-from opbsim.emulator.serving import prefill_chunks
+from opbsim.emulator.serving import graphed, prefill_chunks
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.workloads.stage import PrefillChunk, Stage
 
@@ -56,8 +59,9 @@ class Replica:
 
     def __init__(self, timer: StageTimer, max_batch: int, chunk_tokens: int, input_tokens: list[int],
                  output_tokens: list[int], first_token_s: np.ndarray, done_s: np.ndarray, *,
-                 memo: dict | None = None, collapse: bool = True):
+                 memo: dict | None = None, collapse: bool = True, cuda_graphs: bool = True):
         self.timer = timer
+        self.cuda_graphs = cuda_graphs
         self.memo = {} if memo is None else memo  # shape_key -> StageCost
         self.bround = timer.bucketing.round
         self.max_batch = max_batch
@@ -118,6 +122,7 @@ class Replica:
             cost = self.memo.get(key)
             if cost is None:
                 cost = self.memo[key] = self.timer.cost_of(chunks, decode, self.ctx_sum)
+        cost = self.timer.launched(cost, graphed(self.cuda_graphs, chunks, decode))
         c = cost.time_s
         self.busy_s += c
         stages = 1

@@ -17,8 +17,21 @@ is admitted into the next stage). Open loop: requests arrive at their Poisson ti
 runs, time jumps to the next arrival.
 
 Time and energy of a stage come from ``StageTimer`` (compiled and timed on the engine, memoised by
-shape bucket). Capacity: the batch is capped so that the weights and the KV cache of ``max_batch``
-requests at the longest context of the stream fit each device (``Cluster.capacity_batch``).
+shape bucket). Kernel launches (``ServingConfig.cuda_graphs``, vLLM's default): a decode-only stage
+of at most CUDA_GRAPH_MAX_BATCH requests replays a CUDA graph; any other stage (prefill, or every
+stage with ``cuda_graphs`` False) is launched kernel by kernel from the host and lasts
+``StageCost.eager_extra_s`` longer, host time during which the devices idle (as the step overhead).
+
+Capacity (``ServingConfig.preemption``): ``none`` caps the batch so that the weights
+and the KV cache of ``max_batch`` requests at the longest context of the stream fit each device
+(``Cluster.capacity_batch``: every request's whole context reserved, nothing is ever preempted).
+``recompute`` is vLLM's paged KV cache (its default, and V1's only preemption mode:
+``preemption_mode`` "recompute" in vllm/config.py): a request is admitted while its prompt fits
+next to the KV the running requests hold now; when the tokens of the next stage do not fit
+(``Cluster.kv_capacity_tokens``), the request that joined decoding last is preempted (vLLM preempts
+the tail of its running list): its KV
+is dropped and it goes back to the head of the queue with its prompt and the tokens it has generated
+as a new prompt, recomputed by prefill; it keeps its first-token time and its remaining outputs.
 
 Metrics: tokens/s = output tokens / makespan. Time between tokens: one sample per decode token,
 the duration of the stage that emitted it (the request's previous token came from the stage
@@ -40,6 +53,7 @@ import numpy as np
 
 from opbsim.emulator.cluster import Cluster
 from opbsim.emulator.energy import static_energy
+from opbsim.emulator.serving_engines import CUDA_GRAPH_MAX_BATCH
 from opbsim.emulator.serving_metrics import percentile, weighted_percentile
 from opbsim.emulator.stage_timer import StageCost, StageTimer
 from opbsim.errors import DoesNotFit, InputError
@@ -49,8 +63,10 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.scenarios import Loop, Scenario
 from opbsim.workloads.stage import PrefillChunk, Stage
 
-__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "capacity_of", "prefill_chunks", "ServingConfig", "ServingResult",
-           "simulate", "context_error"]
+__all__ = ["DEFAULT_PREFILL_CHUNK_TOKENS", "PREEMPTION_MODES", "capacity_of", "prefill_chunks", "ServingConfig",
+           "ServingResult", "simulate", "context_error", "graphed", "launch_extra_s"]
+
+PREEMPTION_MODES = ("none", "recompute")  # see the module doc; vLLM's default is "recompute"
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked prefill), as a serving engine bounds
 # them; the default of the CLI, compare, sweeps and the reproductions
@@ -59,11 +75,16 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # assumed: prompt tokens per stage (chunked
 class ServingConfig:
     """``batch``: the most requests running at once (capped by capacity). ``prefill_chunk_tokens``:
     the most prompt tokens per stage, 0 for whole prompts. ``step_overhead_s``: host time the serving
-    engine adds to every stage, the devices idle (emulator/serving_engines.py; 0: none)."""
+    engine adds to every stage, the devices idle (emulator/serving_engines.py; 0: none).
+    ``preemption``: what happens when the KV cache is full (PREEMPTION_MODES, module doc).
+    ``cuda_graphs``: decode stages of up to CUDA_GRAPH_MAX_BATCH requests replay CUDA graphs, as
+    vLLM's default (``graphed``); False: every stage is launched kernel by kernel (``--eager``)."""
 
     batch: int
     prefill_chunk_tokens: int = 0
     step_overhead_s: float = 0.0
+    preemption: str = "none"
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -74,6 +95,22 @@ class ServingConfig:
         h = self.step_overhead_s
         if isinstance(h, bool) or not isinstance(h, int | float) or not (math.isfinite(h) and h >= 0):
             raise InputError(f"step_overhead_s must be a finite number >= 0, got {h!r}")
+        if self.preemption not in PREEMPTION_MODES:
+            raise InputError(f"preemption must be one of {', '.join(PREEMPTION_MODES)}, got {self.preemption!r}")
+        if not isinstance(self.cuda_graphs, bool):
+            raise InputError(f"cuda_graphs must be true or false, got {self.cuda_graphs!r}")
+
+
+def graphed(cuda_graphs: bool, chunks: tuple[PrefillChunk, ...], decode_count: int) -> bool:
+    """Whether a stage replays a CUDA graph: with ``cuda_graphs``, a decode-only stage of at most
+    CUDA_GRAPH_MAX_BATCH requests (vLLM captures graphs for decode batches only); any other stage is
+    launched kernel by kernel and pays ``StageCost.eager_extra_s``."""
+    return cuda_graphs and not chunks and 0 < decode_count <= CUDA_GRAPH_MAX_BATCH
+
+
+def launch_extra_s(cost: StageCost, cuda_graphs: bool, chunks: tuple[PrefillChunk, ...], decode_count: int) -> float:
+    """The time a stage's eager kernel launches add to ``cost`` (0 when it replays a graph)."""
+    return 0.0 if graphed(cuda_graphs, chunks, decode_count) else cost.eager_extra_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +127,7 @@ class ServingResult:
     requests: int
     requested_batch: int
     capacity_batch: int
+    preemptions: int  # requests preempted (recompute) because the KV cache was full
     max_batch: int
     output_tokens: int
     duration_s: float
@@ -192,8 +230,10 @@ def simulate(model: ModelConfig, cluster: Cluster, scenario: Scenario, config: S
     if (reason := context_error(model, scenario)) is not None:
         raise InputError(reason)
     capacity = capacity_of(model, cluster, max(r.input_tokens + r.output_tokens for r in scenario.requests))
-    loop = _Loop(scenario, min(config.batch, capacity), config.prefill_chunk_tokens, timer, on_finished,
-                 step_overhead_s=config.step_overhead_s)
+    paged = config.preemption == "recompute"
+    loop = _Loop(scenario, config.batch if paged else min(config.batch, capacity), config.prefill_chunk_tokens,
+                 timer, on_finished, step_overhead_s=config.step_overhead_s,
+                 kv_tokens=cluster.kv_capacity_tokens(model) if paged else 0, cuda_graphs=config.cuda_graphs)
     loop.run()
     return loop.result(model, cluster, config.batch, capacity)
 
@@ -202,10 +242,14 @@ class _Loop:
     """The state of one run; ``run`` advances it stage by stage."""
 
     def __init__(self, scenario: Scenario, max_batch: int, chunk_tokens: int, timer: StageTimer,
-                 on_finished: Callable[[int], None] | None = None, *, step_overhead_s: float = 0.0):
+                 on_finished: Callable[[int], None] | None = None, *, step_overhead_s: float = 0.0,
+                 kv_tokens: int = 0, cuda_graphs: bool = True):
         self.on_finished = on_finished
+        self.cuda_graphs = cuda_graphs
+        self.kv_tokens = kv_tokens  # > 0: the paged KV cache's tokens per device group (recompute preemption)
+        self.preemptions = 0
         self.step_overhead_s = step_overhead_s
-        self.host_s = 0.0  # the engine's host time over all stages, devices idle
+        self.host_s = 0.0  # the engine's host time over all stages (and eager launches), devices idle
         self.scenario = scenario
         self.max_batch = max_batch
         self.chunk_tokens = chunk_tokens
@@ -214,6 +258,8 @@ class _Loop:
         reqs = scenario.requests
         self.inp = [r.input_tokens for r in reqs]
         self.out = [r.output_tokens for r in reqs]
+        self.prompt = list(self.inp)  # tokens to prefill: the input, plus the generated ones after a preemption
+        self.left = list(self.out)  # output tokens still to sample
         self.arrival = [r.arrival_s for r in reqs]
         self.released = scenario.concurrency if scenario.loop is Loop.CLOSED else len(reqs)
         self.first_token_s = np.full(len(reqs), np.nan)
@@ -228,16 +274,35 @@ class _Loop:
     def run(self) -> None:
         n = len(self.inp)
         admitted = finished = 0
+        requeued: list[int] = []  # preempted requests, readmitted before new arrivals
         prefilling: list[list[int]] = []  # [request, prompt tokens done], in admission order
-        decoding: dict[int, int] = {}  # request -> stage that sampled its first token
+        decoding: dict[int, int] = {}  # request -> stage that sampled its latest prefill's token
         finish_at: dict[int, list[int]] = {}  # stage -> requests whose last token it emits
         ctx_sum = 0  # keys the decode tokens of the next stage attend to, summed
         now, s = 0.0, 0
         while finished < n:
-            while (admitted < self.released and self.arrival[admitted] <= now
-                   and len(prefilling) + len(decoding) < self.max_batch):
-                prefilling.append([admitted, 0])
-                admitted += 1
+            while len(prefilling) + len(decoding) < self.max_batch:
+                r = requeued[0] if requeued else admitted
+                if not requeued and not (admitted < self.released and self.arrival[admitted] <= now):
+                    break
+                held = ctx_sum + sum(self.prompt[e[0]] for e in prefilling)
+                if self.kv_tokens and held + self.prompt[r] > self.kv_tokens:
+                    break
+                if requeued:
+                    requeued.pop(0)
+                else:
+                    admitted += 1
+                prefilling.append([r, 0])
+            while self.kv_tokens and decoding and ctx_sum + sum(self.prompt[e[0]] for e in prefilling) > self.kv_tokens:
+                r = next(reversed(decoding))  # the request that joined decoding last
+                s0 = decoding.pop(r)
+                ctx = self.prompt[r] + s - s0
+                ctx_sum -= ctx
+                finish_at[s0 + self.left[r]].remove(r)
+                self.left[r] -= s - s0 - 1
+                self.prompt[r] = ctx
+                requeued.insert(0, r)
+                self.preemptions += 1
             if not prefilling and not decoding:
                 idle_until = max(now, self.arrival[admitted])  # open loop, idle: wait for the next arrival
                 self.idle_s += idle_until - now
@@ -245,29 +310,32 @@ class _Loop:
                 continue
             chunks = self._chunks(prefilling)
             if self.exact:
-                ctx = tuple(self.inp[r] + s - s0 for r, s0 in decoding.items())
+                ctx = tuple(self.prompt[r] + s - s0 for r, s0 in decoding.items())
                 cost = self.timer.cost(Stage(prefill=chunks, decode_ctx_tokens=ctx))
             else:
                 cost = self.timer.cost_of(chunks, len(decoding), ctx_sum)
-            self._record(now, cost, chunks, len(decoding))
-            now += cost.time_s + self.step_overhead_s
-            self.host_s += self.step_overhead_s
+            host = self.step_overhead_s + launch_extra_s(cost, self.cuda_graphs, chunks, len(decoding))
+            self._record(now, cost, chunks, len(decoding), host)
+            now += cost.time_s + host
+            self.host_s += host
             ctx_sum += len(decoding)
             ended = finish_at.pop(s, [])
             for r in ended:
-                ctx_sum -= self.inp[r] + s + 1 - decoding.pop(r)
+                ctx_sum -= self.prompt[r] + s + 1 - decoding.pop(r)
             for entry, chunk in zip(prefilling, chunks):
                 entry[1] += chunk.new_tokens
                 if chunk.final:
                     r = entry[0]
-                    self.first_token_s[r] = now
-                    if self.out[r] == 1:
+                    if np.isnan(self.first_token_s[r]):
+                        self.first_token_s[r] = now
+                    self.left[r] -= 1
+                    if self.left[r] == 0:
                         ended.append(r)
                     else:
                         decoding[r] = s
-                        finish_at.setdefault(s + self.out[r] - 1, []).append(r)
-                        ctx_sum += self.inp[r] + 1
-            prefilling = [e for e in prefilling if e[1] < self.inp[e[0]]]
+                        finish_at.setdefault(s + self.left[r], []).append(r)
+                        ctx_sum += self.prompt[r] + 1
+            prefilling = [e for e in prefilling if e[1] < self.prompt[e[0]]]
             for r in ended:
                 self.done_s[r] = now
                 finished += 1
@@ -279,11 +347,12 @@ class _Loop:
             s += 1
 
     def _chunks(self, prefilling: list[list[int]]) -> tuple[PrefillChunk, ...]:
-        return prefill_chunks(prefilling, self.inp, self.chunk_tokens)
+        return prefill_chunks(prefilling, self.prompt, self.chunk_tokens)
 
-    def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int) -> None:
+    def _record(self, start_s: float, cost: StageCost, chunks: tuple[PrefillChunk, ...], decode: int,
+                host_s: float) -> None:
         self.stage_start.append(start_s)
-        self.stage_time.append(cost.time_s + self.step_overhead_s)
+        self.stage_time.append(cost.time_s + host_s)
         self.stage_prefill.append(sum(c.new_tokens for c in chunks))
         self.stage_decode.append(decode)
         key = id(cost)
@@ -325,6 +394,7 @@ class _Loop:
             devices_per_node=cluster.devices_per_node, nodes=cluster.nodes, parallel=cluster.parallel.label,
             loop=self.scenario.loop.value,
             requests=len(self.inp), requested_batch=requested, capacity_batch=capacity, max_batch=self.max_batch,
+            preemptions=self.preemptions,
             output_tokens=tokens, duration_s=duration, tokens_per_s=tokens / duration,
             tbt_p50_ms=weighted_percentile(times * 1e3, decode, 50),
             tbt_p90_ms=weighted_percentile(times * 1e3, decode, 90),

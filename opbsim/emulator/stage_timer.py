@@ -24,30 +24,33 @@ its kind; the collectives that move exchanged rows at the link energy of their p
 device's static power over the stage's wall-clock time, the waits included (two-batch overlap's
 fill, pipeline hand-overs, exposed communication).
 
+Kernel launches: a compiled part's time is its kernels replayed as a CUDA graph (each kernel pays
+its unit's ``issue_ns`` on the device). ``StageCost.eager_extra_s`` is what launching them one by
+one from the host would add: per compiled part, max(0, kernels x ``host_launch_s`` - its time), the
+host issuing back to back while the device runs (a part whose kernels outlast their launches hides
+them). Counted on units with a GPU kernel-efficiency model (CUDA kernels); the serving loop adds it
+to stages that do not replay a graph (serving.py).
+
 Layers are serially dependent through the residual stream, so summing per-layer times leaves out
 only the overlap of one layer's tail with the next layer's head (measured in
 tests/unit/serving/test_stage_timer.py and docs/serving.md).
 
-Shape buckets (``Bucketing``): the decode requests of a stage are represented by their count and
-their mean context, both rounded to a grid of ``steps_per_octave`` points per power of two; each
-prefill chunk's new and past tokens are rounded the same way. Decode attention reads every
-request's KV cache once, so its cost is linear in the summed context and the mean loses nothing
-but the (small) per-request fixed costs; rounding to a grid of 8 steps per octave moves a
-dimension by at most 1/16 (6.25%), by 2.2% on average over evenly spread values, up or down, so
-the errors of successive stages largely cancel: benchmarks/bucketing_error.py measures the
-effect on whole runs against unbucketed ones (docs/serving.md). ``steps_per_octave = 0``
-disables bucketing (every distinct stage is compiled as it is).
+Shape buckets (``Bucketing``, emulator/bucketing.py): stages are costed by the representative of their
+shape bucket (a grid of ``steps_per_octave`` points per power of two).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
+from opbsim.emulator.bucketing import DEFAULT_STEPS_PER_OCTAVE, Bucketing
 from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
 from opbsim.emulator.energy import EnergyParts, plan_energy, static_energy
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
+from opbsim.emulator.serving_engines import EAGER_LAUNCH_US
 from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.collectives import Collective, plan
@@ -63,45 +66,7 @@ from opbsim.workloads.stage import PrefillChunk, Stage
 
 __all__ = ["DEFAULT_STEPS_PER_OCTAVE", "Bucketing", "StageCost", "StageTimer", "split_by_class"]
 
-DEFAULT_STEPS_PER_OCTAVE = 8  # stage-shape grid points per power of two: the CLI's, compare's and sweeps' default
-
-
-@dataclass(frozen=True, slots=True)
-class Bucketing:
-    """Rounds token counts to ``steps_per_octave`` grid points per power of two (0: exact).
-    Values up to ``steps_per_octave`` are kept as they are (the grid step there is below 1)."""
-
-    steps_per_octave: int = DEFAULT_STEPS_PER_OCTAVE
-
-    def __post_init__(self) -> None:
-        n = self.steps_per_octave
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"steps_per_octave must be an integer >= 0, got {n!r}")
-
-    def round(self, n: int) -> int:
-        """``n`` rounded to the nearest grid point (ties upward); 0 stays 0."""
-        s = self.steps_per_octave
-        if s == 0 or n <= s:
-            return n
-        step = max(2 ** (n.bit_length() - 1) // s, 1)
-        return (n + step // 2) // step * step
-
-    def stage(self, stage: Stage) -> Stage:
-        """The representative of ``stage``'s bucket (``stage`` itself when disabled)."""
-        if self.steps_per_octave == 0:
-            return stage
-        return self.representative(stage.prefill, len(stage.decode_ctx_tokens), sum(stage.decode_ctx_tokens))
-
-    def representative(self, prefill: tuple[PrefillChunk, ...], decode_count: int, decode_ctx_sum: int) -> Stage:
-        """The bucket's representative stage: ``round(decode_count)`` decode requests at the
-        rounded mean context, and the prefill chunks rounded and sorted (largest first)."""
-        chunks = tuple(sorted((PrefillChunk(max(self.round(c.new_tokens), 1), self.round(c.past_tokens), c.final)
-                               for c in prefill), key=lambda c: (-c.new_tokens, -c.past_tokens, not c.final)))
-        decode: tuple[int, ...] = ()
-        if decode_count:
-            mean = max(round(decode_ctx_sum / decode_count), 1)
-            decode = (self.round(mean),) * self.round(decode_count)
-        return Stage(prefill=chunks, decode_ctx_tokens=decode)
+_BUCKETS = Bucketing()  # the default grid
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +83,7 @@ class StageCost:
     comm_exposed_s: float = 0.0  # wall clock with a collective in flight and no other instruction
     time_s_by_bound: tuple[tuple[str, float], ...] = ()  # compute / memory / communication / idle
     energy: EnergyParts | None = None  # by component; None (a cost made by hand): all of energy_J as compute
+    eager_extra_s: float = 0.0  # launched eagerly (no CUDA graph): the time the host's launches add (module doc)
 
     @property
     def energy_parts(self) -> EnergyParts:
@@ -137,6 +103,7 @@ class _Acc:
     fill_s: float = 0.0  # two-batch overlap: pipeline fill paid once per stage
     exposed_s: float = 0.0  # communication with nothing else running
     by_bound: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BOUNDS, 0.0))
+    eager_s: float = 0.0  # what launching its kernels one by one from the host would add
 
     def add(self, stats: RunStats, classes: dict[OpClass, float], times: float,
             energy_times: float | None = None) -> None:
@@ -158,11 +125,12 @@ class _Acc:
     def scaled(self, times: float) -> _Acc:
         return _Acc(self.time_s * times, self.energy.scaled(times), {u: b * times for u, b in self.busy.items()},
                     {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times,
-                    {k: t * times for k, t in self.by_bound.items()})
+                    {k: t * times for k, t in self.by_bound.items()}, self.eager_s * times)
 
     def merge(self, other: _Acc) -> None:
         self.time_s += other.time_s
         self.exposed_s += other.exposed_s
+        self.eager_s += other.eager_s
         for k, t in other.by_bound.items():
             self.by_bound[k] += t
         self.energy = self.energy + other.energy
@@ -182,7 +150,8 @@ class StageTimer:
     """
 
     def __init__(self, model: ModelConfig, cluster: Cluster, *, routing: Routing | None = None,
-                 bucketing: Bucketing = Bucketing(), memo: bool = True, overlap: bool = False):
+                 bucketing: Bucketing = _BUCKETS, memo: bool = True, overlap: bool = False,
+                 host_launch_s: float = EAGER_LAUNCH_US * 1e-6):
         cluster.check(model)
         par = cluster.parallel
         if routing is not None and model.is_moe and par.experts_exchanged:
@@ -196,8 +165,13 @@ class StageTimer:
         self.bucketing = bucketing
         self.memo = memo
         self.overlap = overlap
+        if isinstance(host_launch_s, bool) or not isinstance(host_launch_s, int | float) or \
+                not (math.isfinite(host_launch_s) and host_launch_s >= 0):
+            raise InputError(f"host_launch_s must be a finite number >= 0, got {host_launch_s!r}")
+        self.host_launch_s = host_launch_s
         self._fabric = cluster.fabric_device.interconnect
         self._cache: dict[Stage, StageCost] = {}
+        self._eager: dict[int, tuple[StageCost, StageCost]] = {}  # id(cost) -> (cost, launched eagerly)
         self.compiled_shapes = 0
         kinds: dict[bool, list[int]] = {}
         for i in range(model.num_layers):
@@ -226,6 +200,22 @@ class StageTimer:
         if hit is None:
             hit = self._cache[key] = self._compute(key)
         return hit
+
+    def launched(self, cost: StageCost, graphed: bool) -> StageCost:
+        """``cost`` as it runs: itself when it replays a CUDA graph (or its launches are hidden),
+        else longer by ``eager_extra_s``, the devices idle meanwhile (static energy, ``idle`` bound)."""
+        if graphed or cost.eager_extra_s <= 0:
+            return cost
+        hit = self._eager.get(id(cost))
+        if hit is None or hit[0] is not cost:
+            extra = cost.eager_extra_s
+            static = static_energy(self.cluster.fabric_device, extra).scaled(self.cluster.devices)
+            bounds = dict(cost.time_s_by_bound)
+            bounds["idle"] = bounds.get("idle", 0.0) + extra
+            eager = replace(cost, time_s=cost.time_s + extra, energy_J=cost.energy_J + static.total_J,
+                            energy=cost.energy_parts + static, time_s_by_bound=tuple(bounds.items()))
+            hit = self._eager[id(cost)] = (cost, eager)
+        return hit[1]
 
     def lowering_errors(self, stage: Stage) -> tuple[str, ...]:
         """What stops ``stage`` from compiling: the compiler's message for the prologue/epilogue and
@@ -388,6 +378,7 @@ class StageTimer:
             time_s_by_class=tuple((c, t) for c, t in acc.by_class.items() if t > 0),
             comm_exposed_s=acc.exposed_s,
             time_s_by_bound=tuple((k, t) for k, t in acc.by_bound.items() if t > 0),
+            eager_extra_s=acc.eager_s,
         )
 
     def _counts(self, group: Stage, layer: int) -> tuple[int, ...] | None:
@@ -404,6 +395,9 @@ class StageTimer:
             raise DoesNotFit(f"{e}: a stage of {graph.stage.tokens} tokens per device is too large "
                              f"(bound it with chunked prefill or a smaller batch)") from None
         stats = run_program(compiled.program, cluster.fabric_device)
+        device = cluster.fabric_device
+        kernels = sum(n for u, n in stats.kernels_by_unit if device.compute(u).efficiency is not None)
+        acc.eager_s += max(0.0, kernels * self.host_launch_s - stats.time_s) * times
         op_class = {op.name: op.op_class for op in graph.ops}
         by_index = {i: op_class.get(name, OpClass.OTHER) for i, name in enumerate(compiled.op_of) if name}
         shares = launch_class_shares(compiled.program, cluster.fabric_device, by_index)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opbsim.emulator.access import Stream, row_stream, view_stream
 from opbsim.errors import InputError
@@ -19,12 +19,12 @@ from opbsim.hardware.collectives import Collective, Plan, plan
 from opbsim.hardware.interconnect import Interconnect
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region
-from opbsim.isa.program import Instruction, Program
+from opbsim.isa.program import AttentionPart, Instruction, Program
 from opbsim.isa.spec import TABLE, Role
 from opbsim.isa.types import Descriptor, Space, Unit
 
-__all__ = ["Work", "work_of", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s", "channel_bytes",
-           "link_plan", "link_demand", "by_space", "achievable_s"]
+__all__ = ["Work", "work_of", "fused_attention", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s",
+           "channel_bytes", "link_plan", "link_demand", "by_space", "achievable_s"]
 
 VECTOR_OPS_PER_ELEMENT: dict[str, int] = {s.mnemonic: s.ops_per_element for s in TABLE if s.ops_per_element}
 
@@ -42,6 +42,7 @@ class Work:
     streams: tuple[Stream, ...] = ()
     gemm_rows: int = 0  # a GEMM's output rows (M), what its tensor-core tiles are padded by
     grouped_gemm: bool = False  # one expert's GEMM of a fused-MoE (grouped GEMM) kernel
+    attention: AttentionPart | None = None  # the part of an attention kernel it computes
 
     @property
     def total_B(self) -> int:
@@ -61,13 +62,13 @@ def _work(streams: list[Stream] | tuple[Stream, ...], **kw) -> Work:
     return Work(bytes_by_space=by_space(streams), streams=streams, **kw)
 
 
-def _all(program: Program, inst: Instruction) -> list[Stream]:
+def _all(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> list[Stream]:
     """Every distinct descriptor operand moved once: an input read, an output written, a
-    read-modify-write operand read and written."""
+    read-modify-write operand read and written; none of the fields in ``skip`` (kept on chip)."""
     out = []
     seen: set[tuple[int, Role]] = set()
     for f, v in zip(inst.spec.fields, inst.operands):
-        if f.role is Role.NONE or (int(v), f.role) in seen:
+        if f.role is Role.NONE or (int(v), f.role) in seen or f.name in skip:
             continue
         seen.add((int(v), f.role))
         d = program.descriptors[int(v)]
@@ -78,18 +79,19 @@ def _all(program: Program, inst: Instruction) -> list[Stream]:
     return out
 
 
-def _gemm(program: Program, inst: Instruction) -> Work:
+def _gemm(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
     dst, a = program.operand_descriptor(inst, "dst"), program.operand_descriptor(inst, "a")
     k = a.shape[-1]
     rows = dst.shape[-2] if len(dst.shape) >= 2 else 1
-    return _work(_all(program, inst), matrix_flops=2 * dst.numel * k, gemm_rows=rows, grouped_gemm=inst.grouped)
+    return _work(_all(program, inst, skip), matrix_flops=2 * dst.numel * k, gemm_rows=rows,
+                 grouped_gemm=inst.grouped)
 
 
-def _elementwise(program: Program, inst: Instruction) -> Work:
+def _elementwise(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
     first_in = next(f.name for f in inst.spec.fields if f.role is Role.IN)
     per = VECTOR_OPS_PER_ELEMENT[inst.mnemonic]
     n = max(program.operand_descriptor(inst, first_in).numel, _out(program, inst).numel)
-    return _work(_all(program, inst), vector_flops=per * n)
+    return _work(_all(program, inst, skip), vector_flops=per * n)
 
 
 def _out(program: Program, inst: Instruction) -> Descriptor:
@@ -162,10 +164,11 @@ COST: dict[str, Callable[[Program, Instruction], Work]] = {
 
 
 _MEMO_PROGRAMS = 4  # programs whose instructions' work and regions are kept (timed, split, then dropped)
-_memo: dict[int, tuple[Program, dict[int, Work], dict[int, tuple[Region, ...]]]] = {}
+_Memo = tuple[Program, dict[tuple[int, bool], Work], dict[int, tuple[Region, ...]]]
+_memo: dict[int, _Memo] = {}
 
 
-def _remembered(program: Program) -> tuple[Program, dict[int, Work], dict[int, tuple[Region, ...]]]:
+def _remembered(program: Program) -> _Memo:
     """The memo of ``program``: keyed by identity, the program held so that its id stays unique."""
     entry = _memo.get(id(program))
     if entry is None or entry[0] is not program:
@@ -175,14 +178,43 @@ def _remembered(program: Program) -> tuple[Program, dict[int, Work], dict[int, t
     return entry
 
 
-def work_of(program: Program, inst: Instruction) -> Work:
-    """``inst``'s demands in ``program`` (a pure function of the two), remembered per instruction
-    object of the last few programs: the engine and the time splits ask for the same ones."""
+def work_of(program: Program, inst: Instruction, *, fused: bool = False) -> Work:
+    """``inst``'s demands; ``fused`` (``fused_attention``): as part of a fused attention kernel,
+    without the traffic of the operands it keeps on chip (``AttentionPart.on_chip``) and, for a
+    causal chunk, with only the unmasked share of its operations (the kernel skips the tiles above
+    the diagonal). A pure function of its arguments, remembered per instruction object of the last
+    few programs: the engine and the time splits ask for the same ones."""
     works = _remembered(program)[1]
-    work = works.get(id(inst))
+    key = (id(inst), fused)
+    work = works.get(key)
     if work is None:
-        work = works[id(inst)] = COST[inst.mnemonic](program, inst)
+        work = works[key] = _demands(program, inst, fused)
     return work
+
+
+def _demands(program: Program, inst: Instruction, fused: bool) -> Work:
+    part = inst.attention
+    if part is None:
+        return COST[inst.mnemonic](program, inst)
+    cost = COST[inst.mnemonic]
+    if not fused:
+        return replace(cost(program, inst), attention=part)
+    work = cost(program, inst, frozenset(part.on_chip)) if cost in (_gemm, _elementwise) else cost(program, inst)
+    share = part.unmasked_share
+    return replace(work, attention=part, matrix_flops=round(work.matrix_flops * share),
+                   vector_flops=round(work.vector_flops * share))
+
+
+def fused_attention(device: DeviceSpec, inst: Instruction) -> bool:
+    """Whether ``inst`` runs in a fused attention kernel on ``device``: it is part of one and its
+    unit's efficiency model times that phase of attention (hardware/gpu_efficiency.py)."""
+    part = inst.attention
+    if part is None or inst.unit is Unit.CTRL:
+        return False
+    eff = device.compute(inst.unit).efficiency
+    if eff is None:
+        return False
+    return (eff.decode_attention if part.phase == "decode" else eff.prefill_attention) is not None
 
 
 def regions_of(program: Program, inst: Instruction) -> tuple[Region, ...]:
@@ -222,26 +254,44 @@ def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
     return t
 
 
-def achievable_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
-    """The least time the unit's kernels take for ``work`` (hardware/gpu_efficiency.py): the
-    datapath time with the GEMM padded to whole tiles at the achievable GEMM fraction, and no less
-    than the HBM bytes at the achievable HBM fraction. A unit without an efficiency model: its
-    peak datapath time (``compute_s``). Never below ``compute_s``."""
+def achievable_s(device: DeviceSpec, inst: Instruction, work: Work, *, kernel_hbm_B: int = 0) -> float:
+    """The least time the unit's kernels take for ``work`` (hardware/gpu_efficiency.py), by kernel
+    class: a GEMM padded to whole tiles at the achievable GEMM fraction and its HBM bytes at the
+    streaming fraction; an elementwise or normalisation instruction's HBM bytes at the elementwise
+    fraction; a decode-attention instruction's HBM bytes at the bandwidth share of its whole kernel's
+    ``kernel_hbm_B`` (0: its own bytes), so the kernel's instructions together take the kernel's
+    time; a prefill-attention GEMM's work (for a fused kernel, its unmasked share: ``work_of``) at
+    the attention fraction for its context.
+    A unit without an efficiency model: its peak datapath time (``compute_s``). Never below
+    ``compute_s``."""
     peak = compute_s(device, inst, work)
     eff = device.compute(inst.unit).efficiency if inst.unit is not Unit.CTRL else None
     if eff is None:
         return peak
     spec = device.compute(inst.unit)
+    part = work.attention
+    by_channel = channel_bytes(device, inst, work)
+    hbm = [(by_channel[c], device.channel_bw_GBps(c) * 1e9) for c in device.channels_to(Space.HBM)
+           if by_channel.get(c)]
+    if part is not None and part.phase == "decode" and eff.decode_attention is not None:
+        t = 0.0
+        for nbytes, bw in hbm:
+            kernel_B = max(kernel_hbm_B, nbytes)
+            t = max(t, eff.decode_attention.time_s(kernel_B, bw) * nbytes / kernel_B)
+        return max(t, peak)
     t = 0.0
     if work.matrix_flops:
-        fraction = eff.gemm_fraction(work.gemm_rows, grouped=work.grouped_gemm)
-        t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * fraction)
+        attn = eff.prefill_attention_fraction(part.context_tokens) if part is not None else None
+        if attn is not None:  # a fused kernel's work (work_of(fused=True)): its unmasked share
+            t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * attn)
+        else:
+            fraction = eff.gemm_fraction(work.gemm_rows, grouped=work.grouped_gemm)
+            t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * fraction)
     if work.vector_flops:
         t += work.vector_flops / (spec.vector_TFLOPS * 1e12)
-    by_channel = channel_bytes(device, inst, work)
-    for name in device.channels_to(Space.HBM):
-        if by_channel.get(name):
-            t = max(t, by_channel[name] / (device.channel_bw_GBps(name) * 1e9 * eff.hbm_fraction))
+    stream = eff.hbm_fraction if work.matrix_flops else eff.elementwise_fraction
+    for nbytes, bw in hbm:
+        t = max(t, nbytes / (bw * stream))
     return max(t, peak)
 
 

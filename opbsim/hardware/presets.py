@@ -6,7 +6,11 @@ src/dram/power.h, which keeps its energy constants). [FG] O'Connor et al., "Fine
 Energy-Efficient DRAM for Extreme Bandwidth Systems", MICRO 2017, Table 3 (HBM2), as [LS] quotes
 it: row activation 0.909 nJ; read or write 3.48 pJ/bit = pre-GSA 1.51 + post-GSA 1.17 + I/O 0.80.
 [NV] NVIDIA H100 / A100 datasheets and whitepapers. [GB] wilicc/gpu-burn issue #114: nvidia-smi
-of H100 80GB HBM3 SXM boards at P0 with nothing running (0-4% utilisation): 140 W and 145 W.
+of H100 80GB HBM3 SXM boards at P0 with nothing running (0-4% utilisation): 140 W and 145 W. [JL]
+CUDA.jl documentation, "Graphs" (cuda.juliagpu.org/dev/usage/graphs): "Integrating a small ODE for
+10 steps with RK4 (80 broadcast kernels) goes from 260 µs to 70 µs" as a graph: 0.88 us per kernel,
+its (tiny) execution included; launched one by one from the host a kernel costs more
+(emulator/serving_engines.py, EAGER_LAUNCH_US).
 "derived" = arithmetic on sourced values. "assumed" = no source gives it; a parameter to change
 (docs/validation.md shows how much the energy rows move with the assumed static powers).
 
@@ -77,7 +81,7 @@ def _gpu(
         name=name,
         units=(
             ComputeSpec(unit=Unit.XPU, matrix_TFLOPS=matrix_TFLOPS, vector_TFLOPS=vector_TFLOPS,
-                        issue_ns=1000.0,  # assumed: one kernel launch, CUDA-graph class
+                        issue_ns=1000.0,  # [JL] one kernel of a replayed CUDA graph (0.88 us, rounded up)
                         static_W=static_W, efficiency=efficiency),
             ComputeSpec(unit=Unit.DMA, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
                         issue_ns=1000.0),  # assumed: one copy-engine launch

@@ -10,7 +10,7 @@ from opbsim.errors import ProgramError
 from opbsim.isa.spec import BY_MNEMONIC, FieldKind, OpSpec
 from opbsim.isa.types import Descriptor, Unit, is_identifier
 
-__all__ = ["Operand", "Instruction", "Label", "Program", "f32_exact"]
+__all__ = ["Operand", "AttentionPart", "Instruction", "Label", "Program", "f32_exact"]
 
 Operand = int | float
 
@@ -26,6 +26,39 @@ def f32_exact(value: float) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class AttentionPart:
+    """What an instruction of an attention kernel computes, for the timing models: ``phase``
+    "prefill" (a causal chunk of ``new_tokens`` queries after ``past_tokens`` cached keys) or
+    "decode" (one query of a request whose context is ``past_tokens + new_tokens``); ``on_chip``:
+    the operand fields a fused attention kernel (FlashAttention) keeps on chip, its scores and
+    probabilities."""
+
+    phase: str
+    new_tokens: int
+    past_tokens: int
+    on_chip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.phase not in ("prefill", "decode"):
+            raise ProgramError(f"attention phase must be prefill or decode, got {self.phase!r}")
+        if self.new_tokens < 1 or self.past_tokens < 0:
+            raise ProgramError(f"attention part: {self.new_tokens} new and {self.past_tokens} past tokens")
+
+    @property
+    def context_tokens(self) -> int:
+        return self.past_tokens + self.new_tokens
+
+    @property
+    def unmasked_share(self) -> float:
+        """The share of the (query, key) pairs a causal chunk attends to: each of ``new`` queries
+        sees the past keys and the new ones up to itself (1 for decode)."""
+        if self.phase == "decode":
+            return 1.0
+        n, p = self.new_tokens, self.past_tokens
+        return (n * p + n * (n + 1) / 2) / (n * (n + p))
+
+
+@dataclass(frozen=True, slots=True)
 class Instruction:
     """One instruction: a mnemonic, the unit it is issued to, and operands in table order.
 
@@ -33,7 +66,8 @@ class Instruction:
     operands Python floats exactly representable in binary32. ``note`` is free text (the op an
     instruction was compiled from); it is printed as a comment and not part of equality.
     ``grouped``: a GEMM that is one expert's part of a fused-MoE (grouped GEMM) kernel, which a
-    device's kernel model may time differently; not encoded and not part of equality.
+    device's kernel model may time differently; ``attention``: the part of an attention kernel an
+    instruction computes (its GEMMs and softmax), likewise; neither is encoded nor part of equality.
     """
 
     mnemonic: str
@@ -41,6 +75,7 @@ class Instruction:
     operands: tuple[Operand, ...]
     note: str = field(default="", compare=False)
     grouped: bool = field(default=False, compare=False)
+    attention: AttentionPart | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> OpSpec:

@@ -79,6 +79,8 @@ class CompareSettings:
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK_TOKENS
     buckets: int = DEFAULT_STEPS_PER_OCTAVE
     seed: int = 0
+    preemption: str = "none"  # ServingConfig.preemption
+    cuda_graphs: bool = True  # ServingConfig.cuda_graphs
 
     def __post_init__(self) -> None:
         entries = tuple(e if isinstance(e, DeviceEntry) else DeviceEntry.parse(e) for e in self.devices)
@@ -93,6 +95,7 @@ class CompareSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+        ServingConfig(batch=self.batch, preemption=self.preemption, cuda_graphs=self.cuda_graphs)  # checks them
         if any(b < 1 for b in self.batches):
             raise InputError(f"batches must be positive integers, got {self.batches!r}")
         names = {e.device for e in entries}
@@ -124,6 +127,11 @@ class CompareSettings:
     def requests(self, batch: int) -> int:
         return self.requests_per_slot * batch
 
+    def serving(self, batch: int) -> ServingConfig:
+        """The serving options of a run at ``batch``."""
+        return ServingConfig(batch=batch, prefill_chunk_tokens=self.prefill_chunk, preemption=self.preemption,
+                             cuda_graphs=self.cuda_graphs)
+
 
 def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
     """The ``opbsim simulate`` arguments that give the headline run of ``device``."""
@@ -139,6 +147,8 @@ def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
             "--buckets", str(s.buckets)]
     if s.lin_std or s.lout_std:
         args += ["--lin-std", str(s.lin_std), "--lout-std", str(s.lout_std)]
+    args += ["--preemption", s.preemption] if s.preemption != "none" else []
+    args += [] if s.cuda_graphs else ["--eager"]
     return args
 
 
@@ -249,8 +259,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
     try:
         cluster = Cluster(device=spec, policy=policy, parallel=s.parallel, node_devices=s.node_devices)
         timer = StageTimer(model, cluster, bucketing=Bucketing(s.buckets))
-        result = simulate(model, cluster, _scenario(s, s.batch),
-                          ServingConfig(batch=s.batch, prefill_chunk_tokens=s.prefill_chunk), timer=timer)
+        result = simulate(model, cluster, _scenario(s, s.batch), s.serving(s.batch), timer=timer)
     except InputError as e:
         for _ in range(n_steps):
             step(f"{label}: cannot run")
@@ -263,8 +272,7 @@ def _device_run(s: CompareSettings, model: ModelConfig, plan: RunPlan, step: Cal
             curve.append(Point(b, result.tokens_per_s, result.max_batch))
             continue
         try:
-            r = simulate(model, cluster, _scenario(s, b), ServingConfig(batch=b, prefill_chunk_tokens=s.prefill_chunk),
-                         timer=timer)
+            r = simulate(model, cluster, _scenario(s, b), s.serving(b), timer=timer)
             curve.append(Point(b, r.tokens_per_s, r.max_batch))
         except InputError as e:
             curve.append(Point(b, None, None, str(e)))

@@ -4,9 +4,11 @@ Each point of docs/data/measured_serving.json (report/measured_data.py) is simul
 its model on ``tp`` devices of its GPU's preset (policy ``xpu-only``, tensor parallelism over the
 attention and the experts, as vLLM shards them), ``requests`` requests of the fixed shape with
 ``concurrency`` in flight (``batch``: all arriving at once), and the engine's per-step token budget
-as the chunked-prefill size, and the host time per step of its source's serving engine
-(emulator/serving_engines.py). Nothing is fitted to these points: the GPU's kernel efficiencies come
-from kernel-level benchmarks (hardware/gpu_efficiency.py); the points only test.
+as the chunked-prefill size, and the host time per step and the CUDA-graph use of its source's
+serving engine (emulator/serving_engines.py: vLLM replays graphs on decode from v0.2.7,
+TensorRT-LLM's gptSessionBenchmark launches eagerly). Nothing is fitted to these points: the GPU's
+kernel efficiencies come from kernel-level benchmarks (hardware/gpu_efficiency.py); the points only
+test.
 
 Metrics: ``latency_s`` is the run's makespan (benchmark_latency times one batch from submission to
 its last token); ``output_tokens_per_s`` the output tokens over the makespan (``_per_gpu``: divided
@@ -93,7 +95,7 @@ def run_point(point: MeasuredPoint, sources: dict[str, Source],
                                num_requests=point.requests, seed=0)
         engine = get_serving_engine(sources[point.source].serving_engine)
         config = ServingConfig(batch=point.concurrency, prefill_chunk_tokens=point.max_batched_tokens,
-                               step_overhead_s=engine.step_overhead_s)
+                               step_overhead_s=engine.step_overhead_s, cuda_graphs=engine.cuda_graphs)
         return PointResult(point, simulate(model, timer.cluster, scenario, config, timer=timer))
     except InputError as e:
         return PointResult(point, None, str(e))

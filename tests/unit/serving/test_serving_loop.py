@@ -10,10 +10,11 @@ from opbsim.workloads.scenarios import Loop
 from .helpers import TINY_DENSE, ScriptedTimer, cluster
 
 
-def run(scenario, batch, seconds=lambda stage: 1.0, chunk=0, model=TINY_DENSE, cl=None):
+def run(scenario, batch, seconds=lambda stage: 1.0, chunk=0, model=TINY_DENSE, cl=None, preemption="none"):
     cl = cl or cluster()
     timer = ScriptedTimer(model, cl, seconds)
-    return simulate(model, cl, scenario, ServingConfig(batch=batch, prefill_chunk_tokens=chunk), timer=timer), timer
+    config = ServingConfig(batch=batch, prefill_chunk_tokens=chunk, preemption=preemption)
+    return simulate(model, cl, scenario, config, timer=timer), timer
 
 
 def test_a_closed_loop_replaces_a_finished_request_in_the_next_stage():
@@ -100,6 +101,28 @@ def test_a_batch_whose_kv_cache_does_not_fit_is_capped_and_the_cap_is_reported()
     assert max(st.prefill_tokens // 100 + st.decode_tokens for st in timer.stages) == 3
 
 
+def test_recompute_preemption_drops_the_last_decoding_requests_kv_when_the_cache_is_full_and_recomputes_it():
+    weights_B = 180864  # TINY_DENSE: 90432 parameters, bf16
+    cl = cluster(hbm_B=weights_B + 20 * 256 + 100)  # a paged KV cache of 20 tokens, 256 B each
+    assert cl.kv_capacity_tokens(TINY_DENSE) == 20
+    result, timer = run(closed_loop(2, FixedLengths(8, 5), num_requests=2, seed=0), batch=2, cl=cl,
+                        preemption="recompute")
+    assert timer.stages == [
+        Stage(prefill=(PrefillChunk(8), PrefillChunk(8))),  # 16 of 20 tokens held; first tokens
+        Stage(decode_ctx_tokens=(9, 9)),  # 18 keys
+        Stage(decode_ctx_tokens=(10, 10)),  # 20 keys: full
+        Stage(decode_ctx_tokens=(11,)),  # 22 > 20: request 1 (3 tokens generated) is preempted
+        Stage(decode_ctx_tokens=(12,)),  # request 0's fifth token; 12 + 11 > 20: request 1 waits
+        Stage(prefill=(PrefillChunk(11),)),  # request 1 recomputed: 8 prompt + 3 generated, samples its 4th
+        Stage(decode_ctx_tokens=(12,)),  # its 5th and last
+    ]
+    assert result.preemptions == 1
+    assert result.output_tokens == 10 and result.ttft_p50_ms == 1000.0  # the first token is not resampled
+    assert result.duration_s == 7.0
+    reserved, _ = run(closed_loop(2, FixedLengths(8, 5), num_requests=2, seed=0), batch=2, cl=cl)
+    assert (reserved.max_batch, reserved.preemptions) == (1, 0)  # "none": 13 tokens reserved per request
+
+
 def test_a_model_whose_weights_do_not_fit_is_an_input_error():
     with pytest.raises(InputError, match=r"^does not fit: tiny-dense needs 0\.0 GiB of weights"):
         run(closed_loop(1, FixedLengths(4, 4), num_requests=1, seed=0), batch=1, cl=cluster(hbm_B=1000))
@@ -110,6 +133,8 @@ def test_serving_config_rejects_a_bad_batch_or_chunk():
         ServingConfig(batch=0)
     with pytest.raises(InputError, match="prefill_chunk_tokens must be an integer >= 0, got -1"):
         ServingConfig(batch=1, prefill_chunk_tokens=-1)
+    with pytest.raises(InputError, match=r"^preemption must be one of none, recompute, got 'swap'$"):
+        ServingConfig(batch=1, preemption="swap")
 
 
 def test_a_request_longer_than_the_models_learned_positions_is_an_input_error():
@@ -119,3 +144,11 @@ def test_a_request_longer_than_the_models_learned_positions_is_an_input_error():
     run(closed_loop(1, FixedLengths(4, 5), num_requests=1, seed=0), batch=1, model=opt_like)  # 4 + 5 - 1 = 8 fits
     with pytest.raises(InputError, match="^a request reaches 9 tokens, past the 8 learned positions of tiny-dense$"):
         run(closed_loop(1, FixedLengths(4, 6), num_requests=1, seed=0), batch=1, model=opt_like)
+
+
+def test_a_batch_far_past_the_kv_capacity_preempts_repeatedly_and_still_serves_every_token():
+    cl = cluster(hbm_B=180864 + 40 * 256 + 100)  # 40 tokens of KV
+    result, _ = run(closed_loop(6, FixedLengths(6, 12), num_requests=9, seed=0), batch=6, cl=cl, chunk=5,
+                    preemption="recompute")
+    assert result.preemptions > 1
+    assert result.output_tokens == 9 * 12 and result.requests == 9
