@@ -54,27 +54,25 @@ def _output(key, q):
     return z ^ (z >> np.uint64(31))
 
 
+@njit(inline="always", **_OPTS)
+def _lanes(h, keep, exp_mask, exp_base):
+    """The four 16-bit lanes of h mapped at once: (r & keep) | ((((r >> 7) & exp_mask) +
+    exp_base) << 7) in each (exp_mask keeps bits 7..9 of a lane, so no lane spills into the next;
+    exp_base + 7 < 512)."""
+    return (h & keep) | ((((h >> np.uint64(7)) & exp_mask) + exp_base) << np.uint64(7))
+
+
 @njit(parallel=True, **_OPTS)
-def _fill(key, start, out, keep, exp_mask, exp_base):
-    """out[i] = (r & keep) | ((((r >> 7) & exp_mask) + exp_base) << 7), r the 16 bits of element
-    start + i."""
+def _fill4(key, q0, out, keep, exp_mask, exp_base):
+    """out[i] = the four mapped lanes of output q0 + i (out: uint64, the bits of 4 elements each)."""
     n = out.shape[0]
-    if n == 0:
-        return
-    q0 = start // 4
-    q1 = (start + n + 3) // 4
-    blocks = (q1 - q0 + _BLOCK - 1) // _BLOCK
-    for blk in prange(blocks):
-        qa = q0 + blk * _BLOCK
-        qb = min(q1, qa + _BLOCK)
-        for q in range(qa, qb):
-            h = _output(key, np.uint64(q))
-            base = 4 * q - start
-            for lane in range(4):
-                r = np.uint16((h >> np.uint64(16 * lane)) & np.uint64(0xFFFF))
-                v = (r & keep) | ((((r >> np.uint16(7)) & exp_mask) + exp_base) << np.uint16(7))
-                if 0 <= base + lane < n:
-                    out[base + lane] = v
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            out[i] = _lanes(_output(key, np.uint64(q0 + i)), keep, exp_mask, exp_base)
+
+
+def _spread(value: int) -> np.uint64:
+    return np.uint64(value * 0x0001_0001_0001_0001)
 
 
 _SUM_MEAN = 4 * 65535 / 2  # the mean of four 16-bit fields, and their standard deviation
@@ -102,10 +100,20 @@ def _normal(key, out):
 
 def fill_weight(seed: int, name: str, start: int, out: np.ndarray) -> None:
     """Writes elements ``start .. start + len(out) - 1`` (row-major order) of weight ``name`` into
-    ``out`` (uint16, 1-D); a name ending in ``norm.weight`` is a norm gain."""
+    ``out`` (uint16, 1-D, contiguous); a name ending in ``norm.weight`` is a norm gain."""
     gains = name.endswith("norm.weight")
     keep, exp_mask, exp_base = (0x007F, 0, 127) if gains else (0x807F, 7, 127 - 10)
-    _fill(np.uint64(key_of(seed, name)), start, out, np.uint16(keep), np.uint16(exp_mask), np.uint16(exp_base))
+    args = (_spread(keep), _spread(exp_mask), _spread(exp_base))
+    key = np.uint64(key_of(seed, name))
+    q0, q1 = start // 4, -(-(start + out.size) // 4)
+    if out.size == 0:
+        return
+    if start % 4 == 0 and out.size % 4 == 0 and out.flags.c_contiguous and out.ctypes.data % 8 == 0:
+        _fill4(key, q0, out.view(np.uint64), *args)
+        return
+    whole = np.empty(q1 - q0, np.uint64)
+    _fill4(key, q0, whole, *args)
+    out[:] = whole.view(np.uint16)[start - 4 * q0:start - 4 * q0 + out.size]
 
 
 def weight_bits(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -53,8 +53,8 @@ def attention(q, kc, vc, reqs, n_prefill, heads, kv, d, gemm: Gemm = N.gemm):
         rows = np.stack([q[reqs[s].row:reqs[s].row + new] for s in slots])  # [n, new, H, d]
         rows = rows.reshape(len(slots), new, kv, g, d).transpose(0, 2, 3, 1, 4)  # [n, KV, g, new, d]
         rows = rows.reshape(len(slots), kv, g * new, d)  # row j * new + t
-        idx = np.asarray(slots)
-        k = kc[idx, :ctx].transpose(0, 2, 3, 1)  # [n, KV, d, ctx]
+        idx = slice(slots[0], slots[-1] + 1) if slots[-1] - slots[0] == len(slots) - 1 else np.asarray(slots)
+        k = kc[idx, :ctx].transpose(0, 2, 3, 1)  # [n, KV, d, ctx] (a view where the slots are a range)
         v = vc[idx, :ctx].transpose(0, 2, 1, 3)  # [n, KV, ctx, d]
         s = f32out(_by_head(gemm, rows, k)).reshape(len(slots), kv, g, new, ctx)
         p = r16(N.softmax(s, scale, causal=causal, qpos=past)).reshape(len(slots), kv, g * new, ctx)
@@ -102,13 +102,16 @@ def linear(x, w, name: str, bias: str | None = None, times: Times | None = None)
 
 def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, caches, *,
           layers: Sequence[int] | None = None, stream=None, delta=None, gemm: Gemm = N.gemm,
-          times: Times | None = None) -> dict[str, np.ndarray]:
+          times: Times | None = None, routed: Callable[[int, np.ndarray], None] | None = None
+          ) -> dict[str, np.ndarray]:
     """Values of a compiled stage. ``w`` maps weight names to fp32 values (exact bf16 numbers);
     ``caches[l]`` = (k, v) fp32 [R, S, KV, d] with the past rows filled. Returns named results.
 
     By default the whole model from ``token_ids``; with ``layers`` only those decoder layers,
     from the residual ``stream`` (and the previous layer's ``delta``), without the LM head.
-    ``gemm`` and ``times``: see the module text."""
+    ``gemm`` and ``times``: see the module text. ``routed(layer, ids)`` is told each MoE layer's
+    routing (int32 [T, top_k]) once it is known, before its experts are computed (a caller may
+    then compile for it and place the experts' weights where ``w`` reads them)."""
     times = _times(w, gemm, times)
     out: dict[str, np.ndarray] = {}
     if layers is None:
@@ -122,7 +125,7 @@ def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, cac
         L = f"L{layer}"
         hs, hn = _attention_block(model, stage, w, caches[layer], L, x, delta, out, gemm, times)
         if model.is_moe_layer(layer):
-            ffn_out, ids = moe(model, L, hn, w, times)
+            ffn_out, ids = moe(model, L, hn, w, times, routed and (lambda ids, layer=layer: routed(layer, ids)))
             out[f"{L}.topk_ids"] = ids
         else:
             ffn_out = ffn(model, hn, w, f"{L}.ffn", model.dense_ffn, times)
@@ -136,16 +139,6 @@ def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, cac
     fn = norm(model, fx, w, "final_norm")
     out["logits"] = r16(gemm(fn, w["embed_tokens"].T) if model.tie_word_embeddings else times(fn, "lm_head"))
     return out
-
-
-def routing(model: ModelConfig, stage, w: Mapping[str, np.ndarray], caches, layer: int, *, stream, delta=None,
-            gemm: Gemm = N.gemm, times: Times | None = None) -> np.ndarray:
-    """The experts MoE layer ``layer`` sends each token to (int32 [T, top_k]), as ``stage`` with
-    ``layers=(layer,)`` computes them: the layer up to its router, the experts left out."""
-    times = _times(w, gemm, times)
-    L = f"L{layer}"
-    _, hn = _attention_block(model, stage, w, caches[layer], L, stream, delta, {}, gemm, times)
-    return _route(model, L, hn, w, times)[0]
 
 
 def _attention_block(model: ModelConfig, stage, w, cache, L: str, x, delta, out: dict, gemm: Gemm, times: Times):
@@ -187,9 +180,12 @@ def _route(model: ModelConfig, L: str, hn, w, times: Times):
     return ids, weights
 
 
-def moe(model: ModelConfig, L: str, hn, w, times: Times | None = None):
+def moe(model: ModelConfig, L: str, hn, w, times: Times | None = None,
+        routed: Callable[[np.ndarray], None] | None = None):
     times = _times(w, N.gemm, times)
     ids, weights = _route(model, L, hn, w, times)
+    if routed:
+        routed(ids)
     acc = np.zeros((hn.shape[0], model.hidden_size), dtype=np.float32)
     for e in range(model.num_experts):
         t, j = np.nonzero(ids == e)
