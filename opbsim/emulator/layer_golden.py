@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -49,30 +50,26 @@ class GoldenError:
 
 
 @njit(parallel=True, error_model="numpy", cache=True, nogil=True)
-def _product(x, bits, out):
-    """out[i, j] = sum_k x[i, k] * bf16(bits[k, j]) in float64 (x float64 [M, K], bits uint16
-    [K, N]); columns in blocks of 1024, in parallel."""
+def _product(x, bits, parts, out):
+    """out = x @ bf16(bits) in float64 (x float64 [M, K], bits uint16 [K, N]): the k range cut
+    in ``parts``, each summed by one thread over whole rows of B (read in order), then added."""
     m, k_dim = x.shape
     n = bits.shape[1]
-    for blk in prange((n + 1023) // 1024):
-        j0 = blk * 1024
-        w = min(1024, n - j0)
-        wide = np.empty(w, np.uint32)
-        row32 = wide.view(np.float32)
-        row = np.empty(w, np.float64)
-        acc = np.zeros((m, w), np.float64)
-        for k in range(k_dim):
-            src = bits[k, j0:j0 + w]
-            for j in range(w):
+    accs = np.zeros((parts, m, n), np.float64)
+    for p in prange(parts):
+        wide = np.empty(n, np.uint32)
+        row = wide.view(np.float32)
+        acc = accs[p]
+        for k in range(p * k_dim // parts, (p + 1) * k_dim // parts):
+            src = bits[k]
+            for j in range(n):
                 wide[j] = np.uint32(src[j]) << np.uint32(16)
-            for j in range(w):
-                row[j] = row32[j]
             for i in range(m):
                 xik = x[i, k]
                 ai = acc[i]
-                for j in range(w):
-                    ai[j] += xik * row[j]
-        out[:, j0:j0 + w] = acc
+                for j in range(n):
+                    ai[j] += xik * np.float64(row[j])
+    out[:] = accs.sum(axis=0)
 
 
 class Bf16Matrix:
@@ -96,9 +93,9 @@ class Bf16Matrix:
     def __rmatmul__(self, x) -> np.ndarray:
         x = np.asarray(x, np.float64)
         rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-        out = np.empty((rows.shape[0], self.bits.shape[1]), np.float64)
-        if out.size:
-            _product(rows, self.bits, out)
+        out = np.zeros((rows.shape[0], self.bits.shape[1]), np.float64)
+        if out.size and rows.shape[1]:
+            _product(rows, self.bits, max(1, min(numba.get_num_threads(), rows.shape[1])), out)
         return out.reshape(*x.shape[:-1], self.bits.shape[1])
 
 
