@@ -4,15 +4,18 @@ vectorised over a tile of outputs instead of over the whole output.
 numerics.gemm computes ``out += a[:, k, None] * b[None, k, :]`` for k = 0..K-1: every output
 element sees its products in k order, each rounded to fp32 before it is added. Here the loop
 order is the same -- k outer, outputs inner -- but over one tile of outputs at a time (``_ROWS``
-rows by ``_COLS`` columns, a tile that stays in the L2 cache), so the partial sums are not
-streamed through memory once per k. Row k of the tile's B columns is widened once into an fp32
-buffer, then every row of the tile adds ``a[i, k] * b[k, j]`` to its partial sums. numba compiles
-without ``fastmath``: no FMA contraction, no reassociation; the inner loop is vectorised across
-independent outputs only, and x86's FTZ/DAZ flags stay off (subnormals kept).
+rows by ``_COLS`` columns of partial sums, which stay in the L2 cache) instead of streaming the
+whole output through memory once per k. A block of ``_KBLOCK`` rows of the tile's B columns is
+widened into an fp32 buffer; then each pass over a row of the tile adds the products of four
+consecutive k, one after another, to each partial sum (so a partial sum is loaded and stored
+once per four k, not once per k). numba compiles without ``fastmath``: no FMA contraction, no
+reassociation; the inner loop is vectorised across independent outputs only, and x86's FTZ/DAZ
+flags stay off (subnormals kept). NaN payloads aside (every NaN is canonical once stored, as an
+instruction stores it), the results are numerics.gemm's, bit for bit.
 
-It shares nothing with the executor's kernels (emulator/kernels.py, which it checks): no panel
-packing, no register blocking over k, no code. tests/unit/emulator/test_ordered_gemm.py holds it
-to numerics.gemm bit for bit, adversarial values included.
+It shares no code with the executor's kernels (emulator/kernels.py, which it checks) and tiles
+differently (no per-4-row register tiles, no 64-column panels). tests/unit/emulator/
+test_ordered_gemm.py holds it to numerics.gemm bit for bit, adversarial values included.
 """
 
 from __future__ import annotations
@@ -62,13 +65,24 @@ def _tiles(a, b, out, shift, by_columns):
                     dst = blk[k]
                     for j in range(w):
                         dst[j] = np.uint32(src[j]) << np.uint32(shift)
-            for k in range(kw):  # k in order; each output's sum sees its products in k order
+            k = 0
+            while k + 4 <= kw:  # four k per pass over a row of the tile, added in k order
+                b0, b1, b2, b3 = blk_f32[k], blk_f32[k + 1], blk_f32[k + 2], blk_f32[k + 3]
+                for i in range(h):
+                    a0, a1 = a[z, i0 + i, k0 + k], a[z, i0 + i, k0 + k + 1]
+                    a2, a3 = a[z, i0 + i, k0 + k + 2], a[z, i0 + i, k0 + k + 3]
+                    ci = c[i]
+                    for j in range(w):
+                        ci[j] = (((ci[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j]
+                k += 4
+            while k < kw:
                 bk = blk_f32[k]
                 for i in range(h):
                     aik = a[z, i0 + i, k0 + k]
                     ci = c[i]
                     for j in range(w):
                         ci[j] = ci[j] + aik * bk[j]
+                k += 1
         out[z, i0:i0 + h, j0:j0 + w] = c
 
 

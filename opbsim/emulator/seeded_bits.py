@@ -123,9 +123,13 @@ def weight_bits(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def normal_bits(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """bf16 bits of roughly standard normal values (see the module text), of ``shape``."""
-    out = np.empty(math.prod(shape), np.uint16)
+def normal_bits(seed: int, name: str, shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
+    """bf16 bits of roughly standard normal values (see the module text), of ``shape``; written
+    into ``out`` (uint16, C-contiguous, of that shape) where given."""
+    if out is None:
+        out = np.empty(shape, np.uint16)
+    if out.shape != tuple(shape) or out.dtype != np.uint16 or not out.flags.c_contiguous:
+        raise ValueError(f"normal_bits: out must be a C-contiguous uint16 array of shape {tuple(shape)}")
     if out.size:
-        _normal(np.uint64(key_of(seed, name)), out)
-    return out.reshape(shape)
+        _normal(np.uint64(key_of(seed, name)), out.reshape(-1))
+    return out

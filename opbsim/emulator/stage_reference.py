@@ -102,8 +102,8 @@ def linear(x, w, name: str, bias: str | None = None, times: Times | None = None)
 
 def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, caches, *,
           layers: Sequence[int] | None = None, stream=None, delta=None, gemm: Gemm = N.gemm,
-          times: Times | None = None, routed: Callable[[int, np.ndarray], None] | None = None
-          ) -> dict[str, np.ndarray]:
+          times: Times | None = None, routed: Callable[[int, np.ndarray], None] | None = None,
+          in_place: bool = False) -> dict[str, np.ndarray]:
     """Values of a compiled stage. ``w`` maps weight names to fp32 values (exact bf16 numbers);
     ``caches[l]`` = (k, v) fp32 [R, S, KV, d] with the past rows filled. Returns named results.
 
@@ -111,7 +111,9 @@ def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, cac
     from the residual ``stream`` (and the previous layer's ``delta``), without the LM head.
     ``gemm`` and ``times``: see the module text. ``routed(layer, ids)`` is told each MoE layer's
     routing (int32 [T, top_k]) once it is known, before its experts are computed (a caller may
-    then compile for it and place the experts' weights where ``w`` reads them)."""
+    then compile for it and place the experts' weights where ``w`` reads them). ``in_place``: the
+    stage's new cache rows are written into ``caches`` itself, which become the returned caches
+    (no copy; for a caller that has no further use for the old ones)."""
     times = _times(w, gemm, times)
     out: dict[str, np.ndarray] = {}
     if layers is None:
@@ -123,7 +125,7 @@ def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, cac
         x = stream
     for layer in (range(model.num_layers) if layers is None else layers):
         L = f"L{layer}"
-        hs, hn = _attention_block(model, stage, w, caches[layer], L, x, delta, out, gemm, times)
+        hs, hn = _attention_block(model, stage, w, caches[layer], L, x, delta, out, gemm, times, in_place)
         if model.is_moe_layer(layer):
             ffn_out, ids = moe(model, L, hn, w, times, routed and (lambda ids, layer=layer: routed(layer, ids)))
             out[f"{L}.topk_ids"] = ids
@@ -141,7 +143,8 @@ def stage(model: ModelConfig, stage, w: Mapping[str, np.ndarray], token_ids, cac
     return out
 
 
-def _attention_block(model: ModelConfig, stage, w, cache, L: str, x, delta, out: dict, gemm: Gemm, times: Times):
+def _attention_block(model: ModelConfig, stage, w, cache, L: str, x, delta, out: dict, gemm: Gemm, times: Times,
+                     in_place: bool):
     """(hs, hn) of one layer: hs = x (+ delta) + attention, hn = its FFN norm. Records ``L.x``
     (where there is a delta) and the layer's updated caches in ``out``."""
     H, KV, d = model.num_heads, model.num_kv_heads, model.head_dim
@@ -160,7 +163,7 @@ def _attention_block(model: ModelConfig, stage, w, cache, L: str, x, delta, out:
         theta = float(np.float32(model.rope_theta))
         q = r16(N.rope(q.transpose(1, 0, 2), pos, theta)).transpose(1, 0, 2)
         k = r16(N.rope(k.transpose(1, 0, 2), pos, theta)).transpose(1, 0, 2)
-    kc, vc = (c.copy() for c in cache)
+    kc, vc = cache if in_place else (c.copy() for c in cache)
     for slot, r in enumerate(reqs):
         kc[slot, r.past:r.context] = k[r.row:r.row + r.new]
         vc[slot, r.past:r.context] = v[r.row:r.row + r.new]
