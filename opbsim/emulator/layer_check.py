@@ -150,15 +150,17 @@ def weight_shapes(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tup
 
 
 def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
-    """Memory the check needs: the layer's weights twice over in the worst transient (one bf16
-    copy in the emulated memory, the largest tensor widened), KV caches and activations."""
+    """Memory the check needs: the layer's weights once, in bf16 in the emulated memory (with
+    its record of written bytes, a bit a byte), the largest once more (a weight the program does
+    not hold is generated whole), the KV caches four times in bf16 bytes (their bits, their fp32
+    values, the emulated memory's copy) and activations."""
     shape_of = weight_shapes(model, stage, layer)
     weights = {n: 2 * math.prod(s) for n, s in shape_of.items()}  # bf16
     largest = max(weights.values(), default=0)
     reqs = requests(stage)
     kv = 2 * len(reqs) * max(r.context for r in reqs) * model.kv_dim * 2
     acts = 64 * stage.tokens * max(model.hidden_size, model.expert_ffn, model.dense_ffn) * 4
-    return sum(weights.values()) + 3 * largest + 3 * kv + acts
+    return sum(weights.values()) * 9 // 8 + largest + 4 * kv + acts
 
 
 def _available_B() -> int:
