@@ -180,7 +180,7 @@ def _attention_error(model, stage, layer, bits, stream, cache, want, rows) -> Go
                            Bf16Matrix(wqkv[:, H * d:(H + KV) * d]).T, Bf16Matrix(wqkv[:, (H + KV) * d:]).T,
                            Bf16Matrix(bits(f"{L}.w_o")).T, H, KV, d)
     reqs = requests(stage)
-    k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2).astype(np.float64) for i in rows]
-    v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2).astype(np.float64) for i in rows]
+    k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]  # exact values, widened a row at a time
+    v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]
     attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
     return GoldenError(*golden.relative_error(want[f"{L}.h"][rows], attn))
