@@ -31,6 +31,7 @@ from opbsim.compiler.lower_attention import requests
 from opbsim.emulator import golden, ordered_gemm, seeded_bits
 from opbsim.emulator import stage_reference as ref
 from opbsim.emulator.datamem import DataMemory
+from opbsim.emulator.faults import MemoryFault
 from opbsim.emulator.functional import execute
 from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
 from opbsim.emulator.layer_golden import MAX_NORM, MEAN_NORM, GoldenError, golden_errors
@@ -78,8 +79,8 @@ class LayerCheck:
 class _Weights(Mapping[str, np.ndarray]):
     """Seeded bf16 weights by name, fp32 values on access (``bits`` for the bits themselves).
     A tensor's bits live in one place: held here (generated on first use) until ``place`` puts
-    them in the emulated memory -- generated there a block at a time if they were not held --
-    and read there from then on."""
+    them in the emulated memory -- generated there, in place, if they were not held -- and read
+    there from then on."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int):
         self.shapes, self.seed = shapes, seed
@@ -277,10 +278,20 @@ class _Program:
         graph = _layer_graph(model, stage, layer, routing[layer] if routing else None)
         self.compiled, self.routing = compile_graph(graph, device, policy, routing=routing), routing
         t1 = time.perf_counter()
-        for name, view in self.compiled.buffers.items():
-            if name in self._w.shapes:
-                self._w.place(name, self.memory, view.descriptor())
+        placed = {name: view.descriptor() for name, view in self.compiled.buffers.items() if name in self._w.shapes}
+        _check_apart(placed)
+        for name, desc in placed.items():
+            self._w.place(name, self.memory, desc)
         self.compile_s, self.place_s = t1 - t0, time.perf_counter() - t1
+
+
+def _check_apart(descs: Mapping[str, Descriptor]) -> None:
+    """The reference reads the weights where the program holds them, so two weights sharing
+    bytes would agree with the executor on whatever the later one left there: refuse that."""
+    spans = sorted((d.space.value, d.base_B, d.base_B + d.extent_B, n) for n, d in descs.items())
+    for (space, _, end, name), (space2, base2, _, name2) in zip(spans, spans[1:]):
+        if space == space2 and base2 < end:
+            raise MemoryFault(f"the program places weights {name} and {name2} on the same bytes")
 
 
 def _load(memory: DataMemory, compiled, name: str, bits: np.ndarray) -> None:
