@@ -11,7 +11,7 @@ that is not a multiple of the element size, or a destination view that overlaps 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -139,6 +139,16 @@ class DataMemory:
                 f"(shape [{', '.join(map(str, desc.shape))}], strides [{', '.join(map(str, desc.strides_elems))}])"
             )
         view[...] = np.asarray(raw).astype(view.dtype, copy=False)
+        self._mark_written(desc)
+
+    def fill(self, desc: Descriptor, write: Callable[[np.ndarray], None]) -> None:
+        """Write the storage of ``desc`` in place: ``write(view)`` must set every element of the
+        view it is given (the storage view, as ``raw`` gives it); the bytes then count as written.
+        For data made where it lands (seeded weights), without a copy."""
+        view = self._view(desc)
+        if overlaps_itself(desc.shape, desc.strides_elems):
+            raise MemoryFault(f"{desc.name}: a destination must not overlap itself")
+        write(view)
         self._mark_written(desc)
 
     # --- host access -------------------------------------------------------------------------

@@ -111,12 +111,12 @@ class GQAWeights:
 def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """q [NH, Tq, Dh], k / v [KVH, Tk, Dh] (head h uses kv head h // (NH/KVH)); mask [Tq, Tk]
     True where a query may not look."""
-    group = q.shape[0] // k.shape[0]
-    k, v = np.repeat(k, group, axis=0), np.repeat(v, group, axis=0)
-    scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+    kvh, tq, dh = k.shape[0], q.shape[1], q.shape[2]
+    q = q.reshape(kvh, -1, tq, dh)  # [KVH, group, Tq, Dh]: the query heads of each kv head
+    scores = q @ k[:, None].transpose(0, 1, 3, 2) / np.sqrt(dh)
     if mask is not None:
-        scores = np.where(mask[None], -np.inf, scores)
-    return softmax(scores) @ v
+        scores = np.where(mask, -np.inf, scores)
+    return (softmax(scores) @ v[:, None]).reshape(-1, tq, v.shape[-1])
 
 
 def _project(x: np.ndarray, w: GQAWeights, positions: np.ndarray, theta: float, eps: float):
@@ -142,15 +142,13 @@ def gqa_decode(x: np.ndarray, w: GQAWeights, k_cache: list[np.ndarray], v_cache:
                theta: float, eps: float) -> np.ndarray:
     """One new token per sequence: x [B, H]; sequence b has k_cache[b] / v_cache[b] of shape
     [KVH, L_b, Dh] (keys already rotated), and its token sits at position L_b. Returns x + output."""
-    out = np.empty_like(x)
+    q, k, v = _project(x, w, np.array([c.shape[1] for c in k_cache]), theta, eps)  # [heads, B, Dh]
+    o = np.empty((x.shape[0], w.n_heads * w.head_dim))
     for b in range(x.shape[0]):
-        length = k_cache[b].shape[1]
-        q, k, v = _project(x[b:b + 1], w, np.array([length]), theta, eps)
-        keys = np.concatenate([k_cache[b], k], axis=1)
-        values = np.concatenate([v_cache[b], v], axis=1)
-        o = _attend(q, keys, values, None).transpose(1, 0, 2).reshape(1, -1)
-        out[b] = x[b] + (o @ w.wo.T)[0]
-    return out
+        keys = np.concatenate([k_cache[b], k[:, b:b + 1]], axis=1)
+        values = np.concatenate([v_cache[b], v[:, b:b + 1]], axis=1)
+        o[b] = _attend(q[:, b:b + 1], keys, values, None).reshape(-1)
+    return x + o @ w.wo.T
 
 
 def relative_error(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:

@@ -74,7 +74,7 @@ def bf16_bits(x) -> np.ndarray:
 def bf16_widen(bits) -> np.ndarray:
     """float32 values of bf16 bit patterns (uint16); exact."""
     b = np.asarray(bits, dtype=np.uint16)
-    return (b.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return np.left_shift(b, np.uint32(16), dtype=np.uint32).view(np.float32)  # one pass, no uint32 copy first
 
 
 def round_bf16(x) -> np.ndarray:

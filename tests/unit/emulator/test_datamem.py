@@ -74,3 +74,25 @@ def test_host_i32_stores_take_integers_only():
 ])
 def test_a_destination_overlaps_itself_unless_each_stride_passes_the_smaller_ones(shape, strides, overlaps):
     assert overlaps_itself(shape, strides) is overlaps
+
+
+def test_a_fill_writes_the_view_in_place_and_marks_its_bytes_written():
+    mem = DataMemory({Space.HBM: 256})
+    d = _d("w", 32, DType.BF16, (4, 8))
+    seen = []
+
+    def write(view):
+        seen.append(view.shape)
+        view[...] = np.arange(32, dtype=np.uint16).reshape(4, 8)
+
+    mem.fill(d, write)
+    assert seen == [(4, 8)]
+    assert mem.raw(d).ravel().tolist() == list(range(32))
+    with pytest.raises(MemoryFault, match="uninitialised"):
+        mem.raw(_d("next", 96, DType.BF16, (1,)))  # the bytes after the view stay unwritten
+
+
+def test_a_fill_refuses_a_destination_that_overlaps_itself():
+    mem = DataMemory({Space.HBM: 64})
+    with pytest.raises(MemoryFault, match="overlap itself"):
+        mem.fill(_d("w", 0, DType.BF16, (2, 4), (2, 1)), lambda view: None)

@@ -76,3 +76,18 @@ def test_moe_shared_experts_add_unweighted_and_fixed_selection_is_respected():
 
 def test_relative_error_is_normwise():
     assert golden.relative_error(np.array([1.0, -1.0]), np.array([2.0, -1.0])) == (0.5, 1.0 / 3.0)
+
+
+def test_a_bf16_matrix_operand_gives_the_float64_product_of_its_exact_values():
+    from opbsim.emulator.layer_golden import Bf16Matrix
+    from opbsim.isa.floatbits import bf16_widen
+    from tests.unit.numerics.samples import bf16_values
+
+    rng = np.random.default_rng(9)
+    bits = bf16_values(rng, (300, 70))
+    exact = bf16_widen(bits).astype(np.float64)
+    x = rng.standard_normal((5, 300))
+    assert np.allclose(x @ Bf16Matrix(bits), x @ exact, rtol=1e-13, atol=1e-13)
+    assert np.allclose(x[:, :70] @ Bf16Matrix(bits).T, x[:, :70] @ exact.T, rtol=1e-13, atol=1e-13)  # transposed
+    assert np.allclose(x[0] @ Bf16Matrix(bits[:, 10:40]), x[0] @ exact[:, 10:40], rtol=1e-13, atol=1e-13)  # 1-D
+    assert (x @ Bf16Matrix(bits)).dtype == np.float64 and Bf16Matrix(bits).T.shape == (70, 300)

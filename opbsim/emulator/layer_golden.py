@@ -1,0 +1,186 @@
+"""The float64 golden errors of a checked layer: its attention result and its MoE result against
+golden.py's float64 layers, on a sample of tokens.
+
+The weights are bf16 bit patterns (read back from the emulated memory where the program holds
+them). A weight matrix enters golden.py as a ``Bf16Matrix``: the right operand of ``x @ W``
+with float64 rows x, whose product is formed in float64 from the exact bf16 values without a
+float64 copy of the matrix (a few sampled rows need a few matrix-vector products, not a
+conversion of every routed expert's weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from opbsim.compiler.lower_attention import requests
+from opbsim.emulator import golden
+from opbsim.isa import numerics as N
+from opbsim.isa.types import DType
+from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm
+from opbsim.workloads.stage import Stage
+
+__all__ = ["GoldenError", "Bf16Matrix", "golden_errors", "MAX_NORM", "MEAN_NORM"]
+
+MAX_NORM = "max|y-g|/max|g|"  # the infinity norm of the error over that of the golden result
+MEAN_NORM = "mean|y-g|/mean|g|"  # the 1-norm (per element), robust to results that cross zero
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenError:
+    """One result ``y`` against its float64 golden ``g``: ``max_rel`` is ``MAX_NORM``, ``mean_rel``
+    is ``MEAN_NORM``. Both are None where the golden layer does not model this layer, and
+    ``unchecked`` says what it lacks."""
+
+    max_rel: float | None
+    mean_rel: float | None
+    unchecked: str = ""
+
+    @classmethod
+    def skipped(cls, why: str) -> GoldenError:
+        return cls(None, None, why)
+
+    def describe(self, which: str) -> str:
+        """``"0.0138"`` or ``"n/a (why)"`` for one of ``"max"`` / ``"mean"``."""
+        value = self.max_rel if which == "max" else self.mean_rel
+        return f"n/a ({self.unchecked})" if value is None else f"{value:.3g}"
+
+
+@njit(parallel=True, error_model="numpy", cache=True, nogil=True)
+def _product(x, bits, parts, out):
+    """out = x @ bf16(bits) in float64 (x float64 [M, K], bits uint16 [K, N]): the k range cut
+    in ``parts``, each summed by one thread over whole rows of B (read in order), then added."""
+    m, k_dim = x.shape
+    n = bits.shape[1]
+    accs = np.zeros((parts, m, n), np.float64)
+    for p in prange(parts):
+        wide = np.empty(n, np.uint32)
+        row = wide.view(np.float32)
+        acc = accs[p]
+        for k in range(p * k_dim // parts, (p + 1) * k_dim // parts):
+            src = bits[k]
+            for j in range(n):
+                wide[j] = np.uint32(src[j]) << np.uint32(16)
+            for i in range(m):
+                xik = x[i, k]
+                ai = acc[i]
+                for j in range(n):
+                    ai[j] += xik * np.float64(row[j])
+    out[:] = accs.sum(axis=0)
+
+
+class Bf16Matrix:
+    """A matrix held as bf16 bit patterns, as the right operand of ``@``: ``x @ m`` is the float64
+    product of float64 rows x [..., K] with its exact values. ``.T`` is the transposed matrix
+    (a view); the product is fastest where the operand's rows are contiguous."""
+
+    __array_ufunc__ = None  # numpy hands ``x @ m`` to __rmatmul__
+
+    def __init__(self, bits: np.ndarray):
+        self.bits = bits
+
+    @property
+    def T(self) -> Bf16Matrix:  # noqa: N802 -- numpy's name, what golden.py calls
+        return Bf16Matrix(self.bits.T)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.bits.shape
+
+    def __rmatmul__(self, x) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        out = np.zeros((rows.shape[0], self.bits.shape[1]), np.float64)
+        if out.size and rows.shape[1]:
+            _product(rows, self.bits, max(1, min(numba.get_num_threads(), rows.shape[1])), out)
+        return out.reshape(*x.shape[:-1], self.bits.shape[1])
+
+
+def _attention_gap(model: ModelConfig, stage: Stage) -> str:
+    """What the float64 golden attention (golden.gqa_decode) lacks to check this layer, or ""."""
+    if stage.prefill:
+        return "a prefill stage: the golden attention is decode only"
+    if model.norm is not Norm.RMS:
+        return f"{model.norm.value}: the golden layers use RMSNorm only"
+    if not model.has_rope:
+        return "no RoPE (rope_theta 0): the golden attention rotates queries and keys"
+    if model.qkv_bias or model.qk_norm is not QKNorm.NONE:
+        return "q/k/v bias or q/k norm: not in the golden attention"
+    if model.sliding_window and max(r.context for r in requests(stage)) > model.sliding_window:
+        return f"context beyond the {model.sliding_window}-token sliding window: the golden attention sees all"
+    return ""
+
+
+def _ffn_gap(model: ModelConfig, layer: int) -> str:
+    """What the float64 golden MoE block (golden.moe_layer on routed SwiGLU experts) lacks to
+    check this layer's FFN, or ""."""
+    if not model.is_moe_layer(layer):
+        return f"layer {layer} is dense: the golden FFN check covers MoE layers only"
+    if model.num_shared_experts:
+        return "shared experts: the golden MoE check covers routed experts only"
+    if model.ffn_act is not FFNAct.SWIGLU:
+        return f"{model.ffn_act.value} experts: the golden MoE block is SwiGLU only"
+    if model.norm is not Norm.RMS:
+        return f"{model.norm.value}: the golden layers use RMSNorm only"
+    return ""
+
+
+class _Experts:
+    """One of w1 / w3 / w2 for golden.moe_layer, [E, out, in]: expert e's matrix as a Bf16Matrix
+    (a view of the gate/up or down bits, nothing copied)."""
+
+    def __init__(self, count: int, matrix):
+        self.shape, self._matrix = (count,), matrix
+
+    def __getitem__(self, e: int) -> Bf16Matrix:
+        return self._matrix(e)
+
+
+def golden_errors(model, stage, layer, bits, stream, delta, cache, want, rows) -> tuple[GoldenError, GoldenError]:
+    """The errors of this layer's attention result and FFN result vs float64 over the tokens
+    ``rows``, each skipped with its reason where the golden layers do not model it. ``bits(name)``
+    gives a weight's bf16 bits (its shape), ``want`` the layer's exact results."""
+    L = f"L{layer}"
+    gap = _attention_gap(model, stage)
+    attention_error = GoldenError.skipped(gap) if gap else _attention_error(model, stage, layer, bits, stream, cache,
+                                                                            want, rows)
+    gap = _ffn_gap(model, layer)
+    if gap:
+        return attention_error, GoldenError.skipped(gap)
+    F, E = model.expert_ffn, model.num_experts
+
+    def matrix(e: int, which: int) -> Bf16Matrix:  # Hugging Face [out, in] layout: w1, w3, w2
+        if which < 2:
+            gate_up = bits(f"{L}.expert.{e}.w_gate_up")
+            return Bf16Matrix(gate_up[:, which * F:(which + 1) * F]).T
+        return Bf16Matrix(bits(f"{L}.expert.{e}.w_down")).T
+
+    h = want[f"{L}.h"][rows].astype(np.float64)
+    empty = np.zeros((0, F, model.hidden_size))
+    mw = golden.MoEWeights(_widened(bits, f"{L}.ffn_norm.weight"), _widened(bits, f"{L}.w_router").T,
+                           *(_Experts(E, lambda e, i=i: matrix(e, i)) for i in range(3)), empty, empty, empty)
+    moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
+                           selected=want[f"{L}.topk_ids"][rows])
+    ffn = want[f"{L}.ffn_out"][rows].astype(np.float64)
+    return attention_error, GoldenError(*golden.relative_error(h + ffn, moe.out))
+
+
+def _widened(bits, name: str) -> np.ndarray:
+    return N.widen(bits(name), DType.BF16).astype(np.float64)
+
+
+def _attention_error(model, stage, layer, bits, stream, cache, want, rows) -> GoldenError:
+    L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
+    x = want.get(f"{L}.x", stream)[rows].astype(np.float64)
+    wqkv = bits(f"{L}.w_qkv")
+    gw = golden.GQAWeights(_widened(bits, f"{L}.attn_norm.weight"), Bf16Matrix(wqkv[:, :H * d]).T,
+                           Bf16Matrix(wqkv[:, H * d:(H + KV) * d]).T, Bf16Matrix(wqkv[:, (H + KV) * d:]).T,
+                           Bf16Matrix(bits(f"{L}.w_o")).T, H, KV, d)
+    reqs = requests(stage)
+    k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]  # exact values, widened a row at a time
+    v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]
+    attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
+    return GoldenError(*golden.relative_error(want[f"{L}.h"][rows], attn))
