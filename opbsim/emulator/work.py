@@ -122,7 +122,7 @@ def _scatter_add(program: Program, inst: Instruction) -> Work:
     src, idx, w = (program.operand_descriptor(inst, n) for n in ("src", "idx", "w"))
     return _work([view_stream(src, write=False), view_stream(idx, write=False), view_stream(w, write=False),
                   _rows(program, inst, "dst", "src", write=False), _rows(program, inst, "dst", "src", write=True)],
-                 vector_flops=VECTOR_OPS_PER_ELEMENT["scatter_add"] * src.numel)
+                 vector_flops=VECTOR_OPS_PER_ELEMENT[Opcode.SCATTER_ADD] * src.numel)
 
 
 def _scatter(program: Program, inst: Instruction) -> Work:
