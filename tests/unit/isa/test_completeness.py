@@ -66,6 +66,15 @@ def test_collectives_are_group_handled_and_elementwise_work_is_counted_per_eleme
             assert s.ops_per_element == 0, s.mnemonic
 
 
+def test_every_instruction_the_executor_runs_as_a_unary_or_binary_elementwise_op_has_a_gpu_reference_kernel_op():
+    from opbsim.reference.interface import BINARY_OPS, UNARY_OPS
+
+    for kernel_ops, like in ((UNARY_OPS, Opcode.EXP), (BINARY_OPS, Opcode.ADD)):
+        same_handler = {o.mnemonic for o, h in HANDLERS.items() if h is HANDLERS[like]}
+        assert same_handler <= set(kernel_ops)
+        assert {BY_MNEMONIC[op].group for op in kernel_ops if op in BY_MNEMONIC} == {OpGroup.VECTOR}
+
+
 def test_every_energy_component_has_a_label_and_a_colour():
     assert set(COMPONENT_LABEL) == set(COMPONENTS)
     assert {n for n, _ in COMPONENT_COLOURS} == set(COMPONENTS)
