@@ -7,6 +7,13 @@ Every instruction is a fixed-width 128-bit word:
 Bits not covered by a field are reserved and must be zero. Operand fields are declared in
 assembly order; their bit ranges are assigned by ``_op`` when the table is built, so a field
 can never overlap another.
+
+Adding an instruction (``tanh``, say, an elementwise VECTOR op): an ``Opcode`` member and a TABLE
+entry here (encoding, assembly, docs, the Verilog include, its cost in emulator/work.py and the
+FLOP counts follow from the entry: ``group``, ``ops_per_element``); its definition in
+``numerics.SEMANTICS``; its value handler in emulator/ops.py; for an elementwise op, its GPU kernel
+op (reference/interface.py, reference/kernels/numerics.cuh); then ``make docs`` to regenerate the
+generated files. tests/unit/isa/test_completeness.py fails until every registry has it.
 """
 
 from __future__ import annotations
