@@ -16,6 +16,7 @@ import numpy as np
 
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import AttentionPart, Program
+from opbsim.isa.spec import BY_MNEMONIC, Opcode, OpSpec
 from opbsim.isa.types import Descriptor, DType, Space, Unit, row_major_strides
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import ModelGraph
@@ -148,6 +149,14 @@ class Draft:
     note: str = ""
     grouped: bool = False
     attention: AttentionPart | None = None
+
+    @property
+    def spec(self) -> OpSpec:
+        return BY_MNEMONIC[self.mnemonic]
+
+    @property
+    def opcode(self) -> Opcode:
+        return BY_MNEMONIC[self.mnemonic].opcode
 
 
 @dataclass(frozen=True, slots=True)

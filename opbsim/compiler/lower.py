@@ -16,6 +16,7 @@ from opbsim.compiler.layout import Layout
 from opbsim.compiler.routing_tables import RoutingTables
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.program import AttentionPart
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import Norm
@@ -133,8 +134,8 @@ class Lowerer:
         handler(self, op)
         buffers = {v.buffer for d in self._drafts for v in d.operands if isinstance(v, View)}
         writes = {d.operands[0].buffer for d in self._drafts if isinstance(d.operands[0], View)}
-        if any(d.mnemonic == "topk" for d in self._drafts):
-            writes |= {d.operands[1].buffer for d in self._drafts if d.mnemonic == "topk"}
+        if any(d.opcode is Opcode.TOPK for d in self._drafts):
+            writes |= {d.operands[1].buffer for d in self._drafts if d.opcode is Opcode.TOPK}
         return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes),
                       layer=layer)
 

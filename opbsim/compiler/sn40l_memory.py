@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from opbsim.compiler.ir import Draft, Kernel, Kernels, View
 from opbsim.compiler.layout import ALIGN_B
 from opbsim.errors import DoesNotFit, InputError
-from opbsim.isa.spec import BY_MNEMONIC, Role
+from opbsim.isa.spec import Role
 from opbsim.isa.types import Space
 
 __all__ = ["Lifetime", "accesses", "lifetimes", "plan_memory", "first_fit", "bandwidth_needs"]
@@ -50,7 +50,7 @@ class Lifetime:
 
 def accesses(d: Draft):
     """(view, reads, writes) for each view operand of a draft."""
-    for f, v in zip(BY_MNEMONIC[d.mnemonic].fields, d.operands):
+    for f, v in zip(d.spec.fields, d.operands):
         if isinstance(v, View):
             yield v, f.role in (Role.IN, Role.INOUT), f.role in (Role.OUT, Role.INOUT)
 

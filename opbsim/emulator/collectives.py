@@ -16,6 +16,7 @@ from opbsim.emulator.context import FLOATS, OpContext
 from opbsim.emulator.faults import OperandError
 from opbsim.errors import InputError
 from opbsim.isa import numerics
+from opbsim.isa.spec import Opcode
 
 __all__ = ["GROUP_HANDLERS", "GroupHandler"]
 
@@ -88,4 +89,6 @@ def _allgather(ctxs: Sequence[OpContext]) -> int:
     return 0
 
 
-GROUP_HANDLERS: dict[str, GroupHandler] = {"allreduce": _allreduce, "allgather": _allgather, "alltoall": _alltoall}
+GROUP_HANDLERS: dict[Opcode, GroupHandler] = {
+    Opcode.ALLREDUCE: _allreduce, Opcode.ALLGATHER: _allgather, Opcode.ALLTOALL: _alltoall,
+}

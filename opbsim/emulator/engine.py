@@ -34,6 +34,7 @@ from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region, Scoreboard
 from opbsim.isa.program import Instruction, Program
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import OpGroup, Space, Unit
 
 __all__ = ["Interval", "RunStats", "run"]
@@ -113,9 +114,9 @@ def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
     ops: list[_Op] = []
     live = Scoreboard()
     for index, inst in enumerate(program.instructions):
-        if inst.mnemonic == "halt":
+        if inst.opcode is Opcode.HALT:
             break
-        if inst.mnemonic != "launch":
+        if inst.opcode is not Opcode.LAUNCH:
             ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
             continue
         model = kernel_model(device, inst.unit)
@@ -140,7 +141,7 @@ def _body(program: Program, index: int, launch: Instruction) -> range:
         raise InputError(f"{where}: body of {count} instructions at {start} runs past the program")
     for i in range(start, start + count):
         inst = program.instructions[i]
-        if inst.mnemonic in ("launch", "halt") or inst.unit is not launch.unit:
+        if inst.opcode in (Opcode.LAUNCH, Opcode.HALT) or inst.unit is not launch.unit:
             raise InputError(f"{where}: body instruction {i} ({inst.mnemonic}.{inst.unit.name.lower()}) "
                              f"is not a {launch.unit.name.lower()} instruction that can run in a kernel")
     return range(start, start + count)
@@ -158,7 +159,7 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
     if link_B:
         demand[_LINK] = demand.get(_LINK, 0) + link_B
     regions = regions_of(program, inst)
-    pays_launch = inst.mnemonic == "launch" or (
+    pays_launch = inst.opcode is Opcode.LAUNCH or (
         not launched and bool(demand or work.matrix_flops or work.vector_flops))
     issue_s = device.compute(inst.unit).issue_ns * 1e-9 if pays_launch else 0.0
     return _Op(
@@ -248,7 +249,7 @@ def run(program: Program, device: DeviceSpec) -> RunStats:
     def finish(job: _Job) -> None:
         op = job.op
         done[op.seq] = now
-        if op.inst.mnemonic == "signal":
+        if op.inst.opcode is Opcode.SIGNAL:
             tokens[int(op.inst["token"])] = tokens.get(int(op.inst["token"]), 0) + 1
         timeline.append(Interval(op.index, op.inst.unit, job.start_s, now, op.inst.mnemonic, op.inst.spec.group,
                                  op.inst.note))
@@ -256,7 +257,7 @@ def run(program: Program, device: DeviceSpec) -> RunStats:
     def ready(op: _Op) -> bool:
         if any(d not in done for d in op.deps):
             return False
-        if op.inst.mnemonic == "wait" and tokens.get(int(op.inst["token"]), 0) <= 0:
+        if op.inst.opcode is Opcode.WAIT and tokens.get(int(op.inst["token"]), 0) <= 0:
             return False
         return not any(op.sections & j.op.sections for u, j in active.items() if u is not op.inst.unit)
 
@@ -268,7 +269,7 @@ def run(program: Program, device: DeviceSpec) -> RunStats:
                 if unit in active or not queue or not ready(queue[0]):
                     continue
                 op = queue.popleft()
-                if op.inst.mnemonic == "wait":
+                if op.inst.opcode is Opcode.WAIT:
                     tokens[int(op.inst["token"])] -= 1
                 job = _Job(op, now, op.fixed_s)
                 if op.fixed_s <= 0 and op.total_B == 0 and op.compute_s <= 0:

@@ -27,11 +27,12 @@ from opbsim.emulator.ops import HANDLERS
 from opbsim.errors import InputError
 from opbsim.isa.asm import instruction_text as asm_text
 from opbsim.isa.program import Program
+from opbsim.isa.spec import Opcode
+from opbsim.isa.types import OpGroup
 
 __all__ = ["execute", "execute_group", "instruction_text", "ExecutionStats", "OpStats"]
 
-_NO_VALUES = ("signal", "wait")
-_NOT_IN_BODY = ("launch", "halt")
+_NOT_IN_BODY = (Opcode.LAUNCH, Opcode.HALT)
 
 
 @dataclass(slots=True)
@@ -88,12 +89,13 @@ def _run(program: Program, memories: list[DataMemory], grouped: bool) -> Executi
     pc = 0
     while pc < n:
         inst = program.instructions[pc]
-        if inst.mnemonic == "halt":
-            stats._add("halt", 0, 0.0)
+        op = inst.opcode
+        if op is Opcode.HALT:
+            stats._add(inst.mnemonic, 0, 0.0)
             break
-        if inst.mnemonic == "launch":
+        if op is Opcode.LAUNCH:
             body = _launch_body(program, pc)
-            stats._add("launch", 0, 0.0)
+            stats._add(inst.mnemonic, 0, 0.0)
             for j in body:
                 _step(program, j, memories, grouped, stats)
         else:
@@ -111,9 +113,9 @@ def _launch_body(program: Program, pc: int) -> range:
         if count < 1 or first + count > n:
             raise OperandError(f"body {first}..{first + count - 1} is outside the program (0..{n - 1})")
         for j in range(first, first + count):
-            m = program.instructions[j].mnemonic
-            if m in _NOT_IN_BODY:
-                raise OperandError(f"body instruction {j} ({instruction_text(program, j)}) is a {m}; "
+            body_inst = program.instructions[j]
+            if body_inst.opcode in _NOT_IN_BODY:
+                raise OperandError(f"body instruction {j} ({instruction_text(program, j)}) is a {body_inst.mnemonic}; "
                                    f"a launch body holds no launch or halt")
     except InputError as e:
         raise ExecutionError(pc, instruction_text(program, pc), str(e)) from None
@@ -122,20 +124,20 @@ def _launch_body(program: Program, pc: int) -> range:
 
 def _step(program: Program, index: int, memories: list[DataMemory], grouped: bool, stats: ExecutionStats) -> None:
     inst = program.instructions[index]
-    m = inst.mnemonic
+    m, op, group = inst.mnemonic, inst.opcode, inst.spec.group
     t0 = time.perf_counter()
     try:
-        if m in _NO_VALUES:
+        if group is OpGroup.SYNC:
             flops = 0
-        elif m in GROUP_HANDLERS:
+        elif group is OpGroup.COLLECTIVE:
             if not grouped:
                 raise OperandError(f"{m} is a collective: run the program on a device group (execute_group)")
-            flops = GROUP_HANDLERS[m]([OpContext(program, mem, inst) for mem in memories])
+            flops = GROUP_HANDLERS[op]([OpContext(program, mem, inst) for mem in memories])
         else:
             flops = 0
             for d, mem in enumerate(memories):
                 try:
-                    flops += HANDLERS[m](OpContext(program, mem, inst))
+                    flops += HANDLERS[op](OpContext(program, mem, inst))
                 except InputError as e:
                     if len(memories) > 1:
                         raise OperandError(f"device {d}: {e}") from None

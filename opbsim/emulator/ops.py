@@ -1,6 +1,6 @@
 """Per-device value semantics of each instruction: operand checks, then numerics.py or a kernel.
 
-``HANDLERS`` maps a mnemonic to ``handler(ctx) -> flops``. The flop count is a measure of work
+``HANDLERS`` maps an opcode to ``handler(ctx) -> flops``. The flop count is a measure of work
 for throughput figures, not a count of fp32 steps: 2*M*N*K for a GEMM, 2 per element for
 scatter_add, 1 per element for elementwise ops and reductions, and the per-element numbers in
 ``work.VECTOR_OPS_PER_ELEMENT`` (the table the timing model uses) for the elementary and fused ops.
@@ -22,24 +22,25 @@ from opbsim.emulator.faults import OperandError
 from opbsim.emulator.gemm_backend import pim_gemm_backend
 from opbsim.emulator.work import VECTOR_OPS_PER_ELEMENT
 from opbsim.isa import numerics
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Unit
 
 __all__ = ["HANDLERS", "Handler"]
 
 Handler = Callable[[OpContext], int]
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[Opcode, Handler] = {}
 
 
 
-def _handles(*mnemonics: str):
+def _handles(*opcodes: Opcode):
     def register(fn: Handler) -> Handler:
-        for m in mnemonics:
-            HANDLERS[m] = fn
+        for op in opcodes:
+            HANDLERS[op] = fn
         return fn
     return register
 
 
-@_handles("copy")
+@_handles(Opcode.COPY)
 def _copy(ctx: OpContext) -> int:
     src = ctx.desc("src")
     ctx.need_shape("dst", src.shape)
@@ -48,7 +49,7 @@ def _copy(ctx: OpContext) -> int:
     return 0
 
 
-@_handles("cvt")
+@_handles(Opcode.CVT)
 def _cvt(ctx: OpContext) -> int:
     src, dst = ctx.desc("src"), ctx.desc("dst")
     ctx.need_shape("dst", src.shape)
@@ -56,29 +57,29 @@ def _cvt(ctx: OpContext) -> int:
     return src.numel
 
 
-@_handles("add", "sub", "mul", "div")
+@_handles(Opcode.ADD, Opcode.SUB, Opcode.MUL, Opcode.DIV)
 def _binary(ctx: OpContext) -> int:
     a = ctx.need_dtype("a", *FLOATS)
     ctx.need_dtype("b", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
     ctx.need_shape("b", a.shape)
     ctx.need_shape("dst", a.shape)
-    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    fn = numerics.SEMANTICS[ctx.inst.opcode]
     ctx.write("dst", fn(ctx.values("a"), ctx.values("b")))
     return a.numel
 
 
-@_handles("exp", "rsqrt", "silu", "relu", "gelu")
+@_handles(Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.RELU, Opcode.GELU)
 def _unary(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
     ctx.need_shape("dst", src.shape)
-    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    fn = numerics.SEMANTICS[ctx.inst.opcode]
     ctx.write("dst", fn(ctx.values("src")))
-    return src.numel * VECTOR_OPS_PER_ELEMENT[ctx.inst.mnemonic]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[ctx.inst.opcode]
 
 
-@_handles("scale")
+@_handles(Opcode.SCALE)
 def _scale(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
@@ -87,17 +88,17 @@ def _scale(ctx: OpContext) -> int:
     return src.numel
 
 
-@_handles("max", "sum")
+@_handles(Opcode.MAX, Opcode.SUM)
 def _reduce(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
     ctx.need_shape("dst", src.shape[:-1] + (1,))
-    fn = numerics.SEMANTICS[ctx.inst.mnemonic]
+    fn = numerics.SEMANTICS[ctx.inst.opcode]
     ctx.write("dst", fn(ctx.values("src")))
     return src.numel
 
 
-@_handles("gemm", "gemm_acc")
+@_handles(Opcode.GEMM, Opcode.GEMM_ACC)
 def _gemm(ctx: OpContext) -> int:
     a = ctx.need_rank("a", 2, 3, 4)
     b = ctx.need_rank("b", len(a.shape))
@@ -111,7 +112,7 @@ def _gemm(ctx: OpContext) -> int:
         )
     n = b.shape[-1]
     ctx.need_shape("dst", batch + (m, n))
-    if ctx.inst.mnemonic == "gemm_acc":
+    if ctx.inst.opcode is Opcode.GEMM_ACC:
         ctx.need_dtype("dst", DType.FP32)
         acc = np.array(ctx.values("dst"), dtype=np.float32, order="C", copy=True)
     else:
@@ -124,12 +125,12 @@ def _gemm(ctx: OpContext) -> int:
             if rtl is None:
                 kernels.gemm_bf16(ra[i], rb[i], acc[i])
             else:
-                acc[i] = rtl(ra[i], rb[i], acc[i] if ctx.inst.mnemonic == "gemm_acc" else None)
+                acc[i] = rtl(ra[i], rb[i], acc[i] if ctx.inst.opcode is Opcode.GEMM_ACC else None)
     ctx.write("dst", acc)
     return 2 * m * n * k * math.prod(batch)
 
 
-@_handles("rope")
+@_handles(Opcode.ROPE)
 def _rope(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_rank("src", 2, 3, 4)
@@ -144,20 +145,20 @@ def _rope(ctx: OpContext) -> int:
     if not theta > 0:
         raise OperandError(f"theta={theta} must be > 0")
     ctx.write("dst", numerics.rope(ctx.values("src"), ctx.values("pos"), theta))
-    return src.numel * VECTOR_OPS_PER_ELEMENT["rope"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.ROPE]
 
 
-@_handles("softmax")
+@_handles(Opcode.SOFTMAX)
 def _softmax(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
     ctx.need_shape("dst", src.shape)
     y = numerics.softmax(ctx.values("src"), float(ctx.imm("scale")), bool(ctx.imm("causal")), int(ctx.imm("qpos")))
     ctx.write("dst", y)
-    return src.numel * VECTOR_OPS_PER_ELEMENT["softmax"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.SOFTMAX]
 
 
-@_handles("rmsnorm")
+@_handles(Opcode.RMSNORM)
 def _rmsnorm(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
@@ -165,10 +166,10 @@ def _rmsnorm(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     ctx.need_shape("weight", src.shape[-1:])
     ctx.write("dst", numerics.rmsnorm(ctx.values("src"), ctx.values("weight"), float(ctx.imm("eps"))))
-    return src.numel * VECTOR_OPS_PER_ELEMENT["rmsnorm"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.RMSNORM]
 
 
-@_handles("layernorm")
+@_handles(Opcode.LAYERNORM)
 def _layernorm(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
@@ -178,10 +179,10 @@ def _layernorm(ctx: OpContext) -> int:
     ctx.need_shape("dst", src.shape)
     ctx.write("dst", numerics.layernorm(ctx.values("src"), ctx.values("weight"), ctx.values("bias"),
                                         float(ctx.imm("eps"))))
-    return src.numel * VECTOR_OPS_PER_ELEMENT["layernorm"]
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.LAYERNORM]
 
 
-@_handles("topk")
+@_handles(Opcode.TOPK)
 def _topk(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("vals", *FLOATS)
@@ -198,7 +199,7 @@ def _topk(ctx: OpContext) -> int:
     return src.numel
 
 
-@_handles("gather")
+@_handles(Opcode.GATHER)
 def _gather(ctx: OpContext) -> int:
     src = ctx.need_rank("src", 2)
     ctx.need_rank("dst", 2)
@@ -229,7 +230,7 @@ def _rows_checked(ctx: OpContext, dst_rows: int, width: int) -> tuple[np.ndarray
     return np.unique(idx), idx
 
 
-@_handles("scatter")
+@_handles(Opcode.SCATTER)
 def _scatter(ctx: OpContext) -> int:
     dst = ctx.need_rank("dst", 2)
     ctx.need_same_dtype("dst", "src")
@@ -241,7 +242,7 @@ def _scatter(ctx: OpContext) -> int:
     return 0
 
 
-@_handles("scatter_add")
+@_handles(Opcode.SCATTER_ADD)
 def _scatter_add(ctx: OpContext) -> int:
     """Reads and writes only the rows of dst that idx names (the others need not be written)."""
     dst = ctx.need_rank("dst", 2)

@@ -17,7 +17,7 @@ from opbsim.emulator.engine import RunStats
 from opbsim.emulator.work import channel_bytes, compute_s, work_of
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
-from opbsim.isa.spec import OpGroup
+from opbsim.isa.spec import Opcode, OpGroup
 from opbsim.workloads.ops import OpClass
 
 __all__ = ["split_by_class", "split_by_bound", "exposed_comm_s", "launch_class_shares", "modelled_s", "BOUNDS"]
@@ -77,7 +77,7 @@ def launch_class_shares(program: Program, device: DeviceSpec,
     add up to within 13% of the kernel's engine time (69 vs 79 µs, 392 vs 400 µs decode)."""
     out: dict[int, dict[OpClass, float]] = {}
     for i, inst in enumerate(program.instructions):
-        if inst.mnemonic != "launch":
+        if inst.opcode is not Opcode.LAUNCH:
             continue
         start = int(inst["body"])
         busy: dict[OpClass, float] = {}
@@ -117,7 +117,7 @@ def split_by_bound(stats: RunStats, program: Program, device: DeviceSpec) -> dic
                 bound[index] = {"communication": 1.0}
                 return bound[index]
             body = [inst]
-            if inst.mnemonic == "launch":  # a kernel: what its body does
+            if inst.opcode is Opcode.LAUNCH:  # a kernel: what its body does
                 start = int(inst["body"])
                 body = [program.instructions[i] for i in range(start, start + int(inst["count"]))]
             compute = memory = 0.0

@@ -20,13 +20,13 @@ from opbsim.hardware.interconnect import Interconnect
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region
 from opbsim.isa.program import AttentionPart, Instruction, Program
-from opbsim.isa.spec import TABLE, Role
-from opbsim.isa.types import Descriptor, Space, Unit
+from opbsim.isa.spec import TABLE, Opcode, Role
+from opbsim.isa.types import Descriptor, OpGroup, Space, Unit
 
 __all__ = ["Work", "work_of", "fused_attention", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s",
            "channel_bytes", "link_plan", "link_demand", "by_space", "achievable_s"]
 
-VECTOR_OPS_PER_ELEMENT: dict[str, int] = {s.mnemonic: s.ops_per_element for s in TABLE if s.ops_per_element}
+VECTOR_OPS_PER_ELEMENT: dict[Opcode, int] = {s.opcode: s.ops_per_element for s in TABLE if s.ops_per_element}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ def _gemm(program: Program, inst: Instruction, skip: frozenset[str] = frozenset(
 
 def _elementwise(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
     first_in = next(f.name for f in inst.spec.fields if f.role is Role.IN)
-    per = VECTOR_OPS_PER_ELEMENT[inst.mnemonic]
+    per = VECTOR_OPS_PER_ELEMENT[inst.opcode]
     n = max(program.operand_descriptor(inst, first_in).numel, _out(program, inst).numel)
     return _work(_all(program, inst, skip), vector_flops=per * n)
 
@@ -122,7 +122,7 @@ def _scatter_add(program: Program, inst: Instruction) -> Work:
     src, idx, w = (program.operand_descriptor(inst, n) for n in ("src", "idx", "w"))
     return _work([view_stream(src, write=False), view_stream(idx, write=False), view_stream(w, write=False),
                   _rows(program, inst, "dst", "src", write=False), _rows(program, inst, "dst", "src", write=True)],
-                 vector_flops=VECTOR_OPS_PER_ELEMENT["scatter_add"] * src.numel)
+                 vector_flops=VECTOR_OPS_PER_ELEMENT[Opcode.SCATTER_ADD] * src.numel)
 
 
 def _scatter(program: Program, inst: Instruction) -> Work:
@@ -150,16 +150,18 @@ def _nothing(program: Program, inst: Instruction) -> Work:
     return Work()
 
 
-COST: dict[str, Callable[[Program, Instruction], Work]] = {
-    "copy": _copy,
-    "allreduce": _collective(Collective.ALLREDUCE, lambda n: 1),
-    "alltoall": _collective(Collective.ALLTOALL, lambda n: 1),
-    "allgather": _collective(Collective.ALLGATHER, lambda n: n),
-    "gemm": _gemm, "gemm_acc": _gemm,
-    **{m: _elementwise for m in ("add", "sub", "mul", "div", "max", "sum", "exp", "rsqrt", "silu", "relu",
-                                  "gelu", "rope", "scale", "cvt", "softmax", "rmsnorm", "layernorm")},
-    "topk": _topk, "gather": _gather, "scatter": _scatter, "scatter_add": _scatter_add,
-    "launch": _nothing, "signal": _nothing, "wait": _nothing, "halt": _nothing,
+_O = Opcode
+COST: dict[Opcode, Callable[[Program, Instruction], Work]] = {
+    _O.COPY: _copy,
+    _O.ALLREDUCE: _collective(Collective.ALLREDUCE, lambda n: 1),
+    _O.ALLTOALL: _collective(Collective.ALLTOALL, lambda n: 1),
+    _O.ALLGATHER: _collective(Collective.ALLGATHER, lambda n: n),
+    _O.GEMM: _gemm, _O.GEMM_ACC: _gemm,
+    # every VECTOR instruction, and the fused ones whose work is so many operations per element
+    **{s.opcode: _elementwise for s in TABLE if s.group is OpGroup.VECTOR},
+    _O.SOFTMAX: _elementwise, _O.RMSNORM: _elementwise, _O.LAYERNORM: _elementwise,
+    _O.TOPK: _topk, _O.GATHER: _gather, _O.SCATTER: _scatter, _O.SCATTER_ADD: _scatter_add,
+    _O.LAUNCH: _nothing, _O.SIGNAL: _nothing, _O.WAIT: _nothing, _O.HALT: _nothing,
 }
 
 
@@ -195,8 +197,8 @@ def work_of(program: Program, inst: Instruction, *, fused: bool = False) -> Work
 def _demands(program: Program, inst: Instruction, fused: bool) -> Work:
     part = inst.attention
     if part is None:
-        return COST[inst.mnemonic](program, inst)
-    cost = COST[inst.mnemonic]
+        return COST[inst.opcode](program, inst)
+    cost = COST[inst.opcode]
     if not fused:
         return replace(cost(program, inst), attention=part)
     work = cost(program, inst, frozenset(part.on_chip)) if cost in (_gemm, _elementwise) else cost(program, inst)

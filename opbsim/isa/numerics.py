@@ -13,7 +13,7 @@ Conventions (docs/numerics.md gives the reasons and the measured errors):
 
 The functions here take and return numpy arrays: fp32 values (float32) for float operands,
 int32 for i32 operands, raw bit patterns only where stated (``store``, ``cvt``, data movement).
-``SEMANTICS`` maps each mnemonic of the ISA table to its function (None: no value effect).
+``SEMANTICS`` maps each opcode of the ISA table to its function (None: no value effect).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from opbsim.isa.elementary import exp, exp_scaled, rope_inv_freq, rsqrt, sincos
 from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType
 
 __all__ = [
@@ -375,14 +376,15 @@ def scatter_add(acc, src, idx, w) -> np.ndarray:
     return out
 
 
-SEMANTICS: dict[str, Callable | None] = {
-    "copy": copy, "allreduce": allreduce, "allgather": allgather, "alltoall": alltoall,
-    "gemm": gemm, "gemm_acc": gemm,
-    "add": add, "sub": sub, "mul": mul, "div": div, "max": reduce_max, "sum": reduce_sum,
-    "exp": exp, "rsqrt": rsqrt, "silu": silu, "relu": relu, "gelu": gelu, "rope": rope, "scale": scale,
-    "cvt": cvt, "layernorm": layernorm,
-    "softmax": softmax, "rmsnorm": rmsnorm, "topk": topk, "gather": gather,
-    "scatter": scatter, "scatter_add": scatter_add,
-    "launch": None, "signal": None, "wait": None, "halt": None,
+_O = Opcode
+SEMANTICS: dict[Opcode, Callable | None] = {
+    _O.COPY: copy, _O.ALLREDUCE: allreduce, _O.ALLGATHER: allgather, _O.ALLTOALL: alltoall,
+    _O.GEMM: gemm, _O.GEMM_ACC: gemm,
+    _O.ADD: add, _O.SUB: sub, _O.MUL: mul, _O.DIV: div, _O.MAX: reduce_max, _O.SUM: reduce_sum,
+    _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.RELU: relu, _O.GELU: gelu, _O.ROPE: rope, _O.SCALE: scale,
+    _O.CVT: cvt, _O.LAYERNORM: layernorm,
+    _O.SOFTMAX: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.GATHER: gather,
+    _O.SCATTER: scatter, _O.SCATTER_ADD: scatter_add,
+    _O.LAUNCH: None, _O.SIGNAL: None, _O.WAIT: None, _O.HALT: None,
 }
-"""Each mnemonic's definition. launch runs its body; signal, wait and halt move no values."""
+"""Each opcode's definition. launch runs its body; signal, wait and halt move no values."""

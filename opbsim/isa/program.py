@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass, field
 
 from opbsim.errors import ProgramError
-from opbsim.isa.spec import BY_MNEMONIC, FieldKind, OpSpec
+from opbsim.isa.spec import BY_MNEMONIC, FieldKind, Opcode, OpSpec
 from opbsim.isa.types import Descriptor, Unit, is_identifier
 
 __all__ = ["Operand", "AttentionPart", "Instruction", "Label", "Program", "f32_exact"]
@@ -80,6 +80,12 @@ class Instruction:
     @property
     def spec(self) -> OpSpec:
         return BY_MNEMONIC[self.mnemonic]
+
+    @property
+    def opcode(self) -> Opcode:
+        """What the instruction is, for dispatch (``inst.opcode is Opcode.LAUNCH``); ``mnemonic``
+        is its assembly spelling."""
+        return BY_MNEMONIC[self.mnemonic].opcode
 
     def __getitem__(self, name: str) -> Operand:
         for f, v in zip(self.spec.fields, self.operands):

@@ -7,6 +7,13 @@ Every instruction is a fixed-width 128-bit word:
 Bits not covered by a field are reserved and must be zero. Operand fields are declared in
 assembly order; their bit ranges are assigned by ``_op`` when the table is built, so a field
 can never overlap another.
+
+Adding an instruction (``tanh``, say, an elementwise VECTOR op): an ``Opcode`` member and a TABLE
+entry here (encoding, assembly, docs, the Verilog include, its cost in emulator/work.py and the
+FLOP counts follow from the entry: ``group``, ``ops_per_element``); its definition in
+``numerics.SEMANTICS``; its value handler in emulator/ops.py; for an elementwise op, its GPU kernel
+op (reference/interface.py, reference/kernels/numerics.cuh); then ``make docs`` to regenerate the
+generated files. tests/unit/isa/test_completeness.py fails until every registry has it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from opbsim.isa.types import OpGroup, Unit
 
 __all__ = [
     "WORD_BITS",
+    "Opcode",
     "OPCODE_HI",
     "OPCODE_LO",
     "UNIT_HI",
@@ -39,6 +47,49 @@ _FIRST_FIELD_BIT = 115
 
 DESC_BITS = 16  # descriptor-table index: at most 65536 descriptors per program
 LABEL_BITS = 32  # instruction index
+
+
+@enum.unique
+class Opcode(enum.IntEnum):
+    """Every instruction's opcode, the value of bits [127:120]; the member name upper-cased is its
+    mnemonic. Registries of per-instruction behaviour (value handlers, costs, numerics) are keyed by
+    it, and tests/unit/isa/test_completeness.py checks each covers every member."""
+
+    COPY = 0x01
+    ALLREDUCE = 0x08
+    ALLGATHER = 0x0A
+    ALLTOALL = 0x09
+    GEMM = 0x10
+    GEMM_ACC = 0x11
+    ADD = 0x20
+    SUB = 0x21
+    MUL = 0x22
+    DIV = 0x23
+    MAX = 0x24
+    SUM = 0x25
+    EXP = 0x26
+    RSQRT = 0x27
+    SILU = 0x28
+    RELU = 0x2C
+    GELU = 0x2D
+    ROPE = 0x29
+    SCALE = 0x2A
+    CVT = 0x2B
+    SOFTMAX = 0x30
+    RMSNORM = 0x31
+    LAYERNORM = 0x36
+    TOPK = 0x32
+    GATHER = 0x33
+    SCATTER = 0x35
+    SCATTER_ADD = 0x34
+    LAUNCH = 0x40
+    SIGNAL = 0x50
+    WAIT = 0x51
+    HALT = 0x7F
+
+    @property
+    def mnemonic(self) -> str:
+        return self.name.lower()
 
 
 class FieldKind(enum.Enum):
@@ -91,7 +142,7 @@ class OpSpec:
     collective and control instructions. The timing model and the workloads' FLOP counts both read it."""
 
     mnemonic: str
-    opcode: int
+    opcode: Opcode
     group: OpGroup
     units: tuple[Unit, ...]
     fields: tuple[Field, ...]
@@ -158,9 +209,8 @@ def _f32(name: str, doc: str, default: float | None = None) -> _F:
     return _F(name, FieldKind.F32, 32, doc, default=default)
 
 
-def _op(
-    mnemonic: str, opcode: int, group: OpGroup, units: tuple[Unit, ...], doc: str, *fields: _F, ops: int = 0
-) -> OpSpec:
+def _op(opcode: Opcode, group: OpGroup, units: tuple[Unit, ...], doc: str, *fields: _F, ops: int = 0) -> OpSpec:
+    mnemonic = opcode.mnemonic
     placed = []
     hi = _FIRST_FIELD_BIT
     for f in fields:
@@ -179,69 +229,69 @@ _G = OpGroup
 
 TABLE: tuple[OpSpec, ...] = (
     # --- DMA: transfers between address spaces --------------------------------------------
-    _op("copy", 0x01, _G.DMA, (Unit.DMA, Unit.PMU),
+    _op(Opcode.COPY, _G.DMA, (Unit.DMA, Unit.PMU),
         "dst = src, element by element, between any address spaces; shapes and dtypes equal",
         _out("dst", "destination view"), _in("src", "source view")),
     # --- collectives between devices of a group -------------------------------------------
-    _op("allreduce", 0x08, _G.COLLECTIVE, _COLLECTIVE_UNITS,
+    _op(Opcode.ALLREDUCE, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "dst = sum of src over the devices of the group, fp32, added in device order 0..n-1",
         _out("dst", "reduced result, on every device"), _in("src", "this device's contribution"),
         _uint("devices", 8, "devices in the group (>= 2)")),
-    _op("allgather", 0x0A, _G.COLLECTIVE, _COLLECTIVE_UNITS,
+    _op(Opcode.ALLGATHER, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "dst[i] = src of device i of the group, for every device in order",
         _out("dst", "[devices, ...] gathered slices, on every device"), _in("src", "this device's slice"),
         _uint("devices", 8, "devices in the group (>= 2)")),
-    _op("alltoall", 0x09, _G.COLLECTIVE, _COLLECTIVE_UNITS,
+    _op(Opcode.ALLTOALL, _G.COLLECTIVE, _COLLECTIVE_UNITS,
         "slice j of src's leading axis goes to device j; dst slice i comes from device i",
         _out("dst", "received slices"), _in("src", "slices to send"),
         _uint("devices", 8, "devices in the group (>= 2)")),
     # --- matrix ----------------------------------------------------------------------------
-    _op("gemm", 0x10, _G.MATRIX, _COMPUTE,
+    _op(Opcode.GEMM, _G.MATRIX, _COMPUTE,
         "dst[..,m,n] = sum over k = 0..K-1, in order, of a[..,m,k] * b[..,k,n] (fp32 products and adds); "
         "leading axes are batch axes, equal in all three (broadcast by stride-0 views)",
         _out("dst", "[..., M, N] bf16 or fp32 (rounded RNE once at the end)"),
         _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16 (a transposed weight is a strided view)")),
-    _op("gemm_acc", 0x11, _G.MATRIX, _COMPUTE,
+    _op(Opcode.GEMM_ACC, _G.MATRIX, _COMPUTE,
         "dst[..,m,n] continues its fp32 sum: += a[..,m,k] * b[..,k,n] for k = 0..K-1 in order",
         _inout("dst", "[..., M, N] fp32 partial sums"), _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16")),
     # --- vector: elementwise (equal shapes; broadcast by stride-0 views) and reductions --------
-    _op("add", 0x20, _G.VECTOR, _COMPUTE, "dst = a + b",
+    _op(Opcode.ADD, _G.VECTOR, _COMPUTE, "dst = a + b",
         _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
-    _op("sub", 0x21, _G.VECTOR, _COMPUTE, "dst = a - b",
+    _op(Opcode.SUB, _G.VECTOR, _COMPUTE, "dst = a - b",
         _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
-    _op("mul", 0x22, _G.VECTOR, _COMPUTE, "dst = a * b",
+    _op(Opcode.MUL, _G.VECTOR, _COMPUTE, "dst = a * b",
         _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
-    _op("div", 0x23, _G.VECTOR, _COMPUTE, "dst = a / b",
+    _op(Opcode.DIV, _G.VECTOR, _COMPUTE, "dst = a / b",
         _out("dst", "result"), _in("a", "numerator"), _in("b", "denominator"), ops=1),
-    _op("max", 0x24, _G.VECTOR, _COMPUTE, "dst[..., 0] = max over the last axis of src",
+    _op(Opcode.MAX, _G.VECTOR, _COMPUTE, "dst[..., 0] = max over the last axis of src",
         _out("dst", "[..., 1]"), _in("src", "[..., N]"), ops=1),
-    _op("sum", 0x25, _G.VECTOR, _COMPUTE,
+    _op(Opcode.SUM, _G.VECTOR, _COMPUTE,
         "dst[..., 0] = sum over the last axis of src, fp32, in index order",
         _out("dst", "[..., 1]"), _in("src", "[..., N]"), ops=1),
-    _op("exp", 0x26, _G.VECTOR, _COMPUTE, "dst = exp(src) by the numerics definition",
+    _op(Opcode.EXP, _G.VECTOR, _COMPUTE, "dst = exp(src) by the numerics definition",
         _out("dst", "result"), _in("src", "input"), ops=1),  # one special-function op
-    _op("rsqrt", 0x27, _G.VECTOR, _COMPUTE, "dst = 1 / sqrt(src), correctly rounded steps",
+    _op(Opcode.RSQRT, _G.VECTOR, _COMPUTE, "dst = 1 / sqrt(src), correctly rounded steps",
         _out("dst", "result"), _in("src", "input"), ops=1),  # one special-function op
-    _op("silu", 0x28, _G.VECTOR, _COMPUTE, "dst = src * sigmoid(src) by the numerics definition (no overflow)",
+    _op(Opcode.SILU, _G.VECTOR, _COMPUTE, "dst = src * sigmoid(src) by the numerics definition (no overflow)",
         _out("dst", "result"), _in("src", "input"), ops=3),  # exp, add, divide
-    _op("relu", 0x2C, _G.VECTOR, _COMPUTE, "dst = src if src > 0 else +0 (NaN stays NaN)",
+    _op(Opcode.RELU, _G.VECTOR, _COMPUTE, "dst = src if src > 0 else +0 (NaN stays NaN)",
         _out("dst", "result"), _in("src", "input"), ops=1),
-    _op("gelu", 0x2D, _G.VECTOR, _COMPUTE,
+    _op(Opcode.GELU, _G.VECTOR, _COMPUTE,
         "dst = src * sigmoid(2 sqrt(2/pi) (src + 0.044715 src^3)) (GELU, tanh form) by the numerics definition",
         _out("dst", "result"), _in("src", "input"), ops=6),  # square, multiply-add, multiply, exp, add, divide
-    _op("rope", 0x29, _G.VECTOR, _COMPUTE,
+    _op(Opcode.ROPE, _G.VECTOR, _COMPUTE,
         "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D) (frequencies: a "
         "correctly rounded table; positions below 2^24)",
         _out("dst", "[..., T, D]"), _in("src", "[..., T, D]"), _in("pos", "[T] i32 positions"),
         _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0"),
         ops=3),  # two multiplies and an add per output (angles are per position, amortised)
-    _op("scale", 0x2A, _G.VECTOR, _COMPUTE, "dst = src * factor",
+    _op(Opcode.SCALE, _G.VECTOR, _COMPUTE, "dst = src * factor",
         _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier"), ops=1),
-    _op("cvt", 0x2B, _G.VECTOR, _COMPUTE,
+    _op(Opcode.CVT, _G.VECTOR, _COMPUTE,
         "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even)",
         _out("dst", "result"), _in("src", "input"), ops=1),
     # --- fused units -----------------------------------------------------------------------
-    _op("softmax", 0x30, _G.FUSED, _COMPUTE,
+    _op(Opcode.SOFTMAX, _G.FUSED, _COMPUTE,
         "dst = softmax over the last axis of src * scale; with causal=1, column c of row r is "
         "masked when c > qpos + r",
         _out("dst", "[..., R, C]"), _in("src", "[..., R, C] scores"),
@@ -249,30 +299,30 @@ TABLE: tuple[OpSpec, ...] = (
         _flag("causal", "apply the causal mask"),
         _uint("qpos", 24, "key position of the first row's query", default=0),
         ops=5),  # max, subtract (the scale folds in), exp, sum, divide
-    _op("rmsnorm", 0x31, _G.FUSED, _COMPUTE,
+    _op(Opcode.RMSNORM, _G.FUSED, _COMPUTE,
         "dst = src * rsqrt(mean(src^2 over the last axis) + eps) * weight",
         _out("dst", "[..., H]"), _in("src", "[..., H]"), _in("weight", "[H]"),
         _f32("eps", "variance epsilon, e.g. 1e-05"), ops=4),  # square, sum, scale, weight
-    _op("layernorm", 0x36, _G.FUSED, _COMPUTE,
+    _op(Opcode.LAYERNORM, _G.FUSED, _COMPUTE,
         "dst = (src - mean) * rsqrt(var + eps) * weight + bias over the last axis",
         _out("dst", "[..., H]"), _in("src", "[..., H]"), _in("weight", "[H]"), _in("bias", "[H]"),
         _f32("eps", "variance epsilon, e.g. 1e-05"), ops=7),  # sum, subtract, square, sum, scale, weight, bias
-    _op("topk", 0x32, _G.FUSED, _COMPUTE,
+    _op(Opcode.TOPK, _G.FUSED, _COMPUTE,
         "the k largest entries of src's last axis, descending; ties go to the lower index",
         _out("vals", "[..., k] values"), _out("idx", "[..., k] i32 indices"),
         _in("src", "[..., E] router logits or probabilities"), _uint("k", 8, "entries kept (>= 1)")),
-    _op("gather", 0x33, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
+    _op(Opcode.GATHER, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
         _out("dst", "[T, H]"), _in("src", "[S, H]"), _in("idx", "[T] i32 row indices")),
-    _op("scatter", 0x35, _G.FUSED, _COMPUTE,
+    _op(Opcode.SCATTER, _G.FUSED, _COMPUTE,
         "dst[idx[i], :] = src[i, :] for i in order, bits unchanged (KV-cache append); a later i wins; "
         "rows not named are neither read nor written",
         _inout("dst", "[S, H]"), _in("src", "[T, H]"), _in("idx", "[T] i32 row indices")),
-    _op("scatter_add", 0x34, _G.FUSED, _COMPUTE,
+    _op(Opcode.SCATTER_ADD, _G.FUSED, _COMPUTE,
         "dst[idx[i], :] += w[i] * src[i, :] for i in order, fp32 (MoE combine); rows not named are untouched",
         _inout("dst", "[S, H] fp32 accumulator"), _in("src", "[T, H]"),
         _in("idx", "[T] i32 row indices"), _in("w", "[T] routing weights"), ops=2),  # multiply by the weight, add
     # --- kernels: one launch, many instructions (on a PCU: an SN40L spatial dataflow kernel) ---
-    _op("launch", 0x40, _G.DATAFLOW, _COMPUTE,
+    _op(Opcode.LAUNCH, _G.DATAFLOW, _COMPUTE,
         "run the `count` instructions at `body` (all on this unit; no launch among them) as one kernel: "
         "one launch, then the body in order; on a pcu the body instructions are pipeline stages",
         _label("body", "first instruction of the kernel body"),
@@ -283,17 +333,17 @@ TABLE: tuple[OpSpec, ...] = (
         _uint("sync", 8, "devices that end the kernel together, with a barrier across them (pcu only; 0 or 1: none)",
               default=0)),
     # --- synchronisation between units -----------------------------------------------------
-    _op("signal", 0x50, _G.SYNC, _ISSUERS,
+    _op(Opcode.SIGNAL, _G.SYNC, _ISSUERS,
         "add 1 to token's count once every earlier instruction on this unit has completed",
         _uint("token", 8, "token number")),
-    _op("wait", 0x51, _G.SYNC, _ISSUERS, "block this unit until token's count is positive, then take 1",
+    _op(Opcode.WAIT, _G.SYNC, _ISSUERS, "block this unit until token's count is positive, then take 1",
         _uint("token", 8, "token number")),
     # --- control ---------------------------------------------------------------------------
-    _op("halt", 0x7F, _G.CONTROL, (Unit.CTRL,), "end of program: wait for every unit to drain"),
+    _op(Opcode.HALT, _G.CONTROL, (Unit.CTRL,), "end of program: wait for every unit to drain"),
 )
 
 BY_MNEMONIC: dict[str, OpSpec] = {s.mnemonic: s for s in TABLE}
-BY_OPCODE: dict[int, OpSpec] = {s.opcode: s for s in TABLE}
+BY_OPCODE: dict[Opcode, OpSpec] = {s.opcode: s for s in TABLE}
 
 
 def spec_of(mnemonic: str) -> OpSpec:

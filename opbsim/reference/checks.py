@@ -18,8 +18,8 @@ from opbsim.isa.elementary import exp_scaled
 from opbsim.isa.floatbits import bf16_bits, f32_from_bits
 from opbsim.isa.types import DType
 from opbsim.reference.compare import Comparison, compare
-from opbsim.reference.interface import BF16, FP32, I32, Ops
-from opbsim.reference.numpy_ops import store, values
+from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, UNARY_OPS, Ops
+from opbsim.reference.numpy_ops import definition, store, values
 
 __all__ = ["CHECKS", "run_checks", "corner_f32", "corner_bf16"]
 
@@ -75,8 +75,7 @@ def _check_cvt(ops: Ops, rng) -> list[Comparison]:
 def _check_unary(ops: Ops, rng) -> list[Comparison]:
     x = np.concatenate([corner_f32(rng, 100_000), rng.uniform(-110, 95, 100_000).astype(np.float32)])
     xb = corner_bf16(rng, 50_000)
-    fns = {"exp": N.exp, "rsqrt": N.rsqrt, "silu": N.silu, "relu": N.relu, "gelu": N.gelu,
-           "exp_scaled": lambda v: exp_scaled(v, 64)}
+    fns = {op: definition(op) if op != "exp_scaled" else lambda v: exp_scaled(v, 64) for op in UNARY_OPS}
     out = []
     for op, fn in fns.items():
         param = 64 if op == "exp_scaled" else 0
@@ -89,7 +88,7 @@ def _check_unary(ops: Ops, rng) -> list[Comparison]:
 
 def _check_binary(ops: Ops, rng) -> list[Comparison]:
     a, b = corner_f32(rng, 100_000), corner_f32(rng, 100_000)
-    fns = {"add": N.add, "sub": N.sub, "mul": N.mul, "div": N.div}
+    fns = {op: definition(op) for op in BINARY_OPS}
     out = [compare(f"{op} fp32->{dk}", ops.download(ops.binary(op, ops.upload(a), ops.upload(b), dk)),
                    store(fn(a, b), dk)) for op, fn in fns.items() for dk in (FP32, BF16)]
     factor = float(np.float32(0.125))

@@ -1,6 +1,6 @@
 """``kernels/opb_constants.cuh``, generated: every constant the CUDA kernels share with Python.
 
-The storage-kind codes and the op codes the kernels dispatch on (``interface.py``), the canonical
+The storage-kind codes and the op codes the kernels dispatch on (``interface.py``: ISA opcodes), the canonical
 NaNs and the binary32 bit patterns of the constants of isa/elementary.py and isa/numerics.py. The
 file is written by ``make docs`` (``write``); a test fails when it is stale,
 so the header never restates a value by hand.
@@ -41,7 +41,7 @@ def _float_defines() -> list[tuple[str, str, float]]:
 
 
 def render() -> str:
-    out = ["// Generated from opbsim/reference/interface.py, isa/elementary.py and isa/numerics.py by",
+    out = ["// Generated from opbsim/reference/interface.py, isa/spec.py, isa/elementary.py and isa/numerics.py by",
            "// opbsim/reference/constants_header.py (make docs). Do not edit by hand.",
            "#ifndef OPBSIM_CONSTANTS_CUH", "#define OPBSIM_CONSTANTS_CUH", ""]
     out += [f"#define OPB_{kind.upper()} {code}" for kind, code in KIND_CODE.items()]
@@ -54,9 +54,9 @@ def render() -> str:
             out.append(comment)
             section = comment
         out.append(f"#define OPB_{name} 0x{_bits(value):08X}u  // {float(np.float32(value)):.9g}")
-    out += ["", "// unary op codes (interface.UNARY_OPS)"]
+    out += ["", "// unary op codes (interface.UNARY_OPS: the instructions' opcodes of isa/spec.py)"]
     out += [f"#define OPB_OP_{op.upper()} {code}" for op, code in UNARY_OPS.items()]
-    out += ["// binary op codes (interface.BINARY_OPS)"]
+    out += ["// binary op codes (interface.BINARY_OPS: the instructions' opcodes of isa/spec.py)"]
     out += [f"#define OPB_OP_{op.upper()} {code}" for op, code in BINARY_OPS.items()]
     out += ["", "#endif", ""]
     return "\n".join(out)

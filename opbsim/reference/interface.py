@@ -17,14 +17,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from opbsim.isa.spec import Opcode
+
 __all__ = ["BF16", "FP32", "I32", "STORAGE", "KIND_CODE", "UNARY_OPS", "BINARY_OPS", "kind_of", "Ops"]
 
 BF16, FP32, I32 = "bf16", "fp32", "i32"
 STORAGE: dict[str, type] = {BF16: np.uint16, FP32: np.float32, I32: np.int32}
 KIND_CODE = {BF16: 0, FP32: 1, I32: 2}
 """The kind codes of numerics.cuh (OPB_BF16, OPB_FP32, OPB_I32)."""
-UNARY_OPS = {"exp": 0, "rsqrt": 1, "silu": 2, "relu": 3, "gelu": 4, "exp_scaled": 5}
-BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+_EXP_SCALED = 1 << 8  # above every 8-bit ISA opcode: exp_scaled is a kernel step, no instruction
+UNARY_OPS = {**{o.mnemonic: int(o) for o in (Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.RELU, Opcode.GELU)},
+             "exp_scaled": _EXP_SCALED}
+"""The op codes of the unary kernel (numerics.cuh's OPB_OP_*): an instruction's own ISA opcode."""
+BINARY_OPS = {o.mnemonic: int(o) for o in (Opcode.ADD, Opcode.SUB, Opcode.MUL, Opcode.DIV)}
+"""The op codes of the binary kernel: the instructions' ISA opcodes."""
 
 
 def kind_of(dtype) -> str:

@@ -8,18 +8,27 @@ broadcasting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from opbsim.isa import numerics as N
 from opbsim.isa.elementary import exp_scaled
 from opbsim.isa.floatbits import bf16_widen
+from opbsim.isa.spec import BY_MNEMONIC
 from opbsim.isa.types import DType
-from opbsim.reference.interface import BF16, FP32, I32, STORAGE, kind_of
+from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, STORAGE, UNARY_OPS, kind_of
 
-__all__ = ["NumpyOps", "values", "store"]
+__all__ = ["NumpyOps", "values", "store", "definition"]
 
-_UNARY = {"exp": N.exp, "rsqrt": N.rsqrt, "silu": N.silu, "relu": N.relu, "gelu": N.gelu}
-_BINARY = {"add": N.add, "sub": N.sub, "mul": N.mul, "div": N.div}
+
+def definition(op: str) -> Callable:
+    """The numerics definition of the ISA instruction a kernel op of the same name computes."""
+    return N.SEMANTICS[BY_MNEMONIC[op].opcode]
+
+
+_UNARY = {op: definition(op) for op in UNARY_OPS if op in BY_MNEMONIC}  # exp_scaled: no instruction
+_BINARY = {op: definition(op) for op in BINARY_OPS}
 
 
 def values(raw: np.ndarray) -> np.ndarray:

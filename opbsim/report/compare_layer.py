@@ -25,6 +25,7 @@ from opbsim.emulator.cluster import Cluster, node_share
 from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
 from opbsim.emulator.time_split import launch_class_shares
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import Unit
 from opbsim.workloads.graph import ModelGraph, build_layer
 from opbsim.workloads.models import ModelConfig
@@ -138,7 +139,7 @@ def _kernels(program, spans: dict[int, list]) -> dict[int, int]:
     """Body instruction -> its launch, for launches timed as one job (their body has no intervals)."""
     out = {}
     for i, inst in enumerate(program.instructions):
-        if inst.mnemonic == "launch" and i in spans:
+        if inst.opcode is Opcode.LAUNCH and i in spans:
             body = range(int(inst["body"]), int(inst["body"]) + int(inst["count"]))
             if not any(j in spans for j in body):
                 out.update(dict.fromkeys(body, i))

@@ -18,6 +18,7 @@ from opbsim.hardware.nodes import NodeSpec
 from opbsim.hardware.sn40l import SN40L_HBM, HBM_PEAK_GBps
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
+from opbsim.isa.spec import Opcode
 from opbsim.isa.types import Space
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
 from opbsim.workloads.longconv import LongConv, build_long_conv
@@ -100,7 +101,7 @@ def boundaries(program: Program, device: DeviceSpec) -> dict[str, float]:
     """Every kernel's boundary parts (seconds), summed over the program's launches."""
     out = dict.fromkeys(BOUNDARY_PARTS, 0.0)
     for inst in program.instructions:
-        if inst.mnemonic != "launch":
+        if inst.opcode is not Opcode.LAUNCH:
             continue
         body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
         for part, s in plan_kernel(device, inst, [work_of(program, x) for x in body]).boundary.items():
@@ -141,9 +142,9 @@ def _launches(program: Program, layer_of: tuple[int | None, ...] = ()) -> list[t
     the compiler's layer of each instruction; none is without it)."""
     out = []
     for i, inst in enumerate(program.instructions):
-        if inst.mnemonic == "halt":
+        if inst.opcode is Opcode.HALT:
             break
-        if inst.mnemonic == "launch":
+        if inst.opcode is Opcode.LAUNCH:
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
             out.append((inst, [work_of(program, x) for x in body], i < len(layer_of) and layer_of[i] is not None))
     return out
@@ -168,7 +169,7 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
     for policy in POLICIES:
         compiled = compile_graph(graph, device, policy)
         program = compiled.program
-        kernels[policy] = sum(1 for i in program.instructions if i.mnemonic == "launch")
+        kernels[policy] = sum(1 for i in program.instructions if i.opcode is Opcode.LAUNCH)
         if not b.timed:
             continue
         stats = run(program, device)
@@ -187,7 +188,7 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             continue
         for iv in stats.timeline:
             inst = program.instructions[iv.index]
-            if inst.mnemonic != "launch" or compiled.layer_of[iv.index] is None:
+            if inst.opcode is not Opcode.LAUNCH or compiled.layer_of[iv.index] is None:
                 continue
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
             hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B

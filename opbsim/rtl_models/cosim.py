@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from opbsim.errors import InputError
-from opbsim.isa.spec import spec_of
+from opbsim.isa.spec import Opcode
 from opbsim.rtl_models.build import build_model
 
 __all__ = ["PIPELINE_LATENCY", "GemvRun", "PimGemv", "model_cycles", "pim_gemv", "rtl_cycles"]
 
 PIPELINE_LATENCY = 3  # pim_gemv's operand, product and accumulator/output registers
-_OP_GEMM = spec_of("gemm").opcode
-_OP_GEMM_ACC = spec_of("gemm_acc").opcode
+_OP_GEMM = Opcode.GEMM
+_OP_GEMM_ACC = Opcode.GEMM_ACC
 _RESET_CYCLES = 3
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from opbsim.isa.spec import TABLE
+from opbsim.isa.spec import TABLE, Opcode
 from opbsim.isa.types import DType
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.models import FFNAct, Norm
@@ -20,14 +20,15 @@ from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 __all__ = ["ACT_FLOPS", "SOFTMAX_FLOPS", "ROPE_FLOPS", "RMSNORM_FLOPS", "COMBINE_FLOPS_PER_ROW", "weight", "act",
            "gemm", "norm", "elementwise", "ffn", "attention", "batched_gemm", "collective"]
 
-_OPS = {s.mnemonic: s.ops_per_element for s in TABLE}
-ACT_FLOPS = {FFNAct.SWIGLU: _OPS["silu"] + _OPS["mul"], FFNAct.GEGLU: _OPS["gelu"] + _OPS["mul"],
-             FFNAct.RELU: _OPS["relu"], FFNAct.GELU: _OPS["gelu"]}
-SOFTMAX_FLOPS = _OPS["softmax"]
-ROPE_FLOPS = _OPS["rope"]
-COMBINE_FLOPS_PER_ROW = _OPS["scatter_add"]  # per element of a routed row: weight and add
-RMSNORM_FLOPS = _OPS["rmsnorm"]
-_NORM_FLOPS = {Norm.RMS: RMSNORM_FLOPS, Norm.LAYER_NO_BIAS: _OPS["layernorm"] - 1, Norm.LAYER: _OPS["layernorm"]}
+_OPS = {s.opcode: s.ops_per_element for s in TABLE}
+ACT_FLOPS = {FFNAct.SWIGLU: _OPS[Opcode.SILU] + _OPS[Opcode.MUL], FFNAct.GEGLU: _OPS[Opcode.GELU] + _OPS[Opcode.MUL],
+             FFNAct.RELU: _OPS[Opcode.RELU], FFNAct.GELU: _OPS[Opcode.GELU]}
+SOFTMAX_FLOPS = _OPS[Opcode.SOFTMAX]
+ROPE_FLOPS = _OPS[Opcode.ROPE]
+COMBINE_FLOPS_PER_ROW = _OPS[Opcode.SCATTER_ADD]  # per element of a routed row: weight and add
+RMSNORM_FLOPS = _OPS[Opcode.RMSNORM]
+_NORM_FLOPS = {Norm.RMS: RMSNORM_FLOPS, Norm.LAYER_NO_BIAS: _OPS[Opcode.LAYERNORM] - 1,
+               Norm.LAYER: _OPS[Opcode.LAYERNORM]}
 
 
 def weight(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:

@@ -1,4 +1,4 @@
-// Generated from opbsim/reference/interface.py, isa/elementary.py and isa/numerics.py by
+// Generated from opbsim/reference/interface.py, isa/spec.py, isa/elementary.py and isa/numerics.py by
 // opbsim/reference/constants_header.py (make docs). Do not edit by hand.
 #ifndef OPBSIM_CONSTANTS_CUH
 #define OPBSIM_CONSTANTS_CUH
@@ -43,17 +43,17 @@
 #define OPB_GELU_C1 0x3FCC422Au  // 1.59576917
 #define OPB_GELU_C2 0x3D922279u  // 0.0713548139
 
-// unary op codes (interface.UNARY_OPS)
-#define OPB_OP_EXP 0
-#define OPB_OP_RSQRT 1
-#define OPB_OP_SILU 2
-#define OPB_OP_RELU 3
-#define OPB_OP_GELU 4
-#define OPB_OP_EXP_SCALED 5
-// binary op codes (interface.BINARY_OPS)
-#define OPB_OP_ADD 0
-#define OPB_OP_SUB 1
-#define OPB_OP_MUL 2
-#define OPB_OP_DIV 3
+// unary op codes (interface.UNARY_OPS: the instructions' opcodes of isa/spec.py)
+#define OPB_OP_EXP 38
+#define OPB_OP_RSQRT 39
+#define OPB_OP_SILU 40
+#define OPB_OP_RELU 44
+#define OPB_OP_GELU 45
+#define OPB_OP_EXP_SCALED 256
+// binary op codes (interface.BINARY_OPS: the instructions' opcodes of isa/spec.py)
+#define OPB_OP_ADD 32
+#define OPB_OP_SUB 33
+#define OPB_OP_MUL 34
+#define OPB_OP_DIV 35
 
 #endif
