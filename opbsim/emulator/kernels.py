@@ -19,141 +19,99 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from opbsim.emulator.tile_kernel import LANES, tile
+
 __all__ = ["gemm_bf16", "gather_rows", "scatter_add_rows"]
 
 _OPTS = dict(error_model="numpy", cache=True, nogil=True)
-_NB = 64  # panel width (columns of C)
-_KB = 128  # k block
-_MR = 4  # rows of a tile
+_KC = 256  # k block: the depth of one tile call
+_MC = 512  # rows of A whose packed k block (MC x KC fp32, 512 KiB) stays in L2 while B panels pass
 _SERIAL_FLOPS = 1 << 20  # below this, a serial kernel beats the thread-pool overhead
+_T16, _T8, _T4, _T2, _T1 = (tile(r) for r in (16, 8, 4, 2, 1))
 
 
 @njit(**_OPTS)
-def _pack_panel(b, k0, kw, n0, nw, panel):
-    """panel[k, j] = bits of fp32(b[k0 + k, n0 + j]) for k < kw, j < nw (panel: uint32).
-
-    Eight columns at a time: eight read streams along k, 32-byte contiguous writes; as fast as
-    any loop order tried for both a row-major B and a transposed weight view.
-    """
-    j = 0
-    while j + 8 <= nw:
-        for k in range(kw):
-            for jj in range(8):
-                panel[k, j + jj] = np.uint32(b[k0 + k, n0 + j + jj]) << np.uint32(16)
-        j += 8
-    for j2 in range(j, nw):
-        for k in range(kw):
-            panel[k, j2] = np.uint32(b[k0 + k, n0 + j2]) << np.uint32(16)
+def _pack_a(a, mb, ap):
+    """ap[(mb*K + k)*16 + i] = fp32 bits of a[16*mb + i, k]; rows past M are zero."""
+    m, k_dim = a.shape
+    apu = ap.view(np.uint32)
+    base = mb * k_dim * LANES
+    rows = min(LANES, m - mb * LANES)
+    for k in range(k_dim):
+        for i in range(rows):
+            apu[base + k * LANES + i] = np.uint32(a[mb * LANES + i, k]) << np.uint32(16)
+        for i in range(rows, LANES):
+            apu[base + k * LANES + i] = 0
 
 
 @njit(**_OPTS)
-def _tile4(r, r0, rk0, p, pk0, kw, width, c):
-    """c[i, j] += r[r0 + i, rk0 + k] * p[pk0 + k, j] for k = 0..kw-1 in order, i < 4, j < width.
-
-    ``width`` is a multiple of 16, so the innermost loop is one whole 16-lane vector.
-    """
-    k = 0
-    while k + 4 <= kw:
-        ka = rk0 + k
-        a00 = r[r0, ka]
-        a01 = r[r0, ka + 1]
-        a02 = r[r0, ka + 2]
-        a03 = r[r0, ka + 3]
-        a10 = r[r0 + 1, ka]
-        a11 = r[r0 + 1, ka + 1]
-        a12 = r[r0 + 1, ka + 2]
-        a13 = r[r0 + 1, ka + 3]
-        a20 = r[r0 + 2, ka]
-        a21 = r[r0 + 2, ka + 1]
-        a22 = r[r0 + 2, ka + 2]
-        a23 = r[r0 + 2, ka + 3]
-        a30 = r[r0 + 3, ka]
-        a31 = r[r0 + 3, ka + 1]
-        a32 = r[r0 + 3, ka + 2]
-        a33 = r[r0 + 3, ka + 3]
-        kp = pk0 + k
-        for j in range(width):
-            p0 = p[kp, j]
-            p1 = p[kp + 1, j]
-            p2 = p[kp + 2, j]
-            p3 = p[kp + 3, j]
-            s = c[0, j]
-            s += a00 * p0
-            s += a01 * p1
-            s += a02 * p2
-            s += a03 * p3
-            c[0, j] = s
-            s = c[1, j]
-            s += a10 * p0
-            s += a11 * p1
-            s += a12 * p2
-            s += a13 * p3
-            c[1, j] = s
-            s = c[2, j]
-            s += a20 * p0
-            s += a21 * p1
-            s += a22 * p2
-            s += a23 * p3
-            c[2, j] = s
-            s = c[3, j]
-            s += a30 * p0
-            s += a31 * p1
-            s += a32 * p2
-            s += a33 * p3
-            c[3, j] = s
-        k += 4
-    while k < kw:
-        for i in range(4):
-            a = r[r0 + i, rk0 + k]
-            for j in range(width):
-                c[i, j] += a * p[pk0 + k, j]
-        k += 1
+def _pack_b(b, k0, kc, n0, nw, bp):
+    """bp[16*k + j] = fp32 bits of b[k0 + k, n0 + j] for k < kc, j < nw; zero for j >= nw."""
+    bpu = bp.view(np.uint32)
+    if nw == LANES:
+        for k in range(kc):
+            for j in range(LANES):
+                bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
+    else:
+        for k in range(kc):
+            for j in range(nw):
+                bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
+            for j in range(nw, LANES):
+                bpu[k * LANES + j] = 0
 
 
 @njit(**_OPTS)
-def _tile1(r, r0, rk0, p, pk0, kw, width, c, ci):
-    """One row: c[ci, j] += r[r0, rk0 + k] * p[pk0 + k, j] for k = 0..kw-1 in order."""
-    for k in range(kw):
-        a = r[r0, rk0 + k]
-        for j in range(width):
-            c[ci, j] += a * p[pk0 + k, j]
+def _rows(ap, k_dim, k0, kc, bp, c, ldc, m0, m1, n0, nw):
+    """Rows m0..m1-1 of C, columns n0..n0+nw-1, += their k block: 16-row tiles, then 8, 4, 2, 1."""
+    i = m0
+    while i < m1:
+        left = m1 - i
+        ao = ((i // LANES) * k_dim + k0) * LANES + i % LANES
+        co = i * ldc + n0
+        if left >= 16:
+            _T16(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 16
+        elif left >= 8:
+            _T8(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 8
+        elif left >= 4:
+            _T4(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 4
+        elif left >= 2:
+            _T2(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 2
+        else:
+            _T1(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 1
 
 
-def _by_panels(a, b, acc):
+def _blocked(a, b, c, nc):
+    """c (acc flattened) += a x b: A packed once; per (row block, column chunk of nc) work item,
+    per k block in order, per 16-column B panel: pack the panel, run every row tile over it."""
     m, k_dim = a.shape
     n = b.shape[1]
-    abits = np.empty((m, k_dim), np.uint32)
-    for i in prange(m):
-        for k in range(k_dim):
-            abits[i, k] = np.uint32(a[i, k]) << np.uint32(16)
-    af = abits.view(np.float32)
-    for pnl in prange((n + _NB - 1) // _NB):
-        n0 = pnl * _NB
-        nw = min(_NB, n - n0)
-        panel = np.zeros((_KB, _NB), np.uint32)
-        pf = panel.view(np.float32)
-        c = np.zeros((_MR, _NB), np.float32)
-        for k0 in range(0, k_dim, _KB):
-            kw = min(_KB, k_dim - k0)
-            _pack_panel(b, k0, kw, n0, nw, panel)
-            for m0 in range(0, m - _MR + 1, _MR):
-                for i in range(_MR):
-                    for j in range(nw):
-                        c[i, j] = acc[m0 + i, n0 + j]
-                _tile4(af, m0, k0, pf, 0, kw, _NB, c)
-                for i in range(_MR):
-                    for j in range(nw):
-                        acc[m0 + i, n0 + j] = c[i, j]
-            for i in range(m - m % _MR, m):
-                for j in range(nw):
-                    c[0, j] = acc[i, n0 + j]
-                _tile1(af, i, k0, pf, 0, kw, _NB, c, 0)
-                for j in range(nw):
-                    acc[i, n0 + j] = c[0, j]
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in prange(n_mb):
+        _pack_a(a, mb, ap)
+    n_nc = (n + nc - 1) // nc
+    n_mc = (m + _MC - 1) // _MC
+    for item in prange(n_mc * n_nc):
+        m0 = (item // n_nc) * _MC
+        m1 = min(m, m0 + _MC)
+        c0 = (item % n_nc) * nc
+        c1 = min(n, c0 + nc)
+        bp = np.empty(_KC * LANES, np.float32)
+        for k0 in range(0, k_dim, _KC):
+            kc = min(_KC, k_dim - k0)
+            for n0 in range(c0, c1, LANES):
+                nw = min(LANES, c1 - n0)
+                _pack_b(b, k0, kc, n0, nw, bp)
+                _rows(ap, k_dim, k0, kc, bp, c, n, m0, m1, n0, nw)
 
 
-_by_panels_par = njit(parallel=True, **_OPTS)(_by_panels)
-_by_panels_ser = njit(**_OPTS)(_by_panels)
+_blocked_par = njit(parallel=True, **_OPTS)(_blocked)
+_blocked_ser = njit(**_OPTS)(_blocked)
 
 
 def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
@@ -164,8 +122,16 @@ def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
     n = b.shape[1]
     if m == 0 or n == 0 or k_dim == 0:
         return
-    small = 2 * m * n * k_dim < _SERIAL_FLOPS
-    (_by_panels_ser if small else _by_panels_par)(a, b, acc)
+    if not acc.flags.c_contiguous or acc.dtype != np.float32 or acc.shape != (m, n):
+        raise ValueError(f"acc must be a C-contiguous float32 [{m}, {n}] array")
+    flat = acc.reshape(-1)
+    if 2 * m * n * k_dim < _SERIAL_FLOPS:
+        _blocked_ser(a, b, flat, n)
+        return
+    threads = numba.get_num_threads()
+    panels = (n + LANES - 1) // LANES  # columns split so that each thread gets about four items
+    nc = LANES * max(1, min(16, -(-panels // (4 * threads))))
+    _blocked_par(a, b, flat, nc)
 
 
 @njit(parallel=True, **_OPTS)
