@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from opbsim.emulator.tile_kernel import LANES, tile
+from opbsim.emulator.tile_kernel import LANES, pack16, tile
 
 __all__ = ["gemm_bf16", "gather_rows", "scatter_add_rows"]
 
@@ -37,7 +37,12 @@ def _pack_a(a, mb, ap):
     apu = ap.view(np.uint32)
     base = mb * k_dim * LANES
     rows = min(LANES, m - mb * LANES)
-    for k in range(k_dim):
+    done = 0
+    if rows == LANES and a.strides[1] == 2:  # sixteen rows, k contiguous: transposed in registers
+        s0 = a.strides[0] // 2
+        pack16(a, mb * LANES * s0, s0, k_dim // LANES, apu, base)
+        done = k_dim - k_dim % LANES
+    for k in range(done, k_dim):
         for i in range(rows):
             apu[base + k * LANES + i] = np.uint32(a[mb * LANES + i, k]) << np.uint32(16)
         for i in range(rows, LANES):
@@ -48,16 +53,16 @@ def _pack_a(a, mb, ap):
 def _pack_b(b, k0, kc, n0, nw, bp):
     """bp[16*k + j] = fp32 bits of b[k0 + k, n0 + j] for k < kc, j < nw; zero for j >= nw."""
     bpu = bp.view(np.uint32)
-    if nw == LANES:
-        for k in range(kc):
-            for j in range(LANES):
-                bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
-    else:
-        for k in range(kc):
-            for j in range(nw):
-                bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
-            for j in range(nw, LANES):
-                bpu[k * LANES + j] = 0
+    done = 0
+    if nw == LANES and b.strides[0] == 2:  # a transposed weight view: transposed in registers
+        s1 = b.strides[1] // 2
+        pack16(b, k0 + n0 * s1, s1, kc // LANES, bpu, 0)
+        done = kc - kc % LANES
+    for k in range(done, kc):
+        for j in range(nw):
+            bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
+        for j in range(nw, LANES):
+            bpu[k * LANES + j] = 0
 
 
 @njit(**_OPTS)

@@ -129,3 +129,70 @@ def tile(rows: int):
         return sig, codegen
 
     return _tile
+
+
+def _transpose(builder, rows):
+    """The 16 x 16 transpose of ``rows`` (16 vectors) in four rounds of two-vector shuffles: round
+    d swaps the off-diagonal d x d blocks of every 2d x 2d block (d = 8, 4, 2, 1)."""
+    rows = list(rows)
+    d = LANES // 2
+    while d:
+        lo = ir.Constant(ir.VectorType(_I32, LANES), [LANES + e - d if e & d else e for e in range(LANES)])
+        hi = ir.Constant(ir.VectorType(_I32, LANES), [LANES + e if e & d else e + d for e in range(LANES)])
+        for i in range(LANES):
+            if not i & d:
+                x, y = rows[i], rows[i + d]
+                rows[i], rows[i + d] = builder.shuffle_vector(x, y, lo), builder.shuffle_vector(x, y, hi)
+        d //= 2
+    return rows
+
+
+def _emit_pack(builder, src, so, sr, groups, dst, do):
+    """dst[do + 16*k + r] = fp32 bits of src[so + r*sr + k] for r < 16, k < 16*groups (u16 -> u32 << 16)."""
+    i16v = ir.VectorType(ir.IntType(16), LANES)
+    i32v = ir.VectorType(_I32, LANES)
+    shift = ir.Constant(i32v, [16] * LANES)
+    pre = builder.block
+    body = builder.append_basic_block("pack_g")
+    done = builder.append_basic_block("pack_done")
+    zero = ir.Constant(_I64, 0)
+    builder.cbranch(builder.icmp_signed(">", groups, zero), body, done)
+    builder.position_at_end(body)
+    g = builder.phi(_I64)
+    g.add_incoming(zero, pre)
+    k0 = builder.mul(g, ir.Constant(_I64, LANES))
+    loaded = []
+    for r in range(LANES):
+        off = builder.add(builder.add(so, builder.mul(sr, ir.Constant(_I64, r))), k0)
+        v = builder.load(builder.bitcast(builder.gep(src, [off]), i16v.as_pointer()), align=2)
+        loaded.append(builder.shl(builder.zext(v, i32v), shift))
+    out = _transpose(builder, loaded)
+    base = builder.add(do, builder.mul(k0, ir.Constant(_I64, LANES)))
+    for kk in range(LANES):
+        p = builder.gep(dst, [builder.add(base, ir.Constant(_I64, kk * LANES))])
+        builder.store(out[kk], builder.bitcast(p, i32v.as_pointer()), align=4)
+    g_next = builder.add(g, ir.Constant(_I64, 1))
+    g.add_incoming(g_next, body)
+    builder.cbranch(builder.icmp_signed("<", g_next, groups), body, done)
+    builder.position_at_end(done)
+
+
+@intrinsic
+def pack16(typingctx, src, so, sr, groups, dst, do):
+    """pack16(src, so, sr, groups, dst, do): 16 rows of bf16 bits, row r at src.flat[so + r*sr + k]
+    (element offsets from src's first element, k contiguous), widened to fp32 bits and written
+    k-major: dst[do + 16*k + r] for k < 16*groups. src: any uint16 array; dst: 1-D uint32."""
+    if not (isinstance(src, types.Array) and src.dtype == types.uint16 and isinstance(dst, types.Array)
+            and dst.ndim == 1 and dst.dtype == types.uint32):
+        return None
+    i = types.intp
+    sig = types.void(src, i, i, i, dst, i)
+
+    def codegen(context, builder, signature, args):
+        s_ptr = context.make_array(signature.args[0])(context, builder, args[0]).data
+        d_ptr = context.make_array(signature.args[4])(context, builder, args[4]).data
+        _emit_pack(builder, s_ptr, _i64(builder, args[1]), _i64(builder, args[2]), _i64(builder, args[3]),
+                   d_ptr, _i64(builder, args[5]))
+        return context.get_dummy_value()
+
+    return sig, codegen
