@@ -24,8 +24,8 @@ from opbsim.emulator.tile_kernel import LANES, pack16, tile
 __all__ = ["gemm_bf16", "gather_rows", "scatter_add_rows"]
 
 _OPTS = dict(error_model="numpy", cache=True, nogil=True)
-_KC = 256  # k block: the depth of one tile call
-_MC = 512  # rows of A whose packed k block (MC x KC fp32, 512 KiB) stays in L2 while B panels pass
+_KB_MAX = 4096  # deepest k block: its 16-column B panel (256 KiB fp32) stays in L2 while A streams
+_MC = 512  # rows of a work item
 _SERIAL_FLOPS = 1 << 20  # below this, a serial kernel beats the thread-pool overhead
 _T16, _T8, _T4, _T2, _T1 = (tile(r) for r in (16, 8, 4, 2, 1))
 
@@ -90,33 +90,50 @@ def _rows(ap, k_dim, k0, kc, bp, c, ldc, m0, m1, n0, nw):
             i += 1
 
 
-def _blocked(a, b, c, nc):
-    """c (acc flattened) += a x b: A packed once; per (row block, column chunk of nc) work item,
-    per k block in order, per 16-column B panel: pack the panel, run every row tile over it."""
+@njit(**_OPTS)
+def _item(a, b, ap, c, mc, nc, kb, item):
+    """One work item: rows [m0, m0 + mc) x columns [c0, c0 + nc) of C; per k block in order, per
+    16-column B panel: pack the panel, run every row tile of the item over it."""
     m, k_dim = a.shape
     n = b.shape[1]
+    n_nc = (n + nc - 1) // nc
+    m0 = (item // n_nc) * mc
+    m1 = min(m, m0 + mc)
+    c0 = (item % n_nc) * nc
+    c1 = min(n, c0 + nc)
+    bp = np.empty(kb * LANES, np.float32)
+    for k0 in range(0, k_dim, kb):
+        kc = min(kb, k_dim - k0)
+        for n0 in range(c0, c1, LANES):
+            nw = min(LANES, c1 - n0)
+            _pack_b(b, k0, kc, n0, nw, bp)
+            _rows(ap, k_dim, k0, kc, bp, c, n, m0, m1, n0, nw)
+
+
+# Two drivers, not one function compiled twice: numba's cache keys a file by the function's name,
+# so a serial and a parallel compilation of one function would load each other's code.
+@njit(parallel=True, **_OPTS)
+def _blocked_par(a, b, c, mc, nc, kb):
+    """c (acc flattened) += a x b: A packed once (parallel over 16-row blocks), then the work items."""
+    m, k_dim = a.shape
     n_mb = (m + LANES - 1) // LANES
     ap = np.empty(n_mb * k_dim * LANES, np.float32)
     for mb in prange(n_mb):
         _pack_a(a, mb, ap)
-    n_nc = (n + nc - 1) // nc
-    n_mc = (m + _MC - 1) // _MC
-    for item in prange(n_mc * n_nc):
-        m0 = (item // n_nc) * _MC
-        m1 = min(m, m0 + _MC)
-        c0 = (item % n_nc) * nc
-        c1 = min(n, c0 + nc)
-        bp = np.empty(_KC * LANES, np.float32)
-        for k0 in range(0, k_dim, _KC):
-            kc = min(_KC, k_dim - k0)
-            for n0 in range(c0, c1, LANES):
-                nw = min(LANES, c1 - n0)
-                _pack_b(b, k0, kc, n0, nw, bp)
-                _rows(ap, k_dim, k0, kc, bp, c, n, m0, m1, n0, nw)
+    for item in prange(((m + mc - 1) // mc) * ((b.shape[1] + nc - 1) // nc)):
+        _item(a, b, ap, c, mc, nc, kb, item)
 
 
-_blocked_par = njit(parallel=True, **_OPTS)(_blocked)
-_blocked_ser = njit(**_OPTS)(_blocked)
+@njit(**_OPTS)
+def _blocked_ser(a, b, c, mc, nc, kb):
+    """_blocked_par on the calling thread."""
+    m, k_dim = a.shape
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in range(n_mb):
+        _pack_a(a, mb, ap)
+    for item in range(((m + mc - 1) // mc) * ((b.shape[1] + nc - 1) // nc)):
+        _item(a, b, ap, c, mc, nc, kb, item)
 
 
 def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
@@ -130,13 +147,15 @@ def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
     if not acc.flags.c_contiguous or acc.dtype != np.float32 or acc.shape != (m, n):
         raise ValueError(f"acc must be a C-contiguous float32 [{m}, {n}] array")
     flat = acc.reshape(-1)
+    blocks = -(-k_dim // _KB_MAX)
+    kb = LANES * -(-k_dim // (blocks * LANES))  # K in equal blocks, multiples of 16, at most _KB_MAX
     if 2 * m * n * k_dim < _SERIAL_FLOPS:
-        _blocked_ser(a, b, flat, n)
+        _blocked_ser(a, b, flat, _MC, n, kb)
         return
     threads = numba.get_num_threads()
     panels = (n + LANES - 1) // LANES  # columns split so that each thread gets about four items
     nc = LANES * max(1, min(16, -(-panels // (4 * threads))))
-    _blocked_par(a, b, flat, nc)
+    _blocked_par(a, b, flat, _MC, nc, kb)
 
 
 @njit(parallel=True, **_OPTS)

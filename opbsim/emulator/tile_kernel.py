@@ -64,6 +64,13 @@ def _emit(rows, builder, ap, ao, bp, bo, kc, c, co, ldc, nw):
 
     c_rows = [at(c, builder.add(co, builder.mul(ldc, ir.Constant(_I64, i)))) for i in range(rows)]
     start = [builder.call(load, [p, align, mask, zero_v]) for p in c_rows]
+    i8p = ir.IntType(8).as_pointer()
+    prefetch = _masked(builder, "llvm.prefetch.p0", ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]))
+    for i in range(rows, 2 * rows):  # the next row tile's C (non-faulting; into L2)
+        row = builder.add(co, builder.mul(ldc, ir.Constant(_I64, i)))
+        for j in (0, LANES - 1):
+            p = at(c, builder.add(row, ir.Constant(_I64, j)), i8p)
+            builder.call(prefetch, [p, ir.Constant(_I32, 1), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
     pre = builder.block
     body = builder.append_basic_block("tile_k")
     done = builder.append_basic_block("tile_done")
