@@ -1,4 +1,6 @@
-"""The GEMM register tile: numba intrinsics that emit LLVM IR with explicit 16-lane float vectors.
+"""The exact GEMM's compiled parts: a register tile and a panel packer as numba intrinsics that
+emit LLVM IR with explicit 16-lane vectors, and the numba drivers that use them (the schedule is
+described in kernels.py).
 
 ``tile(rows)`` is an intrinsic for numba code::
 
@@ -14,17 +16,22 @@ columns), ``rows`` products and ``rows`` sums per k, stored once. Each product i
 each sum an ``fadd`` without fast-math flags, so LLVM neither contracts nor reassociates: every
 element sees exactly numerics.gemm's operations. The A scalar is broadcast inside the multiply
 (AVX-512 embedded broadcast), so a 16-row tile issues one load per multiply and no separate
-broadcast: on the machines measured (AMD Zen 4) it runs as fast as a fused multiply-add tile.
-Offsets are in elements; nothing is bounds-checked (the caller sizes the arrays).
+broadcast: on the machine measured (AMD Zen 4, benchmarks/results/bench_exact.md) it runs as fast
+as the same tile with fused multiply-adds. The C rows of the next tile down are prefetched.
+
+``pack16`` widens 16 rows of bf16 bits (k contiguous) into fp32 bits and transposes each 16 x 16
+block in registers, so a panel comes out k-major. Offsets are in elements; nothing is
+bounds-checked (the callers size the arrays).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "tile"]
+__all__ = ["LANES", "blocked_par", "blocked_ser", "pack16", "tile"]
 
 LANES = 16  # float32 lanes of one vector: the width of a B panel and of the C tile
 _F32 = ir.FloatType()
@@ -203,3 +210,115 @@ def pack16(typingctx, src, so, sr, groups, dst, do):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# The drivers live beside the intrinsics they inline: numba re-validates a cached function only
+# against its own source file, so an edit here must invalidate them too.
+_OPTS = dict(error_model="numpy", cache=True, nogil=True)
+_T16, _T8, _T4, _T2, _T1 = (tile(r) for r in (16, 8, 4, 2, 1))
+
+
+@njit(**_OPTS)
+def _pack_a(a, mb, ap):
+    """ap[(mb*K + k)*16 + i] = fp32 bits of a[16*mb + i, k]; rows past M are zero."""
+    m, k_dim = a.shape
+    apu = ap.view(np.uint32)
+    base = mb * k_dim * LANES
+    rows = min(LANES, m - mb * LANES)
+    done = 0
+    if rows == LANES and a.strides[1] == 2:  # sixteen rows, k contiguous: transposed in registers
+        s0 = a.strides[0] // 2
+        pack16(a, mb * LANES * s0, s0, k_dim // LANES, apu, base)
+        done = k_dim - k_dim % LANES
+    for k in range(done, k_dim):
+        for i in range(rows):
+            apu[base + k * LANES + i] = np.uint32(a[mb * LANES + i, k]) << np.uint32(16)
+        for i in range(rows, LANES):
+            apu[base + k * LANES + i] = 0
+
+
+@njit(**_OPTS)
+def _pack_b(b, k0, kc, n0, nw, bp):
+    """bp[16*k + j] = fp32 bits of b[k0 + k, n0 + j] for k < kc, j < nw; zero for j >= nw."""
+    bpu = bp.view(np.uint32)
+    done = 0
+    if nw == LANES and b.strides[0] == 2:  # a transposed weight view: transposed in registers
+        s1 = b.strides[1] // 2
+        pack16(b, k0 + n0 * s1, s1, kc // LANES, bpu, 0)
+        done = kc - kc % LANES
+    for k in range(done, kc):
+        for j in range(nw):
+            bpu[k * LANES + j] = np.uint32(b[k0 + k, n0 + j]) << np.uint32(16)
+        for j in range(nw, LANES):
+            bpu[k * LANES + j] = 0
+
+
+@njit(**_OPTS)
+def _rows(ap, k_dim, k0, kc, bp, c, ldc, m0, m1, n0, nw):
+    """Rows m0..m1-1 of C, columns n0..n0+nw-1, += their k block: 16-row tiles, then 8, 4, 2, 1."""
+    i = m0
+    while i < m1:
+        left = m1 - i
+        ao = ((i // LANES) * k_dim + k0) * LANES + i % LANES
+        co = i * ldc + n0
+        if left >= 16:
+            _T16(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 16
+        elif left >= 8:
+            _T8(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 8
+        elif left >= 4:
+            _T4(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 4
+        elif left >= 2:
+            _T2(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 2
+        else:
+            _T1(ap, ao, bp, 0, kc, c, co, ldc, nw)
+            i += 1
+
+
+@njit(**_OPTS)
+def _item(a, b, ap, c, mc, nc, kb, item):
+    """One work item: rows [m0, m0 + mc) x columns [c0, c0 + nc) of C; per k block in order, per
+    16-column B panel: pack the panel, run every row tile of the item over it."""
+    m, k_dim = a.shape
+    n = b.shape[1]
+    n_nc = (n + nc - 1) // nc
+    m0 = (item // n_nc) * mc
+    m1 = min(m, m0 + mc)
+    c0 = (item % n_nc) * nc
+    c1 = min(n, c0 + nc)
+    bp = np.empty(kb * LANES, np.float32)
+    for k0 in range(0, k_dim, kb):
+        kc = min(kb, k_dim - k0)
+        for n0 in range(c0, c1, LANES):
+            nw = min(LANES, c1 - n0)
+            _pack_b(b, k0, kc, n0, nw, bp)
+            _rows(ap, k_dim, k0, kc, bp, c, n, m0, m1, n0, nw)
+
+
+# Two drivers, not one function compiled twice: numba's cache names a file by function and line,
+# so a serial and a parallel compilation of one function would load each other's code.
+@njit(parallel=True, **_OPTS)
+def blocked_par(a, b, c, mc, nc, kb):
+    """c (acc flattened) += a x b: A packed once (parallel over 16-row blocks), then the work items."""
+    m, k_dim = a.shape
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in prange(n_mb):
+        _pack_a(a, mb, ap)
+    for item in prange(((m + mc - 1) // mc) * ((b.shape[1] + nc - 1) // nc)):
+        _item(a, b, ap, c, mc, nc, kb, item)
+
+
+@njit(**_OPTS)
+def blocked_ser(a, b, c, mc, nc, kb):
+    """blocked_par on the calling thread."""
+    m, k_dim = a.shape
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in range(n_mb):
+        _pack_a(a, mb, ap)
+    for item in range(((m + mc - 1) // mc) * ((b.shape[1] + nc - 1) // nc)):
+        _item(a, b, ap, c, mc, nc, kb, item)
