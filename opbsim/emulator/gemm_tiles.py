@@ -26,8 +26,9 @@ bounds-checked (the callers size the arrays).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from llvmlite import ir
+from llvmlite import binding, ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -218,6 +219,18 @@ _OPTS = dict(error_model="numpy", cache=True, nogil=True)
 _T16, _T8, _T4, _T2, _T1 = (tile(r) for r in (16, 8, 4, 2, 1))
 
 
+def _has_avx512() -> bool:
+    """Whether numba compiles for a CPU with 32 512-bit registers (else a 16-lane vector is two
+    of AVX2's sixteen 256-bit registers, and tiles taller than 4 rows would spill)."""
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features.split(",")
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+_TALL = _has_avx512()  # 16- and 8-row tiles
+
+
 @njit(**_OPTS)
 def _pack_a(a, mb, ap):
     """ap[(mb*K + k)*16 + i] = fp32 bits of a[16*mb + i, k]; rows past M are zero."""
@@ -255,16 +268,17 @@ def _pack_b(b, k0, kc, n0, nw, bp):
 
 @njit(**_OPTS)
 def _rows(ap, k_dim, k0, kc, bp, c, ldc, m0, m1, n0, nw):
-    """Rows m0..m1-1 of C, columns n0..n0+nw-1, += their k block: 16-row tiles, then 8, 4, 2, 1."""
+    """Rows m0..m1-1 of C, columns n0..n0+nw-1, += their k block: 16-row tiles, then 8, 4, 2, 1
+    (4-row tiles at most without AVX-512)."""
     i = m0
     while i < m1:
         left = m1 - i
         ao = ((i // LANES) * k_dim + k0) * LANES + i % LANES
         co = i * ldc + n0
-        if left >= 16:
+        if left >= 16 and _TALL:
             _T16(ap, ao, bp, 0, kc, c, co, ldc, nw)
             i += 16
-        elif left >= 8:
+        elif left >= 8 and _TALL:
             _T8(ap, ao, bp, 0, kc, c, co, ldc, nw)
             i += 8
         elif left >= 4:
