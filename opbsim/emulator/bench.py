@@ -2,17 +2,19 @@
 the vectorised numpy definition (numerics.gemm), with a bit-for-bit check, on one shape.
 
 GFLOP/s count 2 M N K. The weight operand is bf16 in the [N, K] layout read through a transposed
-view (as layer programs do); sgemm gets contiguous float32 copies.
+view (as layer programs do); sgemm gets contiguous float32 copies. Both run in this process with
+their own thread pools (numba's and the BLAS library's), one after the other.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from opbsim.emulator.kernels import gemm_bf16
+from opbsim.emulator.kernels import gemm_bf16, thread_count
 from opbsim.errors import InputError
 from opbsim.isa import numerics
 from opbsim.isa.floatbits import bf16_bits, bf16_widen
@@ -29,6 +31,8 @@ class ExactBench:
     sgemm_gflops: float
     numpy_definition_gflops: float | None  # None when not measured
     bit_exact: bool
+    threads: int  # numba threads of the exact GEMM
+    load_1min: float | None  # the machine's 1-minute load average before timing (None: not known)
 
     @property
     def ratio_vs_sgemm(self) -> float:
@@ -61,6 +65,7 @@ def bench_exact(m: int, k: int, n: int, *, reps: int = 3, definition: bool = Tru
 
     af, bf = bf16_widen(a), np.ascontiguousarray(bf16_widen(b))
     flops = 2 * m * n * k
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t_exact = _best(exact, reps)
     t_sgemm = _best(lambda: af @ bf, reps)
     t0 = time.perf_counter()
@@ -68,4 +73,4 @@ def bench_exact(m: int, k: int, n: int, *, reps: int = 3, definition: bool = Tru
     t_def = time.perf_counter() - t0
     same = bool(np.array_equal(acc.view(np.uint32), want.view(np.uint32)))
     return ExactBench(m, k, n, flops / t_exact / 1e9, flops / t_sgemm / 1e9,
-                      flops / t_def / 1e9 if definition else None, same)
+                      flops / t_def / 1e9 if definition else None, same, thread_count(), load)

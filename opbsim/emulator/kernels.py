@@ -6,11 +6,20 @@ numba compiles without ``fastmath``, so LLVM neither contracts a multiply and an
 nor reassociates a sum; the loops are vectorised across independent outputs only. Subnormals are
 kept (numpy and numba leave the x86 FTZ/DAZ flags off).
 
-GEMM operands stay bf16 (uint16 bit patterns) in memory, in any strided layout, and are widened
-to fp32 on the fly. The schedule: parallel over 64-column panels of B; per block of 128 k, the
-panel block is widened into a contiguous cache-resident buffer, and every 4-row tile of A
-accumulates over it, four k at a time into a register, in order (the partial sums between
-blocks are stored in fp32, which rounds nothing). A is widened once into fp32.
+GEMM operands stay bf16 (uint16 bit patterns) in memory, in any strided layout; each is widened
+to fp32 once, while it is packed. The schedule (gemm_tiles.py compiles it):
+
+- A is packed once into 16-row blocks, k-major (``ap[(block*K + k)*16 + row]``).
+- C is cut into work items of up to 512 rows x ``nc`` columns (``nc`` a multiple of 16, chosen
+  so each thread gets about four items); the items run in parallel (numba prange, static split).
+- Within an item, K runs in equal blocks of at most 4096, in order. Per k block, per 16-column
+  panel of B: the panel (kc x 16) is packed k-major, then every row tile of the item (16 rows,
+  then 8, 4, 2, 1 for the rest) runs the register tile over it: the tile loads its 16 x 16 block
+  of C once, accumulates all kc products in order in registers, and stores it once.
+
+The k order of every element is therefore 0..K-1: a k block starts from the value the previous
+block stored (an fp32 store, which rounds nothing). A panel whose k is contiguous in memory (a
+transposed [N, K] weight; A row-major) is widened and transposed 16 x 16 in vector registers.
 """
 
 from __future__ import annotations
@@ -19,141 +28,14 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from opbsim.emulator.gemm_tiles import LANES, blocked_par, blocked_ser
+
 __all__ = ["gemm_bf16", "gather_rows", "scatter_add_rows"]
 
 _OPTS = dict(error_model="numpy", cache=True, nogil=True)
-_NB = 64  # panel width (columns of C)
-_KB = 128  # k block
-_MR = 4  # rows of a tile
+_KB_MAX = 4096  # deepest k block: its 16-column B panel (256 KiB fp32) stays in L2 while A streams
+_MC = 512  # rows of a work item
 _SERIAL_FLOPS = 1 << 20  # below this, a serial kernel beats the thread-pool overhead
-
-
-@njit(**_OPTS)
-def _pack_panel(b, k0, kw, n0, nw, panel):
-    """panel[k, j] = bits of fp32(b[k0 + k, n0 + j]) for k < kw, j < nw (panel: uint32).
-
-    Eight columns at a time: eight read streams along k, 32-byte contiguous writes; as fast as
-    any loop order tried for both a row-major B and a transposed weight view.
-    """
-    j = 0
-    while j + 8 <= nw:
-        for k in range(kw):
-            for jj in range(8):
-                panel[k, j + jj] = np.uint32(b[k0 + k, n0 + j + jj]) << np.uint32(16)
-        j += 8
-    for j2 in range(j, nw):
-        for k in range(kw):
-            panel[k, j2] = np.uint32(b[k0 + k, n0 + j2]) << np.uint32(16)
-
-
-@njit(**_OPTS)
-def _tile4(r, r0, rk0, p, pk0, kw, width, c):
-    """c[i, j] += r[r0 + i, rk0 + k] * p[pk0 + k, j] for k = 0..kw-1 in order, i < 4, j < width.
-
-    ``width`` is a multiple of 16, so the innermost loop is one whole 16-lane vector.
-    """
-    k = 0
-    while k + 4 <= kw:
-        ka = rk0 + k
-        a00 = r[r0, ka]
-        a01 = r[r0, ka + 1]
-        a02 = r[r0, ka + 2]
-        a03 = r[r0, ka + 3]
-        a10 = r[r0 + 1, ka]
-        a11 = r[r0 + 1, ka + 1]
-        a12 = r[r0 + 1, ka + 2]
-        a13 = r[r0 + 1, ka + 3]
-        a20 = r[r0 + 2, ka]
-        a21 = r[r0 + 2, ka + 1]
-        a22 = r[r0 + 2, ka + 2]
-        a23 = r[r0 + 2, ka + 3]
-        a30 = r[r0 + 3, ka]
-        a31 = r[r0 + 3, ka + 1]
-        a32 = r[r0 + 3, ka + 2]
-        a33 = r[r0 + 3, ka + 3]
-        kp = pk0 + k
-        for j in range(width):
-            p0 = p[kp, j]
-            p1 = p[kp + 1, j]
-            p2 = p[kp + 2, j]
-            p3 = p[kp + 3, j]
-            s = c[0, j]
-            s += a00 * p0
-            s += a01 * p1
-            s += a02 * p2
-            s += a03 * p3
-            c[0, j] = s
-            s = c[1, j]
-            s += a10 * p0
-            s += a11 * p1
-            s += a12 * p2
-            s += a13 * p3
-            c[1, j] = s
-            s = c[2, j]
-            s += a20 * p0
-            s += a21 * p1
-            s += a22 * p2
-            s += a23 * p3
-            c[2, j] = s
-            s = c[3, j]
-            s += a30 * p0
-            s += a31 * p1
-            s += a32 * p2
-            s += a33 * p3
-            c[3, j] = s
-        k += 4
-    while k < kw:
-        for i in range(4):
-            a = r[r0 + i, rk0 + k]
-            for j in range(width):
-                c[i, j] += a * p[pk0 + k, j]
-        k += 1
-
-
-@njit(**_OPTS)
-def _tile1(r, r0, rk0, p, pk0, kw, width, c, ci):
-    """One row: c[ci, j] += r[r0, rk0 + k] * p[pk0 + k, j] for k = 0..kw-1 in order."""
-    for k in range(kw):
-        a = r[r0, rk0 + k]
-        for j in range(width):
-            c[ci, j] += a * p[pk0 + k, j]
-
-
-def _by_panels(a, b, acc):
-    m, k_dim = a.shape
-    n = b.shape[1]
-    abits = np.empty((m, k_dim), np.uint32)
-    for i in prange(m):
-        for k in range(k_dim):
-            abits[i, k] = np.uint32(a[i, k]) << np.uint32(16)
-    af = abits.view(np.float32)
-    for pnl in prange((n + _NB - 1) // _NB):
-        n0 = pnl * _NB
-        nw = min(_NB, n - n0)
-        panel = np.zeros((_KB, _NB), np.uint32)
-        pf = panel.view(np.float32)
-        c = np.zeros((_MR, _NB), np.float32)
-        for k0 in range(0, k_dim, _KB):
-            kw = min(_KB, k_dim - k0)
-            _pack_panel(b, k0, kw, n0, nw, panel)
-            for m0 in range(0, m - _MR + 1, _MR):
-                for i in range(_MR):
-                    for j in range(nw):
-                        c[i, j] = acc[m0 + i, n0 + j]
-                _tile4(af, m0, k0, pf, 0, kw, _NB, c)
-                for i in range(_MR):
-                    for j in range(nw):
-                        acc[m0 + i, n0 + j] = c[i, j]
-            for i in range(m - m % _MR, m):
-                for j in range(nw):
-                    c[0, j] = acc[i, n0 + j]
-                _tile1(af, i, k0, pf, 0, kw, _NB, c, 0)
-                for j in range(nw):
-                    acc[i, n0 + j] = c[0, j]
-
-
-_by_panels_par = njit(parallel=True, **_OPTS)(_by_panels)
-_by_panels_ser = njit(**_OPTS)(_by_panels)
 
 
 def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
@@ -164,8 +46,18 @@ def gemm_bf16(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
     n = b.shape[1]
     if m == 0 or n == 0 or k_dim == 0:
         return
-    small = 2 * m * n * k_dim < _SERIAL_FLOPS
-    (_by_panels_ser if small else _by_panels_par)(a, b, acc)
+    if not acc.flags.c_contiguous or acc.dtype != np.float32 or acc.shape != (m, n):
+        raise ValueError(f"acc must be a C-contiguous float32 [{m}, {n}] array")
+    flat = acc.reshape(-1)
+    blocks = -(-k_dim // _KB_MAX)
+    kb = LANES * -(-k_dim // (blocks * LANES))  # K in equal blocks, multiples of 16, at most _KB_MAX
+    if 2 * m * n * k_dim < _SERIAL_FLOPS:
+        blocked_ser(a, b, flat, _MC, n, kb)
+        return
+    threads = numba.get_num_threads()
+    panels = (n + LANES - 1) // LANES  # columns split so that each thread gets about four items
+    nc = LANES * max(1, min(16, -(-panels // (4 * threads))))
+    blocked_par(a, b, flat, _MC, nc, kb)
 
 
 @njit(parallel=True, **_OPTS)

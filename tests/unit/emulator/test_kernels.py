@@ -1,5 +1,6 @@
 """The compiled kernels equal numerics.py bit for bit: random shapes (1, odd, not multiples of
-the 4 x 64 tile or the 128-deep k block), every layout, subnormals, infinities, NaN, ties."""
+the 16 x 16 tile, the k block or the work item), every layout, subnormals, infinities, NaN, ties,
+products that overflow or fall into the subnormals."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def _layout(raw: np.ndarray, how: str) -> np.ndarray:
         padded = np.zeros((raw.shape[0], raw.shape[1] + 3), raw.dtype)
         padded[:, : raw.shape[1]] = raw
         return padded[:, : raw.shape[1]]
+    if how == "reversed":  # negative strides on both axes
+        return np.ascontiguousarray(raw[::-1, ::-1])[::-1, ::-1]
     if how == "strided":
         big = np.zeros((raw.shape[0] * 2, raw.shape[1]), raw.dtype)
         big[::2] = raw
@@ -39,8 +42,8 @@ def _check(a, b, acc0):
 
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 70), k=st.integers(1, 300), n=st.integers(1, 150),
-       la=st.sampled_from(["c", "transposed", "padded", "strided"]),
-       lb=st.sampled_from(["c", "transposed", "padded", "strided"]),
+       la=st.sampled_from(["c", "transposed", "padded", "strided", "reversed"]),
+       lb=st.sampled_from(["c", "transposed", "padded", "strided", "reversed"]),
        special=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_gemm_kernel_equals_the_definition_for_any_shape_and_layout(m, k, n, la, lb, special, seed):
     rng = np.random.default_rng(seed)
@@ -61,15 +64,49 @@ def test_gemm_kernel_in_its_parallel_schedule_equals_the_definition(m, k, n):
     _check(a, b, np.zeros((m, n), np.float32))
 
 
+@pytest.mark.parametrize("lb", ["c", "transposed"])
+def test_gemm_kernel_carries_each_sum_across_k_blocks_and_work_items(monkeypatch, lb):
+    # blocks of 32 k (and a short last one), items of 32 rows x 16 columns, all in parallel
+    monkeypatch.setattr(kernels, "_KB_MAX", 32)
+    monkeypatch.setattr(kernels, "_MC", 32)
+    monkeypatch.setattr(kernels, "_SERIAL_FLOPS", 0)
+    rng = np.random.default_rng(5)
+    for m, k, n in [(37, 100, 53), (16, 97, 16), (70, 33, 130)]:
+        a = special_bf16_bits(rng, m * k).reshape(m, k) if m == 16 else bf16_values(rng, (m, k))
+        b = _layout(bf16_values(rng, (k, n)), lb)
+        _check(a, b, rng.standard_normal((m, n)).astype(np.float32))
+
+
+def test_gemm_kernel_rounds_an_overflowing_product_to_infinity_before_adding_as_the_definition_does():
+    # 2^127 x 2: the rounded product is +inf, so acc = -max + inf = inf; a fused multiply-add
+    # would keep the exact product and return a finite 2^104
+    m, k, n = 21, 3, 20  # 16 + 4 + 1 rows: every tile height
+    a = np.full((m, k), 0x3F80, np.uint16)
+    a[:, 1] = 0x7F00
+    b = np.full((k, n), 0x3F80, np.uint16)
+    b[1, :] = 0x4000
+    acc0 = np.full((m, n), -np.finfo(np.float32).max, np.float32)
+    _check(a, b, acc0)
+    acc = acc0.copy()
+    kernels.gemm_bf16(a, b, acc)
+    assert np.all(np.isinf(acc))
+
+
+def test_gemm_kernel_rejects_an_accumulator_it_cannot_update_in_place():
+    a, b = np.zeros((4, 8), np.uint16), np.zeros((8, 6), np.uint16)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        kernels.gemm_bf16(a, b, np.zeros((6, 4), np.float32).T)
+
+
 def test_gemm_kernel_rounds_products_into_the_subnormals_as_the_definition_does():
     # bf16 inputs near 2^-70: products fall below 2^-126, where only some of their bits survive
     rng = np.random.default_rng(7)
-    a = (0x1C80 + rng.integers(0, 0x80, (8, 256))).astype(np.uint16)  # about 2^-70
+    a = (0x1C80 + rng.integers(0, 0x80, (24, 256))).astype(np.uint16)  # about 2^-70; 16 + 8 rows
     b = (0x1C80 + rng.integers(0, 0x80, (256, 64))).astype(np.uint16)
-    _check(a, b, np.zeros((8, 64), np.float32))
+    _check(a, b, np.zeros((24, 64), np.float32))
     # the data discriminates: a fused multiply-add (exact product, one rounding per step) differs
     af, bf = bf16_widen(a).astype(np.float64), bf16_widen(b).astype(np.float64)
-    fused = np.zeros((8, 64), np.float32)
+    fused = np.zeros((24, 64), np.float32)
     for k in range(256):
         fused = (fused.astype(np.float64) + af[:, k, None] * bf[None, k, :]).astype(np.float32)
     assert not np.array_equal(fused, N.gemm(bf16_widen(a), bf16_widen(b)))
