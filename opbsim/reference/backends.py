@@ -1,4 +1,4 @@
-"""The two ways to reach a GPU: PyCUDA (``SourceModule``, nvcc) and CuPy (``RawModule``, NVRTC).
+"""The two ways to reach a GPU: PyCUDA (``SourceModule``, nvcc) and CuPy (``RawModule``, from nvcc or NVRTC).
 
 Both compile the same self-contained kernel sources (sources.py) with the same exactness
 options, allocate raw byte buffers, copy to and from the host, launch by name with a grid and a
@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -165,6 +167,13 @@ class PyCudaBackend(Backend):
 
 
 class CupyBackend(Backend):
+    """CuPy's ``RawModule(code=...)`` appends ``-ftz=true`` after the caller's options (CuPy's
+    compiler ``_compile_with_cache_cuda``), which flushes subnormal inputs and results to zero and
+    breaks exactness (seen on an H200: exp, rsqrt, silu, add, gemm and scatter_add corner values).
+    So the source is compiled here with the exactness options, by nvcc into a cubin where nvcc is
+    installed, else by NVRTC through CuPy into PTX, and the file is loaded with ``RawModule(path=...)``,
+    which compiles nothing."""
+
     name = "cupy"
 
     def __init__(self) -> None:
@@ -174,9 +183,30 @@ class CupyBackend(Backend):
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise GpuUnavailable("cupy found no CUDA device")
         self._cp = cupy
+        self._cc = str(cupy.cuda.Device().compute_capability)  # "90" for sm_90
+        self._files = tempfile.TemporaryDirectory(prefix="opbsim-cubin-")  # kept while the backend lives
+        self._count = 0
 
     def _compile(self, text: str) -> Any:
-        return self._cp.RawModule(code=text, options=NVRTC_OPTIONS)
+        self._count += 1
+        stem = Path(self._files.name) / f"kernels{self._count}"
+        nvcc = nvcc_path()
+        if nvcc is not None:
+            stem.with_suffix(".cu").write_text(text, encoding="utf-8")
+            out = stem.with_suffix(".cubin")
+            done = subprocess.run([nvcc, "--cubin", f"-arch=sm_{self._cc}", *NVCC_OPTIONS, "-o", str(out),
+                                   str(stem.with_suffix(".cu"))], capture_output=True, text=True)
+            if done.returncode != 0:
+                lines = (done.stderr or done.stdout).strip().splitlines()
+                raise GpuUnavailable(f"nvcc failed on the kernels: {lines[0] if lines else done.returncode}")
+        else:
+            from cupy.cuda import compiler
+
+            built = compiler.compile_using_nvrtc(text, NVRTC_OPTIONS, self._cc)
+            binary = built[0] if isinstance(built, tuple) else built
+            out = stem.with_suffix(".ptx" if isinstance(binary, str) or binary[:2] == b"//" else ".cubin")
+            out.write_bytes(binary.encode("utf-8") if isinstance(binary, str) else binary)
+        return self._cp.RawModule(path=str(out))
 
     def _get(self, module: Any, name: str) -> Any:
         return module.get_function(name)
