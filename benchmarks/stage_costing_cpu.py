@@ -3,11 +3,19 @@
 
 Usage: PYTHONPATH=<checkout> python benchmarks/stage_costing_cpu.py mix|glam LABEL
 """
-import sys, time
-from opbsim.report.reproduce import SETUPS, DUPLEX, GPU
-from opbsim.report import reproduce_run as rr
-setup, system, cfg = {"mix": (0, DUPLEX, (64, 1024, 1024)), "glam": (1, GPU, (32, 256, 256))}[sys.argv[1]]
-best = 1e9
+
+import sys
+import time
+
+from opbsim.report import reproduce_run
+from opbsim.report.reproduce import DUPLEX, GPU, SETUPS
+
+CASES = {"mix": (0, DUPLEX, (64, 1024, 1024)), "glam": (1, GPU, (32, 256, 256))}
+
+setup, system, config = CASES[sys.argv[1]]
+best = float("inf")
 for _ in range(2):
-    t = time.process_time(); rr._run_unit((SETUPS[setup], system, (cfg,))); best = min(best, time.process_time() - t)
+    start = time.process_time()
+    reproduce_run._run_unit((SETUPS[setup], system, (config,)))
+    best = min(best, time.process_time() - start)
 print(sys.argv[1], sys.argv[2], "cpu best", round(best, 2))
