@@ -79,15 +79,7 @@ def _emit(rows, builder, ap, ao, bp, bo, kc, c, co, ldc, nw):
         for j in (0, LANES - 1):
             p = at(c, builder.add(row, ir.Constant(_I64, j)), i8p)
             builder.call(prefetch, [p, ir.Constant(_I32, 1), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
-    pre = builder.block
-    body = builder.append_basic_block("tile_k")
-    done = builder.append_basic_block("tile_done")
-    zero = ir.Constant(_I64, 0)
-    builder.cbranch(builder.icmp_signed(">", kc, zero), body, done)
-
-    builder.position_at_end(body)
-    k = builder.phi(_I64)
-    k.add_incoming(zero, pre)
+    pre, body, done, k = _counted_loop(builder, kc, "tile_k")
     sums = []
     for v in start:
         phi = builder.phi(_VEC)
@@ -162,19 +154,28 @@ def _transpose(builder, rows):
     return rows
 
 
+def _counted_loop(builder, count, name: str):
+    """Opens a loop of ``count`` (i64) iterations: branches to a new block ``name`` when count > 0,
+    else past it, and leaves the builder in the loop's block. Returns (the block before, the loop's
+    block, the block after, the index phi: 0 on entry; the caller adds its next value and the
+    back edge)."""
+    pre = builder.block
+    body = builder.append_basic_block(name)
+    done = builder.append_basic_block(f"{name}_done")
+    zero = ir.Constant(_I64, 0)
+    builder.cbranch(builder.icmp_signed(">", count, zero), body, done)
+    builder.position_at_end(body)
+    index = builder.phi(_I64)
+    index.add_incoming(zero, pre)
+    return pre, body, done, index
+
+
 def _emit_pack(builder, src, so, sr, groups, dst, do):
     """dst[do + 16*k + r] = fp32 bits of src[so + r*sr + k] for r < 16, k < 16*groups (u16 -> u32 << 16)."""
     i16v = ir.VectorType(ir.IntType(16), LANES)
     i32v = ir.VectorType(_I32, LANES)
     shift = ir.Constant(i32v, [16] * LANES)
-    pre = builder.block
-    body = builder.append_basic_block("pack_g")
-    done = builder.append_basic_block("pack_done")
-    zero = ir.Constant(_I64, 0)
-    builder.cbranch(builder.icmp_signed(">", groups, zero), body, done)
-    builder.position_at_end(body)
-    g = builder.phi(_I64)
-    g.add_incoming(zero, pre)
+    _, body, done, g = _counted_loop(builder, groups, "pack_g")
     k0 = builder.mul(g, ir.Constant(_I64, LANES))
     loaded = []
     for r in range(LANES):

@@ -9,11 +9,11 @@ from opbsim.cli import cli
 FIXTURE = "tests/fixtures/mixtral-8x7b-v0.1.config.json"
 
 
-def small_mixtral(tmp_path):
+def small_mixtral(tmp_path, layers: int = 3):
     """The real Mixtral config.json with its sizes cut down: same family, same code paths."""
     cfg = json.loads(open(FIXTURE).read())
     cfg.update(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
-               num_hidden_layers=3, num_local_experts=4, vocab_size=128)
+               num_hidden_layers=layers, num_local_experts=4, vocab_size=128)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     return str(path)

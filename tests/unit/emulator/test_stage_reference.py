@@ -3,8 +3,6 @@ bits) gives the same bits as with numerics.gemm, and tells its routing before th
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from opbsim.compiler.lower_attention import requests
@@ -15,16 +13,11 @@ from opbsim.isa.floatbits import bf16_widen
 from opbsim.workloads import Stage, load_model
 from opbsim.workloads.stage import PrefillChunk
 
-FIXTURE = "tests/fixtures/mixtral-8x7b-v0.1.config.json"
+from ..cli.test_cli_run import small_mixtral
 
 
 def _small_mixtral(tmp_path):
-    cfg = json.loads(open(FIXTURE).read())
-    cfg.update(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
-               num_hidden_layers=2, num_local_experts=4, vocab_size=128)
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(cfg))
-    return load_model(str(path))
+    return load_model(small_mixtral(tmp_path, layers=2))
 
 
 def _inputs(model, stage, layer):
