@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from opbsim.emulator.devices import kernel_model
 from opbsim.emulator.energy import EnergyParts, static_energy, work_energy
 from opbsim.emulator.kernel_models import KernelModel
-from opbsim.emulator.work import Work, achievable_s, channel_bytes, fused_attention, link_demand, regions_of, work_of
+from opbsim.emulator.work import Work, achievable_s, channel_bytes, link_demand, regions_of, work_on
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region, Scoreboard
@@ -125,7 +125,7 @@ def _prepare(program: Program, device: DeviceSpec) -> list[_Op]:
             continue
         ops.append(_op(program, device, live, len(ops), index, inst, launched=False))
         body = [(i, program.instructions[i]) for i in _body(program, index, inst)]
-        works = [work_of(program, b, fused=fused_attention(device, b)) for _, b in body]
+        works = [work_on(device, program, b) for _, b in body]
         kernel_B = sum(dict(w.bytes_by_space).get(Space.HBM, 0) for w in works
                        if w.attention is not None and w.attention.phase == "decode")
         for (body_index, b), work in zip(body, works):
@@ -153,7 +153,7 @@ def _op(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, index:
     ``kernel_hbm_B``: the HBM bytes of the decode-attention instructions of its kernel (achievable_s)."""
     if inst.unit is not Unit.CTRL:
         device.compute(inst.unit)  # the device must have the unit
-    work = work_of(program, inst, fused=fused_attention(device, inst)) if work is None else work
+    work = work_on(device, program, inst) if work is None else work
     demand = channel_bytes(device, inst, work)
     link_latency_s, link_B = link_demand(device, work)
     if link_B:
@@ -175,7 +175,7 @@ def _kernel(program: Program, device: DeviceSpec, live: Scoreboard, seq: int, in
     """A launch timed by its unit's kernel model: one job holding the whole body's work."""
     device.compute(launch.unit)
     body = tuple(program.instructions[i] for i in _body(program, index, launch))
-    works = tuple(work_of(program, inst) for inst in body)
+    works = tuple(work_on(device, program, inst) for inst in body)
     by_space: dict[Space, int] = {}
     for w in works:
         for space, n in w.bytes_by_space:

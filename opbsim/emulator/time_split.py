@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from opbsim.emulator.engine import RunStats
-from opbsim.emulator.work import channel_bytes, compute_s, work_of
+from opbsim.emulator.work import channel_bytes, compute_s, work_on
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction, Program
 from opbsim.isa.spec import Opcode, OpGroup
@@ -57,7 +57,7 @@ def _split(stats: RunStats, key: Callable[[int], dict[str, float]], keys: tuple[
 
 def modelled_s(program: Program, device: DeviceSpec, inst: Instruction) -> tuple[float, float]:
     """(datapath s, slowest channel s) of ``inst`` alone on ``device`` at full rate."""
-    work = work_of(program, inst)
+    work = work_on(device, program, inst)
     memory = max((n / (device.channel_bw_GBps(c) * 1e9) for c, n in channel_bytes(device, inst, work).items()),
                  default=0.0)
     return compute_s(device, inst, work), memory

@@ -23,7 +23,7 @@ from opbsim.isa.program import AttentionPart, Instruction, Program
 from opbsim.isa.spec import TABLE, Opcode, Role
 from opbsim.isa.types import Descriptor, OpGroup, Space, Unit
 
-__all__ = ["Work", "work_of", "fused_attention", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s",
+__all__ = ["Work", "work_of", "work_on", "fused_attention", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s",
            "channel_bytes", "link_plan", "link_demand", "by_space", "achievable_s"]
 
 VECTOR_OPS_PER_ELEMENT: dict[Opcode, int] = {s.opcode: s.ops_per_element for s in TABLE if s.ops_per_element}
@@ -205,6 +205,12 @@ def _demands(program: Program, inst: Instruction, fused: bool) -> Work:
     share = part.unmasked_share
     return replace(work, attention=part, matrix_flops=round(work.matrix_flops * share),
                    vector_flops=round(work.vector_flops * share))
+
+
+def work_on(device: DeviceSpec, program: Program, inst: Instruction) -> Work:
+    """``inst``'s demands as ``device`` runs it: the engine's and the time splits' one view (fused
+    into an attention kernel where ``fused_attention`` says so, else ``work_of``)."""
+    return work_of(program, inst, fused=fused_attention(device, inst))
 
 
 def fused_attention(device: DeviceSpec, inst: Instruction) -> bool:
