@@ -17,7 +17,8 @@ import numpy as np
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import AttentionPart, Program
 from opbsim.isa.spec import BY_MNEMONIC, Opcode, OpSpec
-from opbsim.isa.types import Descriptor, DType, Space, Unit, row_major_strides
+from opbsim.isa.types import Unit
+from opbsim.layers.view import View
 from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.graph import ModelGraph
 from opbsim.workloads.ops import Op
@@ -111,29 +112,6 @@ class Placement:
             if p.op.name == op_name:
                 return p.unit
         raise KeyError(op_name)
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """A strided view of a named buffer: becomes a descriptor at emission."""
-
-    buffer: str
-    space: Space
-    base_B: int
-    dtype: DType
-    shape: tuple[int, ...]
-    strides: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.strides:
-            object.__setattr__(self, "strides", row_major_strides(self.shape))
-
-    @property
-    def key(self) -> tuple:
-        return (self.space, self.base_B, self.dtype, self.shape, self.strides)
-
-    def descriptor(self, name: str | None = None) -> Descriptor:
-        return Descriptor(name or self.buffer, self.space, self.base_B, self.dtype, self.shape, self.strides)
 
 
 @dataclass(frozen=True, slots=True)

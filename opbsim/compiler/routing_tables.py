@@ -9,12 +9,11 @@ tokens in increasing order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from opbsim.compiler.ir import Placement
 from opbsim.errors import InputError
+from opbsim.layers.routing import LayerRouting, layer_routing
 from opbsim.workloads.ops import OpKind
 
 __all__ = ["LayerRouting", "RoutingTables", "assignment_from_counts"]
@@ -31,16 +30,6 @@ def assignment_from_counts(counts: np.ndarray, tokens: int) -> np.ndarray:
     order = sorted(range(len(counts)), key=lambda e: (-counts[e], e))
     slots = np.concatenate([np.full(counts[e], e, dtype=np.int32) for e in order]) if k else np.zeros(0, np.int32)
     return slots.reshape(k, tokens).T.copy()
-
-
-@dataclass(frozen=True, slots=True)
-class LayerRouting:
-    """``ids`` [T, k]; ``tokens[e]`` (ascending) the rows routed to expert e; ``slots[e]`` the flat
-    index t * k + j of each of those choices."""
-
-    ids: np.ndarray
-    tokens: tuple[np.ndarray, ...]
-    slots: tuple[np.ndarray, ...]
 
 
 class RoutingTables:
@@ -76,10 +65,4 @@ class RoutingTables:
             ids = ids.astype(np.int32)
         else:
             ids = assignment_from_counts(counts, T)
-        tokens, slots = [], []
-        for e in range(E):
-            t, j = np.nonzero(ids == e)
-            order = np.argsort(t, kind="stable")
-            tokens.append(t[order].astype(np.int32))
-            slots.append((t[order] * k + j[order]).astype(np.int32))
-        return LayerRouting(ids, tuple(tokens), tuple(slots))
+        return layer_routing(ids, E)

@@ -8,9 +8,9 @@ generated (or moved) into the emulated memory, and the reference, the executor a
 golden all read it there (a weight the program does not hold stays held). The MoE layer is
 specialised on the routing the reference computes (docs/compiler.md, "Routing specialisation").
 
-The numerics reference is stage_reference.py with its products formed by ordered_gemm (the
-definition's k-ordered sums over output tiles, bit for bit those of numerics.gemm; its tests
-hold it to them), so every output is still compared bit for bit with the definition. The golden
+The numerics reference is the layer's definitions executed by layer_values.py (its products by
+ordered_gemm, the definition's k-ordered sums, which share no code with the executor's GEMM
+kernels), so every output is compared bit for bit with the definition. The golden
 checks a seeded sample of tokens (``golden.sample_rows``) unless asked for all.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -27,18 +26,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from opbsim.compiler import compile_graph
-from opbsim.compiler.lower_attention import requests
-from opbsim.emulator import golden, ordered_gemm, seeded_bits
-from opbsim.emulator import stage_reference as ref
+from opbsim.emulator import golden, seeded_bits
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.faults import MemoryFault
 from opbsim.emulator.functional import execute
 from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
 from opbsim.emulator.layer_golden import MAX_NORM, MEAN_NORM, GoldenError, golden_errors
+from opbsim.emulator.layer_values import stage_values
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
 from opbsim.isa.types import Descriptor, DType
+from opbsim.layers.stage_rows import requests
 from opbsim.workloads import build_model
 from opbsim.workloads.graph import build_layer
 from opbsim.workloads.models import ModelConfig
@@ -108,9 +107,9 @@ class _Weights(Mapping[str, np.ndarray]):
                                                                                          self.shapes[name]))
         self._placed[name] = (memory, desc)
 
-    def times(self, x: np.ndarray, name: str) -> np.ndarray:
-        """x times weight ``name``: numerics.gemm's values, from the bits (ordered_gemm)."""
-        return ordered_gemm.gemm_bf16(x, self.bits(name))
+    def bits_or_none(self, name: str) -> np.ndarray | None:
+        """``bits(name)`` for a weight of the layer, None for any other buffer."""
+        return self.bits(name) if name in self.shapes else None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.shapes:
@@ -205,8 +204,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
     if model.mla is not None:
-        raise InputError(f"{model.name}: MLA attention is not in the numerics reference layer (stage_reference.py), "
-                         "so its layers cannot be checked")
+        raise InputError(f"{model.name}: MLA attention has no layer definition yet, so its layers cannot be checked")
     need, have = bytes_needed(model, stage, layer), _available_B()
     if need > have:
         raise DoesNotFit(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
@@ -215,18 +213,20 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     t0 = time.perf_counter()
     w = _Weights(weight_shapes(model, stage, layer), seed)
     rng = np.random.default_rng([seed, layer])
-    stream = ref.r16(rng.standard_normal((T, h)).astype(np.float32))
-    delta = ref.r16(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5)) if layer else None
+    stream_bits = N.store(rng.standard_normal((T, h)).astype(np.float32), DType.BF16)
+    delta_bits = N.store(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5), DType.BF16) if layer \
+        else None
+    stream = N.widen(stream_bits, DType.BF16)
+    delta = None if delta_bits is None else N.widen(delta_bits, DType.BF16)
     k_bits, v_bits = _caches(model, stage, layer, seed)
-    caches = {layer: (N.widen(k_bits, DType.BF16), N.widen(v_bits, DType.BF16))}
     generate_s = time.perf_counter() - t0
     step("inputs")
 
     program = _Program(model, stage, layer, device, policy, w)
     t0 = time.perf_counter()
-    want = ref.stage(model, stage, w, None, caches, layers=(layer,), stream=stream, delta=delta,
-                     gemm=ordered_gemm.gemm, times=w.times, routed=lambda _, ids: program.build({layer: ids}),
-                     in_place=True)  # the caches' past rows, all the golden reads, stay as they are
+    want = stage_values(model, stage, w.bits_or_none, caches={layer: (k_bits.copy(), v_bits.copy())},
+                        layers=(layer,), stream=stream_bits, delta=delta_bits,
+                        routed=lambda _, ids: program.build({layer: ids}))
     if program.compiled is None:  # a dense layer: no routing to wait for
         program.build(None)
     reference_s = time.perf_counter() - t0 - program.compile_s - program.place_s
@@ -235,9 +235,9 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     step("reference")
     step("compiled")
 
-    _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", N.store(stream, DType.BF16))
-    if delta is not None:
-        _load(memory, compiled, f"L{layer - 1}.ffn_out", N.store(delta, DType.BF16))
+    _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", stream_bits)
+    if delta_bits is not None:
+        _load(memory, compiled, f"L{layer - 1}.ffn_out", delta_bits)
     _load(memory, compiled, f"{L}.k_cache", k_bits)
     _load(memory, compiled, f"{L}.v_cache", v_bits)
     for name, data in compiled.constants.items():
@@ -249,12 +249,14 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     step("executed")
 
     checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
-    mismatches = [n for n in checked if not _same_bits(memory.raw(compiled.buffers[n].descriptor()), want[n])]
+    mismatches = [n for n in checked if not np.array_equal(memory.raw(compiled.buffers[n].descriptor()).reshape(-1),
+                                                           want.raw(n).reshape(-1))]
     if routing and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32), want[f"{L}.topk_ids"]):
         mismatches.append(f"{L}.topk_ids")
     t0 = time.perf_counter()
     rows = golden.sample_rows(T, golden_rows, seed)
-    attention_error, ffn_error = golden_errors(model, stage, layer, w.bits, stream, delta, caches[layer], want, rows)
+    caches = (N.widen(k_bits, DType.BF16), N.widen(v_bits, DType.BF16))
+    attention_error, ffn_error = golden_errors(model, stage, layer, w.bits, stream, delta, caches, want, rows)
     golden_s = time.perf_counter() - t0
     step("golden")
     return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
@@ -301,12 +303,3 @@ def _load(memory: DataMemory, compiled, name: str, bits: np.ndarray) -> None:
 
 def _read(memory: DataMemory, compiled, name: str, dtype: DType) -> np.ndarray:
     return N.widen(memory.raw(compiled.buffers[name].descriptor()), dtype)
-
-
-def _same_bits(got: np.ndarray, want: np.ndarray) -> bool:
-    """bf16 bits ``got`` against fp32 values ``want``: equal when each value is the bf16 number
-    those bits hold (its low 16 bits zero, its high 16 bits the same). Compared through views of
-    ``want``'s halves, without widening ``got``."""
-    halves = np.ascontiguousarray(want, np.float32).view(np.uint16).reshape(-1, 2)
-    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
-    return got.size == want.size and not halves[:, low].any() and np.array_equal(halves[:, high], got.reshape(-1))

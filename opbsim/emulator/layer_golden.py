@@ -16,10 +16,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from opbsim.compiler.lower_attention import requests
 from opbsim.emulator import golden
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
+from opbsim.layers.stage_rows import requests
 from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm
 from opbsim.workloads.stage import Stage
 

@@ -10,7 +10,7 @@ the bytes it must move (each operand and result once), so Op/B = flops / bytes_m
 Shapes follow the programs: GEMM reads an HF-layout weight [F, H] through its transposed view
 and writes fp32 (the expert projections of emulator/validation/moe.py); attention is, per
 sequence, gemm -> causal softmax -> gemm batched over [KV heads, group] with the keys shared by
-a group (stride 0), as compiler/lower_attention.py emits it.
+a group (stride 0), as layers/attention.py defines it.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def test_a_dense_layer_has_no_golden_ffn_error_and_says_why_instead_of_nan(tmp_p
 def test_run_refuses_an_mla_model_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["run", "deepseek-v2-lite", "--layer", "1", "--batch", "2", "--ctx", "4"])
     assert result.exit_code == 1
-    assert result.output == ("Error: deepseek-v2-lite: MLA attention is not in the numerics reference layer "
-                             "(stage_reference.py), so its layers cannot be checked\n")
+    assert result.output == ("Error: deepseek-v2-lite: MLA attention has no layer definition yet, so its layers "
+                             "cannot be checked\n")
 
 
 def test_the_golden_checks_a_seeded_sample_of_rows_by_default_and_every_row_with_golden_all(tmp_path):

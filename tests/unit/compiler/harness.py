@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from opbsim.compiler import compile_graph
-from opbsim.compiler.lower_attention import requests
-from opbsim.emulator import stage_reference as reference
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.functional import execute
+from opbsim.emulator.layer_values import stage_values
 from opbsim.hardware import get_device
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
+from opbsim.layers.stage_rows import requests
 from opbsim.workloads.graph import build_model
 from opbsim.workloads.routing import TraceRouting
 
 
 def random_bf16(rng, shape, scale=1.0) -> np.ndarray:
-    return reference.r16(rng.standard_normal(shape).astype(np.float32) * np.float32(scale))
+    return N.widen(N.store(rng.standard_normal(shape).astype(np.float32) * np.float32(scale), DType.BF16), DType.BF16)
 
 
 def weights_for(compiled, model, rng) -> dict[str, np.ndarray]:
@@ -56,7 +56,9 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     # a first compile lays out every weight; the reference then gives the routing to specialise on
     probe = compile_graph(build_model(model, stage), get_device(device), policy)
     w = weights_for(probe, model, rng)
-    ref = reference.stage(model, stage, w, token_ids, caches)
+    bits = {name: N.store(values, DType.BF16) for name, values in w.items()}
+    cache_bits = {layer: (N.store(k, DType.BF16), N.store(v, DType.BF16)) for layer, (k, v) in caches.items()}
+    ref = stage_values(model, stage, bits.get, token_ids=token_ids, caches=cache_bits)
     routing = {int(k[1:].split(".")[0]): v for k, v in ref.items() if k.endswith(".topk_ids")}
     graph = build_model(model, stage, routing=TraceRouting(model.num_experts, model.top_k, routing)
                         if routing else None)

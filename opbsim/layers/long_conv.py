@@ -1,32 +1,32 @@
-"""Lowering of the Monarch-FFT long convolution (workloads/longconv.py): four GEMMs with the DFT
+"""The Monarch-FFT long convolution (workloads/longconv.py): four GEMMs with the DFT
 factors as constant bf16 matrices and three complex elementwise products of six instructions each,
 batched over the batch and channel axes (the factors broadcast over them by stride-0 views)."""
 
 from __future__ import annotations
 
-from opbsim.compiler.ir import View
-from opbsim.compiler.lower import Lowerer
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
+from opbsim.layers.builder import Builder
+from opbsim.layers.view import View, broadcast
 from opbsim.workloads.longconv import dft_factors
 from opbsim.workloads.ops import Op
 
-__all__ = ["lower_long_conv"]
+__all__ = ["long_conv"]
 
 
 class _Shapes:
-    def __init__(self, lw: Lowerer, op: Op):
-        self.lw = lw
+    def __init__(self, b: Builder, op: Op):
+        self.b = b
         self.B, self.D, n = op.inputs[0].shape
         self.n1, self.n2 = op.params["n1"], op.params["n2"]
         self.lead = (self.B, self.D)
 
     def complex_buf(self, name: str) -> View:
         """[B, D, n1, 2 n2]: real parts in the first n2 columns, imaginary parts in the last."""
-        return self.lw.scratch(name, DType.BF16, (*self.lead, self.n1, 2 * self.n2))
+        return self.b.scratch(name, DType.BF16, (*self.lead, self.n1, 2 * self.n2))
 
     def real_buf(self, name: str) -> View:
-        return self.lw.scratch(name, DType.BF16, (*self.lead, self.n1, self.n2))
+        return self.b.scratch(name, DType.BF16, (*self.lead, self.n1, self.n2))
 
     def half(self, v: View, part: int) -> View:
         """The real (0) or imaginary (1) part of a [.., n1, 2 n2] complex array, [.., n1, n2]."""
@@ -42,40 +42,40 @@ class _Shapes:
         return View(v.buffer, v.space, v.base_B, v.dtype, (*self.lead, self.n1, self.n2))
 
     def factor(self, name: str, values) -> View:
-        table = self.lw.const(f"dft.{self.n1}x{self.n2}.{name}", N.store(values, DType.BF16), DType.BF16)
-        return self.lw.broadcast(table, (*self.lead, *table.shape))
+        table = self.b.const(f"dft.{self.n1}x{self.n2}.{name}", N.store(values, DType.BF16), DType.BF16)
+        return broadcast(table, (*self.lead, *table.shape))
 
 
-def _cmul(lw: Lowerer, s: _Shapes, out: View, ar: View, ai: View, br: View, bi: View, conj: bool = False) -> None:
+def _cmul(b: Builder, s: _Shapes, out: View, ar: View, ai: View, br: View, bi: View, conj: bool = False) -> None:
     p = [s.real_buf(f"p{i}") for i in range(4)]
     for dst, u, v in zip(p, (ar, ai, ar, ai), (br, bi, bi, br)):
-        lw.emit("mul", dst, u, v)
+        b.emit("mul", dst, u, v)
     if conj:  # (ar + i ai)(br - i bi)
-        lw.emit("add", s.half(out, 0), p[0], p[1])
-        lw.emit("sub", s.half(out, 1), p[3], p[2])
+        b.emit("add", s.half(out, 0), p[0], p[1])
+        b.emit("sub", s.half(out, 1), p[3], p[2])
     else:
-        lw.emit("sub", s.half(out, 0), p[0], p[1])
-        lw.emit("add", s.half(out, 1), p[2], p[3])
+        b.emit("sub", s.half(out, 0), p[0], p[1])
+        b.emit("add", s.half(out, 1), p[2], p[3])
 
 
-def lower_long_conv(lw: Lowerer, op: Op) -> None:
-    s = _Shapes(lw, op)
+def long_conv(b: Builder, op: Op) -> None:
+    s = _Shapes(b, op)
     f = dft_factors(s.n1, s.n2)
     x_spec, h_spec, y_spec = op.inputs[0], op.inputs[1], op.outputs[0]
-    x, y = (s.as_square(lw.buf(t.name, DType.BF16, t.shape)) for t in (x_spec, y_spec))
-    h = lw.buf(h_spec.name, DType.BF16, h_spec.shape)
+    x, y = (s.as_square(b.buf(t.name, DType.BF16, t.shape)) for t in (x_spec, y_spec))
+    h = b.buf(h_spec.name, DType.BF16, h_spec.shape)
     h_b = View(h.buffer, h.space, h.base_B, h.dtype, (*s.lead, s.n1, 2 * s.n2), (0, *h.strides))
     tr, ti = s.factor("Tr", f["Tr"]), s.factor("Ti", f["Ti"])
     a = s.complex_buf("a")
-    lw.emit("gemm", s.as_rows(a), s.factor("G", f["G"]), x)
+    b.emit("gemm", s.as_rows(a), s.factor("G", f["G"]), x)
     a2 = s.complex_buf("a_twiddled")
-    _cmul(lw, s, a2, s.half(a, 0), s.half(a, 1), tr, ti)
-    b = s.complex_buf("spectrum")
-    lw.emit("gemm", b, a2, s.factor("R", f["R"]))
+    _cmul(b, s, a2, s.half(a, 0), s.half(a, 1), tr, ti)
+    spec = s.complex_buf("spectrum")
+    b.emit("gemm", spec, a2, s.factor("R", f["R"]))
     yf = s.complex_buf("product")
-    _cmul(lw, s, yf, s.half(b, 0), s.half(b, 1), s.half(h_b, 0), s.half(h_b, 1))
+    _cmul(b, s, yf, s.half(spec, 0), s.half(spec, 1), s.half(h_b, 0), s.half(h_b, 1))
     c = s.complex_buf("c")
-    lw.emit("gemm", c, yf, s.factor("Rc", f["Rc"]))
+    b.emit("gemm", c, yf, s.factor("Rc", f["Rc"]))
     d = s.complex_buf("c_twiddled")
-    _cmul(lw, s, d, s.half(c, 0), s.half(c, 1), tr, ti, conj=True)
-    lw.emit("gemm", y, s.factor("Gc", f["Gc"]), s.as_rows(d))
+    _cmul(b, s, d, s.half(c, 0), s.half(c, 1), tr, ti, conj=True)
+    b.emit("gemm", y, s.factor("Gc", f["Gc"]), s.as_rows(d))

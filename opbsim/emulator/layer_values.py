@@ -1,0 +1,282 @@
+"""The numerics definition of a stage: the layer definitions (opbsim/layers) executed at once.
+
+``NumericsBuilder`` interprets the same definitions the compiler lowers, but executes each
+instruction as it is stated, on buffers held apart by name: no layout, no placement, no tiling,
+no scheduling. A compiled program of the stage must reproduce these values bit for bit, whatever
+the device and policy did to it. Products are ordered_gemm's (numerics.gemm's k-ordered sums,
+sharing no code with the executor's GEMM kernels, which they check); every other instruction
+runs the executor's per-instruction semantics (emulator/ops.py: the operand checks, then
+numerics.py).
+
+Every graph op runs in graph order. A MoE layer's routing is read from its top-k instruction's
+output once that has run (``routed(layer, ids)`` is told then, before any expert weight is read),
+and the rest of the layer is the graph of that routing, as a runtime sizes its expert kernels
+after reading the router. Tensor parallelism is not interpreted (tp 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from opbsim.emulator import ordered_gemm
+from opbsim.emulator.context import OpContext
+from opbsim.emulator.ops import HANDLERS
+from opbsim.isa import numerics as N
+from opbsim.isa.program import AttentionPart
+from opbsim.isa.spec import BY_MNEMONIC, Opcode
+from opbsim.isa.types import Descriptor, DType, Space, Unit
+from opbsim.layers import DEFINITIONS
+from opbsim.layers.routing import LayerRouting, layer_routing
+from opbsim.layers.view import View
+from opbsim.workloads.attention import make_shard
+from opbsim.workloads.graph import build_layer, build_model
+from opbsim.workloads.models import ModelConfig
+from opbsim.workloads.ops import Op, OpKind, Role
+from opbsim.workloads.stage import Stage
+
+__all__ = ["NumericsBuilder", "StageValues", "stage_values", "WeightBits"]
+
+WeightBits = Callable[[str], "np.ndarray | None"]
+"""A weight's raw storage by buffer name (bf16 bits, shaped as the buffer), None if not a weight."""
+
+
+class _Buffers:
+    """Named flat storage; the memory the executor's handlers read and write (a DataMemory's API)."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, np.ndarray] = {}
+
+    def raw(self, desc: Descriptor) -> np.ndarray:
+        flat = self.store[desc.name]
+        size = flat.itemsize
+        if desc.base_B % size:
+            raise ValueError(f"{desc.name}: offset {desc.base_B} B is not a whole element")
+        first = desc.base_B // size
+        last = first + sum((n - 1) * s for n, s in zip(desc.shape, desc.strides_elems))
+        if last >= flat.size:
+            raise ValueError(f"{desc.name}: a view up to element {last} of a {flat.size}-element buffer")
+        return np.lib.stride_tricks.as_strided(flat[first:], desc.shape,
+                                               tuple(s * size for s in desc.strides_elems), writeable=True)
+
+    def write_raw(self, desc: Descriptor, raw) -> None:
+        self.raw(desc)[...] = raw
+
+    def load(self, desc: Descriptor) -> np.ndarray:
+        return np.array(N.widen(self.raw(desc), desc.dtype), copy=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inst:
+    opcode: Opcode
+    unit: Unit
+
+
+@dataclass(frozen=True, slots=True)
+class _DraftContext(OpContext):
+    """An instruction as a definition states it: operands by field name, no program."""
+
+    operands: Mapping[str, View | int | float] = None  # type: ignore[assignment]
+
+    def desc(self, field: str) -> Descriptor:
+        return self.operands[field].descriptor()
+
+    def imm(self, field: str):
+        return self.operands[field]
+
+
+class _Routing:
+    """``routing.layer(l)``: the tables of the ids layer l's top-k wrote."""
+
+    def __init__(self) -> None:
+        self.tables: dict[int, LayerRouting] = {}
+
+    def layer(self, layer: int) -> LayerRouting:
+        return self.tables[layer]
+
+
+class NumericsBuilder:
+    """A ``layers.Builder`` that executes each instruction at once (see the module docstring)."""
+
+    def __init__(self, model: ModelConfig, stage: Stage, weights: WeightBits,
+                 routed: Callable[[int, np.ndarray], None] | None = None):
+        self.model, self.stage, self.tp = model, stage, 1
+        self.shard = make_shard(model, 1)
+        self.layer: int | None = None
+        self.weight_names: set[str] = set()  # a buffer by one of these names must come from ``weights``
+        self.routing = _Routing()
+        self._weights, self._routed = weights, routed
+        self._memory = _Buffers()
+        self._dtypes: dict[str, DType] = {}
+        self._op, self._scratch = "", 0
+
+    # -- Builder ------------------------------------------------------------------------------
+
+    def buf(self, name: str, dtype: DType, shape: tuple[int, ...], *, expert: int | None = None,
+            kv_layer: int | None = None) -> View:
+        if name not in self._memory.store:
+            bits = self._weights(name)
+            if bits is None and name in self.weight_names:
+                raise KeyError(f"no bits for weight {name}")
+            if bits is None:
+                bits = np.zeros(math.prod(shape), N.STORAGE[dtype])
+            self._hold(name, dtype, bits)
+        elif self._dtypes[name] is not dtype or self._memory.store[name].size < math.prod(shape):
+            raise ValueError(f"buffer {name} reused as {dtype.name} {shape}")
+        return View(name, Space.HBM, 0, dtype, shape)
+
+    def const(self, name: str, values: np.ndarray, dtype: DType = DType.I32, *, expert: int | None = None) -> View:
+        data = np.ascontiguousarray(values, dtype=N.STORAGE[dtype])
+        if name in self._memory.store and not np.array_equal(self._memory.store[name], data.reshape(-1)):
+            raise ValueError(f"constant {name} defined twice with different values")
+        self._hold(name, dtype, data)
+        return View(name, Space.HBM, 0, dtype, data.shape)
+
+    def scratch(self, name: str, dtype: DType, shape: tuple[int, ...]) -> View:
+        self._scratch += 1
+        full = f"scratch.{self._op}.{name}.{self._scratch}"
+        self._hold(full, dtype, np.zeros(math.prod(shape), N.STORAGE[dtype]))
+        return View(full, Space.HBM, 0, dtype, shape)
+
+    def new_part(self) -> None:
+        """Scratch is never reused here: each part's is its own."""
+
+    def emit(self, mnemonic: str, *operands: View | int | float, grouped: bool = False,
+             attention: AttentionPart | None = None) -> None:
+        spec = BY_MNEMONIC[mnemonic]
+        fields = {f.name: v for f, v in zip(spec.fields, operands)}
+        if spec.opcode in (Opcode.GEMM, Opcode.GEMM_ACC):
+            self._product(spec.opcode, *(fields[n].descriptor() for n in ("dst", "a", "b")))
+            return
+        HANDLERS[spec.opcode](_DraftContext(None, self._memory, _Inst(spec.opcode, Unit.XPU), fields))
+
+    def _product(self, opcode: Opcode, dst: Descriptor, a: Descriptor, b: Descriptor) -> None:
+        if a.dtype is not DType.BF16 or b.dtype is not DType.BF16:
+            raise ValueError(f"gemm of {a.name} ({a.dtype.name}) and {b.name} ({b.dtype.name}): bf16 operands only")
+        acc = self._memory.load(dst) if opcode is Opcode.GEMM_ACC else None
+        out = ordered_gemm.gemm_bf16(N.widen(self._memory.raw(a), DType.BF16), self._memory.raw(b), acc)
+        if out.shape != dst.shape:
+            raise ValueError(f"gemm of {a.shape} and {b.shape} into {dst.name} {dst.shape}")
+        self._memory.write_raw(dst, N.store(out, dst.dtype))
+
+    def gemm(self, out: View, x: View, w: View, *, grouped: bool = False) -> None:
+        self.emit("gemm", out, x, w, grouped=grouped)
+
+    def row_tile(self, k: int, n: int) -> int | None:
+        return None
+
+    # -- driver -------------------------------------------------------------------------------
+
+    def hold(self, name: str, dtype: DType, raw: np.ndarray) -> None:
+        """Give buffer ``name`` these contents (raw storage; kept, not copied, where contiguous)."""
+        self._hold(name, dtype, np.asarray(raw, N.STORAGE[dtype]))
+
+    def run(self, op: Op, layer: int | None) -> None:
+        self.layer, self._op = layer, op.name
+        definition = DEFINITIONS.get(op.kind)
+        if definition is None:
+            raise ValueError(f"{op.name}: no definition of {op.kind.value} ops")
+        definition(self, op)
+        if op.kind is OpKind.TOPK:
+            ids = self.raw(f"L{layer}.topk_ids").reshape(self.stage.tokens, self.model.top_k).copy()
+            self.routing.tables[layer] = layer_routing(ids, self.model.num_experts)
+            if self._routed:
+                self._routed(layer, ids)
+
+    def raw(self, name: str) -> np.ndarray:
+        """Buffer ``name``'s raw storage, flat."""
+        return self._memory.store[name]
+
+    def dtype(self, name: str) -> DType:
+        return self._dtypes[name]
+
+    def _hold(self, name: str, dtype: DType, data: np.ndarray) -> None:
+        self._memory.store[name] = data.reshape(-1)
+        self._dtypes[name] = dtype
+
+
+class StageValues(Mapping[str, np.ndarray]):
+    """A stage's buffers after the run: ``raw(name)`` their storage (shaped as the graph's tensor
+    where known), ``values[name]`` their values (float32 for bf16 / fp32, int32 for i32)."""
+
+    def __init__(self, builder: NumericsBuilder, shapes: Mapping[str, tuple[int, ...]]):
+        self._b, self._shapes = builder, shapes
+
+    def raw(self, name: str) -> np.ndarray:
+        flat = self._b.raw(name)
+        shape = self._shapes.get(name)
+        return flat.reshape(shape) if shape and math.prod(shape) == flat.size else flat
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._b._memory.store or name.startswith("scratch."):
+            raise KeyError(name)
+        return N.widen(self.raw(name), self._b.dtype(name))
+
+    def __iter__(self):
+        return (n for n in self._b._memory.store if not n.startswith("scratch."))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def stage_values(model: ModelConfig, stage: Stage, weights: WeightBits, *, token_ids: np.ndarray | None = None,
+                 caches: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                 layers: Iterable[int] | None = None, stream: np.ndarray | None = None,
+                 delta: np.ndarray | None = None,
+                 routed: Callable[[int, np.ndarray], None] | None = None) -> StageValues:
+    """The values of a stage of ``model`` (tp 1), by buffer name.
+
+    ``weights(name)``: a weight's bits (see ``WeightBits``). ``caches[l]`` = (k, v) raw bf16
+    [R, S, KV, d] with each request's past rows filled; the stage's new rows are written into
+    them (the caller's arrays are the cache buffers: copy them first to keep the old rows).
+    By default the whole model from ``token_ids``; with ``layers`` only those decoder layers, from
+    the residual ``stream`` (the input of the first, raw bf16 [T, hidden]) and the previous layer's
+    FFN output ``delta`` (None for layer 0). ``routed``: see the module docstring."""
+    builder = NumericsBuilder(model, stage, weights, routed)
+    graph = build_model(model, stage)
+    for layer, (k, v) in (caches or {}).items():
+        builder.hold(f"L{layer}.k_cache", model.dtype, k)
+        builder.hold(f"L{layer}.v_cache", model.dtype, v)
+    if layers is None:
+        builder.hold("token_ids", DType.I32, token_ids)
+        chosen = graph.layers
+        for op in graph.prologue:
+            builder.run(op, None)
+    else:
+        wanted = tuple(layers)
+        chosen = tuple(lg for lg in graph.layers if lg.layer in wanted)
+        first = wanted[0]
+        builder.hold(f"L{first - 1}.h" if first else "x0", model.dtype, stream)
+        if delta is not None:
+            builder.hold(f"L{first - 1}.ffn_out", model.dtype, delta)
+    shapes = {t.name: t.shape for op in graph.ops for t in (*op.inputs, *op.outputs)}
+    builder.weight_names |= _weights_of(graph.ops)
+    for layer_graph in chosen:
+        _run_layer(builder, model, stage, layer_graph, shapes)
+    if layers is None:
+        for op in graph.epilogue:
+            builder.run(op, None)
+    return StageValues(builder, shapes)
+
+
+def _run_layer(builder: NumericsBuilder, model: ModelConfig, stage: Stage, layer_graph, shapes: dict) -> None:
+    """Run one decoder layer's ops; after its top-k, the ops of the routing it chose."""
+    layer, ops, done = layer_graph.layer, list(layer_graph.ops), set()
+    while ops:
+        op = ops.pop(0)
+        builder.run(op, layer)
+        done.add(op.name)
+        if op.kind is OpKind.TOPK:
+            ids = builder.routing.layer(layer).ids
+            counts = np.bincount(ids.ravel(), minlength=model.num_experts)
+            routed_graph = build_layer(model, stage, layer, expert_tokens=counts)
+            ops = [o for o in routed_graph.ops if o.name not in done]
+            builder.weight_names |= _weights_of(ops)
+            shapes.update({t.name: t.shape for o in ops for t in (*o.inputs, *o.outputs)})
+
+
+def _weights_of(ops: Iterable[Op]) -> set[str]:
+    return {t.name for op in ops for t in op.inputs if t.role is Role.WEIGHT}

@@ -1,0 +1,29 @@
+"""Each layer written once: the instructions every graph op computes, against ``Builder``.
+
+``DEFINITIONS[op.kind](builder, op)`` defines an op. The compiler interprets the definitions to
+emit a program (compiler/lower.py); the numerics interpreter executes them on numerics.py
+(emulator/layer_values.py). A new layer kind is one definition here plus, where it needs one, a
+new instruction in the ISA table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from opbsim.layers import attention, basic, ffn, long_conv
+from opbsim.layers.builder import Builder
+from opbsim.layers.view import View
+from opbsim.workloads.ops import Op, OpKind
+
+__all__ = ["DEFINITIONS", "Builder", "Definition", "View"]
+
+Definition = Callable[[Builder, Op], None]
+
+DEFINITIONS: dict[OpKind, Definition] = {
+    OpKind.EMBED: basic.embed, OpKind.NORM: basic.norm, OpKind.GEMM: basic.linear,
+    OpKind.ALL_REDUCE: basic.all_reduce, OpKind.ALL_GATHER: basic.all_gather,
+    OpKind.ROPE: attention.rope, OpKind.KV_STORE: attention.kv_store, OpKind.ATTENTION: attention.attention,
+    OpKind.TOPK: ffn.topk, OpKind.DISPATCH: ffn.dispatch, OpKind.FFN: ffn.ffn, OpKind.COMBINE: ffn.combine,
+    OpKind.LONG_CONV: long_conv.long_conv,
+}
+"""The definition of each op kind the compiler can lower; a kind without one is refused by name."""
