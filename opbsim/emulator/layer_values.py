@@ -154,12 +154,26 @@ class NumericsBuilder:
         HANDLERS[spec.opcode](_DraftContext(None, self._memory, _Inst(spec.opcode, Unit.XPU), fields))
 
     def _product(self, opcode: Opcode, dst: Descriptor, a: Descriptor, b: Descriptor) -> None:
+        """numerics.gemm by ordered_gemm. Where b repeats along a batch axis (stride 0: keys shared by
+        a query group), that axis joins a's rows, one product instead of one per repeat: each
+        output row's sums are its own, so the values are the same."""
         if a.dtype is not DType.BF16 or b.dtype is not DType.BF16:
             raise ValueError(f"gemm of {a.name} ({a.dtype.name}) and {b.name} ({b.dtype.name}): bf16 operands only")
-        acc = self._memory.load(dst) if opcode is Opcode.GEMM_ACC else None
-        out = ordered_gemm.gemm_bf16(N.widen(self._memory.raw(a), DType.BF16), self._memory.raw(b), acc)
-        if out.shape != dst.shape:
+        lead = len(a.shape) - 2
+        if len(b.shape) != len(a.shape) or b.shape[:lead] != a.shape[:lead] or b.shape[-2] != a.shape[-1] \
+                or dst.shape != (*a.shape[:-1], b.shape[-1]):
             raise ValueError(f"gemm of {a.shape} and {b.shape} into {dst.name} {dst.shape}")
+        av, bv = N.widen(self._memory.raw(a), DType.BF16), self._memory.raw(b)
+        acc = self._memory.load(dst) if opcode is Opcode.GEMM_ACC else None
+        shared = [i for i in range(lead) if b.strides_elems[i] == 0 and b.shape[i] > 1][:1]
+        if not shared:
+            out = ordered_gemm.gemm_bf16(av, bv, acc)
+        else:
+            z = shared[0]
+            fold = lambda t: np.moveaxis(t, z, -3).reshape(*np.delete(t.shape, z)[:-2], -1, t.shape[-1])  # noqa: E731
+            folded = ordered_gemm.gemm_bf16(fold(av), bv[(slice(None),) * z + (0,)], None if acc is None else fold(acc))
+            moved = (*np.delete(dst.shape, z)[:-2], dst.shape[z], *dst.shape[-2:])
+            out = np.moveaxis(folded.reshape(moved), -3, z)
         self._memory.write_raw(dst, N.store(out, dst.dtype))
 
     def gemm(self, out: View, x: View, w: View, *, grouped: bool = False) -> None:
