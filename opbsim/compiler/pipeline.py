@@ -15,6 +15,7 @@ from opbsim.compiler.policies import place
 from opbsim.compiler.schedule import schedule
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
+from opbsim.workloads.features import unlowered_features
 from opbsim.workloads.graph import ModelGraph
 
 __all__ = ["PASSES", "PASS_NAMES", "compile_graph", "run_passes"]
@@ -31,9 +32,14 @@ PASS_NAMES = tuple(name for name, _ in PASSES)
 
 
 def run_passes(source: Source, until: str = PASS_NAMES[-1]):
-    """The intermediate form after pass ``until``."""
+    """The intermediate form after pass ``until``. A model with a feature the passes cannot lower
+    (workloads/features.py) is refused before any pass runs."""
     if until not in PASS_NAMES:
         raise InputError(f"unknown pass {until!r} (passes: {', '.join(PASS_NAMES)})")
+    model = source.graph.model
+    missing = unlowered_features(model)
+    if missing:
+        raise InputError(f"{model.name}: the compiler cannot lower {', '.join(missing)} yet")
     ir = source
     for name, fn in PASSES:
         ir = fn(ir)

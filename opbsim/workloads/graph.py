@@ -127,18 +127,15 @@ def build_model(model: ModelConfig, stage: Stage, *, routing: Routing | None = N
 
 
 def model_estimates(model: ModelConfig, stage: Stage, *, tp: int = 1) -> dict[OpClass, Estimates]:
-    """``build_model(model, stage, tp=tp).by_class()`` under balanced routing, in time independent of
-    ``num_layers``: layers after the first differ only in their names, so one of each FFN kind
-    stands for all of its kind."""
-    later_moe = model.num_moe_layers - model.is_moe_layer(0)
-    kinds = [(0, 1)]
-    if later_moe:
-        kinds.append((next(i for i in range(1, model.num_layers) if model.is_moe_layer(i)), later_moe))
-    if model.num_layers - 1 - later_moe:
-        kinds.append((next(i for i in range(1, model.num_layers) if not model.is_moe_layer(i)),
-                      model.num_layers - 1 - later_moe))
+    """``build_model(model, stage, tp=tp).by_class()`` under balanced routing, building one layer of each
+    kind: layers after the first differ only in their names unless their FFN (dense or MoE) or their
+    attention (``layer_attention``, RoPE or not) differ, so one of each kind stands for all of it."""
+    kinds: dict[tuple, list[int]] = {}
+    for i in range(1, model.num_layers):
+        key = (model.is_moe_layer(i), model.layer_attention(i), model.layer_has_rope(i))
+        kinds.setdefault(key, [i, 0])[1] += 1
     by_class: dict[OpClass, Estimates] = {}
-    layers = [(build_layer(model, stage, i, tp=tp).ops, n) for i, n in kinds]
+    layers = [(build_layer(model, stage, i, tp=tp).ops, n) for i, n in [(0, 1), *kinds.values()]]
     last = P.act(f"L{model.num_layers - 1}.h", (stage.tokens, model.hidden_size), model.dtype)
     delta = P.act(f"L{model.num_layers - 1}.ffn_out", last.shape, model.dtype)
     edges = ((_embed(model, stage.tokens), *_head(model, make_shard(model, tp), stage.logit_rows, last, delta)), 1)
@@ -159,7 +156,10 @@ def _layer(model: ModelConfig, shard: Shard, stage: Stage, layer: int, stream: T
                   residual=delta, sum_out=f"{L}.x" if delta is not None else None)]
     x = P.act(f"{L}.x", (T, h), dt) if delta is not None else stream
     x_norm = ops[0].outputs[0]
-    ops += (mla_ops if model.mla is not None else attention_ops)(model, shard, stage, L, x_norm)
+    if model.mla is not None:
+        ops += mla_ops(model, shard, stage, L, x_norm)
+    else:
+        ops += attention_ops(model, shard, stage, L, x_norm, layer=layer)
     attn_out = P.act(f"{L}.attn_out", (T, h), dt)
     if shard.tp > 1:
         ops.append(P.collective(f"{L}.attn_all_reduce", OpKind.ALL_REDUCE, attn_out, attn_out.name, tp=shard.tp,

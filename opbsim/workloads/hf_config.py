@@ -15,9 +15,9 @@ from pathlib import Path
 
 from opbsim.errors import InputError
 from opbsim.fileio import read_text
-from opbsim.isa.types import DType
 from opbsim.jsonin import parse_json
 from opbsim.workloads.hf_families import FAMILIES
+from opbsim.workloads.hf_families_moe import READS_REJECTED, read_dtype
 from opbsim.workloads.hf_reader import Reader, quoted
 from opbsim.workloads.models import ConfigError, ModelConfig
 
@@ -49,8 +49,6 @@ REJECTED = {
     "text_config": "multimodal models are not supported (point at the language model's config)",
 }
 
-_DTYPES = {"bfloat16": DType.BF16, "float16": DType.BF16, "float32": DType.FP32}
-
 
 def load_hf_config(path: str | os.PathLike, *, name: str | None = None) -> ModelConfig:
     """Read ``path`` (a config.json). ``name`` defaults to the folder of a file called config.json,
@@ -66,8 +64,9 @@ def parse_hf_config(data: object, *, file: str, name: str) -> ModelConfig:
     if not isinstance(data, dict):
         raise InputError(f"{file}: expected a JSON object at the top level")
     r = Reader(data, file)
+    read_here = READS_REJECTED.get(str(data.get("model_type")), frozenset())
     for key, reason in REJECTED.items():
-        if key in data:
+        if key in data and key not in read_here:
             raise r.error(key, reason)
     model_type = r.text("model_type")
     if model_type not in FAMILIES:
@@ -76,7 +75,8 @@ def parse_hf_config(data: object, *, file: str, name: str) -> ModelConfig:
     architectures, parse = FAMILIES[model_type]
     _check_architectures(r, model_type, architectures)
     kwargs, keys = parse(r)
-    kwargs.update(dtype=_dtype(r), tie_word_embeddings=r.flag("tie_word_embeddings", False))
+    kwargs.update(dtype=kwargs["dtype"] if "dtype" in kwargs else read_dtype(r),
+                  tie_word_embeddings=r.flag("tie_word_embeddings", False))
     keys.update(dtype="torch_dtype", tie_word_embeddings="tie_word_embeddings")
     _check_layer_types(r)
     r.ignore(COMMON_IGNORED)
@@ -104,20 +104,8 @@ def _check_architectures(r: Reader, model_type: str, expected: tuple[str, ...]) 
                           f"(expected {' or '.join(expected)})")
 
 
-def _dtype(r: Reader) -> DType:
-    names = [k for k in ("torch_dtype", "dtype") if r.data.get(k) is not None]
-    if not names:
-        raise r.error("torch_dtype", "missing (the weights' dtype: bfloat16, float16 or float32)")
-    values = [r.text(k) for k in names]
-    if len(values) == 2 and values[0] != values[1]:
-        raise r.error("dtype", f"{quoted(values[1])} contradicts torch_dtype {quoted(values[0])}")
-    if values[0] not in _DTYPES:
-        raise r.error(names[0], f"{quoted(values[0])} is not a supported dtype ({', '.join(_DTYPES)})")
-    return _DTYPES[values[0]]
-
-
 def _check_layer_types(r: Reader) -> None:
-    if "layer_types" not in r.data:
+    if "layer_types" not in r.data or "layer_types" in r.used:
         return
     value = r.get("layer_types", [])
     if not isinstance(value, list) or any(t != "full_attention" for t in value):

@@ -14,146 +14,41 @@ base; 0.0 for a model without rotary positions), ``norm_eps`` (the epsilon of ev
 LayerNorm) and ``norm_topk_prob`` (whether a token's top-k routing weights are renormalised to sum
 to 1 before the expert outputs are combined). ``rope_scaling`` records how a long-context model
 rescales its RoPE frequencies; it changes rotation angles only, and no computation here applies it.
+
+Per-layer attention: with ``sliding_window`` (or ``attention_chunk_size``) set, every layer is
+windowed (chunked) except those in ``full_attention_layers`` (gpt-oss alternates; Llama 4's layers
+without RoPE attend to everything). ``nope_layers`` skip RoPE. ``weight_quant`` records how the
+checkpoint stores its weights and ``mtp_modules`` the multi-token-prediction modules it ships
+(DeepSeek-V3: 1); neither is part of the model as run here, and ``param_counts`` counts neither.
+The enums and sub-configurations live in model_parts.py.
 """
 
 from __future__ import annotations
 
-import enum
-import math
 from dataclasses import dataclass, field
 
-from opbsim.errors import InputError
 from opbsim.isa.types import DType
+from opbsim.workloads.model_parts import (
+    MAX_NORM_EPS,
+    MLA,
+    ROPE_SCALING_KINDS,
+    AttentionKind,
+    ConfigError,
+    FFNAct,
+    Norm,
+    ParamCounts,
+    QKNorm,
+    QueryTemperature,
+    RopeScaling,
+    Router,
+    RouterScoring,
+    WeightQuant,
+    check_count,
+    check_real,
+)
 
 __all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "RopeScaling", "ROPE_SCALING_KINDS", "ModelConfig", "ParamCounts",
-           "ConfigError"]
-
-
-class ConfigError(InputError):
-    """An invalid model configuration; ``field`` names the offending ``ModelConfig`` field."""
-
-    def __init__(self, field_name: str, message: str):
-        self.field = field_name
-        self.message = message
-        super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParamCounts:
-    """Parameter counts of a model by component; ``experts`` counts all routed experts,
-    ``experts_active`` the ``top_k`` a token uses in each MoE layer."""
-
-    embeddings: int
-    lm_head: int
-    attention: int
-    norms: int
-    dense_ffn: int
-    routers: int
-    experts: int
-    experts_active: int
-    shared_experts: int
-
-    @property
-    def total(self) -> int:
-        return (self.embeddings + self.lm_head + self.attention + self.norms + self.dense_ffn + self.routers
-                + self.experts + self.shared_experts)
-
-    @property
-    def active(self) -> int:
-        return self.total - self.experts + self.experts_active
-
-
-class FFNAct(enum.Enum):
-    """The feed-forward form: gated (3 matrices: gate, up, down) or plain (2 matrices: up, down)."""
-
-    SWIGLU = "swiglu"  # silu(x Wg) * (x Wu), then Wd: Llama, Mixtral, Qwen, DeepSeek, OLMoE, DBRX
-    GEGLU = "geglu"  # gelu(x Wg) * (x Wu), then Wd: Grok-1
-    RELU = "relu"  # relu(x Wu) Wd: OPT
-    GELU = "gelu"  # gelu(x Wu) Wd: GLaM as modelled in the Duplex paper
-
-    @property
-    def gated(self) -> bool:
-        return self in (FFNAct.SWIGLU, FFNAct.GEGLU)
-
-    @property
-    def num_matrices(self) -> int:
-        return 3 if self.gated else 2
-
-
-class Norm(enum.Enum):
-    """The normalisation before each sublayer and before the LM head."""
-
-    RMS = "rmsnorm"  # weight only
-    LAYER = "layernorm"  # weight and bias (OPT)
-    LAYER_NO_BIAS = "layernorm_nobias"  # weight only, mean-centred (DBRX)
-
-    @property
-    def params_per_dim(self) -> int:
-        return 2 if self is Norm.LAYER else 1
-
-    @property
-    def centred(self) -> bool:
-        return self is not Norm.RMS
-
-
-class QKNorm(enum.Enum):
-    """RMSNorm on queries and keys after their projection (before RoPE)."""
-
-    NONE = "none"
-    PER_HEAD = "per_head"  # one head_dim-wide weight shared by all heads (Qwen3-MoE)
-    FULL = "full"  # weights over the whole q and k widths (OLMoE)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MLA:
-    """Multi-head latent attention (DeepSeek-V2). Keys and values are cached as one latent vector
-    of ``kv_lora_rank`` plus a shared RoPE key of ``qk_rope_head_dim`` per token and layer.
-    ``q_lora_rank = 0`` projects queries directly from the hidden state (DeepSeek-V2-Lite)."""
-
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
-
-    def __post_init__(self) -> None:
-        _check_count("q_lora_rank", self.q_lora_rank, minimum=0)
-        for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
-            _check_count(name, getattr(self, name))
-
-    @property
-    def qk_head_dim(self) -> int:
-        return self.qk_nope_head_dim + self.qk_rope_head_dim
-
-    @property
-    def cache_dim(self) -> int:
-        """Elements cached per token and layer: the latent and the shared RoPE key."""
-        return self.kv_lora_rank + self.qk_rope_head_dim
-
-
-ROPE_SCALING_KINDS = ("linear", "dynamic", "yarn", "longrope", "llama3")
-"""The ``rope_type`` values of ``transformers`` (modeling_rope_utils) that rescale frequencies."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RopeScaling:
-    """A rescaling of the RoPE frequencies for long contexts (``rope_scaling`` of a config.json):
-    ``kind`` one of ``ROPE_SCALING_KINDS``, ``factor`` the context extension (None where the file gives none,
-    as LongRoPE's per-dimension factors). Recorded, not applied: it changes the angles RoPE rotates
-    by (and, for YaRN and LongRoPE, scales cos/sin), never a shape, an op or its cost."""
-
-    kind: str
-    factor: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ROPE_SCALING_KINDS:
-            raise ConfigError("rope_scaling", f"rope_scaling kind must be one of {', '.join(ROPE_SCALING_KINDS)}, "
-                              f"got {self.kind!r}")
-        if self.factor is not None:
-            object.__setattr__(self, "factor", _check_real("rope_scaling factor", self.factor, positive=True))
-
-    def __str__(self) -> str:
-        return self.kind if self.factor is None else f"{self.kind} x{self.factor:g}"
+           "ConfigError", "Router", "RouterScoring", "WeightQuant", "QueryTemperature", "AttentionKind"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,20 +91,31 @@ class ModelConfig:
     learned_positions: int = 0
     tie_word_embeddings: bool = False
     mla: MLA | None = None
+    router: Router = Router()
+    expert_bias: bool = False
+    o_bias: bool = False
+    attention_sinks: bool = False
+    attention_chunk_size: int = 0
+    full_attention_layers: tuple[int, ...] = ()
+    nope_layers: tuple[int, ...] = ()
+    query_temperature: QueryTemperature | None = None
+    weight_quant: WeightQuant | None = None
+    mtp_modules: int = 0
     dtype: DType = DType.BF16
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
-            _check_count(name, getattr(self, name))
+            check_count(name, getattr(self, name))
         for name in ("dense_ffn", "num_experts", "top_k", "expert_ffn", "num_shared_experts", "shared_ffn",
-                     "first_dense_layers", "sliding_window", "learned_positions"):
-            _check_count(name, getattr(self, name), minimum=0)
-        _check_count("moe_every", self.moe_every)
-        object.__setattr__(self, "rope_theta", _check_real("rope_theta", self.rope_theta, positive=False))
-        object.__setattr__(self, "norm_eps", _check_real("norm_eps", self.norm_eps, positive=True))
-        if self.norm_eps > _MAX_NORM_EPS:
-            raise ConfigError("norm_eps", f"norm_eps must be at most {_MAX_NORM_EPS} (it guards the norm's division; "
+                     "first_dense_layers", "sliding_window", "learned_positions", "attention_chunk_size",
+                     "mtp_modules"):
+            check_count(name, getattr(self, name), minimum=0)
+        check_count("moe_every", self.moe_every)
+        object.__setattr__(self, "rope_theta", check_real("rope_theta", self.rope_theta, positive=False))
+        object.__setattr__(self, "norm_eps", check_real("norm_eps", self.norm_eps, positive=True))
+        if self.norm_eps > MAX_NORM_EPS:
+            raise ConfigError("norm_eps", f"norm_eps must be at most {MAX_NORM_EPS} (it guards the norm's division; "
                               f"a larger one rescales the layer), got {self.norm_eps!r}")
         if self.rope_theta and self.mla is None and self.head_dim % 2:
             raise ConfigError("head_dim", f"head_dim must be even for RoPE (it rotates pairs), got {self.head_dim}")
@@ -238,12 +144,56 @@ class ModelConfig:
             if self.head_dim != self.mla.qk_head_dim:
                 raise ConfigError("head_dim", f"MLA needs head_dim == qk_nope_head_dim + qk_rope_head_dim "
                                   f"({self.mla.qk_head_dim}), got {self.head_dim}")
-            if self.qkv_bias or self.qk_norm is not QKNorm.NONE:
-                raise ConfigError("mla", "MLA takes neither qkv_bias nor qk_norm")
+            if self.qkv_bias or self.o_bias or self.attention_sinks or self.qk_norm is not QKNorm.NONE:
+                raise ConfigError("mla", "MLA takes none of qkv_bias, o_bias, attention_sinks, qk_norm")
             if not self.rope_theta:
                 raise ConfigError("rope_theta", "MLA needs rope_theta > 0 (its shared RoPE key), got 0.0")
         if not isinstance(self.dtype, DType):
             raise ConfigError("dtype", f"dtype must be a DType, got {self.dtype!r}")
+        self._check_attention_layout()
+        self._check_parts()
+
+    def _check_attention_layout(self) -> None:
+        for name in ("full_attention_layers", "nope_layers"):
+            layers = getattr(self, name)
+            if (not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int) for i in layers)
+                    or list(layers) != sorted(set(layers)) or any(not 0 <= i < self.num_layers for i in layers)):
+                raise ConfigError(name, f"{name} must be a sorted tuple of distinct layers in "
+                                  f"0..{self.num_layers - 1}, got {layers!r}")
+        if self.sliding_window and self.attention_chunk_size:
+            raise ConfigError("attention_chunk_size", "attention_chunk_size and sliding_window exclude each other")
+        if self.full_attention_layers and not (self.sliding_window or self.attention_chunk_size):
+            raise ConfigError("full_attention_layers", "full_attention_layers without a sliding_window or "
+                              "attention_chunk_size (every layer is already full)")
+        if self.nope_layers and not self.has_rope:
+            raise ConfigError("nope_layers", "nope_layers in a model without RoPE (rope_theta 0.0)")
+        if self.query_temperature is not None and not isinstance(self.query_temperature, QueryTemperature):
+            raise ConfigError("query_temperature", f"query_temperature must be a QueryTemperature or None, "
+                              f"got {self.query_temperature!r}")
+        if self.query_temperature is not None and not self.nope_layers:
+            raise ConfigError("query_temperature", "query_temperature applies to nope_layers, and there are none")
+
+    def _check_parts(self) -> None:
+        for name in ("expert_bias", "o_bias", "attention_sinks"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.router, Router):
+            raise ConfigError("router", f"router must be a Router, got {self.router!r}")
+        if not self.is_moe and (self.router != Router() or self.expert_bias):
+            raise ConfigError("router" if self.router != Router() else "expert_bias",
+                              "a router or expert biases in a dense model (num_experts 0)")
+        if self.is_moe and self.num_experts % self.router.n_group:
+            raise ConfigError("n_group", f"n_group ({self.router.n_group}) does not divide num_experts "
+                              f"({self.num_experts})")
+        if self.is_moe and self.top_k > self.router.topk_group * (self.num_experts // self.router.n_group):
+            raise ConfigError("topk_group", f"top_k ({self.top_k}) exceeds the experts of topk_group "
+                              f"({self.router.topk_group}) groups of {self.num_experts // self.router.n_group}")
+        if self.ffn_act is FFNAct.SWIGLU_OAI and self.norm is not Norm.RMS:
+            raise ConfigError("ffn_act", "swiglu_oai comes with RMSNorm only (gpt-oss)")
+        if self.weight_quant is not None and not isinstance(self.weight_quant, WeightQuant):
+            raise ConfigError("weight_quant", f"weight_quant must be a WeightQuant or None, got {self.weight_quant!r}")
+        if self.weight_quant is not None and self.weight_quant.scope == "experts" and not self.is_moe:
+            raise ConfigError("weight_quant", "expert-only weight quantization in a dense model")
 
     def _check_moe(self) -> None:
         if self.num_experts == 0:
@@ -287,6 +237,29 @@ class ModelConfig:
         if not self.is_moe or layer < self.first_dense_layers:
             return False
         return (layer - self.first_dense_layers) % self.moe_every == self.moe_every - 1
+
+    def layer_attention(self, layer: int) -> AttentionKind:
+        """Which keys the queries of ``layer`` see."""
+        if not 0 <= layer < self.num_layers:
+            raise IndexError(f"layer {layer} is outside 0..{self.num_layers - 1}")
+        if layer in self.full_attention_layers:
+            return AttentionKind.FULL
+        if self.sliding_window:
+            return AttentionKind.SLIDING
+        return AttentionKind.CHUNKED if self.attention_chunk_size else AttentionKind.FULL
+
+    def layer_has_rope(self, layer: int) -> bool:
+        return self.has_rope and layer not in self.nope_layers
+
+    def cached_tokens(self, layer: int, context_tokens: int) -> int:
+        """KV-cache entries ``layer`` keeps for a request of ``context_tokens`` tokens: a sliding window
+        keeps the window, a chunked layer the tokens of the current chunk (at most the chunk)."""
+        kind = self.layer_attention(layer)
+        if kind is AttentionKind.SLIDING:
+            return min(context_tokens, self.sliding_window)
+        if kind is AttentionKind.CHUNKED:
+            return min(context_tokens, self.attention_chunk_size)
+        return context_tokens
 
     @property
     def moe_layers(self) -> tuple[int, ...]:
@@ -335,16 +308,21 @@ class ModelConfig:
         return per_layer * self.num_layers * self.dtype.itemsize_B
 
     def kv_bytes(self, context_tokens: int) -> int:
-        """KV-cache bytes of one request holding ``context_tokens`` tokens (capped by a sliding window)."""
-        cached = min(context_tokens, self.sliding_window) if self.sliding_window else context_tokens
-        return cached * self.kv_bytes_per_token
+        """KV-cache bytes of one request holding ``context_tokens`` tokens (each layer capped by its
+        window or chunk, ``cached_tokens``)."""
+        windowed = self.sliding_window or self.attention_chunk_size
+        if not windowed:
+            return context_tokens * self.kv_bytes_per_token
+        full = len(self.full_attention_layers)
+        cached = full * context_tokens + (self.num_layers - full) * min(context_tokens, windowed)
+        return cached * self.kv_bytes_per_token // self.num_layers
 
     def param_counts(self) -> ParamCounts:
         """Parameters by component (matrices, biases, norm weights, embeddings)."""
         h, m = self.hidden_size, self.ffn_act.num_matrices
         norm = self.norm.params_per_dim * h
         n_moe = self.num_moe_layers
-        expert = m * h * self.expert_ffn
+        expert = m * h * self.expert_ffn + (self.expert_ffn * (m - 1) + h if self.expert_bias else 0)
         shared = self.num_shared_experts * m * h * self.shared_ffn + (h if self.shared_expert_gate else 0)
         return ParamCounts(
             embeddings=(self.vocab_size + self.learned_positions) * h,
@@ -352,7 +330,7 @@ class ModelConfig:
             attention=self.num_layers * self.attention_params_per_layer,
             norms=(2 * self.num_layers + 1) * norm,
             dense_ffn=(self.num_layers - n_moe) * m * h * self.dense_ffn,
-            routers=n_moe * self.num_experts * h,
+            routers=n_moe * self.router.params(self.num_experts, h),
             experts=n_moe * self.num_experts * expert,
             experts_active=n_moe * self.top_k * expert,
             shared_experts=n_moe * shared,
@@ -368,7 +346,7 @@ class ModelConfig:
             kv = h * a.cache_dim + a.kv_lora_rank + a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim)
             return q + kv + heads * a.v_head_dim * h
         qkv = self.q_dim + 2 * self.num_kv_heads * d
-        params = h * qkv + self.q_dim * h
+        params = h * qkv + self.q_dim * h + self.o_bias * h + self.attention_sinks * self.num_heads
         if self.qkv_bias:
             params += qkv
         if self.qk_norm is QKNorm.PER_HEAD:
@@ -389,32 +367,3 @@ class ModelConfig:
     @property
     def weight_bytes(self) -> int:
         return self.params_total * self.dtype.itemsize_B
-
-
-# Upper bounds, each far past any published model, so that a config's sizes stay in the range the
-# arithmetic (numpy int64 token counts, per-layer structures) is meant for.
-_MAX_COUNT: dict[str, int] = {"num_layers": 10_000, "num_experts": 65_536, "top_k": 65_536, "num_heads": 65_536,
-                              "num_kv_heads": 65_536, "num_shared_experts": 65_536, "vocab_size": 2**24,
-                              "moe_every": 10_000, "first_dense_layers": 10_000}
-_MAX_NORM_EPS = 0.1  # published models use 1e-6 .. 1e-5
-_MAX_SIZE = 2**24  # any width (hidden size, head dim, FFN widths, windows, positions)
-
-
-def _check_count(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "an integer >= 0"
-        raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
-    limit = _MAX_COUNT.get(name, _MAX_SIZE)
-    if value > limit:
-        raise ConfigError(name, f"{name} is {value}, more than the {limit} opbsim takes")
-
-
-def _check_real(name: str, value: object, *, positive: bool) -> float:
-    try:
-        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    except OverflowError:  # an int past the float range
-        finite = False
-    if not finite or value < 0 or (positive and value == 0):
-        kind = "a finite number > 0" if positive else "a finite number >= 0"
-        raise ConfigError(name, f"{name} must be {kind}, got {value!r}")
-    return float(value)

@@ -37,6 +37,7 @@ class OpKind(enum.Enum):
     BATCHED_GEMM = "batched_gemm"  # one GEMM per head (MLA weight absorption)
     QK_NORM = "qk_norm"  # RMSNorm of queries and keys
     ROPE = "rope"  # rotary position embedding of queries and keys
+    Q_SCALE = "q_scale"  # a per-position query temperature (Llama 4's layers without RoPE)
     KV_STORE = "kv_store"  # append the new tokens' K and V (or MLA latent) to the cache
     ATTENTION = "attention"  # softmax(q k^T / sqrt(d)) v, causal; prefill chunk or decode batch
     TOPK = "topk"  # softmax over the router logits, then the top-k experts of each token

@@ -10,7 +10,18 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from opbsim.errors import InputError
-from opbsim.workloads.models import MLA, FFNAct, ModelConfig, Norm, QKNorm, RopeScaling
+from opbsim.workloads.models import (
+    MLA,
+    FFNAct,
+    ModelConfig,
+    Norm,
+    QKNorm,
+    QueryTemperature,
+    RopeScaling,
+    Router,
+    RouterScoring,
+    WeightQuant,
+)
 
 __all__ = ["PRESETS", "get_preset"]
 
@@ -99,6 +110,73 @@ _PRESETS = (
                 mla=MLA(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
                         v_head_dim=128),
                 source="HF deepseek-ai/DeepSeek-V2 config.json"),
+    # Hugging Face deepseek-ai/DeepSeek-V3 config.json (tests/fixtures holds a copy); DeepSeek-R1 has the same
+    # config.json (architecture and shapes), so this preset stands for both. Sigmoid router with
+    # e_score_correction_bias and node-limited top-8 (noaux_tc, 8 groups, 4 kept), weights renormalised and
+    # scaled by 2.5. Shipped as fp8 e4m3 with 128 x 128 weight blocks (recorded, not applied); the one MTP
+    # module of the checkpoint is not part of the model as served here (and not of the published 671B).
+    ModelConfig(name="deepseek-v3", hidden_size=7168, num_layers=61, num_heads=128, num_kv_heads=128,
+                head_dim=192, vocab_size=129280, dense_ffn=18432, num_experts=256, top_k=8, norm_topk_prob=True,
+                expert_ffn=2048, num_shared_experts=1, shared_ffn=2048, first_dense_layers=3, rope_theta=10000.0,
+                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
+                mla=MLA(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+                        v_head_dim=128),
+                router=Router(scoring=RouterScoring.SIGMOID, correction_bias=True, n_group=8, topk_group=4,
+                              routed_scaling_factor=2.5),
+                weight_quant=WeightQuant(kind="fp8_e4m3", block=(128, 128), scope="linear"), mtp_modules=1,
+                source="HF deepseek-ai/DeepSeek-V3 config.json"),
+    # Hugging Face Qwen/Qwen3-30B-A3B config.json (tests/fixtures holds a copy): RMSNorm per head on q and k.
+    ModelConfig(name="qwen3-30b-a3b", hidden_size=2048, num_layers=48, num_heads=32, num_kv_heads=4, head_dim=128,
+                vocab_size=151936, num_experts=128, top_k=8, norm_topk_prob=True, expert_ffn=768,
+                qk_norm=QKNorm.PER_HEAD, rope_theta=1e6, norm_eps=1e-6,
+                source="HF Qwen/Qwen3-30B-A3B config.json"),
+    # Hugging Face Qwen/Qwen3-235B-A22B config.json.
+    ModelConfig(name="qwen3-235b-a22b", hidden_size=4096, num_layers=94, num_heads=64, num_kv_heads=4, head_dim=128,
+                vocab_size=151936, num_experts=128, top_k=8, norm_topk_prob=True, expert_ffn=1536,
+                qk_norm=QKNorm.PER_HEAD, rope_theta=1e6, norm_eps=1e-6,
+                source="HF Qwen/Qwen3-235B-A22B config.json"),
+    # Hugging Face meta-llama/Llama-4-Scout-17B-16E text_config (tests/fixtures holds a copy): every layer MoE
+    # (16 experts, top-1, sigmoid score applied to the expert input) with a shared expert; chunked attention
+    # (8192) on the RoPE layers, every 4th layer without RoPE attends to all tokens with the query temperature
+    # (floor_scale 8192, attn_scale 0.1); unweighted per-head q/k norm on the RoPE layers (use_qk_norm).
+    ModelConfig(name="llama4-scout", hidden_size=5120, num_layers=48, num_heads=40, num_kv_heads=8, head_dim=128,
+                vocab_size=202048, num_experts=16, top_k=1, expert_ffn=8192, num_shared_experts=1, shared_ffn=8192,
+                router=Router(scoring=RouterScoring.SIGMOID, weight_on_input=True), qk_norm=QKNorm.PER_HEAD_UNWEIGHTED,
+                attention_chunk_size=8192, full_attention_layers=tuple(range(3, 48, 4)),
+                nope_layers=tuple(range(3, 48, 4)),
+                query_temperature=QueryTemperature(floor_scale_tokens=8192, attn_scale=0.1),
+                rope_theta=500000.0, rope_scaling=RopeScaling(kind="llama3", factor=8.0), norm_eps=1e-5,
+                source="HF meta-llama/Llama-4-Scout-17B-16E config.json (text_config)"),
+    # Hugging Face meta-llama/Llama-4-Maverick-17B-128E text_config: as Scout, but 128 experts on every second
+    # layer (interleave_moe_layer_step 2), dense layers of 16384 (intermediate_size_mlp), no q/k norm, no
+    # RoPE scaling.
+    ModelConfig(name="llama4-maverick", hidden_size=5120, num_layers=48, num_heads=40, num_kv_heads=8, head_dim=128,
+                vocab_size=202048, dense_ffn=16384, num_experts=128, top_k=1, expert_ffn=8192, num_shared_experts=1,
+                shared_ffn=8192, moe_every=2, router=Router(scoring=RouterScoring.SIGMOID, weight_on_input=True),
+                attention_chunk_size=8192, full_attention_layers=tuple(range(3, 48, 4)),
+                nope_layers=tuple(range(3, 48, 4)),
+                query_temperature=QueryTemperature(floor_scale_tokens=8192, attn_scale=0.1),
+                rope_theta=500000.0, norm_eps=1e-5,
+                source="HF meta-llama/Llama-4-Maverick-17B-128E config.json (text_config)"),
+    # Hugging Face openai/gpt-oss-120b config.json (tests/fixtures holds a copy): q/k/v/o biases, one sink logit
+    # per head, sliding window 128 on even layers and full attention on odd ones, router with a bias and a
+    # softmax over the top-4 logits, clamped SwiGLU experts with biases. Experts shipped in MXFP4 (recorded).
+    ModelConfig(name="gpt-oss-120b", hidden_size=2880, num_layers=36, num_heads=64, num_kv_heads=8, head_dim=64,
+                vocab_size=201088, ffn_act=FFNAct.SWIGLU_OAI, num_experts=128, top_k=4, expert_ffn=2880,
+                expert_bias=True, router=Router(scoring=RouterScoring.SOFTMAX_TOPK, bias=True), qkv_bias=True,
+                o_bias=True, attention_sinks=True, sliding_window=128, full_attention_layers=tuple(range(1, 36, 2)),
+                rope_theta=150000.0, rope_scaling=RopeScaling(kind="yarn", factor=32.0), norm_eps=1e-5,
+                weight_quant=WeightQuant(kind="mxfp4", block=(32,), scope="experts"),
+                source="HF openai/gpt-oss-120b config.json"),
+    # Hugging Face openai/gpt-oss-20b config.json (tests/fixtures holds a copy): gpt-oss-120b's layer with 32
+    # experts, 24 layers.
+    ModelConfig(name="gpt-oss-20b", hidden_size=2880, num_layers=24, num_heads=64, num_kv_heads=8, head_dim=64,
+                vocab_size=201088, ffn_act=FFNAct.SWIGLU_OAI, num_experts=32, top_k=4, expert_ffn=2880,
+                expert_bias=True, router=Router(scoring=RouterScoring.SOFTMAX_TOPK, bias=True), qkv_bias=True,
+                o_bias=True, attention_sinks=True, sliding_window=128, full_attention_layers=tuple(range(1, 24, 2)),
+                rope_theta=150000.0, rope_scaling=RopeScaling(kind="yarn", factor=32.0), norm_eps=1e-5,
+                weight_quant=WeightQuant(kind="mxfp4", block=(32,), scope="experts"),
+                source="HF openai/gpt-oss-20b config.json"),
 )
 
 PRESETS: MappingProxyType[str, ModelConfig] = MappingProxyType({m.name: m for m in _PRESETS})

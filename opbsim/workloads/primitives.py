@@ -4,7 +4,8 @@ FLOP conventions (per element unless stated): a multiply-add is 2; every vector 
 what the instruction that runs it issues per element (``OpSpec.ops_per_element`` of isa/spec.py, the
 table the timing model reads): RMSNorm 4, LayerNorm 7 (6 without a bias), a fused residual add 1, RoPE
 3, softmax 5; FFN activation per intermediate element ``ACT_FLOPS`` (silu 3, gelu 6, relu 1, and a
-gating multiply 1 for the gated forms).
+gating multiply 1 for the gated forms; gpt-oss's clamped SwiGLU adds the alpha scale 1, three clamps
+3 and the up + 1 add 1 to silu and the multiply); a sigmoid 3 (exp, add, divide).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from opbsim.workloads.estimates import Estimates
 from opbsim.workloads.models import FFNAct, Norm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 
-__all__ = ["ACT_FLOPS", "SOFTMAX_FLOPS", "ROPE_FLOPS", "RMSNORM_FLOPS", "COMBINE_FLOPS_PER_ROW", "weight", "act",
-           "gemm", "norm", "elementwise", "ffn", "attention", "batched_gemm", "collective"]
+__all__ = ["ACT_FLOPS", "SIGMOID_FLOPS", "SOFTMAX_FLOPS", "ROPE_FLOPS", "RMSNORM_FLOPS", "COMBINE_FLOPS_PER_ROW",
+           "weight", "act", "gemm", "norm", "elementwise", "ffn", "attention", "batched_gemm", "collective"]
 
 _OPS = {s.opcode: s.ops_per_element for s in TABLE}
 ACT_FLOPS = {FFNAct.SWIGLU: _OPS[Opcode.SILU] + _OPS[Opcode.MUL], FFNAct.GEGLU: _OPS[Opcode.GELU] + _OPS[Opcode.MUL],
-             FFNAct.RELU: _OPS[Opcode.RELU], FFNAct.GELU: _OPS[Opcode.GELU]}
+             FFNAct.RELU: _OPS[Opcode.RELU], FFNAct.GELU: _OPS[Opcode.GELU],
+             FFNAct.SWIGLU_OAI: _OPS[Opcode.SILU] + _OPS[Opcode.MUL] + _OPS[Opcode.SCALE] + 3 * _OPS[Opcode.MAX]
+             + _OPS[Opcode.ADD]}
+SIGMOID_FLOPS = _OPS[Opcode.EXP] + _OPS[Opcode.ADD] + _OPS[Opcode.DIV]
 SOFTMAX_FLOPS = _OPS[Opcode.SOFTMAX]
 ROPE_FLOPS = _OPS[Opcode.ROPE]
 COMBINE_FLOPS_PER_ROW = _OPS[Opcode.SCATTER_ADD]  # per element of a routed row: weight and add
@@ -79,10 +83,11 @@ def elementwise(name: str, kind: OpKind, inputs: Sequence[TensorSpec], outputs: 
 
 
 def ffn(name: str, x: TensorSpec, width: int, out: str, *, act_kind: FFNAct, prefix: str, op_class: OpClass,
-        output_gate: bool = False, params: Mapping[str, object] | None = None) -> Op:
+        output_gate: bool = False, bias: bool = False, params: Mapping[str, object] | None = None) -> Op:
     """A fused FFN over the rows of ``x`` with intermediate ``width`` (this device's shard): the
     intermediate activation stays on chip, so traffic is x, the weights and the output.
-    ``output_gate`` scales each row's output by sigmoid(x w_gate) (Qwen's shared expert)."""
+    ``output_gate`` scales each row's output by sigmoid(x w_gate) (Qwen's shared expert); ``bias``
+    adds a bias after the up (and gate) and the down projection (gpt-oss's experts)."""
     rows, h, dtype = _rows(x), x.shape[-1], x.dtype
     up = weight(f"{prefix}.w_gate_up" if act_kind.gated else f"{prefix}.w_up",
                 (h, width * (2 if act_kind.gated else 1)), dtype)
@@ -93,19 +98,27 @@ def ffn(name: str, x: TensorSpec, width: int, out: str, *, act_kind: FFNAct, pre
     if output_gate:
         inputs += (weight(f"{prefix}.w_output_gate", (h, 1), dtype),)
         flops += 2 * rows * h + 4 * rows + rows * h  # x w_gate, sigmoid, scale
+    if bias:
+        inputs += (weight(f"{prefix}.b_gate_up" if act_kind.gated else f"{prefix}.b_up", (up.shape[1],), dtype),
+                   weight(f"{prefix}.b_down", (h,), dtype))
+        flops += rows * (up.shape[1] + h)
     return Op(name, OpKind.FFN, op_class, dtype, inputs, (y,),
               Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes),
-              {"tokens": rows, "ffn": width, "act": act_kind.value, "output_gate": output_gate, **(params or {})})
+              {"tokens": rows, "ffn": width, "act": act_kind.value, "output_gate": output_gate,
+               **({"bias": True} if bias else {}), **(params or {})})
 
 
 def attention(name: str, q: Sequence[TensorSpec], kv: Sequence[TensorSpec], out: str, *, pairs: int, qk_dim: int,
-              v_dim: int, heads: int, params: Mapping[str, object]) -> Op:
+              v_dim: int, heads: int, params: Mapping[str, object], sinks: TensorSpec | None = None) -> Op:
     """Scaled-dot-product attention over ``pairs`` (query, key) pairs per head: scores over
-    ``qk_dim``, values over ``v_dim``. ``kv`` holds the keys and values the op reads."""
+    ``qk_dim``, values over ``v_dim``. ``kv`` holds the keys and values the op reads. ``sinks`` (one
+    learned logit per head, gpt-oss) joins each query row's softmax as one more logit without a value."""
     rows, dtype = q[0].shape[0], q[0].dtype
     y = act(out, (rows, heads, v_dim), dtype)
-    inputs = (*q, *kv)
+    inputs = (*q, *kv, *(() if sinks is None else (sinks,)))
     flops = pairs * heads * (2 * qk_dim + 2 * v_dim + SOFTMAX_FLOPS)
+    if sinks is not None:
+        flops += rows * heads * SOFTMAX_FLOPS
     return Op(name, OpKind.ATTENTION, OpClass.ATTENTION, dtype, inputs, (y,),
               Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes), params)
 

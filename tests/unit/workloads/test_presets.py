@@ -40,6 +40,13 @@ PUBLISHED = {
 
 # (rope_theta, norm_eps, norm_topk_prob) of every preset and where each comes from.
 CONSTANTS = {
+    "deepseek-v3": (10000.0, 1e-6, True),  # config.json (tests/fixtures)
+    "qwen3-30b-a3b": (1e6, 1e-6, True),  # config.json (tests/fixtures)
+    "qwen3-235b-a22b": (1e6, 1e-6, True),  # config.json
+    "llama4-scout": (500000.0, 1e-5, False),  # text_config; Llama4Router weights by sigmoid, no renormalising
+    "llama4-maverick": (500000.0, 1e-5, False),  # text_config; as Scout
+    "gpt-oss-120b": (150000.0, 1e-5, False),  # config.json; the softmax over the top-4 needs no renormalising
+    "gpt-oss-20b": (150000.0, 1e-5, False),  # config.json; as 120b
     "mixtral-8x7b": (1e6, 1e-5, True),  # config.json; MixtralSparseMoeBlock divides the top-2 by their sum
     "mixtral-8x22b": (1e6, 1e-5, True),  # config.json; as 8x7B
     "grok-1": (10000.0, 1e-5, False),  # model.py: RotaryEmbedding base 1e4, RMSNorm eps, top-2 of a softmax as is

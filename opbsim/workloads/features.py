@@ -1,0 +1,43 @@
+"""What of a model the compiler cannot lower yet: the one list the compiler checks before its passes.
+
+Each entry names a feature of ``ModelConfig`` whose ops (or numerics) have no lowering in
+compiler/lower*.py today. The compiler refuses a model with any of them in one line, naming them all,
+instead of failing on the first op it meets; the list shrinks as lowerings land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from opbsim.workloads.models import AttentionKind, FFNAct, ModelConfig, QKNorm, RouterScoring
+
+__all__ = ["UNLOWERED", "unlowered_features"]
+
+UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
+    ("multi-head latent attention", lambda m: m.mla is not None),
+    ("q/k norm", lambda m: m.qk_norm is not QKNorm.NONE),
+    ("sliding-window attention", lambda m: any(
+        m.layer_attention(i) is AttentionKind.SLIDING for i in range(m.num_layers))),
+    ("chunked attention", lambda m: any(m.layer_attention(i) is AttentionKind.CHUNKED for i in range(m.num_layers))),
+    ("layers without RoPE", lambda m: bool(m.nope_layers)),
+    ("query temperature", lambda m: m.query_temperature is not None),
+    ("attention sinks", lambda m: m.attention_sinks),
+    ("an output-projection bias", lambda m: m.o_bias),
+    ("sigmoid routing", lambda m: m.router.scoring is RouterScoring.SIGMOID),
+    ("softmax over the top-k logits", lambda m: m.router.scoring is RouterScoring.SOFTMAX_TOPK),
+    ("a routing correction bias", lambda m: m.router.correction_bias),
+    ("group-limited top-k", lambda m: m.router.group_limited),
+    ("a routed scaling factor", lambda m: m.router.routed_scaling_factor != 1.0),
+    ("a router bias", lambda m: m.router.bias),
+    ("routing weights on the expert input", lambda m: m.router.weight_on_input),
+    ("the clamped SwiGLU", lambda m: m.ffn_act is FFNAct.SWIGLU_OAI),
+    ("expert biases", lambda m: m.expert_bias),
+    ("gated shared experts", lambda m: m.shared_expert_gate),
+    ("quantized weights", lambda m: m.weight_quant is not None),
+)
+"""(feature, whether a model has it), in the order a refusal names them."""
+
+
+def unlowered_features(model: ModelConfig) -> tuple[str, ...]:
+    """The features of ``model`` the compiler cannot lower yet (empty when it can lower all of it)."""
+    return tuple(name for name, has in UNLOWERED if has(model))

@@ -1,0 +1,68 @@
+"""Every preset either compiles (at a reduced size) or is refused in one line naming each feature the
+compiler cannot lower yet; the presets are enumerated, so a new one is covered without a new test."""
+
+import dataclasses
+import re
+
+import pytest
+
+from opbsim.compiler import compile_graph
+from opbsim.errors import InputError
+from opbsim.hardware import get_device
+from opbsim.workloads import PRESETS, Stage, build_model
+from opbsim.workloads.features import UNLOWERED, unlowered_features
+from opbsim.workloads.models import MLA
+
+
+def reduced(m):
+    """``m`` with 2 layers and small widths, keeping every feature unlowered_features looks at."""
+    layers = 4 if m.full_attention_layers or m.nope_layers else 2
+    keep = lambda t: tuple(i for i in t if i < layers)  # noqa: E731
+    heads, kv = 4, 4 if m.num_kv_heads == m.num_heads else 2
+    changes = dict(hidden_size=64, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=16,
+                   vocab_size=128, full_attention_layers=keep(m.full_attention_layers), nope_layers=keep(m.nope_layers),
+                   first_dense_layers=min(m.first_dense_layers, 1), moe_every=min(m.moe_every, 2))
+    if m.mla is not None:
+        changes.update(mla=MLA(q_lora_rank=m.mla.q_lora_rank and 32, kv_lora_rank=32, qk_nope_head_dim=8,
+                               qk_rope_head_dim=8, v_head_dim=16), head_dim=16)
+    if m.dense_ffn:
+        changes["dense_ffn"] = 96
+    if m.is_moe:
+        n_group = m.router.n_group and min(m.router.n_group, 2)
+        changes.update(num_experts=4, top_k=min(m.top_k, 2), expert_ffn=96,
+                       router=dataclasses.replace(m.router, n_group=n_group, topk_group=min(m.router.topk_group, 1)))
+        if m.shared_ffn:
+            changes["shared_ffn"] = 32
+    if m.learned_positions:
+        changes["learned_positions"] = 64
+    return dataclasses.replace(m, **changes)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_compiles_or_is_refused_naming_the_features_the_compiler_lacks(name):
+    model = reduced(PRESETS[name])
+    assert unlowered_features(model) == unlowered_features(PRESETS[name])
+    graph = build_model(model, Stage.decode(2, 24))
+    missing = unlowered_features(model)
+    if missing:
+        with pytest.raises(InputError, match=f"^{re.escape(f'{model.name}: the compiler cannot lower ')}"
+                                             f"{re.escape(', '.join(missing))} yet$"):
+            compile_graph(graph, get_device("duplex"), "duplex")
+    else:
+        assert compile_graph(graph, get_device("duplex"), "duplex").program
+
+
+def test_the_2026_presets_are_refused_for_the_features_they_add():
+    assert unlowered_features(PRESETS["gpt-oss-20b"]) == (
+        "sliding-window attention", "attention sinks", "an output-projection bias", "softmax over the top-k logits",
+        "a router bias", "the clamped SwiGLU", "expert biases", "quantized weights")
+    assert unlowered_features(PRESETS["llama4-maverick"]) == (
+        "chunked attention", "layers without RoPE", "query temperature", "sigmoid routing",
+        "routing weights on the expert input")
+    assert "group-limited top-k" in unlowered_features(PRESETS["deepseek-v3"])
+    assert unlowered_features(PRESETS["mixtral-8x7b"]) == ()
+
+
+def test_every_unlowered_feature_is_named_by_some_preset():
+    named = {f for m in PRESETS.values() for f in unlowered_features(m)}
+    assert named == {name for name, _ in UNLOWERED}
