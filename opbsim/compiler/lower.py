@@ -19,7 +19,7 @@ from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.program import AttentionPart
 from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Space, Unit
-from opbsim.layers import DEFINITIONS
+from opbsim.layers import definition_of
 from opbsim.layers.view import rows as view_rows
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.ops import Op
@@ -109,7 +109,7 @@ class Lowerer:
         """``op``'s kernel on ``unit``; ``layer``: the decoder layer ``op`` belongs to (None outside)."""
         self._drafts, self._unit, self._op, self._named, self.layer = [], unit, op.name, {}, layer
         self.layout.reset_scratch()
-        definition = DEFINITIONS.get(op.kind)
+        definition = definition_of(op)
         if definition is None:
             raise InputError(f"{op.name}: the compiler cannot lower {op.kind.value} ops yet")
         definition(self, op)
