@@ -142,3 +142,28 @@ def test_mla_numerics_definition_is_within_bf16_rounding_of_float64_attention(ma
     got = ref[f"{L}.attn"].astype(np.float64).reshape(want.shape)
     assert np.abs(want).max() > 0.01  # the attention output is not vacuous
     assert np.abs(got - want).max() <= 2.0**-6 * np.abs(want).max()
+
+
+def small_olmoe(layers=2):
+    """OLMoE-shaped: q/k RMSNorm over the whole query and key widths, 8 of many small experts."""
+    return dataclasses.replace(get_preset("olmoe-1b-7b-0924"), hidden_size=64, num_layers=layers, num_heads=4,
+                               num_kv_heads=4, head_dim=16, expert_ffn=32, num_experts=16, top_k=8, vocab_size=100)
+
+
+def small_qwen3_moe(layers=2):
+    """Qwen3-MoE-shaped: q/k RMSNorm per head (one head_dim-wide weight), GQA, renormalised top-k."""
+    from opbsim.workloads.models import QKNorm
+
+    return dataclasses.replace(small_mixtral(layers), num_heads=8, num_kv_heads=2, head_dim=8,
+                               qk_norm=QKNorm.PER_HEAD, num_experts=16, top_k=8, expert_ffn=24,
+                               norm_topk_prob=True)
+
+
+@pytest.mark.parametrize("make", [small_olmoe, small_qwen3_moe], ids=["olmoe", "qwen3-moe"])
+@pytest.mark.parametrize("policy,device", [("duplex", "duplex"), ("xpu-only", "h100")])
+def test_qk_norm_stages_compile_to_the_numerics_definition_bit_for_bit(make, policy, device):
+    model = make()
+    ref, memory, compiled = run_stage(model, MIXED, device=device, policy=policy)
+    for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "L1.v_cache", "logits"):
+        got = read(memory, compiled, name)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
