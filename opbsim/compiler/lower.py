@@ -17,7 +17,6 @@ from opbsim.compiler.layout import Layout
 from opbsim.compiler.routing_tables import RoutingTables
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.program import AttentionPart
-from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.layers import definition_of
 from opbsim.layers.view import rows as view_rows
@@ -114,9 +113,8 @@ class Lowerer:
             raise InputError(f"{op.name}: the compiler cannot lower {op.kind.value} ops yet")
         definition(self, op)
         buffers = {v.buffer for d in self._drafts for v in d.operands if isinstance(v, View)}
-        writes = {d.operands[0].buffer for d in self._drafts if isinstance(d.operands[0], View)}
-        if any(d.opcode is Opcode.TOPK for d in self._drafts):
-            writes |= {d.operands[1].buffer for d in self._drafts if d.opcode is Opcode.TOPK}
+        writes = {v.buffer for d in self._drafts for f, v in zip(d.spec.fields, d.operands)
+                  if isinstance(v, View) and f.name in d.spec.writes}
         return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes),
                       layer=layer)
 
