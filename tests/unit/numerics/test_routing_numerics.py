@@ -48,7 +48,8 @@ def _plain_rule(x, bias, k, groups, keep):
     return np.asarray(out_v, np.float32), np.asarray(out_i, np.int32)
 
 
-@pytest.mark.parametrize(("experts", "groups", "keep", "k"), [(16, 4, 2, 4), (32, 8, 4, 8), (8, 1, 1, 2), (12, 12, 3, 3)])
+@pytest.mark.parametrize(("experts", "groups", "keep", "k"),
+                         [(16, 4, 2, 4), (32, 8, 4, 8), (8, 1, 1, 2), (12, 12, 3, 3)])
 def test_group_limited_topk_chooses_as_the_routing_rule_states(experts, groups, keep, k):
     rng = np.random.default_rng(experts + k)
     x = numerics.sigmoid(rng.standard_normal((40, experts)).astype(np.float32))
