@@ -17,9 +17,8 @@ from opbsim.compiler.layout import Layout
 from opbsim.compiler.routing_tables import RoutingTables
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.isa.program import AttentionPart
-from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Space, Unit
-from opbsim.layers import DEFINITIONS
+from opbsim.layers import definition_of
 from opbsim.layers.view import rows as view_rows
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.ops import Op
@@ -109,14 +108,13 @@ class Lowerer:
         """``op``'s kernel on ``unit``; ``layer``: the decoder layer ``op`` belongs to (None outside)."""
         self._drafts, self._unit, self._op, self._named, self.layer = [], unit, op.name, {}, layer
         self.layout.reset_scratch()
-        definition = DEFINITIONS.get(op.kind)
+        definition = definition_of(op)
         if definition is None:
             raise InputError(f"{op.name}: the compiler cannot lower {op.kind.value} ops yet")
         definition(self, op)
         buffers = {v.buffer for d in self._drafts for v in d.operands if isinstance(v, View)}
-        writes = {d.operands[0].buffer for d in self._drafts if isinstance(d.operands[0], View)}
-        if any(d.opcode is Opcode.TOPK for d in self._drafts):
-            writes |= {d.operands[1].buffer for d in self._drafts if d.opcode is Opcode.TOPK}
+        writes = {v.buffer for d in self._drafts for f, v in zip(d.spec.fields, d.operands)
+                  if isinstance(v, View) and f.name in d.spec.writes}
         return Kernel(op.name, unit, tuple(self._drafts), frozenset(buffers - writes), frozenset(writes),
                       layer=layer)
 

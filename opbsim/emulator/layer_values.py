@@ -29,8 +29,9 @@ from opbsim.isa import numerics as N
 from opbsim.isa.program import AttentionPart
 from opbsim.isa.spec import BY_MNEMONIC, Opcode
 from opbsim.isa.types import Descriptor, DType, Space, Unit
-from opbsim.layers import DEFINITIONS
+from opbsim.layers import definition_of
 from opbsim.layers.routing import LayerRouting, layer_routing
+from opbsim.layers.stage_rows import cache_buffers
 from opbsim.layers.view import View
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.graph import build_layer, build_model
@@ -190,7 +191,7 @@ class NumericsBuilder:
 
     def run(self, op: Op, layer: int | None) -> None:
         self.layer, self._op = layer, op.name
-        definition = DEFINITIONS.get(op.kind)
+        definition = definition_of(op)
         if definition is None:
             raise ValueError(f"{op.name}: no definition of {op.kind.value} ops")
         definition(self, op)
@@ -243,17 +244,18 @@ def stage_values(model: ModelConfig, stage: Stage, weights: WeightBits, *, token
                  routed: Callable[[int, np.ndarray], None] | None = None) -> StageValues:
     """The values of a stage of ``model`` (tp 1), by buffer name.
 
-    ``weights(name)``: a weight's bits (see ``WeightBits``). ``caches[l]`` = (k, v) raw bf16
-    [R, S, KV, d] with each request's past rows filled; the stage's new rows are written into
+    ``weights(name)``: a weight's bits (see ``WeightBits``). ``caches[l]``: raw bf16 arrays of layer
+    l's cache buffers in ``layers.stage_rows.cache_buffers`` order and shapes ((k, v) [R, S, KV, d],
+    or MLA's one [R, S, c + dr]) with each request's past rows filled; the stage's new rows are written into
     them (the caller's arrays are the cache buffers: copy them first to keep the old rows).
     By default the whole model from ``token_ids``; with ``layers`` only those decoder layers, from
     the residual ``stream`` (the input of the first, raw bf16 [T, hidden]) and the previous layer's
     FFN output ``delta`` (None for layer 0). ``routed``: see the module docstring."""
     builder = NumericsBuilder(model, stage, weights, routed)
     graph = build_model(model, stage)
-    for layer, (k, v) in (caches or {}).items():
-        builder.hold(f"L{layer}.k_cache", model.dtype, k)
-        builder.hold(f"L{layer}.v_cache", model.dtype, v)
+    for layer, arrays in (caches or {}).items():
+        for name, raw in zip(cache_buffers(model, stage, layer), arrays, strict=True):
+            builder.hold(name, model.dtype, raw)
     if layers is None:
         builder.hold("token_ids", DType.I32, token_ids)
         chosen = graph.layers

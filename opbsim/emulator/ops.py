@@ -69,7 +69,7 @@ def _binary(ctx: OpContext) -> int:
     return a.numel
 
 
-@_handles(Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.RELU, Opcode.GELU)
+@_handles(Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.SIGMOID, Opcode.RELU, Opcode.GELU)
 def _unary(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", *FLOATS)
@@ -197,6 +197,31 @@ def _topk(ctx: OpContext) -> int:
     ctx.write("vals", vals)
     ctx.write("idx", idx)
     return src.numel
+
+
+@_handles(Opcode.TOPK_GROUPED)
+def _topk_grouped(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", DType.FP32)
+    ctx.need_rank("src", 2)
+    ctx.need_dtype("bias", DType.FP32)
+    ctx.need_dtype("vals", *FLOATS)
+    ctx.need_dtype("idx", DType.I32)
+    e = src.shape[-1]
+    ctx.need_shape("bias", (e,))
+    k, groups, keep = (int(ctx.imm(f)) for f in ("k", "groups", "keep"))
+    if not 1 <= groups <= e or e % groups:
+        raise OperandError(f"groups={groups} does not divide the {e} entries of src ({src.name})")
+    if not 1 <= keep <= groups:
+        raise OperandError(f"keep={keep} is outside 1..{groups} (groups)")
+    if not 1 <= k <= keep * (e // groups):
+        raise OperandError(f"k={k} is outside 1..{keep * (e // groups)} (the entries of the kept groups)")
+    out_shape = src.shape[:-1] + (k,)
+    ctx.need_shape("vals", out_shape)
+    ctx.need_shape("idx", out_shape)
+    vals, idx = numerics.topk_grouped(ctx.values("src"), ctx.values("bias"), k, groups, keep)
+    ctx.write("vals", vals)
+    ctx.write("idx", idx)
+    return 2 * src.numel
 
 
 @_handles(Opcode.GATHER)

@@ -104,6 +104,12 @@ def _topk(program: Program, inst: Instruction) -> Work:
     return _work(_all(program, inst), vector_flops=int(inst["k"]) * src.numel)
 
 
+def _topk_grouped(program: Program, inst: Instruction) -> Work:
+    """k selection passes as topk, plus the bias add, the two-largest per group and the group mask."""
+    src = program.operand_descriptor(inst, "src")
+    return _work(_all(program, inst), vector_flops=(int(inst["k"]) + 4) * src.numel)
+
+
 def _rows(program: Program, inst: Instruction, table: str, rows: str, *, write: bool) -> Stream:
     """The rows a gather/scatter touches in ``table``: one row of the ``rows`` operand's last
     dimension per index, at the indexed address."""
@@ -160,7 +166,8 @@ COST: dict[Opcode, Callable[[Program, Instruction], Work]] = {
     # every VECTOR instruction, and the fused ones whose work is so many operations per element
     **{s.opcode: _elementwise for s in TABLE if s.group is OpGroup.VECTOR},
     _O.SOFTMAX: _elementwise, _O.RMSNORM: _elementwise, _O.LAYERNORM: _elementwise,
-    _O.TOPK: _topk, _O.GATHER: _gather, _O.SCATTER: _scatter, _O.SCATTER_ADD: _scatter_add,
+    _O.TOPK: _topk, _O.TOPK_GROUPED: _topk_grouped,
+    _O.GATHER: _gather, _O.SCATTER: _scatter, _O.SCATTER_ADD: _scatter_add,
     _O.LAUNCH: _nothing, _O.SIGNAL: _nothing, _O.WAIT: _nothing, _O.HALT: _nothing,
 }
 

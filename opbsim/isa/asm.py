@@ -369,6 +369,6 @@ def instruction_text(program: Program, inst: Instruction) -> str:
 
 def _format_instruction(program: Program, inst: Instruction) -> str:
     head, args = _parts(program, inst)
-    text = f"{head:<16}{args}" if args else head
+    text = f"{head:<15} {args}" if args else head  # at least one space after a 16-character head
     note = " ".join(inst.note.split())
     return f"{text:<48}; {note}" if note else text

@@ -31,8 +31,8 @@ __all__ = [
     "widen", "store", "cvt",
     "copy", "allreduce", "allgather", "alltoall",
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
-    "exp", "rsqrt", "silu", "relu", "gelu", "rope", "scale", "layernorm",
-    "softmax", "rmsnorm", "topk", "gather", "scatter", "scatter_last", "scatter_add",
+    "exp", "rsqrt", "silu", "sigmoid", "relu", "gelu", "rope", "scale", "layernorm",
+    "softmax", "rmsnorm", "topk", "topk_grouped", "gather", "scatter", "scatter_last", "scatter_add",
     "seq_sum", "causal_mask", "SEMANTICS", "STORAGE",
 ]
 
@@ -214,6 +214,13 @@ def silu(x) -> np.ndarray:
     return _times_sigmoid(x, x)
 
 
+def sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)) = ``_times_sigmoid(1, x)``: sigmoid(-inf) = +0.0, sigmoid(+inf) = 1.0,
+    NaN -> NaN; tiny results of very negative x are kept (down to the subnormals)."""
+    x = f32(x)
+    return _times_sigmoid(np.ones_like(x), x)
+
+
 _GELU_C1 = np.float32(2.0 * np.sqrt(2.0 / np.pi))  # 2 sqrt(2/pi), rounded to fp32
 _GELU_C2 = np.float32(2.0 * np.sqrt(2.0 / np.pi) * 0.044715)  # 2 sqrt(2/pi) 0.044715, rounded to fp32
 
@@ -340,6 +347,31 @@ def topk(x, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(x, order, axis=-1), order.astype(np.int32)
 
 
+def topk_grouped(x, bias, k: int, groups: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group-limited top-k over the last axis of x [..., E] (DeepSeek-V3's ``noaux_tc`` routing,
+    transformers models/deepseek_v3 ``get_topk_indices``), every step fp32:
+
+      c = x + bias                               (the choice scores; bias [E])
+      g[j] = top1 + top2 of c within group j     (E / groups experts per group, topk order; a
+                                                  one-expert group scores its one choice)
+      the ``keep`` best groups by g (topk order: ties to the lower group) stay; elsewhere c = +0.0
+      idx = the k largest of c (topk order);  vals = x[idx]  (the scores without the bias)
+    """
+    x, c = f32(x), add(x, bias)
+    e = x.shape[-1]
+    if e % groups:
+        raise ValueError(f"{groups} groups do not divide {e} experts")
+    per = c.reshape(*c.shape[:-1], groups, e // groups)
+    best, _ = topk(per, min(2, e // groups))
+    g = best[..., 0] if best.shape[-1] == 1 else add(best[..., 0], best[..., 1])
+    _, kept = topk(g, keep)
+    mask = np.zeros(g.shape, dtype=bool)
+    np.put_along_axis(mask, kept.astype(np.int64), True, axis=-1)
+    choice = np.where(np.repeat(mask, e // groups, axis=-1), c, _ZERO).astype(np.float32)
+    _, idx = topk(choice, k)
+    return np.take_along_axis(x, idx.astype(np.int64), axis=-1), idx
+
+
 def gather(raw, idx) -> np.ndarray:
     """dst[i, :] = src[idx[i], :]: bits moved unchanged. Every index must be in 0..S-1."""
     return np.asarray(raw)[np.asarray(idx, dtype=np.int64)]
@@ -381,9 +413,10 @@ SEMANTICS: dict[Opcode, Callable | None] = {
     _O.COPY: copy, _O.ALLREDUCE: allreduce, _O.ALLGATHER: allgather, _O.ALLTOALL: alltoall,
     _O.GEMM: gemm, _O.GEMM_ACC: gemm,
     _O.ADD: add, _O.SUB: sub, _O.MUL: mul, _O.DIV: div, _O.MAX: reduce_max, _O.SUM: reduce_sum,
-    _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.RELU: relu, _O.GELU: gelu, _O.ROPE: rope, _O.SCALE: scale,
+    _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
+    _O.ROPE: rope, _O.SCALE: scale,
     _O.CVT: cvt, _O.LAYERNORM: layernorm,
-    _O.SOFTMAX: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.GATHER: gather,
+    _O.SOFTMAX: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
     _O.SCATTER: scatter, _O.SCATTER_ADD: scatter_add,
     _O.LAUNCH: None, _O.SIGNAL: None, _O.WAIT: None, _O.HALT: None,
 }

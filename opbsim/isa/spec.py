@@ -72,6 +72,7 @@ class Opcode(enum.IntEnum):
     SILU = 0x28
     RELU = 0x2C
     GELU = 0x2D
+    SIGMOID = 0x2E
     ROPE = 0x29
     SCALE = 0x2A
     CVT = 0x2B
@@ -79,6 +80,7 @@ class Opcode(enum.IntEnum):
     RMSNORM = 0x31
     LAYERNORM = 0x36
     TOPK = 0x32
+    TOPK_GROUPED = 0x37
     GATHER = 0x33
     SCATTER = 0x35
     SCATTER_ADD = 0x34
@@ -274,6 +276,8 @@ TABLE: tuple[OpSpec, ...] = (
         _out("dst", "result"), _in("src", "input"), ops=1),  # one special-function op
     _op(Opcode.SILU, _G.VECTOR, _COMPUTE, "dst = src * sigmoid(src) by the numerics definition (no overflow)",
         _out("dst", "result"), _in("src", "input"), ops=3),  # exp, add, divide
+    _op(Opcode.SIGMOID, _G.VECTOR, _COMPUTE, "dst = 1 / (1 + exp(-src)) by the numerics definition (no overflow)",
+        _out("dst", "result"), _in("src", "input"), ops=3),  # exp, add, divide
     _op(Opcode.RELU, _G.VECTOR, _COMPUTE, "dst = src if src > 0 else +0 (NaN stays NaN)",
         _out("dst", "result"), _in("src", "input"), ops=1),
     _op(Opcode.GELU, _G.VECTOR, _COMPUTE,
@@ -311,6 +315,14 @@ TABLE: tuple[OpSpec, ...] = (
         "the k largest entries of src's last axis, descending; ties go to the lower index",
         _out("vals", "[..., k] values"), _out("idx", "[..., k] i32 indices"),
         _in("src", "[..., E] router logits or probabilities"), _uint("k", 8, "entries kept (>= 1)")),
+    _op(Opcode.TOPK_GROUPED, _G.FUSED, _COMPUTE,
+        "group-limited top-k (DeepSeek-V3 noaux_tc): choice = src + bias; the experts split into `groups` equal "
+        "groups, each scored by the sum of its two largest choices; outside the `keep` best groups the choice "
+        "is 0; idx = the k largest choices (topk order), vals = src at idx (without the bias)",
+        _out("vals", "[T, k] fp32 values of src"), _out("idx", "[T, k] i32 indices"),
+        _in("src", "[T, E] fp32 scores"), _in("bias", "[E] fp32 choice bias"),
+        _uint("k", 8, "entries kept (>= 1)"), _uint("groups", 8, "expert groups (divides E)"),
+        _uint("keep", 8, "groups kept (1..groups)")),
     _op(Opcode.GATHER, _G.FUSED, _COMPUTE, "dst[i, :] = src[idx[i], :] (MoE dispatch)",
         _out("dst", "[T, H]"), _in("src", "[S, H]"), _in("idx", "[T] i32 row indices")),
     _op(Opcode.SCATTER, _G.FUSED, _COMPUTE,

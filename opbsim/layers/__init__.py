@@ -10,20 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opbsim.layers import attention, basic, ffn, long_conv
+from opbsim.layers import attention, basic, ffn, long_conv, mla
 from opbsim.layers.builder import Builder
 from opbsim.layers.view import View
 from opbsim.workloads.ops import Op, OpKind
 
-__all__ = ["DEFINITIONS", "Builder", "Definition", "View"]
+__all__ = ["DEFINITIONS", "Builder", "Definition", "View", "definition_of"]
 
 Definition = Callable[[Builder, Op], None]
 
 DEFINITIONS: dict[OpKind, Definition] = {
     OpKind.EMBED: basic.embed, OpKind.NORM: basic.norm, OpKind.GEMM: basic.linear,
     OpKind.ALL_REDUCE: basic.all_reduce, OpKind.ALL_GATHER: basic.all_gather,
+    OpKind.QK_NORM: attention.qk_norm,
     OpKind.ROPE: attention.rope, OpKind.KV_STORE: attention.kv_store, OpKind.ATTENTION: attention.attention,
     OpKind.TOPK: ffn.topk, OpKind.DISPATCH: ffn.dispatch, OpKind.FFN: ffn.ffn, OpKind.COMBINE: ffn.combine,
     OpKind.LONG_CONV: long_conv.long_conv,
 }
 """The definition of each op kind the compiler can lower; a kind without one is refused by name."""
+
+
+def definition_of(op: Op) -> Definition | None:
+    """The definition of ``op``: its MLA part's where it has one (``op.params["mla"]``), else its
+    kind's; None for a kind nothing defines."""
+    part = op.params.get("mla")
+    if part is not None:
+        return mla.DEFINITIONS[part]
+    return DEFINITIONS.get(op.kind)

@@ -24,9 +24,10 @@ from opbsim.isa.types import DType
 from opbsim.layers.builder import Builder
 from opbsim.layers.stage_rows import positions, requests
 from opbsim.layers.view import View, at
+from opbsim.workloads.models import QKNorm
 from opbsim.workloads.ops import Op
 
-__all__ = ["rope", "kv_store", "attention"]
+__all__ = ["qk_norm", "rope", "kv_store", "attention"]
 
 
 class _Geometry:
@@ -82,6 +83,24 @@ def layer_prefix(b: Builder, op: Op) -> str:
     if b.layer is None:
         raise ValueError(f"{op.name}: a decoder-layer op outside the decoder layers")
     return f"L{b.layer}"
+
+
+def qk_norm(b: Builder, op: Op) -> None:
+    """RMSNorm of the query and key heads in place (before RoPE): per head with one d-wide weight
+    shared by all heads (Qwen3), or over the whole query and key widths (OLMoE)."""
+    geo = _Geometry(b, layer_prefix(b, op))
+    eps = float(np.float32(b.model.norm_eps))
+    q_w, k_w = op.inputs[2], op.inputs[3]
+    per_head = b.model.qk_norm is QKNorm.PER_HEAD
+    if not per_head and b.tp > 1:
+        raise InputError(f"{op.name}: a q/k norm over the whole width is not lowered under tensor parallelism "
+                         "(its sum of squares spans the shards)")
+    for first, count, w in ((0, geo.H, q_w), (geo.H, geo.KV, k_w)):
+        if per_head:
+            view = at(geo.qkv, first * geo.d, (geo.T, count, geo.d), (geo.W, geo.d, 1))
+        else:
+            view = at(geo.qkv, first * geo.d, (geo.T, count * geo.d), (geo.W, 1))
+        b.emit("rmsnorm", view, view, b.buf(w.name, b.model.dtype, w.shape), eps)
 
 
 def rope(b: Builder, op: Op) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Request", "requests", "positions", "logit_rows"]
+__all__ = ["Request", "requests", "positions", "logit_rows", "cache_buffers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +49,15 @@ def logit_rows(stage) -> np.ndarray:
             rows.append(start - 1)
     rows.extend(range(start, start + stage.decode_tokens))
     return np.asarray(rows, dtype=np.int32)
+
+
+def cache_buffers(model, stage, layer: int) -> dict[str, tuple[int, ...]]:
+    """Layer ``layer``'s KV-cache buffers (tp 1) by name, with their shapes: one slot of S tokens per
+    request (S the longest context of the stage): K and V [R, S, KV, d], or with MLA the one
+    cache of latents and RoPE keys [R, S, kv_lora_rank + qk_rope_head_dim]."""
+    reqs = requests(stage)
+    R, S = len(reqs), max(r.context for r in reqs)
+    if model.mla is not None:
+        return {f"L{layer}.kv_cache": (R, S, model.mla.cache_dim)}
+    shape = (R, S, model.num_kv_heads, model.head_dim)
+    return {f"L{layer}.k_cache": shape, f"L{layer}.v_cache": shape}

@@ -26,7 +26,8 @@ STORAGE: dict[str, type] = {BF16: np.uint16, FP32: np.float32, I32: np.int32}
 KIND_CODE = {BF16: 0, FP32: 1, I32: 2}
 """The kind codes of numerics.cuh (OPB_BF16, OPB_FP32, OPB_I32)."""
 _EXP_SCALED = 1 << 8  # above every 8-bit ISA opcode: exp_scaled is a kernel step, no instruction
-UNARY_OPS = {**{o.mnemonic: int(o) for o in (Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.RELU, Opcode.GELU)},
+UNARY_OPS = {**{o.mnemonic: int(o) for o in (Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.SIGMOID, Opcode.RELU,
+                                              Opcode.GELU)},
              "exp_scaled": _EXP_SCALED}
 """The op codes of the unary kernel (numerics.cuh's OPB_OP_*): an instruction's own ISA opcode."""
 BINARY_OPS = {o.mnemonic: int(o) for o in (Opcode.ADD, Opcode.SUB, Opcode.MUL, Opcode.DIV)}

@@ -10,13 +10,30 @@ the result out with W_UV. The latent projection is replicated across tensor-para
 
 from __future__ import annotations
 
+import enum
+
 from opbsim.workloads import primitives as P
 from opbsim.workloads.attention import Shard, attended_pairs
 from opbsim.workloads.models import ModelConfig, Norm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
 
-__all__ = ["mla_ops"]
+__all__ = ["mla_ops", "MLAPart"]
+
+
+class MLAPart(enum.Enum):
+    """``op.params["mla"]``: the part of MLA an op computes, where its layout is MLA's own (the
+    latent and the RoPE key share one row of ``kv_a`` and of the cache; one weight ``w_kv_b``
+    serves the prefill expansion and both absorptions)."""
+
+    KV_A_NORM = "kv_a_norm"  # RMSNorm of the latent columns of kv_a, in place
+    ROPE = "rope"  # the RoPE parts of the query heads and the shared key
+    KV_STORE = "kv_store"  # kv_a rows (latent and RoPE key) into the cache
+    KV_EXPAND = "kv_expand"  # a prefill chunk's context latents times w_kv_b: per-head K_nope and V
+    PREFILL = "prefill"  # a prefill chunk's attention in the expanded form
+    Q_ABSORB = "q_absorb"  # decode: q_nope times W_UK, into the latent space
+    DECODE = "decode"  # decode attention over the cached latents (and RoPE keys)
+    V_ABSORB = "v_absorb"  # decode: the latent result times W_UV
 
 
 def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm: TensorSpec) -> list[Op]:
@@ -40,37 +57,39 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                           op_class=OpClass.FC))
     ops.append(P.gemm(f"{prefix}.kv_a_proj", x_norm, W("w_kv_a", (h, c + dr)), f"{prefix}.kv_a", op_class=OpClass.FC))
     ops.append(P.norm(f"{prefix}.kv_a_norm", A("kv_a", (T, c)), (W("w_kv_a_norm", (c,)),), f"{prefix}.kv_a",
-                      kind=Norm.RMS, op_class=OpClass.ATTENTION))
+                      kind=Norm.RMS, op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_A_NORM}))
     q_rope, k_rope = A("q", (T, H, dr)), A("kv_a", (T, dr))
     ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q_rope, k_rope), (q_rope, k_rope),
-                             flops=P.ROPE_FLOPS * T * (H + 1) * dr, op_class=OpClass.ATTENTION))
+                             flops=P.ROPE_FLOPS * T * (H + 1) * dr, op_class=OpClass.ATTENTION,
+                             params={"mla": MLAPart.ROPE}))
     cache = f"{prefix}.kv_cache"
     ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (A("kv_a", (T, c + dr)),),
                              (TensorSpec(cache, (T, c + dr), dt, Role.KV_CACHE),), flops=0,
-                             op_class=OpClass.ATTENTION))
+                             op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_STORE}))
     common = {"heads": H, "kv_lora_rank": c, "qk_nope_head_dim": dn, "qk_rope_head_dim": dr, "v_head_dim": dv}
     for i, ch in enumerate(stage.prefill):
         keys = ch.context_tokens
         latent = TensorSpec(cache, (keys, c), dt, Role.KV_CACHE)
         ops.append(P.gemm(f"{prefix}.kv_b_proj.{i}", latent, W("w_kv_b", (c, H * (dn + dv))), f"{prefix}.kv_full.{i}",
-                          op_class=OpClass.ATTENTION))
+                          op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_EXPAND, "chunk": i}))
         ops.append(P.attention(
             f"{prefix}.attn_prefill.{i}", (A("q", (ch.new_tokens, H, dn + dr)),),
             (A(f"kv_full.{i}", (keys, H * (dn + dv))), TensorSpec(cache, (keys, dr), dt, Role.KV_CACHE)),
             f"{prefix}.attn", pairs=attended_pairs(ch.past_tokens, ch.new_tokens), qk_dim=dn + dr, v_dim=dv,
             heads=H, params={**common, "phase": "prefill", "chunk": i, "past_tokens": ch.past_tokens,
-                             "new_tokens": ch.new_tokens}))
+                             "new_tokens": ch.new_tokens, "mla": MLAPart.PREFILL}))
     if stage.decode_ctx_tokens:
         ctx = stage.decode_ctx_tokens
         B, keys = len(ctx), sum(ctx)
         ops.append(P.batched_gemm(f"{prefix}.q_absorb", A("q", (B, H, dn)), W("w_kv_b", (H, dn, c)),
-                                  f"{prefix}.q_latent", op_class=OpClass.ATTENTION))
+                                  f"{prefix}.q_latent", op_class=OpClass.ATTENTION, params={"mla": MLAPart.Q_ABSORB}))
         ops.append(P.attention(
             f"{prefix}.attn_decode", (A("q_latent", (B, H, c)), A("q", (B, H, dr))),
             (TensorSpec(cache, (keys, c + dr), dt, Role.KV_CACHE),), f"{prefix}.attn_latent",
-            pairs=keys, qk_dim=c + dr, v_dim=c, heads=H, params={**common, "phase": "decode", "ctx_tokens": ctx}))
+            pairs=keys, qk_dim=c + dr, v_dim=c, heads=H,
+            params={**common, "phase": "decode", "ctx_tokens": ctx, "mla": MLAPart.DECODE}))
         ops.append(P.batched_gemm(f"{prefix}.v_absorb", A("attn_latent", (B, H, c)), W("w_kv_b", (H, c, dv)),
-                                  f"{prefix}.attn", op_class=OpClass.ATTENTION))
+                                  f"{prefix}.attn", op_class=OpClass.ATTENTION, params={"mla": MLAPart.V_ABSORB}))
     ops.append(P.gemm(f"{prefix}.o_proj", A("attn", (T, H * dv)), W("w_o", (H * dv, h)), f"{prefix}.attn_out",
                       op_class=OpClass.FC))
     return ops

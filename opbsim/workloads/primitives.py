@@ -61,7 +61,8 @@ def gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass
 
 
 def norm(name: str, x: TensorSpec, w: Sequence[TensorSpec], out: str, *, kind: Norm,
-         residual: TensorSpec | None = None, sum_out: str | None = None, op_class: OpClass = OpClass.OTHER) -> Op:
+         residual: TensorSpec | None = None, sum_out: str | None = None, op_class: OpClass = OpClass.OTHER,
+         params: Mapping[str, object] | None = None) -> Op:
     """Row-wise normalisation of ``x``; with ``residual`` it first forms ``x + residual``, written as
     ``sum_out`` when given (the residual stream the next sublayer adds to)."""
     elems = x.numel
@@ -72,7 +73,7 @@ def norm(name: str, x: TensorSpec, w: Sequence[TensorSpec], out: str, *, kind: N
     flops = (_NORM_FLOPS[kind] + (residual is not None)) * elems
     return Op(name, OpKind.NORM, op_class, x.dtype, inputs, outputs,
               Estimates(flops, sum(t.nbytes for t in inputs), sum(t.nbytes for t in outputs)),
-              {"norm": kind.value, "residual": residual is not None})
+              {"norm": kind.value, "residual": residual is not None, **(params or {})})
 
 
 def elementwise(name: str, kind: OpKind, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *,
@@ -123,7 +124,8 @@ def attention(name: str, q: Sequence[TensorSpec], kv: Sequence[TensorSpec], out:
               Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes), params)
 
 
-def batched_gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass) -> Op:
+def batched_gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass,
+                 params: Mapping[str, object] | None = None) -> Op:
     """One GEMM per batch index b: ``x`` (m, b, k) and ``w`` (b, k, n) give (m, b, n)."""
     m, b, k = x.shape
     n = w.shape[2]
@@ -131,7 +133,7 @@ def batched_gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class:
         raise ValueError(f"{name}: x {x.shape} does not match W {w.shape}")
     y = act(out, (m, b, n), x.dtype)
     return Op(name, OpKind.BATCHED_GEMM, op_class, x.dtype, (x, w), (y,),
-              Estimates(2 * m * b * k * n, x.nbytes + w.nbytes, y.nbytes))
+              Estimates(2 * m * b * k * n, x.nbytes + w.nbytes, y.nbytes), params or {})
 
 
 def collective(name: str, kind: OpKind, x: TensorSpec, out: str, *, tp: int, out_shape: tuple[int, ...]) -> Op:

@@ -227,12 +227,13 @@ OPB_HD bool opb_max_before(float va, int ia, float vb, int ib) {
 
 // ---- Per-element and per-row bodies shared by the kernels and the host check -------------
 
-// exp, rsqrt, silu, relu, gelu, or exp_scaled with s = param.
+// exp, rsqrt, silu, sigmoid, relu, gelu, or exp_scaled with s = param.
 OPB_HD float opb_unary_op(int op, float v, int param) {
     switch (op) {
         case OPB_OP_EXP: return opb_exp(v);
         case OPB_OP_RSQRT: return opb_rsqrt(v);
         case OPB_OP_SILU: return opb_silu(v);
+        case OPB_OP_SIGMOID: return opb_times_sigmoid(1.0f, v);
         case OPB_OP_RELU: return opb_relu(v);
         case OPB_OP_GELU: return opb_gelu(v);
         default: return opb_exp_scaled(v, param);

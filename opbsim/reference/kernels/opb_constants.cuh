@@ -47,6 +47,7 @@
 #define OPB_OP_EXP 38
 #define OPB_OP_RSQRT 39
 #define OPB_OP_SILU 40
+#define OPB_OP_SIGMOID 46
 #define OPB_OP_RELU 44
 #define OPB_OP_GELU 45
 #define OPB_OP_EXP_SCALED 256

@@ -11,7 +11,7 @@ from opbsim.emulator.layer_values import stage_values
 from opbsim.hardware import get_device
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
-from opbsim.layers.stage_rows import requests
+from opbsim.layers.stage_rows import cache_buffers, requests
 from opbsim.workloads.graph import build_model
 from opbsim.workloads.routing import TraceRouting
 
@@ -42,22 +42,20 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     """(reference values, executor memory, compiled) for one stage of ``model``."""
     rng = np.random.default_rng(seed)
     reqs = requests(stage)
-    S = max(r.context for r in reqs)
-    kv = model.num_kv_heads
-    caches = {}
+    caches = {}  # layer -> {cache buffer: fp32 values of its bf16 past rows, zeros after}
     for layer in range(model.num_layers):
-        k = np.zeros((len(reqs), S, kv, model.head_dim), np.float32)
-        v = np.zeros_like(k)
-        for slot, r in enumerate(reqs):
-            k[slot, :r.past] = random_bf16(rng, (r.past, kv, model.head_dim))
-            v[slot, :r.past] = random_bf16(rng, (r.past, kv, model.head_dim))
-        caches[layer] = (k, v)
+        caches[layer] = {}
+        for name, shape in cache_buffers(model, stage, layer).items():
+            c = np.zeros(shape, np.float32)
+            for slot, r in enumerate(reqs):
+                c[slot, :r.past] = random_bf16(rng, (r.past, *shape[2:]))
+            caches[layer][name] = c
     token_ids = rng.integers(0, model.vocab_size, size=stage.tokens).astype(np.int32)
     # a first compile lays out every weight; the reference then gives the routing to specialise on
     probe = compile_graph(build_model(model, stage), get_device(device), policy)
     w = weights_for(probe, model, rng)
     bits = {name: N.store(values, DType.BF16) for name, values in w.items()}
-    cache_bits = {layer: (N.store(k, DType.BF16), N.store(v, DType.BF16)) for layer, (k, v) in caches.items()}
+    cache_bits = {layer: tuple(N.store(c, DType.BF16) for c in named.values()) for layer, named in caches.items()}
     ref = stage_values(model, stage, bits.get, token_ids=token_ids, caches=cache_bits)
     routing = {int(k[1:].split(".")[0]): v for k, v in ref.items() if k.endswith(".topk_ids")}
     graph = build_model(model, stage, routing=TraceRouting(model.num_experts, model.top_k, routing)
@@ -72,8 +70,8 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     memory.write_raw(compiled.buffers["token_ids"].descriptor(), token_ids)
     for name, data in compiled.constants.items():
         memory.write_raw(compiled.buffers[name].descriptor(), data)
-    for layer, (k, v) in caches.items():
-        for cache, values in ((f"L{layer}.k_cache", k), (f"L{layer}.v_cache", v)):
+    for named in caches.values():
+        for cache, values in named.items():
             memory.write_raw(compiled.buffers[cache].descriptor(), N.store(values, DType.BF16))
     execute(compiled.program, memory)
     return ref, memory, compiled
