@@ -32,16 +32,15 @@ PASS_NAMES = tuple(name for name, _ in PASSES)
 
 
 def run_passes(source: Source, until: str = PASS_NAMES[-1]):
-    """The intermediate form after pass ``until``. A model with a feature the passes cannot lower
-    (workloads/features.py) is refused before any pass runs."""
+    """The intermediate form after pass ``until``. A model with a feature the layer definitions do
+    not cover (workloads/features.py) is refused before the ``tile`` pass (analysis and placement
+    read only the graph's estimates, which cover every feature)."""
     if until not in PASS_NAMES:
         raise InputError(f"unknown pass {until!r} (passes: {', '.join(PASS_NAMES)})")
-    model = source.graph.model
-    missing = unlowered_features(model)
-    if missing:
-        raise InputError(f"{model.name}: the compiler cannot lower {', '.join(missing)} yet")
     ir = source
     for name, fn in PASSES:
+        if name == "tile":
+            _refuse_unlowered(source.graph)
         ir = fn(ir)
         if name == until:
             break
@@ -52,3 +51,9 @@ def compile_graph(graph: ModelGraph, device: DeviceSpec, policy: str,
                   routing: dict[int, np.ndarray] | None = None) -> Compiled:
     """Compile one stage of ``graph`` for ``device`` with the placement ``policy``."""
     return run_passes(Source(graph, Target(device, policy, routing)))
+
+
+def _refuse_unlowered(graph: ModelGraph) -> None:
+    missing = unlowered_features(graph.model)
+    if missing:
+        raise InputError(f"{graph.model.name}: the compiler cannot lower {', '.join(missing)} yet")

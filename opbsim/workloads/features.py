@@ -1,7 +1,7 @@
 """What of a model the compiler cannot lower yet: the one list the compiler checks before its passes.
 
 Each entry names a feature of ``ModelConfig`` whose ops (or numerics) have no lowering in
-compiler/lower*.py today. The compiler refuses a model with any of them in one line, naming them all,
+the layer definitions (opbsim/layers) today. The compiler refuses a model with any of them in one line, naming them all,
 instead of failing on the first op it meets; the list shrinks as lowerings land.
 """
 
@@ -14,8 +14,7 @@ from opbsim.workloads.models import AttentionKind, FFNAct, ModelConfig, QKNorm, 
 __all__ = ["UNLOWERED", "unlowered_features"]
 
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
-    ("multi-head latent attention", lambda m: m.mla is not None),
-    ("q/k norm", lambda m: m.qk_norm is not QKNorm.NONE),
+    ("unweighted q/k norm", lambda m: m.qk_norm is QKNorm.PER_HEAD_UNWEIGHTED),
     ("sliding-window attention", lambda m: any(
         m.layer_attention(i) is AttentionKind.SLIDING for i in range(m.num_layers))),
     ("chunked attention", lambda m: any(m.layer_attention(i) is AttentionKind.CHUNKED for i in range(m.num_layers))),

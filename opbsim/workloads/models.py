@@ -17,7 +17,8 @@ rescales its RoPE frequencies; it changes rotation angles only, and no computati
 
 Per-layer attention: with ``sliding_window`` (or ``attention_chunk_size``) set, every layer is
 windowed (chunked) except those in ``full_attention_layers`` (gpt-oss alternates; Llama 4's layers
-without RoPE attend to everything). ``nope_layers`` skip RoPE. ``weight_quant`` records how the
+without RoPE attend to everything). ``nope_layers`` skip RoPE. Entries of either at or past
+``num_layers`` are dropped: a model cut to its first layers keeps their pattern. ``weight_quant`` records how the
 checkpoint stores its weights and ``mtp_modules`` the multi-token-prediction modules it ships
 (DeepSeek-V3: 1); neither is part of the model as run here, and ``param_counts`` counts neither.
 The enums and sub-configurations live in model_parts.py.
@@ -154,12 +155,15 @@ class ModelConfig:
         self._check_parts()
 
     def _check_attention_layout(self) -> None:
+        had_nope = bool(self.nope_layers)
         for name in ("full_attention_layers", "nope_layers"):
             layers = getattr(self, name)
             if (not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int) for i in layers)
-                    or list(layers) != sorted(set(layers)) or any(not 0 <= i < self.num_layers for i in layers)):
-                raise ConfigError(name, f"{name} must be a sorted tuple of distinct layers in "
-                                  f"0..{self.num_layers - 1}, got {layers!r}")
+                    or list(layers) != sorted(set(layers)) or any(i < 0 for i in layers)):
+                raise ConfigError(name, f"{name} must be a sorted tuple of distinct layer indices >= 0, "
+                                  f"got {layers!r}")
+            # a model cut to its first layers (``replace(model, num_layers=n)``) keeps their pattern
+            object.__setattr__(self, name, tuple(i for i in layers if i < self.num_layers))
         if self.sliding_window and self.attention_chunk_size:
             raise ConfigError("attention_chunk_size", "attention_chunk_size and sliding_window exclude each other")
         if self.full_attention_layers and not (self.sliding_window or self.attention_chunk_size):
@@ -170,7 +174,7 @@ class ModelConfig:
         if self.query_temperature is not None and not isinstance(self.query_temperature, QueryTemperature):
             raise ConfigError("query_temperature", f"query_temperature must be a QueryTemperature or None, "
                               f"got {self.query_temperature!r}")
-        if self.query_temperature is not None and not self.nope_layers:
+        if self.query_temperature is not None and not had_nope:
             raise ConfigError("query_temperature", "query_temperature applies to nope_layers, and there are none")
 
     def _check_parts(self) -> None:

@@ -58,8 +58,8 @@ def test_the_runs_column_and_models_show_say_what_simulate_does(runner, name):
 
 
 def test_show_gives_the_compilers_message_when_a_model_cannot_run(runner):
-    text = runner.invoke(cli, ["models", "show", "olmoe-1b-7b-0924", "--batch", "1", "--ctx", "8"]).output
-    s = show_json(runner, "olmoe-1b-7b-0924", "--batch", "1", "--ctx", "8")
+    text = runner.invoke(cli, ["models", "show", "gpt-oss-20b", "--batch", "1", "--ctx", "8"]).output
+    s = show_json(runner, "gpt-oss-20b", "--batch", "1", "--ctx", "8")
     assert re.search(r"^runs in simulate +no: " + re.escape(s["cannot_run"]["h100"][0]) + "$", text, re.M)
     text = runner.invoke(cli, ["models", "show", "mixtral-8x7b", "--batch", "1", "--ctx", "8"]).output
     assert re.search(r"^runs in simulate +yes \(compiles for h100, duplex, sn40l\)$", text, re.M)

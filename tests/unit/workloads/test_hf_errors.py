@@ -9,7 +9,8 @@ from opbsim.workloads import load_hf_config, load_model
 
 from .test_hf_families import DBRX_BASE, DEEPSEEK_MOE_16B, LLAMA_3_70B, MIXTRAL_8X22B, QWEN15_MOE, write
 
-SUPPORTED = "dbrx, deepseek, deepseek_v2, llama, mistral, mixtral, olmoe, qwen2_moe, qwen3_moe"
+SUPPORTED = ("dbrx, deepseek, deepseek_v2, deepseek_v3, gpt_oss, llama, llama4, llama4_text, mistral, mixtral, olmoe, "
+             "qwen2_moe, qwen3_moe")
 
 
 def without(config: dict, key: str) -> dict:
