@@ -219,7 +219,8 @@ class StageTimer:
 
     def lowering_errors(self, stage: Stage) -> tuple[str, ...]:
         """What stops ``stage`` from compiling: the compiler's message for the prologue/epilogue and
-        for each layer kind that fails, in that order (empty when it compiles)."""
+        for each layer kind that fails, in that order, each distinct message once (empty when it
+        compiles)."""
         group = node_share(stage, self.cluster.dp)
         parts = [lambda: self._time(self._head(group), _Acc(), 1)]
         parts += [lambda moe=moe, layer=layer: self._layer_cost(group, moe, layer) for moe, layer, _ in self._layers]
@@ -228,7 +229,8 @@ class StageTimer:
             try:
                 part()
             except InputError as e:
-                errors.append(str(e))
+                if str(e) not in errors:  # a model-wide refusal fails every part with one message
+                    errors.append(str(e))
         return tuple(errors)
 
     # -- graphs ------------------------------------------------------------------------------------
