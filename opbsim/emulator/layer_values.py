@@ -124,6 +124,8 @@ class NumericsBuilder:
                 raise KeyError(f"no bits for weight {name}")
             if bits is None:
                 bits = np.zeros(math.prod(shape), N.STORAGE[dtype])
+            elif bits.dtype != N.STORAGE[dtype]:
+                raise ValueError(f"weight {name} is {dtype.name.lower()}, given as numpy {bits.dtype}")
             self._hold(name, dtype, bits)
         elif self._dtypes[name] is not dtype or self._memory.store[name].size < math.prod(shape):
             raise ValueError(f"buffer {name} reused as {dtype.name} {shape}")

@@ -16,28 +16,58 @@ from opbsim.isa.types import DType
 from opbsim.layers.attention import layer_prefix
 from opbsim.layers.builder import Builder
 from opbsim.layers.view import View, at, broadcast, rows
+from opbsim.workloads.models import RouterScoring
 from opbsim.workloads.ops import Op
 
 __all__ = ["topk", "dispatch", "ffn", "combine", "expert_rows"]
 
 
 def topk(b: Builder, op: Op) -> None:
-    m = b.model
+    """The routing weights and experts of every token row, by the model's ``Router``:
+    - softmax: p = softmax(logits); the top-k of p;
+    - softmax over the top-k (gpt-oss): the top-k of the logits, then a softmax over those k;
+    - sigmoid with a correction bias or groups (DeepSeek-V3): s = sigmoid(logits), ``topk_grouped``
+      (the choice by s + bias within the kept groups, the weights s);
+    - sigmoid without (Llama 4): the top-k of the logits, then the sigmoid of those k.
+    Then with ``norm_topk_prob`` each weight divided by the sum of the k (sigmoid scoring adds
+    fp32(1e-20) to the sum first, as DeepSeek-V3's reference code does), and with a routed scaling
+    factor each multiplied by it."""
+    m, r = b.model, b.model.router
     L = layer_prefix(b, op)
     T, E, k = b.stage.tokens, m.num_experts, m.top_k
     logits = b.buf(f"{L}.router_logits", DType.FP32, (T, E))
-    probs = b.scratch("router_probs", DType.FP32, (T, E))
+    over_all = r.scoring is RouterScoring.SOFTMAX or r.correction_bias or r.group_limited  # a score per expert
+    scores = b.scratch("router_probs", DType.FP32, (T, E)) if over_all else None
     weights = b.buf(f"{L}.topk_weights", DType.FP32, (T, k))
     ids = b.buf(f"{L}.topk_ids", DType.I32, (T, k))
-    b.emit("softmax", probs, logits, 1.0, 0, 0)
-    if not m.norm_topk_prob:
-        b.emit("topk", weights, ids, probs, k)
-        return
-    vals = b.scratch("topk_vals", DType.FP32, (T, k))
-    total = b.scratch("topk_sum", DType.FP32, (T, 1))
-    b.emit("topk", vals, ids, probs, k)
-    b.emit("sum", total, vals)
-    b.emit("div", weights, vals, broadcast(total, (T, k)))
+    scaled = r.routed_scaling_factor != 1.0
+    chosen = b.scratch("topk_vals", DType.FP32, (T, k)) if m.norm_topk_prob or scaled else weights
+    if r.scoring is RouterScoring.SOFTMAX:
+        b.emit("softmax", scores, logits, 1.0, 0, 0)
+        b.emit("topk", chosen, ids, scores, k)
+    elif not over_all:  # the top-k of the logits, then softmax (gpt-oss) or sigmoid (Llama 4) of those k
+        top = b.scratch("topk_logits", DType.FP32, (T, k))
+        b.emit("topk", top, ids, logits, k)
+        if r.scoring is RouterScoring.SOFTMAX_TOPK:
+            b.emit("softmax", chosen, top, 1.0, 0, 0)
+        else:
+            b.emit("sigmoid", chosen, top)
+    else:
+        b.emit("sigmoid", scores, logits)
+        bias = b.buf(op.inputs[1].name, DType.FP32, (E,)) if r.correction_bias else \
+            broadcast(b.const("zero", np.zeros(1, dtype=np.float32), DType.FP32), (E,))
+        b.emit("topk_grouped", chosen, ids, scores, bias, k, r.n_group, r.topk_group)
+    if m.norm_topk_prob:
+        total = b.scratch("topk_sum", DType.FP32, (T, 1))
+        b.emit("sum", total, chosen)
+        if r.scoring is RouterScoring.SIGMOID:
+            b.emit("add", total, total, broadcast(b.const("sum_floor", np.full(1, 1e-20, np.float32), DType.FP32),
+                                                  (T, 1)))
+        normed = b.scratch("topk_norm", DType.FP32, (T, k)) if scaled else weights
+        b.emit("div", normed, chosen, broadcast(total, (T, k)))
+        chosen = normed
+    if scaled:
+        b.emit("scale", weights, chosen, float(np.float32(r.routed_scaling_factor)))
 
 
 def dispatch(b: Builder, op: Op) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opbsim.workloads.models import AttentionKind, FFNAct, ModelConfig, QKNorm, RouterScoring
+from opbsim.workloads.models import AttentionKind, FFNAct, ModelConfig, QKNorm
 
 __all__ = ["UNLOWERED", "unlowered_features"]
 
@@ -22,12 +22,6 @@ UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("query temperature", lambda m: m.query_temperature is not None),
     ("attention sinks", lambda m: m.attention_sinks),
     ("an output-projection bias", lambda m: m.o_bias),
-    ("sigmoid routing", lambda m: m.router.scoring is RouterScoring.SIGMOID),
-    ("softmax over the top-k logits", lambda m: m.router.scoring is RouterScoring.SOFTMAX_TOPK),
-    ("a routing correction bias", lambda m: m.router.correction_bias),
-    ("group-limited top-k", lambda m: m.router.group_limited),
-    ("a routed scaling factor", lambda m: m.router.routed_scaling_factor != 1.0),
-    ("a router bias", lambda m: m.router.bias),
     ("routing weights on the expert input", lambda m: m.router.weight_on_input),
     ("the clamped SwiGLU", lambda m: m.ffn_act is FFNAct.SWIGLU_OAI),
     ("expert biases", lambda m: m.expert_bias),

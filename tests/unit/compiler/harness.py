@@ -34,7 +34,7 @@ def weights_for(compiled, model, rng) -> dict[str, np.ndarray]:
 
 def _is_weight(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
-    return leaf.startswith(("w_", "b_")) or leaf in ("weight", "bias") or name in (
+    return leaf.startswith(("w_", "b_")) or leaf in ("weight", "bias", "e_score_correction_bias", "sinks") or name in (
         "embed_tokens", "embed_positions", "lm_head")
 
 
@@ -54,7 +54,7 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     # a first compile lays out every weight; the reference then gives the routing to specialise on
     probe = compile_graph(build_model(model, stage), get_device(device), policy)
     w = weights_for(probe, model, rng)
-    bits = {name: N.store(values, DType.BF16) for name, values in w.items()}
+    bits = {name: N.store(values, probe.buffers[name].dtype) for name, values in w.items()}
     cache_bits = {layer: tuple(N.store(c, DType.BF16) for c in named.values()) for layer, named in caches.items()}
     ref = stage_values(model, stage, bits.get, token_ids=token_ids, caches=cache_bits)
     routing = {int(k[1:].split(".")[0]): v for k, v in ref.items() if k.endswith(".topk_ids")}
@@ -66,7 +66,7 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     for name, values in w.items():
         if name not in compiled.buffers:  # an expert the data routes no token to
             continue
-        memory.write_raw(compiled.buffers[name].descriptor(), N.store(values, DType.BF16))
+        memory.write_raw(compiled.buffers[name].descriptor(), N.store(values, compiled.buffers[name].dtype))
     memory.write_raw(compiled.buffers["token_ids"].descriptor(), token_ids)
     for name, data in compiled.constants.items():
         memory.write_raw(compiled.buffers[name].descriptor(), data)

@@ -167,3 +167,57 @@ def test_qk_norm_stages_compile_to_the_numerics_definition_bit_for_bit(make, pol
     for name in ("L0.ffn_out", "L1.ffn_out", "L1.k_cache", "L1.v_cache", "logits"):
         got = read(memory, compiled, name)
         assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+
+
+def _routed(model, **router):
+    from opbsim.workloads.models import Router
+
+    return dataclasses.replace(model, router=Router(**router))
+
+
+def small_deepseek_v3_router(layers=2):
+    """DeepSeek-V3's router on a small MoE: sigmoid scores, a correction bias, 4 groups of 4 experts
+    of which 2 stay, top-4 renormalised (plus 1e-20) and scaled by 2.5."""
+    from opbsim.workloads.models import RouterScoring
+
+    return _routed(dataclasses.replace(small_mixtral(layers), num_experts=16, top_k=4, norm_topk_prob=True),
+                   scoring=RouterScoring.SIGMOID, correction_bias=True, n_group=4, topk_group=2,
+                   routed_scaling_factor=2.5)
+
+
+def small_gpt_oss_router(layers=2):
+    """gpt-oss's router: a biased router projection, the top-4 logits, a softmax over those four."""
+    from opbsim.workloads.models import RouterScoring
+
+    return _routed(dataclasses.replace(small_mixtral(layers), num_experts=8, top_k=4),
+                   scoring=RouterScoring.SOFTMAX_TOPK, bias=True)
+
+
+def small_llama4_router(layers=2):
+    """Llama 4's router choice: the top-1 logit, its sigmoid as the weight (on the output here)."""
+    from opbsim.workloads.models import RouterScoring
+
+    return _routed(dataclasses.replace(small_mixtral(layers), num_experts=8, top_k=1), scoring=RouterScoring.SIGMOID)
+
+
+@pytest.mark.parametrize("make", [small_deepseek_v3_router, small_gpt_oss_router, small_llama4_router],
+                         ids=["deepseek-v3", "gpt-oss", "llama4"])
+@pytest.mark.parametrize("policy,device", [("duplex", "duplex"), ("xpu-only", "h100")])
+def test_2026_routers_compile_to_the_numerics_definition_bit_for_bit(make, policy, device):
+    model = make()
+    ref, memory, compiled = run_stage(model, MIXED, device=device, policy=policy)
+    for name in ("L0.topk_weights", "L1.topk_weights"):
+        got = read(memory, compiled, name, DType.FP32)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+    for name in ("L0.ffn_out", "L1.ffn_out", "logits"):
+        got = read(memory, compiled, name)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+    for layer in (0, 1):
+        assert np.array_equal(read(memory, compiled, f"L{layer}.topk_ids", DType.I32), ref[f"L{layer}.topk_ids"])
+    sums = ref["L1.topk_weights"].sum(axis=-1)  # the routers' own normalisations, so the check is not vacuous
+    r = model.router
+    want = r.routed_scaling_factor if model.norm_topk_prob else (1.0 if r.scoring.value == "softmax_topk" else None)
+    if want is None:
+        assert np.all((sums > 0) & (sums < 1))  # a sigmoid of one logit
+    else:
+        assert np.allclose(sums, want, rtol=1e-6)
