@@ -88,6 +88,18 @@ def _scale(ctx: OpContext) -> int:
     return src.numel
 
 
+@_handles(Opcode.CLAMP)
+def _clamp(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    lo, hi, lower = float(ctx.imm("lo")), float(ctx.imm("hi")), bool(ctx.imm("lower"))
+    if lower and not lo <= hi:
+        raise OperandError(f"lo={lo} is above hi={hi}")
+    ctx.write("dst", numerics.clamp(ctx.values("src"), lo, hi, lower))
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.CLAMP]
+
+
 @_handles(Opcode.MAX, Opcode.SUM)
 def _reduce(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)

@@ -31,7 +31,7 @@ __all__ = [
     "widen", "store", "cvt",
     "copy", "allreduce", "allgather", "alltoall",
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
-    "exp", "rsqrt", "silu", "sigmoid", "relu", "gelu", "rope", "scale", "layernorm",
+    "exp", "rsqrt", "silu", "sigmoid", "relu", "gelu", "clamp", "rope", "scale", "layernorm",
     "softmax", "rmsnorm", "topk", "topk_grouped", "gather", "scatter", "scatter_last", "scatter_add",
     "seq_sum", "causal_mask", "SEMANTICS", "STORAGE",
 ]
@@ -155,6 +155,13 @@ def div(a, b) -> np.ndarray:
 def scale(x, factor: float) -> np.ndarray:
     with _quiet():
         return f32(x) * np.float32(factor)
+
+
+def clamp(x, lo: float, hi: float, lower: bool = True) -> np.ndarray:
+    """min(max(x, lo), hi) (the max only with ``lower``), fp32; NaN stays NaN (torch.clamp's rule)."""
+    x = f32(x)
+    y = np.minimum(np.maximum(x, np.float32(lo)) if lower else x, np.float32(hi))
+    return np.where(np.isnan(x), x, y).astype(np.float32)
 
 
 def seq_sum(x) -> np.ndarray:
@@ -414,7 +421,7 @@ SEMANTICS: dict[Opcode, Callable | None] = {
     _O.GEMM: gemm, _O.GEMM_ACC: gemm,
     _O.ADD: add, _O.SUB: sub, _O.MUL: mul, _O.DIV: div, _O.MAX: reduce_max, _O.SUM: reduce_sum,
     _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
-    _O.ROPE: rope, _O.SCALE: scale,
+    _O.ROPE: rope, _O.SCALE: scale, _O.CLAMP: clamp,
     _O.CVT: cvt, _O.LAYERNORM: layernorm,
     _O.SOFTMAX: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
     _O.SCATTER: scatter, _O.SCATTER_ADD: scatter_add,

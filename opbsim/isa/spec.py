@@ -73,6 +73,7 @@ class Opcode(enum.IntEnum):
     RELU = 0x2C
     GELU = 0x2D
     SIGMOID = 0x2E
+    CLAMP = 0x2F
     ROPE = 0x29
     SCALE = 0x2A
     CVT = 0x2B
@@ -291,6 +292,10 @@ TABLE: tuple[OpSpec, ...] = (
         ops=3),  # two multiplies and an add per output (angles are per position, amortised)
     _op(Opcode.SCALE, _G.VECTOR, _COMPUTE, "dst = src * factor",
         _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier"), ops=1),
+    _op(Opcode.CLAMP, _G.VECTOR, _COMPUTE,
+        "dst = min(max(src, lo), hi), the max only with lower=1 (NaN stays NaN)",
+        _out("dst", "result"), _in("src", "input"), _f32("lo", "lower bound (with lower=1)"),
+        _f32("hi", "upper bound"), _flag("lower", "apply the lower bound"), ops=2),  # compare-select twice
     _op(Opcode.CVT, _G.VECTOR, _COMPUTE,
         "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even)",
         _out("dst", "result"), _in("src", "input"), ops=1),

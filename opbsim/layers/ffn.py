@@ -16,7 +16,7 @@ from opbsim.isa.types import DType
 from opbsim.layers.attention import layer_prefix
 from opbsim.layers.builder import Builder
 from opbsim.layers.view import View, at, broadcast, rows
-from opbsim.workloads.models import RouterScoring
+from opbsim.workloads.model_parts import SWIGLU_OAI_ALPHA, SWIGLU_OAI_LIMIT, RouterScoring
 from opbsim.workloads.ops import Op
 
 __all__ = ["topk", "dispatch", "ffn", "combine", "expert_rows"]
@@ -71,15 +71,32 @@ def topk(b: Builder, op: Op) -> None:
 
 
 def dispatch(b: Builder, op: Op) -> None:
+    """Each expert's rows, gathered; with the routing weight on the input (Llama 4) each row is then
+    multiplied by its weight rounded to bf16 (``bf16(x * bf16(w))``)."""
     m = b.model
     L = layer_prefix(b, op)
-    T, h = b.stage.tokens, m.hidden_size
+    T, h, k = b.stage.tokens, m.hidden_size, m.top_k
     routing = b.routing.layer(b.layer)
     x = b.buf(f"{L}.h_norm", m.dtype, (T, h))
+    on_input = bool(op.params.get("weight_on_input"))
     for e, toks in enumerate(routing.tokens):
         if len(toks):
             idx = b.const(f"{L}.expert.{e}.tokens", toks, expert=e)
-            b.emit("gather", expert_rows(b, L, e, "x", len(toks)), x, idx)
+            rows_e = expert_rows(b, L, e, "x", len(toks))
+            b.emit("gather", rows_e, x, idx)
+            if on_input:
+                w_e = _expert_weights(b, L, e, routing, T, k)
+                w16 = b.scratch(f"w16.{e}", m.dtype, w_e.shape)
+                b.emit("cvt", w16, w_e)
+                b.emit("mul", rows_e, rows_e, broadcast(w16, rows_e.shape))
+
+
+def _expert_weights(b: Builder, L: str, e: int, routing, T: int, k: int) -> View:
+    """[n, 1] fp32: the routing weight of each of expert e's rows (gathered from ``L.topk_weights``)."""
+    flat_w = at(b.buf(f"{L}.topk_weights", DType.FP32, (T, k)), 0, (T * k, 1))
+    w_e = b.scratch(f"w.{e}", DType.FP32, (len(routing.tokens[e]), 1))
+    b.emit("gather", w_e, flat_w, b.const(f"{L}.expert.{e}.slots", routing.slots[e], expert=e))
+    return w_e
 
 
 def expert_rows(b: Builder, L: str, e: int, which: str, n: int) -> View:
@@ -88,18 +105,19 @@ def expert_rows(b: Builder, L: str, e: int, which: str, n: int) -> View:
     return b.buf(f"{L}.expert.{e}.{which}", b.model.dtype, (n, b.model.hidden_size), expert=e)
 
 
-_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "relu": "relu", "gelu": "gelu"}
-_GATED = ("swiglu", "geglu")
+_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "relu": "relu", "gelu": "gelu", "swiglu_oai": None}
+_GATED = ("swiglu", "geglu", "swiglu_oai")
 
 
 def ffn(b: Builder, op: Op) -> None:
+    """An FFN over its rows (see the module docstring), in row tiles on PIM. With biases (gpt-oss's
+    experts) each projection is ``bf16(fp32(x W) + b)``; with an output gate (Qwen's shared expert)
+    ``y = bf16(y * bf16(sigmoid(bf16(x W_gate))))``; the clamped SwiGLU is ``_swiglu_oai``."""
     m = b.model
     L = layer_prefix(b, op)
     act = op.params.get("act")
     if act not in _ACTIVATION:
         raise InputError(f"{op.name}: the {act} FFN is not lowered yet")
-    if op.params.get("output_gate"):
-        raise InputError(f"{op.name}: gated shared experts are not lowered yet")
     gated = act in _GATED
     h, width = m.hidden_size, op.params["ffn"]
     up_width = 2 * width if gated else width
@@ -107,6 +125,11 @@ def ffn(b: Builder, op: Op) -> None:
     expert = op.params.get("expert")
     w_up = b.buf(f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up", m.dtype, (h, up_width), expert=expert)
     w_down = b.buf(f"{prefix}.w_down", m.dtype, (width, h), expert=expert)
+    biases = None
+    if op.params.get("bias"):
+        biases = (b.buf(f"{prefix}.b_gate_up" if gated else f"{prefix}.b_up", m.dtype, (up_width,), expert=expert),
+                  b.buf(f"{prefix}.b_down", m.dtype, (h,), expert=expert))
+    w_gate = b.buf(f"{prefix}.w_output_gate", m.dtype, (h, 1)) if op.params.get("output_gate") else None
     if expert is not None:
         n = len(b.routing.layer(b.layer).tokens[expert])
         x, y = expert_rows(b, L, expert, "x", n), expert_rows(b, L, expert, "y", n)
@@ -121,30 +144,65 @@ def ffn(b: Builder, op: Op) -> None:
         b.new_part()
         gu = b.scratch("gate_up", m.dtype, (n, up_width))
         a = b.scratch("act", m.dtype, (n, width))
-        b.emit("gemm", gu, rows(x, r, n), w_up, grouped=grouped)
-        b.emit(_ACTIVATION[act], a, at(gu, 0, (n, width), (up_width, 1)))
-        if gated:
-            b.emit("mul", a, a, at(gu, width, (n, width), (up_width, 1)))
-        b.emit("gemm", rows(y, r, n), a, w_down, grouped=grouped)
+        _project(b, gu, rows(x, r, n), w_up, biases and biases[0], grouped)
+        gate = at(gu, 0, (n, width), (up_width, 1))
+        if act == "swiglu_oai":
+            _swiglu_oai(b, a, gate, at(gu, width, (n, width), (up_width, 1)))
+        else:
+            b.emit(_ACTIVATION[act], a, gate)
+            if gated:
+                b.emit("mul", a, a, at(gu, width, (n, width), (up_width, 1)))
+        _project(b, rows(y, r, n), a, w_down, biases and biases[1], grouped)
+        if w_gate is not None:
+            g = b.scratch("output_gate", m.dtype, (n, 1))
+            b.emit("gemm", g, rows(x, r, n), w_gate)
+            b.emit("sigmoid", g, g)
+            b.emit("mul", rows(y, r, n), rows(y, r, n), broadcast(g, (n, h)))
+
+
+def _project(b: Builder, out: View, x: View, w: View, bias: View | None, grouped: bool) -> None:
+    """out = bf16(x w), or with a bias bf16(fp32(x w) + bias): one rounding."""
+    if bias is None:
+        b.emit("gemm", out, x, w, grouped=grouped)
+        return
+    acc = b.scratch("projection", DType.FP32, out.shape)
+    b.emit("gemm", acc, x, w, grouped=grouped)
+    b.emit("add", out, acc, broadcast(bias, out.shape))
+
+
+def _swiglu_oai(b: Builder, out: View, gate: View, up: View) -> None:
+    """gpt-oss's clamped SwiGLU (transformers GptOssExperts), each step rounded to bf16 as there:
+    g = min(gate, 7); u = clamp(up, -7, 7); out = (u + 1) * (g * sigmoid(1.702 g))."""
+    limit, alpha = float(SWIGLU_OAI_LIMIT), float(np.float32(SWIGLU_OAI_ALPHA))
+    g = b.scratch("gate_clamped", out.dtype, out.shape)
+    u = b.scratch("up_clamped", out.dtype, out.shape)
+    b.emit("clamp", g, gate, 0.0, limit, 0)
+    b.emit("clamp", u, up, -limit, limit, 1)
+    b.emit("scale", out, g, alpha)
+    b.emit("sigmoid", out, out)
+    b.emit("mul", out, g, out)
+    b.emit("add", u, u, broadcast(b.const("one", np.ones(1, dtype=np.float32), DType.FP32), out.shape))
+    b.emit("mul", out, u, out)
 
 
 def combine(b: Builder, op: Op) -> None:
+    """acc = +0 (fp32); each expert in index order adds w * y of its rows (w = 1 where the weight was
+    applied to the input); then the shared experts' output is added, or acc rounded, to bf16."""
     m = b.model
     L = layer_prefix(b, op)
     T, h, k = b.stage.tokens, m.hidden_size, m.top_k
     routing = b.routing.layer(b.layer)
+    on_input = bool(op.params.get("weight_on_input"))
     acc = b.scratch("combine_acc", DType.FP32, (T, h))
     zero = b.const("zero", np.zeros(1, dtype=np.float32), DType.FP32)
     b.emit("scale", acc, broadcast(zero, (T, h)), 1.0)
-    weights = b.buf(f"{L}.topk_weights", DType.FP32, (T, k))
-    flat_w = at(weights, 0, (T * k, 1))
+    one = b.const("one", np.ones(1, dtype=np.float32), DType.FP32) if on_input else None
     for e, toks in enumerate(routing.tokens):
         if not len(toks):
             continue
-        w_e = b.scratch(f"w.{e}", DType.FP32, (len(toks), 1))
-        b.emit("gather", w_e, flat_w, b.const(f"{L}.expert.{e}.slots", routing.slots[e], expert=e))
+        w_e = broadcast(one, (len(toks), 1)) if on_input else _expert_weights(b, L, e, routing, T, k)
         tok = b.const(f"{L}.expert.{e}.tokens", toks, expert=e)
-        b.emit("scatter_add", acc, expert_rows(b, L, e, "y", len(toks)), tok, at(w_e, 0, (len(toks),)))
+        b.emit("scatter_add", acc, expert_rows(b, L, e, "y", len(toks)), tok, at(w_e, 0, (len(toks),), w_e.strides[:1]))
     out = b.buf(f"{L}.ffn_out", m.dtype, (T, h))
     if m.num_shared_experts:
         b.emit("add", out, acc, b.buf(f"{L}.shared_out", m.dtype, (T, h)))

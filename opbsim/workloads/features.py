@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opbsim.workloads.models import AttentionKind, FFNAct, ModelConfig, QKNorm
+from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
 
 __all__ = ["UNLOWERED", "unlowered_features"]
 
@@ -22,10 +22,6 @@ UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("query temperature", lambda m: m.query_temperature is not None),
     ("attention sinks", lambda m: m.attention_sinks),
     ("an output-projection bias", lambda m: m.o_bias),
-    ("routing weights on the expert input", lambda m: m.router.weight_on_input),
-    ("the clamped SwiGLU", lambda m: m.ffn_act is FFNAct.SWIGLU_OAI),
-    ("expert biases", lambda m: m.expert_bias),
-    ("gated shared experts", lambda m: m.shared_expert_gate),
     ("quantized weights", lambda m: m.weight_quant is not None),
 )
 """(feature, whether a model has it), in the order a refusal names them."""

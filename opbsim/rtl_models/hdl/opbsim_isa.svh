@@ -22,6 +22,7 @@ localparam logic [7:0] OP_RELU = 8'h2c;
 localparam logic [7:0] OP_GELU = 8'h2d;
 localparam logic [7:0] OP_ROPE = 8'h29;
 localparam logic [7:0] OP_SCALE = 8'h2a;
+localparam logic [7:0] OP_CLAMP = 8'h2f;
 localparam logic [7:0] OP_CVT = 8'h2b;
 localparam logic [7:0] OP_SOFTMAX = 8'h30;
 localparam logic [7:0] OP_RMSNORM = 8'h31;

@@ -221,3 +221,63 @@ def test_2026_routers_compile_to_the_numerics_definition_bit_for_bit(make, polic
         assert np.all((sums > 0) & (sums < 1))  # a sigmoid of one logit
     else:
         assert np.allclose(sums, want, rtol=1e-6)
+
+
+def small_qwen_moe(layers=2):
+    """Qwen1.5/2-MoE-shaped: a shared expert scaled by sigmoid(x w_gate) before the combine adds it."""
+    return dataclasses.replace(get_preset("qwen1.5-moe-a2.7b"), hidden_size=64, num_layers=layers, num_heads=4,
+                               num_kv_heads=4, head_dim=16, expert_ffn=32, num_experts=8, top_k=2, shared_ffn=48,
+                               vocab_size=100)
+
+
+def small_llama4_moe(layers=2):
+    """Llama 4's MoE block: top-1 sigmoid router, the weight applied to the expert's input, a shared expert."""
+    from opbsim.workloads.models import RouterScoring
+
+    return _routed(dataclasses.replace(small_mixtral(layers), num_experts=8, top_k=1, num_shared_experts=1,
+                                       shared_ffn=48), scoring=RouterScoring.SIGMOID, weight_on_input=True)
+
+
+def small_gpt_oss_ffn(layers=2):
+    """gpt-oss's experts: the clamped SwiGLU (limit 7, alpha 1.702) with biases on both projections."""
+    from opbsim.workloads.models import FFNAct, RouterScoring
+
+    return _routed(dataclasses.replace(small_mixtral(layers), num_experts=8, top_k=4, ffn_act=FFNAct.SWIGLU_OAI,
+                                       expert_bias=True), scoring=RouterScoring.SOFTMAX_TOPK, bias=True)
+
+
+@pytest.mark.parametrize("make", [small_qwen_moe, small_llama4_moe, small_gpt_oss_ffn],
+                         ids=["qwen-gated-shared", "llama4-weight-on-input", "gpt-oss-clamped-swiglu"])
+@pytest.mark.parametrize("policy,device", [("duplex", "duplex"), ("xpu-only", "h100")])
+def test_2026_moe_blocks_compile_to_the_numerics_definition_bit_for_bit(make, policy, device):
+    model = make()
+    ref, memory, compiled = run_stage(model, MIXED, device=device, policy=policy)
+    for name in ("L0.ffn_out", "L1.ffn_out", "logits"):
+        got = read(memory, compiled, name)
+        assert bits_equal(got.reshape(ref[name].shape), ref[name]), name
+    assert np.abs(ref["L1.ffn_out"]).max() > 0
+
+
+def test_the_clamped_swiglu_is_within_bf16_rounding_of_its_float64_definition():
+    """The steps round to bf16 as transformers' GptOssExperts does; against float64 of the same
+    formula the error is a few bf16 roundings (2^-9 each) relative to the output's scale."""
+    from opbsim.emulator.layer_values import NumericsBuilder
+    from opbsim.isa import numerics as N
+    from opbsim.layers.ffn import _swiglu_oai
+    from opbsim.workloads.stage import Stage
+
+    model = small_gpt_oss_ffn()
+    rng = np.random.default_rng(9)
+    gate = N.store(rng.standard_normal((16, 32)).astype(np.float32) * 4, DType.BF16)
+    up = N.store(rng.standard_normal((16, 32)).astype(np.float32) * 4, DType.BF16)
+    nb = NumericsBuilder(model, Stage.decode(1, 2), lambda name: None)
+    nb.hold("gate", DType.BF16, gate)
+    nb.hold("up", DType.BF16, up)
+    out = nb.buf("out", DType.BF16, (16, 32))
+    _swiglu_oai(nb, out, nb.buf("gate", DType.BF16, (16, 32)), nb.buf("up", DType.BF16, (16, 32)))
+    g = np.minimum(N.widen(gate, DType.BF16).astype(np.float64), 7.0)
+    u = np.clip(N.widen(up, DType.BF16).astype(np.float64), -7.0, 7.0)
+    want = (u + 1) * g / (1 + np.exp(-1.702 * g))
+    got = N.widen(nb.raw("out"), DType.BF16).reshape(16, 32)
+    assert np.abs(want).max() > 1
+    assert np.abs(got - want).max() <= 2.0**-6 * np.abs(want).max()
