@@ -90,7 +90,7 @@ def test_devices_show_json_lists_every_field_and_parameter():
     shown = json.loads(result.output)
     assert shown["default_policy"] == "duplex"
     assert set(shown["device"]) >= {"name", "units", "memories", "channels", "paths", "flop_energy_pJ",
-                                    "interconnect", "source", "dataflow", "base"}
+                                    "interconnect", "source", "model", "base"}
     assert shown["hw"]["pim_bw_multiple"] == 4.0
 
 
