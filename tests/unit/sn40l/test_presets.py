@@ -4,10 +4,10 @@ import dataclasses
 import re
 
 import pytest
-from opbsim.hardware.device_models.model.params import DataflowModel
 
 from opbsim.errors import InputError
 from opbsim.hardware import DataflowParams, get_device, get_node, node_names
+from opbsim.hardware.device_models.dataflow import DataflowModel
 from opbsim.isa.types import Space, Unit
 
 SN40L = get_device("sn40l")
