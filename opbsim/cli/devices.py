@@ -36,7 +36,7 @@ def show_cmd(device: str, hw: tuple[str, ...], as_json: bool) -> None:
     (the --hw vocabulary) and its sources."""
     from opbsim.compiler.policies import default_policy
     from opbsim.hardware.describe import as_dict, field_rows
-    from opbsim.hardware.params import HW_PARAMS, read_hw
+    from opbsim.hardware.params import hw_params, read_hw
     from opbsim.report.tables import format_table
 
     spec = spec_of(device, hw)
@@ -45,10 +45,10 @@ def show_cmd(device: str, hw: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps({"device": as_dict(spec), "default_policy": default_policy(spec), "hw": params},
                               indent=2, ensure_ascii=False))
         return
-    click.echo(f"{spec.name}: device model {spec.model}, default policy {default_policy(spec)}\n"
+    click.echo(f"{spec.name}: device model {spec.model.name}, default policy {default_policy(spec)}\n"
                f"sources: {spec.source}\n")
     click.echo(format_table(("hardware parameter (--hw)", "value", "what"),
-                            [(k, f"{v:.6g}", HW_PARAMS[k].doc) for k, v in params.items()]))
+                            [(k, f"{v:.6g}", hw_params(spec)[k].doc) for k, v in params.items()]))
     click.echo()
     click.echo(format_table(("field", "value", "unit"), field_rows(spec)))
 

@@ -2,8 +2,8 @@
 
 Matrix-class ops (GEMMs, FFNs, attention) run at a unit's matrix throughput, the rest at its
 vector throughput; memory time is the op's compulsory traffic over the unit's path to HBM;
-collectives run on the DMA engine over the device's links (on a dataflow device also on the PCU, as a
-stage of a dataflow kernel that streams over the links).
+collectives run over the device's links on the units its device model names (the DMA engine; on a
+dataflow device also the PCU, as a stage of a dataflow kernel that streams over the links).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _COMPUTE_UNITS = (Unit.XPU, Unit.PIM, Unit.PCU)
 
 def candidate_units(device: DeviceSpec, op: Op) -> tuple[Unit, ...]:
     if op.kind in COLLECTIVE_KINDS:
-        return (Unit.DMA, Unit.PCU) if device.dataflow is not None else (Unit.DMA,)
+        return device.model.collective_units
     return tuple(u.unit for u in device.units if u.unit in _COMPUTE_UNITS and u.matrix_TFLOPS > 0)
 
 

@@ -71,7 +71,7 @@ class Lowerer:
         """A kernel-local intermediate. A dataflow chip's PCU has no kernel-local scratch: each
         intermediate is a buffer of its own (``<op>.<name>``, ``.<n>`` from the second on) that the
         policy's memory plan places (SRAM when it stays inside one kernel, else HBM)."""
-        if self._unit is Unit.PCU and self.device.dataflow is not None:
+        if self.device.model.scratch_is_buffer(self._unit):
             n = self._named.get(name, 0)
             self._named[name] = n + 1
             return self.layout.buffer(f"{self._op}.{name}" + (f".{n}" if n else ""), dtype, shape)

@@ -42,18 +42,14 @@ def policy_names() -> list[str]:
     return sorted(POLICIES)
 
 
-MODEL_POLICY = {"gpu": "xpu-only", "pim": "duplex", "dataflow": "sn40l"}
-"""The default policy of each device model (hardware.spec.DEVICE_MODELS)."""
-
-
 def default_policy(device) -> str:
     """The policy a device runs unless told otherwise: the policy named after it (or after the
     device it derives from) when one exists (``bank-pim``, ``sn40l``), else its device model's
-    (``MODEL_POLICY``)."""
+    (``DeviceModel.default_policy``)."""
     for name in (device.name, device.base):
         if name in POLICIES:
             return name
-    return MODEL_POLICY[device.model]
+    return device.model.default_policy
 
 
 def check_policy(device, name: str) -> None:

@@ -13,7 +13,7 @@ and every intermediate in HBM. Both launch hardware-orchestrated kernels; ``sn40
 names the tensor-parallel group's sockets (``sync``), which end each kernel together.
 
 Every launch asks for all the socket's PCUs and PMUs; the dataflow model shares them among the
-stages, PCUs in proportion to FLOPs and PMUs to bytes (emulator/devices/sn40l.py). Buffers are
+stages, PCUs in proportion to FLOPs and PMUs to bytes (hardware/device_models/dataflow.py). Buffers are
 then placed by sn40l_memory.py: streams inside a kernel in SRAM, the rest in HBM with addresses
 shared by disjoint lifetimes, spilling to DDR by bandwidth need.
 """
@@ -26,6 +26,7 @@ from opbsim.compiler.analyze import COLLECTIVE_KINDS
 from opbsim.compiler.ir import Analysis, Draft, Kernel, Kernels, LaunchResources, PlacedOp, View
 from opbsim.compiler.sn40l_memory import accesses, plan_memory
 from opbsim.errors import InputError
+from opbsim.hardware.device_models.dataflow import DataflowModel
 from opbsim.isa.types import Unit
 
 __all__ = ["SN40L_POLICIES", "FUSERS", "place_sn40l", "group_kernels", "operators"]
@@ -123,9 +124,9 @@ def _merge(group: list[Kernel], resources: LaunchResources) -> Kernel:
 def _fuser(policy: str, *, fused: bool, hw: bool):
     def fuse(kernels: Kernels) -> Kernels:
         device = kernels.placement.target.device
-        df = device.dataflow
-        if df is None:
+        if not isinstance(device.model, DataflowModel):
             raise InputError(f"policy {policy} needs a device with dataflow parameters; {device.name} has none")
+        df = device.model.params
         cap = min(df.pcus, df.pmus)
         ops = kernels.kernels if fused else tuple(o for k in kernels.kernels for o in operators(k))
         split = tuple(c for k in ops for c in _chunks(k, cap))

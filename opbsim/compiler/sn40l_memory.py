@@ -1,7 +1,7 @@
 """SN40L memory plan: every buffer of a compiled stage placed in SRAM, HBM or DDR.
 
-Rules (after the SN40L paper, arXiv 2405.07518: SRAM, HBM and DDR tiers; docs/sn40l.md),
-over kernels in issue order:
+Rules (after the SN40L paper, arXiv 2405.07518: SRAM, HBM and DDR tiers, as the dataflow device
+model's ``tiers`` name them; docs/sn40l.md), over kernels in issue order:
 - A buffer's lifetime is the kernels from its first to its last access. A buffer first read
   (weights, KV caches, inputs) or a constant table lives the whole program; a buffer never read
   after its last write is a result and lives to the end, so a caller can read it.
@@ -151,23 +151,24 @@ def plan_memory(kernels: Kernels, hbm_budget_B: int | None = None) -> Kernels:
     """The kernels with every buffer re-placed by the rules above. ``hbm_budget_B``: HBM the
     plan may use (default: the device's HBM)."""
     device = kernels.placement.target.device
+    tiers = device.model.tiers  # SRAM, HBM and DDR on the dataflow model
     lives = lifetimes(kernels)
-    sram_B = device.memory(Space.SRAM).capacity_B
-    budget = device.memory(Space.HBM).capacity_B if hbm_budget_B is None else hbm_budget_B
+    sram_B = device.memory(tiers.stream).capacity_B
+    budget = device.memory(tiers.main).capacity_B if hbm_budget_B is None else hbm_budget_B
     where: dict[str, tuple[Space, int]] = {}
     scratch = lives.get(_SCRATCH)
     sram_base = 0
     if scratch is not None and scratch.size_B <= sram_B:
-        where[_SCRATCH] = (Space.SRAM, 0)
+        where[_SCRATCH] = (tiers.stream, 0)
         sram_base = scratch.size_B
     used: dict[int, int] = {}
     for it in sorted(lives.values(), key=lambda x: (x.first, x.name)):
         if it.internal and sram_base + used.get(it.first, 0) + it.size_B <= sram_B:
-            where[it.name] = (Space.SRAM, sram_base + used.get(it.first, 0))
+            where[it.name] = (tiers.stream, sram_base + used.get(it.first, 0))
             used[it.first] = used.get(it.first, 0) + it.size_B
     rest = [it for it in lives.values() if it.name not in where]
     keep, spilled = _spill(rest, budget, bandwidth_needs(kernels, lives))
-    for space, items in ((Space.HBM, keep), (Space.DDR, spilled)):
+    for space, items in ((tiers.main, keep), (tiers.spill, spilled)):
         addrs, footprint = first_fit(items)
         if footprint > device.memory(space).capacity_B:
             raise DoesNotFit(f"does not fit: the buffers of this stage need {footprint / 2**30:.1f} GiB of "

@@ -1,8 +1,8 @@
 """Per-unit kernel timing models: how a ``launch`` on a unit is timed when the unit's kernels are
 not a sequence of independent instructions (an SN40L dataflow pipeline).
 
-The engine consults the kernel model of the device's model for the launch's unit
-(emulator/devices: ``kernel_model``) when it meets a launch. With none, the body's instructions run
+The engine asks for the launch's unit's kernel model (emulator/devices: ``kernel_model``, from the
+device's model) when it meets a launch. With none, the body's instructions run
 one after another on the unit (xPU and PIM kernels). With a model, the
 launch and its body become one job: it streams the body's bytes over the device's channels (shared
 with every other stream, as any instruction's), never faster than ``KernelCost.compute_s``, after
@@ -12,22 +12,13 @@ paying ``KernelCost.fixed_s``. A model returns times only; it never sees values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from opbsim.emulator.work import Work
+from opbsim.hardware.device_model import KernelCost
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.program import Instruction
 
 __all__ = ["KernelCost", "KernelModel"]
-
-
-@dataclass(frozen=True, slots=True)
-class KernelCost:
-    """``fixed_s``: launch overhead and pipeline fill and drain, paid before the kernel streams.
-    ``compute_s``: the least time its streaming phase may take (its slowest stage over all tiles)."""
-
-    fixed_s: float
-    compute_s: float
 
 
 KernelModel = Callable[[DeviceSpec, Instruction, tuple[Instruction, ...], tuple[Work, ...]], KernelCost]

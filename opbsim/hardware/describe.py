@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from opbsim.hardware.device_model import DeviceModel
 from opbsim.hardware.spec import DeviceSpec
 
 __all__ = ["as_dict", "field_rows", "unit_of"]
@@ -21,7 +22,10 @@ def unit_of(field: str) -> str:
 
 
 def as_dict(value: object) -> object:
-    """``value`` (a dataclass, tuple, enum or scalar) as JSON-ready data, recursively."""
+    """``value`` (a dataclass, tuple, enum or scalar) as JSON-ready data, recursively; a device
+    model by its name and its parameters."""
+    if isinstance(value, DeviceModel):
+        return {"name": value.name, **{f.name: as_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if dataclasses.is_dataclass(value):
         return {f.name: as_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):

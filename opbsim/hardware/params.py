@@ -25,6 +25,9 @@ order, so an explicit PIM value always wins.
 | ``hbm_background_W`` / ``ddr_background_W`` | that memory's background and refresh power (all its stacks or DIMMs) |
 | ``hbm_activate_pJ`` | energy of opening one HBM row |
 | ``link_pJ_per_bit`` / ``scale_out_pJ_per_bit`` | energy per bit sent over the scale-up / scale-out port |
+
+A device model adds its own parameters (``DeviceModel.knobs``: the dataflow model's ``hop_cycles``,
+``host_launch_us``, ...), which only its devices take.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.types import Space, Unit
 from opbsim.units import GiB, MiB
 
-__all__ = ["HW_PARAMS", "HwParam", "apply_hw", "read_hw", "changed_device"]
+__all__ = ["HW_PARAMS", "HwParam", "apply_hw", "hw_params", "read_hw", "changed_device"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +198,15 @@ HW_PARAMS: dict[str, HwParam] = {p.name: p for p in (
 )}
 
 
+def hw_params(spec: DeviceSpec) -> dict[str, HwParam]:
+    """The vocabulary for ``spec``: every device's parameters and its device model's own."""
+    return {**HW_PARAMS, **spec.model.knobs()}
+
+
 def read_hw(spec: DeviceSpec) -> dict[str, float]:
     """Every parameter ``spec`` can take, with its value (``collective_latency_scale`` is 1: the
     preset's latencies)."""
-    values = {name: p.read(spec) for name, p in HW_PARAMS.items()}
+    values = {name: p.read(spec) for name, p in hw_params(spec).items()}
     return {name: v for name, v in sorted(values.items()) if v is not None}
 
 
@@ -208,9 +216,10 @@ def apply_hw(spec: DeviceSpec, params: dict[str, float]) -> DeviceSpec:
     naming ``hw.<name>``."""
     for name in sorted(params):
         value = params[name]
-        param = HW_PARAMS.get(name)
+        known = hw_params(spec)
+        param = known.get(name)
         if param is None:
-            raise InputError(f"hw.{name}: unknown hardware parameter (known: {', '.join(sorted(HW_PARAMS))})")
+            raise InputError(f"hw.{name}: unknown hardware parameter (known: {', '.join(sorted(known))})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
             raise InputError(f"hw.{name}: must be a finite positive number, got {str(value)[:40]!r}")
         try:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from opbsim.hardware.device_models.gpu import GPU
+from opbsim.hardware.device_models.pim import PIM
 from opbsim.hardware.dram import DDR_DRAM, DDR_IO_PJ_PER_BIT, HBM_DRAM
 from opbsim.hardware.gpu_efficiency import AMPERE, HOPPER, KernelEfficiency
 from opbsim.hardware.interconnect import Interconnect
@@ -109,6 +111,7 @@ def _gpu(
         flop_energy_pJ=_MAC_PJ_PER_FLOP,
         interconnect=interconnect,
         source=source,
+        model=GPU,
     )
 
 
@@ -225,7 +228,7 @@ def _with_pim(
                Path(unit=Unit.PIM, space=Space.PIMBUF, channels=("pimbuf",), datapath_pJ_per_bit=0.0),
                Path(unit=Unit.DMA, space=Space.PIMBUF, channels=("pimbuf",), datapath_pJ_per_bit=0.0)),
         source=source,
-        model="pim",
+        model=PIM,
     )
 
 

@@ -15,9 +15,10 @@ not from [S].
 
 from __future__ import annotations
 
+from opbsim.hardware.device_models.dataflow import DataflowModel, DataflowParams
 from opbsim.hardware.dram import DDR_DRAM, DDR_IO_PJ_PER_BIT, HBM2E_16GB, HBM_DRAM
 from opbsim.hardware.links import sn40l_links
-from opbsim.hardware.spec import Channel, ComputeSpec, DataflowSpec, DeviceSpec, MemorySpec, Path
+from opbsim.hardware.spec import Channel, ComputeSpec, DeviceSpec, MemorySpec, Path
 from opbsim.isa.types import Space, Unit
 from opbsim.units import GB, TB, MiB  # [S] states HBM and DDR in GB and TB: a vendor's decimal units
 
@@ -51,7 +52,7 @@ _HBM_STACKS = 4  # derived above: 64 GB as 4 stacks of 16 GB
 _HBM_STACK_BACKGROUND_W = 2.0  # assumed: as presets.py
 _DDR_BACKGROUND_W = 12 * 3.0  # assumed: 1.5 TB as 12 x 128 GB DDR5 RDIMMs at 3 W standby and refresh each
 
-SN40L_DATAFLOW = DataflowSpec(
+SN40L_DATAFLOW = DataflowParams(
     pcus=_PCUS,
     pmus=_PMUS,
     pmu_B=_PMU_B,
@@ -102,6 +103,5 @@ sn40l = DeviceSpec(
     flop_energy_pJ=_MAC_PJ_PER_FLOP,
     interconnect=sn40l_links(),  # links.py: peer links and their costs assumed ([S] publishes neither)
     source="SN40L paper [S] arXiv 2405.07518 sec. III-IV; geometry and unpublished values assumed",
-    dataflow=SN40L_DATAFLOW,
-    model="dataflow",
+    model=DataflowModel(SN40L_DATAFLOW),
 )

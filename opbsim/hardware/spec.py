@@ -18,14 +18,12 @@ import math
 from dataclasses import dataclass
 
 from opbsim.errors import InputError
+from opbsim.hardware.device_model import DeviceModel
 from opbsim.hardware.gpu_efficiency import KernelEfficiency
 from opbsim.hardware.interconnect import Interconnect
 from opbsim.isa.types import Space, Unit
 
-__all__ = ["DEVICE_MODELS", "ComputeSpec", "MemorySpec", "Channel", "Path", "DataflowSpec", "DeviceSpec"]
-
-DEVICE_MODELS = ("gpu", "pim", "dataflow")
-"""The device models a DeviceSpec may name (emulator/devices implements each)."""
+__all__ = ["ComputeSpec", "MemorySpec", "Channel", "Path", "DeviceSpec"]
 
 
 def _positive(owner: str, **values: float) -> None:
@@ -136,65 +134,12 @@ class Path:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DataflowSpec:
-    """The spatial-dataflow parameters of a device whose PCU runs fused kernels (SN40L).
-
-    A kernel's stages share ``pcus`` pattern compute units and ``pmus`` pattern memory units of
-    ``pmu_B`` bytes each, every PMU streaming ``pmu_GBps``. A tile crossing one stage costs
-    ``hop_cycles`` at ``clock_MHz`` beyond its work.
-
-    What a kernel boundary costs, part by part (emulator/devices/sn40l.py):
-    - ``memory_latency_ns``: an off-chip (HBM, DDR) access; a kernel's first tile waits for one
-      read and its last result for one write before a dependent kernel may read it;
-    - ``config_B_per_unit`` bytes of configuration per PCU and PMU the kernel uses, loaded at
-      ``config_GBps`` before it runs;
-    - orchestration: hardware-orchestrated, the on-chip sequencer dispatches the kernel in
-      ``hw_launch_us``, prefetches its configuration while the previous kernel runs, and the
-      sockets of a tensor-parallel group meet at a barrier over their links; software-orchestrated,
-      the host issues the kernel to each socket in turn (``host_launch_us`` each), loads its
-      configuration first, and waits for every socket to finish (``host_sync_us``).
-    """
-
-    pcus: int
-    pmus: int
-    pmu_B: int
-    pmu_GBps: float
-    clock_MHz: float
-    hop_cycles: float
-    memory_latency_ns: float
-    config_B_per_unit: int
-    config_GBps: float
-    hw_launch_us: float
-    host_launch_us: float
-    host_sync_us: float
-
-    def __post_init__(self) -> None:
-        _positive("dataflow", pcus=self.pcus, pmus=self.pmus, pmu_B=self.pmu_B, pmu_GBps=self.pmu_GBps,
-                  clock_MHz=self.clock_MHz, config_GBps=self.config_GBps)
-        _non_negative("dataflow", hop_cycles=self.hop_cycles, memory_latency_ns=self.memory_latency_ns,
-                      config_B_per_unit=self.config_B_per_unit, hw_launch_us=self.hw_launch_us,
-                      host_launch_us=self.host_launch_us, host_sync_us=self.host_sync_us)
-        for name in ("pcus", "pmus", "pmu_B", "config_B_per_unit"):
-            if not isinstance(getattr(self, name), int):
-                raise InputError(f"dataflow: {name} must be an integer, got {getattr(self, name)!r}")
-
-    @property
-    def hop_s(self) -> float:
-        return self.hop_cycles / (self.clock_MHz * 1e6)
-
-    def config_s(self, units: int) -> float:
-        """Time to load the configuration of ``units`` PCUs and PMUs."""
-        return units * self.config_B_per_unit / (self.config_GBps * 1e9)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSpec:
     """One device. ``interconnect`` is its ports to peers in a node and to other nodes and the
-    collective library that drives them (collectives.py times a call). ``model`` names the device
-    model that times it and chooses its default policy (``DEVICE_MODELS``: ``gpu``, an xPU alone;
-    ``pim``, an xPU with processing-in-memory units; ``dataflow``, PCUs running spatial dataflow
-    kernels, which needs ``dataflow`` parameters and a PCU unit). ``base`` names the registered device
-    a device file derived this one from ('' for a preset)."""
+    collective library that drives them (collectives.py times a call). ``model`` is its device model
+    (hardware/device_model.py; one of hardware/device_models/), which carries the parameters only
+    its kind of device has, times its kernels and chooses its default policy. ``base`` names the
+    registered device a device file derived this one from ('' for a preset)."""
 
     name: str
     units: tuple[ComputeSpec, ...]
@@ -204,9 +149,8 @@ class DeviceSpec:
     flop_energy_pJ: float
     interconnect: Interconnect
     source: str
-    dataflow: DataflowSpec | None = None
+    model: DeviceModel
     base: str = ""
-    model: str = "gpu"
 
     def __post_init__(self) -> None:
         owner = f"device {self.name}"
@@ -221,16 +165,10 @@ class DeviceSpec:
                 raise InputError(f"{owner}: path to {p.space.name.lower()}, which the device lacks")
         if len({u.unit for u in self.units}) != len(self.units):
             raise InputError(f"{owner}: a unit is listed twice")
-        if self.dataflow is not None and Unit.PCU not in {u.unit for u in self.units}:
-            raise InputError(f"{owner}: dataflow parameters need a pcu unit")
-        if self.model not in DEVICE_MODELS:
-            raise InputError(f"{owner}: unknown device model {str(self.model)[:40]!r} "
-                             f"(known: {', '.join(DEVICE_MODELS)})")
-        needs = {"pim": Unit.PIM, "dataflow": Unit.PCU}.get(self.model)
-        if needs is not None and needs not in {u.unit for u in self.units}:
-            raise InputError(f"{owner}: device model {self.model} needs a {needs.name.lower()} unit")
-        if self.model == "dataflow" and self.dataflow is None:
-            raise InputError(f"{owner}: device model dataflow needs dataflow parameters")
+        if not isinstance(self.model, DeviceModel):
+            raise InputError(f"{owner}: model must be a device model (hardware/device_models), "
+                             f"got {str(self.model)[:40]!r}")
+        self.model.check(self)
 
     def compute(self, unit: Unit) -> ComputeSpec:
         for u in self.units:

@@ -76,7 +76,7 @@ def write_report(comp: Comparison, out_dir: Path, *, title: str, preamble: str =
                 path = out_dir / f"trace_{run.slug}_{t.kind}.json"
                 atomic_write_text(path, chrome_trace(t.stats))
                 files.append(path)
-    if any(r.ok and r.spec.dataflow is not None for r in comp.runs):
+    if any(r.ok and r.spec.model.fuses_ops for r in comp.runs):
         notes = (*notes, "A dataflow device (SN40L) fuses a decoder layer into spatial kernels that span several op "
                          "classes; the latency breakdown and the timeline split each kernel's time over the classes "
                          "of its ops in proportion to their modelled time.")

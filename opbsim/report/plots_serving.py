@@ -181,7 +181,7 @@ def plot_breakdown(comp: Comparison) -> Figure:
     s = comp.settings
     ax.set_title(f"Latency breakdown by op class: {s.requests(s.batch)} requests at batch {s.batch}\n"
                  f"{subtitle(comp)}", fontsize=10)
-    if any(r.result is not None and r.spec.dataflow is not None for r in comp.runs):
+    if any(r.result is not None and r.spec.model.fuses_ops for r in comp.runs):
         ax.text(1.02, 0.02, "A fused dataflow kernel (SN40L)\nis split over the classes of its\nops by their "
                 "modelled time.", transform=ax.transAxes, fontsize=7, color="#555555", va="bottom")
     return fig

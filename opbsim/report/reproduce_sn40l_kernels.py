@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from opbsim.compiler import compile_graph
-from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS, plan_kernel
+from opbsim.emulator.devices import kernel_stages
 from opbsim.emulator.engine import run
 from opbsim.emulator.work import Work, work_of
+from opbsim.hardware.device_models.dataflow import BOUNDARY_PARTS, DataflowPlan, plan_kernel
 from opbsim.hardware.nodes import NodeSpec
 from opbsim.hardware.sn40l import SN40L_HBM, HBM_PEAK_GBps
 from opbsim.hardware.spec import DeviceSpec
@@ -104,7 +105,7 @@ def boundaries(program: Program, device: DeviceSpec) -> dict[str, float]:
         if inst.opcode is not Opcode.LAUNCH:
             continue
         body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
-        for part, s in plan_kernel(device, inst, [work_of(program, x) for x in body]).boundary.items():
+        for part, s in _plan(device, inst, [work_of(program, x) for x in body]).boundary.items():
             out[part] += s
     return out
 
@@ -133,8 +134,13 @@ def variant_device(device: DeviceSpec, param: str, factor: float) -> DeviceSpec:
         costs = tuple(replace(c, base_us=c.base_us * factor, intra_step_us=c.intra_step_us * factor,
                               inter_step_us=c.inter_step_us * factor) for c in ic.library.costs)
         return replace(device, interconnect=replace(ic, library=replace(ic.library, costs=costs)))
-    value = getattr(device.dataflow, param) * factor
-    return replace(device, dataflow=replace(device.dataflow, **{param: type(getattr(device.dataflow, param))(value)}))
+    params = device.model.params
+    value = type(getattr(params, param))(getattr(params, param) * factor)
+    return replace(device, model=replace(device.model, params=replace(params, **{param: value})))
+
+
+def _plan(device: DeviceSpec, launch: Instruction, works: list[Work]) -> DataflowPlan:
+    return plan_kernel(device, launch, kernel_stages(device, launch, works))
 
 
 def _launches(program: Program, layer_of: tuple[int | None, ...] = ()) -> list[tuple[Instruction, list[Work], bool]]:
@@ -156,7 +162,7 @@ def program_time(program: Program | list, device: DeviceSpec, layers_only: bool 
     the kernels of decoder layers. ``program`` may be its launches with their works, as ``_launches``
     gives them."""
     launches = _launches(program) if isinstance(program, Program) else program
-    return sum(plan_kernel(device, inst, works).time_s for inst, works, in_layer in launches
+    return sum(_plan(device, inst, works).time_s for inst, works, in_layer in launches
                if not layers_only or in_layer)
 
 
@@ -191,6 +197,6 @@ def kernel_run(b: Benchmark, node: NodeSpec) -> KernelRun:
             if inst.opcode is not Opcode.LAUNCH or compiled.layer_of[iv.index] is None:
                 continue
             body = program.instructions[int(inst["body"]):int(inst["body"]) + int(inst["count"])]
-            hbm_B += plan_kernel(device, inst, [work_of(program, x) for x in body]).hbm_B
+            hbm_B += _plan(device, inst, [work_of(program, x) for x in body]).hbm_B
             layer_s += iv.end_s - iv.start_s
     return KernelRun(b, times, kernels, parts, hbm_B, layer_s, traffic, intensity, variants, variant_layer_s)

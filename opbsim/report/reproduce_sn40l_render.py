@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
+from opbsim.hardware.device_models.dataflow import BOUNDARY_PARTS
 from opbsim.report.reproduce_sn40l import (
     COE,
     Sn40lReproduction,

@@ -9,7 +9,7 @@ from opbsim.cli import cli
 from opbsim.compiler.policies import default_policy
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
-from opbsim.hardware.params import HW_PARAMS, apply_hw, read_hw
+from opbsim.hardware.params import apply_hw, hw_params, read_hw
 
 
 def write(tmp_path, content, name="dev.json"):
@@ -69,7 +69,7 @@ def test_every_parameter_reads_back_what_it_sets():
             if param == "collective_latency_scale":
                 continue
             changed = apply_hw(spec, {param: value * 1.5})
-            assert HW_PARAMS[param].read(changed) == pytest.approx(value * 1.5), (name, param)
+            assert hw_params(spec)[param].read(changed) == pytest.approx(value * 1.5), (name, param)
 
 
 def test_an_exported_device_file_loads_back_as_the_same_device(tmp_path):
@@ -90,7 +90,7 @@ def test_devices_show_json_lists_every_field_and_parameter():
     shown = json.loads(result.output)
     assert shown["default_policy"] == "duplex"
     assert set(shown["device"]) >= {"name", "units", "memories", "channels", "paths", "flop_energy_pJ",
-                                    "interconnect", "source", "dataflow", "base"}
+                                    "interconnect", "source", "model", "base"}
     assert shown["hw"]["pim_bw_multiple"] == 4.0
 
 

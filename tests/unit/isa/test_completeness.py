@@ -80,12 +80,11 @@ def test_every_energy_component_has_a_label_and_a_colour():
     assert {n for n, _ in COMPONENT_COLOURS} == set(COMPONENTS)
 
 
-def test_every_device_model_has_a_kernel_model_table_and_a_default_policy_and_every_preset_names_one():
-    from opbsim.compiler.policies import MODEL_POLICY, POLICIES
-    from opbsim.emulator.devices import KERNEL_MODELS
-    from opbsim.hardware import device_names, get_device
-    from opbsim.hardware.spec import DEVICE_MODELS
+def test_every_device_model_has_a_name_and_a_registered_default_policy_and_every_preset_names_one():
+    from opbsim.compiler.policies import POLICIES
+    from opbsim.hardware import DeviceModel, device_names, get_device
 
-    assert set(KERNEL_MODELS) == set(DEVICE_MODELS) == set(MODEL_POLICY)
-    assert set(MODEL_POLICY.values()) <= set(POLICIES)
-    assert {get_device(d).model for d in device_names()} == set(DEVICE_MODELS)
+    models = {get_device(d).model for d in device_names()}
+    assert all(isinstance(m, DeviceModel) for m in models)
+    assert {m.name for m in models} == {"gpu", "pim", "dataflow"}
+    assert {m.default_policy for m in models} <= set(POLICIES)

@@ -69,7 +69,7 @@ def test_the_validation_section_replaces_its_earlier_self_and_keeps_the_rest_of_
 
 
 def test_the_kernel_tables_give_each_benchmarks_kernel_counts_and_its_boundary_by_part(small_reproduction):
-    from opbsim.emulator.devices.sn40l import BOUNDARY_PARTS
+    from opbsim.hardware.device_models.dataflow import BOUNDARY_PARTS
     from opbsim.report.reproduce_sn40l_render import kernels_table
 
     run = small_reproduction.kernels[0]
@@ -95,8 +95,8 @@ def test_a_program_of_pcu_kernels_takes_the_sum_of_its_kernels_plans_and_variant
         program = compile_graph(build_model(model, Stage.decode(2, 128), tp=8), sn40l, policy).program
         assert program_time(program, sn40l) == pytest.approx(run(program, sn40l).time_s, rel=1e-12)
     slower = variant_device(sn40l, "host_sync_us", 2.0)
-    assert slower.dataflow.host_sync_us == 2 * sn40l.dataflow.host_sync_us
-    assert variant_device(sn40l, "config_B_per_unit", 0.5).dataflow.config_B_per_unit == 512
+    assert slower.model.params.host_sync_us == 2 * sn40l.model.params.host_sync_us
+    assert variant_device(sn40l, "config_B_per_unit", 0.5).model.params.config_B_per_unit == 512
     links = variant_device(sn40l, "link_latency", 2.0).interconnect.library.costs[0]
     assert links.intra_step_us == 2 * sn40l.interconnect.library.costs[0].intra_step_us
 

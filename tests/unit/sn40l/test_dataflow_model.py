@@ -7,16 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opbsim.emulator.devices.sn40l import plan_kernel, share_units
+from opbsim.emulator.devices import kernel_stages
 from opbsim.emulator.engine import run
 from opbsim.emulator.work import roofline_bound_s, work_of
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
+from opbsim.hardware.device_models.dataflow import DataflowModel, plan_kernel, share_units
+from opbsim.hardware.device_models.gpu import GPU
 from opbsim.isa import assemble
 from opbsim.isa.types import Space
 
 SN40L = get_device("sn40l")
-DF = SN40L.dataflow
+DF = SN40L.model.params
 
 
 def kernel(body: str, decl: str, *, pcus=1040, pmus=1040, hw=1, sync=0):
@@ -27,7 +29,8 @@ def kernel(body: str, decl: str, *, pcus=1040, pmus=1040, hw=1, sync=0):
 
 def plan_of(program, device=SN40L):
     launch = program.instructions[0]
-    return plan_kernel(device, launch, [work_of(program, i) for i in program.instructions[2:]])
+    works = [work_of(program, i) for i in program.instructions[2:]]
+    return plan_kernel(device, launch, kernel_stages(device, launch, works))
 
 
 GEMV = (".desc x hbm 0 bf16 [1, 4096]\n.desc w hbm 65536 bf16 [4096, 4096]\n.desc y sram 0 bf16 [1, 4096]\n"
@@ -83,8 +86,8 @@ def test_software_orchestration_pays_a_host_issue_per_socket_the_completion_wait
 
 
 def test_a_kernel_ending_on_eight_sockets_pays_a_barrier_timed_by_the_collective_model():
-    from opbsim.emulator.devices.sn40l import barrier_s
     from opbsim.hardware.collectives import Collective, plan
+    from opbsim.hardware.device_models.dataflow import barrier_s
 
     alone, group = (plan_of(kernel(GEMV_BODY, GEMV, sync=n)) for n in (0, 8))
     assert alone.barrier_s == 0.0
@@ -101,7 +104,7 @@ def test_fewer_pcus_make_a_compute_bound_kernel_slower():
 
 
 def test_a_tile_of_every_stage_fits_its_pmus_twice():
-    small = dataclasses.replace(SN40L, dataflow=dataclasses.replace(DF, pmu_B=4096))
+    small = dataclasses.replace(SN40L, model=DataflowModel(dataclasses.replace(DF, pmu_B=4096)))
     plan = plan_of(kernel(GEMV_BODY, GEMV), small)
     assert plan.min_tiles == max(math.ceil(2 * b / (m * 4096)) for b, m in zip(plan.bytes_B, plan.pmus))
     assert plan.tiles >= plan.min_tiles
@@ -142,11 +145,11 @@ def test_a_launch_asking_for_units_the_socket_cannot_give_is_an_input_error(pcus
 
 def test_a_dataflow_device_without_dataflow_parameters_is_an_input_error_before_any_kernel_runs():
     with pytest.raises(InputError, match="^device plain: device model dataflow needs dataflow parameters$"):
-        dataclasses.replace(SN40L, name="plain", dataflow=None)
+        dataclasses.replace(SN40L, name="plain", model=DataflowModel(None))
 
 
 def test_a_pcu_kernel_on_a_device_of_another_model_runs_its_body_instruction_by_instruction():
-    plain = dataclasses.replace(SN40L, name="plain", dataflow=None, model="gpu")
+    plain = dataclasses.replace(SN40L, name="plain", model=GPU)
     stats = run(kernel(GEMV_BODY, GEMV), plain)
     assert [iv.mnemonic for iv in stats.timeline].count("launch") == 1 and len(stats.timeline) > 1
 

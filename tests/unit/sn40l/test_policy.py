@@ -10,6 +10,7 @@ from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.compiler.sn40l_memory import Lifetime, bandwidth_needs, first_fit, lifetimes, plan_memory
 from opbsim.errors import InputError
 from opbsim.hardware import get_device
+from opbsim.hardware.device_models.dataflow import DataflowModel
 from opbsim.isa.types import DType, Space, Unit
 from opbsim.workloads import Stage, build_model, get_preset
 
@@ -139,7 +140,8 @@ def test_a_stage_that_fits_neither_hbm_nor_ddr_is_an_input_error():
 
 
 def test_a_run_longer_than_the_socket_has_units_is_cut_into_several_launches():
-    small = dataclasses.replace(SN40L, name="small", dataflow=dataclasses.replace(SN40L.dataflow, pcus=4, pmus=6))
+    small = dataclasses.replace(SN40L, name="small",
+                                model=DataflowModel(dataclasses.replace(SN40L.model.params, pcus=4, pmus=6)))
     c = compiled(device=small)
     assert all(int(i["count"]) <= 4 for i in launches(c))
     assert sum(int(i["count"]) for i in launches(c)) == sum(int(i["count"]) for i in launches(compiled()))

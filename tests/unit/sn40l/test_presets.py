@@ -6,7 +6,8 @@ import re
 import pytest
 
 from opbsim.errors import InputError
-from opbsim.hardware import DataflowSpec, get_device, get_node, node_names
+from opbsim.hardware import DataflowParams, get_device, get_node, node_names
+from opbsim.hardware.device_models.dataflow import DataflowModel
 from opbsim.isa.types import Space, Unit
 
 SN40L = get_device("sn40l")
@@ -14,7 +15,7 @@ GiB, MiB, KiB = 2**30, 2**20, 2**10
 
 
 def test_an_sn40l_socket_has_1040_pcus_and_pmus_638_bf16_tflops_and_three_memory_tiers():
-    df = SN40L.dataflow
+    df = SN40L.model.params
     assert (df.pcus, df.pmus) == (1040, 1040)
     assert SN40L.compute(Unit.PCU).matrix_TFLOPS == 638.0
     assert SN40L.memory(Space.SRAM).capacity_B == 520 * MiB
@@ -26,14 +27,14 @@ def test_an_sn40l_socket_has_1040_pcus_and_pmus_638_bf16_tflops_and_three_memory
 
 
 def test_the_assumed_pcu_geometry_gives_the_vector_rate_and_the_pmu_fabric_hundreds_of_tb_per_s():
-    df = SN40L.dataflow
+    df = SN40L.model.params
     assert SN40L.compute(Unit.PCU).vector_TFLOPS == pytest.approx(1040 * 32 * 6 * df.clock_MHz * 1e6 / 1e12)
     assert SN40L.channel_bw_GBps("pmu") == pytest.approx(1040 * df.pmu_GBps)
     assert 100_000 < SN40L.channel_bw_GBps("pmu") < 1_000_000  # "hundreds of TB/s" [S]
 
 
 def test_software_orchestration_costs_more_per_kernel_than_the_on_chip_sequencer():
-    df = SN40L.dataflow
+    df = SN40L.model.params
     assert df.host_launch_us + df.host_sync_us > df.hw_launch_us
     assert df.hop_s == df.hop_cycles / (df.clock_MHz * 1e6)
     assert df.config_s(2080) == 2080 * df.config_B_per_unit / (df.config_GBps * 1e9)
@@ -41,11 +42,12 @@ def test_software_orchestration_costs_more_per_kernel_than_the_on_chip_sequencer
 
 def test_assumed_parameters_are_fields_a_user_can_change():
     ic = SN40L.interconnect
-    faster = dataclasses.replace(SN40L, dataflow=dataclasses.replace(SN40L.dataflow, host_launch_us=2.0),
+    params = dataclasses.replace(SN40L.model.params, host_launch_us=2.0)
+    faster = dataclasses.replace(SN40L, model=DataflowModel(params),
                                  interconnect=dataclasses.replace(ic, scale_up=dataclasses.replace(ic.scale_up,
                                                                                                     bw_GBps=400.0)))
-    assert faster.dataflow.host_launch_us == 2.0 and faster.link_GBps == 400.0
-    assert SN40L.dataflow.host_launch_us != 2.0  # the preset is untouched
+    assert faster.model.params.host_launch_us == 2.0 and faster.link_GBps == 400.0
+    assert SN40L.model.params.host_launch_us != 2.0  # the preset is untouched
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -56,13 +58,13 @@ def test_assumed_parameters_are_fields_a_user_can_change():
 ])
 def test_bad_dataflow_parameters_are_input_errors_naming_the_field(field, value, message):
     with pytest.raises(InputError, match=f"^{message}$"):
-        dataclasses.replace(SN40L.dataflow, **{field: value})
+        dataclasses.replace(SN40L.model.params, **{field: value})
 
 
 def test_dataflow_parameters_on_a_device_without_a_pcu_are_an_input_error():
     with pytest.raises(InputError, match="^device h100: dataflow parameters need a pcu unit$"):
-        dataclasses.replace(get_device("h100"), dataflow=SN40L.dataflow)
-    assert isinstance(SN40L.dataflow, DataflowSpec)
+        dataclasses.replace(get_device("h100"), model=SN40L.model)
+    assert isinstance(SN40L.model.params, DataflowParams)
 
 
 def test_an_sn40l_node_is_8_sockets_whose_ddr_holds_the_experts_and_copies_over_1_tb_per_s():

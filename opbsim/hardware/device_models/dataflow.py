@@ -1,9 +1,9 @@
-"""SN40L dataflow kernels: a ``launch.pcu`` is a spatial pipeline whose stages are its body
+"""The ``dataflow`` device model (SN40L): a ``launch.pcu`` is a spatial pipeline whose stages are its body
 instructions, streaming tiles from HBM and DDR through PMUs (SN40L paper,
 arXiv 2405.07518; docs/sn40l.md).
 
-The plan of one kernel of S stages on a device with ``dataflow`` parameters:
-- stage i needs c_i seconds of the whole socket's compute (work.compute_s) and moves b_i bytes;
+The plan of one kernel of S stages on a device of this model (``DataflowParams``):
+- stage i needs c_i seconds of the whole socket's compute and moves b_i bytes (``KernelStage``);
 - the launch's ``pcus`` are shared in proportion to c_i and its ``pmus`` in proportion to b_i
   (largest remainder, at least one each to every stage that computes / moves bytes);
 - stage i then takes s_i = max(c_i * P / p_i, b_i / (m_i * pmu_GBps)) over the whole kernel
@@ -21,7 +21,7 @@ The plan of one kernel of S stages on a device with ``dataflow`` parameters:
 - a collective stage (an all-reduce streamed between the sockets) puts its transfer in T and its
   step latencies once on the pipeline's critical path: a tile crosses it before the stages after
   it can start (the weights they stream are prefetched meanwhile);
-- the kernel boundary, part by part (hardware/spec.py DataflowSpec):
+- the kernel boundary, part by part (``DataflowParams``):
   memory latency: 2 * ``memory_latency_ns`` when the kernel touches HBM or DDR (its first tile
   waits for a read, a dependent kernel for its last write);
   orchestration: hardware, ``hw_launch_us`` and, when ``sync`` > 1 sockets end the kernel
@@ -34,27 +34,103 @@ The plan of one kernel of S stages on a device with ``dataflow`` parameters:
   other boundary costs;
 - time = boundary + sum_i s_i / n + (n + S - 1) h + collective latencies + T.
 
-The engine (kernel_models.py) pays everything but T as the fixed cost and streams the kernel's
+The engine (emulator/kernel_models.py) pays everything but T as the fixed cost and streams the kernel's
 bytes no faster than max_i s_i, sharing each channel with other streams, so a kernel alone on the
 socket takes exactly the time above and never beats its roofline bound max(FLOPs / peak,
 bytes / bandwidth): some stage has at most its FLOP share of the PCUs.
+
+Memory and store semantics: the PCUs have no kernel-local scratch (every intermediate is a buffer
+the memory plan places); buffers stream through SRAM (the PMUs) inside a kernel, live in HBM, and
+spill to DDR by bandwidth need (compiler/sn40l_memory.py). Its devices run the ``sn40l`` policy
+(compiler/sn40l.py); collectives may run on the PCUs, as stages streaming over the socket links.
+Its knobs: every ``DataflowParams`` field, by name (``--hw hop_cycles=64``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from opbsim.emulator.kernel_models import KernelCost
-from opbsim.emulator.work import Work, channel_bytes, compute_s, link_plan
 from opbsim.errors import InputError
-from opbsim.hardware.collectives import Collective
-from opbsim.hardware.spec import DataflowSpec, DeviceSpec
+from opbsim.hardware.collectives import Collective, Plan, plan
+from opbsim.hardware.device_model import DeviceModel, KernelCost, KernelStage, MemoryTiers
+from opbsim.hardware.interconnect import Interconnect
+from opbsim.hardware.params import HwParam
 from opbsim.isa.program import Instruction
-from opbsim.isa.types import Space
+from opbsim.isa.types import Space, Unit
 
-__all__ = ["BOUNDARY_PARTS", "DataflowPlan", "plan_kernel", "share_units", "barrier_s", "dataflow_kernel"]
+if TYPE_CHECKING:
+    from opbsim.hardware.spec import DeviceSpec
+
+__all__ = ["BOUNDARY_PARTS", "DataflowModel", "DataflowParams", "DataflowPlan", "plan_kernel", "share_units",
+           "barrier_s"]
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"dataflow: {name} must be a positive number, got {value!r}")
+
+
+def _non_negative(**values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise InputError(f"dataflow: {name} must be a non-negative number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataflowParams:
+    """The spatial-dataflow parameters of a device whose PCU runs fused kernels (SN40L).
+
+    A kernel's stages share ``pcus`` pattern compute units and ``pmus`` pattern memory units of
+    ``pmu_B`` bytes each, every PMU streaming ``pmu_GBps``. A tile crossing one stage costs
+    ``hop_cycles`` at ``clock_MHz`` beyond its work.
+
+    What a kernel boundary costs, part by part (``plan_kernel`` below):
+    - ``memory_latency_ns``: an off-chip (HBM, DDR) access; a kernel's first tile waits for one
+      read and its last result for one write before a dependent kernel may read it;
+    - ``config_B_per_unit`` bytes of configuration per PCU and PMU the kernel uses, loaded at
+      ``config_GBps`` before it runs;
+    - orchestration: hardware-orchestrated, the on-chip sequencer dispatches the kernel in
+      ``hw_launch_us``, prefetches its configuration while the previous kernel runs, and the
+      sockets of a tensor-parallel group meet at a barrier over their links; software-orchestrated,
+      the host issues the kernel to each socket in turn (``host_launch_us`` each), loads its
+      configuration first, and waits for every socket to finish (``host_sync_us``).
+    """
+
+    pcus: int
+    pmus: int
+    pmu_B: int
+    pmu_GBps: float
+    clock_MHz: float
+    hop_cycles: float
+    memory_latency_ns: float
+    config_B_per_unit: int
+    config_GBps: float
+    hw_launch_us: float
+    host_launch_us: float
+    host_sync_us: float
+
+    def __post_init__(self) -> None:
+        _positive(pcus=self.pcus, pmus=self.pmus, pmu_B=self.pmu_B, pmu_GBps=self.pmu_GBps,
+                  clock_MHz=self.clock_MHz, config_GBps=self.config_GBps)
+        _non_negative(hop_cycles=self.hop_cycles, memory_latency_ns=self.memory_latency_ns,
+                      config_B_per_unit=self.config_B_per_unit, hw_launch_us=self.hw_launch_us,
+                      host_launch_us=self.host_launch_us, host_sync_us=self.host_sync_us)
+        for name in ("pcus", "pmus", "pmu_B", "config_B_per_unit"):
+            if not isinstance(getattr(self, name), int):
+                raise InputError(f"dataflow: {name} must be an integer, got {getattr(self, name)!r}")
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_cycles / (self.clock_MHz * 1e6)
+
+    def config_s(self, units: int) -> float:
+        """Time to load the configuration of ``units`` PCUs and PMUs."""
+        return units * self.config_B_per_unit / (self.config_GBps * 1e9)
 
 
 BOUNDARY_PARTS = ("launch", "barrier", "configuration", "memory latency", "fill and drain", "collective latency")
@@ -136,20 +212,20 @@ def share_units(weights: Sequence[float], total: int, what: str) -> tuple[int, .
     return tuple(out)
 
 
-def _dataflow(device: DeviceSpec) -> DataflowSpec:
-    if device.dataflow is None:
+def _dataflow(device: DeviceSpec) -> DataflowParams:
+    if not isinstance(device.model, DataflowModel):
         raise InputError(f"device {device.name} has no dataflow parameters for a pcu kernel")
-    return device.dataflow
+    return device.model.params
 
 
-def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) -> DataflowPlan:
-    """The plan of the kernel ``launch`` whose stages do ``works`` (one per body instruction)."""
+def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[KernelStage]) -> DataflowPlan:
+    """The plan of the kernel ``launch`` whose stages are ``works`` (one per body instruction)."""
     df = _dataflow(device)
     pcus, pmus, hw = int(launch["pcus"]), int(launch["pmus"]), bool(launch["hw"])
     if not 1 <= pcus <= df.pcus or not 1 <= pmus <= df.pmus:
         raise InputError(f"launch.pcu asks for pcus={pcus}, pmus={pmus}; device {device.name} has "
                          f"1..{df.pcus} pcus and 1..{df.pmus} pmus")
-    stage_compute = tuple(compute_s(device, launch, w) for w in works)
+    stage_compute = tuple(w.compute_s for w in works)
     stage_bytes = tuple(w.total_B for w in works)
     p = share_units(stage_compute, pcus, "pcus")
     m = share_units(stage_bytes, pmus, "pmus")
@@ -158,9 +234,9 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[Work]) 
                     for c, b, p_i, m_i in zip(stage_compute, stage_bytes, p, m))
     bounds = [(s, f"stage {i}") for i, s in enumerate(stage_s)]
     total = _merge(works)
-    for channel, n in sorted(channel_bytes(device, launch, total).items()):
+    for channel, n in sorted(_channel_bytes(device, launch, total).items()):
         bounds.append((n / (device.channel_bw_GBps(channel) * 1e9), channel))
-    plans = [q for q in (link_plan(device, w) for w in works) if q is not None]
+    plans = [w.link for w in works if w.link is not None]
     if plans:
         bounds.append((sum(q.transfer_s for q in plans), "link"))
     bottleneck, bound = max(bounds, key=lambda x: x[0], default=(0.0, "nothing"))
@@ -198,22 +274,81 @@ def barrier_s(device: DeviceSpec, sockets: int) -> float:
     all-reduce of a 4-byte flag (0 for one socket)."""
     if sockets < 2:
         return 0.0
-    p = link_plan(device, Work(collective=(Collective.ALLREDUCE, _FLAG_B, sockets)))
-    return p.time_s
+    return _barrier_plan(device.interconnect, sockets).time_s
 
 
-def _merge(works: Sequence[Work]) -> Work:
+@functools.lru_cache(maxsize=256)
+def _barrier_plan(ic: Interconnect, sockets: int) -> Plan:
+    return plan(ic, Collective.ALLREDUCE, _FLAG_B, sockets)
+
+
+def _channel_bytes(device: DeviceSpec, launch: Instruction, total: KernelStage) -> dict[str, int]:
+    """Bytes the kernel moves over each channel of its unit's paths."""
+    out: dict[str, int] = {}
+    for space, n in total.bytes_by_space:
+        for c in device.path(launch.unit, space).channels:
+            out[c] = out.get(c, 0) + n
+    return out
+
+
+def _merge(works: Sequence[KernelStage]) -> KernelStage:
     by_space: dict[Space, int] = {}
     for w in works:
         for space, n in w.bytes_by_space:
             by_space[space] = by_space.get(space, 0) + n
-    return Work(matrix_flops=sum(w.matrix_flops for w in works), vector_flops=sum(w.vector_flops for w in works),
-                bytes_by_space=tuple(sorted(by_space.items())))
+    return KernelStage(compute_s=sum(w.compute_s for w in works), bytes_by_space=tuple(sorted(by_space.items())))
 
 
-def dataflow_kernel(device: DeviceSpec, launch: Instruction, body: tuple[Instruction, ...],
-                    works: tuple[Work, ...]) -> KernelCost:
-    """The engine's view of ``plan_kernel``: fixed costs, and the slowest stage as the least
-    streaming time."""
-    plan = plan_kernel(device, launch, works)
-    return KernelCost(plan.fixed_s, plan.slowest_stage_s)
+_KNOB_DOCS = {
+    "pcus": "pattern compute units per socket", "pmus": "pattern memory units per socket",
+    "pmu_B": "bytes of one PMU", "pmu_GBps": "bandwidth of one PMU, GB/s", "clock_MHz": "PCU clock, MHz",
+    "hop_cycles": "a tile's hand-over between two stages, cycles",
+    "memory_latency_ns": "an off-chip (HBM, DDR) access, ns",
+    "config_B_per_unit": "configuration per PCU or PMU, bytes",
+    "config_GBps": "configuration load bandwidth, GB/s", "hw_launch_us": "sequencer dispatch of a kernel, us",
+    "host_launch_us": "host issue of a kernel to one socket, us", "host_sync_us": "host completion wait, us",
+}
+
+
+def _knob(name: str) -> HwParam:
+    def apply(spec: DeviceSpec, value: float) -> DeviceSpec:
+        params = spec.model.params
+        if isinstance(getattr(params, name), int) and float(value).is_integer():
+            value = int(value)
+        return replace(spec, model=replace(spec.model, params=replace(params, **{name: value})))
+    return HwParam(name, f"dataflow: {_KNOB_DOCS[name]}", apply, lambda spec: getattr(spec.model.params, name))
+
+
+@dataclass(frozen=True, slots=True)
+class DataflowModel(DeviceModel):
+    """PCUs running spatial dataflow kernels with ``params``; every launch on a PCU is one kernel."""
+
+    params: DataflowParams
+
+    name = "dataflow"
+    default_policy = "sn40l"
+    needs = (Unit.PCU,)
+    collective_units = (Unit.DMA, Unit.PCU)
+    tiers = MemoryTiers(main=Space.HBM, stream=Space.SRAM, spill=Space.DDR)
+    fuses_ops = True
+
+    def check(self, device: DeviceSpec) -> None:
+        if not isinstance(self.params, DataflowParams):
+            raise InputError(f"device {device.name}: device model dataflow needs dataflow parameters")
+        if Unit.PCU not in {u.unit for u in device.units}:
+            raise InputError(f"device {device.name}: dataflow parameters need a pcu unit")
+
+    def scratch_is_buffer(self, unit: Unit) -> bool:
+        return unit is Unit.PCU
+
+    def times_launch(self, unit: Unit) -> bool:
+        return unit is Unit.PCU
+
+    def kernel_cost(self, device: DeviceSpec, launch: Instruction, stages: tuple[KernelStage, ...]) -> KernelCost:
+        """The engine's view of ``plan_kernel``: fixed costs, and the slowest stage as the least
+        streaming time."""
+        plan_ = plan_kernel(device, launch, stages)
+        return KernelCost(plan_.fixed_s, plan_.slowest_stage_s)
+
+    def knobs(self) -> dict[str, HwParam]:
+        return {name: _knob(name) for name in _KNOB_DOCS}
