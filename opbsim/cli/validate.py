@@ -44,8 +44,9 @@ def _lengths(text: str) -> tuple[int, ...]:
               help="Refuse layers whose weights, caches and scores exceed this many MiB: a run holds up to about "
                    "20x this and takes about 0.2 s per MiB on the CPU (exact numerics).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--gpu", is_flag=True, help="Run every CUDA kernel and the layers on a GPU instead, bit for bit "
-              "against numerics.py and the executor (needs pycuda or cupy and a GPU; exit 1 without).")
+@click.option("--gpu", is_flag=True, help="Run every CUDA kernel and the layers' definitions on a GPU instead, bit "
+              "for bit against numerics.py and the numerics definition (needs pycuda or cupy and a GPU; exit 1 "
+              "without).")
 @click.option("--backend", type=click.Choice(("auto", "pycuda", "cupy")), default="auto", show_default=True,
               help="With --gpu: which package compiles and launches the kernels.")
 def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, experts: int, top_k: int,
