@@ -1,6 +1,6 @@
 """On a real GPU (PyCUDA, or CuPy where PyCUDA is missing): every kernel equals numerics.py and
-every layer's definitions, run as kernels, the numerics definition, bit for bit; the timing harness measures. Skipped, with the
-reason, where pycuda / cupy or a GPU is missing."""
+every layer's definitions, run as kernels, the numerics definition, bit for bit; the timing
+harness measures. Skipped, with the reason, where pycuda / cupy or a GPU is missing."""
 
 from __future__ import annotations
 
