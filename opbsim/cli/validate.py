@@ -1,4 +1,5 @@
-"""``opbsim validate``: run real layers' programs functionally, bit for bit against numerics.py."""
+"""``opbsim validate``: real layers compiled and executed functionally, bit for bit against the numerics
+definition."""
 
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ def _lengths(text: str) -> tuple[int, ...]:
 
 @click.command("validate")
 @click.option("--layer", type=click.Choice(("all",) + _LAYER_NAMES), default="all", show_default=True,
-              help="Which layer program to run.")
+              help="Which layer to compile and run.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the random weights and inputs.")
 @click.option("--tokens", type=int, default=16, show_default=True, help="MoE tokens; prefill tokens.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden size H.")
-@click.option("--ffn", type=int, default=512, show_default=True, help="Expert FFN size F.")
+@click.option("--ffn", type=int, default=512, show_default=True,
+              help="FFN size F: each expert's (MoE), the dense FFN's (GQA layers).")
 @click.option("--experts", type=int, default=8, show_default=True, help="Routed experts E.")
 @click.option("--top-k", type=int, default=2, show_default=True, help="Experts per token.")
 @click.option("--heads", type=int, default=4, show_default=True, help="Query heads.")
@@ -42,17 +44,20 @@ def _lengths(text: str) -> tuple[int, ...]:
               help="Refuse layers whose weights, caches and scores exceed this many MiB: a run holds up to about "
                    "20x this and takes about 0.2 s per MiB on the CPU (exact numerics).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--gpu", is_flag=True, help="Run every CUDA kernel and the layers on a GPU instead, bit for bit "
-              "against numerics.py and the executor (needs pycuda or cupy and a GPU; exit 1 without).")
+@click.option("--gpu", is_flag=True, help="Run every CUDA kernel and the layers' definitions on a GPU instead, bit "
+              "for bit against numerics.py and the numerics definition (needs pycuda or cupy and a GPU; exit 1 "
+              "without).")
 @click.option("--backend", type=click.Choice(("auto", "pycuda", "cupy")), default="auto", show_default=True,
               help="With --gpu: which package compiles and launches the kernels.")
 def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, experts: int, top_k: int,
                  heads: int, kv_heads: int, head_dim: int, ctx: str, max_mib: int, as_json: bool, gpu: bool,
                  backend: str) -> None:
-    """Execute hand-built programs of a Mixtral-shaped MoE layer and GQA attention layers.
+    """Compile a Mixtral-shaped MoE decoder layer and Llama-shaped GQA decoder layers (decode, prefill)
+    at reduced sizes and run them on the functional executor.
 
-    Each output is compared bit for bit with numerics.py applied step by step, and against a
-    float64 golden layer (max|y-g|/max|g|, mean|y-g|/mean|g|). Exit status 1 on any bit mismatch.
+    Each output is compared bit for bit with the numerics definition (the layer definitions executed
+    instruction by instruction), and against a float64 golden layer (max|y-g|/max|g|,
+    mean|y-g|/mean|g|). Exit status 1 on any bit mismatch.
     """
     from opbsim.emulator.validation import validate_gqa_decode, validate_gqa_prefill, validate_moe
     from opbsim.emulator.validation.gqa import GQAConfig
@@ -67,7 +72,7 @@ def validate_cmd(layer: str, seed: int, tokens: int, hidden: int, ffn: int, expe
 
     def gqa_cfg() -> GQAConfig:
         return GQAConfig(hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                         cache_lens=_lengths(ctx), prefill_tokens=tokens)
+                         cache_lens=_lengths(ctx), prefill_tokens=tokens, ffn=ffn)
 
     configs = {"moe": lambda: moe_cfg(0), "moe-shared": lambda: moe_cfg(1), "gqa-decode": gqa_cfg,
                "gqa-prefill": gqa_cfg}

@@ -1,11 +1,11 @@
 """``opbsim validate --gpu``: every CUDA kernel against numerics.py, and whole layers against the
-functional executor, bit for bit.
+numerics definition, bit for bit.
 
-The layers are the programs ``opbsim validate`` runs (emulator/validation): each is executed
-functionally as usual, its inputs and weights are read back from the executor's memory, the
-same computation runs as the CUDA kernels composed in the program's order
-(reference/layers.py), and every output is compared bit for bit with what the executor wrote.
-Mismatches are reported with their coordinates and both values.
+The layers are the ones ``opbsim validate`` compiles (emulator/validation): each is compiled and
+executed functionally as usual (the routing, inputs and weights are those of that run), then its
+layer definitions run again with every instruction as CUDA kernels (emulator/ops_values.py), and
+every output is compared bit for bit with the numerics definition. Mismatches are reported with
+their coordinates and both values.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def validate_on_gpu(chosen: list[tuple[str, object]], seed: int, as_json: bool, 
         click.echo(_table(info, kernels, layers))
     bad = [c.name for c in kernels if not c.bit_exact] + [o.name for _, outs in layers for o in outs if not o.bit_exact]
     if bad:
-        raise bad_input(f"GPU results differ from numerics.py / the executor in {', '.join(bad)}")
+        raise bad_input(f"GPU results differ from numerics.py / the numerics definition in {', '.join(bad)}")
 
 
 def _as_dict(c: Comparison) -> dict:
@@ -59,7 +59,7 @@ def _table(info: dict, kernels: list[Comparison], layers) -> str:
     lines = [head, f"kernels vs numerics.py ({len(kernels)} checks):"]
     lines += ["  " + line for c in kernels for line in c.lines()]
     for case, outs in layers:
-        lines.append(f"{case.name}: {case.shape}  (vs the functional executor)")
+        lines.append(f"{case.name}: {case.shape}  (vs the numerics definition)")
         lines += ["  " + line for o in outs for line in o.lines()]
     ok = all(c.bit_exact for c in kernels) and all(o.bit_exact for _, outs in layers for o in outs)
     lines.append("all GPU results bit-exact" if ok else "MISMATCH")

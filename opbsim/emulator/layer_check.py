@@ -25,14 +25,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from opbsim.compiler import compile_graph
+from opbsim.compiler import Compiled, compile_graph
 from opbsim.emulator import golden, seeded_bits
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.faults import MemoryFault
-from opbsim.emulator.functional import execute
+from opbsim.emulator.functional import ExecutionStats, execute
 from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
 from opbsim.emulator.layer_golden import MAX_NORM, MEAN_NORM, GoldenError, golden_errors
-from opbsim.emulator.layer_values import stage_values
+from opbsim.emulator.layer_values import StageValues, stage_values
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
@@ -45,7 +45,8 @@ from opbsim.workloads.ops import Role
 from opbsim.workloads.routing import expert_counts
 from opbsim.workloads.stage import Stage
 
-__all__ = ["GoldenError", "LayerCheck", "check_layer", "bytes_needed", "MAX_NORM", "MEAN_NORM"]
+__all__ = ["GoldenError", "LayerCheck", "LayerRun", "check_layer", "run_layer", "bytes_needed", "MAX_NORM",
+           "MEAN_NORM"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +192,49 @@ def _caches(model: ModelConfig, stage: Stage, layer: int, seed: int) -> tuple[np
     return out[0], out[1]
 
 
-def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
-                seed: int = 0, rtl_lanes: int | None = None, on_step: Callable[[str], None] | None = None,
-                golden_rows: int | None = golden.GOLDEN_ROWS) -> LayerCheck:
-    """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes.
-    ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress). Every output
-    is compared bit for bit; the float64 golden errors cover ``golden_rows`` tokens drawn by
-    ``seed`` (``golden.sample_rows``; None: every token). The phase times: ``generate_s`` makes
-    the inputs and the weights (into the emulated memory), ``reference_s`` routes the tokens
-    and computes the reference layer."""
+@dataclass(frozen=True, slots=True)
+class LayerRun:
+    """One decoder layer compiled and executed (``run_layer``): the executor's memory after the
+    program, the numerics definition's values ``want`` (StageValues), the inputs (raw bf16: the
+    residual ``stream`` [T, hidden], the previous layer's FFN output ``delta`` or None, the KV
+    caches [R, S, KV, d] as they were before the stage), ``weights`` (bits by name) and what the
+    execution did (``stats``)."""
+
+    model: ModelConfig
+    stage: Stage
+    layer: int
+    compiled: Compiled
+    memory: DataMemory
+    want: StageValues
+    weights: _Weights
+    stream_bits: np.ndarray
+    delta_bits: np.ndarray | None
+    k_bits: np.ndarray
+    v_bits: np.ndarray
+    routed: bool
+    generate_s: float
+    reference_s: float
+    compile_s: float
+    execute_s: float
+    stats: ExecutionStats
+    rtl_tiles: int = 0
+    rtl_cycles: int = 0
+
+    @property
+    def instructions(self) -> int:
+        return len(self.compiled.program.instructions)
+
+    def got(self, name: str) -> np.ndarray:
+        """The raw storage the program left in buffer ``name``, shaped as its view."""
+        view = self.compiled.buffers[name]
+        return self.memory.raw(view.descriptor()).reshape(view.shape)
+
+
+def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str, seed: int = 0,
+              rtl_lanes: int | None = None, on_step: Callable[[str], None] | None = None) -> LayerRun:
+    """Generate the seeded inputs and weights, compute the numerics definition of decoder layer
+    ``layer`` (routing it), compile the layer for ``device`` / ``policy`` (specialised on that
+    routing) and execute it. ``on_step`` is told after the first four ``CHECK_STEPS`` phases."""
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
@@ -216,8 +251,6 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     stream_bits = N.store(rng.standard_normal((T, h)).astype(np.float32), DType.BF16)
     delta_bits = N.store(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5), DType.BF16) if layer \
         else None
-    stream = N.widen(stream_bits, DType.BF16)
-    delta = None if delta_bits is None else N.widen(delta_bits, DType.BF16)
     k_bits, v_bits = _caches(model, stage, layer, seed)
     generate_s = time.perf_counter() - t0
     step("inputs")
@@ -230,8 +263,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     if program.compiled is None:  # a dense layer: no routing to wait for
         program.build(None)
     reference_s = time.perf_counter() - t0 - program.compile_s - program.place_s
-    compiled, routing, memory = program.compiled, program.routing, program.memory
-    compile_s, generate_s = program.compile_s, generate_s + program.place_s
+    compiled, memory = program.compiled, program.memory
     step("reference")
     step("compiled")
 
@@ -244,24 +276,44 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
         memory.write_raw(compiled.buffers[name].descriptor(), data)
     t0 = time.perf_counter()
     with rtl_pim_gemm(rtl_lanes) if rtl_lanes else contextlib.nullcontext(RtlGemmStats()) as rtl:
-        execute(compiled.program, memory)
+        stats = execute(compiled.program, memory)
     execute_s = time.perf_counter() - t0
     step("executed")
+    return LayerRun(model, stage, layer, compiled, memory, want, w, stream_bits, delta_bits, k_bits, v_bits,
+                    bool(program.routing), generate_s + program.place_s, reference_s, program.compile_s, execute_s,
+                    stats, rtl.tiles, rtl.cycles)
 
+
+def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, policy: str,
+                seed: int = 0, rtl_lanes: int | None = None, on_step: Callable[[str], None] | None = None,
+                golden_rows: int | None = golden.GOLDEN_ROWS) -> LayerCheck:
+    """With ``rtl_lanes``, the program's PIM GEMMs run on the RTL unit of that many lanes.
+    ``on_step(done)`` is told after each of the ``CHECK_STEPS`` phases (progress). Every output
+    is compared bit for bit; the float64 golden errors cover ``golden_rows`` tokens drawn by
+    ``seed`` (``golden.sample_rows``; None: every token). The phase times: ``generate_s`` makes
+    the inputs and the weights (into the emulated memory), ``reference_s`` routes the tokens
+    and computes the reference layer."""
+    step = on_step or (lambda done: None)
+    run = run_layer(model, layer, stage, device, policy, seed, rtl_lanes, step)
+    L, want, memory, compiled = f"L{layer}", run.want, run.memory, run.compiled
     checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
     mismatches = [n for n in checked if not np.array_equal(memory.raw(compiled.buffers[n].descriptor()).reshape(-1),
                                                            want.raw(n).reshape(-1))]
-    if routing and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32), want[f"{L}.topk_ids"]):
+    if run.routed and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32),
+                                         want[f"{L}.topk_ids"]):
         mismatches.append(f"{L}.topk_ids")
     t0 = time.perf_counter()
-    rows = golden.sample_rows(T, golden_rows, seed)
-    caches = (N.widen(k_bits, DType.BF16), N.widen(v_bits, DType.BF16))
-    attention_error, ffn_error = golden_errors(model, stage, layer, w.bits, stream, delta, caches, want, rows)
+    rows = golden.sample_rows(stage.tokens, golden_rows, seed)
+    stream = N.widen(run.stream_bits, DType.BF16)
+    delta = None if run.delta_bits is None else N.widen(run.delta_bits, DType.BF16)
+    caches = (N.widen(run.k_bits, DType.BF16), N.widen(run.v_bits, DType.BF16))
+    attention_error, ffn_error = golden_errors(model, stage, layer, run.weights.bits, stream, delta, caches, want,
+                                               rows)
     golden_s = time.perf_counter() - t0
     step("golden")
-    return LayerCheck(model.name, layer, len(compiled.program.instructions), generate_s, reference_s, compile_s,
-                      execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error,
-                      rtl.tiles, rtl.cycles, tuple(int(r) for r in rows), seed)
+    return LayerCheck(model.name, layer, run.instructions, run.generate_s, run.reference_s, run.compile_s,
+                      run.execute_s, golden_s, tuple(checked), tuple(mismatches), attention_error, ffn_error,
+                      run.rtl_tiles, run.rtl_cycles, tuple(int(r) for r in rows), seed)
 
 
 class _Program:

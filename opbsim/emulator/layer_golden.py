@@ -23,7 +23,7 @@ from opbsim.layers.stage_rows import requests
 from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm
 from opbsim.workloads.stage import Stage
 
-__all__ = ["GoldenError", "Bf16Matrix", "golden_errors", "MAX_NORM", "MEAN_NORM"]
+__all__ = ["GoldenError", "Bf16Matrix", "golden_errors", "moe_weights", "gqa_weights", "MAX_NORM", "MEAN_NORM"]
 
 MAX_NORM = "max|y-g|/max|g|"  # the infinity norm of the error over that of the golden result
 MEAN_NORM = "mean|y-g|/mean|g|"  # the 1-norm (per element), robust to results that cross zero
@@ -150,22 +150,46 @@ def golden_errors(model, stage, layer, bits, stream, delta, cache, want, rows) -
     gap = _ffn_gap(model, layer)
     if gap:
         return attention_error, GoldenError.skipped(gap)
-    F, E = model.expert_ffn, model.num_experts
-
-    def matrix(e: int, which: int) -> Bf16Matrix:  # Hugging Face [out, in] layout: w1, w3, w2
-        if which < 2:
-            gate_up = bits(f"{L}.expert.{e}.w_gate_up")
-            return Bf16Matrix(gate_up[:, which * F:(which + 1) * F]).T
-        return Bf16Matrix(bits(f"{L}.expert.{e}.w_down")).T
-
     h = want[f"{L}.h"][rows].astype(np.float64)
-    empty = np.zeros((0, F, model.hidden_size))
-    mw = golden.MoEWeights(_widened(bits, f"{L}.ffn_norm.weight"), _widened(bits, f"{L}.w_router").T,
-                           *(_Experts(E, lambda e, i=i: matrix(e, i)) for i in range(3)), empty, empty, empty)
-    moe = golden.moe_layer(h, mw, model.top_k, float(model.norm_eps), renormalize=model.norm_topk_prob,
+    moe = golden.moe_layer(h, moe_weights(model, layer, bits), model.top_k, float(model.norm_eps),
+                           renormalize=model.norm_topk_prob,
                            selected=want[f"{L}.topk_ids"][rows])
     ffn = want[f"{L}.ffn_out"][rows].astype(np.float64)
     return attention_error, GoldenError(*golden.relative_error(h + ffn, moe.out))
+
+
+def moe_weights(model: ModelConfig, layer: int, bits) -> golden.MoEWeights:
+    """Layer ``layer``'s MoE block for golden.moe_layer, its matrices read in place from the bf16
+    bits (``bits(name)``): routed experts, and the shared experts as one expert of their summed
+    width (SwiGLU is a sum over its FFN columns, so S experts of width Fs are one of width S Fs)."""
+    L, F, E = f"L{layer}", model.expert_ffn, model.num_experts
+
+    def halves(name: str, width: int) -> tuple[Bf16Matrix, Bf16Matrix]:  # [out, in]: w1, w3
+        gate_up = bits(name)
+        return Bf16Matrix(gate_up[:, :width]).T, Bf16Matrix(gate_up[:, width:2 * width]).T
+
+    def matrix(e: int, which: int) -> Bf16Matrix:
+        if which < 2:
+            return halves(f"{L}.expert.{e}.w_gate_up", F)[which]
+        return Bf16Matrix(bits(f"{L}.expert.{e}.w_down")).T
+
+    shared: tuple = (np.zeros((0, F, model.hidden_size)),) * 3
+    if model.num_shared_experts:
+        width = model.num_shared_experts * model.shared_ffn
+        w1, w3 = halves(f"{L}.shared.w_gate_up", width)
+        shared = (_Experts(1, lambda _: w1), _Experts(1, lambda _: w3),
+                  _Experts(1, lambda _: Bf16Matrix(bits(f"{L}.shared.w_down")).T))
+    return golden.MoEWeights(_widened(bits, f"{L}.ffn_norm.weight"), _widened(bits, f"{L}.w_router").T,
+                             *(_Experts(E, lambda e, i=i: matrix(e, i)) for i in range(3)), *shared)
+
+
+def gqa_weights(model: ModelConfig, layer: int, bits) -> golden.GQAWeights:
+    """Layer ``layer``'s attention for golden.py, its matrices read in place from the bf16 bits."""
+    L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
+    wqkv = bits(f"{L}.w_qkv")
+    return golden.GQAWeights(_widened(bits, f"{L}.attn_norm.weight"), Bf16Matrix(wqkv[:, :H * d]).T,
+                             Bf16Matrix(wqkv[:, H * d:(H + KV) * d]).T, Bf16Matrix(wqkv[:, (H + KV) * d:]).T,
+                             Bf16Matrix(bits(f"{L}.w_o")).T, H, KV, d)
 
 
 def _widened(bits, name: str) -> np.ndarray:
@@ -173,12 +197,9 @@ def _widened(bits, name: str) -> np.ndarray:
 
 
 def _attention_error(model, stage, layer, bits, stream, cache, want, rows) -> GoldenError:
-    L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
+    L = f"L{layer}"
     x = want.get(f"{L}.x", stream)[rows].astype(np.float64)
-    wqkv = bits(f"{L}.w_qkv")
-    gw = golden.GQAWeights(_widened(bits, f"{L}.attn_norm.weight"), Bf16Matrix(wqkv[:, :H * d]).T,
-                           Bf16Matrix(wqkv[:, H * d:(H + KV) * d]).T, Bf16Matrix(wqkv[:, (H + KV) * d:]).T,
-                           Bf16Matrix(bits(f"{L}.w_o")).T, H, KV, d)
+    gw = gqa_weights(model, layer, bits)
     reqs = requests(stage)
     k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]  # exact values, widened a row at a time
     v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]

@@ -39,7 +39,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.ops import Op, OpKind, Role
 from opbsim.workloads.stage import Stage
 
-__all__ = ["NumericsBuilder", "StageValues", "stage_values", "WeightBits"]
+__all__ = ["NumericsBuilder", "LayerTables", "StageValues", "stage_values", "run_stage", "run_op", "WeightBits"]
 
 WeightBits = Callable[[str], "np.ndarray | None"]
 """A weight's raw storage by buffer name (bf16 bits, shaped as the buffer), None if not a weight."""
@@ -89,7 +89,7 @@ class _DraftContext(OpContext):
         return self.operands[field]
 
 
-class _Routing:
+class LayerTables:
     """``routing.layer(l)``: the tables of the ids layer l's top-k wrote."""
 
     def __init__(self) -> None:
@@ -108,7 +108,7 @@ class NumericsBuilder:
         self.shard = make_shard(model, 1)
         self.layer: int | None = None
         self.weight_names: set[str] = set()  # a buffer by one of these names must come from ``weights``
-        self.routing = _Routing()
+        self.routing = LayerTables()
         self._weights, self._routed = weights, routed
         self._memory = _Buffers()
         self._dtypes: dict[str, DType] = {}
@@ -192,16 +192,8 @@ class NumericsBuilder:
         self._hold(name, dtype, np.asarray(raw, N.STORAGE[dtype]))
 
     def run(self, op: Op, layer: int | None) -> None:
-        self.layer, self._op = layer, op.name
-        definition = definition_of(op)
-        if definition is None:
-            raise ValueError(f"{op.name}: no definition of {op.kind.value} ops")
-        definition(self, op)
-        if op.kind is OpKind.TOPK:
-            ids = self.raw(f"L{layer}.topk_ids").reshape(self.stage.tokens, self.model.top_k).copy()
-            self.routing.tables[layer] = layer_routing(ids, self.model.num_experts)
-            if self._routed:
-                self._routed(layer, ids)
+        self._op = op.name
+        run_op(self, op, layer, self._routed)
 
     def raw(self, name: str) -> np.ndarray:
         """Buffer ``name``'s raw storage, flat."""
@@ -254,6 +246,33 @@ def stage_values(model: ModelConfig, stage: Stage, weights: WeightBits, *, token
     the residual ``stream`` (the input of the first, raw bf16 [T, hidden]) and the previous layer's
     FFN output ``delta`` (None for layer 0). ``routed``: see the module docstring."""
     builder = NumericsBuilder(model, stage, weights, routed)
+    shapes = run_stage(builder, model, stage, token_ids=token_ids, caches=caches, layers=layers, stream=stream,
+                       delta=delta)
+    return StageValues(builder, shapes)
+
+
+def run_op(builder, op: Op, layer: int | None, routed: Callable[[int, np.ndarray], None] | None = None) -> None:
+    """Interpret ``op``'s definition on ``builder`` (a ``layers.Builder`` with ``raw(name)``, the
+    flat raw storage of a buffer, and ``routing``, a ``LayerTables``); after a top-k, record the
+    routing its ids chose and tell ``routed(layer, ids)``."""
+    builder.layer = layer
+    definition = definition_of(op)
+    if definition is None:
+        raise ValueError(f"{op.name}: no definition of {op.kind.value} ops")
+    definition(builder, op)
+    if op.kind is OpKind.TOPK:
+        ids = builder.raw(f"L{layer}.topk_ids").reshape(builder.stage.tokens, builder.model.top_k).copy()
+        builder.routing.tables[layer] = layer_routing(ids, builder.model.num_experts)
+        if routed:
+            routed(layer, ids)
+
+
+def run_stage(builder, model: ModelConfig, stage: Stage, *, token_ids: np.ndarray | None = None,
+              caches: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+              layers: Iterable[int] | None = None, stream: np.ndarray | None = None,
+              delta: np.ndarray | None = None) -> dict[str, tuple[int, ...]]:
+    """Run the stage's ops on ``builder`` (an interpreter with ``hold``, ``run``, ``routing`` and
+    ``weight_names``), the arguments as ``stage_values``'; returns the graph's tensor shapes."""
     graph = build_model(model, stage)
     for layer, arrays in (caches or {}).items():
         for name, raw in zip(cache_buffers(model, stage, layer), arrays, strict=True):
@@ -277,10 +296,10 @@ def stage_values(model: ModelConfig, stage: Stage, weights: WeightBits, *, token
     if layers is None:
         for op in graph.epilogue:
             builder.run(op, None)
-    return StageValues(builder, shapes)
+    return shapes
 
 
-def _run_layer(builder: NumericsBuilder, model: ModelConfig, stage: Stage, layer_graph, shapes: dict) -> None:
+def _run_layer(builder, model: ModelConfig, stage: Stage, layer_graph, shapes: dict) -> None:
     """Run one decoder layer's ops; after its top-k, the ops of the routing it chose."""
     layer, ops, done = layer_graph.layer, list(layer_graph.ops), set()
     while ops:

@@ -5,7 +5,8 @@ sources.py: the sources and the one set of compiler options (no fast-math, -fmad
 backends.py: PyCUDA (SourceModule) and CuPy (RawModule) behind one interface.
 pycuda_runner.py: ``GpuOps``, the kernels as operations on numpy inputs.
 numpy_ops.py: ``NumpyOps``, the same operations computed by numerics.py (no GPU).
-checks.py, layers.py, compare.py: per-kernel checks, whole layers, bit comparisons.
+checks.py, compare.py: per-kernel checks, bit comparisons. (Whole layers run on an ``Ops`` through
+the layer definitions' interpreter, emulator/ops_values.py.)
 timing.py: CUDA-event timing of GEMM / GEMV across Op/B and of decode attention.
 
 Depends only on opbsim.isa.

@@ -1,9 +1,10 @@
 """What the kernel checks and the layer compositions need of a kernel executor: ``Ops``.
 
 Two implementations: ``GpuOps`` (pycuda_runner.py: the CUDA kernels, on a GPU) and
-``NumpyOps`` (numpy_ops.py: numerics.py itself, on the CPU). Code written against ``Ops``
-(layers.py) therefore runs unchanged on both, and the CPU run is checked against the
-functional executor without a GPU: on a GPU only the kernels' arithmetic remains in question.
+``NumpyOps`` (numpy_ops.py: numerics.py itself, on the CPU). Code written against ``Ops`` (the
+interpreter of the layer definitions, emulator/ops_values.py) therefore runs unchanged on both,
+and the CPU run is checked against the numerics definition without a GPU: on a GPU only the
+kernels' arithmetic remains in question.
 
 Tensors are opaque handles holding raw storage of one kind: ``BF16`` (uint16 bit patterns),
 ``FP32`` (float32), ``I32`` (int32). Every op returns a fresh contiguous tensor except

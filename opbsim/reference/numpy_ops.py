@@ -1,8 +1,8 @@
 """``NumpyOps``: the ``Ops`` interface computed by numerics.py on the CPU.
 
-Tensors are numpy arrays of raw storage. This is the definition itself, so a composition run
-on it (layers.py) must equal the functional executor bit for bit; tests check that without a
-GPU. Views follow the ISA's descriptors: element strides over a contiguous base, stride 0
+Tensors are numpy arrays of raw storage. This is the definition itself, so the layer definitions
+interpreted on it (emulator/ops_values.py) must equal the numerics definition bit for bit; tests
+check that without a GPU. Views follow the ISA's descriptors: element strides over a contiguous base, stride 0
 broadcasting.
 """
 

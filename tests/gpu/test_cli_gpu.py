@@ -70,7 +70,8 @@ def test_a_wrong_bit_is_reported_with_its_coordinates_and_both_values_and_exit_1
     monkeypatch.setattr(runner, "open_gpu", lambda prefer=None: _OffByOneUlpAdd(HostDevice(host_library)))
     result = _invoke(["validate", "--gpu", "--json", *SMALL])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: GPU results differ from numerics.py / the executor in add fp32->fp32")
+    assert result.stderr.startswith(
+        "Error: GPU results differ from numerics.py / the numerics definition in add fp32->fp32")
     report = json.loads(result.stdout)
     y = next(o for o in report["layers"][0]["outputs"] if o["name"] == "gqa-decode:y")
     assert (y["bit_exact"], y["bit_equal"], y["values"]) == (False, 127, 128)

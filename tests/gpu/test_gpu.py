@@ -1,6 +1,6 @@
 """On a real GPU (PyCUDA, or CuPy where PyCUDA is missing): every kernel equals numerics.py and
-every layer the functional executor, bit for bit; the timing harness measures. Skipped, with the
-reason, where pycuda / cupy or a GPU is missing."""
+every layer's definitions, run as kernels, the numerics definition, bit for bit; the timing
+harness measures. Skipped, with the reason, where pycuda / cupy or a GPU is missing."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_every_kernel_equals_numerics_bit_for_bit(gpu_ops, check):
 
 
 @pytest.mark.parametrize("label", list(LAYERS))
-def test_every_layer_equals_the_functional_executor_bit_for_bit(gpu_ops, label):
+def test_every_layer_equals_the_numerics_definition_bit_for_bit(gpu_ops, label):
     name, cfg = LAYERS[label]
     bad = [line for c in run_layer(gpu_ops, layer_case(name, cfg, 0)) if not c.bit_exact for line in c.lines()]
     assert not bad, "\n".join(bad)

@@ -1,6 +1,6 @@
-"""The layer compositions (reference/layers.py), run on numerics.py and on the host build of the
-kernels, equal the functional executor's outputs bit for bit: the composition and the runner's
-plumbing are right before any GPU runs them. No GPU needed."""
+"""The layer definitions interpreted on an ``Ops`` (emulator/ops_values.py), run on numerics.py and
+on the host build of the kernels, equal the numerics definition bit for bit: the interpreter and
+the runner's plumbing are right before any GPU runs them. No GPU needed."""
 
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ def cases():
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_composition_on_numerics_equals_the_executor(cases, name):
+def test_the_definitions_on_numerics_equal_the_numerics_definition(cases, name):
     bad = [line for c in run_layer(NumpyOps(), cases[name]) if not c.bit_exact for line in c.lines()]
     assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_composition_on_the_host_built_kernels_equals_the_executor(cases, host_ops, name):
+def test_the_definitions_on_the_host_built_kernels_equal_the_numerics_definition(cases, host_ops, name):
     outs = run_layer(host_ops, cases[name])
     assert [o.name.split(":")[1] for o in outs] == list(cases[name].expected)
     bad = [line for c in outs if not c.bit_exact for line in c.lines()]

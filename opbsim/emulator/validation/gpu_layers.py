@@ -1,25 +1,33 @@
-"""The validation layer programs (emulator/validation) as cases for the GPU: each program executed
-functionally, its inputs and weights read back from the executor's memory, the same computation
-composed from the kernels in the program's order (reference/layers.py) on any ``Ops``, and every
-output compared bit for bit with what the executor wrote."""
+"""The validation layers (emulator/validation) as cases for the GPU: each case's decoder layer is
+compiled and executed functionally as ``opbsim validate`` does (so its inputs, weights and routing
+are those the numerics definition computed with), then the layer definitions run again, each
+instruction as kernels of an ``Ops`` (emulator/ops_values.py: CUDA kernels on a GPU, numerics.py
+on the CPU), and every output is compared bit for bit with the numerics definition."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from opbsim.emulator import validation
+from opbsim.emulator.ops_values import ops_stage_values
 from opbsim.reference.compare import Comparison, compare
 from opbsim.reference.interface import Ops
-from opbsim.reference.layers import GQAWeights, MoEWeights, gqa_decode, gqa_prefill, moe_layer
 
 __all__ = ["LayerCase", "layer_case", "run_layer"]
+
+Reader = Callable[[Callable[[str], np.ndarray]], np.ndarray]
+"""An output of a case read from a stage's buffers: ``read(raw)`` with ``raw(name)`` a buffer's raw
+storage, shaped as the program's view."""
 
 
 @dataclass(frozen=True)
 class LayerCase:
-    """One executed layer program: what its kernels composition needs, and what it wrote."""
+    """One validation layer, compiled and executed: ``run(ops)`` interprets its definitions on
+    ``ops`` and returns its outputs (raw storage) by name; ``expected`` the numerics definition's."""
 
     name: str
     shape: str
@@ -27,57 +35,53 @@ class LayerCase:
     expected: dict[str, np.ndarray]
 
 
-def _moe_case(name: str, cfg, seed: int) -> LayerCase:
-    from opbsim.emulator.validation import moe
-
-    r = moe.run_moe(cfg, seed)
-
-    def many(fmt: str, n: int) -> tuple[np.ndarray, ...]:
-        return tuple(r.raw(fmt.format(i)) for i in range(n))
-
-    w = MoEWeights(ln_w=r.raw("ln_w"), wr=r.raw("wr"), w1=many("w1_{}", cfg.experts), w3=many("w3_{}", cfg.experts),
-                   w2=many("w2_{}", cfg.experts), sw1=many("sw1_{}", cfg.shared), sw3=many("sw3_{}", cfg.shared),
-                   sw2=many("sw2_{}", cfg.shared))
-    x = r.raw("x")
-    expected = {k: r.raw(k) for k in ("y", "topi", "gates")}
-    return LayerCase(name, cfg.shape, lambda ops: moe_layer(ops, x, w, cfg.top_k, cfg.eps), expected)
+def _model_stage(name: str, cfg) -> tuple:
+    if name.startswith("moe"):
+        return cfg.model(), cfg.stage(), cfg.shape
+    if name == "gqa-decode":
+        return cfg.model(), cfg.decode_stage(), cfg.shape(True)
+    return cfg.model(), cfg.prefill_stage(), cfg.shape(False)
 
 
-def _gqa_weights(r, cfg) -> GQAWeights:
-    return GQAWeights(r.raw("ln_w"), r.raw("wq"), r.raw("wk"), r.raw("wv"), r.raw("wo"), cfg.heads, cfg.kv_heads,
-                      cfg.head_dim, cfg.theta, cfg.eps)
+def _cache_row(which: str, slot: int, rows: slice, cache_shape: tuple[int, ...]) -> Reader:
+    return lambda raw: raw(f"L0.{which}_cache").reshape(cache_shape)[slot, rows].reshape(-1, math.prod(
+        cache_shape[2:]))
 
 
-def _decode_case(cfg, seed: int) -> LayerCase:
-    from opbsim.emulator.validation import gqa
-
-    r = gqa.run_decode(cfg, seed)
-    w, x = _gqa_weights(r, cfg), r.raw("x")
-    caches = [(r.raw(f"kc{s}")[:n], r.raw(f"vc{s}")[:n]) for s, n in enumerate(cfg.cache_lens)]
-    expected = {"y": r.raw("y")}
-    for s, n in enumerate(cfg.cache_lens):
-        expected[f"kc{s}"] = r.raw(f"kc{s}")[n:n + 1]
-        expected[f"vc{s}"] = r.raw(f"vc{s}")[n:n + 1]
-    return LayerCase("gqa-decode", cfg.shape(True), lambda ops: gqa_decode(ops, x, w, caches), expected)
-
-
-def _prefill_case(cfg, seed: int) -> LayerCase:
-    from opbsim.emulator.validation import gqa
-
-    r = gqa.run_prefill(cfg, seed)
-    w, x = _gqa_weights(r, cfg), r.raw("x")
-    expected = {"y": r.raw("y"), "kr": r.raw("kr"), "v": r.raw("v")}
-    return LayerCase("gqa-prefill", cfg.shape(False), lambda ops: gqa_prefill(ops, x, w), expected)
+def _outputs(name: str, cfg, cache_shape: tuple[int, ...]) -> dict[str, Reader]:
+    """The outputs of case ``name`` by the names ``opbsim validate`` reports them under."""
+    buffer: Callable[[str], Reader] = lambda n: lambda raw: raw(n)  # noqa: E731
+    if name.startswith("moe"):
+        return {"h": buffer("L0.h"), "y": buffer("L0.ffn_out"), "topi": buffer("L0.topk_ids"),
+                "gates": buffer("L0.topk_weights")}
+    out = {"y": buffer("L0.h")}
+    if name == "gqa-decode":
+        for s, n in enumerate(cfg.cache_lens):
+            out[f"kc{s}"] = _cache_row("k", s, slice(n, n + 1), cache_shape)
+            out[f"vc{s}"] = _cache_row("v", s, slice(n, n + 1), cache_shape)
+    else:
+        out["kr"] = _cache_row("k", 0, slice(0, cfg.prefill_tokens), cache_shape)
+        out["v"] = _cache_row("v", 0, slice(0, cfg.prefill_tokens), cache_shape)
+    return {**out, "ffn_out": buffer("L0.ffn_out")}
 
 
 def layer_case(name: str, cfg, seed: int) -> LayerCase:
-    """Execute layer program ``name`` (moe, moe-shared, gqa-decode, gqa-prefill) functionally."""
-    if name.startswith("moe"):
-        return _moe_case(name, cfg, seed)
-    return _decode_case(cfg, seed) if name == "gqa-decode" else _prefill_case(cfg, seed)
+    """Compile and execute validation layer ``name`` (moe, moe-shared, gqa-decode, gqa-prefill)
+    of sizes ``cfg`` (a MoEConfig or GQAConfig) with ``seed``'s weights and inputs."""
+    model, stage, shape = _model_stage(name, cfg)
+    run = validation.compiled_layer(model, stage, seed)
+    outputs = _outputs(name, cfg, run.k_bits.shape)
+    expected = {o: read(lambda n: validation.expected(run, n)) for o, read in outputs.items()}
+
+    def on(ops: Ops) -> dict[str, np.ndarray]:
+        got = ops_stage_values(ops, model, stage, run.weights.bits_or_none, layers=(0,), stream=run.stream_bits,
+                               delta=run.delta_bits, caches={0: (run.k_bits.copy(), run.v_bits.copy())})
+        return {o: read(lambda n: got.raw(n).reshape(run.got(n).shape)) for o, read in outputs.items()}
+
+    return LayerCase(name, shape, on, expected)
 
 
 def run_layer(ops: Ops, case: LayerCase) -> list[Comparison]:
-    """The layer's kernels on ``ops``, each output compared with the executor's."""
+    """The layer's definitions on ``ops``, each output compared with the numerics definition's."""
     got = case.run(ops)
     return [compare(f"{case.name}:{k}", got[k], want) for k, want in case.expected.items()]
