@@ -58,6 +58,13 @@ def _topk(b: OpsBuilder, f: dict) -> None:
     b.ops.copy_into(b.t(f["idx"]), ids)
 
 
+def _topk_grouped(b: OpsBuilder, f: dict) -> None:
+    vals, ids = b.ops.topk_grouped(b.t(f["src"]), b.t(f["bias"]), int(f["k"]), int(f["groups"]), int(f["keep"]),
+                                   b.kind(f["vals"]))
+    b.ops.copy_into(b.t(f["vals"]), vals)
+    b.ops.copy_into(b.t(f["idx"]), ids)
+
+
 def _scatter(b: OpsBuilder, f: dict) -> None:
     b.ops.scatter(b.t(f["dst"]), b.t(f["src"]), b.t(f["idx"]))
 
@@ -87,7 +94,9 @@ _RESULT: dict[Opcode, Callable[[OpsBuilder, dict], Any]] = {
 """Instructions computed by one ``Ops`` call into a fresh tensor, copied into ``dst``."""
 
 _IN_PLACE: dict[Opcode, Callable[[OpsBuilder, dict], None]] = {
-    Opcode.TOPK: _topk, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
+    Opcode.CLAMP: lambda b, f: b.ops.clamp(b.t(f["src"]), float(f["lo"]), float(f["hi"]), bool(f["lower"]),
+                                           b.kind(f["dst"])),
+    Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
 }
 """Instructions whose ``Ops`` call writes its destinations itself."""
 

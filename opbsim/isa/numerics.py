@@ -158,10 +158,12 @@ def scale(x, factor: float) -> np.ndarray:
 
 
 def clamp(x, lo: float, hi: float, lower: bool = True) -> np.ndarray:
-    """min(max(x, lo), hi) (the max only with ``lower``), fp32; NaN stays NaN (torch.clamp's rule)."""
+    """lo where x < lo (only with ``lower``), hi where that is > hi, else x itself (so a bound equal
+    to x, e.g. +0 against -0, leaves x), fp32; NaN stays NaN (torch.clamp's rule)."""
     x = f32(x)
-    y = np.minimum(np.maximum(x, np.float32(lo)) if lower else x, np.float32(hi))
-    return np.where(np.isnan(x), x, y).astype(np.float32)
+    with _quiet():
+        m = np.where(x < np.float32(lo), np.float32(lo), x) if lower else x
+        return np.where(m > np.float32(hi), np.float32(hi), m).astype(np.float32)
 
 
 def seq_sum(x) -> np.ndarray:

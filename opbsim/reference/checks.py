@@ -170,6 +170,20 @@ def _check_topk_rope(ops: Ops, rng) -> list[Comparison]:
         wv, wi = N.topk(x, k)
         out.append(compare(f"topk E={e} k={k} values", ops.download(vals), store(wv, FP32)))
         out.append(compare(f"topk E={e} k={k} indices", ops.download(idx), wi))
+    for e, k, groups, keep in ((16, 4, 4, 2), (64, 8, 8, 4), (12, 3, 12, 3), (8, 2, 1, 1)):
+        x = rng.choice(np.float32([0.5, 0.25, -0.0, 0.0, 1.0, np.nan, np.inf, -np.inf, -3.0]), (40, e))
+        x[::2] = corner_f32(rng, 20 * e).reshape(20, e)
+        bias = rng.choice(np.float32([0.0, -0.0, 0.125, -1.0, 3.0]), e)
+        vals, idx = ops.topk_grouped(ops.upload(x), ops.upload(bias), k, groups, keep, FP32)
+        wv, wi = N.topk_grouped(x, bias, k, groups, keep)
+        name = f"topk_grouped E={e} k={k} groups={groups} keep={keep}"
+        out.append(compare(f"{name} values", ops.download(vals), store(wv, FP32)))
+        out.append(compare(f"{name} indices", ops.download(idx), wi))
+    z = corner_f32(rng, 4096)
+    for lo, hi, lower in ((-7.0, 7.0, True), (0.0, 7.0, False), (0.0, 0.0, True)):
+        for dk in (BF16, FP32):
+            got = ops.download(ops.clamp(ops.upload(z), lo, hi, lower, dk))
+            out.append(compare(f"clamp [{lo}, {hi}] lower={lower} ->{dk}", got, store(N.clamp(z, lo, hi, lower), dk)))
     for shape, theta, top in (((3, 11, 64), 1e4, 100), ((2, 4, 9, 128), 5e5, 131072), ((5, 16), 1e6, 2**21)):
         x = _bf16_normal(rng, shape)
         pos = rng.integers(0, top, shape[-2]).astype(np.int32)

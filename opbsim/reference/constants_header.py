@@ -15,6 +15,7 @@ import numpy as np
 from opbsim.isa import elementary as E
 from opbsim.isa import numerics as N
 from opbsim.isa.floatbits import BF16_CANONICAL_NAN_BITS, F32_CANONICAL_NAN_BITS
+from opbsim.isa.spec import BY_OPCODE, Opcode
 from opbsim.reference.interface import BINARY_OPS, KIND_CODE, UNARY_OPS
 
 __all__ = ["FILE_NAME", "PATH", "render", "write"]
@@ -58,6 +59,9 @@ def render() -> str:
     out += [f"#define OPB_OP_{op.upper()} {code}" for op, code in UNARY_OPS.items()]
     out += ["// binary op codes (interface.BINARY_OPS: the instructions' opcodes of isa/spec.py)"]
     out += [f"#define OPB_OP_{op.upper()} {code}" for op, code in BINARY_OPS.items()]
+    groups = BY_OPCODE[Opcode.TOPK_GROUPED].field("groups")
+    out += ["// topk_grouped: the most groups its `groups` field can name (isa/spec.py)",
+            f"#define OPB_MAX_GROUPS {(1 << groups.width) - 1}"]
     out += ["", "#endif", ""]
     return "\n".join(out)
 

@@ -88,6 +88,12 @@ class Ops(Protocol):
 
     def topk(self, x: Any, k: int, vals_kind: str) -> tuple[Any, Any]: ...
 
+    def topk_grouped(self, x: Any, bias: Any, k: int, groups: int, keep: int, vals_kind: str) -> tuple[Any, Any]:
+        """numerics.topk_grouped of fp32 x [..., E] with the fp32 choice bias [E]."""
+
+    def clamp(self, x: Any, lo: float, hi: float, lower: bool, out_kind: str) -> Any:
+        """numerics.clamp (lo and hi already fp32)."""
+
     def rope(self, x: Any, pos: Any, theta: float, out_kind: str) -> Any: ...
 
     def gather(self, src: Any, idx: Any) -> Any: ...

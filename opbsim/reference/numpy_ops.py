@@ -106,6 +106,13 @@ class NumpyOps:
         v, i = N.topk(values(x), k)
         return store(v, vals_kind), i
 
+    def topk_grouped(self, x, bias, k, groups, keep, vals_kind):
+        v, i = N.topk_grouped(values(x), values(bias), k, groups, keep)
+        return store(v, vals_kind), i
+
+    def clamp(self, x, lo, hi, lower, out_kind):
+        return store(N.clamp(values(x), lo, hi, lower), out_kind)
+
     def rope(self, x, pos, theta, out_kind):
         return store(N.rope(values(x), pos, theta), out_kind)
 

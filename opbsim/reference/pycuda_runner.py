@@ -283,6 +283,26 @@ class GpuOps:
             _i32(KIND_CODE[vals_kind]), _i32(e), _i32(k)))
         return vals, idx
 
+    def topk_grouped(self, x, bias, k, groups, keep, vals_kind) -> tuple[DeviceTensor, DeviceTensor]:
+        x, bias = self._dense(x), self._dense(bias)
+        e = x.shape[-1]
+        if e % groups or not 1 <= keep <= groups <= 255 or not 1 <= k <= keep * (e // groups):
+            raise ValueError(f"topk_grouped: k={k}, groups={groups}, keep={keep} do not fit {e} entries")
+        vals, idx = self.empty(x.shape[:-1] + (k,), vals_kind), self.empty(x.shape[:-1] + (k,), I32)
+        rows = x.numel // e
+        self.backend.launch("opb_topk_grouped", (_blocks(rows, 128), 1, 1), (128, 1, 1), (
+            self._ptr(x), self._ptr(bias), self._ptr(vals), self._ptr(idx), _i64(rows), _i32(KIND_CODE[x.kind]),
+            _i32(KIND_CODE[bias.kind]), _i32(KIND_CODE[vals_kind]), _i32(e), _i32(k), _i32(groups), _i32(keep)))
+        return vals, idx
+
+    def clamp(self, x, lo, hi, lower, out_kind) -> DeviceTensor:
+        x, y = self._dense(x), self.empty(x.shape, out_kind)
+        if x.numel:
+            self.backend.launch("opb_clamp_kernel", (_blocks(x.numel), 1, 1), (_THREADS, 1, 1), (
+                self._ptr(x), self._ptr(y), _i64(x.numel), _i32(KIND_CODE[x.kind]), _i32(KIND_CODE[out_kind]),
+                _f32(lo), _f32(hi), _i32(bool(lower))))
+        return y
+
     def rope(self, x, pos, theta, out_kind) -> DeviceTensor:
         x = self._dense(x)
         pos = pos if isinstance(pos, DeviceTensor) else self.upload(np.asarray(pos, np.int32))

@@ -143,6 +143,20 @@ void opb_reduce(GEOM, const void* x, void* y, long long rows, int x_kind, int y_
     for (long long row = 0; row < rows; ++row) opb_reduce_row(x, x_kind, y, y_kind, row, C, op);
 }
 
+void opb_clamp_kernel(GEOM, const void* x, void* y, long long n, int x_kind, int y_kind, float lo, float hi,
+                      int lower) {
+    UNUSED_GEOM;
+    for (long long i = 0; i < n; ++i) opb_store(y, y_kind, i, opb_clamp(opb_load(x, x_kind, i), lo, hi, lower));
+}
+
+void opb_topk_grouped(GEOM, const void* x, const void* bias, void* vals, int* idx, long long rows, int x_kind,
+                      int b_kind, int v_kind, int E, int k, int groups, int keep) {
+    UNUSED_GEOM;
+    for (long long row = 0; row < rows; ++row) {
+        opb_topk_grouped_row(x, x_kind, bias, b_kind, vals, v_kind, idx, row, E, k, groups, keep);
+    }
+}
+
 void opb_topk(GEOM, const void* x, void* vals, int* idx, long long rows, int x_kind, int v_kind, int E, int k) {
     UNUSED_GEOM;
     for (long long row = 0; row < rows; ++row) opb_topk_row(x, x_kind, vals, v_kind, idx, row, E, k);

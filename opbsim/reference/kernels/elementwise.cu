@@ -22,6 +22,12 @@ extern "C" __global__ void opb_binary(const void* a, const void* b, void* y, lon
     }
 }
 
+// y[i] = clamp(x[i], lo, hi, lower) (opb_clamp).
+extern "C" __global__ void opb_clamp_kernel(const void* x, void* y, long long n, int x_kind, int y_kind, float lo,
+                                            float hi, int lower) {
+    OPB_GRID_STRIDE(i, n) { opb_store(y, y_kind, i, opb_clamp(opb_load(x, x_kind, i), lo, hi, lower)); }
+}
+
 // y[i] = x[i] * factor (factor already rounded to fp32 by the caller).
 extern "C" __global__ void opb_scale(const void* x, void* y, long long n, int x_kind, int y_kind, float factor) {
     OPB_GRID_STRIDE(i, n) { opb_store(y, y_kind, i, opb_mul(opb_load(x, x_kind, i), factor)); }

@@ -281,6 +281,68 @@ OPB_HD void opb_reduce_row(const void* x, int x_kind, void* y, int y_kind, long 
     opb_store(y, y_kind, row, acc);
 }
 
+// numerics.clamp: lo where v < lo (with lower), hi where that is > hi, else v (-0 stays -0
+// against a bound of +0); NaN compares false, so it is kept.
+OPB_HD float opb_clamp(float v, float lo, float hi, int lower) {
+    const float m = (lower && v < lo) ? lo : v;
+    return (m > hi) ? hi : m;
+}
+
+// numerics.topk_grouped on row `row` of x [rows, E] with the choice bias [E] (see its definition):
+// c = x + bias; each of the `groups` groups scored by the sum of its two best c in topk order;
+// the `keep` best groups stay (ties to the lower group), elsewhere c = +0; the k best c give idx,
+// x at idx the values. No scratch beyond the group scores: O((k + groups) E).
+OPB_HD float opb_choice(const void* x, int x_kind, const void* bias, int b_kind, long long base, int e) {
+    return opb_add(opb_load(x, x_kind, base + e), opb_load(bias, b_kind, e));
+}
+
+OPB_HD void opb_topk_grouped_row(const void* x, int x_kind, const void* bias, int b_kind, void* vals, int v_kind,
+                                 int* idx, long long row, int E, int k, int groups, int keep) {
+    const long long base = row * E;
+    const int per = E / groups;
+    float score[OPB_MAX_GROUPS];
+    bool kept[OPB_MAX_GROUPS];
+    for (int g = 0; g < groups; ++g) {
+        float v1 = 0.0f, v2 = 0.0f;
+        int i1 = -1, i2 = -1;
+        for (int j = g * per; j < (g + 1) * per; ++j) {
+            const float v = opb_choice(x, x_kind, bias, b_kind, base, j);
+            if (i1 < 0 || opb_topk_before(v, j, v1, i1)) {
+                v2 = v1; i2 = i1; v1 = v; i1 = j;
+            } else if (i2 < 0 || opb_topk_before(v, j, v2, i2)) {
+                v2 = v; i2 = j;
+            }
+        }
+        score[g] = (i2 < 0) ? v1 : opb_add(v1, v2);
+        kept[g] = false;
+    }
+    for (int t = 0; t < keep; ++t) {
+        int best = -1;
+        for (int g = 0; g < groups; ++g) {
+            if (!kept[g] && (best < 0 || opb_topk_before(score[g], g, score[best], best))) best = g;
+        }
+        kept[best] = true;
+    }
+    float prev_v = 0.0f;
+    int prev_i = -1;
+    for (int t = 0; t < k; ++t) {
+        float best_v = 0.0f;
+        int best_i = -1;
+        for (int j = 0; j < E; ++j) {
+            const float v = kept[j / per] ? opb_choice(x, x_kind, bias, b_kind, base, j) : 0.0f;
+            if (prev_i >= 0 && !opb_topk_before(prev_v, prev_i, v, j)) continue;
+            if (best_i < 0 || opb_topk_before(v, j, best_v, best_i)) {
+                best_v = v;
+                best_i = j;
+            }
+        }
+        opb_store(vals, v_kind, row * k + t, opb_load(x, x_kind, base + best_i));
+        idx[row * k + t] = best_i;
+        prev_v = best_v;
+        prev_i = best_i;
+    }
+}
+
 // topk of row `row` of [rows, E]: the k first entries in topk's order (NaN first, then
 // descending, +0 == -0, ties to the lower index), values stored to v_kind, int32 indices.
 // Pick t is the best entry ranking after pick t - 1: no scratch, O(k E).

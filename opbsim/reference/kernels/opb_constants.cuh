@@ -56,5 +56,7 @@
 #define OPB_OP_SUB 33
 #define OPB_OP_MUL 34
 #define OPB_OP_DIV 35
+// topk_grouped: the most groups its `groups` field can name (isa/spec.py)
+#define OPB_MAX_GROUPS 255
 
 #endif

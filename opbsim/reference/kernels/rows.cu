@@ -135,6 +135,17 @@ extern "C" __global__ void opb_topk(const void* x, void* vals, int* idx, long lo
     }
 }
 
+// group-limited topk of each row of [rows, E] with the choice bias [E], one thread per row
+// (opb_topk_grouped_row).
+extern "C" __global__ void opb_topk_grouped(const void* x, const void* bias, void* vals, int* idx, long long rows,
+                                            int x_kind, int b_kind, int v_kind, int E, int k, int groups,
+                                            int keep) {
+    for (long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x; row < rows;
+         row += (long long)gridDim.x * blockDim.x) {
+        opb_topk_grouped_row(x, x_kind, bias, b_kind, vals, v_kind, idx, row, E, k, groups, keep);
+    }
+}
+
 // rope of x [N0, T, D] (contiguous) at positions pos [T] with the host's fp32 frequency table
 // inv_freq [D / 2]: one thread per rotated pair (opb_rope_pair).
 extern "C" __global__ void opb_rope(const void* x, const int* pos, const float* inv_freq, void* y, long long n0,
