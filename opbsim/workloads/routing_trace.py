@@ -221,5 +221,5 @@ def _weights(path: Path, n: int, w: object, shape: tuple[int, int]) -> np.ndarra
     bad = np.argwhere(~np.isfinite(arr) | (arr < 0))
     if len(bad):
         t, j = bad[0]
-        raise InputError(f"{path}:{n}: weights row {t}: {arr[t, j]!r} is not a finite number >= 0")
+        raise InputError(f"{path}:{n}: weights row {t}: {float(arr[t, j])!r} is not a finite number >= 0")
     return arr
