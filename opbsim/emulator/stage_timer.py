@@ -139,7 +139,9 @@ class StageTimer:
         self._head_model = replace(model, num_layers=model.first_dense_layers + model.moe_every) if model.is_moe \
             else replace(model, num_layers=1)
         probe = Stage.decode(1, 1)  # the policy must exist and suit the device: the compiler's own check
+        self.routing = None  # the probe draws no routing: every layer's token stream starts at the first stage
         run_passes(Source(self._layer(probe, *self._layers[0][:2]), Target(cluster.device, cluster.policy)), "place")
+        self.routing = routing
 
     def cost(self, stage: Stage) -> StageCost:
         """The cost of ``stage`` (of its bucket's representative)."""
@@ -235,7 +237,7 @@ class StageTimer:
         """The whole layer on one device; with exchanged experts, without its expert FFNs and
         without the expert all-reduce (``_experts`` and ``_exchange`` cost those)."""
         tp = self.cluster.tp
-        counts = self._counts(group, layer) if moe else None
+        counts = self._counts(group, layer) if moe and not self._exchanged(moe) else None  # else: experts dropped
         graph = build_layer(self.model, group, layer, expert_tokens=counts, tp=tp)
         if self._exchanged(moe):
             drop = f"L{layer}.ffn_all_reduce"
