@@ -10,17 +10,19 @@ Two properties routers of trained MoE models show (docs/routing.md gives the sou
   once from a symmetric Dirichlet of ``concentration`` alpha; an expert's share then has mean
   1/E and coefficient of variation sqrt((E - 1) / (E alpha + 1)). alpha -> infinity is uniform.
 - inter-layer affinity: a token's experts in layer l+1 depend on its experts in layer l (Yao et
-  al. 2024, ExFlow). Model: each layer after the first has a seeded affinity permutation ``pi_l``
-  of the experts; with probability ``correlation`` rho a token follows it (its experts in layer
-  l+1 are pi_l of its experts in layer l), otherwise it draws afresh from ``p_l``. The load of
-  layer l+1 is then rho pi_l(load_l) + (1 - rho) p_l: hot experts persist along the affinity
-  chain (rho = 1: every layer inherits the first layer's imbalance, permuted).
+  al. 2024, ExFlow). Model: a token picks its top_k experts by the largest ``log p_l + g`` over
+  i.i.d. Gumbel noise g (Gumbel top-k: k draws without replacement in proportion to p_l). Each
+  layer after the first has a seeded affinity permutation ``pi_l``; with probability
+  ``correlation`` rho a token carries its noise over from layer l, moved along pi_l (expert pi_l(e)
+  gets the noise expert e had), otherwise it draws fresh noise. Carried noise is still i.i.d.
+  Gumbel, so every layer's load follows its own popularity p_l whatever rho (the two parameters
+  are separate: alpha sets the imbalance, rho only the token paths). With uniform popularity a
+  carried token goes exactly to pi_l of its experts; with skewed popularity, towards them.
 
-A fresh draw takes top_k distinct experts without replacement in proportion to ``p_l`` (Gumbel
-top-k). Tokens are generated in blocks of ``BLOCK_TOKENS`` for the whole chain of layers, each
-block from its own seeded stream, so token i's path through the layers is fixed by (seed, i);
-every layer has its own cursor into that token stream (``route``), and a layer routed with the
-same token counts as the others sees the same tokens.
+Tokens are generated in blocks of ``BLOCK_TOKENS`` for the whole chain of layers, each block
+from its own seeded stream, so token i's path through the layers is fixed by (seed, i); every
+layer has its own cursor into that token stream (``route``), and a layer routed with the same
+token counts as the others sees the same tokens.
 
 The defaults (``DEFAULT_CONCENTRATION``, ``DEFAULT_CORRELATION``) are assumptions, not fits: the
 sources above report skew and affinity qualitatively or as plots; docs/routing.md shows how the
@@ -100,20 +102,7 @@ class SkewRouting:
         self._blocks: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cursor = dict.fromkeys(layers, 0)
 
-    def expected_load(self) -> np.ndarray:
-        """[layers, E]: the expected share of each layer's routed rows per expert (rows sum to 1),
-        from the chain's recursion (exact for top_k = 1; top-k draws flatten it slightly)."""
-        out = np.empty_like(self.popularity)
-        out[0] = self.popularity[0]
-        rho = self.correlation
-        for i in range(1, len(self.layers)):
-            follow = np.zeros(self.num_experts)
-            follow[self.affinity[i]] = out[i - 1]
-            out[i] = rho * follow + (1 - rho) * self.popularity[i]
-        return out
-
-    def _draw(self, rng: np.random.Generator, i: int, n: int) -> np.ndarray:
-        keys = self._log_p[i] + rng.gumbel(size=(n, self.num_experts))
+    def _topk(self, keys: np.ndarray) -> np.ndarray:
         if self.top_k == self.num_experts:
             return np.argsort(-keys, axis=1).astype(np.int32)
         return np.argpartition(-keys, self.top_k - 1, axis=1)[:, : self.top_k].astype(np.int32)
@@ -126,13 +115,15 @@ class SkewRouting:
             return hit
         rng = np.random.default_rng([self.seed, _TAG, 1, b])
         out = np.empty((len(self.layers), BLOCK_TOKENS, self.top_k), np.int32)
-        out[0] = self._draw(rng, 0, BLOCK_TOKENS)
+        noise = rng.gumbel(size=(BLOCK_TOKENS, self.num_experts))
+        out[0] = self._topk(self._log_p[0] + noise)
         for i in range(1, len(self.layers)):
+            carried = np.empty_like(noise)
+            carried[:, self.affinity[i]] = noise  # expert pi(e) gets the noise expert e had
+            fresh = rng.gumbel(size=noise.shape)
             follow = rng.random(BLOCK_TOKENS) < self.correlation
-            out[i] = self.affinity[i][out[i - 1]]
-            fresh = np.nonzero(~follow)[0]
-            if len(fresh):
-                out[i, fresh] = self._draw(rng, i, len(fresh))
+            noise = np.where(follow[:, None], carried, fresh)
+            out[i] = self._topk(self._log_p[i] + noise)
         self._blocks[b] = out
         if len(self._blocks) > max(2, _CACHE_B // out.nbytes):
             self._blocks.popitem(last=False)
