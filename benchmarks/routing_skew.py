@@ -84,7 +84,8 @@ def _figure(rows) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, sname in zip(axes, STAGES, strict=True):
         for lname, marker in zip(LAYOUTS, "os", strict=True):
-            pts = [(a, m, s) for ln, sn, k, a, r, m, s in rows if ln == lname and sn == sname and k == "skew" and r == 0.5]
+            pts = [(a, m, s) for ln, sn, k, a, r, m, s in rows
+                   if (ln, sn, k) == (lname, sname, "skew") and r == 0.5]
             uni = next(m for ln, sn, k, *_, m, _s in rows if ln == lname and sn == sname and k == "uniform")
             xs, ms, ss = zip(*pts, strict=True)
             line = ax.errorbar(xs, ms, yerr=np.array(ss) / 2, marker=marker, capsize=3, label=f"skew, {lname}")
