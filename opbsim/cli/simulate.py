@@ -25,8 +25,10 @@ __all__ = ["simulate_cmd", "routing_of"]
 
 
 def routing_of(spec: str, model, seed: int):
-    """``balanced`` (None), ``uniform``, ``zipf:SKEW`` or ``trace:FILE`` as a Routing."""
-    from opbsim.workloads import TraceRouting, UniformRouting, ZipfRouting
+    """``balanced`` (None), ``uniform``, ``zipf:SKEW``, ``skew[:CONCENTRATION[,CORRELATION]]`` or
+    ``trace:FILE`` as a Routing (a trace checked against ``model``)."""
+    from opbsim.workloads import SkewRouting, TraceRouting, UniformRouting, ZipfRouting
+    from opbsim.workloads.routing_skew import parse_skew
 
     if spec == "balanced":
         return None
@@ -40,9 +42,20 @@ def routing_of(spec: str, model, seed: int):
         except ValueError:
             raise InputError(f"--routing {spec}: the skew must be a number") from None
         return ZipfRouting(model.num_experts, model.top_k, skew=skew, seed=seed)
+    if spec == "skew" or spec.startswith("skew:"):
+        alpha, rho = parse_skew(spec)
+        layers = [i for i in range(model.num_layers) if model.is_moe_layer(i)]
+        try:
+            return SkewRouting(model.num_experts, model.top_k, layers=layers, concentration=alpha,
+                               correlation=rho, seed=seed)
+        except InputError as e:
+            raise InputError(f"--routing {spec[:60]}: {e}") from None
     if spec.startswith("trace:"):
-        return TraceRouting.from_file(spec[6:])
-    raise InputError(f"--routing {spec!r}: expected balanced, uniform, zipf:SKEW or trace:FILE")
+        routing = TraceRouting.from_file(spec[6:])
+        routing.check_model(model)
+        return routing
+    raise InputError(f"--routing {spec[:60]!r}: expected balanced, uniform, zipf:SKEW, "
+                     "skew[:CONCENTRATION[,CORRELATION]] or trace:FILE")
 
 
 @click.command("simulate")
@@ -68,7 +81,10 @@ def routing_of(spec: str, model, seed: int):
 @preemption_option
 @cuda_graphs_option
 @click.option("--routing", default="balanced", show_default=True,
-              help="Expert routing: balanced, uniform, zipf:SKEW or trace:FILE (one node only).")
+              help="Expert routing: balanced, uniform, zipf:SKEW, skew[:CONCENTRATION[,CORRELATION]] or "
+                   "trace:FILE (docs/routing.md). skew: per-layer Dirichlet expert popularity and inter-layer "
+                   "affinity; the defaults 2.0,0.5 are assumptions (sensitivity in docs/routing.md). With "
+                   "expert parallelism the busiest device decides each MoE layer.")
 @buckets_option
 @click.option("--overlap", is_flag=True,
               help="Two-batch overlap: a MoE layer's all-to-alls hide behind the other micro-batch's compute.")

@@ -24,8 +24,8 @@ nodes; hardware/collectives.py times each call on the device's links.
   sum over all layers at the micro-batch size, plus pp activation hand-overs per stage boundary.
 - The energy is the busiest group's times the number of groups (an upper bound when groups are
   unevenly loaded).
-- With exchanged experts every expert is assumed evenly loaded (balanced routing); a skewed or
-  traced routing is supported only when experts are not exchanged (ep = 1, dp = 1).
+- With exchanged experts and balanced routing every expert is evenly loaded; with another routing
+  every MoE layer is routed and the busiest device decides it (stage_routed.py, expert_load.py).
 
 Capacity (``capacity_batch``): weights plus the KV cache of every running request at its longest
 context must fit the HBM of each device. Activations and fragmentation are not counted.

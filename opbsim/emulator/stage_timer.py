@@ -17,7 +17,10 @@ every stage of a long trace would take hours, so a stage is decomposed and memoi
   experts runs as two micro-batches whose communication hides behind the other's computation:
   max(2 C, 2 M) per layer for micro-batch compute C and communication M, plus one C or M (the
   smaller) to fill the pipeline per stage;
-- pipeline stages (pp > 1) cost every layer at the micro-batch size plus pp hand-overs.
+- pipeline stages (pp > 1) cost every layer at the micro-batch size plus pp hand-overs;
+- with exchanged experts and a routing (``routing``), every MoE layer is routed on its own: its
+  experts part is the busiest device's experts over their routed rows and its all-to-alls move the
+  busiest device's rows (expert_load.py); the rest of the layer is the representative's.
 
 Energy: each compiled part's instructions by mechanism (emulator/energy.py) times the layers of
 its kind; the collectives that move exchanged rows at the link energy of their plans; and every
@@ -42,16 +45,18 @@ shape bucket (a grid of ``steps_per_octave`` points per power of two).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from opbsim.compiler import Source, Target, compile_graph, run_passes
 from opbsim.emulator.bucketing import DEFAULT_STEPS_PER_OCTAVE, Bucketing
 from opbsim.emulator.cluster import Cluster, local_experts, micro_batch, node_share
 from opbsim.emulator.energy import EnergyParts, plan_energy, static_energy
-from opbsim.emulator.engine import RunStats
 from opbsim.emulator.engine import run as run_program
+from opbsim.emulator.expert_load import alltoall_rows
 from opbsim.emulator.serving_engines import EAGER_LAUNCH_US
-from opbsim.emulator.time_split import BOUNDS, exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
+from opbsim.emulator.stage_acc import DeviceAcc
+from opbsim.emulator.stage_routed import routed_layers
+from opbsim.emulator.time_split import exposed_comm_s, launch_class_shares, split_by_bound, split_by_class
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.collectives import Collective, plan
 from opbsim.isa.types import Unit
@@ -91,62 +96,14 @@ class StageCost:
 
 
 
-@dataclass(slots=True)
-class _Acc:
-    """One device's share of a stage: ``energy`` is its dynamic energy (static is added on the
-    stage's total time)."""
-
-    time_s: float = 0.0
-    energy: EnergyParts = EnergyParts()
-    busy: dict[Unit, float] = field(default_factory=dict)
-    by_class: dict[OpClass, float] = field(default_factory=lambda: dict.fromkeys(OpClass, 0.0))
-    fill_s: float = 0.0  # two-batch overlap: pipeline fill paid once per stage
-    exposed_s: float = 0.0  # communication with nothing else running
-    by_bound: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BOUNDS, 0.0))
-    eager_s: float = 0.0  # what launching its kernels one by one from the host would add
-
-    def add(self, stats: RunStats, classes: dict[OpClass, float], times: float,
-            energy_times: float | None = None) -> None:
-        self.time_s += stats.time_s * times
-        dynamic = replace(stats.energy, static=0.0)
-        self.energy = self.energy + dynamic.scaled(times if energy_times is None else energy_times)
-        for u, b in stats.busy_s_by_unit:
-            self.busy[u] = self.busy.get(u, 0.0) + b * times
-        for c, t in classes.items():
-            self.by_class[c] += t * times
-
-    def add_comm(self, seconds: float, times: float, joules: float = 0.0) -> None:
-        self.energy = self.energy + EnergyParts(interconnect=joules * times)
-        self.time_s += seconds * times
-        self.exposed_s += seconds * times
-        self.by_class[OpClass.COMM] += seconds * times
-        self.by_bound["communication"] += seconds * times
-
-    def scaled(self, times: float) -> _Acc:
-        return _Acc(self.time_s * times, self.energy.scaled(times), {u: b * times for u, b in self.busy.items()},
-                    {c: t * times for c, t in self.by_class.items()}, 0.0, self.exposed_s * times,
-                    {k: t * times for k, t in self.by_bound.items()}, self.eager_s * times)
-
-    def merge(self, other: _Acc) -> None:
-        self.time_s += other.time_s
-        self.exposed_s += other.exposed_s
-        self.eager_s += other.eager_s
-        for k, t in other.by_bound.items():
-            self.by_bound[k] += t
-        self.energy = self.energy + other.energy
-        for u, b in other.busy.items():
-            self.busy[u] = self.busy.get(u, 0.0) + b
-        for c, t in other.by_class.items():
-            self.by_class[c] += t
-
-
 class StageTimer:
     """Costs stages of ``model`` on ``cluster``; every distinct bucketed shape is compiled and timed
     once (``memo=False`` recomputes each call: the reference the memo is tested against).
 
-    ``routing`` (only when experts are not exchanged) decides the expert token counts of a shape,
-    drawn once per shape from the representative layer's stream; by default the balanced counts,
-    which are the expected counts under uniform routing. ``overlap`` turns on two-batch overlap.
+    ``routing`` decides the expert token counts of a shape, drawn once per shape: from the
+    representative layer's stream when experts are not exchanged, from every MoE layer's when they
+    are (the whole stage's tokens, all dp groups); by default the balanced counts, which are the
+    expected counts under uniform routing. ``overlap`` turns on two-batch overlap.
     """
 
     def __init__(self, model: ModelConfig, cluster: Cluster, *, routing: Routing | None = None,
@@ -154,11 +111,13 @@ class StageTimer:
                  host_launch_s: float = EAGER_LAUNCH_US * 1e-6):
         cluster.check(model)
         par = cluster.parallel
-        if routing is not None and model.is_moe and par.experts_exchanged:
-            raise InputError("a routing other than balanced needs ep = 1 and dp = 1 (experts not exchanged)")
         if routing is not None and (routing.num_experts, routing.top_k) != (model.num_experts, model.top_k):
             raise InputError(f"routing has {routing.num_experts} experts, top-{routing.top_k}; the model "
                              f"{model.num_experts}, top-{model.top_k}")
+        if routing is not None and hasattr(routing, "check_model"):
+            routing.check_model(model)
+        self._routed = routing is not None and not isinstance(routing, BalancedRouting) and par.experts_exchanged
+        self._expert_memo: dict[tuple[int, ...], DeviceAcc] = {}
         self.model = model
         self.cluster = cluster
         self.routing = routing
@@ -180,7 +139,9 @@ class StageTimer:
         self._head_model = replace(model, num_layers=model.first_dense_layers + model.moe_every) if model.is_moe \
             else replace(model, num_layers=1)
         probe = Stage.decode(1, 1)  # the policy must exist and suit the device: the compiler's own check
+        self.routing = None  # the probe draws no routing: every layer's token stream starts at the first stage
         run_passes(Source(self._layer(probe, *self._layers[0][:2]), Target(cluster.device, cluster.policy)), "place")
+        self.routing = routing
 
     def cost(self, stage: Stage) -> StageCost:
         """The cost of ``stage`` (of its bucket's representative)."""
@@ -222,7 +183,7 @@ class StageTimer:
         for each layer kind that fails, in that order, each distinct message once (empty when it
         compiles)."""
         group = node_share(stage, self.cluster.dp)
-        parts = [lambda: self._time(self._head(group), _Acc(), 1)]
+        parts = [lambda: self._time(self._head(group), DeviceAcc(), 1)]
         parts += [lambda moe=moe, layer=layer: self._layer_cost(group, moe, layer) for moe, layer, _ in self._layers]
         errors = []
         for part in parts:
@@ -278,7 +239,7 @@ class StageTimer:
         """The whole layer on one device; with exchanged experts, without its expert FFNs and
         without the expert all-reduce (``_experts`` and ``_exchange`` cost those)."""
         tp = self.cluster.tp
-        counts = self._counts(group, layer) if moe else None
+        counts = self._counts(group, layer) if moe and not self._exchanged(moe) else None  # else: experts dropped
         graph = build_layer(self.model, group, layer, expert_tokens=counts, tp=tp)
         if self._exchanged(moe):
             drop = f"L{layer}.ffn_all_reduce"
@@ -295,15 +256,17 @@ class StageTimer:
                     if op.kind is OpKind.FFN and "expert" in op.params)
         return ModelGraph(local, Stage.decode(tokens, 1), 1, (), (LayerGraph(layer, True, ops),), ())
 
-    def _exchange(self, group: Stage, stage_tokens: int) -> tuple[float, float]:
+    def _exchange(self, group: Stage, stage_tokens: int, counts=None) -> tuple[float, float]:
         """Seconds of the collectives that move one MoE layer's rows (cluster.py), and the joules
-        one device spends on the links for them."""
+        one device spends on the links for them; with the layer's expert ``counts``, the
+        all-to-alls move the busiest device's rows (expert_load.py)."""
         par, m = self.cluster.parallel, self.model
         row_B = m.hidden_size * m.dtype.itemsize_B
         n = par.stage_devices
         calls: list[tuple[Collective, int, int, int]] = []
         if par.ep > 1:
-            send = -(-group.tokens * m.top_k // par.tp) * par.etp * row_B
+            send = -(-group.tokens * m.top_k // par.tp) * par.etp * row_B if counts is None else \
+                alltoall_rows(counts, par.ep, par.etp, par.tp, group.tokens, m.top_k) * row_B
             calls += [(Collective.ALLTOALL, send, n, 1)] * 2
             if par.tp > 1:
                 calls.append((Collective.ALLGATHER, group.tokens * row_B, par.tp, 1))
@@ -323,10 +286,10 @@ class StageTimer:
 
     # -- costing -----------------------------------------------------------------------------------
 
-    def _layer_cost(self, group: Stage, moe: bool, layer: int) -> _Acc:
+    def _layer_cost(self, group: Stage, moe: bool, layer: int) -> DeviceAcc:
         """One layer on the busiest device: its compiled part(s) and, with exchanged experts, the
         collectives (two-batch overlap applied when enabled)."""
-        acc = _Acc()
+        acc = DeviceAcc()
         if not self._exchanged(moe):
             self._time(self._layer(group, moe, layer), acc, 1)
             return acc
@@ -346,8 +309,8 @@ class StageTimer:
         compute.add_comm(comm, 1, comm_J)
         return compute
 
-    def _layer_parts(self, group: Stage, stage_tokens: int, layer: int) -> tuple[_Acc, tuple[float, float]]:
-        acc = _Acc()
+    def _layer_parts(self, group: Stage, stage_tokens: int, layer: int) -> tuple[DeviceAcc, tuple[float, float]]:
+        acc = DeviceAcc()
         self._time(self._layer(group, True, layer), acc, 1)
         self._time(self._experts(stage_tokens, layer), acc, 1)
         return acc, self._exchange(group, stage_tokens)
@@ -357,13 +320,14 @@ class StageTimer:
         group = node_share(stage, par.dp)
         micro = micro_batch(group, par.pp)
         self.compiled_shapes += 1
-        acc = _Acc()
+        acc = DeviceAcc()
         self._time(self._head(micro), acc, par.pp, energy_times=1)
         fill = 0.0
         for moe, layer, count in self._layers:
-            part = self._layer_cost(micro, moe, layer)
+            part = routed_layers(self, micro, layer) if self._routed and moe else \
+                self._layer_cost(micro, moe, layer)
             fill = max(fill, part.fill_s)
-            acc.merge(part.scaled(count))
+            acc.merge(part if self._routed and moe else part.scaled(count))
         acc.time_s += fill
         acc.by_bound["communication"] += fill
         if par.pp > 1:
@@ -389,7 +353,7 @@ class StageTimer:
         counts = expert_counts(self.routing.route(layer, group.tokens), self.model.num_experts)
         return tuple(int(n) for n in counts)
 
-    def _time(self, graph: ModelGraph, acc: _Acc, times: int, energy_times: float | None = None) -> None:
+    def _time(self, graph: ModelGraph, acc: DeviceAcc, times: int, energy_times: float | None = None) -> None:
         cluster = self.cluster
         try:
             compiled = compile_graph(graph, cluster.fabric_device, cluster.policy)

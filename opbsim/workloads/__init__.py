@@ -10,13 +10,13 @@ from opbsim.workloads.presets import PRESETS, get_preset
 from opbsim.workloads.routing import (
     BalancedRouting,
     Routing,
-    TraceRouting,
     UniformRouting,
     ZipfRouting,
     expected_fraction_touched,
     expert_counts,
-    write_trace,
 )
+from opbsim.workloads.routing_skew import SkewRouting
+from opbsim.workloads.routing_trace import TraceRouting, write_trace
 from opbsim.workloads.scenarios import (
     CsvLengths,
     FixedLengths,
@@ -34,7 +34,7 @@ __all__ = [
     "PRESETS", "get_preset", "load_hf_config", "parse_hf_config", "load_model",
     "Stage", "PrefillChunk", "Estimates", "Op", "OpKind", "OpClass", "Role", "TensorSpec", "dependencies",
     "LayerGraph", "ModelGraph", "build_layer", "build_model",
-    "Routing", "BalancedRouting", "UniformRouting", "ZipfRouting", "TraceRouting", "expert_counts",
+    "Routing", "BalancedRouting", "UniformRouting", "ZipfRouting", "SkewRouting", "TraceRouting", "expert_counts",
     "expected_fraction_touched", "write_trace",
     "Request", "Loop", "Scenario", "FixedLengths", "GaussianLengths", "CsvLengths", "closed_loop", "open_loop",
 ]

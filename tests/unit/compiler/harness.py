@@ -13,7 +13,7 @@ from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
 from opbsim.layers.stage_rows import cache_buffers, requests
 from opbsim.workloads.graph import build_model
-from opbsim.workloads.routing import TraceRouting
+from opbsim.workloads.routing_trace import TraceRouting
 
 
 def random_bf16(rng, shape, scale=1.0) -> np.ndarray:

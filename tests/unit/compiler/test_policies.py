@@ -12,7 +12,7 @@ from opbsim.compiler.policies import policy_names, split_experts
 from opbsim.hardware import get_device
 from opbsim.isa.types import Unit
 from opbsim.workloads import PrefillChunk, Stage, build_model, get_preset
-from opbsim.workloads.routing import TraceRouting
+from opbsim.workloads.routing_trace import TraceRouting
 
 DUPLEX = get_device("duplex")
 MIXTRAL = get_preset("mixtral-8x7b")

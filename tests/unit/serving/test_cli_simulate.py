@@ -60,8 +60,11 @@ def test_simulate_open_loop_and_gaussian_lengths_run():
      "Error: --parallel 'tp=4,xp=2': expected NAME=N,... with NAME in tp, dp, ep, etp, pp"),
     (["--devices-per-node", "3"], "Error: tp (3) must divide num_heads (32)"),
     (["--routing", "zipf:x"], "Error: --routing zipf:x: the skew must be a number"),
-    (["--routing", "uniform", "--nodes", "2"],
-     "Error: a routing other than balanced needs ep = 1 and dp = 1 (experts not exchanged)"),
+    (["--routing", "skew:0"], "Error: --routing skew:0: concentration must be a number in (0, 1e+06], got 0.0"),
+    (["--routing", "skew:2,1.5"], "Error: --routing skew:2,1.5: correlation must be a number in 0..1, got 1.5"),
+    (["--routing", "skew:a"], "Error: --routing skew:a: the concentration and correlation must be numbers"),
+    (["--routing", "skew:1,2,3"],
+     "Error: --routing skew:1,2,3: expected skew, skew:CONCENTRATION or skew:CONCENTRATION,CORRELATION"),
 ])
 def test_simulate_bad_input_is_one_line_and_exit_1(args, message):
     base = ["mixtral-8x7b", "-d", "duplex", "--batch", "2", "--lin", "16", "--lout", "3", "--requests", "2"]

@@ -161,11 +161,6 @@ def test_two_batch_overlap_slows_a_latency_bound_exchange_it_pays_every_collecti
     assert tbo.time_s > plain.time_s
 
 
-def test_a_routing_other_than_balanced_needs_experts_kept_in_place():
-    with pytest.raises(InputError, match=r"^a routing other than balanced needs ep = 1 and dp = 1"):
-        StageTimer(TINY_MOE, cluster(nodes=2), routing=UniformRouting(4, 2, seed=0))
-
-
 def test_the_lowerings_a_model_lacks_are_named_by_the_compiler(monkeypatch):
     import opbsim.emulator.stage_timer as stage_timer
 

@@ -1,6 +1,5 @@
-"""Expert routing: balanced, uniform, Zipf and trace replay; seeded and reproducible."""
-
-import json
+"""Expert routing: balanced, uniform and Zipf; seeded and reproducible (traces: test_routing_trace.py,
+the skew model: test_routing_skew.py)."""
 
 import numpy as np
 import pytest
@@ -8,12 +7,10 @@ import pytest
 from opbsim.errors import InputError
 from opbsim.workloads import (
     BalancedRouting,
-    TraceRouting,
     UniformRouting,
     ZipfRouting,
     expected_fraction_touched,
     expert_counts,
-    write_trace,
 )
 
 
@@ -92,53 +89,3 @@ def test_bad_routing_parameters_are_rejected_with_exact_messages(make, message):
     with pytest.raises(InputError) as err:
         make()
     assert str(err.value) == message
-
-
-def test_a_written_trace_replays_per_layer_in_file_order_and_wraps_around(tmp_path):
-    path = tmp_path / "routing.jsonl"
-    write_trace(path, 8, 2, [(0, [[0, 1], [2, 3]]), (1, [[7, 6]]), (0, [[4, 5]])])
-    routing = TraceRouting.from_file(path)
-    assert (routing.num_experts, routing.top_k, routing.layers) == (8, 2, (0, 1))
-    assert routing.route(0, 2).tolist() == [[0, 1], [2, 3]]
-    assert routing.route(0, 2).tolist() == [[4, 5], [0, 1]]  # layer 0 holds 3 tokens; replay wraps
-    assert routing.route(1, 3).tolist() == [[7, 6]] * 3
-
-
-def test_the_trace_header_is_the_documented_line(tmp_path):
-    path = tmp_path / "t.jsonl"
-    write_trace(path, 4, 1, [(2, np.array([[3]]))])
-    first = json.loads(path.read_text().splitlines()[0])
-    assert first == {"format": "opbsim-routing-trace", "version": 1, "num_experts": 4, "top_k": 1}
-
-
-HEAD = '{"format": "opbsim-routing-trace", "version": 1, "num_experts": 4, "top_k": 2}'
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "empty routing trace (expected a header line)"),
-    ('{"format": "other"}', '1: expected a header with "format": "opbsim-routing-trace" and "version": 1'),
-    (HEAD.replace('"top_k": 2', '"top_k": 5'), "1: top_k must be in 1..num_experts (4), got 5"),
-    (HEAD, "no routing records after the header"),
-    (HEAD + "\n[1, 2]", "2: expected a JSON object"),
-    (HEAD + "\n{oops", "2:1:2: not valid JSON: Expecting property name enclosed in double quotes"),
-    (HEAD + '\n{"layer": 0}', "2: a record has exactly the keys layer and experts"),
-    (HEAD + '\n{"layer": -1, "experts": [[0, 1]]}', "2: layer must be an integer >= 0, got -1"),
-    (HEAD + '\n{"layer": 0, "experts": [[0]]}', "2: experts must be a non-empty list of rows of 2 integers"),
-    (HEAD + '\n{"layer": 0, "experts": [[0, 4]]}', "2: expert ids must be in 0..3"),
-    (HEAD + '\n\n{"layer": 0, "experts": [[1, 1]]}', "3: a token lists the same expert twice"),
-])
-def test_a_bad_trace_names_the_file_and_line(tmp_path, text, message):
-    path = tmp_path / "t.jsonl"
-    path.write_text(text)
-    with pytest.raises(InputError) as err:
-        TraceRouting.from_file(path)
-    sep = ":" if message[0].isdigit() else ": "
-    assert str(err.value) == f"{path}{sep}{message}"
-
-
-def test_replaying_a_layer_the_trace_lacks_is_an_error(tmp_path):
-    path = tmp_path / "t.jsonl"
-    write_trace(path, 4, 2, [(0, [[0, 1]])])
-    with pytest.raises(InputError) as err:
-        TraceRouting.from_file(path).route(5, 1)
-    assert str(err.value) == f"{path}: no routing records for layer 5"
