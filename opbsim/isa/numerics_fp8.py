@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from opbsim.isa.fp8 import fp8_bits
 from opbsim.isa.floatbits import f32
+from opbsim.isa.fp8 import fp8_bits
 
 __all__ = ["gemm_fp8", "gemm_fp8_block", "quant", "blocks"]
 

@@ -7,7 +7,8 @@ array (raw storage) to the GPU, keeping a strided view's strides so that transpo
 stride-0 operands are read in place, as the ISA's descriptors do; every op launches its kernel
 into a fresh output; ``download`` returns numpy.
 
-Contracts: gemm operands are bf16 (gemm_fp8: a bf16 or fp8, b fp8, fp32 scales) of rank 2 to 4 (up to two leading batch axes); outputs never
+Contracts: gemm operands are bf16 (gemm_fp8: a bf16 or fp8, b fp8, fp32 scales) of rank 2 to 4
+(up to two leading batch axes); outputs never
 overlap inputs (they are allocated here); indices are checked on the host before a launch
 (numerics.gather: every index must be in range), and a bad one is a ValueError.
 """

@@ -77,8 +77,8 @@ def test_overflow_saturates_to_448_and_nan_is_canonical():
 
 
 def test_underflow_keeps_the_sign_and_rounds_the_half_of_the_smallest_subnormal_to_zero():
-    x = np.array([2.0**-10, np.nextafter(np.float32(2.0**-10), np.float32(1.0)), -(2.0**-10), 3 * 2.0**-10, 2.0**-149, -(2.0**-149)],
-                 dtype=np.float32)
+    above = np.nextafter(np.float32(2.0**-10), np.float32(1.0))
+    x = np.array([2.0**-10, above, -(2.0**-10), 3 * 2.0**-10, 2.0**-149, -(2.0**-149)], dtype=np.float32)
     assert fp8_bits(x).tolist() == [0x00, 0x01, 0x80, 0x02, 0x00, 0x80]
 
 
