@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from opbsim.emulator.gemm_tiles import fp8_blocks_par
+from opbsim.emulator.gemm_tiles import fp8_blocks_par, fp8_blocks_ser
 from opbsim.isa.fp8 import FP8_DECODE_F32, FP8_TO_BF16_BITS
 
 __all__ = ["gemm_fp8"]
+
+_SERIAL_FLOPS = 1 << 20  # below this, the calling thread beats the thread pool's overhead (as kernels.py)
 
 
 def gemm_fp8(a: np.ndarray, b: np.ndarray, sa: np.ndarray, sb: np.ndarray, block_k: int, block_n: int) -> np.ndarray:
@@ -25,7 +27,8 @@ def gemm_fp8(a: np.ndarray, b: np.ndarray, sa: np.ndarray, sb: np.ndarray, block
     out = np.zeros((m, n), dtype=np.float32)
     if m and n and a.shape[1]:
         a16 = a if a.dtype == np.uint16 else FP8_TO_BF16_BITS[a]
+        run = fp8_blocks_ser if 2 * m * n * a.shape[1] < _SERIAL_FLOPS else fp8_blocks_par
         with np.errstate(all="ignore"):
-            fp8_blocks_par(a16, b, FP8_DECODE_F32, np.ascontiguousarray(sa, dtype=np.float32),
+            run(a16, b, FP8_DECODE_F32, np.ascontiguousarray(sa, dtype=np.float32),
                            np.ascontiguousarray(sb, dtype=np.float32), int(block_k), int(block_n), out)
     return out
