@@ -32,7 +32,7 @@ from llvmlite import binding, ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "blocked_par", "blocked_ser", "pack16", "tile"]
+__all__ = ["LANES", "blocked_par", "blocked_ser", "fp8_blocks_par", "fp8_blocks_ser", "pack16", "tile"]
 
 LANES = 16  # float32 lanes of one vector: the width of a B panel and of the C tile
 _F32 = ir.FloatType()
@@ -337,3 +337,65 @@ def blocked_ser(a, b, c, mc, nc, kb):
         _pack_a(a, mb, ap)
     for item in range(((m + mc - 1) // mc) * ((b.shape[1] + nc - 1) // nc)):
         _item(a, b, ap, c, mc, nc, kb, item)
+
+
+@njit(**_OPTS)
+def _fp8_panel(b, lut, k0, kc, n0, nw, bp):
+    """bp[16*k + j] = lut[b[k0 + k, n0 + j]] (e4m3 decoded, exact) for k < kc, j < nw; zero for j >= nw."""
+    for j in range(nw):
+        for k in range(kc):
+            bp[k * LANES + j] = lut[b[k0 + k, n0 + j]]
+    for j in range(nw, LANES):
+        for k in range(kc):
+            bp[k * LANES + j] = 0.0
+
+
+@njit(**_OPTS)
+def _fp8_columns(ap, b, lut, sa, sb, block_k, block_n, out, panel):
+    """Columns [16 panel, 16 panel + 16) of out: per k block in order, the block's partial sums from +0
+    by the register tiles (k in order), then acc = acc + ((sa * sb) * p); stored once."""
+    m = out.shape[0]
+    k_dim, n = b.shape
+    n0 = panel * LANES
+    nw = min(LANES, n - n0)
+    bp = np.empty(block_k * LANES, np.float32)
+    pc = np.empty(m * LANES, np.float32)
+    acc = np.zeros(m * LANES, np.float32)
+    for j in range((k_dim + block_k - 1) // block_k):
+        k0 = j * block_k
+        kc = min(block_k, k_dim - k0)
+        _fp8_panel(b, lut, k0, kc, n0, nw, bp)
+        pc[:] = 0.0
+        _rows(ap, k_dim, k0, kc, bp, pc, LANES, 0, m, 0, nw)
+        for col in range(nw):
+            scale_b = sb[j, (n0 + col) // block_n]
+            for i in range(m):
+                acc[i * LANES + col] = acc[i * LANES + col] + (sa[i, j] * scale_b) * pc[i * LANES + col]
+    for i in range(m):
+        for col in range(nw):
+            out[i, n0 + col] = acc[i * LANES + col]
+
+
+@njit(parallel=True, **_OPTS)
+def fp8_blocks_par(a, b, lut, sa, sb, block_k, block_n, out):
+    """out [M, N] = numerics_fp8.gemm_fp8 of bf16 bits a [M, K] and e4m3 codes b [K, N] (any strides),
+    sa [M, KB], sb [KB, NB]: A packed once, then the 16-column panels in parallel (``_fp8_columns``)."""
+    m, k_dim = a.shape
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in prange(n_mb):
+        _pack_a(a, mb, ap)
+    for panel in prange((b.shape[1] + LANES - 1) // LANES):
+        _fp8_columns(ap, b, lut, sa, sb, block_k, block_n, out, panel)
+
+
+@njit(**_OPTS)
+def fp8_blocks_ser(a, b, lut, sa, sb, block_k, block_n, out):
+    """fp8_blocks_par on the calling thread."""
+    m, k_dim = a.shape
+    n_mb = (m + LANES - 1) // LANES
+    ap = np.empty(n_mb * k_dim * LANES, np.float32)
+    for mb in range(n_mb):
+        _pack_a(a, mb, ap)
+    for panel in range((b.shape[1] + LANES - 1) // LANES):
+        _fp8_columns(ap, b, lut, sa, sb, block_k, block_n, out, panel)

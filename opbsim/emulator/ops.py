@@ -15,13 +15,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from opbsim.emulator import kernels
+from opbsim.emulator import fp8_gemm, kernels
 from opbsim.emulator.context import FLOATS, OpContext, shape_text
 from opbsim.emulator.datamem import row_descriptor
 from opbsim.emulator.faults import OperandError
 from opbsim.emulator.gemm_backend import pim_gemm_backend
 from opbsim.emulator.work import VECTOR_OPS_PER_ELEMENT
 from opbsim.isa import numerics
+from opbsim.isa.numerics_fp8 import blocks
 from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType, Unit
 
@@ -29,8 +30,6 @@ __all__ = ["HANDLERS", "Handler"]
 
 Handler = Callable[[OpContext], int]
 HANDLERS: dict[Opcode, Handler] = {}
-
-
 
 def _handles(*opcodes: Opcode):
     def register(fn: Handler) -> Handler:
@@ -140,6 +139,53 @@ def _gemm(ctx: OpContext) -> int:
                 acc[i] = rtl(ra[i], rb[i], acc[i] if ctx.inst.opcode is Opcode.GEMM_ACC else None)
     ctx.write("dst", acc)
     return 2 * m * n * k * math.prod(batch)
+
+
+def _block_size(ctx: OpContext, field: str) -> int:
+    size = int(ctx.imm(field))
+    if size < 1:
+        raise OperandError(f"{field}={size} must be >= 1")
+    return size
+
+
+@_handles(Opcode.GEMM_FP8)
+def _gemm_fp8(ctx: OpContext) -> int:
+    a = ctx.need_rank("a", 2, 3, 4)
+    b = ctx.need_rank("b", len(a.shape))
+    ctx.need_dtype("a", DType.BF16, DType.FP8_E4M3)
+    ctx.need_dtype("b", DType.FP8_E4M3)
+    ctx.need_dtype("sa", DType.FP32)
+    ctx.need_dtype("sb", DType.FP32)
+    ctx.need_dtype("dst", *FLOATS)
+    bk, bn = _block_size(ctx, "block_k"), _block_size(ctx, "block_n")
+    batch, (m, k) = a.shape[:-2], a.shape[-2:]
+    if b.shape[:-2] != batch or b.shape[-2] != k:
+        raise OperandError(
+            f"operand b ({b.name}) has shape {shape_text(b.shape)}, expected {shape_text(batch + (k,))} "
+            f"and N columns (a is {shape_text(a.shape)})"
+        )
+    n = b.shape[-1]
+    ctx.need_shape("dst", batch + (m, n))
+    ctx.need_shape("sa", batch + (m, blocks(k, bk)))
+    ctx.need_shape("sb", batch + (blocks(k, bk), blocks(n, bn)))
+    ra, rb, sa, sb = ctx.raw("a"), ctx.raw("b"), ctx.values("sa"), ctx.values("sb")
+    acc = np.zeros(batch + (m, n), dtype=np.float32)
+    for i in np.ndindex(*batch):
+        acc[i] = fp8_gemm.gemm_fp8(ra[i], rb[i], sa[i], sb[i], bk, bn)
+    ctx.write("dst", acc)
+    return 2 * m * n * k * math.prod(batch)
+
+
+@_handles(Opcode.QUANT)
+def _quant(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", DType.FP8_E4M3)
+    ctx.need_dtype("scale", DType.FP32)
+    ctx.need_shape("dst", src.shape)
+    group = _block_size(ctx, "group")
+    ctx.need_shape("scale", src.shape[:-1] + (blocks(src.shape[-1], group),))
+    ctx.write_raw("dst", numerics.quant(ctx.values("src"), ctx.values("scale"), group))
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.QUANT]
 
 
 @_handles(Opcode.ROPE)

@@ -87,6 +87,21 @@ def _gemm(program: Program, inst: Instruction, skip: frozenset[str] = frozenset(
                  grouped_gemm=inst.grouped)
 
 
+FP8_PROMOTION_OPS = 2
+"""fp32 operations per output per k block of gemm_fp8 beyond the matrix work: the scaled partial sum's
+multiply and its add into the accumulator (the promotion DeepSeek-V3 runs on the CUDA cores,
+arXiv:2412.19437 section 3.3.2; the per-block scale product is shared by a block's outputs)."""
+
+
+def _gemm_fp8(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
+    """gemm's matrix work and bytes (fp8 operands move 1 byte per element, scales 4 bytes per block),
+    plus the promotion: ``FP8_PROMOTION_OPS`` vector operations per output per k block."""
+    work = _gemm(program, inst, skip)
+    k_blocks = -(-program.operand_descriptor(inst, "a").shape[-1] // int(inst["block_k"]))
+    outputs = program.operand_descriptor(inst, "dst").numel
+    return replace(work, vector_flops=FP8_PROMOTION_OPS * outputs * k_blocks)
+
+
 def _elementwise(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
     first_in = next(f.name for f in inst.spec.fields if f.role is Role.IN)
     per = VECTOR_OPS_PER_ELEMENT[inst.opcode]
@@ -162,7 +177,7 @@ COST: dict[Opcode, Callable[[Program, Instruction], Work]] = {
     _O.ALLREDUCE: _collective(Collective.ALLREDUCE, lambda n: 1),
     _O.ALLTOALL: _collective(Collective.ALLTOALL, lambda n: 1),
     _O.ALLGATHER: _collective(Collective.ALLGATHER, lambda n: n),
-    _O.GEMM: _gemm, _O.GEMM_ACC: _gemm,
+    _O.GEMM: _gemm, _O.GEMM_ACC: _gemm, _O.GEMM_FP8: _gemm_fp8,
     # every VECTOR instruction, and the fused ones whose work is so many operations per element
     **{s.opcode: _elementwise for s in TABLE if s.group is OpGroup.VECTOR},
     _O.SOFTMAX: _elementwise, _O.RMSNORM: _elementwise, _O.LAYERNORM: _elementwise,
@@ -208,7 +223,8 @@ def _demands(program: Program, inst: Instruction, fused: bool) -> Work:
     cost = COST[inst.opcode]
     if not fused:
         return replace(cost(program, inst), attention=part)
-    work = cost(program, inst, frozenset(part.on_chip)) if cost in (_gemm, _elementwise) else cost(program, inst)
+    keeps = (_gemm, _gemm_fp8, _elementwise)
+    work = cost(program, inst, frozenset(part.on_chip)) if cost in keeps else cost(program, inst)
     share = part.unmasked_share
     return replace(work, attention=part, matrix_flops=round(work.matrix_flops * share),
                    vector_flops=round(work.vector_flops * share))

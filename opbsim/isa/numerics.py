@@ -1,9 +1,10 @@
 """The exact arithmetic of every ISA instruction: the definition the executor, CUDA and RTL match.
 
 Conventions (docs/numerics.md gives the reasons and the measured errors):
-- Storage: bf16 (uint16 bit patterns), fp32, i32. An instruction widens its bf16 / fp32 inputs
-  to fp32 (exact), computes with IEEE-754 binary32 operations rounded to nearest even, and
-  rounds the fp32 result once to the destination dtype (``store``): bf16 by RNE, fp32 as is.
+- Storage: bf16 (uint16 bit patterns), fp32, i32, fp8 e4m3 (uint8 codes). An instruction widens its
+  bf16 / fp32 / e4m3 inputs to fp32 (exact), computes with IEEE-754 binary32 operations rounded to
+  nearest even, and rounds the fp32 result once to the destination dtype (``store``): bf16 by RNE,
+  fp32 as is, e4m3 by RNE with saturation (isa/fp8.py). The fp8 instructions: numerics_fp8.py.
 - No flush to zero: subnormal inputs and results are kept everywhere.
 - Every NaN an instruction computes is stored as the canonical quiet NaN (fp32 0x7FC00000,
   bf16 0x7FC0). Data movement (copy, gather, alltoall) moves bits unchanged, payloads included.
@@ -24,6 +25,8 @@ import numpy as np
 
 from opbsim.isa.elementary import exp, exp_scaled, rope_inv_freq, rsqrt, sincos
 from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
+from opbsim.isa.fp8 import fp8_bits, fp8_widen
+from opbsim.isa.numerics_fp8 import gemm_fp8, quant
 from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType
 
@@ -33,11 +36,12 @@ __all__ = [
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
     "exp", "rsqrt", "silu", "sigmoid", "relu", "gelu", "clamp", "rope", "scale", "layernorm",
     "softmax", "rmsnorm", "topk", "topk_grouped", "gather", "scatter", "scatter_last", "scatter_add",
-    "seq_sum", "causal_mask", "SEMANTICS", "STORAGE",
+    "seq_sum", "causal_mask", "gemm_fp8", "quant", "SEMANTICS", "STORAGE",
 ]
 
-STORAGE: dict[DType, type] = {DType.BF16: np.uint16, DType.FP32: np.float32, DType.I32: np.int32}
-"""The numpy dtype holding each ISA dtype's raw storage (bf16 as its bit pattern)."""
+STORAGE: dict[DType, type] = {DType.BF16: np.uint16, DType.FP32: np.float32, DType.I32: np.int32,
+                               DType.FP8_E4M3: np.uint8}
+"""The numpy dtype holding each ISA dtype's raw storage (bf16 and e4m3 as their bit patterns)."""
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -51,20 +55,25 @@ def _quiet():
 
 
 def widen(raw, dtype: DType) -> np.ndarray:
-    """Raw storage -> values: bf16 bits -> float32 (exact), fp32 -> float32, i32 -> int32."""
+    """Raw storage -> values: bf16 bits and e4m3 codes -> float32 (exact), fp32 -> float32, i32 -> int32."""
     if dtype is DType.BF16:
         return bf16_widen(raw)
+    if dtype is DType.FP8_E4M3:
+        return fp8_widen(raw)
     return np.asarray(raw, dtype=STORAGE[dtype])
 
 
 def store(values, dtype: DType) -> np.ndarray:
     """fp32 values -> raw storage of ``dtype``, the one rounding at an instruction's output.
 
-    bf16: RNE (NaN -> 0x7FC0); fp32: unchanged except NaN -> 0x7FC00000. An i32 destination
-    takes int32 values unchanged (only topk indices, gather and cvt produce them).
+    bf16: RNE (NaN -> 0x7FC0); fp32: unchanged except NaN -> 0x7FC00000; e4m3: RNE saturating to
+    +-448 (NaN -> 0x7F). An i32 destination takes int32 values unchanged (only topk indices, gather
+    and cvt produce them).
     """
     if dtype is DType.BF16:
         return bf16_bits(values)
+    if dtype is DType.FP8_E4M3:
+        return fp8_bits(values)
     if dtype is DType.FP32:
         return canonical_f32(values)
     return np.asarray(values, dtype=np.int32)
@@ -73,8 +82,9 @@ def store(values, dtype: DType) -> np.ndarray:
 def cvt(raw, src: DType, dst: DType) -> np.ndarray:
     """Raw ``src`` storage converted to raw ``dst`` storage.
 
-    Float to float: widen, then ``store`` (bf16 -> fp32 exact; fp32 -> bf16 RNE; NaN canonical).
-    i32 -> fp32: RNE. i32 -> bf16: i32 -> fp32 (RNE) -> bf16 (RNE), two roundings.
+    Float to float: widen, then ``store`` (bf16, e4m3 -> fp32 exact; e4m3 -> bf16 exact; fp32 -> bf16
+    RNE; bf16, fp32 -> e4m3 RNE saturating to +-448; NaN canonical).
+    i32 -> fp32: RNE. i32 -> bf16 / e4m3: i32 -> fp32 (RNE), then ``store``: two roundings.
     float -> i32: round to nearest integer, ties to even; saturates to [-2^31, 2^31 - 1];
     NaN -> 0 (as PTX ``cvt.rni.s32.f32``). i32 -> i32: unchanged.
     """
@@ -420,7 +430,7 @@ def scatter_add(acc, src, idx, w) -> np.ndarray:
 _O = Opcode
 SEMANTICS: dict[Opcode, Callable | None] = {
     _O.COPY: copy, _O.ALLREDUCE: allreduce, _O.ALLGATHER: allgather, _O.ALLTOALL: alltoall,
-    _O.GEMM: gemm, _O.GEMM_ACC: gemm,
+    _O.GEMM: gemm, _O.GEMM_ACC: gemm, _O.GEMM_FP8: gemm_fp8, _O.QUANT: quant,
     _O.ADD: add, _O.SUB: sub, _O.MUL: mul, _O.DIV: div, _O.MAX: reduce_max, _O.SUM: reduce_sum,
     _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
     _O.ROPE: rope, _O.SCALE: scale, _O.CLAMP: clamp,

@@ -61,6 +61,7 @@ class Opcode(enum.IntEnum):
     ALLTOALL = 0x09
     GEMM = 0x10
     GEMM_ACC = 0x11
+    GEMM_FP8 = 0x12
     ADD = 0x20
     SUB = 0x21
     MUL = 0x22
@@ -77,6 +78,7 @@ class Opcode(enum.IntEnum):
     ROPE = 0x29
     SCALE = 0x2A
     CVT = 0x2B
+    QUANT = 0x38
     SOFTMAX = 0x30
     RMSNORM = 0x31
     LAYERNORM = 0x36
@@ -257,6 +259,17 @@ TABLE: tuple[OpSpec, ...] = (
     _op(Opcode.GEMM_ACC, _G.MATRIX, _COMPUTE,
         "dst[..,m,n] continues its fp32 sum: += a[..,m,k] * b[..,k,n] for k = 0..K-1 in order",
         _inout("dst", "[..., M, N] fp32 partial sums"), _in("a", "[..., M, K] bf16"), _in("b", "[..., K, N] bf16")),
+    _op(Opcode.GEMM_FP8, _G.MATRIX, _COMPUTE,
+        "block-scaled fp8 GEMM: per k block j (block_k deep), p = sum over its k, in order, of a[..,m,k] * "
+        "b[..,k,n] (fp32 from +0); then acc = acc + (sa[..,m,j] * sb[..,j,n/block_n]) * p in block order "
+        "(fp32 from +0); leading axes are batch axes",
+        _out("dst", "[..., M, N] bf16 or fp32 (rounded RNE once at the end)"),
+        _in("a", "[..., M, K] bf16 or fp8_e4m3 activations"),
+        _in("b", "[..., K, N] fp8_e4m3 (a transposed weight or KV cache is a strided view)"),
+        _in("sa", "[..., M, ceil(K/block_k)] fp32 activation scales (unscaled: a stride-0 view of 1.0)"),
+        _in("sb", "[..., ceil(K/block_k), ceil(N/block_n)] fp32 weight-block scales (per tensor: stride 0)"),
+        _uint("block_k", 16, "k extent of a scale block (>= 1)", default=128),
+        _uint("block_n", 16, "n extent of a weight scale block (>= 1)", default=128)),
     # --- vector: elementwise (equal shapes; broadcast by stride-0 views) and reductions --------
     _op(Opcode.ADD, _G.VECTOR, _COMPUTE, "dst = a + b",
         _out("dst", "result"), _in("a", "left operand"), _in("b", "right operand"), ops=1),
@@ -297,8 +310,16 @@ TABLE: tuple[OpSpec, ...] = (
         _out("dst", "result"), _in("src", "input"), _f32("lo", "lower bound (with lower=1)"),
         _f32("hi", "upper bound"), _flag("lower", "apply the lower bound"), ops=2),  # compare-select twice
     _op(Opcode.CVT, _G.VECTOR, _COMPUTE,
-        "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even)",
+        "dst = src converted to dst's dtype (fp32 -> bf16 rounds to nearest even; to fp8_e4m3 also, "
+        "saturating to +-448; fp8_e4m3 -> bf16 / fp32 is exact)",
         _out("dst", "result"), _in("src", "input"), ops=1),
+    _op(Opcode.QUANT, _G.VECTOR, _COMPUTE,
+        "dst[..., i] = fp8_e4m3(src[..., i] / scale[..., i / group]): fp32 divide, then RNE saturating "
+        "to +-448 (NaN -> 0x7F)",
+        _out("dst", "[..., H] fp8_e4m3"), _in("src", "[..., H] bf16 or fp32"),
+        _in("scale", "[..., ceil(H/group)] fp32 (per tensor: a stride-0 view)"),
+        _uint("group", 16, "elements of the last axis per scale (>= 1)", default=128),
+        ops=2),  # divide, convert
     # --- fused units -----------------------------------------------------------------------
     _op(Opcode.SOFTMAX, _G.FUSED, _COMPUTE,
         "dst = softmax over the last axis of src * scale; with causal=1, column c of row r is "

@@ -39,15 +39,22 @@ class Space(enum.IntEnum):
 
 
 class DType(enum.IntEnum):
-    """Element types. Storage is bf16; arithmetic is fp32; indices and positions are i32."""
+    """Element types. Storage is bf16; arithmetic is fp32; indices and positions are i32.
+    FP8_E4M3 is the OCP 8-bit e4m3 format (OCP 8-bit Floating Point Specification (OFP8) rev. 1.0,
+    2023: no infinities, largest finite 448, NaN S.1111.111), for fp8 weights, activations and KV
+    caches; isa/fp8.py defines its conversions."""
 
     BF16 = 0
     FP32 = 1
     I32 = 2
+    FP8_E4M3 = 3
 
     @property
     def itemsize_B(self) -> int:
-        return 2 if self is DType.BF16 else 4
+        return _ITEMSIZE_B[self]
+
+
+_ITEMSIZE_B = {DType.BF16: 2, DType.FP32: 4, DType.I32: 4, DType.FP8_E4M3: 1}
 
 
 class OpGroup(enum.Enum):

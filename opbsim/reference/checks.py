@@ -18,7 +18,7 @@ from opbsim.isa.elementary import exp_scaled
 from opbsim.isa.floatbits import bf16_bits, f32_from_bits
 from opbsim.isa.types import DType
 from opbsim.reference.compare import Comparison, compare
-from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, UNARY_OPS, Ops
+from opbsim.reference.interface import BF16, BINARY_OPS, FP8, FP32, I32, UNARY_OPS, Ops
 from opbsim.reference.numpy_ops import definition, store, values
 
 __all__ = ["CHECKS", "run_checks", "corner_f32", "corner_bf16"]
@@ -58,15 +58,26 @@ def _bf16_normal(rng: np.random.Generator, shape, scale: float = 1.0) -> np.ndar
 
 
 def _dt(kind: str) -> DType:
-    return {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32}[kind]
+    return {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32, FP8: DType.FP8_E4M3}[kind]
+
+
+def _fp8_ties(rng, n: int) -> np.ndarray:
+    """n float32 values on e4m3 rounding boundaries (midpoints of neighbouring codes) and one ulp beside them."""
+    codes = rng.integers(0, 0x7E, n)
+    lo = N.widen(codes.astype(np.uint8), DType.FP8_E4M3).astype(np.float64)
+    hi = N.widen((codes + 1).astype(np.uint8), DType.FP8_E4M3).astype(np.float64)
+    mid = ((lo + hi) / 2).astype(np.float32)
+    step = rng.integers(-1, 2, n).astype(np.float32)
+    return np.nextafter(mid, mid + step * np.float32(np.inf)) * np.where(rng.random(n) < 0.5, -1, 1).astype(np.float32)
 
 
 def _check_cvt(ops: Ops, rng) -> list[Comparison]:
-    srcs = {FP32: corner_f32(rng, 50_000), BF16: corner_bf16(rng, 50_000),
-            I32: rng.integers(-(2**31), 2**31, 50_000, dtype=np.int64).astype(np.int32)}
+    srcs = {FP32: np.concatenate([corner_f32(rng, 50_000), _fp8_ties(rng, 20_000)]), BF16: corner_bf16(rng, 50_000),
+            I32: rng.integers(-(2**31), 2**31, 50_000, dtype=np.int64).astype(np.int32),
+            FP8: np.arange(256, dtype=np.uint8)}
     out = []
     for sk, src in srcs.items():
-        for dk in (BF16, FP32, I32):
+        for dk in (BF16, FP32, I32, FP8):
             want = N.cvt(src, _dt(sk), _dt(dk))
             out.append(compare(f"cvt {sk}->{dk}", ops.download(ops.cvt(ops.upload(src), dk)), want))
     return out
@@ -239,9 +250,49 @@ def _check_attention(ops: Ops, rng) -> list[Comparison]:
     return out
 
 
+def _check_fp8(ops: Ops, rng) -> list[Comparison]:
+    """gemm_fp8 (bf16 and fp8 activations, a transposed [N, K] weight, partial blocks, stride-0 scales,
+    batch axes, an fp8 KV cache read through transposed views with one per-tensor scale) and quant."""
+    out = []
+    for m, k, n, bk, bn, ak in ((5, 300, 200, 128, 128, BF16), (9, 256, 136, 128, 128, FP8), (3, 37, 19, 4, 8, FP8),
+                                (1, 1, 1, 128, 128, BF16)):
+        a = corner_bf16(rng, (m, k)) if ak == BF16 else rng.integers(0, 256, (m, k)).astype(np.uint8)
+        w = rng.integers(0, 256, (n, k)).astype(np.uint8)  # every code, NaN included; read transposed
+        kb, nb = -(-k // bk), -(-n // bn)
+        sa, sb = rng.uniform(1e-3, 2, (m, kb)).astype(np.float32), rng.uniform(1e-4, 1, (kb, nb)).astype(np.float32)
+        for dk in (BF16, FP32):
+            want = store(N.gemm_fp8(values(a), values(w).T, sa, sb, bk, bn), dk)
+            got = ops.gemm_fp8(ops.upload(a), ops.transpose(ops.upload(w)), ops.upload(sa), ops.upload(sb), bk, bn, dk)
+            out.append(compare(f"gemm_fp8 {ak} [{m}x{k}]x[{k}x{n}] blocks {bk}x{bn} ->{dk}", ops.download(got), want))
+    kvh, g, ctx, dh = 2, 4, 300, 64
+    q = _bf16_normal(rng, (kvh, g, 1, dh))
+    kc = N.quant(rng.standard_normal((ctx, kvh * dh)).astype(np.float32), np.float32([[0.01]]).repeat(ctx, 0), kvh * dh)
+    it = kc.itemsize
+    kt = np.lib.stride_tricks.as_strided(kc, (kvh, g, dh, ctx), (dh * it, 0, it, kvh * dh * it))
+    one, s_kv = np.ones((kvh, g, 1, 1), np.float32), np.full((kvh, g, 1, 1), 0.01, np.float32)
+    want = store(N.gemm_fp8(values(q), values(kt), one, s_kv, dh, ctx), FP32)
+    dk_ = ops.upload(kc)
+    got = ops.gemm_fp8(ops.upload(q), ops.view(dk_, (kvh, g, dh, ctx), (dh, 0, 1, kvh * dh)), ops.upload(one),
+                       ops.upload(s_kv), dh, ctx, FP32)
+    out.append(compare(f"gemm_fp8 fp8 KV cache scores kv_heads={kvh} group={g} ctx={ctx}", ops.download(got), want))
+    for shape, group in (((7, 300), 128), ((2, 3, 64), 1), ((4, 512), 512)):
+        x = np.concatenate([corner_f32(rng, x_n := int(np.prod(shape)) // 2), _fp8_ties(rng, x_n)]).reshape(shape)
+        xb = corner_bf16(rng, shape)
+        scale = rng.uniform(1e-3, 4, shape[:-1] + (-(-shape[-1] // group),)).astype(np.float32)
+        for src in (x, xb):
+            want = N.quant(values(src), scale, group)
+            got = ops.download(ops.quant(ops.upload(src), ops.upload(scale), group))
+            out.append(compare(f"quant {kind_name(src)} {list(shape)} group={group}", got, want))
+    return out
+
+
+def kind_name(raw: np.ndarray) -> str:
+    return "bf16" if raw.dtype == np.uint16 else "fp32"
+
+
 CHECKS: dict[str, Callable[[Ops, np.random.Generator], list[Comparison]]] = {
     "cvt": _check_cvt, "unary": _check_unary, "binary": _check_binary, "gemm": _check_gemm, "rows": _check_rows,
-    "topk-rope": _check_topk_rope, "dispatch": _check_dispatch, "attention": _check_attention,
+    "topk-rope": _check_topk_rope, "dispatch": _check_dispatch, "attention": _check_attention, "fp8": _check_fp8,
 }
 
 

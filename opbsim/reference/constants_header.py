@@ -15,6 +15,7 @@ import numpy as np
 from opbsim.isa import elementary as E
 from opbsim.isa import numerics as N
 from opbsim.isa.floatbits import BF16_CANONICAL_NAN_BITS, F32_CANONICAL_NAN_BITS
+from opbsim.isa.fp8 import FP8_MAX, FP8_NAN_BITS
 from opbsim.isa.spec import BY_OPCODE, Opcode
 from opbsim.reference.interface import BINARY_OPS, KIND_CODE, UNARY_OPS
 
@@ -48,7 +49,10 @@ def render() -> str:
     out += [f"#define OPB_{kind.upper()} {code}" for kind, code in KIND_CODE.items()]
     out += ["", f"#define OPB_F32_NAN 0x{F32_CANONICAL_NAN_BITS:08X}u",
             f"#define OPB_BF16_NAN 0x{BF16_CANONICAL_NAN_BITS:04X}u",
-            f"#define OPB_NEG_INF 0x{_bits(-np.inf):08X}u", f"#define OPB_NEG_ZERO 0x{_bits(-0.0):08X}u"]
+            f"#define OPB_NEG_INF 0x{_bits(-np.inf):08X}u", f"#define OPB_NEG_ZERO 0x{_bits(-0.0):08X}u",
+            "// fp8 e4m3 (isa/fp8.py): NaN code; fp32 bits of the largest finite, smallest normal, smallest subnormal",
+            f"#define OPB_FP8_NAN 0x{FP8_NAN_BITS:02X}u", f"#define OPB_FP8_MAX 0x{_bits(FP8_MAX):08X}u",
+            f"#define OPB_FP8_MIN_NORMAL 0x{_bits(2.0**-6):08X}u", f"#define OPB_FP8_SUBNORMAL 0x{_bits(2.0**-9):08X}u"]
     section = None
     for comment, name, value in _float_defines():
         if comment != section:

@@ -7,7 +7,7 @@ and the CPU run is checked against the numerics definition without a GPU: on a G
 kernels' arithmetic remains in question.
 
 Tensors are opaque handles holding raw storage of one kind: ``BF16`` (uint16 bit patterns),
-``FP32`` (float32), ``I32`` (int32). Every op returns a fresh contiguous tensor except
+``FP32`` (float32), ``I32`` (int32), ``FP8`` (e4m3 codes, uint8). Every op returns a fresh contiguous tensor except
 ``copy_into``, ``scatter`` and ``scatter_add``, which write into their first operand. Every
 float result is rounded once into the requested kind (numerics.store).
 """
@@ -20,12 +20,12 @@ import numpy as np
 
 from opbsim.isa.spec import Opcode
 
-__all__ = ["BF16", "FP32", "I32", "STORAGE", "KIND_CODE", "UNARY_OPS", "BINARY_OPS", "kind_of", "Ops"]
+__all__ = ["BF16", "FP32", "I32", "FP8", "STORAGE", "KIND_CODE", "UNARY_OPS", "BINARY_OPS", "kind_of", "Ops"]
 
-BF16, FP32, I32 = "bf16", "fp32", "i32"
-STORAGE: dict[str, type] = {BF16: np.uint16, FP32: np.float32, I32: np.int32}
-KIND_CODE = {BF16: 0, FP32: 1, I32: 2}
-"""The kind codes of numerics.cuh (OPB_BF16, OPB_FP32, OPB_I32)."""
+BF16, FP32, I32, FP8 = "bf16", "fp32", "i32", "fp8"
+STORAGE: dict[str, type] = {BF16: np.uint16, FP32: np.float32, I32: np.int32, FP8: np.uint8}
+KIND_CODE = {BF16: 0, FP32: 1, I32: 2, FP8: 3}
+"""The kind codes of numerics.cuh (OPB_BF16, OPB_FP32, OPB_I32, OPB_FP8): the ISA's DType values."""
 _EXP_SCALED = 1 << 8  # above every 8-bit ISA opcode: exp_scaled is a kernel step, no instruction
 UNARY_OPS = {**{o.mnemonic: int(o) for o in (Opcode.EXP, Opcode.RSQRT, Opcode.SILU, Opcode.SIGMOID, Opcode.RELU,
                                               Opcode.GELU)},
@@ -36,12 +36,12 @@ BINARY_OPS = {o.mnemonic: int(o) for o in (Opcode.ADD, Opcode.SUB, Opcode.MUL, O
 
 
 def kind_of(dtype) -> str:
-    """The kind of raw numpy storage: uint16 -> bf16, float32 -> fp32, int32 -> i32."""
+    """The kind of raw numpy storage: uint16 -> bf16, float32 -> fp32, int32 -> i32, uint8 -> fp8."""
     dt = np.dtype(dtype)
     for kind, storage in STORAGE.items():
         if dt == np.dtype(storage):
             return kind
-    raise ValueError(f"no ISA kind is stored as numpy {dt} (bf16: uint16, fp32: float32, i32: int32)")
+    raise ValueError(f"no ISA kind is stored as numpy {dt} (bf16: uint16, fp32: float32, i32: int32, fp8: uint8)")
 
 
 class Ops(Protocol):
@@ -68,6 +68,13 @@ class Ops(Protocol):
 
     def gemm(self, a: Any, b: Any, out_kind: str, acc: Any = None) -> Any:
         """numerics.gemm of bf16 a [..., M, K] and b [..., K, N]; acc (fp32) makes it gemm_acc."""
+
+    def gemm_fp8(self, a: Any, b: Any, sa: Any, sb: Any, block_k: int, block_n: int, out_kind: str) -> Any:
+        """numerics_fp8.gemm_fp8 of bf16 or fp8 a [..., M, K], fp8 b [..., K, N] and fp32 scales
+        sa [..., M, KB], sb [..., KB, NB]."""
+
+    def quant(self, x: Any, scale: Any, group: int) -> Any:
+        """numerics_fp8.quant of bf16 / fp32 x [..., H] by fp32 scale [..., ceil(H / group)]: fp8 codes."""
 
     def unary(self, op: str, x: Any, out_kind: str, param: int = 0) -> Any: ...
 

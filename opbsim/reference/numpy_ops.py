@@ -17,7 +17,7 @@ from opbsim.isa.elementary import exp_scaled
 from opbsim.isa.floatbits import bf16_widen
 from opbsim.isa.spec import BY_MNEMONIC
 from opbsim.isa.types import DType
-from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, STORAGE, UNARY_OPS, kind_of
+from opbsim.reference.interface import BF16, BINARY_OPS, FP8, FP32, I32, STORAGE, UNARY_OPS, kind_of
 
 __all__ = ["NumpyOps", "values", "store", "definition"]
 
@@ -32,8 +32,11 @@ _BINARY = {op: definition(op) for op in BINARY_OPS}
 
 
 def values(raw: np.ndarray) -> np.ndarray:
-    """Raw storage -> values (bf16 widened exactly; fp32 and i32 unchanged)."""
-    return bf16_widen(raw) if kind_of(raw.dtype) == BF16 else np.asarray(raw)
+    """Raw storage -> values (bf16 and fp8 widened exactly; fp32 and i32 unchanged)."""
+    kind = kind_of(raw.dtype)
+    if kind == FP8:
+        return N.widen(raw, DType.FP8_E4M3)
+    return bf16_widen(raw) if kind == BF16 else np.asarray(raw)
 
 
 def store(v: np.ndarray, kind: str) -> np.ndarray:
@@ -42,6 +45,8 @@ def store(v: np.ndarray, kind: str) -> np.ndarray:
         return N.store(v, DType.BF16)
     if kind == FP32:
         return N.store(v, DType.FP32)
+    if kind == FP8:
+        return N.store(v, DType.FP8_E4M3)
     return np.asarray(v, dtype=np.int32)
 
 
@@ -74,6 +79,12 @@ class NumpyOps:
     def gemm(self, a, b, out_kind, acc=None):
         return store(N.gemm(values(a), values(b), None if acc is None else values(acc)), out_kind)
 
+    def gemm_fp8(self, a, b, sa, sb, block_k, block_n, out_kind):
+        return store(N.gemm_fp8(values(a), values(b), sa, sb, block_k, block_n), out_kind)
+
+    def quant(self, x, scale, group):
+        return N.quant(values(x), scale, group)
+
     def unary(self, op, x, out_kind, param=0):
         fn = _UNARY.get(op)
         y = exp_scaled(values(x), param) if op == "exp_scaled" else fn(values(x))
@@ -86,7 +97,7 @@ class NumpyOps:
         return store(N.scale(values(x), factor), out_kind)
 
     def cvt(self, x, out_kind):
-        dt = {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32}
+        dt = {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32, FP8: DType.FP8_E4M3}
         return N.cvt(x, dt[kind_of(x.dtype)], dt[out_kind])
 
     def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0):

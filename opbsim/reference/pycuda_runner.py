@@ -7,7 +7,8 @@ array (raw storage) to the GPU, keeping a strided view's strides so that transpo
 stride-0 operands are read in place, as the ISA's descriptors do; every op launches its kernel
 into a fresh output; ``download`` returns numpy.
 
-Contracts: gemm operands are bf16 of rank 2 to 4 (up to two leading batch axes); outputs never
+Contracts: gemm operands are bf16 (gemm_fp8: a bf16 or fp8, b fp8, fp32 scales) of rank 2 to 4
+(up to two leading batch axes); outputs never
 overlap inputs (they are allocated here); indices are checked on the host before a launch
 (numerics.gather: every index must be in range), and a bad one is a ValueError.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from opbsim.isa.elementary import rope_inv_freq
 from opbsim.reference.backends import Backend, GpuUnavailable, find_backend, unavailable_reason
-from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, KIND_CODE, STORAGE, UNARY_OPS, kind_of
+from opbsim.reference.interface import BF16, BINARY_OPS, FP8, FP32, I32, KIND_CODE, STORAGE, UNARY_OPS, kind_of
 
 __all__ = ["DeviceTensor", "GpuOps", "GpuUnavailable", "open_gpu", "unavailable_reason"]
 
@@ -189,7 +190,44 @@ class GpuOps:
             grid = (-(-n // _GEMM_TILE), -(-m // _GEMM_TILE), b0 * b1)
             self.backend.launch("opb_gemm", grid, (_THREADS, 1, 1), args)
 
+    def gemm_fp8(self, a: DeviceTensor, b: DeviceTensor, sa: DeviceTensor, sb: DeviceTensor, block_k: int,
+                 block_n: int, out_kind: str) -> DeviceTensor:
+        """One opb_gemm_fp8 launch (numerics_fp8.gemm_fp8); every operand read in place, any strides."""
+        if a.kind not in (BF16, FP8) or b.kind != FP8 or sa.kind != FP32 or sb.kind != FP32:
+            raise ValueError("gemm_fp8 takes bf16 or fp8 a, fp8 b and fp32 scales")
+        if not 2 <= len(a.shape) <= 4 or not len(a.shape) == len(b.shape) == len(sa.shape) == len(sb.shape):
+            raise ValueError(f"gemm_fp8 operands of rank 2..4 and equal rank, got {list(a.shape)} and {list(b.shape)}")
+        if block_k < 1 or block_n < 1:
+            raise ValueError(f"gemm_fp8 block sizes must be >= 1, got {block_k} x {block_n}")
+        batch, (m, k), n = a.shape[:-2], a.shape[-2:], b.shape[-1]
+        kb, nb = -(-k // block_k), -(-n // block_n)
+        if b.shape != batch + (k, n) or sa.shape != batch + (m, kb) or sb.shape != batch + (kb, nb):
+            raise ValueError(f"gemm_fp8 shapes do not chain: {list(a.shape)} x {list(b.shape)}, scales "
+                             f"{list(sa.shape)} and {list(sb.shape)} for blocks {block_k} x {block_n}")
+        out = self.empty(batch + (m, n), out_kind)
+        (b0, b1, _, _), s_a = _pad4(a.shape, a.strides)
+        strides = [s_a] + [_pad4(t.shape, t.strides)[1] for t in (b, sa, sb, out)]
+        if out.numel:
+            self.backend.launch("opb_gemm_fp8", (_blocks(m * n), 1, b0 * b1), (_THREADS, 1, 1), (
+                self._ptr(a), self._ptr(b), self._ptr(sa), self._ptr(sb), self._ptr(out),
+                *(_i64(v) for st in strides for v in st), _i32(m), _i32(n), _i32(k), _i32(b1),
+                _i32(KIND_CODE[a.kind]), _i32(KIND_CODE[out_kind]), _i32(block_k), _i32(block_n)))
+        return out
+
     # ---- elementwise --------------------------------------------------------------------
+    def quant(self, x: DeviceTensor, scale: DeviceTensor, group: int) -> DeviceTensor:
+        """One opb_quant launch (numerics_fp8.quant) into a fresh fp8 tensor of x's shape."""
+        h = x.shape[-1]
+        g = -(-h // group) if group >= 1 else 0
+        if x.kind not in (BF16, FP32) or scale.kind != FP32 or g < 1 or scale.shape != x.shape[:-1] + (g,):
+            raise ValueError(f"quant takes bf16 / fp32 x and fp32 scales [..., {g}] (group {group})")
+        x, scale, y = self._dense(x), self._dense(scale), self.empty(x.shape, FP8)
+        if x.numel:
+            self.backend.launch("opb_quant", (_blocks(x.numel), 1, 1), (_THREADS, 1, 1), (
+                self._ptr(x), self._ptr(scale), self._ptr(y), _i64(x.numel), _i32(KIND_CODE[x.kind]), _i32(h),
+                _i32(g), _i32(group)))
+        return y
+
     def unary(self, op: str, x: DeviceTensor, out_kind: str, param: int = 0) -> DeviceTensor:
         x, y = self._dense(x), self.empty(x.shape, out_kind)
         if x.numel:

@@ -26,11 +26,11 @@ __all__ = [
 KERNEL_DIR = Path(__file__).parent / "kernels"
 HEADER = "numerics.cuh"
 CONSTANTS_HEADER = "opb_constants.cuh"  # generated (constants_header.py); numerics.cuh includes it
-KERNEL_FILES = ("elementwise.cu", "gemm.cu", "rows.cu", "dispatch.cu", "timing.cu")
+KERNEL_FILES = ("elementwise.cu", "gemm.cu", "gemm_fp8.cu", "rows.cu", "dispatch.cu", "timing.cu")
 KERNELS: dict[str, str] = {
     "opb_unary": "elementwise.cu", "opb_binary": "elementwise.cu", "opb_scale": "elementwise.cu",
-    "opb_cvt": "elementwise.cu", "opb_clamp_kernel": "elementwise.cu", "opb_topk_grouped": "rows.cu",
-    "opb_gemm": "gemm.cu", "opb_gemv": "gemm.cu",
+    "opb_cvt": "elementwise.cu", "opb_quant": "elementwise.cu", "opb_clamp_kernel": "elementwise.cu",
+    "opb_topk_grouped": "rows.cu", "opb_gemm": "gemm.cu", "opb_gemv": "gemm.cu", "opb_gemm_fp8": "gemm_fp8.cu",
     "opb_softmax": "rows.cu", "opb_rmsnorm": "rows.cu", "opb_layernorm": "rows.cu", "opb_reduce": "rows.cu",
     "opb_topk": "rows.cu", "opb_rope": "rows.cu", "opb_gather": "dispatch.cu", "opb_scatter": "dispatch.cu",
     "opb_scatter_add": "dispatch.cu", "opb_copy4": "dispatch.cu", "opb_spin": "timing.cu", "opb_flush": "timing.cu",

@@ -35,6 +35,44 @@ void opb_cvt(GEOM, const void* x, void* y, long long n, int x_kind, int y_kind) 
     for (long long i = 0; i < n; ++i) opb_cvt_elem(x, x_kind, y, y_kind, i);
 }
 
+void opb_quant(GEOM, const void* x, const float* scale, unsigned char* y, long long n, int x_kind, int H, int G,
+               int group) {
+    UNUSED_GEOM;
+    for (long long i = 0; i < n; ++i) {
+        y[i] = opb_fp8_round(opb_div(opb_load(x, x_kind, i), scale[(i / H) * G + (int)(i % H) / group]));
+    }
+}
+
+void opb_gemm_fp8(GEOM, const void* a, const unsigned char* b, const float* sa, const float* sb, void* c,
+                  long long sa0, long long sa1, long long sam, long long sak, long long sb0, long long sb1,
+                  long long sbk, long long sbn, long long ssa0, long long ssa1, long long ssam, long long ssaj,
+                  long long ssb0, long long ssb1, long long ssbj, long long ssbn, long long sc0, long long sc1,
+                  long long scm, long long scn, int M, int N, int K, int B1, int a_kind, int c_kind, int block_k,
+                  int block_n) {
+    (void)gy, (void)by, (void)bz;
+    const long long covered = (long long)gx * bx;  // one thread per output
+    for (int z = 0; z < gz; ++z) {
+        const int z0 = z / B1, z1 = z % B1;
+        for (long long t = 0; t < (long long)M * N && t < covered; ++t) {
+            const int m = (int)(t / N), n = (int)(t % N);
+            float acc = 0.0f;
+            int j = 0;
+            for (int k0 = 0; k0 < K; k0 += block_k, ++j) {
+                const int k1 = K - k0 < block_k ? K : k0 + block_k;
+                float p = 0.0f;
+                for (int k = k0; k < k1; ++k) {
+                    const float av = opb_load(a, a_kind, z0 * sa0 + z1 * sa1 + m * sam + k * sak);
+                    p = opb_add(p, opb_mul(av, opb_fp8_widen(b[z0 * sb0 + z1 * sb1 + k * sbk + n * sbn])));
+                }
+                const float s = opb_mul(sa[z0 * ssa0 + z1 * ssa1 + m * ssam + j * ssaj],
+                                        sb[z0 * ssb0 + z1 * ssb1 + j * ssbj + (n / block_n) * ssbn]);
+                acc = opb_add(acc, opb_mul(s, p));
+            }
+            opb_store(c, c_kind, z0 * sc0 + z1 * sc1 + m * scm + n * scn, acc);
+        }
+    }
+}
+
 static void gemm_host(const unsigned short* a, const unsigned short* b, void* c, long long sa0, long long sa1,
                       long long sam, long long sak, long long sb0, long long sb1, long long sbk, long long sbn,
                       long long sc0, long long sc1, long long scm, long long scn, int M, int N, int K, int B1,

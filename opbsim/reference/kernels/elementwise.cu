@@ -1,6 +1,6 @@
 // Elementwise instructions: exp, exp_scaled, rsqrt, silu, relu, gelu, add, sub, mul, div,
-// scale and cvt (numerics.py), over n contiguous elements in a grid-stride loop.
-// Operands are bf16 (uint16 bit patterns), fp32 or i32 as their *_kind says; every result is
+// scale, cvt (numerics.py) and quant (numerics_fp8.py), over n contiguous elements in a grid-stride loop.
+// Operands are bf16 (uint16 bit patterns), fp32, i32 or e4m3 as their *_kind says; every result is
 // rounded once into the destination kind (opb_store). Op codes: OPB_OP_* in numerics.cuh.
 #include "numerics.cuh"
 
@@ -36,4 +36,15 @@ extern "C" __global__ void opb_scale(const void* x, void* y, long long n, int x_
 // numerics.cvt between any two kinds (opb_cvt_elem).
 extern "C" __global__ void opb_cvt(const void* x, void* y, long long n, int x_kind, int y_kind) {
     OPB_GRID_STRIDE(i, n) { opb_cvt_elem(x, x_kind, y, y_kind, i); }
+}
+
+// quant (numerics_fp8.quant): y[i] = e4m3(x[i] / scale[row, col / group]) over n contiguous elements of
+// rows of H, scale contiguous [rows, G]; the fp32 division correctly rounded, the encoding opb_fp8_round.
+extern "C" __global__ void opb_quant(const void* x, const float* scale, unsigned char* y, long long n, int x_kind,
+                                     int H, int G, int group) {
+    OPB_GRID_STRIDE(i, n) {
+        const long long row = i / H;
+        const int col = (int)(i % H);
+        y[i] = opb_fp8_round(opb_div(opb_load(x, x_kind, i), scale[row * G + col / group]));
+    }
 }

@@ -12,7 +12,7 @@
 // C operators; nothing else differs.
 // Constants are the binary32 bit patterns of the Python definitions, generated into
 // opb_constants.cuh (reference/constants_header.py).
-// Storage kinds: OPB_BF16 (uint16 bit patterns), OPB_FP32, OPB_I32.
+// Storage kinds: OPB_BF16 (uint16 bit patterns), OPB_FP32, OPB_I32, OPB_FP8 (e4m3 codes, uint8).
 #ifndef OPBSIM_NUMERICS_CUH
 #define OPBSIM_NUMERICS_CUH
 
@@ -87,16 +87,38 @@ OPB_HD unsigned short opb_bf16_round(float x) {
     return (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-// Element i of a bf16 or fp32 operand, widened to fp32 (exact).
+// fp8 e4m3 storage (isa/fp8.py, OCP E4M3): widening is exact (S.1111.111 is NaN, no infinities);
+// rounding is RNE on the 20 dropped bits of a normal (the subnormals: rintf of |x| * 2^9, exact),
+// saturating to +-448 (|x| >= 448 and +-inf), NaN -> 0x7F.
+OPB_HD float opb_fp8_widen(unsigned char c) {
+    const unsigned int sign = ((unsigned int)c & 0x80u) << 24, e = ((unsigned int)c >> 3) & 0xFu, m = c & 7u;
+    if (e == 15u && m == 7u) return opb_f(OPB_F32_NAN);
+    if (e == 0u) return opb_f(opb_bits(opb_mul((float)m, opb_f(OPB_FP8_SUBNORMAL))) | sign);  // m * 2^-9
+    return opb_f(sign | ((e + 120u) << 23) | (m << 20));  // exponent bias 7 -> 127
+}
+OPB_HD unsigned char opb_fp8_round(float x) {
+    if (opb_isnan(x)) return (unsigned char)OPB_FP8_NAN;
+    const unsigned int u = opb_bits(x), a = u & 0x7FFFFFFFu;
+    const unsigned char sign = (unsigned char)((u >> 24) & 0x80u);
+    if (a >= OPB_FP8_MAX) return (unsigned char)(sign | 0x7Eu);
+    if (a < OPB_FP8_MIN_NORMAL) return (unsigned char)(sign | (unsigned int)rintf(opb_mul(opb_f(a), 512.0f)));
+    return (unsigned char)(sign | (((a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20) - (120u << 3)));
+}
+
+// Element i of a bf16, fp32 or e4m3 operand, widened to fp32 (exact).
 OPB_HD float opb_load(const void* p, int kind, long long i) {
     if (kind == OPB_BF16) return opb_bf16_widen(((const unsigned short*)p)[i]);
+    if (kind == OPB_FP8) return opb_fp8_widen(((const unsigned char*)p)[i]);
     return ((const float*)p)[i];
 }
 
-// numerics.store: the one rounding at an instruction's output (bf16 RNE; fp32 NaN canonical).
+// numerics.store: the one rounding at an instruction's output (bf16 RNE; e4m3 RNE saturating;
+// fp32 NaN canonical).
 OPB_HD void opb_store(void* p, int kind, long long i, float v) {
     if (kind == OPB_BF16) {
         ((unsigned short*)p)[i] = opb_bf16_round(v);
+    } else if (kind == OPB_FP8) {
+        ((unsigned char*)p)[i] = opb_fp8_round(v);
     } else {
         ((float*)p)[i] = opb_canonical(v);
     }

@@ -6,11 +6,17 @@
 #define OPB_BF16 0
 #define OPB_FP32 1
 #define OPB_I32 2
+#define OPB_FP8 3
 
 #define OPB_F32_NAN 0x7FC00000u
 #define OPB_BF16_NAN 0x7FC0u
 #define OPB_NEG_INF 0xFF800000u
 #define OPB_NEG_ZERO 0x80000000u
+// fp8 e4m3 (isa/fp8.py): NaN code; fp32 bits of the largest finite, smallest normal, smallest subnormal
+#define OPB_FP8_NAN 0x7Fu
+#define OPB_FP8_MAX 0x43E00000u
+#define OPB_FP8_MIN_NORMAL 0x3C800000u
+#define OPB_FP8_SUBNORMAL 0x3B000000u
 // exp (elementary.py: Cody-Waite reduction by ln 2, Cephes expf polynomial)
 #define OPB_EXP_LO 0xC2D00000u  // -104
 #define OPB_EXP_HI 0x42B20000u  // 89

@@ -27,6 +27,8 @@ def random_raw(rng: np.random.Generator, dtype: DType, shape: tuple[int, ...]) -
         return special_bf16_bits(rng, n).reshape(shape)
     if dtype is DType.FP32:
         return special_f32(rng, n).reshape(shape)
+    if dtype is DType.FP8_E4M3:  # every code, the two NaNs and the signed zeros included
+        return rng.integers(0, 256, n, dtype=np.uint16).astype(np.uint8).reshape(shape)
     return rng.integers(-(2**31), 2**31, n, dtype=np.int64).astype(np.int32).reshape(shape)
 
 

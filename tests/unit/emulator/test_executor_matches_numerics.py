@@ -21,7 +21,7 @@ def _definition(mnemonic: str):
     return N.SEMANTICS[BY_MNEMONIC[mnemonic].opcode]
 
 
-BF16, FP32, I32 = DType.BF16, DType.FP32, DType.I32
+BF16, FP32, I32, FP8 = DType.BF16, DType.FP32, DType.I32, DType.FP8_E4M3
 FLOATS = (BF16, FP32)
 SEEDS = range(3)
 COVERED: set[str] = set()
@@ -34,7 +34,7 @@ def covers(*mnemonics: str):
 
 def bits(raw: np.ndarray) -> np.ndarray:
     raw = np.ascontiguousarray(raw)
-    return raw.view({2: np.uint16, 4: np.uint32}[raw.dtype.itemsize])
+    return raw.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[raw.dtype.itemsize])
 
 
 def assert_same_bits(got: np.ndarray, want: np.ndarray) -> None:
@@ -66,7 +66,7 @@ def test_copy_moves_bits(seed, dtype, shape):
 
 @covers("cvt")
 @pytest.mark.parametrize(("seed", "src_t", "dst_t"),
-                         list(itertools.product(SEEDS, (BF16, FP32, I32), (BF16, FP32, I32))))
+                         list(itertools.product(SEEDS, (BF16, FP32, I32, FP8), (BF16, FP32, I32, FP8))))
 def test_cvt(seed, src_t, dst_t):
     b = Bench(rng_for("cvt", seed, src_t, dst_t))
     shape = SHAPES[seed + 2]
@@ -278,5 +278,6 @@ def test_batched_gemm_with_a_broadcast_batch_axis(seed, batch):
 
 def test_every_value_instruction_is_covered_here_or_in_the_group_and_control_tests():
     from .test_control_and_groups import COVERED as OTHERS
+    from .test_fp8_executor import COVERED as FP8_COVERED
 
-    assert COVERED | OTHERS == set(BY_MNEMONIC)
+    assert COVERED | OTHERS | FP8_COVERED == set(BY_MNEMONIC)

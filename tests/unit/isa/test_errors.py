@@ -44,7 +44,7 @@ def asm_error(text: str) -> AsmError:
          "scale has no immediate 'gain' (immediates: factor)"),
         (".desc x hbm 0 bf16 [4]\nscale.xpu x, x, factor=2, factor=3\n", 2, 27, "factor given twice"),
         (".desc x tcm 0 bf16 [4]\n", 1, 9, "expected an address space (hbm|ddr|sram|pimbuf|host), found 'tcm'"),
-        (".desc x hbm 0 f16 [4]\n", 1, 15, "expected a dtype (bf16|fp32|i32), found 'f16'"),
+        (".desc x hbm 0 f16 [4]\n", 1, 15, "expected a dtype (bf16|fp32|i32|fp8_e4m3), found 'f16'"),
         (".desc x hbm 0 bf16 [4, 0]\n", 1, 20, "descriptor x: dimensions must be in 1..2^32-1"),
         (".desc x hbm 0 bf16 [1, 1, 1, 1, 1]\n", 1, 20, "descriptor x: rank 5 is outside 1..4"),
         (".desc x hbm 0 bf16 [4 4]\n", 1, 23, "expected ',' or ']' in the shape, found '4'"),
