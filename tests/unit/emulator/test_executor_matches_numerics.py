@@ -92,9 +92,10 @@ def test_binary_elementwise(op, seed, types):
     assert_same_bits(b.raw(mem, "dst"), N.store(want, td))
 
 
-@covers("exp", "rsqrt", "silu", "relu", "gelu")
+@covers("exp", "rsqrt", "silu", "sigmoid", "relu", "gelu")
 @pytest.mark.parametrize(("op", "seed", "ts", "td"),
-                         list(itertools.product(("exp", "rsqrt", "silu", "relu", "gelu"), SEEDS, FLOATS, FLOATS)))
+                         list(itertools.product(("exp", "rsqrt", "silu", "sigmoid", "relu", "gelu"), SEEDS, FLOATS,
+                                                FLOATS)))
 def test_unary_elementary(op, seed, ts, td):
     b = Bench(rng_for(op, seed, ts, td))
     shape = (64, 33) if seed == 0 else SHAPES[seed + 2]
@@ -102,6 +103,20 @@ def test_unary_elementary(op, seed, ts, td):
     b.tensor("dst", td, shape, fill=False)
     mem, before = b.run(op, {"dst": "dst", "src": "src"})
     assert_same_bits(b.raw(mem, "dst"), N.store(_definition(op)(widen(before["src"], ts)), td))
+
+
+@covers("clamp")
+@pytest.mark.parametrize(("seed", "bounds"),
+                         list(itertools.product(SEEDS, ((-7.0, 7.0, 1), (0.0, 7.0, 0), (0.0, 0.0, 1)))))
+def test_clamp(seed, bounds):
+    lo, hi, lower = bounds
+    b = Bench(rng_for("clamp", seed, bounds))
+    shape = SHAPES[seed + 2]
+    b.tensor("src", FLOATS[seed % 2], shape, LAYOUTS[seed])
+    b.tensor("dst", FLOATS[(seed + 1) % 2], shape, fill=False)
+    mem, before = b.run("clamp", {"dst": "dst", "src": "src", "lo": lo, "hi": hi, "lower": lower})
+    want = N.clamp(widen(before["src"], FLOATS[seed % 2]), lo, hi, bool(lower))
+    assert_same_bits(b.raw(mem, "dst"), N.store(want, FLOATS[(seed + 1) % 2]))
 
 
 @covers("scale")
@@ -201,6 +216,26 @@ def test_topk(seed, shape, k):
     mem, before = b.run("topk", {"vals": "vals", "idx": "idx", "src": "src", "k": k})
     vals, idx = N.topk(before["src"], k)
     assert_same_bits(b.raw(mem, "vals"), N.store(vals, BF16))
+    assert_same_bits(b.raw(mem, "idx"), idx)
+
+
+@covers("topk_grouped")
+@pytest.mark.parametrize(("seed", "e", "k", "groups", "keep"),
+                         [(s, *g) for s in SEEDS for g in [(8, 2, 4, 2), (16, 4, 4, 1), (6, 3, 1, 1), (12, 5, 6, 3)]])
+def test_topk_grouped(seed, e, k, groups, keep):
+    rng = rng_for("topk_grouped", seed, e, k, groups, keep)
+    b = Bench(rng)
+    data = rng.integers(-2, 3, (5, e)).astype(np.float32)  # many ties, within and between groups
+    if seed == 2:
+        data.flat[0] = np.nan
+    b.tensor("src", FP32, (5, e), LAYOUTS[seed], data=data)
+    b.tensor("bias", FP32, (e,), data=rng.integers(-1, 2, e).astype(np.float32) * np.float32(0.5))
+    b.tensor("vals", FP32, (5, k), fill=False)
+    b.tensor("idx", I32, (5, k), fill=False)
+    mem, before = b.run("topk_grouped", {"vals": "vals", "idx": "idx", "src": "src", "bias": "bias", "k": k,
+                                         "groups": groups, "keep": keep})
+    vals, idx = N.topk_grouped(before["src"], before["bias"], k, groups, keep)
+    assert_same_bits(b.raw(mem, "vals"), N.store(vals, FP32))
     assert_same_bits(b.raw(mem, "idx"), idx)
 
 
