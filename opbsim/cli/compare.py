@@ -50,18 +50,19 @@ def _smallest_common_layout(settings, cfg, plans):
     batch on every device that can hold it at all (the same layout for all), and a note saying so."""
     from dataclasses import replace
 
+    from opbsim.cli.parallel import layout_text
     from opbsim.emulator.cluster import smallest_tp
 
     context = settings.lin + settings.lout + int(3 * (settings.lin_std + settings.lout_std))
     fits = [smallest_tp(cfg, p.spec, p.policy, context_tokens=context, batch=settings.batch,
                         node_devices=settings.node_devices) for p in plans]
-    tp = max((c.tp for c in fits if c is not None), default=1)
-    if tp == 1:
+    held = [c for c in fits if c is not None]
+    if not held or max(c.parallel.devices for c in held) == 1:
         return settings, ""
-    chosen = next(c for c in fits if c is not None and c.tp == tp)
+    chosen = max(held, key=lambda c: (c.parallel.devices, c.parallel.tp))
     return replace(settings, parallel=chosen.parallel), (
-        f"layout: tp={tp}, the fewest devices that hold {cfg.name}'s weights and the KV cache of {settings.batch} "
-        f"requests of {context} tokens on every device that can (give --tp to choose)")
+        f"layout: {layout_text(chosen.parallel)}, the fewest devices that hold {cfg.name}'s weights and the KV cache "
+        f"of {settings.batch} requests of {context} tokens on every device that can (give --tp to choose)")
 
 
 def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

@@ -78,8 +78,15 @@ def layout_of(kw: dict, model, spec, policy: str, *, context_tokens: int, batch:
     if given:
         return parallel, node_size, ""
     chosen = smallest_tp(model, spec, policy, context_tokens=context_tokens, batch=batch, node_devices=node_size)
-    if chosen is None or chosen.tp == 1:
+    if chosen is None or chosen.parallel.devices == 1:
         return parallel, node_size, ""
     return chosen.parallel, node_size, (
-        f"layout: tp={chosen.tp}, the fewest {spec.name} devices that hold {model.name}'s weights and the KV cache "
-        f"of {batch} requests of {context_tokens} tokens (give --tp to choose)")
+        f"layout: {layout_text(chosen.parallel)}, the fewest {spec.name} devices that hold {model.name}'s weights "
+        f"and the KV cache of {batch} requests of {context_tokens} tokens (give --tp to choose)")
+
+
+def layout_text(parallel) -> str:
+    """``tp=2`` within one node; ``tp=8, dp=2, ep=2 (2 nodes of 8)`` across nodes."""
+    if parallel.dp == 1:
+        return f"tp={parallel.tp}"
+    return f"tp={parallel.tp}, dp={parallel.dp}, ep={parallel.ep} ({parallel.dp} nodes of {parallel.tp})"

@@ -156,16 +156,25 @@ class Cluster:
         return max(0, free_B // self.kv_bytes_per_device(model, 1)) * self.dp
 
 
+MAX_AUTO_NODES = 16
+"""The most nodes the automatic layout (``smallest_tp``) spans."""
+
+
 def smallest_tp(model: ModelConfig, device: DeviceSpec, policy: str, *, context_tokens: int, batch: int,
                 node_devices: int = 0) -> Cluster | None:
-    """The cluster of the smallest tensor-parallel degree inside one node (tp dividing the heads,
-    experts tensor-parallel too) whose devices hold the weights and ``batch`` requests of
-    ``context_tokens`` tokens (``capacity_batch``); None when no degree up to the node size does."""
+    """The smallest cluster whose devices hold the weights and ``batch`` requests of
+    ``context_tokens`` tokens (``capacity_batch``): first the smallest tensor-parallel degree inside
+    one node (tp dividing the heads, experts tensor-parallel too); when a whole node is not enough,
+    the fewest nodes (up to ``MAX_AUTO_NODES``) each running tp = etp = the node's devices, with
+    attention data-parallel and the experts split over the nodes (dp = ep = nodes: tensor
+    parallelism on the scale-up fabric, expert parallelism across it, as DeepSeek-V3-class models
+    are served). None when none of these does."""
     size = node_devices or device.interconnect.node_devices
-    for tp in range(1, size + 1):
+    layouts = [Parallelism(tp=tp, etp=tp) for tp in range(1, size + 1)]
+    layouts += [Parallelism(tp=size, dp=n, ep=n, etp=size) for n in range(2, MAX_AUTO_NODES + 1)]
+    for parallel in layouts:
         try:
-            cluster = Cluster(device=device, policy=policy, parallel=Parallelism(tp=tp, etp=tp),
-                              node_devices=node_devices)
+            cluster = Cluster(device=device, policy=policy, parallel=parallel, node_devices=node_devices)
             cluster.check(model)
         except InputError:
             continue
