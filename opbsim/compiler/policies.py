@@ -3,7 +3,10 @@
 Every policy maps an Analysis to a Placement: the unit of every op and the reason, in words.
 Rules of the Duplex paper (arXiv 2409.01141; docs/compiler.md):
 - non-expert linears (QKV, O, router, dense FFN, LM head) and small vector ops run on the xPU;
-- decode attention runs on Logic-PIM; prefill attention on the xPU (they overlap: co-processing);
+- decode attention runs on Logic-PIM; prefill attention on the xPU (they overlap: co-processing).
+  The paper's decode attention is GQA's, Op/B = group size (<= 8); where the roofline costs say
+  Logic-PIM would be slower than the xPU (MLA's absorbed decode attention: all heads share one latent,
+  Op/B near the head count), it runs on the xPU instead, and the reason says so;
 - experts: in a decode-only stage on Logic-PIM, in a mixed stage on the xPU; with expert
   co-processing, the greedy split of ``split_experts`` instead, moving whole bank-bundle sections
   of experts so that the two units never contend for one.
@@ -172,7 +175,12 @@ def _duplex(co_process: bool) -> Policy:
         def rule(a: OpAnalysis) -> tuple[Unit, str]:
             phase = _phase(a.op)
             if phase == "decode":
-                return Unit.PIM, "decode attention (Op/B = group size): Logic-PIM"
+                pim, xpu = a.cost(Unit.PIM), a.cost(Unit.XPU)
+                if pim.time_s <= xpu.time_s:
+                    return Unit.PIM, "decode attention (Op/B = group size): Logic-PIM"
+                return Unit.XPU, (f"decode attention at Op/B {a.estimates.op_per_B:.1f} (heads sharing one latent), "
+                                  f"compute-bound on Logic-PIM ({pim.time_s * 1e6:.1f} us) and faster on the xPU "
+                                  f"({xpu.time_s * 1e6:.1f} us): xPU")
             if phase == "prefill":
                 return Unit.XPU, "prefill attention (high Op/B): xPU, overlapping decode attention"
             if _is_expert(a.op):

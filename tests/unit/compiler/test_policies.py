@@ -134,3 +134,25 @@ def test_every_instruction_carries_the_decoder_layer_of_its_op_and_none_outside_
     for inst, layer in zip(compiled.program.instructions, compiled.layer_of):
         first_op = inst.note.split("..")[0].split("/")[0].split("#")[0]
         assert layer == layers.get(first_op), inst
+
+
+def test_duplex_keeps_gqa_decode_attention_on_logic_pim_but_runs_many_head_mla_decode_on_the_xpu():
+    """MLA's absorbed decode attention at 128 heads per device has Op/B ~229: compute-bound on Logic-PIM
+    and faster on the xPU by the roofline costs; GQA's (Op/B = group size) stays on Logic-PIM."""
+    import dataclasses
+
+    from opbsim.compiler import Source, Target, run_passes
+    from opbsim.hardware import get_device
+    from opbsim.isa.types import Unit
+    from opbsim.workloads import Stage, get_preset
+    from opbsim.workloads.graph import build_model
+
+    def decode_attention(name):
+        graph = build_model(dataclasses.replace(get_preset(name), num_layers=1), Stage.decode(32, 4096))
+        placed = run_passes(Source(graph, Target(get_device("duplex"), "duplex")), "place")
+        return next(p for p in placed.ops if p.op.name == "L0.attn_decode")
+
+    mla, gqa = decode_attention("deepseek-v2"), decode_attention("mixtral-8x7b")
+    assert mla.unit is Unit.XPU and "compute-bound on Logic-PIM" in mla.reason
+    assert mla.analysis.cost(Unit.XPU).time_s < mla.analysis.cost(Unit.PIM).time_s
+    assert gqa.unit is Unit.PIM
