@@ -148,7 +148,7 @@ def test_duplex_keeps_gqa_decode_attention_on_logic_pim_but_runs_many_head_mla_d
     from opbsim.workloads.graph import build_model
 
     def decode_attention(name):
-        graph = build_model(dataclasses.replace(get_preset(name), num_layers=1), Stage.decode(32, 4096))
+        graph = build_model(dataclasses.replace(get_preset(name), num_layers=2), Stage.decode(32, 4096))
         placed = run_passes(Source(graph, Target(get_device("duplex"), "duplex")), "place")
         return next(p for p in placed.ops if p.op.name == "L0.attn_decode")
 
