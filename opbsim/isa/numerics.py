@@ -441,7 +441,8 @@ SEMANTICS: dict[Opcode, Callable | None] = {
     _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
     _O.ROPE: rope, _O.SCALE: scale, _O.CLAMP: clamp,
     _O.CVT: cvt, _O.LAYERNORM: layernorm,
-    _O.SOFTMAX: softmax, _O.SOFTMAX_MASKED: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
+    _O.SOFTMAX: softmax, _O.SOFTMAX_MASKED: softmax,
+    _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
     _O.SCATTER: scatter, _O.SCATTER_ADD: scatter_add,
     _O.LAUNCH: None, _O.SIGNAL: None, _O.WAIT: None, _O.HALT: None,
 }
