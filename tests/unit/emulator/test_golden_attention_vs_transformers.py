@@ -32,7 +32,9 @@ def test_the_golden_masks_and_sinks_equal_transformers_in_float64(window, chunk,
         fn = MU.and_masks(fn, MU.sliding_window_overlay(window))
     elif chunk:
         fn = MU.and_masks(fn, MU.chunked_overlay(chunk, torch.zeros(1, dtype=torch.long)))
-    allowed = np.array([[bool(fn(0, 0, p, j)) for j in range(ctx)] for p in range(past, ctx)])
+    zero = torch.tensor(0)  # the mask functions take index tensors
+    allowed = np.array([[bool(fn(zero, zero, torch.tensor(p), torch.tensor(j))) for j in range(ctx)]
+                        for p in range(past, ctx)])
     assert np.array_equal(allowed, visible(np.arange(past, ctx), ctx, window, chunk))
     mask = torch.where(torch.from_numpy(allowed), 0.0, float("-inf")).to(torch.float64)[None, None]
     sink_logits = torch.randn(H, dtype=torch.float64, generator=gen) * 2 if sinks else \
