@@ -196,7 +196,9 @@ def attention(b: Builder, op: Op) -> None:
         k0 = first_key(kind, span, r)
         n = r.context - k0  # keys read
         cols = n + sink
-        part = AttentionPart(phase, r.new, r.past - k0)
+        masks = phase == "prefill" and span > 0
+        part = AttentionPart(phase, r.new, r.past - k0, span=span if masks else 0,
+                             chunked=masks and kind is AttentionKind.CHUNKED)
         scores = b.scratch("scores", DType.FP32, (geo.KV, geo.g, r.new, cols))
         probs = b.scratch("probs", m.dtype, scores.shape)
         strides = (geo.g * r.new * cols, r.new * cols, cols, 1)

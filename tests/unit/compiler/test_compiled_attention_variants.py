@@ -126,3 +126,19 @@ def test_windowed_chunked_and_sink_attention_is_within_bf16_rounding_of_float64(
     unmasked = attention(q, [kc[i, :r.context] for i, r in enumerate(reqs)],
                          [vc[i, :r.context] for i, r in enumerate(reqs)], reqs)
     assert np.abs(unmasked - want).max() > 2.0**-5 * np.abs(want).max()  # the masks and sinks matter here
+
+
+@pytest.mark.parametrize("past,new,span,chunked", [(4096, 2048, 128, False), (0, 300, 128, False),
+                                                    (9000, 3000, 8192, True), (0, 20, 8, True)])
+def test_a_masked_prefill_parts_unmasked_share_counts_the_pairs_the_graph_counts(past, new, span, chunked):
+    from opbsim.isa.program import AttentionPart
+    from opbsim.layers.attention import first_key
+    from opbsim.layers.stage_rows import Request
+    from opbsim.workloads.attention import attended_pairs, chunked_pairs
+    from opbsim.workloads.models import AttentionKind
+
+    k0 = first_key(AttentionKind.CHUNKED if chunked else AttentionKind.SLIDING, span, Request(0, new, past))
+    part = AttentionPart("prefill", new, past - k0, span=span, chunked=chunked)
+    pairs = chunked_pairs(past, new, span) if chunked else attended_pairs(past, new, span)
+    assert part.unmasked_share * new * (past + new - k0) == pytest.approx(pairs, rel=1e-12)
+    assert part.unmasked_share <= AttentionPart("prefill", new, past - k0).unmasked_share
