@@ -216,6 +216,21 @@ def _softmax(ctx: OpContext) -> int:
     return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.SOFTMAX]
 
 
+@_handles(Opcode.SOFTMAX_MASKED)
+def _softmax_masked(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", *FLOATS)
+    ctx.need_shape("dst", src.shape)
+    sink = bool(ctx.imm("sink"))
+    if src.shape[-1] < 1 + sink:
+        raise OperandError(f"operand src ({src.name}) has {src.shape[-1]} columns; a softmax with a sink needs "
+                           "a score column besides it")
+    y = numerics.softmax(ctx.values("src"), float(ctx.imm("scale")), True, int(ctx.imm("qpos")),
+                         int(ctx.imm("span")), bool(ctx.imm("chunked")), sink)
+    ctx.write("dst", y)
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.SOFTMAX_MASKED]
+
+
 @_handles(Opcode.RMSNORM)
 def _rmsnorm(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)

@@ -180,7 +180,7 @@ COST: dict[Opcode, Callable[[Program, Instruction], Work]] = {
     _O.GEMM: _gemm, _O.GEMM_ACC: _gemm, _O.GEMM_FP8: _gemm_fp8,
     # every VECTOR instruction, and the fused ones whose work is so many operations per element
     **{s.opcode: _elementwise for s in TABLE if s.group is OpGroup.VECTOR},
-    _O.SOFTMAX: _elementwise, _O.RMSNORM: _elementwise, _O.LAYERNORM: _elementwise,
+    _O.SOFTMAX: _elementwise, _O.SOFTMAX_MASKED: _elementwise, _O.RMSNORM: _elementwise, _O.LAYERNORM: _elementwise,
     _O.TOPK: _topk, _O.TOPK_GROUPED: _topk_grouped,
     _O.GATHER: _gather, _O.SCATTER: _scatter, _O.SCATTER_ADD: _scatter_add,
     _O.LAUNCH: _nothing, _O.SIGNAL: _nothing, _O.WAIT: _nothing, _O.HALT: _nothing,

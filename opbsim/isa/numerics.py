@@ -286,29 +286,47 @@ def rope(x, pos, theta: float) -> np.ndarray:
     return np.concatenate([y1, y2], axis=-1)
 
 
-def causal_mask(rows: int, cols: int, qpos: int) -> np.ndarray:
-    """[rows, cols] bool, True where masked: column c of row r when c > qpos + r."""
-    return np.arange(cols)[None, :] > (qpos + np.arange(rows))[:, None]
+def causal_mask(rows: int, cols: int, qpos: int, span: int = 0, chunked: bool = False) -> np.ndarray:
+    """[rows, cols] bool, True where masked. Row r is the query at key column q = qpos + r; column c
+    is masked when c > q (causal), and with ``span`` W > 0 also when c <= q - W (a sliding window of
+    the W most recent keys) or, ``chunked``, when c // W != q // W (the keys of the query's own
+    W-aligned chunk). Column q itself is never masked."""
+    c = np.arange(cols)[None, :]
+    q = (qpos + np.arange(rows))[:, None]
+    masked = c > q
+    if span and chunked:
+        masked |= (c // span) != (q // span)
+    elif span:
+        masked |= c <= q - span
+    return masked
 
 
-def softmax(x, scale: float = 1.0, causal: bool = False, qpos: int = 0) -> np.ndarray:
+def softmax(x, scale: float = 1.0, causal: bool = False, qpos: int = 0, span: int = 0, chunked: bool = False,
+            sink: bool = False) -> np.ndarray:
     """Softmax over the last axis of x [..., R, C] (rank 1: one row, r = 0).
 
-      s = x * scale                                    (fp32 mul)
-      masked (causal): column c of row r when c > qpos + r; column 0 is never masked
+      s = x * scale                                    (fp32 mul; with sink, the last column is taken as is)
+      masked (causal): ``causal_mask(R, C', qpos, span, chunked)`` over the C' score columns (C' = C - 1
+        with a sink, else C); a sink column is never masked
       m = reduce_max of the unmasked s                 (NaN anywhere unmasked -> NaN)
       e = exp(s - m) for unmasked entries, +0 for masked ones
-      z = seq_sum(e)                                   (index order, from +0)
+      z = seq_sum(e)                                   (index order, from +0: the sink is added last)
       y = e / z for unmasked entries, +0 for masked ones
+    With ``sink`` the last column is a learned logit (gpt-oss's attention sink): it joins the max
+    and the denominator; its entry of y is its own probability, which attention does not use.
     A row with an unmasked NaN, +inf or only -inf values gives NaN in every unmasked entry.
     """
     x = f32(x)
     with _quiet():
         s = x * np.float32(scale)
+        if sink:
+            s[..., -1] = x[..., -1]
         mask = None
         if causal:
             rows = s.shape[-2] if s.ndim >= 2 else 1
-            mask = causal_mask(rows, s.shape[-1], int(qpos))
+            mask = causal_mask(rows, s.shape[-1] - sink, int(qpos), int(span), bool(chunked))
+            if sink:
+                mask = np.concatenate([mask, np.zeros((rows, 1), bool)], axis=1)
             if s.ndim == 1:
                 mask = mask[0]
             s = np.where(mask, _NEG_INF, s)
@@ -435,7 +453,8 @@ SEMANTICS: dict[Opcode, Callable | None] = {
     _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
     _O.ROPE: rope, _O.SCALE: scale, _O.CLAMP: clamp,
     _O.CVT: cvt, _O.LAYERNORM: layernorm,
-    _O.SOFTMAX: softmax, _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
+    _O.SOFTMAX: softmax, _O.SOFTMAX_MASKED: softmax,
+    _O.RMSNORM: rmsnorm, _O.TOPK: topk, _O.TOPK_GROUPED: topk_grouped, _O.GATHER: gather,
     _O.SCATTER: scatter, _O.SCATTER_ADD: scatter_add,
     _O.LAUNCH: None, _O.SIGNAL: None, _O.WAIT: None, _O.HALT: None,
 }

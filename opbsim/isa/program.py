@@ -31,12 +31,15 @@ class AttentionPart:
     "prefill" (a causal chunk of ``new_tokens`` queries after ``past_tokens`` cached keys) or
     "decode" (one query of a request whose context is ``past_tokens + new_tokens``); ``on_chip``:
     the operand fields a fused attention kernel (FlashAttention) keeps on chip, its scores and
-    probabilities."""
+    probabilities; ``span``: a prefill chunk's sliding window (or, ``chunked``, its chunk length,
+    the keys read starting at a chunk boundary) that masks more than causality does (0: none)."""
 
     phase: str
     new_tokens: int
     past_tokens: int
     on_chip: tuple[str, ...] = ()
+    span: int = 0
+    chunked: bool = False
 
     def __post_init__(self) -> None:
         if self.phase not in ("prefill", "decode"):
@@ -51,11 +54,24 @@ class AttentionPart:
     @property
     def unmasked_share(self) -> float:
         """The share of the (query, key) pairs a causal chunk attends to: each of ``new`` queries
-        sees the past keys and the new ones up to itself (1 for decode)."""
+        sees the past keys and the new ones up to itself, with a ``span`` only those of its window
+        or chunk (1 for decode)."""
         if self.phase == "decode":
             return 1.0
-        n, p = self.new_tokens, self.past_tokens
-        return (n * p + n * (n + 1) / 2) / (n * (n + p))
+        n, p, w = self.new_tokens, self.past_tokens, self.span
+        if not w:
+            return (n * p + n * (n + 1) / 2) / (n * (n + p))
+        return (_keys_seen(p + n, w, self.chunked) - _keys_seen(p, w, self.chunked)) / (n * (n + p))
+
+
+def _keys_seen(queries: int, span: int, chunked: bool) -> int:
+    """Keys seen by the queries at key columns 0..queries-1 together: min(q + 1, span) each in a
+    sliding window, q mod span + 1 each in chunks of span."""
+    if chunked:
+        full, rest = divmod(queries, span)
+        return full * span * (span + 1) // 2 + rest * (rest + 1) // 2
+    ramp = min(queries, span)
+    return ramp * (ramp + 1) // 2 + (queries - ramp) * span
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ class Opcode(enum.IntEnum):
     CVT = 0x2B
     QUANT = 0x38
     SOFTMAX = 0x30
+    SOFTMAX_MASKED = 0x38
     RMSNORM = 0x31
     LAYERNORM = 0x36
     TOPK = 0x32
@@ -328,6 +329,23 @@ TABLE: tuple[OpSpec, ...] = (
         _f32("scale", "multiplier applied before the max", default=1.0),
         _flag("causal", "apply the causal mask"),
         _uint("qpos", 24, "key position of the first row's query", default=0),
+        ops=5),  # max, subtract (the scale folds in), exp, sum, divide
+    # The softmax of attention with the masks of windowed and chunked layers and a sink column. A separate
+    # opcode rather than fields on softmax: softmax's word has room, but the canonical assembly writes every
+    # immediate, so new fields would change the text of every program; the two share one numerics
+    # definition (numerics.softmax) and one GPU kernel (reference/kernels/rows.cu).
+    _op(Opcode.SOFTMAX_MASKED, _G.FUSED, _COMPUTE,
+        "dst = softmax over the last axis of src * scale with the causal mask (column c of row r masked when "
+        "c > qpos + r); span W > 0 also masks c <= qpos + r - W (sliding window) or, with chunked=1, "
+        "c // W != (qpos + r) // W (chunked attention); with sink=1 the last column is a logit taken "
+        "unscaled and unmasked, in the max and the denominator (attention sinks)",
+        _out("dst", "[..., R, C] (with sink: dst's last column is the sink's probability)"),
+        _in("src", "[..., R, C] scores (with sink: the last column holds the sink logit)"),
+        _f32("scale", "multiplier applied to the scores before the max", default=1.0),
+        _uint("qpos", 24, "key column of the first row's query", default=0),
+        _uint("span", 24, "window or chunk length in keys (0: causal mask only)", default=0),
+        _flag("chunked", "span is a chunk length (0: a sliding window)"),
+        _flag("sink", "the last column is a sink logit"),
         ops=5),  # max, subtract (the scale folds in), exp, sum, divide
     _op(Opcode.RMSNORM, _G.FUSED, _COMPUTE,
         "dst = src * rsqrt(mean(src^2 over the last axis) + eps) * weight",

@@ -23,7 +23,8 @@ DEFINITIONS: dict[OpKind, Definition] = {
     OpKind.EMBED: basic.embed, OpKind.NORM: basic.norm, OpKind.GEMM: basic.linear,
     OpKind.ALL_REDUCE: basic.all_reduce, OpKind.ALL_GATHER: basic.all_gather,
     OpKind.QK_NORM: attention.qk_norm,
-    OpKind.ROPE: attention.rope, OpKind.KV_STORE: attention.kv_store, OpKind.ATTENTION: attention.attention,
+    OpKind.ROPE: attention.rope, OpKind.Q_SCALE: attention.q_scale,
+    OpKind.KV_STORE: attention.kv_store, OpKind.ATTENTION: attention.attention,
     OpKind.TOPK: ffn.topk, OpKind.DISPATCH: ffn.dispatch, OpKind.FFN: ffn.ffn, OpKind.COMBINE: ffn.combine,
     OpKind.LONG_CONV: long_conv.long_conv,
 }

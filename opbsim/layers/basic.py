@@ -66,7 +66,9 @@ def norm(b: Builder, op: Op) -> None:
 
 
 def linear(b: Builder, op: Op) -> None:
-    """y = x W; with a bias, y = round(fp32(x W) + b): the bias is added before the one rounding."""
+    """y = x W; with a bias, y = round(fp32(x W) + b): the bias is added before the one rounding. A
+    row-parallel projection (``params["row_parallel"]``: each device's y is a partial sum) with a bias
+    is refused under tensor parallelism: adding it on every device would count it tp times."""
     m = b.model
     x_spec, w_spec, y_spec = op.inputs[0], op.inputs[1], op.outputs[0]
     k, n = w_spec.shape
@@ -81,6 +83,9 @@ def linear(b: Builder, op: Op) -> None:
     if len(op.inputs) == 2:
         b.gemm(y, x, w)
         return
+    if b.tp > 1 and op.params.get("row_parallel"):
+        raise InputError(f"{op.name}: a bias on a row-parallel projection is not lowered under tensor parallelism "
+                         f"(it belongs after the all-reduce, once); compile with tp 1")
     acc = b.scratch("gemm_acc", DType.FP32, (rows, n))
     b.gemm(acc, x, w)
     b.emit("add", y, acc, broadcast(b.buf(op.inputs[2].name, m.dtype, (n,)), (rows, n)))

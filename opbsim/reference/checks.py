@@ -153,6 +153,13 @@ def _check_rows(ops: Ops, rng) -> list[Comparison]:
             want = store(N.softmax(x, scale, causal, qpos), dk)
             got = ops.download(ops.softmax(ops.upload(x), dk, scale, causal, qpos))
             out.append(compare(f"softmax causal={int(causal)} qpos={qpos} ->{dk}", got, want))
+    for span, chunked, sink, qpos in ((5, False, False, 30), (8, True, False, 28), (6, False, True, 31),
+                                      (16, True, True, 20), (0, False, True, 33)):
+        for dk in (FP32, BF16):
+            tag = f"softmax span={span} chunked={int(chunked)} sink={int(sink)} qpos={qpos} ->{dk}"
+            want = store(N.softmax(x, 0.125, True, qpos, span, chunked, sink), dk)
+            got = ops.download(ops.softmax(ops.upload(x), dk, 0.125, True, qpos, span, chunked, sink))
+            out.append(compare(tag, got, want))
     row = (rng.standard_normal(1000) * 3).astype(np.float32)
     out.append(compare("softmax rank 1", ops.download(ops.softmax(ops.upload(row), FP32)), store(N.softmax(row), FP32)))
     for src in (corner_bf16(rng, (7, 129)), (rng.standard_normal((5, 4096)) * 2).astype(np.float32)):

@@ -100,8 +100,8 @@ class NumpyOps:
         dt = {BF16: DType.BF16, FP32: DType.FP32, I32: DType.I32, FP8: DType.FP8_E4M3}
         return N.cvt(x, dt[kind_of(x.dtype)], dt[out_kind])
 
-    def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0):
-        return store(N.softmax(values(x), scale, causal, qpos), out_kind)
+    def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0, span=0, chunked=False, sink=False):
+        return store(N.softmax(values(x), scale, causal, qpos, span, chunked, sink), out_kind)
 
     def rmsnorm(self, x, w, eps, out_kind):
         return store(N.rmsnorm(values(x), values(w), eps), out_kind)

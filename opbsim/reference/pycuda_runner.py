@@ -267,12 +267,14 @@ class GpuOps:
             self._work = (self.backend.alloc(4 * n), n)
         return _ptr(self.backend.ptr(self._work[0]))
 
-    def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0) -> DeviceTensor:
+    def softmax(self, x, out_kind, scale=1.0, causal=False, qpos=0, span=0, chunked=False,
+                sink=False) -> DeviceTensor:
         x, y = self._dense(x), self.empty(x.shape, out_kind)
-        self.softmax_into(x, y, scale, causal, qpos)
+        self.softmax_into(x, y, scale, causal, qpos, span, chunked, sink)
         return y
 
-    def softmax_into(self, x: DeviceTensor, y: DeviceTensor, scale=1.0, causal=False, qpos=0) -> None:
+    def softmax_into(self, x: DeviceTensor, y: DeviceTensor, scale=1.0, causal=False, qpos=0, span=0,
+                     chunked=False, sink=False) -> None:
         """One softmax launch from contiguous ``x`` into contiguous ``y`` of the same shape."""
         if not (x.contiguous and y.contiguous) or x.shape != y.shape:
             raise ValueError("softmax_into reads and writes contiguous tensors of one shape")
@@ -282,7 +284,8 @@ class GpuOps:
         rows = x.numel // c
         self.backend.launch("opb_softmax", (_blocks(rows, 1), 1, 1), (_THREADS, 1, 1), (
             self._ptr(x), self._ptr(y), self._workspace(x.numel), _i64(rows), _i32(KIND_CODE[x.kind]),
-            _i32(KIND_CODE[out_kind]), _i32(r), _i32(c), _f32(scale), _i32(bool(causal)), _i32(qpos)))
+            _i32(KIND_CODE[out_kind]), _i32(r), _i32(c), _f32(scale), _i32(bool(causal)), _i32(qpos),
+            _i32(span), _i32(bool(chunked)), _i32(bool(sink))))
 
     def rmsnorm(self, x, w, eps, out_kind) -> DeviceTensor:
         x, w, y = self._dense(x), self._dense(w), self.empty(x.shape, out_kind)

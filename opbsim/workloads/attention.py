@@ -100,11 +100,16 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
                   op_class=OpClass.FC, bias=bias)]
     q = P.act(f"{prefix}.qkv", (T, H, d), dt)
     k = P.act(f"{prefix}.qkv", (T, KV, d), dt)
-    if model.qk_norm is not QKNorm.NONE and (rope or model.qk_norm is not QKNorm.PER_HEAD_UNWEIGHTED):
+    # Llama 4 normalises after RoPE, and only on its RoPE layers (Llama4TextAttention); Qwen3 and
+    # OLMoE before RoPE
+    after_rope = model.qk_norm is QKNorm.PER_HEAD_UNWEIGHTED
+    if model.qk_norm is not QKNorm.NONE and not after_rope:
         ops.append(_qk_norm(model, shard, prefix, q, k, T))
     if rope:
         ops.append(P.elementwise(f"{prefix}.rope", OpKind.ROPE, (q, k), (q, k), flops=P.ROPE_FLOPS * T * (H + KV) * d,
                                  op_class=OpClass.ATTENTION))
+        if after_rope:
+            ops.append(_qk_norm(model, shard, prefix, q, k, T))
     elif model.query_temperature is not None:  # log, floor, multiply-add per token; one multiply per element
         ops.append(P.elementwise(f"{prefix}.q_scale", OpKind.Q_SCALE, (q,), (q,), flops=4 * T + T * H * d,
                                  op_class=OpClass.ATTENTION,
@@ -139,7 +144,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
     attn = P.act(f"{prefix}.attn", (T, H * d), dt)
     o_bias = P.weight(f"{prefix}.b_o", (h,), dt) if model.o_bias else None
     ops.append(P.gemm(f"{prefix}.o_proj", attn, P.weight(f"{prefix}.w_o", (H * d, h), dt), f"{prefix}.attn_out",
-                      op_class=OpClass.FC, bias=o_bias))
+                      op_class=OpClass.FC, bias=o_bias, params={"row_parallel": True} if o_bias else None))
     return ops
 
 

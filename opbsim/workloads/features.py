@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
+from opbsim.workloads.models import ModelConfig
 
 __all__ = ["UNLOWERED", "unlowered_features"]
 
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
-    ("unweighted q/k norm", lambda m: m.qk_norm is QKNorm.PER_HEAD_UNWEIGHTED),
-    ("sliding-window attention", lambda m: any(
-        m.layer_attention(i) is AttentionKind.SLIDING for i in range(m.num_layers))),
-    ("chunked attention", lambda m: any(m.layer_attention(i) is AttentionKind.CHUNKED for i in range(m.num_layers))),
-    ("layers without RoPE", lambda m: bool(m.nope_layers)),
-    ("query temperature", lambda m: m.query_temperature is not None),
-    ("attention sinks", lambda m: m.attention_sinks),
-    ("an output-projection bias", lambda m: m.o_bias),
     ("quantized weights", lambda m: m.weight_quant is not None),
 )
 """(feature, whether a model has it), in the order a refusal names them."""

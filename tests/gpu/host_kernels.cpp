@@ -110,29 +110,43 @@ void opb_gemv(GEOM, const unsigned short* a, const unsigned short* b, void* c, l
               gz, 8, gx * bx);
 }
 
+static bool host_masked(int c, long long q, int causal, int span, int chunked, int sink_col) {
+    if (c == sink_col || !causal) return false;
+    if (c > q) return true;
+    if (span > 0) return chunked ? (c / span) != (q / span) : (long long)c <= q - span;
+    return false;
+}
+
 void opb_softmax(GEOM, const void* x, void* y, float* work, long long rows, int x_kind, int y_kind, int R, int C,
-                 float scale, int causal, int qpos) {
+                 float scale, int causal, int qpos, int span, int chunked, int sink) {
     UNUSED_GEOM;
     const float neg_inf = opb_f(OPB_NEG_INF);
     for (long long row = 0; row < rows; ++row) {
         const long long base = row * C;
-        const long long limit = causal ? (long long)qpos + (int)(row % R) : (long long)C;
+        const long long q = (long long)qpos + (int)(row % R);
+        const int sink_col = sink ? C - 1 : -1;
         float bv = neg_inf;
         int bi = 0x7FFFFFFF;
         for (int c = 0; c < C; ++c) {
-            const float s = c > limit ? neg_inf : opb_mul(opb_load(x, x_kind, base + c), scale);
+            const float v = opb_load(x, x_kind, base + c);
+            const float s = host_masked(c, q, causal, span, chunked, sink_col) ? neg_inf
+                            : c == sink_col ? v : opb_mul(v, scale);
             if (opb_max_before(s, c, bv, bi)) {
                 bv = s;
                 bi = c;
             }
         }
         for (int c = 0; c < C; ++c) {
-            const float s = c > limit ? neg_inf : opb_mul(opb_load(x, x_kind, base + c), scale);
-            work[base + c] = c > limit ? 0.0f : opb_exp(opb_sub(s, bv));
+            const float v = opb_load(x, x_kind, base + c);
+            const float s = c == sink_col ? v : opb_mul(v, scale);
+            work[base + c] = host_masked(c, q, causal, span, chunked, sink_col) ? 0.0f : opb_exp(opb_sub(s, bv));
         }
         float z = 0.0f;
         for (int c = 0; c < C; ++c) z = opb_add(z, work[base + c]);
-        for (int c = 0; c < C; ++c) opb_store(y, y_kind, base + c, c > limit ? 0.0f : opb_div(work[base + c], z));
+        for (int c = 0; c < C; ++c) {
+            opb_store(y, y_kind, base + c,
+                      host_masked(c, q, causal, span, chunked, sink_col) ? 0.0f : opb_div(work[base + c], z));
+        }
     }
 }
 

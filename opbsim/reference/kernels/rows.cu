@@ -1,16 +1,27 @@
 // Row instructions over the last axis of contiguous [rows, C] operands (numerics.py):
-// softmax (scale, causal mask with qpos), rmsnorm, layernorm, max, sum, topk, and rope over
+// softmax (scale, causal, window and chunk masks with qpos, sink column), rmsnorm, layernorm, max, sum, topk, and rope over
 // [N0, T, D]. Every sum is one thread's sequential chain from +0 in index order (the
 // definition's seq_sum), so only the elementwise steps run in parallel.
 #include "numerics.cuh"
 
 #define ROW_THREADS 256
 
-// softmax of each row; row r of its [R, C] matrix masks column c when causal and c > qpos + r.
+// softmax of each row (softmax and softmax_masked); row r of its [R, C] matrix is the query at key
+// column q = qpos + r. With causal, column c is masked when c > q, and with span W > 0 also when
+// c <= q - W (sliding window) or, chunked, when c / W != q / W (chunked attention). With sink the last
+// column is a logit taken unscaled and never masked; the sum adds it last (index order).
 // work: fp32 scratch of rows * C values (the unnormalised e). Block ROW_THREADS; grid <= rows.
+__device__ __forceinline__ bool opb_masked(int c, long long q, int causal, int span, int chunked, int sink_col) {
+    if (c == sink_col) return false;
+    if (!causal) return false;
+    if (c > q) return true;
+    if (span > 0) return chunked ? (c / span) != (q / span) : (long long)c <= q - span;
+    return false;
+}
+
 extern "C" __global__ void __launch_bounds__(ROW_THREADS)
 opb_softmax(const void* x, void* y, float* work, long long rows, int x_kind, int y_kind, int R, int C,
-            float scale, int causal, int qpos) {
+            float scale, int causal, int qpos, int span, int chunked, int sink) {
     __shared__ float best_v[ROW_THREADS];
     __shared__ int best_i[ROW_THREADS];
     __shared__ float total;
@@ -18,11 +29,14 @@ opb_softmax(const void* x, void* y, float* work, long long rows, int x_kind, int
     const float neg_inf = opb_f(OPB_NEG_INF);
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const long long base = row * C;
-        const long long limit = causal ? (long long)qpos + (int)(row % R) : (long long)C;
+        const long long q = (long long)qpos + (int)(row % R);
+        const int sink_col = sink ? C - 1 : -1;
         float bv = neg_inf;
         int bi = 0x7FFFFFFF;  // loses to every real entry
         for (int c = tid; c < C; c += blockDim.x) {
-            const float s = c > limit ? neg_inf : opb_mul(opb_load(x, x_kind, base + c), scale);
+            const float v = opb_load(x, x_kind, base + c);
+            const float s = opb_masked(c, q, causal, span, chunked, sink_col) ? neg_inf
+                            : c == sink_col ? v : opb_mul(v, scale);
             if (opb_max_before(s, c, bv, bi)) {
                 bv = s;
                 bi = c;
@@ -40,8 +54,10 @@ opb_softmax(const void* x, void* y, float* work, long long rows, int x_kind, int
         }
         const float m = best_v[0];
         for (int c = tid; c < C; c += blockDim.x) {
-            const float s = c > limit ? neg_inf : opb_mul(opb_load(x, x_kind, base + c), scale);
-            work[base + c] = c > limit ? 0.0f : opb_exp(opb_sub(s, m));
+            const bool masked = opb_masked(c, q, causal, span, chunked, sink_col);
+            const float v = opb_load(x, x_kind, base + c);
+            const float s = c == sink_col ? v : opb_mul(v, scale);
+            work[base + c] = masked ? 0.0f : opb_exp(opb_sub(s, m));
         }
         __syncthreads();
         if (tid == 0) {
@@ -52,7 +68,8 @@ opb_softmax(const void* x, void* y, float* work, long long rows, int x_kind, int
         __syncthreads();
         const float z = total;
         for (int c = tid; c < C; c += blockDim.x) {
-            opb_store(y, y_kind, base + c, c > limit ? 0.0f : opb_div(work[base + c], z));
+            opb_store(y, y_kind, base + c,
+                      opb_masked(c, q, causal, span, chunked, sink_col) ? 0.0f : opb_div(work[base + c], z));
         }
         __syncthreads();
     }

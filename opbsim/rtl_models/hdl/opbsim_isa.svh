@@ -27,6 +27,7 @@ localparam logic [7:0] OP_CLAMP = 8'h2f;
 localparam logic [7:0] OP_CVT = 8'h2b;
 localparam logic [7:0] OP_QUANT = 8'h38;
 localparam logic [7:0] OP_SOFTMAX = 8'h30;
+localparam logic [7:0] OP_SOFTMAX_MASKED = 8'h38;
 localparam logic [7:0] OP_RMSNORM = 8'h31;
 localparam logic [7:0] OP_LAYERNORM = 8'h36;
 localparam logic [7:0] OP_TOPK = 8'h32;
