@@ -78,7 +78,7 @@ class Opcode(enum.IntEnum):
     ROPE = 0x29
     SCALE = 0x2A
     CVT = 0x2B
-    QUANT = 0x38
+    QUANT = 0x39
     SOFTMAX = 0x30
     SOFTMAX_MASKED = 0x38
     RMSNORM = 0x31
