@@ -37,7 +37,7 @@ from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
 from opbsim.isa.types import Descriptor, DType
-from opbsim.layers.stage_rows import requests
+from opbsim.layers.stage_rows import cache_buffers, requests
 from opbsim.workloads import build_model
 from opbsim.workloads.graph import build_layer
 from opbsim.workloads.models import ModelConfig
@@ -80,10 +80,11 @@ class _Weights(Mapping[str, np.ndarray]):
     """Seeded bf16 weights by name, fp32 values on access (``bits`` for the bits themselves).
     A tensor's bits live in one place: held here (generated on first use) until ``place`` puts
     them in the emulated memory -- generated there, in place, if they were not held -- and read
-    there from then on."""
+    there from then on. The ``fp32`` weights (a router's correction bias) hold the same seeded
+    bf16 values, stored as fp32; they are small, so they are never generated in place."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int):
-        self.shapes, self.seed = shapes, seed
+    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int, fp32: frozenset[str] = frozenset()):
+        self.shapes, self.seed, self.fp32 = shapes, seed, fp32
         self._held: dict[str, np.ndarray] = {}
         self._placed: dict[str, tuple[DataMemory, Descriptor]] = {}
 
@@ -93,12 +94,15 @@ class _Weights(Mapping[str, np.ndarray]):
             return memory.raw(desc).reshape(self.shapes[name])
         held = self._held.get(name)
         if held is None:
-            held = self._held[name] = seeded_bits.weight_bits(self.seed, name, self.shapes[name])
+            held = seeded_bits.weight_bits(self.seed, name, self.shapes[name])
+            self._held[name] = held = N.widen(held, DType.BF16).copy() if name in self.fp32 else held
         return held
 
     def place(self, name: str, memory: DataMemory, desc: Descriptor) -> None:
         """Put the bits of ``name`` at ``desc`` in ``memory`` (generated there, in place, if they
         are not held and the view is row-major), no longer held here."""
+        if name in self.fp32:
+            self.bits(name)
         held = self._held.pop(name, None)
         row_major = desc.strides_elems == tuple(math.prod(desc.shape[i + 1:]) for i in range(len(desc.shape)))
         if held is None and row_major:
@@ -115,7 +119,7 @@ class _Weights(Mapping[str, np.ndarray]):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.shapes:
             raise KeyError(name)
-        return N.widen(self.bits(name), DType.BF16)
+        return N.widen(self.bits(name), DType.FP32 if name in self.fp32 else DType.BF16)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.shapes)
@@ -141,6 +145,9 @@ def weight_shapes(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tup
     graph = _layer_graph(model, stage, layer)
     ops = graph.ops
     shapes = {t.name: t.shape for op in ops for t in op.inputs if t.role is Role.WEIGHT}
+    if model.mla is not None:  # the absorbing ops read views of w_kv_b; the buffer is the whole matrix
+        a = model.mla
+        shapes[f"L{layer}.w_kv_b"] = (a.kv_lora_rank, model.num_heads * (a.qk_nope_head_dim + a.v_head_dim))
     template = f"L{layer}.expert."
     present = sorted({n for n in shapes if n.startswith(template)})
     for name in present:
@@ -148,6 +155,12 @@ def weight_shapes(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tup
         for e in range(model.num_experts):
             shapes.setdefault(f"{template}{e}.{suffix}", shapes[name])
     return shapes
+
+
+def _fp32_weights(model: ModelConfig, stage: Stage, layer: int) -> frozenset[str]:
+    """The weights of decoder layer ``layer`` stored as fp32."""
+    graph = _layer_graph(model, stage, layer)
+    return frozenset(t.name for op in graph.ops for t in op.inputs if t.role is Role.WEIGHT and t.dtype is DType.FP32)
 
 
 def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
@@ -178,18 +191,18 @@ def _available_B() -> int:
 CHECK_STEPS = 5  # calls of ``on_step``: inputs, reference, compile, execute, golden
 
 
-def _caches(model: ModelConfig, stage: Stage, layer: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The K and V caches' bf16 bits [R, S, KV, d]: roughly standard normal values in each
+def _caches(model: ModelConfig, stage: Stage, layer: int, seed: int) -> dict[str, np.ndarray]:
+    """The layer's KV-cache buffers' bf16 bits by name (``cache_buffers``: K and V [R, S, KV, d],
+    or MLA's latents and RoPE keys [R, S, c + dr]): roughly standard normal values in each
     request's past rows (seeded_bits.normal_bits), zeros after."""
     reqs = requests(stage)
-    S, shape = max(r.context for r in reqs), (model.num_kv_heads, model.head_dim)
-    out = []
-    for which in ("k", "v"):
-        bits = np.zeros((len(reqs), S, *shape), np.uint16)
+    out = {}
+    for name, shape in cache_buffers(model, stage, layer).items():
+        bits = np.zeros(shape, np.uint16)
         for slot, r in enumerate(reqs):
-            seeded_bits.normal_bits(seed, f"L{layer}.{which}_cache.{slot}", (r.past, *shape), out=bits[slot, :r.past])
-        out.append(bits)
-    return out[0], out[1]
+            seeded_bits.normal_bits(seed, f"{name}.{slot}", (r.past, *shape[2:]), out=bits[slot, :r.past])
+        out[name] = bits
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +210,7 @@ class LayerRun:
     """One decoder layer compiled and executed (``run_layer``): the executor's memory after the
     program, the numerics definition's values ``want`` (StageValues), the inputs (raw bf16: the
     residual ``stream`` [T, hidden], the previous layer's FFN output ``delta`` or None, the KV
-    caches [R, S, KV, d] as they were before the stage), ``weights`` (bits by name) and what the
+    caches by buffer name as they were before the stage), ``weights`` (bits by name) and what the
     execution did (``stats``)."""
 
     model: ModelConfig
@@ -209,8 +222,7 @@ class LayerRun:
     weights: _Weights
     stream_bits: np.ndarray
     delta_bits: np.ndarray | None
-    k_bits: np.ndarray
-    v_bits: np.ndarray
+    caches: dict[str, np.ndarray]
     routed: bool
     generate_s: float
     reference_s: float
@@ -219,6 +231,15 @@ class LayerRun:
     stats: ExecutionStats
     rtl_tiles: int = 0
     rtl_cycles: int = 0
+
+    @property
+    def k_bits(self) -> np.ndarray:
+        """The K cache's bits [R, S, KV, d] (a GQA / MHA layer)."""
+        return self.caches[f"L{self.layer}.k_cache"]
+
+    @property
+    def v_bits(self) -> np.ndarray:
+        return self.caches[f"L{self.layer}.v_cache"]
 
     @property
     def instructions(self) -> int:
@@ -238,26 +259,24 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
-    if model.mla is not None:
-        raise InputError(f"{model.name}: MLA attention has no layer definition yet, so its layers cannot be checked")
     need, have = bytes_needed(model, stage, layer), _available_B()
     if need > have:
         raise DoesNotFit(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "
                          f"{have / 2**30:.1f} GiB are available")
-    L, T, h = f"L{layer}", stage.tokens, model.hidden_size
+    T, h = stage.tokens, model.hidden_size
     t0 = time.perf_counter()
-    w = _Weights(weight_shapes(model, stage, layer), seed)
+    w = _Weights(weight_shapes(model, stage, layer), seed, fp32=_fp32_weights(model, stage, layer))
     rng = np.random.default_rng([seed, layer])
     stream_bits = N.store(rng.standard_normal((T, h)).astype(np.float32), DType.BF16)
     delta_bits = N.store(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5), DType.BF16) if layer \
         else None
-    k_bits, v_bits = _caches(model, stage, layer, seed)
+    caches = _caches(model, stage, layer, seed)
     generate_s = time.perf_counter() - t0
     step("inputs")
 
     program = _Program(model, stage, layer, device, policy, w)
     t0 = time.perf_counter()
-    want = stage_values(model, stage, w.bits_or_none, caches={layer: (k_bits.copy(), v_bits.copy())},
+    want = stage_values(model, stage, w.bits_or_none, caches={layer: tuple(c.copy() for c in caches.values())},
                         layers=(layer,), stream=stream_bits, delta=delta_bits,
                         routed=lambda _, ids: program.build({layer: ids}))
     if program.compiled is None:  # a dense layer: no routing to wait for
@@ -270,8 +289,8 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
     _load(memory, compiled, f"L{layer - 1}.h" if layer else "x0", stream_bits)
     if delta_bits is not None:
         _load(memory, compiled, f"L{layer - 1}.ffn_out", delta_bits)
-    _load(memory, compiled, f"{L}.k_cache", k_bits)
-    _load(memory, compiled, f"{L}.v_cache", v_bits)
+    for name, bits in caches.items():
+        _load(memory, compiled, name, bits)
     for name, data in compiled.constants.items():
         memory.write_raw(compiled.buffers[name].descriptor(), data)
     t0 = time.perf_counter()
@@ -279,7 +298,7 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
         stats = execute(compiled.program, memory)
     execute_s = time.perf_counter() - t0
     step("executed")
-    return LayerRun(model, stage, layer, compiled, memory, want, w, stream_bits, delta_bits, k_bits, v_bits,
+    return LayerRun(model, stage, layer, compiled, memory, want, w, stream_bits, delta_bits, caches,
                     bool(program.routing), generate_s + program.place_s, reference_s, program.compile_s, execute_s,
                     stats, rtl.tiles, rtl.cycles)
 
@@ -296,7 +315,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     step = on_step or (lambda done: None)
     run = run_layer(model, layer, stage, device, policy, seed, rtl_lanes, step)
     L, want, memory, compiled = f"L{layer}", run.want, run.memory, run.compiled
-    checked = [n for n in (f"{L}.h", f"{L}.ffn_out", f"{L}.k_cache", f"{L}.v_cache") if n in want]
+    checked = [n for n in (f"{L}.h", f"{L}.ffn_out", *run.caches) if n in want]
     mismatches = [n for n in checked if not np.array_equal(memory.raw(compiled.buffers[n].descriptor()).reshape(-1),
                                                            want.raw(n).reshape(-1))]
     if run.routed and not np.array_equal(_read(memory, compiled, f"{L}.topk_ids", DType.I32),
@@ -306,7 +325,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     rows = golden.sample_rows(stage.tokens, golden_rows, seed)
     stream = N.widen(run.stream_bits, DType.BF16)
     delta = None if run.delta_bits is None else N.widen(run.delta_bits, DType.BF16)
-    caches = (N.widen(run.k_bits, DType.BF16), N.widen(run.v_bits, DType.BF16))
+    caches = tuple(N.widen(bits, DType.BF16) for bits in run.caches.values())
     attention_error, ffn_error = golden_errors(model, stage, layer, run.weights.bits, stream, delta, caches, want,
                                                rows)
     golden_s = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from opbsim.emulator import golden
 from opbsim.isa import numerics as N
 from opbsim.isa.types import DType
 from opbsim.layers.stage_rows import requests
-from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm
+from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm, Router
 from opbsim.workloads.stage import Stage
 
 __all__ = ["GoldenError", "Bf16Matrix", "golden_errors", "moe_weights", "gqa_weights", "MAX_NORM", "MEAN_NORM"]
@@ -103,6 +103,13 @@ def _attention_gap(model: ModelConfig, stage: Stage) -> str:
     """What the float64 golden attention (golden.gqa_decode) lacks to check this layer, or ""."""
     if stage.prefill:
         return "a prefill stage: the golden attention is decode only"
+    if model.mla is not None:
+        return "MLA: the golden attention here is GQA's (emulator/golden_mla.py checks MLA in the tests)"
+    extra = [name for name, has in (("attention sinks", model.attention_sinks), ("chunked attention",
+             bool(model.attention_chunk_size)), ("layers without RoPE", bool(model.nope_layers)),
+             ("an o-projection bias", model.o_bias)) if has]
+    if extra:
+        return f"{', '.join(extra)}: not in the golden attention (tests/unit/emulator/test_golden_attention*.py)"
     if model.norm is not Norm.RMS:
         return f"{model.norm.value}: the golden layers use RMSNorm only"
     if not model.has_rope:
@@ -123,6 +130,8 @@ def _ffn_gap(model: ModelConfig, layer: int) -> str:
         return "shared experts: the golden MoE check covers routed experts only"
     if model.ffn_act is not FFNAct.SWIGLU:
         return f"{model.ffn_act.value} experts: the golden MoE block is SwiGLU only"
+    if model.router != Router() or model.expert_bias:
+        return "a router other than softmax top-k, or expert biases: the golden MoE block has neither"
     if model.norm is not Norm.RMS:
         return f"{model.norm.value}: the golden layers use RMSNorm only"
     return ""
