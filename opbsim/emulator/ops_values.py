@@ -28,7 +28,7 @@ from opbsim.isa.program import AttentionPart
 from opbsim.isa.spec import BY_MNEMONIC, Opcode
 from opbsim.isa.types import DType, Space
 from opbsim.layers.view import View
-from opbsim.reference.interface import BF16, BINARY_OPS, FP32, I32, UNARY_OPS, Ops
+from opbsim.reference.interface import BF16, BINARY_OPS, FP8, FP32, I32, UNARY_OPS, Ops
 from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.ops import Op
@@ -36,7 +36,7 @@ from opbsim.workloads.stage import Stage
 
 __all__ = ["OpsBuilder", "OpsValues", "ops_stage_values"]
 
-_KIND = {DType.BF16: BF16, DType.FP32: FP32, DType.I32: I32}
+_KIND = {DType.BF16: BF16, DType.FP32: FP32, DType.I32: I32, DType.FP8_E4M3: FP8}
 _SPACE = Space.HBM  # a view's offset is into its own buffer here; the space is nominal
 
 
@@ -86,6 +86,14 @@ _RESULT: dict[Opcode, Callable[[OpsBuilder, dict], Any]] = {
     Opcode.COPY: lambda b, f: b.t(f["src"]),
     Opcode.ROPE: lambda b, f: b.ops.rope(b.t(f["src"]), b.t(f["pos"]), float(f["theta"]), b.kind(f["dst"])),
     Opcode.GATHER: lambda b, f: b.ops.gather(b.t(f["src"]), b.t(f["idx"])),
+    Opcode.SOFTMAX_MASKED: lambda b, f: b.ops.softmax(b.t(f["src"]), b.kind(f["dst"]), float(f["scale"]), True,
+                                                      int(f["qpos"]), int(f["span"]), bool(f["chunked"]),
+                                                      bool(f["sink"])),
+    Opcode.CLAMP: lambda b, f: b.ops.clamp(b.t(f["src"]), float(f["lo"]), float(f["hi"]), bool(f["lower"]),
+                                           b.kind(f["dst"])),
+    Opcode.GEMM_FP8: lambda b, f: b.ops.gemm_fp8(b.t(f["a"]), b.t(f["b"]), b.t(f["sa"]), b.t(f["sb"]),
+                                                 int(f["block_k"]), int(f["block_n"]), b.kind(f["dst"])),
+    Opcode.QUANT: lambda b, f: b.ops.quant(b.t(f["src"]), b.t(f["scale"]), int(f["group"])),
     Opcode.SUM: _reduce("sum"),
     Opcode.MAX: _reduce("max"),
     **{BY_MNEMONIC[m].opcode: _unary for m in UNARY_OPS if m in BY_MNEMONIC},
@@ -94,8 +102,6 @@ _RESULT: dict[Opcode, Callable[[OpsBuilder, dict], Any]] = {
 """Instructions computed by one ``Ops`` call into a fresh tensor, copied into ``dst``."""
 
 _IN_PLACE: dict[Opcode, Callable[[OpsBuilder, dict], None]] = {
-    Opcode.CLAMP: lambda b, f: b.ops.clamp(b.t(f["src"]), float(f["lo"]), float(f["hi"]), bool(f["lower"]),
-                                           b.kind(f["dst"])),
     Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
 }
 """Instructions whose ``Ops`` call writes its destinations itself."""

@@ -11,12 +11,22 @@ from collections.abc import Callable
 
 from opbsim.workloads.models import ModelConfig
 
-__all__ = ["UNLOWERED", "unlowered_features"]
+__all__ = ["UNLOWERED", "unlowered_features", "unapplied_values"]
 
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("quantized weights", lambda m: m.weight_quant is not None),
 )
 """(feature, whether a model has it), in the order a refusal names them."""
+
+
+def unapplied_values(model: ModelConfig) -> tuple[str, ...]:
+    """What of ``model`` a compiled program lowers without applying it: the values it changes are not
+    the model's, its shapes and costs are. ``compile`` and ``run`` print each as a note."""
+    notes = []
+    if model.rope_scaling is not None:
+        notes.append(f"rope_scaling {model.rope_scaling} is not applied: RoPE rotates by the unscaled frequencies "
+                     "(in the program, the numerics definition and the float64 golden alike; timing is unaffected)")
+    return tuple(notes)
 
 
 def unlowered_features(model: ModelConfig) -> tuple[str, ...]:

@@ -20,16 +20,14 @@ def random_bf16(rng, shape, scale=1.0) -> np.ndarray:
     return N.widen(N.store(rng.standard_normal(shape).astype(np.float32) * np.float32(scale), DType.BF16), DType.BF16)
 
 
-def weights_for(compiled, model, rng) -> dict[str, np.ndarray]:
-    """Random exact-bf16 values for every weight buffer the program reads."""
-    w = {}
+def weights_for(compiled, model, rng):
+    """(name, random exact-bf16 values) of every weight buffer the program reads, one at a time."""
     for name, view in compiled.buffers.items():
         if not _is_weight(name):
             continue
         fan_in = view.shape[0] if len(view.shape) == 2 else 1
         scale = 1.0 if name.endswith(("norm.weight", "bias")) or ".b_" in name else 1.0 / np.sqrt(fan_in)
-        w[name] = random_bf16(rng, view.shape, scale)
-    return w
+        yield name, random_bf16(rng, view.shape, scale)
 
 
 def _is_weight(name: str) -> bool:
@@ -53,8 +51,9 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     token_ids = rng.integers(0, model.vocab_size, size=stage.tokens).astype(np.int32)
     # a first compile lays out every weight; the reference then gives the routing to specialise on
     probe = compile_graph(build_model(model, stage), get_device(device), policy)
-    w = weights_for(probe, model, rng)
-    bits = {name: N.store(values, probe.buffers[name].dtype) for name, values in w.items()}
+    bits = {}  # each weight's raw storage, its fp32 values dropped at once (a full-size layer is GBs)
+    for name, values in weights_for(probe, model, rng):
+        bits[name] = N.store(values, probe.buffers[name].dtype)
     cache_bits = {layer: tuple(N.store(c, DType.BF16) for c in named.values()) for layer, named in caches.items()}
     ref = stage_values(model, stage, bits.get, token_ids=token_ids, caches=cache_bits)
     routing = {int(k[1:].split(".")[0]): v for k, v in ref.items() if k.endswith(".topk_ids")}
@@ -63,10 +62,10 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     compiled = compile_graph(graph, get_device(device), policy, routing=routing)
     dev = get_device(device)
     memory = DataMemory({m.space: m.capacity_B for m in dev.memories})
-    for name, values in w.items():
+    for name, raw in bits.items():
         if name not in compiled.buffers:  # an expert the data routes no token to
             continue
-        memory.write_raw(compiled.buffers[name].descriptor(), N.store(values, compiled.buffers[name].dtype))
+        memory.write_raw(compiled.buffers[name].descriptor(), raw)
     memory.write_raw(compiled.buffers["token_ids"].descriptor(), token_ids)
     for name, data in compiled.constants.items():
         memory.write_raw(compiled.buffers[name].descriptor(), data)

@@ -193,35 +193,6 @@ def test_softmax_masked(seed, shape, span, chunked, sink):
     assert_same_bits(b.raw(mem, "dst"), N.store(want, FLOATS[seed % 2]))
 
 
-@covers("clamp")
-@pytest.mark.parametrize(("seed", "lower"), list(itertools.product(SEEDS, (0, 1))))
-def test_clamp(seed, lower):
-    rng = rng_for("clamp", seed, lower)
-    b = Bench(rng)
-    data = (rng.standard_normal((5, 6)) * 10).astype(np.float32)
-    data.flat[0] = np.nan
-    b.tensor("src", FP32, (5, 6), LAYOUTS[seed], data=data if seed < 2 else None)
-    b.tensor("dst", FLOATS[seed % 2], (5, 6), fill=False)
-    mem, before = b.run("clamp", {"dst": "dst", "src": "src", "lo": -7.0, "hi": 7.0, "lower": lower})
-    assert_same_bits(b.raw(mem, "dst"), N.store(N.clamp(before["src"], -7.0, 7.0, bool(lower)), FLOATS[seed % 2]))
-
-
-@covers("topk_grouped")
-@pytest.mark.parametrize("seed", SEEDS)
-def test_topk_grouped(seed):
-    rng = rng_for("topk_grouped", seed)
-    b = Bench(rng)
-    b.tensor("src", FP32, (5, 16), data=rng.random((5, 16)).astype(np.float32))
-    b.tensor("bias", FP32, (16,), data=(rng.standard_normal(16) * 0.1).astype(np.float32))
-    b.tensor("vals", FP32, (5, 4), fill=False)
-    b.tensor("idx", I32, (5, 4), fill=False)
-    mem, before = b.run("topk_grouped", {"vals": "vals", "idx": "idx", "src": "src", "bias": "bias", "k": 4,
-                                         "groups": 4, "keep": 2})
-    vals, idx = N.topk_grouped(before["src"], before["bias"], 4, 4, 2)
-    assert_same_bits(b.raw(mem, "vals"), N.store(vals, FP32))
-    assert_same_bits(b.raw(mem, "idx"), idx)
-
-
 @covers("rmsnorm")
 @pytest.mark.parametrize(("seed", "shape"), list(itertools.product(SEEDS, [(1,), (8,), (1, 1), (5, 64), (2, 3, 16)])))
 def test_rmsnorm(seed, shape):

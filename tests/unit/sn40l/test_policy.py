@@ -203,7 +203,7 @@ def test_collectives_inside_fused_kernels_give_the_bits_of_collectives_as_kernel
         memories = []
         for _ in range(tp):
             mem = DataMemory({m.space: m.capacity_B for m in SN40L.memories})
-            for name, values in sorted(weights_for(c, model, rng).items()):
+            for name, values in sorted(weights_for(c, model, rng)):
                 mem.write_raw(c.buffers[name].descriptor(), N.store(values, DType.BF16))
             for name in sorted(n for n in c.buffers if n.endswith(("k_cache", "v_cache"))):
                 mem.write_raw(c.buffers[name].descriptor(), N.store(random_bf16(rng, c.buffers[name].shape),
