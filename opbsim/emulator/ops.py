@@ -109,12 +109,8 @@ def _reduce(ctx: OpContext) -> int:
     return src.numel
 
 
-@_handles(Opcode.GEMM, Opcode.GEMM_ACC)
-def _gemm(ctx: OpContext) -> int:
-    a = ctx.need_rank("a", 2, 3, 4)
-    b = ctx.need_rank("b", len(a.shape))
-    ctx.need_dtype("a", DType.BF16)
-    ctx.need_dtype("b", DType.BF16)
+def _product_shape(ctx: OpContext, a, b) -> tuple[tuple[int, ...], int, int, int]:
+    """(batch, M, K, N) of a product of a [..., M, K] and b [..., K, N], its dst checked to be [..., M, N]."""
     batch, (m, k) = a.shape[:-2], a.shape[-2:]
     if b.shape[:-2] != batch or b.shape[-2] != k:
         raise OperandError(
@@ -123,6 +119,16 @@ def _gemm(ctx: OpContext) -> int:
         )
     n = b.shape[-1]
     ctx.need_shape("dst", batch + (m, n))
+    return batch, m, k, n
+
+
+@_handles(Opcode.GEMM, Opcode.GEMM_ACC)
+def _gemm(ctx: OpContext) -> int:
+    a = ctx.need_rank("a", 2, 3, 4)
+    b = ctx.need_rank("b", len(a.shape))
+    ctx.need_dtype("a", DType.BF16)
+    ctx.need_dtype("b", DType.BF16)
+    batch, m, k, n = _product_shape(ctx, a, b)
     if ctx.inst.opcode is Opcode.GEMM_ACC:
         ctx.need_dtype("dst", DType.FP32)
         acc = np.array(ctx.values("dst"), dtype=np.float32, order="C", copy=True)
@@ -158,14 +164,7 @@ def _gemm_fp8(ctx: OpContext) -> int:
     ctx.need_dtype("sb", DType.FP32)
     ctx.need_dtype("dst", *FLOATS)
     bk, bn = _block_size(ctx, "block_k"), _block_size(ctx, "block_n")
-    batch, (m, k) = a.shape[:-2], a.shape[-2:]
-    if b.shape[:-2] != batch or b.shape[-2] != k:
-        raise OperandError(
-            f"operand b ({b.name}) has shape {shape_text(b.shape)}, expected {shape_text(batch + (k,))} "
-            f"and N columns (a is {shape_text(a.shape)})"
-        )
-    n = b.shape[-1]
-    ctx.need_shape("dst", batch + (m, n))
+    batch, m, k, n = _product_shape(ctx, a, b)
     ctx.need_shape("sa", batch + (m, blocks(k, bk)))
     ctx.need_shape("sb", batch + (blocks(k, bk), blocks(n, bn)))
     ra, rb, sa, sb = ctx.raw("a"), ctx.raw("b"), ctx.values("sa"), ctx.values("sb")

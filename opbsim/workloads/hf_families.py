@@ -233,9 +233,8 @@ def deepseek(r: Reader) -> tuple[dict, dict[str, str]]:
     return kwargs, _DEEPSEEK_KEYS
 
 
-@_family("deepseek_v2", "DeepseekV2ForCausalLM")
-def deepseek_v2(r: Reader) -> tuple[dict, dict[str, str]]:
-    """DeepSeek-V2: DeepSeekMoE layers with multi-head latent attention."""
+def mla_base(r: Reader) -> dict:
+    """The shape keys of a DeepSeek MLA config (V2 and V3 alike): heads, the MLA ranks and head dims."""
     hidden, heads = r.count("hidden_size"), r.count("num_attention_heads")
     kv = r.count("num_key_value_heads", heads)
     if kv != heads:
@@ -243,8 +242,14 @@ def deepseek_v2(r: Reader) -> tuple[dict, dict[str, str]]:
     mla = MLA(q_lora_rank=r.count("q_lora_rank", 0, minimum=0), kv_lora_rank=r.count("kv_lora_rank"),
               qk_nope_head_dim=r.count("qk_nope_head_dim"), qk_rope_head_dim=r.count("qk_rope_head_dim"),
               v_head_dim=r.count("v_head_dim"))
-    kwargs = dict(hidden_size=hidden, num_layers=r.count("num_hidden_layers"), num_heads=heads, num_kv_heads=heads,
-                  head_dim=mla.qk_head_dim, vocab_size=r.count("vocab_size"), mla=mla)
+    return dict(hidden_size=hidden, num_layers=r.count("num_hidden_layers"), num_heads=heads, num_kv_heads=heads,
+                head_dim=mla.qk_head_dim, vocab_size=r.count("vocab_size"), mla=mla)
+
+
+@_family("deepseek_v2", "DeepseekV2ForCausalLM")
+def deepseek_v2(r: Reader) -> tuple[dict, dict[str, str]]:
+    """DeepSeek-V2: DeepSeekMoE layers with multi-head latent attention."""
+    kwargs = mla_base(r)
     kwargs.update(_deepseek_moe(r, kwargs))
     r.reject_true("attention_bias", "biases on q/k/v/o")
     r.ignore(("topk_method", "n_group", "topk_group", "routed_scaling_factor", "ep_size"))

@@ -21,11 +21,11 @@ from opbsim.workloads.hf_families import (
     _experts,
     _family,
     _gated_act,
+    mla_base,
 )
 from opbsim.workloads.hf_reader import Reader, quoted, shown
 from opbsim.workloads.model_parts import SWIGLU_OAI_LIMIT
 from opbsim.workloads.models import (
-    MLA,
     FFNAct,
     QKNorm,
     QueryTemperature,
@@ -68,15 +68,7 @@ def deepseek_v3(r: Reader) -> tuple[dict, dict[str, str]]:
     """DeepSeek-V3: DeepSeek-V2's MLA and MoE layers with the sigmoid router (scoring_func), its
     correction bias (topk_method noaux_tc), group-limited top-k (n_group, topk_group) and
     routed_scaling_factor; ``num_nextn_predict_layers`` MTP modules are recorded, not modelled."""
-    hidden, heads = r.count("hidden_size"), r.count("num_attention_heads")
-    kv = r.count("num_key_value_heads", heads)
-    if kv != heads:
-        raise r.error("num_key_value_heads", f"{kv} contradicts MLA (equal to num_attention_heads, {heads})")
-    mla = MLA(q_lora_rank=r.count("q_lora_rank", 0, minimum=0), kv_lora_rank=r.count("kv_lora_rank"),
-              qk_nope_head_dim=r.count("qk_nope_head_dim"), qk_rope_head_dim=r.count("qk_rope_head_dim"),
-              v_head_dim=r.count("v_head_dim"))
-    kwargs = dict(hidden_size=hidden, num_layers=r.count("num_hidden_layers"), num_heads=heads, num_kv_heads=heads,
-                  head_dim=mla.qk_head_dim, vocab_size=r.count("vocab_size"), mla=mla)
+    kwargs = mla_base(r)
     scoring = r.text("scoring_func", "sigmoid")
     method = r.text("topk_method", "noaux_tc")
     kwargs.update(_deepseek_moe(r, kwargs))
