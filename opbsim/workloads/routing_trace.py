@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from opbsim.errors import InputError
-from opbsim.fileio import atomic_write_text
+from opbsim.fileio import atomic_write_text, read_text
 from opbsim.jsonin import parse_json
 from opbsim.workloads.routing import check_shape
 
@@ -129,12 +129,7 @@ def write_trace(path: str | os.PathLike, num_experts: int, top_k: int,
 
 
 def _read_trace(path: Path) -> TraceRouting:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror or e}") from None
+    lines = read_text(path).splitlines()
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not numbered:
         raise InputError(f"{path}: empty routing trace (expected a header line)")

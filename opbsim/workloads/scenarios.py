@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from opbsim.errors import InputError
+from opbsim.fileio import read_text
 
 __all__ = ["Request", "Loop", "Scenario", "Lengths", "FixedLengths", "GaussianLengths", "CsvLengths",
            "closed_loop", "open_loop", "CSV_HEADER"]
@@ -125,12 +126,7 @@ class CsvLengths:
 
 
 def _read_csv(path: Path) -> tuple[tuple[int, int], ...]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror or e}") from None
+    lines = read_text(path).splitlines()
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not numbered or tuple(c.strip() for c in numbered[0][1].split(",")) != CSV_HEADER:
         got = numbered[0][1].strip() if numbered else ""
