@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from opbsim.isa.types import DType
 from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
 
 __all__ = ["UNLOWERED", "unlowered_features"]
@@ -22,7 +23,10 @@ UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("query temperature", lambda m: m.query_temperature is not None),
     ("attention sinks", lambda m: m.attention_sinks),
     ("an output-projection bias", lambda m: m.o_bias),
-    ("quantized weights", lambda m: m.weight_quant is not None),
+    ("mxfp4 weights (--dtype bf16 runs them as bf16)", lambda m: m.weight_quant is not None
+     and m.weight_quant.kind == "mxfp4"),
+    ("fp8 weights (--dtype bf16 runs them as bf16)", lambda m: m.weight_dtype is DType.FP8_E4M3),
+    ("an fp8 KV cache (--kv-dtype bf16)", lambda m: m.kv_dtype is DType.FP8_E4M3),
 )
 """(feature, whether a model has it), in the order a refusal names them."""
 
