@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from opbsim.isa.types import DType
-from opbsim.workloads.weight_format import FP8_BLOCK, expert_weight_bytes, fp8_weight_bytes
 from opbsim.workloads.model_parts import (
     MAX_NORM_EPS,
     MLA,
@@ -51,6 +50,7 @@ from opbsim.workloads.model_parts import (
     check_count,
     check_real,
 )
+from opbsim.workloads.weight_format import FP8_BLOCK, expert_weight_bytes, fp8_weight_bytes
 
 __all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "RopeScaling", "ROPE_SCALING_KINDS", "ModelConfig", "ParamCounts",
            "ConfigError", "Router", "RouterScoring", "WeightQuant", "QueryTemperature", "AttentionKind"]
