@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from opbsim.workloads.models import ModelConfig
 
 __all__ = ["FP8_BLOCK", "KV_SCALE_B", "SCALE_B", "WEIGHT_DTYPES", "KV_DTYPES", "Matrix", "quantized_matrices",
-           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats"]
+           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block"]
 
 FP8_BLOCK = (128, 128)
 """DeepSeek-V3's weight block (``quantization_config.weight_block_size``), the default of an fp8 weight."""
@@ -126,3 +126,13 @@ def with_formats(m: ModelConfig, *, weights: str | None = None, kv: str | None =
         raise InputError(f"--dtype fp8: {m.name} computes in {m.dtype.name.lower()}; fp8 weights come with bf16 "
                          "models")
     return dataclasses.replace(m, **changes) if changes else m
+
+
+def fp8_block(m: ModelConfig, *, routed: bool = False) -> tuple[int, int] | None:
+    """The (K, N) block of a projection's scales where the projection is stored fp8 (a routed
+    expert's with ``routed``), else None."""
+    if m.weight_dtype is not DType.FP8_E4M3 or m.weight_quant is None:
+        return None
+    if m.weight_quant.scope == "experts" and not routed:
+        return None
+    return _block(m)

@@ -12,6 +12,7 @@ from opbsim.hardware import get_device
 from opbsim.workloads import PRESETS, Stage, build_model
 from opbsim.workloads.features import UNLOWERED, unlowered_features
 from opbsim.workloads.models import MLA
+from opbsim.workloads.weight_format import with_formats
 
 
 def reduced(m):
@@ -61,6 +62,7 @@ def test_the_2026_presets_are_refused_for_the_features_they_add():
     assert unlowered_features(PRESETS["mixtral-8x7b"]) == ()
 
 
-def test_every_unlowered_feature_is_named_by_some_preset():
-    named = {f for m in PRESETS.values() for f in unlowered_features(m)}
+def test_every_unlowered_feature_is_named_by_some_preset_in_some_storage_format():
+    models = [*PRESETS.values(), *(with_formats(m, kv="fp8") for m in PRESETS.values())]
+    named = {f for m in models for f in unlowered_features(m)}
     assert named == {name for name, _ in UNLOWERED}

@@ -100,3 +100,31 @@ def test_the_format_flags_override_the_config():
 def test_an_unknown_format_name_is_one_line(kw, message):
     with pytest.raises(InputError, match=f"^{message}$"):
         with_formats(V3, **kw)
+
+
+def _ops(model, stage):
+    from opbsim.workloads import build_model
+    return {op.name: op for op in build_model(model, stage).ops}
+
+
+def test_the_graph_reads_fp8_projections_with_their_block_scales_and_one_byte_kv():
+    from opbsim.workloads.stage import Stage
+    m = dataclasses.replace(V3, num_layers=4, kv_dtype=DType.FP8_E4M3)
+    ops = _ops(m, Stage.decode(2, 100))
+    q_a = ops["L0.q_a_proj"]
+    assert [(t.name, t.dtype, t.shape) for t in q_a.inputs[1:]] == [
+        ("L0.w_q_a", DType.FP8_E4M3, (7168, 1536)), ("L0.w_q_a.scale", DType.FP32, (56, 12))]
+    assert q_a.estimates.read_B == 2 * 7168 * 2 + 7168 * 1536 + 56 * 12 * 4
+    assert q_a.estimates.flops == 2 * 2 * 7168 * 1536 + 2 * 2 * 1536 * 56  # + promotion per k block
+    store = ops["L0.kv_store"]
+    assert store.outputs[0].dtype is DType.FP8_E4M3 and store.estimates.write_B == 2 * 576
+    expert = next(op for name, op in ops.items() if name.startswith("L3.expert."))
+    assert [t.name.rsplit(".", 1)[-1] for t in expert.inputs[-2:]] == ["scale", "scale"]
+    assert ops["L3.router"].inputs[1].dtype is DType.BF16 and ops["lm_head"].inputs[1].dtype is DType.BF16
+
+
+def test_bf16_weights_leave_the_graph_as_it_was():
+    from opbsim.workloads.stage import Stage
+    ops = _ops(dataclasses.replace(V3, num_layers=4, weight_dtype=DType.BF16), Stage.decode(2, 100))
+    assert all(t.dtype is not DType.FP8_E4M3 and not t.name.endswith(".scale") for op in ops.values()
+               for t in op.inputs)
