@@ -10,8 +10,8 @@ def invoke(*args):
     return CliRunner().invoke(cli, list(args))
 
 
-@pytest.mark.parametrize("command", [["simulate", "deepseek-v3", "-d", "h100", "--batch", "4"], ["compare", "deepseek-v3"],
-                                     ["compile", "deepseek-v3", "-d", "h100"]])
+@pytest.mark.parametrize("command", [["simulate", "deepseek-v3", "-d", "h100", "--batch", "4"],
+                                     ["compare", "deepseek-v3"], ["compile", "deepseek-v3", "-d", "h100"]])
 @pytest.mark.parametrize(("flag", "value"), [("--dtype", "fp16"), ("--kv-dtype", "int4")])
 def test_an_unknown_storage_format_is_one_line_on_every_command(command, flag, value):
     result = invoke(*command, flag, value)
