@@ -128,3 +128,14 @@ def test_bf16_weights_leave_the_graph_as_it_was():
     ops = _ops(dataclasses.replace(V3, num_layers=4, weight_dtype=DType.BF16), Stage.decode(2, 100))
     assert all(t.dtype is not DType.FP8_E4M3 and not t.name.endswith(".scale") for op in ops.values()
                for t in op.inputs)
+
+
+def test_a_deepseek_v3_config_json_with_an_fp8_quantization_config_stores_fp8_weights():
+    import json
+    from pathlib import Path
+
+    from opbsim.workloads import parse_hf_config
+    data = json.loads((Path(__file__).parents[2] / "fixtures" / "deepseek-v3.config.json").read_text())
+    assert parse_hf_config(data, file="f", name="x").weight_dtype is DType.FP8_E4M3
+    del data["quantization_config"]
+    assert parse_hf_config(data, file="f", name="x").weight_dtype is DType.BF16
