@@ -50,7 +50,7 @@ from opbsim.workloads.model_parts import (
     check_count,
     check_real,
 )
-from opbsim.workloads.weight_format import FP8_BLOCK, expert_weight_bytes, fp8_weight_bytes
+from opbsim.workloads.weight_format import expert_weight_bytes, fp8_weight_bytes, resolve_formats
 
 __all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "RopeScaling", "ROPE_SCALING_KINDS", "ModelConfig", "ParamCounts",
            "ConfigError", "Router", "RouterScoring", "WeightQuant", "QueryTemperature", "AttentionKind"]
@@ -159,23 +159,7 @@ class ModelConfig:
             raise ConfigError("dtype", f"dtype must be a DType, got {self.dtype!r}")
         self._check_attention_layout()
         self._check_parts()
-        self._resolve_formats()
-
-    def _resolve_formats(self) -> None:
-        fp8_quant = self.weight_quant is not None and self.weight_quant.kind == "fp8_e4m3"
-        if self.weight_dtype is None:
-            object.__setattr__(self, "weight_dtype", DType.FP8_E4M3 if fp8_quant else self.dtype)
-        if self.kv_dtype is None:
-            object.__setattr__(self, "kv_dtype", self.dtype)
-        for name in ("weight_dtype", "kv_dtype"):
-            value = getattr(self, name)
-            if value not in (self.dtype, DType.FP8_E4M3):
-                raise ConfigError(name, f"{name} must be the model's dtype ({self.dtype.name.lower()}) or fp8_e4m3, "
-                                  f"got {value.name.lower() if isinstance(value, DType) else repr(value)}")
-        if self.weight_dtype is DType.FP8_E4M3 and self.weight_quant is not None and not fp8_quant:
-            raise ConfigError("weight_dtype", f"fp8 weights, but the checkpoint stores {self.weight_quant}")
-        if self.weight_dtype is DType.FP8_E4M3 and self.weight_quant is None:
-            object.__setattr__(self, "weight_quant", WeightQuant(kind="fp8_e4m3", block=FP8_BLOCK, scope="linear"))
+        resolve_formats(self)
 
     def _check_attention_layout(self) -> None:
         had_nope = bool(self.nope_layers)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
+from opbsim.workloads.model_parts import ConfigError, WeightQuant
 
 if TYPE_CHECKING:
     from opbsim.workloads.models import ModelConfig
 
 __all__ = ["FP8_BLOCK", "KV_SCALE_B", "SCALE_B", "WEIGHT_DTYPES", "KV_DTYPES", "Matrix", "quantized_matrices",
-           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block"]
+           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block", "resolve_formats"]
 
 FP8_BLOCK = (128, 128)
 """DeepSeek-V3's weight block (``quantization_config.weight_block_size``), the default of an fp8 weight."""
@@ -101,6 +102,26 @@ def expert_weight_bytes(m: ModelConfig) -> int:
     """Bytes of the routed experts' weights (matrices and biases) in the stored format."""
     elems, fp8_B = fp8_weight_bytes(m, routed_only=True)
     return (m.param_counts().experts - elems) * m.dtype.itemsize_B + fp8_B
+
+
+def resolve_formats(m: ModelConfig) -> None:
+    """Fill ``m``'s unset ``weight_dtype`` (fp8 where its ``weight_quant`` is fp8, else ``dtype``) and
+    ``kv_dtype`` (``dtype``), check both, and give fp8 weights without a record DeepSeek-V3's blocks over
+    every projection. Called by ``ModelConfig.__post_init__``; ConfigError (one line) otherwise."""
+    fp8_quant = m.weight_quant is not None and m.weight_quant.kind == "fp8_e4m3"
+    if m.weight_dtype is None:
+        object.__setattr__(m, "weight_dtype", DType.FP8_E4M3 if fp8_quant else m.dtype)
+    if m.kv_dtype is None:
+        object.__setattr__(m, "kv_dtype", m.dtype)
+    for name in ("weight_dtype", "kv_dtype"):
+        value = getattr(m, name)
+        if value not in (m.dtype, DType.FP8_E4M3):
+            raise ConfigError(name, f"{name} must be the model's dtype ({m.dtype.name.lower()}) or fp8_e4m3, "
+                              f"got {value.name.lower() if isinstance(value, DType) else repr(value)}")
+    if m.weight_dtype is DType.FP8_E4M3 and m.weight_quant is not None and not fp8_quant:
+        raise ConfigError("weight_dtype", f"fp8 weights, but the checkpoint stores {m.weight_quant}")
+    if m.weight_dtype is DType.FP8_E4M3 and m.weight_quant is None:
+        object.__setattr__(m, "weight_quant", WeightQuant(kind="fp8_e4m3", block=FP8_BLOCK, scope="linear"))
 
 
 FORMAT_NAMES = {"bf16": DType.BF16, "fp8": DType.FP8_E4M3}
