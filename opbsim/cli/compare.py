@@ -15,6 +15,7 @@ from opbsim.cli.progress import progress_bar
 from opbsim.cli.stage_options import (
     buckets_option,
     cuda_graphs_option,
+    format_options,
     preemption_of,
     preemption_option,
     prefill_chunk_option,
@@ -102,6 +103,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @preemption_option
 @cuda_graphs_option
 @buckets_option
+@format_options
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the request lengths and random routing.")
 @click.option("-o", "--out-dir", type=FilePath(file_okay=False, path_type=Path),
@@ -111,7 +113,7 @@ def _policies(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str, ...], batch: int, batches: str,
                 lin: int, lout: int, lin_std: float, lout_std: float, requests_per_slot: int, prefill_chunk: int,
                 preemption: str, cuda_graphs: bool, buckets: int, seed: int, out_dir: Path | None, as_json: bool,
-                no_progress: bool, **layout) -> None:
+                no_progress: bool, dtype: str | None, kv_dtype: str | None, **layout) -> None:
     """Compare MODEL (a preset, a config.json or a cached Hugging Face id) served on several devices.
 
     Every device runs the same layout (--tp --dp --ep --etp --pp, as for simulate).
@@ -131,7 +133,7 @@ def compare_cmd(model: str, devices: str, policy: tuple[str, ...], hw: tuple[str
                                batches=_int_list("--batches", batches), lin=lin, lout=lout, lin_std=lin_std,
                                lout_std=lout_std, requests_per_slot=requests_per_slot, prefill_chunk=prefill_chunk,
                                preemption=preemption_of(preemption), cuda_graphs=cuda_graphs, buckets=buckets,
-                               seed=seed)
+                               seed=seed, dtype=dtype, kv_dtype=kv_dtype)
     from opbsim.report.compare import resolve
     from opbsim.report.plots import PLOTS
 

@@ -9,6 +9,7 @@ import click
 from opbsim.cli.device import device_of, device_options
 from opbsim.cli.parallel import PARALLEL_HELP, layout_of
 from opbsim.cli.path import FilePath
+from opbsim.cli.stage_options import format_options
 from opbsim.errors import InputError
 from opbsim.fileio import atomic_write_bytes, atomic_write_text
 
@@ -60,9 +61,11 @@ def stage_of(kind: str, batch: int, ctx: int, prefill: int):
               help="Write the program: assembly, or a binary when the name ends in .bin.")
 @click.option("--explain", is_flag=True, help="Print each op, its Op/B, the unit chosen and why.")
 @click.option("--dump-after", "dump_after", help="Print the intermediate form after this pass and stop.")
+@format_options
 def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...], batch: int, ctx: int, kind: str,
                 prefill: int, tp: int | None, dp: int | None, ep: int | None, etp: int | None, pp: int | None,
-                part: str, layer: int | None, output: Path | None, explain: bool, dump_after: str | None) -> None:
+                part: str, layer: int | None, output: Path | None, explain: bool, dump_after: str | None,
+                dtype: str | None, kv_dtype: str | None) -> None:
     """Compile one stage of MODEL (a preset, a config.json or a cached Hugging Face id) for a device:
     the program one device runs (its share of the stage under the layout given by --tp --dp --ep
     --etp --pp)."""
@@ -75,7 +78,7 @@ def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...]
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise click.BadParameter(f"{dump_after!r} is not a pass ({', '.join(PASS_NAMES)})", param_hint="--dump-after")
     spec, policy = device_of({"device": device, "policy": policy, "hw": hw})
-    cfg = load_model(model)
+    cfg = load_model(model, dtype=dtype, kv_dtype=kv_dtype)
     if layer is not None and layer >= cfg.num_layers:
         raise InputError(f"--layer {layer} is outside 0..{cfg.num_layers - 1} ({cfg.name})")
     stage = stage_of(kind, batch, ctx, prefill)

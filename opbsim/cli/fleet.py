@@ -92,15 +92,16 @@ def arrivals_trace(arrivals: str, qps: float, lengths, num_requests: int, seed: 
     raise InputError(f"--arrivals {arrivals[:40]!r}: expected poisson or gamma:CV")
 
 
-def cluster_of(model: str, layout: dict, *, context_tokens: int, batch: int):
-    """(ModelConfig, Cluster, note) of the device and layout flags in ``layout`` (popped)."""
+def cluster_of(model: str, layout: dict, *, context_tokens: int, batch: int, formats: dict | None = None):
+    """(ModelConfig, Cluster, note) of the device and layout flags in ``layout`` (popped); ``formats``:
+    ``load_model``'s dtype and kv_dtype."""
     from opbsim.cli.device import device_of
     from opbsim.cli.parallel import layout_of
     from opbsim.emulator.cluster import Cluster
     from opbsim.workloads import load_model
 
     spec, policy = device_of(layout)
-    cfg = load_model(model)
+    cfg = load_model(model, **(formats or {}))
     parallel, node_size, note = layout_of(layout, cfg, spec, policy, context_tokens=context_tokens, batch=batch)
     return cfg, Cluster(device=spec, policy=policy, parallel=parallel, node_devices=node_size), note
 
@@ -118,7 +119,7 @@ def fleet_config(fleet: dict, *, batch: int, prefill_chunk: int, seed: int, buck
 def simulate_cluster(model: str, fleet: dict, layout: dict, *, batch: int, lengths: Callable[[], object],
                      qps: float | None, num_requests: int | None, seed: int, prefill_chunk: int, routing: str,
                      buckets: int, overlap: bool, as_json: bool, stage_trace: Path | None,
-                     cuda_graphs: bool = True) -> None:
+                     cuda_graphs: bool = True, formats: dict | None = None) -> None:
     """``opbsim simulate --replicas N`` / ``--trace-file``: a trace on replicas behind a router."""
     from opbsim.emulator.fleet_run import simulate_fleet
     from opbsim.report.fleet import fleet_json, fleet_table
@@ -130,7 +131,8 @@ def simulate_cluster(model: str, fleet: dict, layout: dict, *, batch: int, lengt
     config = fleet_config(fleet, batch=batch, prefill_chunk=prefill_chunk, seed=seed, buckets=buckets,
                           overlap=overlap, cuda_graphs=cuda_graphs)
     trace = trace_of(fleet, qps, lengths, num_requests or batch * config.replicas, seed)
-    cfg, cluster, note = cluster_of(model, layout, context_tokens=trace.longest_context_tokens, batch=batch)
+    cfg, cluster, note = cluster_of(model, layout, context_tokens=trace.longest_context_tokens, batch=batch,
+                                   formats=formats)
     result = simulate_fleet(cfg, cluster, trace, config)
     click.echo(fleet_json(result) if as_json else fleet_table(result))
     if note:

@@ -14,6 +14,7 @@ from opbsim.cli.progress import progress_bar, progress_option
 from opbsim.cli.stage_options import (
     buckets_option,
     cuda_graphs_option,
+    format_options,
     preemption_of,
     preemption_option,
     prefill_chunk_option,
@@ -86,6 +87,7 @@ def routing_of(spec: str, model, seed: int):
                    "affinity; the defaults 2.0,0.5 are assumptions (sensitivity in docs/routing.md). With "
                    "expert parallelism the busiest device decides each MoE layer.")
 @buckets_option
+@format_options
 @click.option("--overlap", is_flag=True,
               help="Two-batch overlap: a MoE layer's all-to-alls hide behind the other micro-batch's compute.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
@@ -96,7 +98,7 @@ def routing_of(spec: str, model, seed: int):
 def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                  lout_std: float, qps: float | None, num_requests: int, seed: int, prefill_chunk: int, preemption: str,
                  cuda_graphs: bool, routing: str, buckets: int, overlap: bool, as_json: bool, trace: Path | None,
-                 no_progress: bool, **layout) -> None:
+                 no_progress: bool, dtype: str | None, kv_dtype: str | None, **layout) -> None:
     """Serve requests of MODEL (a preset, a config.json or a cached Hugging Face id org/name) with
     continuous batching on a cluster.
 
@@ -104,6 +106,7 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     (ep x etp = tp x dp), --pp pipeline stages; e.g. --tp 4 --ep 4, or --tp 4 --dp 2 on 8 devices.
     With --replicas N or --trace-file: an open-loop trace on N such replicas behind --router."""
     fleet = pop_fleet(layout)
+    formats = {"dtype": dtype, "kv_dtype": kv_dtype}
     preemption = preemption_of(preemption)
     if fleet["replicas"] is not None or fleet["trace_file"] is not None:
         if preemption != "none":
@@ -113,7 +116,7 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
                                 lengths=lambda: lengths_of(lin, lout, lin_std, lout_std),
                                 qps=qps, num_requests=num_requests, seed=seed, prefill_chunk=prefill_chunk,
                                 routing=routing, buckets=buckets, overlap=overlap, as_json=as_json, stage_trace=trace,
-                                cuda_graphs=cuda_graphs)
+                                cuda_graphs=cuda_graphs, formats=formats)
     from opbsim.emulator.cluster import Cluster
     from opbsim.emulator.serving import ServingConfig, simulate
     from opbsim.emulator.stage_timer import Bucketing, StageTimer
@@ -121,7 +124,7 @@ def simulate_cmd(model: str, batch: int, lin: int, lout: int, lin_std: float,
     from opbsim.workloads import closed_loop, load_model, open_loop
 
     spec, policy = device_of(layout)
-    cfg = load_model(model)
+    cfg = load_model(model, **formats)
     lengths = lengths_of(lin, lout, lin_std, lout_std)
     num_requests = num_requests or batch
     scenario = open_loop(qps, lengths, num_requests=num_requests, seed=seed) if qps is not None else \

@@ -123,8 +123,7 @@ class Cluster:
     def weight_bytes_per_device(self, model: ModelConfig) -> int:
         """Non-expert weights split over tp, experts over ep x etp, layers over pp (uneven splits
         round up)."""
-        counts = model.param_counts()
-        experts = counts.experts * model.dtype.itemsize_B
+        experts = model.expert_weight_bytes
         rest = model.weight_bytes - experts
         p = self.parallel
         return math.ceil((math.ceil(rest / p.tp) + math.ceil(experts / (p.ep * p.etp))) / p.pp)

@@ -21,7 +21,7 @@ from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa.hazards import Region
 from opbsim.isa.program import AttentionPart, Instruction, Program
 from opbsim.isa.spec import TABLE, Opcode, Role
-from opbsim.isa.types import Descriptor, OpGroup, Space, Unit
+from opbsim.isa.types import Descriptor, DType, OpGroup, Space, Unit
 
 __all__ = ["Work", "work_of", "work_on", "fused_attention", "regions_of", "VECTOR_OPS_PER_ELEMENT", "roofline_bound_s",
            "channel_bytes", "link_plan", "link_demand", "by_space", "achievable_s"]
@@ -43,6 +43,7 @@ class Work:
     gemm_rows: int = 0  # a GEMM's output rows (M), what its tensor-core tiles are padded by
     grouped_gemm: bool = False  # one expert's GEMM of a fused-MoE (grouped GEMM) kernel
     attention: AttentionPart | None = None  # the part of an attention kernel it computes
+    fp8_matrix: bool = False  # a gemm_fp8 of two e4m3 operands: the unit's fp8 matrix peak
 
     @property
     def total_B(self) -> int:
@@ -99,7 +100,8 @@ def _gemm_fp8(program: Program, inst: Instruction, skip: frozenset[str] = frozen
     work = _gemm(program, inst, skip)
     k_blocks = -(-program.operand_descriptor(inst, "a").shape[-1] // int(inst["block_k"]))
     outputs = program.operand_descriptor(inst, "dst").numel
-    return replace(work, vector_flops=FP8_PROMOTION_OPS * outputs * k_blocks)
+    fp8 = program.operand_descriptor(inst, "a").dtype is DType.FP8_E4M3
+    return replace(work, vector_flops=FP8_PROMOTION_OPS * outputs * k_blocks, fp8_matrix=fp8)
 
 
 def _elementwise(program: Program, inst: Instruction, skip: frozenset[str] = frozenset()) -> Work:
@@ -275,7 +277,7 @@ def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:
         return 0.0
     spec = device.compute(inst.unit)
     t = 0.0
-    for flops, tflops, kind in ((work.matrix_flops, spec.matrix_TFLOPS, "matrix"),
+    for flops, tflops, kind in ((work.matrix_flops, spec.matrix_peak_TFLOPS(work.fp8_matrix), "matrix"),
                                 (work.vector_flops, spec.vector_TFLOPS, "vector")):
         if flops:
             if tflops <= 0:
@@ -317,7 +319,7 @@ def achievable_s(device: DeviceSpec, inst: Instruction, work: Work, *, kernel_hb
             t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * attn)
         else:
             fraction = eff.gemm_fraction(work.gemm_rows, grouped=work.grouped_gemm)
-            t += work.matrix_flops / (spec.matrix_TFLOPS * 1e12 * fraction)
+            t += work.matrix_flops / (spec.matrix_peak_TFLOPS(work.fp8_matrix) * 1e12 * fraction)
     if work.vector_flops:
         t += work.vector_flops / (spec.vector_TFLOPS * 1e12)
     stream = eff.hbm_fraction if work.matrix_flops else eff.elementwise_fraction

@@ -75,7 +75,7 @@ def _sram(space: Space, capacity_B: int) -> MemorySpec:
 def _gpu(
     name: str, *, matrix_TFLOPS: float, vector_TFLOPS: float, hbm_B: int, hbm_GBps: float, smem_B: int,
     smem_GBps: float, host_B: int, host_GBps: float, interconnect: Interconnect, static_W: float, source: str,
-    efficiency: KernelEfficiency | None = None,
+    efficiency: KernelEfficiency | None = None, fp8_matrix_TFLOPS: float = 0.0,
 ) -> DeviceSpec:
     """A GPU board: its static power is the board's (the host and its DDR lie outside, as in a
     GPU power measurement), HBM background from five stacks."""
@@ -84,7 +84,7 @@ def _gpu(
         units=(
             ComputeSpec(unit=Unit.XPU, matrix_TFLOPS=matrix_TFLOPS, vector_TFLOPS=vector_TFLOPS,
                         issue_ns=1000.0,  # [JL] one kernel of a replayed CUDA graph (0.88 us, rounded up)
-                        static_W=static_W, efficiency=efficiency),
+                        static_W=static_W, efficiency=efficiency, fp8_matrix_TFLOPS=fp8_matrix_TFLOPS),
             ComputeSpec(unit=Unit.DMA, matrix_TFLOPS=0.0, vector_TFLOPS=0.0,
                         issue_ns=1000.0),  # assumed: one copy-engine launch
         ),
@@ -118,6 +118,7 @@ def _gpu(
 h100 = _gpu(
     "h100",
     matrix_TFLOPS=989.4,  # [D] dense FP16/BF16 tensor
+    fp8_matrix_TFLOPS=1979.0,  # [NV] H100 SXM: 3,958 TFLOPS FP8 tensor with sparsity, half dense
     vector_TFLOPS=67.0,  # [NV] FP32 non-tensor, SXM
     hbm_B=80 * GiB,  # [D] 5 stacks x 16 GB
     hbm_GBps=_H100_HBM_GBps,
@@ -156,6 +157,7 @@ def _idle_share(tdp_W: float) -> float:
 h100_pcie = _gpu(
     "h100-pcie",
     matrix_TFLOPS=756.0,  # [NV] H100 PCIe: 1,513 TFLOPS BF16 with sparsity, half dense
+    fp8_matrix_TFLOPS=1513.0,  # [NV] H100 PCIe: 3,026 TFLOPS FP8 with sparsity, half dense
     vector_TFLOPS=51.0,  # [NV] FP32, PCIe
     hbm_B=80 * GiB,  # [NV] 80 GB HBM2e
     hbm_GBps=2000.0,  # [NV] 2 TB/s
@@ -172,6 +174,7 @@ h100_pcie = _gpu(
 h200 = _gpu(
     "h200",
     matrix_TFLOPS=989.4,  # [NV] H200 SXM: 1,979 TFLOPS BF16 with sparsity, half dense (the H100's die)
+    fp8_matrix_TFLOPS=1979.0,  # [NV] H200 SXM: 3,958 TFLOPS FP8 with sparsity, half dense
     vector_TFLOPS=67.0,  # [NV] FP32
     hbm_B=141 * 10**9,  # [NV] 141 GB HBM3e
     hbm_GBps=4800.0,  # [NV] 4.8 TB/s
@@ -188,6 +191,7 @@ h200 = _gpu(
 l40s = _gpu(
     "l40s",
     matrix_TFLOPS=362.05,  # [NV] L40S: 733 TFLOPS BF16 with sparsity, 362.05 dense
+    fp8_matrix_TFLOPS=733.0,  # [NV] L40S: 1,466 TFLOPS FP8 with sparsity, half dense
     vector_TFLOPS=91.6,  # [NV] FP32
     hbm_B=48 * 10**9,  # [NV] 48 GB GDDR6 (timed as the HBM space; its energies are HBM's: assumed)
     hbm_GBps=864.0,  # [NV] 864 GB/s

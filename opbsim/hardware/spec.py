@@ -42,7 +42,9 @@ def _non_negative(owner: str, **values: float) -> None:
 class ComputeSpec:
     """Throughput of one execution unit (summed over every instance of it on the device).
 
-    ``matrix_TFLOPS`` serves the MATRIX group (2 FLOPs per MAC); ``vector_TFLOPS`` serves vector
+    ``matrix_TFLOPS`` serves the MATRIX group (2 FLOPs per MAC); ``fp8_matrix_TFLOPS`` serves a
+    ``gemm_fp8`` whose both operands are e4m3 (0: the unit has no fp8 tensor path, and such a GEMM runs at
+    ``matrix_TFLOPS``); ``vector_TFLOPS`` serves vector
     and fused work; 0 means the unit has no such datapath (a DMA engine). ``issue_ns`` is the fixed
     cost of every instruction that does work (kernel launch or command issue), paid before its
     data streams.
@@ -54,13 +56,18 @@ class ComputeSpec:
     issue_ns: float
     static_W: float = 0.0  # drawn whenever the device is on, busy or not (leakage, clock tree)
     efficiency: KernelEfficiency | None = None  # what its kernels reach of the peaks (None: the peaks)
+    fp8_matrix_TFLOPS: float = 0.0
 
     def __post_init__(self) -> None:
         owner = f"compute unit {self.unit.name.lower()}"
         if self.efficiency is not None and not isinstance(self.efficiency, KernelEfficiency):
             raise InputError(f"{owner}: efficiency must be a KernelEfficiency, got {self.efficiency!r}")
         _non_negative(owner, matrix_TFLOPS=self.matrix_TFLOPS, vector_TFLOPS=self.vector_TFLOPS,
-                      issue_ns=self.issue_ns, static_W=self.static_W)
+                      issue_ns=self.issue_ns, static_W=self.static_W, fp8_matrix_TFLOPS=self.fp8_matrix_TFLOPS)
+
+    def matrix_peak_TFLOPS(self, fp8: bool) -> float:
+        """The matrix peak a GEMM runs at: the fp8 one for an all-e4m3 ``gemm_fp8`` where the unit has it."""
+        return self.fp8_matrix_TFLOPS if fp8 and self.fp8_matrix_TFLOPS else self.matrix_TFLOPS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,6 +81,8 @@ class CompareSettings:
     seed: int = 0
     preemption: str = "none"  # ServingConfig.preemption
     cuda_graphs: bool = True  # ServingConfig.cuda_graphs
+    dtype: str | None = None  # load_model's: weight storage, None: the config's
+    kv_dtype: str | None = None  # load_model's: KV-cache storage
 
     def __post_init__(self) -> None:
         entries = tuple(e if isinstance(e, DeviceEntry) else DeviceEntry.parse(e) for e in self.devices)
@@ -149,6 +151,8 @@ def simulate_args(s: CompareSettings, device: str, policy: str) -> list[str]:
         args += ["--lin-std", str(s.lin_std), "--lout-std", str(s.lout_std)]
     args += ["--preemption", s.preemption] if s.preemption != "none" else []
     args += [] if s.cuda_graphs else ["--eager"]
+    args += ["--dtype", s.dtype] if s.dtype else []
+    args += ["--kv-dtype", s.kv_dtype] if s.kv_dtype else []
     return args
 
 
@@ -223,7 +227,7 @@ def resolve(s: CompareSettings) -> tuple[ModelConfig, list[RunPlan]]:
     """The model and the runs ``s`` names (label, device preset, policy); InputError for an
     unknown model, device or policy name, or two entries that come to the same run, before
     anything runs."""
-    model = load_model(s.model)
+    model = load_model(s.model, dtype=s.dtype, kv_dtype=s.kv_dtype)
     plans: list[tuple[str, DeviceSpec, str]] = []  # (device, preset, policy)
     for e in s.devices:
         spec = changed_device(get_device(e.device), dict(s.hw))

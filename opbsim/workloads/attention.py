@@ -19,6 +19,7 @@ from opbsim.workloads import primitives as P
 from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["Shard", "make_shard", "attended_pairs", "chunked_pairs", "attention_ops"]
 
@@ -96,8 +97,9 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
     w = model.sliding_window if kind is AttentionKind.SLIDING else 0
     width = (H + 2 * KV) * d
     bias = P.weight(f"{prefix}.b_qkv", (width,), dt) if model.qkv_bias else None
-    ops = [P.gemm(f"{prefix}.qkv_proj", x_norm, P.weight(f"{prefix}.w_qkv", (h, width), dt), f"{prefix}.qkv",
-                  op_class=OpClass.FC, bias=bias)]
+    block, kv_dt = fp8_block(model), model.kv_dtype
+    w_qkv, s_qkv = P.projection(f"{prefix}.w_qkv", (h, width), dt, block)
+    ops = [P.gemm(f"{prefix}.qkv_proj", x_norm, w_qkv, f"{prefix}.qkv", op_class=OpClass.FC, bias=bias, scale=s_qkv)]
     q = P.act(f"{prefix}.qkv", (T, H, d), dt)
     k = P.act(f"{prefix}.qkv", (T, KV, d), dt)
     # Llama 4 normalises after RoPE, and only on its RoPE layers (Llama4TextAttention); Qwen3 and
@@ -117,7 +119,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
                                          "attn_scale": model.query_temperature.attn_scale}))
     cache = f"{prefix}.kv_cache"
     ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (k, P.act(f"{prefix}.qkv", (T, KV, d), dt)),
-                             (TensorSpec(cache, (2, T, KV, d), dt, Role.KV_CACHE),), flops=0,
+                             (TensorSpec(cache, (2, T, KV, d), kv_dt, Role.KV_CACHE),), flops=0,
                              op_class=OpClass.ATTENTION))
     sinks = P.weight(f"{prefix}.sinks", (H,), dt) if model.attention_sinks else None
     common = {"heads": H, "kv_heads": KV, "head_dim": d, "window": w}
@@ -129,7 +131,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         keys = _keys_read(kind, model, c.past_tokens, c.new_tokens)
         ops.append(P.attention(
             f"{prefix}.attn_prefill.{i}", (P.act(f"{prefix}.qkv", (c.new_tokens, H, d), dt),),
-            (TensorSpec(cache, (2, keys, KV, d), dt, Role.KV_CACHE),), f"{prefix}.attn",
+            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE),), f"{prefix}.attn",
             pairs=_pairs(kind, model, c.past_tokens, c.new_tokens), qk_dim=d, v_dim=d, heads=H, sinks=sinks,
             params={**common, "phase": "prefill", "chunk": i, "past_tokens": c.past_tokens,
                     "new_tokens": c.new_tokens}))
@@ -138,13 +140,14 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         keys = sum(_keys_read(kind, model, n - 1, 1) for n in ctx)
         ops.append(P.attention(
             f"{prefix}.attn_decode", (P.act(f"{prefix}.qkv", (len(ctx), H, d), dt),),
-            (TensorSpec(cache, (2, keys, KV, d), dt, Role.KV_CACHE),), f"{prefix}.attn",
+            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE),), f"{prefix}.attn",
             pairs=keys, qk_dim=d, v_dim=d, heads=H, sinks=sinks,
             params={**common, "phase": "decode", "ctx_tokens": ctx}))
     attn = P.act(f"{prefix}.attn", (T, H * d), dt)
     o_bias = P.weight(f"{prefix}.b_o", (h,), dt) if model.o_bias else None
-    ops.append(P.gemm(f"{prefix}.o_proj", attn, P.weight(f"{prefix}.w_o", (H * d, h), dt), f"{prefix}.attn_out",
-                      op_class=OpClass.FC, bias=o_bias, params={"row_parallel": True} if o_bias else None))
+    w_o, s_o = P.projection(f"{prefix}.w_o", (H * d, h), dt, block)
+    ops.append(P.gemm(f"{prefix}.o_proj", attn, w_o, f"{prefix}.attn_out", op_class=OpClass.FC, bias=o_bias,
+                      scale=s_o, params={"row_parallel": True} if o_bias else None))
     return ops
 
 

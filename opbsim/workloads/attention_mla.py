@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import enum
 
+from opbsim.isa.types import DType
 from opbsim.workloads import primitives as P
 from opbsim.workloads.attention import Shard, attended_pairs
 from opbsim.workloads.models import ModelConfig, Norm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["mla_ops", "MLAPart"]
 
@@ -42,20 +44,29 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
     assert a is not None
     T, h, H = stage.tokens, model.hidden_size, shard.heads
     dn, dr, dv, c = a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim, a.kv_lora_rank
+    block, kv_dt = fp8_block(model), model.kv_dtype
     W = lambda name, shape: P.weight(f"{prefix}.{name}", shape, dt)  # noqa: E731
     A = lambda name, shape: P.act(f"{prefix}.{name}", shape, dt)  # noqa: E731
+
+    def proj(name: str, shape: tuple[int, ...]) -> dict:
+        """A projection's weight (``w``) and its ``scale`` where it is fp8, as P.gemm takes them."""
+        w = P.weight(f"{prefix}.{name}", shape, dt if block is None else DType.FP8_E4M3)
+        return {"w": w, "scale": None if block is None else P.block_scales(w, block)}
+
     ops: list[Op] = []
     if a.q_lora_rank:
         r = a.q_lora_rank
-        ops.append(P.gemm(f"{prefix}.q_a_proj", x_norm, W("w_q_a", (h, r)), f"{prefix}.q_a", op_class=OpClass.FC))
+        ops.append(P.gemm(f"{prefix}.q_a_proj", x_norm, out=f"{prefix}.q_a", op_class=OpClass.FC,
+                          **proj("w_q_a", (h, r))))
         ops.append(P.norm(f"{prefix}.q_a_norm", A("q_a", (T, r)), (W("w_q_a_norm", (r,)),), f"{prefix}.q_a",
                           kind=Norm.RMS, op_class=OpClass.ATTENTION))
-        ops.append(P.gemm(f"{prefix}.q_b_proj", A("q_a", (T, r)), W("w_q_b", (r, H * (dn + dr))), f"{prefix}.q",
-                          op_class=OpClass.FC))
+        ops.append(P.gemm(f"{prefix}.q_b_proj", A("q_a", (T, r)), out=f"{prefix}.q", op_class=OpClass.FC,
+                          **proj("w_q_b", (r, H * (dn + dr)))))
     else:
-        ops.append(P.gemm(f"{prefix}.q_proj", x_norm, W("w_q", (h, H * (dn + dr))), f"{prefix}.q",
-                          op_class=OpClass.FC))
-    ops.append(P.gemm(f"{prefix}.kv_a_proj", x_norm, W("w_kv_a", (h, c + dr)), f"{prefix}.kv_a", op_class=OpClass.FC))
+        ops.append(P.gemm(f"{prefix}.q_proj", x_norm, out=f"{prefix}.q", op_class=OpClass.FC,
+                          **proj("w_q", (h, H * (dn + dr)))))
+    ops.append(P.gemm(f"{prefix}.kv_a_proj", x_norm, out=f"{prefix}.kv_a", op_class=OpClass.FC,
+                      **proj("w_kv_a", (h, c + dr))))
     ops.append(P.norm(f"{prefix}.kv_a_norm", A("kv_a", (T, c)), (W("w_kv_a_norm", (c,)),), f"{prefix}.kv_a",
                       kind=Norm.RMS, op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_A_NORM}))
     q_rope, k_rope = A("q", (T, H, dr)), A("kv_a", (T, dr))
@@ -64,32 +75,35 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                              params={"mla": MLAPart.ROPE}))
     cache = f"{prefix}.kv_cache"
     ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (A("kv_a", (T, c + dr)),),
-                             (TensorSpec(cache, (T, c + dr), dt, Role.KV_CACHE),), flops=0,
+                             (TensorSpec(cache, (T, c + dr), kv_dt, Role.KV_CACHE),), flops=0,
                              op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_STORE}))
     common = {"heads": H, "kv_lora_rank": c, "qk_nope_head_dim": dn, "qk_rope_head_dim": dr, "v_head_dim": dv}
     for i, ch in enumerate(stage.prefill):
         keys = ch.context_tokens
-        latent = TensorSpec(cache, (keys, c), dt, Role.KV_CACHE)
-        ops.append(P.gemm(f"{prefix}.kv_b_proj.{i}", latent, W("w_kv_b", (c, H * (dn + dv))), f"{prefix}.kv_full.{i}",
-                          op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_EXPAND, "chunk": i}))
+        latent = TensorSpec(cache, (keys, c), kv_dt, Role.KV_CACHE)
+        ops.append(P.gemm(f"{prefix}.kv_b_proj.{i}", latent, out=f"{prefix}.kv_full.{i}", op_class=OpClass.ATTENTION,
+                          params={"mla": MLAPart.KV_EXPAND, "chunk": i}, out_dtype=dt,
+                          **proj("w_kv_b", (c, H * (dn + dv)))))
         ops.append(P.attention(
             f"{prefix}.attn_prefill.{i}", (A("q", (ch.new_tokens, H, dn + dr)),),
-            (A(f"kv_full.{i}", (keys, H * (dn + dv))), TensorSpec(cache, (keys, dr), dt, Role.KV_CACHE)),
+            (A(f"kv_full.{i}", (keys, H * (dn + dv))), TensorSpec(cache, (keys, dr), kv_dt, Role.KV_CACHE)),
             f"{prefix}.attn", pairs=attended_pairs(ch.past_tokens, ch.new_tokens), qk_dim=dn + dr, v_dim=dv,
             heads=H, params={**common, "phase": "prefill", "chunk": i, "past_tokens": ch.past_tokens,
                              "new_tokens": ch.new_tokens, "mla": MLAPart.PREFILL}))
     if stage.decode_ctx_tokens:
         ctx = stage.decode_ctx_tokens
         B, keys = len(ctx), sum(ctx)
-        ops.append(P.batched_gemm(f"{prefix}.q_absorb", A("q", (B, H, dn)), W("w_kv_b", (H, dn, c)),
-                                  f"{prefix}.q_latent", op_class=OpClass.ATTENTION, params={"mla": MLAPart.Q_ABSORB}))
+        ops.append(P.batched_gemm(f"{prefix}.q_absorb", A("q", (B, H, dn)), out=f"{prefix}.q_latent",
+                                  op_class=OpClass.ATTENTION, params={"mla": MLAPart.Q_ABSORB},
+                                  **proj("w_kv_b", (H, dn, c))))
         ops.append(P.attention(
             f"{prefix}.attn_decode", (A("q_latent", (B, H, c)), A("q", (B, H, dr))),
-            (TensorSpec(cache, (keys, c + dr), dt, Role.KV_CACHE),), f"{prefix}.attn_latent",
+            (TensorSpec(cache, (keys, c + dr), kv_dt, Role.KV_CACHE),), f"{prefix}.attn_latent",
             pairs=keys, qk_dim=c + dr, v_dim=c, heads=H,
             params={**common, "phase": "decode", "ctx_tokens": ctx, "mla": MLAPart.DECODE}))
-        ops.append(P.batched_gemm(f"{prefix}.v_absorb", A("attn_latent", (B, H, c)), W("w_kv_b", (H, c, dv)),
-                                  f"{prefix}.attn", op_class=OpClass.ATTENTION, params={"mla": MLAPart.V_ABSORB}))
-    ops.append(P.gemm(f"{prefix}.o_proj", A("attn", (T, H * dv)), W("w_o", (H * dv, h)), f"{prefix}.attn_out",
-                      op_class=OpClass.FC))
+        ops.append(P.batched_gemm(f"{prefix}.v_absorb", A("attn_latent", (B, H, c)), out=f"{prefix}.attn",
+                                  op_class=OpClass.ATTENTION, params={"mla": MLAPart.V_ABSORB},
+                                  **proj("w_kv_b", (H, c, dv))))
+    ops.append(P.gemm(f"{prefix}.o_proj", A("attn", (T, H * dv)), out=f"{prefix}.attn_out", op_class=OpClass.FC,
+                      **proj("w_o", (H * dv, h))))
     return ops

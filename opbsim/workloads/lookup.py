@@ -11,16 +11,18 @@ from opbsim.workloads.hf_cache import cached_config, hub_cache_dir, is_model_id
 from opbsim.workloads.hf_config import load_hf_config
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.presets import PRESETS
+from opbsim.workloads.weight_format import with_formats
 
 __all__ = ["load_model"]
 
 
-def load_model(name_or_path: str) -> ModelConfig:
+def load_model(name_or_path: str, *, dtype: str | None = None, kv_dtype: str | None = None) -> ModelConfig:
     """The preset called ``name_or_path`` (case-insensitive); else the config.json at that path, or
     in that folder; else, for an ``org/name`` id, its config.json in the Hugging Face cache (named
-    ``org/name``; nothing is downloaded). A model no system could hold is refused here
-    (``fits.check_holdable``)."""
-    model = _find(name_or_path)
+    ``org/name``; nothing is downloaded). ``dtype`` and ``kv_dtype`` (``bf16`` | ``fp8``, None: the
+    config's own) choose how weights and KV cache are stored (weight_format.with_formats). A model
+    no system could hold is refused here (``fits.check_holdable``)."""
+    model = with_formats(_find(name_or_path), weights=dtype, kv=kv_dtype)
     check_holdable(model)
     return model
 

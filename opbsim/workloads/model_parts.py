@@ -226,8 +226,8 @@ matrices (gpt-oss's ``modules_to_not_convert`` lists attention, router, embeddin
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WeightQuant:
-    """How a checkpoint stores its weights (``quantization_config``). Recorded, not applied: every
-    byte and value opbsim computes is still for ``ModelConfig.dtype`` weights."""
+    """How a checkpoint stores its weights (``quantization_config``). Applied to bytes when
+    ``ModelConfig.weight_dtype`` is fp8_e4m3 (weight_format.py); mxfp4 is recorded only."""
 
     kind: str
     block: tuple[int, ...]

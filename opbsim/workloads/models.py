@@ -1,8 +1,10 @@
 """Model configurations: the shapes of a decoder-only transformer, dense or Mixture-of-Experts.
 
 A ``ModelConfig`` is the single description every later stage reads. Sizes are element counts
-(``hidden_size``, ``head_dim``, ``expert_ffn`` ...); byte counts carry ``_B`` in their names and use
-``dtype.itemsize_B`` bytes per element, for weights and KV cache alike.
+(``hidden_size``, ``head_dim``, ``expert_ffn`` ...); byte counts carry ``_B`` in their names. Weights
+are stored as ``weight_dtype`` (default: fp8_e4m3 when ``weight_quant`` says the checkpoint is fp8, else
+``dtype``; fp8 matrices carry block scales, weight_format.py) and the KV cache as ``kv_dtype`` (default
+``dtype``); either is ``dtype`` or fp8_e4m3. ``param_counts`` does not depend on them.
 
 Layer ``i`` (0-based) is a MoE layer iff the model has routed experts, ``i >= first_dense_layers``
 and ``(i - first_dense_layers) % moe_every == moe_every - 1``; every other layer has a dense FFN
@@ -19,7 +21,8 @@ Per-layer attention: with ``sliding_window`` (or ``attention_chunk_size``) set, 
 windowed (chunked) except those in ``full_attention_layers`` (gpt-oss alternates; Llama 4's layers
 without RoPE attend to everything). ``nope_layers`` skip RoPE. Entries of either at or past
 ``num_layers`` are dropped: a model cut to its first layers keeps their pattern. ``weight_quant`` records how the
-checkpoint stores its weights and ``mtp_modules`` the multi-token-prediction modules it ships
+checkpoint stores its weights (applied when ``weight_dtype`` is fp8_e4m3; an fp8 model without one gets
+DeepSeek-V3's 128 x 128 blocks over every projection) and ``mtp_modules`` the multi-token-prediction modules it ships
 (DeepSeek-V3: 1); neither is part of the model as run here, and ``param_counts`` counts neither.
 The enums and sub-configurations live in model_parts.py.
 """
@@ -47,6 +50,7 @@ from opbsim.workloads.model_parts import (
     check_count,
     check_real,
 )
+from opbsim.workloads.weight_format import expert_weight_bytes, fp8_weight_bytes, resolve_formats
 
 __all__ = ["FFNAct", "Norm", "QKNorm", "MLA", "RopeScaling", "ROPE_SCALING_KINDS", "ModelConfig", "ParamCounts",
            "ConfigError", "Router", "RouterScoring", "WeightQuant", "QueryTemperature", "AttentionKind"]
@@ -103,6 +107,8 @@ class ModelConfig:
     weight_quant: WeightQuant | None = None
     mtp_modules: int = 0
     dtype: DType = DType.BF16
+    weight_dtype: DType | None = None
+    kv_dtype: DType | None = None
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +159,7 @@ class ModelConfig:
             raise ConfigError("dtype", f"dtype must be a DType, got {self.dtype!r}")
         self._check_attention_layout()
         self._check_parts()
+        resolve_formats(self)
 
     def _check_attention_layout(self) -> None:
         had_nope = bool(self.nope_layers)
@@ -309,7 +316,7 @@ class ModelConfig:
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token adds over all layers: K and V (MLA: the latent and RoPE key)."""
         per_layer = self.kv_dim if self.mla is not None else 2 * self.kv_dim
-        return per_layer * self.num_layers * self.dtype.itemsize_B
+        return per_layer * self.num_layers * self.kv_dtype.itemsize_B
 
     def kv_bytes(self, context_tokens: int) -> int:
         """KV-cache bytes of one request holding ``context_tokens`` tokens (each layer capped by its
@@ -370,4 +377,12 @@ class ModelConfig:
 
     @property
     def weight_bytes(self) -> int:
-        return self.params_total * self.dtype.itemsize_B
+        """Bytes of all weights as stored: ``dtype`` bytes per parameter, except the fp8 matrices (one
+        byte each plus their block scales, weight_format.py)."""
+        elems, fp8_B = fp8_weight_bytes(self)
+        return (self.params_total - elems) * self.dtype.itemsize_B + fp8_B
+
+    @property
+    def expert_weight_bytes(self) -> int:
+        """Bytes of the routed experts' weights as stored (part of ``weight_bytes``)."""
+        return expert_weight_bytes(self)

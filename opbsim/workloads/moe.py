@@ -17,13 +17,14 @@ from opbsim.workloads import primitives as P
 from opbsim.workloads.attention import Shard
 from opbsim.workloads.models import ModelConfig, Router, RouterScoring
 from opbsim.workloads.ops import Op, OpClass, OpKind, TensorSpec
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["dense_ffn_ops", "moe_ops", "check_expert_tokens", "topk_flops"]
 
 
 def dense_ffn_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec) -> list[Op]:
     return [P.ffn(f"{prefix}.ffn", x_norm, shard.width(model.dense_ffn), f"{prefix}.ffn_out", act_kind=model.ffn_act,
-                  prefix=f"{prefix}.ffn", op_class=OpClass.FC)]
+                  prefix=f"{prefix}.ffn", op_class=OpClass.FC, fp8_block=fp8_block(model))]
 
 
 def check_expert_tokens(model: ModelConfig, tokens: int, expert_tokens: Sequence[int]) -> tuple[int, ...]:
@@ -93,13 +94,14 @@ def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
         if n:
             ops.append(P.ffn(f"{prefix}.expert.{e}", P.act(f"{prefix}.dispatched", (n, h), dt), width,
                              f"{prefix}.expert_out", act_kind=model.ffn_act, prefix=f"{prefix}.expert.{e}",
-                             op_class=OpClass.MOE, bias=model.expert_bias, params={"expert": e}))
+                             op_class=OpClass.MOE, bias=model.expert_bias, params={"expert": e},
+                             fp8_block=fp8_block(model, routed=True)))
     combine_in = [P.act(f"{prefix}.expert_out", (T * k, h), dt), *(() if on_input else (weights,)), ids]
     if model.num_shared_experts:
         shared = P.ffn(f"{prefix}.shared_experts", x_norm, shard.width(model.num_shared_experts * model.shared_ffn),
                        f"{prefix}.shared_out", act_kind=model.ffn_act, prefix=f"{prefix}.shared",
                        op_class=OpClass.MOE, output_gate=model.shared_expert_gate,
-                       params={"experts": model.num_shared_experts})
+                       params={"experts": model.num_shared_experts}, fp8_block=fp8_block(model))
         ops.append(shared)
         combine_in.append(shared.outputs[0])
     ops.append(P.elementwise(f"{prefix}.combine", OpKind.COMBINE, combine_in, (P.act(f"{prefix}.ffn_out", (T, h), dt),),

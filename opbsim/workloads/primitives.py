@@ -39,6 +39,27 @@ def weight(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:
     return TensorSpec(name, shape, dtype, Role.WEIGHT)
 
 
+def block_scales(w: TensorSpec, block: tuple[int, int]) -> TensorSpec:
+    """``<w>.scale``: the fp32 scales of fp8 weight ``w`` [..., K, N], one per ``block`` of its last
+    two axes ([..., ceil(K / bk), ceil(N / bn)]; weight_format.py)."""
+    *lead, k, n = w.shape
+    return TensorSpec(f"{w.name}.scale", (*lead, -(-k // block[0]), -(-n // block[1])), DType.FP32, Role.WEIGHT)
+
+
+def projection(name: str, shape: tuple[int, ...], dtype: DType, fp8_block: tuple[int, int] | None
+               ) -> tuple[TensorSpec, TensorSpec | None]:
+    """A projection's weight and, where ``fp8_block`` is given, its e4m3 storage and block scales."""
+    if fp8_block is None:
+        return weight(name, shape, dtype), None
+    w = weight(name, shape, DType.FP8_E4M3)
+    return w, block_scales(w, fp8_block)
+
+
+def _fp8_flops(rows: int, n: int, scale: TensorSpec | None) -> int:
+    """gemm_fp8's promotion: one fp32 multiply and add per output per k block (numerics.md "FP8")."""
+    return 0 if scale is None else 2 * rows * n * scale.shape[-2]
+
+
 def act(name: str, shape: tuple[int, ...], dtype: DType) -> TensorSpec:
     return TensorSpec(name, shape, dtype, Role.ACTIVATION)
 
@@ -48,14 +69,16 @@ def _rows(t: TensorSpec) -> int:
 
 
 def gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass, bias: TensorSpec | None = None,
-         out_dtype: DType | None = None, params: Mapping[str, object] | None = None) -> Op:
-    """``out = x W (+ bias)`` with ``x`` of shape (..., k) and ``W`` of shape (k, n)."""
+         out_dtype: DType | None = None, params: Mapping[str, object] | None = None,
+         scale: TensorSpec | None = None) -> Op:
+    """``out = x W (+ bias)`` with ``x`` of shape (..., k) and ``W`` of shape (k, n); with ``scale``
+    (an fp8 ``W``'s block scales, the last input) the block-scaled fp8 GEMM."""
     m, (k, n) = _rows(x), w.shape
     if x.shape[-1] != k:
         raise ValueError(f"{name}: x has {x.shape[-1]} columns, W has {k} rows")
     y = act(out, (m, n), out_dtype or x.dtype)
-    inputs = (x, w) if bias is None else (x, w, bias)
-    flops = 2 * m * k * n + (m * n if bias is not None else 0)
+    inputs = ((x, w) if bias is None else (x, w, bias)) + (() if scale is None else (scale,))
+    flops = 2 * m * k * n + (m * n if bias is not None else 0) + _fp8_flops(m, n, scale)
     return Op(name, OpKind.GEMM, op_class, x.dtype, inputs, (y,),
               Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes), params or {})
 
@@ -84,15 +107,17 @@ def elementwise(name: str, kind: OpKind, inputs: Sequence[TensorSpec], outputs: 
 
 
 def ffn(name: str, x: TensorSpec, width: int, out: str, *, act_kind: FFNAct, prefix: str, op_class: OpClass,
-        output_gate: bool = False, bias: bool = False, params: Mapping[str, object] | None = None) -> Op:
+        output_gate: bool = False, bias: bool = False, params: Mapping[str, object] | None = None,
+        fp8_block: tuple[int, int] | None = None) -> Op:
     """A fused FFN over the rows of ``x`` with intermediate ``width`` (this device's shard): the
     intermediate activation stays on chip, so traffic is x, the weights and the output.
     ``output_gate`` scales each row's output by sigmoid(x w_gate) (Qwen's shared expert); ``bias``
-    adds a bias after the up (and gate) and the down projection (gpt-oss's experts)."""
+    adds a bias after the up (and gate) and the down projection (gpt-oss's experts). With
+    ``fp8_block`` both projections are fp8 with block scales (the last inputs, up's then down's)."""
     rows, h, dtype = _rows(x), x.shape[-1], x.dtype
-    up = weight(f"{prefix}.w_gate_up" if act_kind.gated else f"{prefix}.w_up",
-                (h, width * (2 if act_kind.gated else 1)), dtype)
-    down = weight(f"{prefix}.w_down", (width, h), dtype)
+    up, up_scale = projection(f"{prefix}.w_gate_up" if act_kind.gated else f"{prefix}.w_up",
+                              (h, width * (2 if act_kind.gated else 1)), dtype, fp8_block)
+    down, down_scale = projection(f"{prefix}.w_down", (width, h), dtype, fp8_block)
     inputs = (x, up, down)
     y = act(out, (rows, h), dtype)
     flops = 2 * rows * h * width * act_kind.num_matrices + ACT_FLOPS[act_kind] * rows * width
@@ -103,6 +128,9 @@ def ffn(name: str, x: TensorSpec, width: int, out: str, *, act_kind: FFNAct, pre
         inputs += (weight(f"{prefix}.b_gate_up" if act_kind.gated else f"{prefix}.b_up", (up.shape[1],), dtype),
                    weight(f"{prefix}.b_down", (h,), dtype))
         flops += rows * (up.shape[1] + h)
+    if up_scale is not None and down_scale is not None:
+        inputs += (up_scale, down_scale)
+        flops += _fp8_flops(rows, up.shape[1], up_scale) + _fp8_flops(rows, h, down_scale)
     return Op(name, OpKind.FFN, op_class, dtype, inputs, (y,),
               Estimates(flops, sum(t.nbytes for t in inputs), y.nbytes),
               {"tokens": rows, "ffn": width, "act": act_kind.value, "output_gate": output_gate,
@@ -125,15 +153,18 @@ def attention(name: str, q: Sequence[TensorSpec], kv: Sequence[TensorSpec], out:
 
 
 def batched_gemm(name: str, x: TensorSpec, w: TensorSpec, out: str, *, op_class: OpClass,
-                 params: Mapping[str, object] | None = None) -> Op:
-    """One GEMM per batch index b: ``x`` (m, b, k) and ``w`` (b, k, n) give (m, b, n)."""
+                 params: Mapping[str, object] | None = None, scale: TensorSpec | None = None) -> Op:
+    """One GEMM per batch index b: ``x`` (m, b, k) and ``w`` (b, k, n) give (m, b, n); ``scale``:
+    an fp8 ``w``'s block scales."""
     m, b, k = x.shape
     n = w.shape[2]
     if w.shape[:2] != (b, k):
         raise ValueError(f"{name}: x {x.shape} does not match W {w.shape}")
     y = act(out, (m, b, n), x.dtype)
-    return Op(name, OpKind.BATCHED_GEMM, op_class, x.dtype, (x, w), (y,),
-              Estimates(2 * m * b * k * n, x.nbytes + w.nbytes, y.nbytes), params or {})
+    inputs = (x, w) + (() if scale is None else (scale,))
+    return Op(name, OpKind.BATCHED_GEMM, op_class, x.dtype, inputs, (y,),
+              Estimates(2 * m * b * k * n + b * _fp8_flops(m, n, scale), sum(t.nbytes for t in inputs), y.nbytes),
+              params or {})
 
 
 def collective(name: str, kind: OpKind, x: TensorSpec, out: str, *, tp: int, out_shape: tuple[int, ...]) -> Op:

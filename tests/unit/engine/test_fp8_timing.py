@@ -84,3 +84,37 @@ def test_the_dram_energy_of_an_fp8_weight_stream_is_half_the_bf16_one():
         return e.dram_column + e.dram_datapath
     ratio = dram_J(_gemv("fp8")) / dram_J(_gemv("bf16"))
     assert ratio == pytest.approx((4096 * 4096 + 32 * 32 * 4) / (4096 * 4096 * 2))
+
+
+def _square_gemm(a_dtype: str) -> str:
+    """A compute-bound 4096^3 gemm_fp8, activations ``a_dtype`` with 1 x 128 scales."""
+    return f""".desc x sram 0 {a_dtype} [4096, 4096]
+.desc w hbm 0 fp8_e4m3 [4096, 4096]
+.desc sa sram 0x2000000 fp32 [4096, 32]
+.desc sb hbm 0x2000000 fp32 [32, 32]
+.desc y sram 0x4000000 bf16 [4096, 4096]
+gemm_fp8.xpu y, x, w, sa, sb, block_k=128, block_n=128
+"""
+
+
+def test_an_all_fp8_gemm_runs_at_the_fp8_tensor_peak_twice_the_bf16_one():
+    from opbsim.emulator.work import compute_s
+    fp8, mixed = assemble(_square_gemm("fp8_e4m3")), assemble(_square_gemm("bf16"))
+    w8, wm = work_of(fp8, fp8.instructions[0]), work_of(mixed, mixed.instructions[0])
+    assert w8.fp8_matrix and not wm.fp8_matrix
+    xpu = H100.compute(Unit.XPU)
+    assert (xpu.fp8_matrix_TFLOPS, xpu.matrix_TFLOPS) == (1979.0, 989.4)  # H100 SXM datasheet, dense
+    vector_s = w8.vector_flops / (xpu.vector_TFLOPS * 1e12)
+    assert compute_s(H100, fp8.instructions[0], w8) == pytest.approx(2 * 4096**3 / 1979e12 + vector_s)
+    assert compute_s(H100, mixed.instructions[0], wm) == pytest.approx(2 * 4096**3 / 989.4e12 + vector_s)
+
+
+def test_a_device_without_an_fp8_tensor_path_runs_fp8_gemms_at_its_matrix_peak():
+    from opbsim.emulator.work import compute_s
+    a100 = get_device("a100")
+    p = assemble(_square_gemm("fp8_e4m3"))
+    w = work_of(p, p.instructions[0])
+    xpu = a100.compute(Unit.XPU)
+    assert xpu.fp8_matrix_TFLOPS == 0.0
+    assert compute_s(a100, p.instructions[0], w) == pytest.approx(
+        2 * 4096**3 / (xpu.matrix_TFLOPS * 1e12) + w.vector_flops / (xpu.vector_TFLOPS * 1e12))

@@ -12,6 +12,7 @@ from opbsim.hardware import get_device
 from opbsim.workloads import PRESETS, Stage, build_model
 from opbsim.workloads.features import UNLOWERED, unlowered_features
 from opbsim.workloads.models import MLA
+from opbsim.workloads.weight_format import with_formats
 
 
 def reduced(m):
@@ -52,13 +53,14 @@ def test_every_preset_compiles_or_is_refused_naming_the_features_the_compiler_la
         assert compile_graph(graph, get_device("duplex"), "duplex").program
 
 
-def test_the_2026_presets_are_refused_only_for_their_quantized_weights():
-    assert unlowered_features(PRESETS["gpt-oss-20b"]) == ("quantized weights",)
-    assert unlowered_features(PRESETS["deepseek-v3"]) == ("quantized weights",)
+def test_the_2026_presets_are_refused_only_for_their_weight_formats():
+    assert unlowered_features(PRESETS["gpt-oss-20b"]) == ("mxfp4 weights (--dtype bf16 runs them as bf16)",)
+    assert unlowered_features(PRESETS["deepseek-v3"]) == ("fp8 weights (--dtype bf16 runs them as bf16)",)
     assert unlowered_features(PRESETS["llama4-maverick"]) == ()
     assert unlowered_features(PRESETS["mixtral-8x7b"]) == ()
 
 
-def test_every_unlowered_feature_is_named_by_some_preset():
-    named = {f for m in PRESETS.values() for f in unlowered_features(m)}
+def test_every_unlowered_feature_is_named_by_some_preset_in_some_storage_format():
+    models = [*PRESETS.values(), *(with_formats(m, kv="fp8") for m in PRESETS.values())]
+    named = {f for m in models for f in unlowered_features(m)}
     assert named == {name for name, _ in UNLOWERED}
