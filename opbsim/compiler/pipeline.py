@@ -15,7 +15,7 @@ from opbsim.compiler.policies import place
 from opbsim.compiler.schedule import schedule
 from opbsim.errors import InputError
 from opbsim.hardware.spec import DeviceSpec
-from opbsim.workloads.features import unlowered_features
+from opbsim.workloads.features import check_lowerable
 from opbsim.workloads.graph import ModelGraph
 
 __all__ = ["PASSES", "PASS_NAMES", "compile_graph", "run_passes"]
@@ -40,7 +40,7 @@ def run_passes(source: Source, until: str = PASS_NAMES[-1]):
     ir = source
     for name, fn in PASSES:
         if name == "tile":
-            _refuse_unlowered(source.graph)
+            check_lowerable(source.graph.model)
         ir = fn(ir)
         if name == until:
             break
@@ -51,9 +51,3 @@ def compile_graph(graph: ModelGraph, device: DeviceSpec, policy: str,
                   routing: dict[int, np.ndarray] | None = None) -> Compiled:
     """Compile one stage of ``graph`` for ``device`` with the placement ``policy``."""
     return run_passes(Source(graph, Target(device, policy, routing)))
-
-
-def _refuse_unlowered(graph: ModelGraph) -> None:
-    missing = unlowered_features(graph.model)
-    if missing:
-        raise InputError(f"{graph.model.name}: the compiler cannot lower {', '.join(missing)} yet")

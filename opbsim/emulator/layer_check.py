@@ -39,6 +39,7 @@ from opbsim.isa import numerics as N
 from opbsim.isa.types import Descriptor, DType
 from opbsim.layers.stage_rows import cache_buffers, requests
 from opbsim.workloads import build_model
+from opbsim.workloads.features import check_lowerable
 from opbsim.workloads.graph import build_layer
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.ops import Role
@@ -259,6 +260,7 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
     step = on_step or (lambda done: None)
     if not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer} is outside 0..{model.num_layers - 1} ({model.name})")
+    check_lowerable(model)
     need, have = bytes_needed(model, stage, layer), _available_B()
     if need > have:
         raise DoesNotFit(f"does not fit in this machine's memory: the check needs about {need / 2**30:.1f} GiB, "

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from opbsim.errors import InputError
 from opbsim.isa.types import DType
 from opbsim.workloads.models import ModelConfig
 
-__all__ = ["UNLOWERED", "unlowered_features", "unapplied_values"]
+__all__ = ["UNLOWERED", "unlowered_features", "unapplied_values", "check_lowerable"]
 
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("mxfp4 weights (--dtype bf16 runs them as bf16)", lambda m: m.weight_quant is not None
@@ -31,6 +32,13 @@ def unapplied_values(model: ModelConfig) -> tuple[str, ...]:
         notes.append(f"rope_scaling {model.rope_scaling} is not applied: RoPE rotates by the unscaled frequencies "
                      "(in the program, the numerics definition and the float64 golden alike; timing is unaffected)")
     return tuple(notes)
+
+
+def check_lowerable(model: ModelConfig) -> None:
+    """InputError, one line naming every feature of ``model`` the compiler cannot lower yet."""
+    missing = unlowered_features(model)
+    if missing:
+        raise InputError(f"{model.name}: the compiler cannot lower {', '.join(missing)} yet")
 
 
 def unlowered_features(model: ModelConfig) -> tuple[str, ...]:
