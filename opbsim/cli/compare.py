@@ -61,7 +61,8 @@ def _smallest_common_layout(settings, cfg, plans):
     if not held or max(c.parallel.devices for c in held) == 1:
         return settings, ""
     chosen = max(held, key=lambda c: (c.parallel.devices, c.parallel.tp))
-    return replace(settings, parallel=chosen.parallel), (
+    shown_nodes = settings.node_devices or (chosen.devices_per_node if chosen.parallel.dp > 1 else 0)
+    return replace(settings, parallel=chosen.parallel, node_devices=shown_nodes), (
         f"layout: {layout_text(chosen.parallel)}, the fewest devices that hold {cfg.name}'s weights and the KV cache "
         f"of {settings.batch} requests of {context} tokens on every device that can (give --tp to choose)")
 
