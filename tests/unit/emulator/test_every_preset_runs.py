@@ -36,3 +36,20 @@ def test_every_preset_passes_run_at_small_widths_and_simulates_full_size_or_is_r
         assert set(blockers) == {"h100", "duplex"}
     else:
         assert blockers == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["deepseek-v2-lite", "qwen3-30b-a3b", "llama4-scout", "gpt-oss-20b"])
+def test_a_full_size_layer_of_each_2026_family_runs_bit_exact(name):
+    """One full-size MoE layer of MLA, q/k-norm, chunked/NoPE and sliding/sink families at a small
+    decode batch (gpt-oss with its mxfp4 experts stored as bf16, as ``--dtype bf16`` runs it)."""
+    import dataclasses
+
+    from opbsim.isa.types import DType
+
+    model = PRESETS[name]
+    if model.weight_quant is not None:
+        model = dataclasses.replace(model, weight_quant=None, weight_dtype=DType.BF16)
+    layer = next(i for i in range(model.num_layers) if model.is_moe_layer(i))
+    check = check_layer(model, layer, Stage.decode(4, 64), get_device("duplex"), "duplex")
+    assert check.bit_exact and f"L{layer}.ffn_out" in check.outputs_checked
