@@ -187,6 +187,20 @@ def _quant(ctx: OpContext) -> int:
     return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.QUANT]
 
 
+@_handles(Opcode.ACT_QUANT)
+def _act_quant(ctx: OpContext) -> int:
+    src = ctx.need_dtype("src", *FLOATS)
+    ctx.need_dtype("dst", DType.FP8_E4M3)
+    ctx.need_dtype("scale", DType.FP32)
+    ctx.need_shape("dst", src.shape)
+    group = _block_size(ctx, "group")
+    ctx.need_shape("scale", src.shape[:-1] + (blocks(src.shape[-1], group),))
+    codes, scale = numerics.act_quant(ctx.values("src"), group)
+    ctx.write_raw("dst", codes)
+    ctx.write("scale", scale)
+    return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.ACT_QUANT]
+
+
 @_handles(Opcode.ROPE)
 def _rope(ctx: OpContext) -> int:
     src = ctx.need_dtype("src", *FLOATS)

@@ -65,6 +65,12 @@ def _topk_grouped(b: OpsBuilder, f: dict) -> None:
     b.ops.copy_into(b.t(f["idx"]), ids)
 
 
+def _act_quant(b: OpsBuilder, f: dict) -> None:
+    codes, scale = b.ops.act_quant(b.t(f["src"]), int(f["group"]))
+    b.ops.copy_into(b.t(f["dst"]), codes)
+    b.ops.copy_into(b.t(f["scale"]), scale)
+
+
 def _scatter(b: OpsBuilder, f: dict) -> None:
     b.ops.scatter(b.t(f["dst"]), b.t(f["src"]), b.t(f["idx"]))
 
@@ -102,7 +108,7 @@ _RESULT: dict[Opcode, Callable[[OpsBuilder, dict], Any]] = {
 """Instructions computed by one ``Ops`` call into a fresh tensor, copied into ``dst``."""
 
 _IN_PLACE: dict[Opcode, Callable[[OpsBuilder, dict], None]] = {
-    Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
+    Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.ACT_QUANT: _act_quant, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
 }
 """Instructions whose ``Ops`` call writes its destinations itself."""
 

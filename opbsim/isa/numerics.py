@@ -26,7 +26,7 @@ import numpy as np
 from opbsim.isa.elementary import exp, exp_scaled, rope_inv_freq, rsqrt, sincos
 from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
 from opbsim.isa.fp8 import fp8_bits, fp8_widen
-from opbsim.isa.numerics_fp8 import gemm_fp8, quant
+from opbsim.isa.numerics_fp8 import act_quant, gemm_fp8, quant
 from opbsim.isa.spec import Opcode
 from opbsim.isa.types import DType
 
@@ -36,7 +36,7 @@ __all__ = [
     "gemm", "add", "sub", "mul", "div", "reduce_max", "reduce_sum",
     "exp", "rsqrt", "silu", "sigmoid", "relu", "gelu", "clamp", "rope", "scale", "layernorm",
     "softmax", "rmsnorm", "topk", "topk_grouped", "gather", "scatter", "scatter_last", "scatter_add",
-    "seq_sum", "causal_mask", "gemm_fp8", "quant", "SEMANTICS", "STORAGE",
+    "seq_sum", "causal_mask", "gemm_fp8", "quant", "act_quant", "SEMANTICS", "STORAGE",
 ]
 
 STORAGE: dict[DType, type] = {DType.BF16: np.uint16, DType.FP32: np.float32, DType.I32: np.int32,
@@ -448,7 +448,7 @@ def scatter_add(acc, src, idx, w) -> np.ndarray:
 _O = Opcode
 SEMANTICS: dict[Opcode, Callable | None] = {
     _O.COPY: copy, _O.ALLREDUCE: allreduce, _O.ALLGATHER: allgather, _O.ALLTOALL: alltoall,
-    _O.GEMM: gemm, _O.GEMM_ACC: gemm, _O.GEMM_FP8: gemm_fp8, _O.QUANT: quant,
+    _O.GEMM: gemm, _O.GEMM_ACC: gemm, _O.GEMM_FP8: gemm_fp8, _O.QUANT: quant, _O.ACT_QUANT: act_quant,
     _O.ADD: add, _O.SUB: sub, _O.MUL: mul, _O.DIV: div, _O.MAX: reduce_max, _O.SUM: reduce_sum,
     _O.EXP: exp, _O.RSQRT: rsqrt, _O.SILU: silu, _O.SIGMOID: sigmoid, _O.RELU: relu, _O.GELU: gelu,
     _O.ROPE: rope, _O.SCALE: scale, _O.CLAMP: clamp,

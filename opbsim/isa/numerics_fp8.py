@@ -17,9 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 from opbsim.isa.floatbits import f32
-from opbsim.isa.fp8 import fp8_bits
+from opbsim.isa.fp8 import FP8_MAX, fp8_bits
 
-__all__ = ["gemm_fp8", "gemm_fp8_block", "quant", "blocks"]
+__all__ = ["gemm_fp8", "gemm_fp8_block", "quant", "act_quant", "ACT_QUANT_EPS", "blocks"]
+
+ACT_QUANT_EPS = np.float32(1e-10)
+"""The floor of a group's absolute maximum before act_quant divides it by 448: the ``eps`` of the
+per-token-group fp8 quantization of SGLang and vLLM (``per_token_group_quant_fp8``, eps=1e-10), so
+an all-zero group gets a finite scale and zero codes (fp32(1e-10))."""
 
 
 def blocks(n: int, size: int) -> int:
@@ -74,3 +79,25 @@ def quant(x, scale, group: int) -> np.ndarray:
     g = np.arange(x.shape[-1]) // group
     with np.errstate(all="ignore"):
         return fp8_bits(x / scale[..., g])
+
+
+def act_quant(x, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(e4m3 codes [..., H], fp32 scales [..., ceil(H / group)]): the dynamic quantization of activations
+    in 1 x ``group`` tiles (DeepSeek-V3 Technical Report, section 3.3; SGLang / vLLM
+    ``per_token_group_quant_fp8``):
+      a = max over the group of |x|        (exact; NaN if any element is NaN)
+      s = max(a, ACT_QUANT_EPS) / 448      (fp32 divide; NaN stays NaN, as the canonical 0x7FC00000)
+      y = quant(x, s, group)               (x / s rounded to e4m3, saturating)
+    A group's largest magnitude maps to +-448 or its neighbour (x / s is one division away from 448).
+    """
+    x = f32(x)
+    h = x.shape[-1]
+    g = blocks(h, group)
+    padded = np.full(x.shape[:-1] + (g * group,), np.float32(0.0), dtype=np.float32)
+    padded[..., :h] = np.abs(x)
+    tiles = padded.reshape(x.shape[:-1] + (g, group))
+    amax = tiles.max(axis=-1)  # NaN propagates
+    with np.errstate(all="ignore"):
+        scale = (np.maximum(amax, ACT_QUANT_EPS) / np.float32(FP8_MAX)).astype(np.float32)
+    scale = np.where(np.isnan(scale), np.float32(np.nan), scale)  # the canonical NaN, whatever the payload
+    return quant(x, scale, group), scale

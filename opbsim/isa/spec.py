@@ -79,6 +79,7 @@ class Opcode(enum.IntEnum):
     SCALE = 0x2A
     CVT = 0x2B
     QUANT = 0x39
+    ACT_QUANT = 0x3A
     SOFTMAX = 0x30
     SOFTMAX_MASKED = 0x38
     RMSNORM = 0x31
@@ -321,6 +322,13 @@ TABLE: tuple[OpSpec, ...] = (
         _in("scale", "[..., ceil(H/group)] fp32 (per tensor: a stride-0 view)"),
         _uint("group", 16, "elements of the last axis per scale (>= 1)", default=128),
         ops=2),  # divide, convert
+    _op(Opcode.ACT_QUANT, _G.VECTOR, _COMPUTE,
+        "dynamic quantization of activations: per group of `group` elements of the last axis, scale = "
+        "max(max |src|, 1e-10) / 448 (fp32; NaN if the group holds a NaN), dst = fp8_e4m3(src / scale) as quant",
+        _out("dst", "[..., H] fp8_e4m3"), _out("scale", "[..., ceil(H/group)] fp32 scales"),
+        _in("src", "[..., H] bf16 or fp32"),
+        _uint("group", 16, "elements of the last axis per scale (>= 1)", default=128),
+        ops=4),  # absolute value and max, divide, convert
     # --- fused units -----------------------------------------------------------------------
     _op(Opcode.SOFTMAX, _G.FUSED, _COMPUTE,
         "dst = softmax over the last axis of src * scale; with causal=1, column c of row r is "

@@ -290,6 +290,24 @@ def _check_fp8(ops: Ops, rng) -> list[Comparison]:
             want = N.quant(values(src), scale, group)
             got = ops.download(ops.quant(ops.upload(src), ops.upload(scale), group))
             out.append(compare(f"quant {kind_name(src)} {list(shape)} group={group}", got, want))
+    out += _act_quant_checks(ops, rng)
+    return out
+
+
+def _act_quant_checks(ops: Ops, rng: np.random.Generator) -> list[Comparison]:
+    """act_quant's codes and scales, on corner values (NaN, infinities, zeros, subnormals), an all-zero
+    group (the eps floor) and a partial last group."""
+    out = []
+    for shape, group in (((7, 300), 128), ((2, 3, 64), 16), ((4, 512), 512)):
+        xf = corner_f32(rng, int(np.prod(shape))).reshape(shape)
+        xf[0, ..., :group] = 0.0
+        ordinary = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape[:-1] + (1,))).astype(np.float32)
+        for src in (xf, corner_bf16(rng, shape), ordinary):
+            codes, scale = N.act_quant(values(src), group)
+            got_codes, got_scale = ops.act_quant(ops.upload(src), group)
+            name = f"act_quant {kind_name(src)} {list(shape)} group={group}"
+            out.append(compare(f"{name} codes", ops.download(got_codes), codes))
+            out.append(compare(f"{name} scales", ops.download(got_scale), scale))
     return out
 
 

@@ -76,6 +76,9 @@ class Ops(Protocol):
     def quant(self, x: Any, scale: Any, group: int) -> Any:
         """numerics_fp8.quant of bf16 / fp32 x [..., H] by fp32 scale [..., ceil(H / group)]: fp8 codes."""
 
+    def act_quant(self, x: Any, group: int) -> tuple[Any, Any]:
+        """numerics_fp8.act_quant of bf16 / fp32 x [..., H]: (fp8 codes, fp32 scales [..., ceil(H / group)])."""
+
     def unary(self, op: str, x: Any, out_kind: str, param: int = 0) -> Any: ...
 
     def binary(self, op: str, a: Any, b: Any, out_kind: str) -> Any: ...

@@ -85,6 +85,9 @@ class NumpyOps:
     def quant(self, x, scale, group):
         return N.quant(values(x), scale, group)
 
+    def act_quant(self, x, group):
+        return N.act_quant(values(x), group)
+
     def unary(self, op, x, out_kind, param=0):
         fn = _UNARY.get(op)
         y = exp_scaled(values(x), param) if op == "exp_scaled" else fn(values(x))

@@ -228,6 +228,21 @@ class GpuOps:
                 _i32(g), _i32(group)))
         return y
 
+    def act_quant(self, x: DeviceTensor, group: int) -> tuple[DeviceTensor, DeviceTensor]:
+        """One opb_act_quant launch (numerics_fp8.act_quant), a thread per group: fresh fp8 codes of
+        x's shape and fp32 scales [..., ceil(H / group)]."""
+        h = x.shape[-1]
+        if x.kind not in (BF16, FP32) or group < 1:
+            raise ValueError(f"act_quant takes bf16 / fp32 x and a group >= 1, got {x.kind}, group {group}")
+        g = -(-h // group)
+        x, y, scale = self._dense(x), self.empty(x.shape, FP8), self.empty(x.shape[:-1] + (g,), FP32)
+        groups = x.numel // h * g if h else 0
+        if groups:
+            self.backend.launch("opb_act_quant", (_blocks(groups), 1, 1), (_THREADS, 1, 1), (
+                self._ptr(x), self._ptr(y), self._ptr(scale), _i64(groups), _i32(KIND_CODE[x.kind]), _i32(h),
+                _i32(g), _i32(group)))
+        return y, scale
+
     def unary(self, op: str, x: DeviceTensor, out_kind: str, param: int = 0) -> DeviceTensor:
         x, y = self._dense(x), self.empty(x.shape, out_kind)
         if x.numel:

@@ -43,6 +43,12 @@ void opb_quant(GEOM, const void* x, const float* scale, unsigned char* y, long l
     }
 }
 
+void opb_act_quant(GEOM, const void* x, unsigned char* y, float* scale, long long groups, int x_kind, int H, int G,
+                   int group) {
+    UNUSED_GEOM;
+    for (long long t = 0; t < groups; ++t) opb_act_quant_group(x, x_kind, y, scale, t, H, G, group);
+}
+
 void opb_gemm_fp8(GEOM, const void* a, const unsigned char* b, const float* sa, const float* sb, void* c,
                   long long sa0, long long sa1, long long sam, long long sak, long long sb0, long long sb1,
                   long long sbk, long long sbn, long long ssa0, long long ssa1, long long ssam, long long ssaj,

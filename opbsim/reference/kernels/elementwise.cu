@@ -38,6 +38,12 @@ extern "C" __global__ void opb_cvt(const void* x, void* y, long long n, int x_ki
     OPB_GRID_STRIDE(i, n) { opb_cvt_elem(x, x_kind, y, y_kind, i); }
 }
 
+// act_quant (numerics_fp8.act_quant): one thread per group of x's rows of H (opb_act_quant_group).
+extern "C" __global__ void opb_act_quant(const void* x, unsigned char* y, float* scale, long long groups, int x_kind,
+                                         int H, int G, int group) {
+    OPB_GRID_STRIDE(t, groups) { opb_act_quant_group(x, x_kind, y, scale, t, H, G, group); }
+}
+
 // quant (numerics_fp8.quant): y[i] = e4m3(x[i] / scale[row, col / group]) over n contiguous elements of
 // rows of H, scale contiguous [rows, G]; the fp32 division correctly rounded, the encoding opb_fp8_round.
 extern "C" __global__ void opb_quant(const void* x, const float* scale, unsigned char* y, long long n, int x_kind,

@@ -391,6 +391,24 @@ OPB_HD void opb_topk_row(const void* x, int x_kind, void* vals, int v_kind, int*
     }
 }
 
+// act_quant of group t of x [rows, H] (contiguous; G groups of `group` per row, the last may be partial):
+// a = max |x| over the group, NaN if any element is NaN (fmaxf would drop it); s = max(a, 1e-10f) / 448
+// (correctly rounded; a NaN s is the canonical one); scale[t] = s; y = e4m3(x / s) as opb_quant (numerics_fp8.act_quant).
+OPB_HD void opb_act_quant_group(const void* x, int x_kind, unsigned char* y, float* scale, long long t, int H, int G,
+                                int group) {
+    const long long row = t / G;
+    const int first = (int)(t % G) * group;
+    const int last = first + group < H ? first + group : H;
+    float amax = 0.0f;
+    for (int c = first; c < last && amax == amax; ++c) {
+        const float a = fabsf(opb_load(x, x_kind, row * H + c));
+        if (a != a || a > amax) amax = a;
+    }
+    const float s = amax != amax ? opb_canonical(amax) : opb_div(amax > 1e-10f ? amax : 1e-10f, 448.0f);
+    scale[t] = s;
+    for (int c = first; c < last; ++c) y[row * H + c] = opb_fp8_round(opb_div(opb_load(x, x_kind, row * H + c), s));
+}
+
 // rope of pair e of x [N0, T, D] (contiguous; e < N0 * T * D/2): angle fp32(pos[t]) * f[i]
 // with the host's table f = elementary.rope_inv_freq, then the rotation of numerics.rope.
 OPB_HD void opb_rope_pair(const void* x, int x_kind, const int* pos, const float* inv_freq, void* y, int y_kind,

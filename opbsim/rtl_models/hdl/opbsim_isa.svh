@@ -26,6 +26,7 @@ localparam logic [7:0] OP_SCALE = 8'h2a;
 localparam logic [7:0] OP_CLAMP = 8'h2f;
 localparam logic [7:0] OP_CVT = 8'h2b;
 localparam logic [7:0] OP_QUANT = 8'h39;
+localparam logic [7:0] OP_ACT_QUANT = 8'h3a;
 localparam logic [7:0] OP_SOFTMAX = 8'h30;
 localparam logic [7:0] OP_SOFTMAX_MASKED = 8'h38;
 localparam logic [7:0] OP_RMSNORM = 8'h31;
