@@ -45,6 +45,7 @@ from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.ops import Role
 from opbsim.workloads.routing import expert_counts
 from opbsim.workloads.stage import Stage
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["GoldenError", "LayerCheck", "LayerRun", "check_layer", "run_layer", "bytes_needed", "MAX_NORM",
            "MEAN_NORM"]
@@ -78,14 +79,16 @@ class LayerCheck:
 
 
 class _Weights(Mapping[str, np.ndarray]):
-    """Seeded bf16 weights by name, fp32 values on access (``bits`` for the bits themselves).
+    """Seeded weights by name, fp32 values on access (``bits`` for the raw storage itself).
     A tensor's bits live in one place: held here (generated on first use) until ``place`` puts
     them in the emulated memory -- generated there, in place, if they were not held -- and read
-    there from then on. The ``fp32`` weights (a router's correction bias) hold the same seeded
-    bf16 values, stored as fp32; they are small, so they are never generated in place."""
+    there from then on. Weights are bf16 but those ``dtypes`` names: fp32 ones (a router's
+    correction bias) hold the same seeded bf16 values stored as fp32, fp8 block scales
+    (``<w>.scale``) seeded_bits.block_scales, fp8 weights seeded_bits.fp8_weight_codes; these are
+    never generated in place."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int, fp32: frozenset[str] = frozenset()):
-        self.shapes, self.seed, self.fp32 = shapes, seed, fp32
+    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int, dtypes: Mapping[str, DType] | None = None):
+        self.shapes, self.seed, self.dtypes = shapes, seed, dict(dtypes or {})
         self._held: dict[str, np.ndarray] = {}
         self._placed: dict[str, tuple[DataMemory, Descriptor]] = {}
 
@@ -95,14 +98,22 @@ class _Weights(Mapping[str, np.ndarray]):
             return memory.raw(desc).reshape(self.shapes[name])
         held = self._held.get(name)
         if held is None:
-            held = seeded_bits.weight_bits(self.seed, name, self.shapes[name])
-            self._held[name] = held = N.widen(held, DType.BF16).copy() if name in self.fp32 else held
+            self._held[name] = held = self._generate(name)
         return held
+
+    def _generate(self, name: str) -> np.ndarray:
+        shape, dtype = self.shapes[name], self.dtypes.get(name, DType.BF16)
+        if dtype is DType.FP8_E4M3:
+            return seeded_bits.fp8_weight_codes(self.seed, name, shape)
+        if dtype is DType.FP32 and name.endswith(".scale"):
+            return seeded_bits.block_scales(self.seed, name, shape)
+        bits = seeded_bits.weight_bits(self.seed, name, shape)
+        return N.widen(bits, DType.BF16).copy() if dtype is DType.FP32 else bits
 
     def place(self, name: str, memory: DataMemory, desc: Descriptor) -> None:
         """Put the bits of ``name`` at ``desc`` in ``memory`` (generated there, in place, if they
         are not held and the view is row-major), no longer held here."""
-        if name in self.fp32:
+        if name in self.dtypes:
             self.bits(name)
         held = self._held.pop(name, None)
         row_major = desc.strides_elems == tuple(math.prod(desc.shape[i + 1:]) for i in range(len(desc.shape)))
@@ -120,7 +131,7 @@ class _Weights(Mapping[str, np.ndarray]):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.shapes:
             raise KeyError(name)
-        return N.widen(self.bits(name), DType.FP32 if name in self.fp32 else DType.BF16)
+        return N.widen(self.bits(name), self.dtypes.get(name, DType.BF16))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.shapes)
@@ -143,25 +154,28 @@ def _layer_graph(model: ModelConfig, stage: Stage, layer: int, ids: np.ndarray |
 def weight_shapes(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tuple[int, ...]]:
     """Every weight of decoder layer ``layer`` by name, every expert's included: the routing
     decides which experts a stage uses, and one that gets no token at a small batch is normal."""
+    return {name: shape for name, (shape, _) in _weight_specs(model, stage, layer).items()}
+
+
+def _weight_specs(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tuple[tuple[int, ...], DType]]:
+    """(shape, stored dtype) of every weight of decoder layer ``layer`` (see ``weight_shapes``).
+    MLA's absorbing ops read views of w_kv_b: its buffer (and an fp8 one's scales) is the whole matrix's."""
     graph = _layer_graph(model, stage, layer)
-    ops = graph.ops
-    shapes = {t.name: t.shape for op in ops for t in op.inputs if t.role is Role.WEIGHT}
-    if model.mla is not None:  # the absorbing ops read views of w_kv_b; the buffer is the whole matrix
-        a = model.mla
-        shapes[f"L{layer}.w_kv_b"] = (a.kv_lora_rank, model.num_heads * (a.qk_nope_head_dim + a.v_head_dim))
+    specs = {t.name: (t.shape, t.dtype) for op in graph.ops for t in op.inputs if t.role is Role.WEIGHT}
+    if model.mla is not None:
+        a, name = model.mla, f"L{layer}.w_kv_b"
+        k, n = a.kv_lora_rank, model.num_heads * (a.qk_nope_head_dim + a.v_head_dim)
+        specs[name] = ((k, n), specs[name][1])
+        block = fp8_block(model)
+        if block is not None:
+            specs[f"{name}.scale"] = ((-(-k // block[0]), -(-n // block[1])), DType.FP32)
     template = f"L{layer}.expert."
-    present = sorted({n for n in shapes if n.startswith(template)})
+    present = sorted({n for n in specs if n.startswith(template)})
     for name in present:
         suffix = name[len(template):].split(".", 1)[1]
         for e in range(model.num_experts):
-            shapes.setdefault(f"{template}{e}.{suffix}", shapes[name])
-    return shapes
-
-
-def _fp32_weights(model: ModelConfig, stage: Stage, layer: int) -> frozenset[str]:
-    """The weights of decoder layer ``layer`` stored as fp32."""
-    graph = _layer_graph(model, stage, layer)
-    return frozenset(t.name for op in graph.ops for t in op.inputs if t.role is Role.WEIGHT and t.dtype is DType.FP32)
+            specs.setdefault(f"{template}{e}.{suffix}", specs[name])
+    return specs
 
 
 def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
@@ -267,7 +281,9 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
                          f"{have / 2**30:.1f} GiB are available")
     T, h = stage.tokens, model.hidden_size
     t0 = time.perf_counter()
-    w = _Weights(weight_shapes(model, stage, layer), seed, fp32=_fp32_weights(model, stage, layer))
+    specs = _weight_specs(model, stage, layer)
+    w = _Weights({n: shape for n, (shape, _) in specs.items()}, seed,
+                 {n: dtype for n, (_, dtype) in specs.items() if dtype is not DType.BF16})
     rng = np.random.default_rng([seed, layer])
     stream_bits = N.store(rng.standard_normal((T, h)).astype(np.float32), DType.BF16)
     delta_bits = N.store(rng.standard_normal((T, h)).astype(np.float32) * np.float32(0.5), DType.BF16) if layer \

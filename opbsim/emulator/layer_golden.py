@@ -18,10 +18,12 @@ from numba import njit, prange
 
 from opbsim.emulator import golden
 from opbsim.isa import numerics as N
+from opbsim.isa.fp8 import FP8_DECODE_F32
 from opbsim.isa.types import DType
 from opbsim.layers.stage_rows import requests
 from opbsim.workloads.models import FFNAct, ModelConfig, Norm, QKNorm, Router
 from opbsim.workloads.stage import Stage
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["GoldenError", "Bf16Matrix", "golden_errors", "moe_weights", "gqa_weights", "MAX_NORM", "MEAN_NORM"]
 
@@ -174,20 +176,20 @@ def moe_weights(model: ModelConfig, layer: int, bits) -> golden.MoEWeights:
     L, F, E = f"L{layer}", model.expert_ffn, model.num_experts
 
     def halves(name: str, width: int) -> tuple[Bf16Matrix, Bf16Matrix]:  # [out, in]: w1, w3
-        gate_up = bits(name)
-        return Bf16Matrix(gate_up[:, :width]).T, Bf16Matrix(gate_up[:, width:2 * width]).T
+        return (weight_matrix(model, bits, name, slice(0, width)).T,
+                weight_matrix(model, bits, name, slice(width, 2 * width)).T)
 
     def matrix(e: int, which: int) -> Bf16Matrix:
         if which < 2:
             return halves(f"{L}.expert.{e}.w_gate_up", F)[which]
-        return Bf16Matrix(bits(f"{L}.expert.{e}.w_down")).T
+        return weight_matrix(model, bits, f"{L}.expert.{e}.w_down").T
 
     shared: tuple = (np.zeros((0, F, model.hidden_size)),) * 3
     if model.num_shared_experts:
         width = model.num_shared_experts * model.shared_ffn
         w1, w3 = halves(f"{L}.shared.w_gate_up", width)
         shared = (_Experts(1, lambda _: w1), _Experts(1, lambda _: w3),
-                  _Experts(1, lambda _: Bf16Matrix(bits(f"{L}.shared.w_down")).T))
+                  _Experts(1, lambda _: weight_matrix(model, bits, f"{L}.shared.w_down").T))
     return golden.MoEWeights(_widened(bits, f"{L}.ffn_norm.weight"), _widened(bits, f"{L}.w_router").T,
                              *(_Experts(E, lambda e, i=i: matrix(e, i)) for i in range(3)), *shared)
 
@@ -195,10 +197,26 @@ def moe_weights(model: ModelConfig, layer: int, bits) -> golden.MoEWeights:
 def gqa_weights(model: ModelConfig, layer: int, bits) -> golden.GQAWeights:
     """Layer ``layer``'s attention for golden.py, its matrices read in place from the bf16 bits."""
     L, H, KV, d = f"L{layer}", model.num_heads, model.num_kv_heads, model.head_dim
-    wqkv = bits(f"{L}.w_qkv")
-    return golden.GQAWeights(_widened(bits, f"{L}.attn_norm.weight"), Bf16Matrix(wqkv[:, :H * d]).T,
-                             Bf16Matrix(wqkv[:, H * d:(H + KV) * d]).T, Bf16Matrix(wqkv[:, (H + KV) * d:]).T,
-                             Bf16Matrix(bits(f"{L}.w_o")).T, H, KV, d)
+    qkv = lambda first, last: weight_matrix(model, bits, f"{L}.w_qkv", slice(first, last)).T  # noqa: E731
+    return golden.GQAWeights(_widened(bits, f"{L}.attn_norm.weight"), qkv(0, H * d), qkv(H * d, (H + KV) * d),
+                             qkv((H + KV) * d, None), weight_matrix(model, bits, f"{L}.w_o").T, H, KV, d)
+
+
+def weight_matrix(model: ModelConfig, bits, name: str, cols: slice = slice(None)) -> Bf16Matrix | np.ndarray:
+    """Weight ``name`` [in, out] (columns ``cols``) as the golden multiplies by it: its bf16 bits read in
+    place, or an fp8 weight's exact values (``fp8_values``) in float64."""
+    raw = bits(name)
+    if raw.dtype == np.uint16:
+        return Bf16Matrix(raw[:, cols])
+    return fp8_values(raw, bits(f"{name}.scale"), fp8_block(model, routed=".expert." in name))[:, cols]
+
+
+def fp8_values(codes: np.ndarray, scales: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """The exact values (float64) of an fp8 weight [K, N]: each e4m3 code times its (bk, bn) block's
+    fp32 scale (the product of an 8-bit and a 24-bit significand is exact in float64)."""
+    k, n = codes.shape
+    per_element = np.repeat(np.repeat(scales.astype(np.float64), block[0], 0), block[1], 1)[:k, :n]
+    return FP8_DECODE_F32[codes].astype(np.float64) * per_element
 
 
 def _widened(bits, name: str) -> np.ndarray:

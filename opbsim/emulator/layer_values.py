@@ -26,6 +26,7 @@ from opbsim.emulator import ordered_gemm
 from opbsim.emulator.context import OpContext
 from opbsim.emulator.ops import HANDLERS
 from opbsim.isa import numerics as N
+from opbsim.isa.fp8 import FP8_TO_BF16_BITS
 from opbsim.isa.program import AttentionPart
 from opbsim.isa.spec import BY_MNEMONIC, Opcode
 from opbsim.isa.types import Descriptor, DType, Space, Unit
@@ -154,6 +155,10 @@ class NumericsBuilder:
         if spec.opcode in (Opcode.GEMM, Opcode.GEMM_ACC):
             self._product(spec.opcode, *(fields[n].descriptor() for n in ("dst", "a", "b")))
             return
+        if spec.opcode is Opcode.GEMM_FP8:
+            self._product_fp8(*(fields[n].descriptor() for n in ("dst", "a", "b", "sa", "sb")),
+                              int(fields["block_k"]), int(fields["block_n"]))
+            return
         HANDLERS[spec.opcode](_DraftContext(None, self._memory, _Inst(spec.opcode, Unit.XPU), fields))
 
     def _product(self, opcode: Opcode, dst: Descriptor, a: Descriptor, b: Descriptor) -> None:
@@ -178,6 +183,28 @@ class NumericsBuilder:
             moved = (*np.delete(dst.shape, z)[:-2], dst.shape[z], *dst.shape[-2:])
             out = np.moveaxis(folded.reshape(moved), -3, z)
         self._memory.write_raw(dst, N.store(out, dst.dtype))
+
+    def _product_fp8(self, dst: Descriptor, a: Descriptor, b: Descriptor, sa: Descriptor, sb: Descriptor,
+                     block_k: int, block_n: int) -> None:
+        """numerics_fp8.gemm_fp8 with each k block's partial sums by ordered_gemm (every e4m3 value
+        is exact in bf16, so a block's sums are numerics.gemm's of the bf16 forms), then scaled and
+        added in block order. The executor runs the operand checks first (its handler's)."""
+        if a.dtype not in (DType.BF16, DType.FP8_E4M3) or b.dtype is not DType.FP8_E4M3 or a.shape[-1] != b.shape[-2] \
+                or sa.shape[-1] != -(-a.shape[-1] // block_k) or sb.shape[-1] != -(-b.shape[-1] // block_n):
+            raise ValueError(f"gemm_fp8 of {a.name} {a.dtype.name} {a.shape} and {b.name} {b.dtype.name} {b.shape}")
+        ra = self._memory.raw(a)
+        av = N.widen(ra if a.dtype is DType.BF16 else FP8_TO_BF16_BITS[ra], DType.BF16)
+        bits = FP8_TO_BF16_BITS[self._memory.raw(b)]
+        scale_a, scale_b = self._memory.load(sa), self._memory.load(sb)
+        k_dim, col_block = a.shape[-1], np.arange(b.shape[-1]) // block_n
+        acc = np.zeros(dst.shape, np.float32)
+        with np.errstate(all="ignore"):
+            for j in range(-(-k_dim // block_k)):
+                ks = slice(j * block_k, min(k_dim, (j + 1) * block_k))
+                p = ordered_gemm.gemm_bf16(np.ascontiguousarray(av[..., ks]), bits[..., ks, :])
+                s = scale_a[..., :, j, None] * scale_b[..., None, j, col_block]
+                acc = acc + s * p
+        self._memory.write_raw(dst, N.store(acc, dst.dtype))
 
     def gemm(self, out: View, x: View, w: View, *, grouped: bool = False) -> None:
         self.emit("gemm", out, x, w, grouped=grouped)

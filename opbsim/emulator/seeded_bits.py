@@ -15,6 +15,9 @@ tensor takes the 16 bits ``(output(e // 4) >> (16 * (e % 4))) & 0xFFFF``. A tens
 What the 16 bits become:
 - a weight: sign and 7 mantissa bits as drawn, 3 bits pick the exponent: magnitudes 2^-10 .. 2^-2;
 - a norm gain: positive, in [1, 2) (exponent 127, 7 mantissa bits as drawn);
+- an fp8 weight (``fp8_weight_codes``): the weight's bf16 value times 2^9 rounded to e4m3 (magnitudes
+  2^-1 .. 2^7, never NaN); its block scales (``block_scales``): 2^-9 (1 + m / 128), m the 7 mantissa
+  bits drawn for the scale tensor's name, so code * scale spans about 2^-10 .. 1;
 - ``normal_bits``: four 16-bit fields of one output summed, centred and scaled to unit variance
   (Irwin-Hall of 4, values within +-sqrt(12)), the float32 cut to bf16 (truncated).
 """
@@ -27,7 +30,10 @@ import zlib
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["key_of", "fill_weight", "weight_bits", "normal_bits"]
+from opbsim.isa.floatbits import bf16_widen
+from opbsim.isa.fp8 import fp8_bits
+
+__all__ = ["key_of", "fill_weight", "weight_bits", "normal_bits", "fp8_weight_codes", "block_scales"]
 
 _MASK = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
@@ -133,3 +139,14 @@ def normal_bits(seed: int, name: str, shape: tuple[int, ...], out: np.ndarray | 
     if out.size:
         _normal(np.uint64(key_of(seed, name)), out.reshape(-1))
     return out
+
+
+def fp8_weight_codes(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """e4m3 codes (uint8) of fp8 weight ``name`` (see the module text)."""
+    return fp8_bits(bf16_widen(weight_bits(seed, name, shape)) * np.float32(512.0))
+
+
+def block_scales(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """fp32 block scales of ``shape`` for the scale tensor ``name`` (see the module text)."""
+    m = (weight_bits(seed, name, shape) & np.uint16(0x7F)).astype(np.float32)
+    return ((np.float32(128.0) + m) * np.float32(2.0 ** -16)).astype(np.float32)

@@ -6,6 +6,7 @@ import numpy as np
 
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
+from opbsim.layers import fp8
 from opbsim.layers.builder import Builder
 from opbsim.layers.stage_rows import logit_rows, positions
 from opbsim.layers.view import View, broadcast
@@ -66,11 +67,14 @@ def norm(b: Builder, op: Op) -> None:
 
 
 def linear(b: Builder, op: Op) -> None:
-    """y = x W; with a bias, y = round(fp32(x W) + b): the bias is added before the one rounding. A
-    row-parallel projection (``params["row_parallel"]``: each device's y is a partial sum) with a bias
-    is refused under tensor parallelism: adding it on every device would count it tp times."""
+    """y = x W; with a bias, y = round(fp32(x W) + b): the bias is added before the one rounding. An
+    fp8 W (its block scales ``<W>.scale`` the op's last input) is fp8.project's. A row-parallel
+    projection (``params["row_parallel"]``: each device's y is a partial sum) with a bias is refused
+    under tensor parallelism: adding it on every device would count it tp times."""
     m = b.model
     x_spec, w_spec, y_spec = op.inputs[0], op.inputs[1], op.outputs[0]
+    scale_spec = fp8.scale_of(op, w_spec)
+    bias_spec = next((t for t in op.inputs[2:] if t is not scale_spec), None)
     k, n = w_spec.shape
     rows = x_spec.numel // k
     x = b.buf(x_spec.name, x_spec.dtype, (rows, k))
@@ -80,15 +84,23 @@ def linear(b: Builder, op: Op) -> None:
     else:
         w = b.buf(w_spec.name, w_spec.dtype, (k, n))
     y = b.buf(y_spec.name, y_spec.dtype, (rows, n))
-    if len(op.inputs) == 2:
-        b.gemm(y, x, w)
+    scale = None if scale_spec is None else b.buf(scale_spec.name, DType.FP32, scale_spec.shape)
+    if bias_spec is None:
+        _product(b, y, x, w, scale)
         return
     if b.tp > 1 and op.params.get("row_parallel"):
         raise InputError(f"{op.name}: a bias on a row-parallel projection is not lowered under tensor parallelism "
                          f"(it belongs after the all-reduce, once); compile with tp 1")
     acc = b.scratch("gemm_acc", DType.FP32, (rows, n))
-    b.gemm(acc, x, w)
-    b.emit("add", y, acc, broadcast(b.buf(op.inputs[2].name, m.dtype, (n,)), (rows, n)))
+    _product(b, acc, x, w, scale)
+    b.emit("add", y, acc, broadcast(b.buf(bias_spec.name, m.dtype, (n,)), (rows, n)))
+
+
+def _product(b: Builder, out: View, x: View, w: View, scale: View | None) -> None:
+    if scale is None:
+        b.gemm(out, x, w)
+    else:
+        fp8.project(b, out, x, w, scale)
 
 
 def all_reduce(b: Builder, op: Op) -> None:

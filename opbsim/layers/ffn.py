@@ -13,6 +13,7 @@ import numpy as np
 
 from opbsim.errors import InputError
 from opbsim.isa.types import DType
+from opbsim.layers import fp8
 from opbsim.layers.attention import layer_prefix
 from opbsim.layers.builder import Builder
 from opbsim.layers.view import View, at, broadcast, rows
@@ -123,8 +124,12 @@ def ffn(b: Builder, op: Op) -> None:
     up_width = 2 * width if gated else width
     prefix = op.inputs[1].name.rsplit(".", 1)[0]  # the weights' prefix, e.g. L1.expert.3
     expert = op.params.get("expert")
-    w_up = b.buf(f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up", m.dtype, (h, up_width), expert=expert)
-    w_down = b.buf(f"{prefix}.w_down", m.dtype, (width, h), expert=expert)
+    specs = {t.name: t for t in op.inputs}
+    up_spec, down_spec = specs[f"{prefix}.w_gate_up" if gated else f"{prefix}.w_up"], specs[f"{prefix}.w_down"]
+    w_up = b.buf(up_spec.name, up_spec.dtype, (h, up_width), expert=expert)
+    w_down = b.buf(down_spec.name, down_spec.dtype, (width, h), expert=expert)
+    up_scale, down_scale = (None if s is None else b.buf(s.name, DType.FP32, s.shape, expert=expert)
+                            for s in (fp8.scale_of(op, up_spec), fp8.scale_of(op, down_spec)))
     biases = None
     if op.params.get("bias"):
         biases = (b.buf(f"{prefix}.b_gate_up" if gated else f"{prefix}.b_up", m.dtype, (up_width,), expert=expert),
@@ -144,7 +149,7 @@ def ffn(b: Builder, op: Op) -> None:
         b.new_part()
         gu = b.scratch("gate_up", m.dtype, (n, up_width))
         a = b.scratch("act", m.dtype, (n, width))
-        _project(b, gu, rows(x, r, n), w_up, biases and biases[0], grouped)
+        _project(b, gu, rows(x, r, n), (w_up, up_scale), biases and biases[0], grouped)
         gate = at(gu, 0, (n, width), (up_width, 1))
         if act == "swiglu_oai":
             _swiglu_oai(b, a, gate, at(gu, width, (n, width), (up_width, 1)))
@@ -152,7 +157,7 @@ def ffn(b: Builder, op: Op) -> None:
             b.emit(_ACTIVATION[act], a, gate)
             if gated:
                 b.emit("mul", a, a, at(gu, width, (n, width), (up_width, 1)))
-        _project(b, rows(y, r, n), a, w_down, biases and biases[1], grouped)
+        _project(b, rows(y, r, n), a, (w_down, down_scale), biases and biases[1], grouped)
         if w_gate is not None:
             g = b.scratch("output_gate", m.dtype, (n, 1))
             b.emit("gemm", g, rows(x, r, n), w_gate)
@@ -160,14 +165,18 @@ def ffn(b: Builder, op: Op) -> None:
             b.emit("mul", rows(y, r, n), rows(y, r, n), broadcast(g, (n, h)))
 
 
-def _project(b: Builder, out: View, x: View, w: View, bias: View | None, grouped: bool) -> None:
-    """out = bf16(x w), or with a bias bf16(fp32(x w) + bias): one rounding."""
-    if bias is None:
-        b.emit("gemm", out, x, w, grouped=grouped)
-        return
-    acc = b.scratch("projection", DType.FP32, out.shape)
-    b.emit("gemm", acc, x, w, grouped=grouped)
-    b.emit("add", out, acc, broadcast(bias, out.shape))
+def _project(b: Builder, out: View, x: View, weight: tuple[View, View | None], bias: View | None,
+             grouped: bool) -> None:
+    """out = bf16(x w), or with a bias bf16(fp32(x w) + bias): one rounding. ``weight``: w and, for
+    an fp8 w, its block scales (fp8.project)."""
+    w, scale = weight
+    product = b.scratch("projection", DType.FP32, out.shape) if bias is not None else out
+    if scale is None:
+        b.emit("gemm", product, x, w, grouped=grouped)
+    else:
+        fp8.project(b, product, x, w, scale, routed=grouped, grouped=grouped)
+    if bias is not None:
+        b.emit("add", out, product, broadcast(bias, out.shape))
 
 
 def _swiglu_oai(b: Builder, out: View, gate: View, up: View) -> None:

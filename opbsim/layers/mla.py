@@ -28,14 +28,17 @@ from dataclasses import replace
 
 import numpy as np
 
+from opbsim.errors import InputError
 from opbsim.isa.program import AttentionPart
 from opbsim.isa.types import DType
+from opbsim.layers import fp8
 from opbsim.layers.attention import layer_prefix
 from opbsim.layers.builder import Builder
 from opbsim.layers.stage_rows import positions, requests
 from opbsim.layers.view import View, at
 from opbsim.workloads.attention_mla import MLAPart
 from opbsim.workloads.ops import Op
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["DEFINITIONS"]
 
@@ -55,7 +58,11 @@ class _Geometry:
         self.kv_a = b.buf(f"{self.L}.kv_a", m.dtype, (self.T, self.c + self.dr))
         self.cache = b.buf(f"{self.L}.kv_cache", m.dtype, (len(self.reqs), self.S, self.c + self.dr),
                            kv_layer=b.layer)
-        self.w_kv_b = b.buf(f"{self.L}.w_kv_b", m.dtype, (self.c, self.H * self.dkv))
+        self.block = fp8_block(m)  # (bk, bn) where w_kv_b is fp8, else None
+        w_dtype = m.dtype if self.block is None else DType.FP8_E4M3
+        self.w_kv_b = b.buf(f"{self.L}.w_kv_b", w_dtype, (self.c, self.H * self.dkv))
+        self.w_scale = None if self.block is None else b.buf(
+            f"{self.L}.w_kv_b.scale", DType.FP32, (-(-self.c // self.block[0]), -(-self.H * self.dkv // self.block[1])))
         self.attn = b.buf(f"{self.L}.attn", m.dtype, (self.T, self.H * self.dv))
         self.scale = float(np.float32(1.0 / math.sqrt(self.dq)))
 
@@ -71,6 +78,30 @@ class _Geometry:
         if transposed:
             return at(self.cache, base, (self.H, width, ctx), (0, 1, row))
         return at(self.cache, base, (self.H, ctx, width), (0, row, 1))
+
+    def head_scales(self, col: int, shape: tuple[int, int, int], transposed: bool) -> View:
+        """The block scales of a per-head view of w_kv_b from column ``col`` of each head: [H, KB, NB]
+        for W_UK^T (``transposed``: its k runs along w_kv_b's columns) or W_UV. Each head's part must
+        start on a block: the scale of an instruction block is then one weight block's."""
+        bk, bn = self.block
+        if self.dn % bn or self.dv % bn:
+            raise InputError(f"MLA with fp8 w_kv_b needs qk_nope_head_dim ({self.dn}) and v_head_dim ({self.dv}) "
+                             f"to be multiples of the weight block's {bn} columns")
+        nb_row = self.w_scale.shape[1]
+        strides = (self.dkv // bn, 1, nb_row) if transposed else (self.dkv // bn, nb_row, 1)
+        return at(self.w_scale, col // bn, shape, strides)
+
+    def absorb(self, b: Builder, out: View, x: View, w: View, col: int, transposed: bool) -> None:
+        """out = x w for a per-head view ``w`` of w_kv_b (from column ``col`` of each head): bf16,
+        or for an fp8 w_kv_b the weight-only block-scaled GEMM (fp8.weight_only)."""
+        if self.block is None:
+            b.emit("gemm", out, x, w)
+            return
+        bk, bn = self.block
+        k, n = w.shape[-2:]
+        kb, nb = (bn, bk) if transposed else (bk, bn)  # the instruction's (block_k, block_n)
+        sb = self.head_scales(col, (self.H, -(-k // kb), -(-n // nb)), transposed)
+        fp8.weight_only(b, out, x, w, sb, kb, nb)
 
     def attn_rows(self, row: int, rows: int) -> View:
         """[H, rows, dv] of the attention output [T, H dv]."""
@@ -111,7 +142,10 @@ def kv_expand(b: Builder, op: Op) -> None:
     chunk = op.params["chunk"]
     r = g.reqs[chunk]
     latents = at(g.cache, chunk * g.S * (g.c + g.dr), (r.context, g.c), (g.c + g.dr, 1))
-    b.gemm(_expanded(b, g, chunk), latents, g.w_kv_b)
+    if g.block is None:
+        b.gemm(_expanded(b, g, chunk), latents, g.w_kv_b)
+    else:
+        fp8.project(b, _expanded(b, g, chunk), latents, g.w_kv_b, g.w_scale)
 
 
 def _attend(b: Builder, g: _Geometry, part: AttentionPart, row: int, slot: int, q_main: View, k_main_t: View,
@@ -154,7 +188,7 @@ def q_absorb(b: Builder, op: Op) -> None:
     row, n = _decode_rows(b, g)
     w_uk_t = at(g.w_kv_b, 0, (g.H, g.dn, g.c), (g.dkv, 1, g.H * g.dkv))
     q_lat = b.buf(f"{g.L}.q_latent", g.dtype, (n, g.H, g.c))
-    b.emit("gemm", at(q_lat, 0, (g.H, n, g.c), (g.c, g.H * g.c, 1)), g.q_part(row, n, 0, g.dn), w_uk_t)
+    g.absorb(b, at(q_lat, 0, (g.H, n, g.c), (g.c, g.H * g.c, 1)), g.q_part(row, n, 0, g.dn), w_uk_t, 0, True)
 
 
 def decode(b: Builder, op: Op) -> None:
@@ -178,7 +212,7 @@ def v_absorb(b: Builder, op: Op) -> None:
     row, n = _decode_rows(b, g)
     o_lat = b.buf(f"{g.L}.attn_latent", g.dtype, (n, g.H, g.c))
     w_uv = at(g.w_kv_b, g.dn, (g.H, g.c, g.dv), (g.dkv, g.H * g.dkv, 1))
-    b.emit("gemm", g.attn_rows(row, n), at(o_lat, 0, (g.H, n, g.c), (g.c, g.H * g.c, 1)), w_uv)
+    g.absorb(b, g.attn_rows(row, n), at(o_lat, 0, (g.H, n, g.c), (g.c, g.H * g.c, 1)), w_uv, g.dn, False)
 
 
 DEFINITIONS = {

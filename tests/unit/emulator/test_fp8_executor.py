@@ -1,6 +1,6 @@
 """The functional executor's fp8 instructions equal numerics_fp8 bit for bit: gemm_fp8 (bf16 or e4m3
 activations, e4m3 weights, every e4m3 code including NaN, partial scale blocks, strided and broadcast
-views, batch axes) and quant; the fast path (fp8_gemm.py) agrees with the definition on large
+views, batch axes), quant and act_quant; the fast path (fp8_gemm.py) agrees with the definition on large
 shapes; and bad operands fail with one-line operand errors."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from opbsim.isa.types import DType
 from .harness import Bench
 
 BF16, FP32, FP8 = DType.BF16, DType.FP32, DType.FP8_E4M3
-COVERED = {"gemm_fp8", "quant"}
+COVERED = {"gemm_fp8", "quant", "act_quant"}
 
 # (m, k, n, block_k, block_n): one block, partial last blocks in k and n, many small blocks
 GEMM_CASES = [(1, 1, 1, 128, 128), (3, 128, 128, 128, 128), (5, 300, 200, 128, 128), (4, 37, 19, 4, 8),
@@ -105,6 +105,21 @@ def test_quant_with_a_per_tensor_scale_is_a_stride_zero_view():
     with np.errstate(all="ignore"):
         want = fp8_bits(N.widen(before["src"], BF16) / np.float32(0.03125))
     _assert_same(b.raw(mem, "dst"), want)
+
+
+@pytest.mark.parametrize(("shape", "group", "ts", "layout"),
+                         [((7,), 128, BF16, "c"), ((3, 300), 128, FP32, "permuted"), ((2, 2, 40), 8, BF16, "padded"),
+                          ((4, 16), 1, FP32, "c")])
+def test_act_quant_equals_its_definition_bit_for_bit(shape, group, ts, layout):
+    rng = np.random.default_rng(abs(hash((shape, group, ts, "act"))) % 2**32)
+    b = Bench(rng)
+    b.tensor("src", ts, shape, layout)
+    b.tensor("dst", FP8, shape, fill=False)
+    b.tensor("scale", FP32, shape[:-1] + (blocks(shape[-1], group),), fill=False)
+    mem, before = b.run("act_quant", {"dst": "dst", "scale": "scale", "src": "src", "group": group})
+    codes, scale = N.act_quant(N.widen(before["src"], ts), group)
+    _assert_same(b.raw(mem, "dst"), codes)
+    _assert_same(N.widen(b.raw(mem, "scale"), FP32), scale)
 
 
 def _gemm_bench(ta=BF16, tb=FP8, tsa=FP32, sa_shape=(2, 1), sb_shape=(1, 1)):

@@ -101,3 +101,54 @@ def test_store_cvt_and_widen_use_the_e4m3_conversions():
     assert np.array_equal(N.cvt(CODES, DType.FP8_E4M3, DType.BF16)[FINITE], FP8_TO_BF16_BITS[FINITE])
     assert N.cvt(np.array([1.0625], np.float32), DType.FP32, DType.FP8_E4M3).tolist() == [0x38]  # tie to even
     assert DType.FP8_E4M3.itemsize_B == 1
+
+
+def _act_quant_rows(rng, rows, width, group):
+    return (rng.standard_normal((rows, width)) * 10.0 ** rng.uniform(-3, 3, (rows, 1))).astype(np.float32)
+
+
+def test_act_quant_scales_each_group_by_its_absolute_maximum_over_448():
+    rng = np.random.default_rng(5)
+    x = _act_quant_rows(rng, 6, 300, 128)
+    codes, scale = N.act_quant(x, 128)
+    assert codes.shape == x.shape and codes.dtype == np.uint8 and scale.shape == (6, 3)
+    for g, cols in enumerate((slice(0, 128), slice(128, 256), slice(256, 300))):
+        amax = np.abs(x[:, cols]).max(axis=1)
+        np.testing.assert_array_equal(scale[:, g], (amax / np.float32(448.0)).astype(np.float32))
+        # the largest magnitude of each group lands on the largest code, +-448
+        top = np.abs(FP8_DECODE_F32[codes[:, cols]]).max(axis=1)
+        np.testing.assert_array_equal(top, np.full(6, 448.0, np.float32))
+
+
+def test_act_quant_codes_are_quant_of_the_same_scales():
+    rng = np.random.default_rng(6)
+    x = _act_quant_rows(rng, 4, 64, 16)
+    codes, scale = N.act_quant(x, 16)
+    np.testing.assert_array_equal(codes, N.quant(x, scale, 16))
+
+
+def test_act_quant_of_an_all_zero_group_has_the_eps_floor_and_zero_codes():
+    x = np.zeros((2, 8), np.float32)
+    x[1, 4:] = -0.0
+    codes, scale = N.act_quant(x, 4)
+    np.testing.assert_array_equal(scale, np.full((2, 2), np.float32(1e-10) / np.float32(448.0), np.float32))
+    assert set(FP8_DECODE_F32[codes].ravel().tolist()) == {0.0}
+
+
+def test_act_quant_of_a_group_with_a_nan_gives_the_canonical_nan_scale_and_nan_codes():
+    x = np.ones((1, 8), np.float32)
+    x[0, 5] = np.float32(np.nan)
+    codes, scale = N.act_quant(x, 4)
+    assert scale[0, 0] == 1 / np.float32(448.0) and scale.view(np.uint32)[0, 1] == 0x7FC00000
+    assert (codes[0, 4:] == FP8_NAN_BITS).all() and (FP8_DECODE_F32[codes[0, :4]] == 448.0).all()
+
+
+def test_act_quant_relative_error_is_within_the_e4m3_unit_roundoff():
+    """|dequant(q) - x| <= 2^-4 |x| for every element above the group's subnormal range (3 mantissa bits)."""
+    rng = np.random.default_rng(7)
+    x = _act_quant_rows(rng, 8, 256, 128)
+    codes, scale = N.act_quant(x, 128)
+    back = FP8_DECODE_F32[codes].astype(np.float64) * np.repeat(scale, 128, axis=1)
+    normal = np.abs(x) >= np.repeat(scale, 128, axis=1) * 2.0 ** -6  # e4m3's smallest normal, scaled
+    err = np.abs(back - x)[normal] / np.abs(x.astype(np.float64))[normal]
+    assert err.max() <= 2.0 ** -4 * (1 + 2.0 ** -20)
