@@ -21,8 +21,12 @@ def random_bf16(rng, shape, scale=1.0) -> np.ndarray:
 
 
 def weights_for(compiled, model, rng):
-    """(name, random exact-bf16 values) of every weight buffer the program reads, one at a time."""
+    """(name, random exact-bf16 values) of every weight buffer the program reads, one at a time; an
+    fp8 weight's block scales (``<w>.scale``) are positive fp32 values in [0.5, 2)."""
     for name, view in compiled.buffers.items():
+        if name.endswith(".scale") and view.dtype is DType.FP32:
+            yield name, np.exp2(rng.uniform(-1, 1, view.shape)).astype(np.float32)
+            continue
         if not _is_weight(name):
             continue
         fan_in = view.shape[0] if len(view.shape) == 2 else 1

@@ -23,7 +23,7 @@ from .test_compiled_values import MIXED, bits_equal
 def reduced(model):
     """``model`` at small widths with every feature kept: 4 heads (KV heads: all of them, or 2), head
     dims of 16 (MLA: 16 + 8, values 16, latent 32), ffn widths of 32 to 48, at most 8 experts (16 with
-    group-limited routing: 4 groups), windows and chunks of 4, enough layers for a dense prefix and
+    group-limited routing: 4 groups), windows and chunks of 4, fp8 weight blocks of 16 x 16, enough layers for a dense prefix and
     an interleaved MoE, full and NoPE layer."""
     m = model
     kw = dict(hidden_size=64, num_heads=4, num_kv_heads=4 if m.num_kv_heads == m.num_heads else 2, head_dim=16,
@@ -36,6 +36,8 @@ def reduced(model):
         experts = 16 if groups > 1 else min(m.num_experts, 8)
         kw.update(num_experts=experts, top_k=min(m.top_k, 4),
                   router=dataclasses.replace(m.router, n_group=groups, topk_group=min(m.router.topk_group, 2)))
+    if m.weight_quant is not None:  # fp8 blocks that fit the small widths (MLA's heads start on a block)
+        kw.update(weight_quant=dataclasses.replace(m.weight_quant, block=(16, 16)))
     if m.mla is not None:
         kw.update(head_dim=24, mla=MLA(q_lora_rank=24 if m.mla.q_lora_rank else 0, kv_lora_rank=32,
                                        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16))

@@ -1,0 +1,110 @@
+"""FP8 weights through compiled layers: every projection quantizes its activations per row (act_quant)
+and runs the block-scaled GEMM, MLA's absorbed w_kv_b views run weight-only; compiled programs equal
+the numerics definition bit for bit on Duplex (xPU and Logic-PIM) and on a GPU, and the definition is
+within the e4m3 bound of the float64 golden layers.
+
+The bound: the weights' fp8 values are exact in the golden, so the error is the activations'
+quantization, at most 2^-4 of each element (e4m3's 3 fraction bits), plus the bf16 roundings (2^-9
+each); a layer's relative error is bounded by 2^-4 here. The bf16 layer's error (about 2^-9) is
+measured too: the fp8 error must be several times larger, or nothing was quantized."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+import pytest
+
+from opbsim.emulator.layer_check import check_layer, run_layer
+from opbsim.emulator.layer_golden import fp8_values
+from opbsim.errors import InputError
+from opbsim.hardware import get_device
+from opbsim.isa.types import DType
+from opbsim.workloads.models import WeightQuant
+from opbsim.workloads.presets import PRESETS
+from opbsim.workloads.stage import Stage
+
+from ..compiler.harness import read, run_stage
+from ..compiler.test_compiled_values import MIXED
+from ..compiler.test_every_preset_lowers import reduced
+
+FP8_BOUND = 2.0 ** -4
+DEVICES = [("duplex", "duplex"), ("h100", "xpu-only")]
+
+
+def small_deepseek_v3():
+    """DeepSeek-V3 at small widths, fp8 as its checkpoint (16 x 16 blocks: MLA heads start on a block)."""
+    model = reduced(PRESETS["deepseek-v3"])
+    assert model.weight_dtype is DType.FP8_E4M3
+    return model
+
+
+def fp8_mixtral(block=(16, 16)):
+    return dataclasses.replace(reduced(PRESETS["mixtral-8x7b"]), weight_dtype=DType.FP8_E4M3,
+                               weight_quant=WeightQuant(kind="fp8_e4m3", block=block, scope="linear"))
+
+
+@pytest.mark.parametrize("stage", [Stage.decode(3, 9), MIXED], ids=["decode", "mixed"])
+@pytest.mark.parametrize(("device", "policy"), DEVICES)
+def test_a_deepseek_v3_shaped_fp8_layer_compiles_to_its_numerics_definition_bit_for_bit(device, policy, stage):
+    model = small_deepseek_v3()
+    layer = next(i for i in range(model.num_layers) if model.is_moe_layer(i))
+    check = check_layer(model, layer, stage, get_device(device), policy)
+    assert check.bit_exact and {f"L{layer}.h", f"L{layer}.ffn_out", f"L{layer}.kv_cache"} <= set(check.outputs_checked)
+
+
+def test_on_duplex_both_units_quantize_activations_and_run_fp8_gemms():
+    model = small_deepseek_v3()
+    run = run_layer(model, 3, MIXED, get_device("duplex"), "duplex")
+    units = collections.Counter((i.spec.mnemonic, i.unit.name) for i in run.compiled.program.instructions)
+    for unit in ("XPU", "PIM"):
+        assert units[("act_quant", unit)] and units[("gemm_fp8", unit)]
+
+
+def test_an_fp8_moe_layer_is_within_the_e4m3_bound_of_the_float64_golden_and_above_the_bf16_error():
+    model = fp8_mixtral()
+    bf16 = dataclasses.replace(model, weight_dtype=DType.BF16, weight_quant=None)
+    stage = Stage.decode(8, 20)
+    fp8_check = check_layer(model, 1, stage, get_device("duplex"), "duplex", golden_rows=None)
+    bf16_check = check_layer(bf16, 1, stage, get_device("duplex"), "duplex", golden_rows=None)
+    assert fp8_check.bit_exact
+    for fp8_err, bf16_err in ((fp8_check.attention_error, bf16_check.attention_error),
+                              (fp8_check.ffn_error, bf16_check.ffn_error)):
+        assert fp8_err.max_rel <= FP8_BOUND
+        assert fp8_err.mean_rel > 4 * bf16_err.mean_rel
+
+
+def test_mla_decode_and_prefill_with_fp8_weights_are_within_the_e4m3_bound_of_float64_attention():
+    from opbsim.emulator.golden_mla import mla_attention
+    from opbsim.layers.stage_rows import requests
+
+    model = dataclasses.replace(small_deepseek_v3(), num_layers=2, first_dense_layers=1)
+    ref, memory, compiled = run_stage(model, MIXED, device="h100", policy="xpu-only")
+    a, L, block = model.mla, "L1", model.weight_quant.block
+
+    def weight(name: str) -> np.ndarray:
+        view = compiled.buffers[f"{L}.{name}"]
+        raw = memory.raw(view.descriptor()).reshape(view.shape)
+        if view.dtype is DType.BF16:
+            return read(memory, compiled, f"{L}.{name}").astype(np.float64).reshape(view.shape)
+        scales = read(memory, compiled, f"{L}.{name}.scale", DType.FP32).reshape(compiled.buffers[f"{L}.{name}.scale"].shape)
+        return fp8_values(raw, scales, block)
+
+    w = {n: weight(n) for n in ("w_q_a", "w_q_a_norm", "w_q_b", "w_kv_a", "w_kv_a_norm", "w_kv_b")}
+    reqs = requests(MIXED)
+    cache = ref[f"{L}.kv_cache"].reshape(len(reqs), -1, a.cache_dim).astype(np.float64)
+    past = [cache[i, :r.past] for i, r in enumerate(reqs)]
+    want = mla_attention(ref[f"{L}.x_norm"].astype(np.float64), w, a, model.num_heads, reqs, past,
+                         model.rope_theta, model.norm_eps)
+    got = ref[f"{L}.attn"].astype(np.float64).reshape(want.shape)
+    assert np.abs(want).max() > 0.01
+    assert np.abs(got - want).max() <= FP8_BOUND * np.abs(want).max()
+
+
+def test_mla_with_an_fp8_w_kv_b_whose_heads_straddle_weight_blocks_is_refused_in_one_line():
+    model = dataclasses.replace(small_deepseek_v3(), weight_quant=WeightQuant(kind="fp8_e4m3", block=(32, 32),
+                                                                              scope="linear"))
+    with pytest.raises(InputError) as refusal:
+        check_layer(model, 3, Stage.decode(2, 5), get_device("h100"), "xpu-only")
+    assert "multiples of the weight block's 32 columns" in str(refusal.value) and "\n" not in str(refusal.value)
