@@ -106,7 +106,7 @@ class _Weights(Mapping[str, np.ndarray]):
         if dtype is DType.FP8_E4M3:
             return seeded_bits.fp8_weight_codes(self.seed, name, shape)
         if dtype is DType.FP32 and name.endswith(".scale"):
-            return seeded_bits.block_scales(self.seed, name, shape)
+            return seeded_bits.block_scales(self.seed, name, shape, kv=name.endswith("_cache.scale"))
         bits = seeded_bits.weight_bits(self.seed, name, shape)
         return N.widen(bits, DType.BF16).copy() if dtype is DType.FP32 else bits
 
@@ -207,17 +207,28 @@ CHECK_STEPS = 5  # calls of ``on_step``: inputs, reference, compile, execute, go
 
 
 def _caches(model: ModelConfig, stage: Stage, layer: int, seed: int) -> dict[str, np.ndarray]:
-    """The layer's KV-cache buffers' bf16 bits by name (``cache_buffers``: K and V [R, S, KV, d],
+    """The layer's KV-cache buffers' raw storage by name (``cache_buffers``: K and V [R, S, KV, d],
     or MLA's latents and RoPE keys [R, S, c + dr]): roughly standard normal values in each
-    request's past rows (seeded_bits.normal_bits), zeros after."""
+    request's past rows (seeded_bits.normal_bits; an fp8 cache holds their e4m3 codes), zeros after."""
     reqs = requests(stage)
     out = {}
     for name, shape in cache_buffers(model, stage, layer).items():
         bits = np.zeros(shape, np.uint16)
         for slot, r in enumerate(reqs):
             seeded_bits.normal_bits(seed, f"{name}.{slot}", (r.past, *shape[2:]), out=bits[slot, :r.past])
-        out[name] = bits
+        out[name] = N.store(N.widen(bits, DType.BF16), model.kv_dtype) if model.kv_dtype is not DType.BF16 else bits
     return out
+
+
+def _cache_values(run: LayerRun) -> tuple[np.ndarray, ...]:
+    """The exact values of the layer's KV caches before the stage (an fp8 cache's codes times its scale)."""
+    out = []
+    for name, raw in run.caches.items():
+        if raw.dtype == np.uint8:
+            out.append(N.widen(raw, DType.FP8_E4M3) * N.widen(run.weights.bits(f"{name}.scale"), DType.FP32)[0])
+        else:
+            out.append(N.widen(raw, DType.BF16))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +354,7 @@ def check_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec
     rows = golden.sample_rows(stage.tokens, golden_rows, seed)
     stream = N.widen(run.stream_bits, DType.BF16)
     delta = None if run.delta_bits is None else N.widen(run.delta_bits, DType.BF16)
-    caches = tuple(N.widen(bits, DType.BF16) for bits in run.caches.values())
+    caches = _cache_values(run)
     attention_error, ffn_error = golden_errors(model, stage, layer, run.weights.bits, stream, delta, caches, want,
                                                rows)
     golden_s = time.perf_counter() - t0

@@ -266,7 +266,8 @@ def stage_values(model: ModelConfig, stage: Stage, weights: WeightBits, *, token
     """The values of a stage of ``model`` (tp 1), by buffer name.
 
     ``weights(name)``: a weight's bits (see ``WeightBits``). ``caches[l]``: raw bf16 arrays of layer
-    l's cache buffers in ``layers.stage_rows.cache_buffers`` order and shapes ((k, v) [R, S, KV, d],
+    l's cache buffers (raw, in the model's kv_dtype) in ``layers.stage_rows.cache_buffers`` order and
+    shapes ((k, v) [R, S, KV, d],
     or MLA's one [R, S, c + dr]) with each request's past rows filled; the stage's new rows are written into
     them (the caller's arrays are the cache buffers: copy them first to keep the old rows).
     By default the whole model from ``token_ids``; with ``layers`` only those decoder layers, from
@@ -303,7 +304,7 @@ def run_stage(builder, model: ModelConfig, stage: Stage, *, token_ids: np.ndarra
     graph = build_model(model, stage)
     for layer, arrays in (caches or {}).items():
         for name, raw in zip(cache_buffers(model, stage, layer), arrays, strict=True):
-            builder.hold(name, model.dtype, raw)
+            builder.hold(name, model.kv_dtype, raw)
     if layers is None:
         builder.hold("token_ids", DType.I32, token_ids)
         chosen = graph.layers

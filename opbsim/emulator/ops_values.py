@@ -108,7 +108,8 @@ _RESULT: dict[Opcode, Callable[[OpsBuilder, dict], Any]] = {
 """Instructions computed by one ``Ops`` call into a fresh tensor, copied into ``dst``."""
 
 _IN_PLACE: dict[Opcode, Callable[[OpsBuilder, dict], None]] = {
-    Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.ACT_QUANT: _act_quant, Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
+    Opcode.TOPK: _topk, Opcode.TOPK_GROUPED: _topk_grouped, Opcode.ACT_QUANT: _act_quant,
+    Opcode.SCATTER: _scatter, Opcode.SCATTER_ADD: _scatter_add,
 }
 """Instructions whose ``Ops`` call writes its destinations itself."""
 

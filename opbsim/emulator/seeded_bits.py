@@ -17,7 +17,8 @@ What the 16 bits become:
 - a norm gain: positive, in [1, 2) (exponent 127, 7 mantissa bits as drawn);
 - an fp8 weight (``fp8_weight_codes``): the weight's bf16 value times 2^9 rounded to e4m3 (magnitudes
   2^-1 .. 2^7, never NaN); its block scales (``block_scales``): 2^-9 (1 + m / 128), m the 7 mantissa
-  bits drawn for the scale tensor's name, so code * scale spans about 2^-10 .. 1;
+  bits drawn for the scale tensor's name, so code * scale spans about 2^-10 .. 1; an fp8 KV cache's
+  scale (``block_scales(..., kv=True)``): 2^-1 (1 + m / 128), its codes roughly standard normal;
 - ``normal_bits``: four 16-bit fields of one output summed, centred and scaled to unit variance
   (Irwin-Hall of 4, values within +-sqrt(12)), the float32 cut to bf16 (truncated).
 """
@@ -146,7 +147,8 @@ def fp8_weight_codes(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray
     return fp8_bits(bf16_widen(weight_bits(seed, name, shape)) * np.float32(512.0))
 
 
-def block_scales(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """fp32 block scales of ``shape`` for the scale tensor ``name`` (see the module text)."""
+def block_scales(seed: int, name: str, shape: tuple[int, ...], *, kv: bool = False) -> np.ndarray:
+    """fp32 scales of ``shape`` for the scale tensor ``name``: an fp8 weight's blocks, or with ``kv``
+    an fp8 KV cache's (see the module text)."""
     m = (weight_bits(seed, name, shape) & np.uint16(0x7F)).astype(np.float32)
-    return ((np.float32(128.0) + m) * np.float32(2.0 ** -16)).astype(np.float32)
+    return ((np.float32(128.0) + m) * np.float32(2.0 ** (-8 if kv else -16))).astype(np.float32)

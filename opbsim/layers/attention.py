@@ -32,6 +32,7 @@ import numpy as np
 from opbsim.errors import InputError
 from opbsim.isa.program import AttentionPart
 from opbsim.isa.types import DType
+from opbsim.layers import fp8
 from opbsim.layers.builder import Builder
 from opbsim.layers.stage_rows import Request, positions, requests
 from opbsim.layers.view import View, at
@@ -54,8 +55,9 @@ class _Geometry:
         self.S = max(r.context for r in self.reqs)
         self.qkv = b.buf(f"{layer}.qkv", m.dtype, (self.T, self.W))
         cache = (len(self.reqs), self.S, self.KV, self.d)
-        self.k_cache = b.buf(f"{layer}.k_cache", m.dtype, cache, kv_layer=b.layer)
-        self.v_cache = b.buf(f"{layer}.v_cache", m.dtype, cache, kv_layer=b.layer)
+        self.k_cache = b.buf(f"{layer}.k_cache", m.kv_dtype, cache, kv_layer=b.layer)
+        self.v_cache = b.buf(f"{layer}.v_cache", m.kv_dtype, cache, kv_layer=b.layer)
+        self.k_scale, self.v_scale = (fp8.kv_scale(b, f"{layer}.{c}") for c in ("k_cache", "v_cache"))
         self.attn = b.buf(f"{layer}.attn", m.dtype, (self.T, self.H * self.d))
 
     def heads(self, first_head: int, count: int, row: int, rows: int) -> View:
@@ -162,9 +164,9 @@ def kv_store(b: Builder, op: Op) -> None:
     slots = np.concatenate([slot * geo.S + np.arange(r.past, r.context) for slot, r in enumerate(geo.reqs)])
     idx = b.const(f"kv_slots.S{geo.S}", slots.astype(np.int32))
     rows = geo.S * len(geo.reqs)
-    for cache, first in ((geo.k_cache, geo.H), (geo.v_cache, geo.H + geo.KV)):
+    for cache, scale, first in ((geo.k_cache, geo.k_scale, geo.H), (geo.v_cache, geo.v_scale, geo.H + geo.KV)):
         flat = View(cache.buffer, cache.space, cache.base_B, cache.dtype, (rows, geo.KV * geo.d))
-        b.emit("scatter", flat, geo.token_rows(first), idx)
+        b.emit("scatter", flat, fp8.kv_rows(b, geo.token_rows(first), scale, f"{cache.buffer}.codes"), idx)
 
 
 def first_key(kind: AttentionKind, span: int, r: Request) -> int:
@@ -202,8 +204,8 @@ def attention(b: Builder, op: Op) -> None:
         scores = b.scratch("scores", DType.FP32, (geo.KV, geo.g, r.new, cols))
         probs = b.scratch("probs", m.dtype, scores.shape)
         strides = (geo.g * r.new * cols, r.new * cols, cols, 1)
-        b.emit("gemm", at(scores, 0, (geo.KV, geo.g, r.new, n), strides), geo.queries(r), geo.keys_t(slot, r, k0),
-               attention=replace(part, on_chip=("dst",)))
+        fp8.cache_product(b, at(scores, 0, (geo.KV, geo.g, r.new, n), strides), geo.queries(r),
+                          geo.keys_t(slot, r, k0), geo.k_scale, attention=replace(part, on_chip=("dst",)))
         if sinks is not None:  # head h = kv * g + j: its logit in the last column of each of its rows
             b.emit("cvt", at(scores, n, (geo.KV, geo.g, r.new, 1), strides),
                    at(sinks, 0, (geo.KV, geo.g, r.new, 1), (geo.g, 1, 0, 0)), attention=replace(part, on_chip=("dst",)))
@@ -217,5 +219,5 @@ def attention(b: Builder, op: Op) -> None:
             b.emit("softmax_masked", probs, scores, scale, n - 1, 0, 0, 1, attention=on_chip)
         else:
             b.emit("softmax", probs, scores, scale, 0, r.past - k0, attention=on_chip)
-        b.emit("gemm", geo.output(r), at(probs, 0, (geo.KV, geo.g, r.new, n), strides), geo.values(slot, r, k0),
-               attention=replace(part, on_chip=("a",)))
+        fp8.cache_product(b, geo.output(r), at(probs, 0, (geo.KV, geo.g, r.new, n), strides),
+                          geo.values(slot, r, k0), geo.v_scale, attention=replace(part, on_chip=("a",)))

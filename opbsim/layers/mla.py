@@ -56,8 +56,12 @@ class _Geometry:
         self.dtype = m.dtype
         self.q = b.buf(f"{self.L}.q", m.dtype, (self.T, self.H * self.dq))
         self.kv_a = b.buf(f"{self.L}.kv_a", m.dtype, (self.T, self.c + self.dr))
-        self.cache = b.buf(f"{self.L}.kv_cache", m.dtype, (len(self.reqs), self.S, self.c + self.dr),
+        self.cache = b.buf(f"{self.L}.kv_cache", m.kv_dtype, (len(self.reqs), self.S, self.c + self.dr),
                            kv_layer=b.layer)
+        self.kv_scale = fp8.kv_scale(b, f"{self.L}.kv_cache")
+        # the latent query of a head: [c], or over an fp8 cache [c + dr] with its RoPE part after it, so
+        # that decode scores are one product over the cached row (FlashMLA's 576-wide dot product)
+        self.qw = self.c + (self.dr if self.kv_scale is not None else 0)
         self.block = fp8_block(m)  # (bk, bn) where w_kv_b is fp8, else None
         w_dtype = m.dtype if self.block is None else DType.FP8_E4M3
         self.w_kv_b = b.buf(f"{self.L}.w_kv_b", w_dtype, (self.c, self.H * self.dkv))
@@ -130,7 +134,7 @@ def kv_store(b: Builder, op: Op) -> None:
     slots = np.concatenate([slot * g.S + np.arange(r.past, r.context) for slot, r in enumerate(g.reqs)])
     idx = b.const(f"kv_slots.S{g.S}", slots.astype(np.int32))
     flat = at(g.cache, 0, (g.S * len(g.reqs), g.c + g.dr))
-    b.emit("scatter", flat, g.kv_a, idx)
+    b.emit("scatter", flat, fp8.kv_rows(b, g.kv_a, g.kv_scale, "kv_codes"), idx)
 
 
 def _expanded(b: Builder, g: _Geometry, chunk: int) -> View:
@@ -142,27 +146,40 @@ def kv_expand(b: Builder, op: Op) -> None:
     chunk = op.params["chunk"]
     r = g.reqs[chunk]
     latents = at(g.cache, chunk * g.S * (g.c + g.dr), (r.context, g.c), (g.c + g.dr, 1))
-    if g.block is None:
-        b.gemm(_expanded(b, g, chunk), latents, g.w_kv_b)
-    else:
-        fp8.project(b, _expanded(b, g, chunk), latents, g.w_kv_b, g.w_scale)
+    if g.block is not None:  # fp8 weights: bf16 latents quantized per row, fp8 ones used as they are
+        fp8.project(b, _expanded(b, g, chunk), latents, g.w_kv_b, g.w_scale, x_scale=g.kv_scale)
+        return
+    if g.kv_scale is not None:
+        latents = fp8.dequantized(b, latents, g.kv_scale, "latents")
+    b.gemm(_expanded(b, g, chunk), latents, g.w_kv_b)
 
 
 def _attend(b: Builder, g: _Geometry, part: AttentionPart, row: int, slot: int, q_main: View, k_main_t: View,
             values: View, out: View) -> None:
     """For the ``part.new`` queries from token row ``row`` of request ``slot``: scores = q_main
-    k_main^T + q_rope k_rope^T (fp32), p = bf16(softmax) (causal in prefill), out = bf16(p values)."""
+    k_main^T + q_rope k_rope^T (fp32), p = bf16(softmax) (causal in prefill), out = bf16(p values).
+    With an fp8 cache the products that read it are fp8.cache_product's: in decode one product over
+    the whole cached row (``q_main`` and ``k_main_t`` span the RoPE part too), in prefill the RoPE
+    scores added to the main ones (fp32). ``k_main_t`` and ``values`` are cache views in decode, the
+    bf16 expansion in prefill."""
     rows, ctx = part.new_tokens, part.past_tokens + part.new_tokens
     causal = int(part.phase == "prefill")
+    main_scale = g.kv_scale if part.phase == "decode" else None
     scores = b.scratch("scores", DType.FP32, (g.H, rows, ctx))
     probs = b.scratch("probs", g.dtype, scores.shape)
     q_rope = g.q_part(row, rows, g.dn, g.dr)
-    b.emit("gemm", scores, q_main, k_main_t, attention=replace(part, on_chip=("dst",)))
-    b.emit("gemm_acc", scores, q_rope, g.cached(slot, ctx, g.c, g.dr, transposed=True),
-           attention=replace(part, on_chip=("dst",)))
+    keep = replace(part, on_chip=("dst",))
+    fp8.cache_product(b, scores, q_main, k_main_t, main_scale, attention=keep)
+    k_rope_t = g.cached(slot, ctx, g.c, g.dr, transposed=True)
+    if g.kv_scale is None:
+        b.emit("gemm_acc", scores, q_rope, k_rope_t, attention=keep)
+    elif part.phase == "prefill":  # decode's main product already spanned the RoPE part (g.qw)
+        rope_scores = b.scratch("rope_scores", DType.FP32, scores.shape)
+        fp8.cache_product(b, rope_scores, q_rope, k_rope_t, g.kv_scale, attention=keep)
+        b.emit("add", scores, scores, rope_scores, attention=replace(part, on_chip=("dst", "a", "b")))
     b.emit("softmax", probs, scores, g.scale, causal, part.past_tokens,
            attention=replace(part, on_chip=("dst", "src")))
-    b.emit("gemm", out, probs, values, attention=replace(part, on_chip=("a",)))
+    fp8.cache_product(b, out, probs, values, main_scale, attention=replace(part, on_chip=("a",)))
 
 
 def prefill(b: Builder, op: Op) -> None:
@@ -184,25 +201,28 @@ def _decode_rows(b: Builder, g: _Geometry) -> tuple[int, int]:
 
 
 def q_absorb(b: Builder, op: Op) -> None:
+    """q_lat = q_nope W_UK^T per head; over an fp8 cache each head's RoPE query is copied after it."""
     g = _Geometry(b, op)
     row, n = _decode_rows(b, g)
     w_uk_t = at(g.w_kv_b, 0, (g.H, g.dn, g.c), (g.dkv, 1, g.H * g.dkv))
-    q_lat = b.buf(f"{g.L}.q_latent", g.dtype, (n, g.H, g.c))
-    g.absorb(b, at(q_lat, 0, (g.H, n, g.c), (g.c, g.H * g.c, 1)), g.q_part(row, n, 0, g.dn), w_uk_t, 0, True)
+    q_lat = b.buf(f"{g.L}.q_latent", g.dtype, (n, g.H, g.qw))
+    g.absorb(b, at(q_lat, 0, (g.H, n, g.c), (g.qw, g.H * g.qw, 1)), g.q_part(row, n, 0, g.dn), w_uk_t, 0, True)
+    if g.qw > g.c:
+        b.emit("cvt", at(q_lat, g.c, (g.H, n, g.dr), (g.qw, g.H * g.qw, 1)), g.q_part(row, n, g.dn, g.dr))
 
 
 def decode(b: Builder, op: Op) -> None:
     g = _Geometry(b, op)
     row, n = _decode_rows(b, g)
     first = len(b.stage.prefill)
-    q_lat = b.buf(f"{g.L}.q_latent", g.dtype, (n, g.H, g.c))
+    q_lat = b.buf(f"{g.L}.q_latent", g.dtype, (n, g.H, g.qw))
     o_lat = b.buf(f"{g.L}.attn_latent", g.dtype, (n, g.H, g.c))
     for j, r in enumerate(g.reqs[first:]):
         slot = first + j
         b.new_part()
-        lat_t = g.cached(slot, r.context, 0, g.c, transposed=True)
+        lat_t = g.cached(slot, r.context, 0, g.qw, transposed=True)
         lat = g.cached(slot, r.context, 0, g.c, transposed=False)
-        q = at(q_lat, j * g.H * g.c, (g.H, 1, g.c), (g.c, g.H * g.c, 1))
+        q = at(q_lat, j * g.H * g.qw, (g.H, 1, g.qw), (g.qw, g.H * g.qw, 1))
         out = at(o_lat, j * g.H * g.c, (g.H, 1, g.c), (g.c, g.H * g.c, 1))
         _attend(b, g, AttentionPart("decode", r.new, r.past), r.row, slot, q, lat_t, lat, out)
 

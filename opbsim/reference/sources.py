@@ -29,7 +29,8 @@ CONSTANTS_HEADER = "opb_constants.cuh"  # generated (constants_header.py); numer
 KERNEL_FILES = ("elementwise.cu", "gemm.cu", "gemm_fp8.cu", "rows.cu", "dispatch.cu", "timing.cu")
 KERNELS: dict[str, str] = {
     "opb_unary": "elementwise.cu", "opb_binary": "elementwise.cu", "opb_scale": "elementwise.cu",
-    "opb_cvt": "elementwise.cu", "opb_quant": "elementwise.cu", "opb_act_quant": "elementwise.cu", "opb_clamp_kernel": "elementwise.cu",
+    "opb_cvt": "elementwise.cu", "opb_quant": "elementwise.cu",
+    "opb_act_quant": "elementwise.cu", "opb_clamp_kernel": "elementwise.cu",
     "opb_topk_grouped": "rows.cu", "opb_gemm": "gemm.cu", "opb_gemv": "gemm.cu", "opb_gemm_fp8": "gemm_fp8.cu",
     "opb_softmax": "rows.cu", "opb_rmsnorm": "rows.cu", "opb_layernorm": "rows.cu", "opb_reduce": "rows.cu",
     "opb_topk": "rows.cu", "opb_rope": "rows.cu", "opb_gather": "dispatch.cu", "opb_scatter": "dispatch.cu",

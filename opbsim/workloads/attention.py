@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opbsim.errors import InputError
+from opbsim.isa.types import DType
 from opbsim.workloads import primitives as P
 from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
 from opbsim.workloads.weight_format import fp8_block
 
-__all__ = ["Shard", "make_shard", "attended_pairs", "chunked_pairs", "attention_ops"]
+__all__ = ["Shard", "make_shard", "attended_pairs", "chunked_pairs", "attention_ops", "kv_scales"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,9 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
                                  params={"floor_scale": model.query_temperature.floor_scale_tokens,
                                          "attn_scale": model.query_temperature.attn_scale}))
     cache = f"{prefix}.kv_cache"
-    ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (k, P.act(f"{prefix}.qkv", (T, KV, d), dt)),
+    scales = kv_scales(model, prefix, ("k_cache", "v_cache"))
+    v = P.act(f"{prefix}.qkv", (T, KV, d), dt)
+    ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (k, v, *scales),
                              (TensorSpec(cache, (2, T, KV, d), kv_dt, Role.KV_CACHE),), flops=0,
                              op_class=OpClass.ATTENTION))
     sinks = P.weight(f"{prefix}.sinks", (H,), dt) if model.attention_sinks else None
@@ -131,7 +134,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         keys = _keys_read(kind, model, c.past_tokens, c.new_tokens)
         ops.append(P.attention(
             f"{prefix}.attn_prefill.{i}", (P.act(f"{prefix}.qkv", (c.new_tokens, H, d), dt),),
-            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE),), f"{prefix}.attn",
+            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE), *scales), f"{prefix}.attn",
             pairs=_pairs(kind, model, c.past_tokens, c.new_tokens), qk_dim=d, v_dim=d, heads=H, sinks=sinks,
             params={**common, "phase": "prefill", "chunk": i, "past_tokens": c.past_tokens,
                     "new_tokens": c.new_tokens}))
@@ -140,7 +143,7 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
         keys = sum(_keys_read(kind, model, n - 1, 1) for n in ctx)
         ops.append(P.attention(
             f"{prefix}.attn_decode", (P.act(f"{prefix}.qkv", (len(ctx), H, d), dt),),
-            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE),), f"{prefix}.attn",
+            (TensorSpec(cache, (2, keys, KV, d), kv_dt, Role.KV_CACHE), *scales), f"{prefix}.attn",
             pairs=keys, qk_dim=d, v_dim=d, heads=H, sinks=sinks,
             params={**common, "phase": "decode", "ctx_tokens": ctx}))
     attn = P.act(f"{prefix}.attn", (T, H * d), dt)
@@ -149,6 +152,14 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
     ops.append(P.gemm(f"{prefix}.o_proj", attn, w_o, f"{prefix}.attn_out", op_class=OpClass.FC, bias=o_bias,
                       scale=s_o, params={"row_parallel": True} if o_bias else None))
     return ops
+
+
+def kv_scales(model: ModelConfig, prefix: str, caches: tuple[str, ...]) -> tuple[TensorSpec, ...]:
+    """The per-tensor fp32 scale ``<prefix>.<cache>.scale`` of each of a layer's fp8 KV-cache tensors
+    (a stored value is code * scale; vLLM's ``k_scale`` / ``v_scale``), none for a bf16 cache."""
+    if model.kv_dtype is not DType.FP8_E4M3:
+        return ()
+    return tuple(P.weight(f"{prefix}.{c}.scale", (1,), DType.FP32) for c in caches)
 
 
 def _qk_norm(model: ModelConfig, shard: Shard, prefix: str, q: TensorSpec, k: TensorSpec, T: int) -> Op:

@@ -14,7 +14,7 @@ import enum
 
 from opbsim.isa.types import DType
 from opbsim.workloads import primitives as P
-from opbsim.workloads.attention import Shard, attended_pairs
+from opbsim.workloads.attention import Shard, attended_pairs, kv_scales
 from opbsim.workloads.models import ModelConfig, Norm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
@@ -74,7 +74,8 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                              flops=P.ROPE_FLOPS * T * (H + 1) * dr, op_class=OpClass.ATTENTION,
                              params={"mla": MLAPart.ROPE}))
     cache = f"{prefix}.kv_cache"
-    ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (A("kv_a", (T, c + dr)),),
+    scales = kv_scales(model, prefix, ("kv_cache",))
+    ops.append(P.elementwise(f"{prefix}.kv_store", OpKind.KV_STORE, (A("kv_a", (T, c + dr)), *scales),
                              (TensorSpec(cache, (T, c + dr), kv_dt, Role.KV_CACHE),), flops=0,
                              op_class=OpClass.ATTENTION, params={"mla": MLAPart.KV_STORE}))
     common = {"heads": H, "kv_lora_rank": c, "qk_nope_head_dim": dn, "qk_rope_head_dim": dr, "v_head_dim": dv}
@@ -86,7 +87,7 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                           **proj("w_kv_b", (c, H * (dn + dv)))))
         ops.append(P.attention(
             f"{prefix}.attn_prefill.{i}", (A("q", (ch.new_tokens, H, dn + dr)),),
-            (A(f"kv_full.{i}", (keys, H * (dn + dv))), TensorSpec(cache, (keys, dr), kv_dt, Role.KV_CACHE)),
+            (A(f"kv_full.{i}", (keys, H * (dn + dv))), TensorSpec(cache, (keys, dr), kv_dt, Role.KV_CACHE), *scales),
             f"{prefix}.attn", pairs=attended_pairs(ch.past_tokens, ch.new_tokens), qk_dim=dn + dr, v_dim=dv,
             heads=H, params={**common, "phase": "prefill", "chunk": i, "past_tokens": ch.past_tokens,
                              "new_tokens": ch.new_tokens, "mla": MLAPart.PREFILL}))
@@ -98,7 +99,7 @@ def mla_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x_norm:
                                   **proj("w_kv_b", (H, dn, c))))
         ops.append(P.attention(
             f"{prefix}.attn_decode", (A("q_latent", (B, H, c)), A("q", (B, H, dr))),
-            (TensorSpec(cache, (keys, c + dr), kv_dt, Role.KV_CACHE),), f"{prefix}.attn_latent",
+            (TensorSpec(cache, (keys, c + dr), kv_dt, Role.KV_CACHE), *scales), f"{prefix}.attn_latent",
             pairs=keys, qk_dim=c + dr, v_dim=c, heads=H,
             params={**common, "phase": "decode", "ctx_tokens": ctx, "mla": MLAPart.DECODE}))
         ops.append(P.batched_gemm(f"{prefix}.v_absorb", A("attn_latent", (B, H, c)), out=f"{prefix}.attn",

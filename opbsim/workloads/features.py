@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from opbsim.errors import InputError
-from opbsim.isa.types import DType
 from opbsim.workloads.models import ModelConfig
 
 __all__ = ["UNLOWERED", "unlowered_features", "unapplied_values", "check_lowerable"]
@@ -18,7 +17,6 @@ __all__ = ["UNLOWERED", "unlowered_features", "unapplied_values", "check_lowerab
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("mxfp4 weights (--dtype bf16 runs them as bf16)", lambda m: m.weight_quant is not None
      and m.weight_quant.kind == "mxfp4"),
-    ("an fp8 KV cache (--kv-dtype bf16)", lambda m: m.kv_dtype is DType.FP8_E4M3),
 )
 """(feature, whether a model has it), in the order a refusal names them."""
 

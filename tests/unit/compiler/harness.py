@@ -58,7 +58,7 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
     bits = {}  # each weight's raw storage, its fp32 values dropped at once (a full-size layer is GBs)
     for name, values in weights_for(probe, model, rng):
         bits[name] = N.store(values, probe.buffers[name].dtype)
-    cache_bits = {layer: tuple(N.store(c, DType.BF16) for c in named.values()) for layer, named in caches.items()}
+    cache_bits = {layer: tuple(N.store(c, model.kv_dtype) for c in named.values()) for layer, named in caches.items()}
     ref = stage_values(model, stage, bits.get, token_ids=token_ids, caches=cache_bits)
     routing = {int(k[1:].split(".")[0]): v for k, v in ref.items() if k.endswith(".topk_ids")}
     graph = build_model(model, stage, routing=TraceRouting(model.num_experts, model.top_k, routing)
@@ -75,7 +75,7 @@ def run_stage(model, stage, *, device="duplex", policy="duplex", seed=0):
         memory.write_raw(compiled.buffers[name].descriptor(), data)
     for named in caches.values():
         for cache, values in named.items():
-            memory.write_raw(compiled.buffers[cache].descriptor(), N.store(values, DType.BF16))
+            memory.write_raw(compiled.buffers[cache].descriptor(), N.store(values, model.kv_dtype))
     execute(compiled.program, memory)
     return ref, memory, compiled
 

@@ -23,8 +23,8 @@ from .test_compiled_values import MIXED, bits_equal
 def reduced(model):
     """``model`` at small widths with every feature kept: 4 heads (KV heads: all of them, or 2), head
     dims of 16 (MLA: 16 + 8, values 16, latent 32), ffn widths of 32 to 48, at most 8 experts (16 with
-    group-limited routing: 4 groups), windows and chunks of 4, fp8 weight blocks of 16 x 16, enough layers for a dense prefix and
-    an interleaved MoE, full and NoPE layer."""
+    group-limited routing: 4 groups), windows and chunks of 4, fp8 weight blocks of 16 x 16, enough
+    layers for a dense prefix and an interleaved MoE, full and NoPE layer."""
     m = model
     kw = dict(hidden_size=64, num_heads=4, num_kv_heads=4 if m.num_kv_heads == m.num_heads else 2, head_dim=16,
               vocab_size=96, num_layers=min(m.num_layers, max(4, m.first_dense_layers + 2)),
