@@ -175,26 +175,28 @@ def _gemm_fp8(ctx: OpContext) -> int:
     return 2 * m * n * k * math.prod(batch)
 
 
-@_handles(Opcode.QUANT)
-def _quant(ctx: OpContext) -> int:
+def _quant_operands(ctx: OpContext):
+    """The checks quant and act_quant share: src bf16 / fp32 [..., H], dst e4m3 of its shape, scale fp32
+    [..., ceil(H / group)]; returns (src, group)."""
     src = ctx.need_dtype("src", *FLOATS)
     ctx.need_dtype("dst", DType.FP8_E4M3)
     ctx.need_dtype("scale", DType.FP32)
     ctx.need_shape("dst", src.shape)
     group = _block_size(ctx, "group")
     ctx.need_shape("scale", src.shape[:-1] + (blocks(src.shape[-1], group),))
+    return src, group
+
+
+@_handles(Opcode.QUANT)
+def _quant(ctx: OpContext) -> int:
+    src, group = _quant_operands(ctx)
     ctx.write_raw("dst", numerics.quant(ctx.values("src"), ctx.values("scale"), group))
     return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.QUANT]
 
 
 @_handles(Opcode.ACT_QUANT)
 def _act_quant(ctx: OpContext) -> int:
-    src = ctx.need_dtype("src", *FLOATS)
-    ctx.need_dtype("dst", DType.FP8_E4M3)
-    ctx.need_dtype("scale", DType.FP32)
-    ctx.need_shape("dst", src.shape)
-    group = _block_size(ctx, "group")
-    ctx.need_shape("scale", src.shape[:-1] + (blocks(src.shape[-1], group),))
+    src, group = _quant_operands(ctx)
     codes, scale = numerics.act_quant(ctx.values("src"), group)
     ctx.write_raw("dst", codes)
     ctx.write("scale", scale)
