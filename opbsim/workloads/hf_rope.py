@@ -94,6 +94,9 @@ def _scaling(s: Reader, family: str, *, extra: frozenset[str], longest: int | No
     numbers = {key: s.number(key, None) for key in ("low_freq_factor", "high_freq_factor", "attention_factor",
                                                     "mscale", "mscale_all_dim", "beta_fast", "beta_slow")}
     betas = {key: numbers.pop(key) or default for key, default in (("beta_fast", 32.0), ("beta_slow", 1.0))}
+    low, high = numbers["low_freq_factor"], numbers["high_freq_factor"]
+    if kind == "llama3" and not low < high:
+        raise s.error("high_freq_factor", f"{high:g} must be above low_freq_factor ({low:g})")
     return RopeScaling(kind=kind, factor=s.number("factor", None, positive=True),
                        original_max_position_embeddings=original, truncate=s.flag("truncate", True),
                        **numbers, **betas)
