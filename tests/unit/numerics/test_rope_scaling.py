@@ -23,8 +23,8 @@ SCALINGS = {  # (theta, dim, scaling): the presets' and variants that reach each
     "yarn with a single-point range": (10000.0, 16, RopeScaling(kind="yarn", factor=8.0, beta_fast=3.0, beta_slow=3.0,
                                                                 original_max_position_embeddings=4096)),
     "llama4-scout llama3 x8": (500000.0, 128, PRESETS["llama4-scout"].rope_scaling),
-    "llama3 x32 on 64 columns": (10000.0, 64, RopeScaling(kind="llama3", factor=32.0, low_freq_factor=1.0,
-                                                          high_freq_factor=16.0, original_max_position_embeddings=4096)),
+    "llama3 x32 on 64 columns": (10000.0, 64, RopeScaling(
+        kind="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=16.0, original_max_position_embeddings=4096)),
     "linear x4": (10000.0, 128, RopeScaling(kind="linear", factor=4.0)),
     "linear x3": (1e6, 64, RopeScaling(kind="linear", factor=3.0)),
 }
