@@ -103,7 +103,7 @@ def sampled(rng: np.random.Generator, n: int = 1 << 21) -> dict[str, tuple[float
     for top in (4096, 131072):
         x = rng.standard_normal((2, 1024, 128), dtype=np.float32)
         pos = rng.integers(0, top, 1024).astype(np.int32)
-        y = numerics.rope(x, pos, 500000.0)
+        y = numerics.rope(x, pos, rope_inv_freq(500000.0, 128))
         for what, angles in (("exact angles", None), ("its fp32 angles", "fp32")):
             exact = _rope64(x.astype(np.float64), pos, 500000.0, angles)
             err = np.abs(y - exact) / 2.0**-24

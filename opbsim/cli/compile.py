@@ -116,7 +116,3 @@ def compile_cmd(model: str, device: str, policy: str | None, hw: tuple[str, ...]
                f"({per_unit}), {len(program.descriptors)} descriptors{where}")
     if note:
         click.echo(note, err=True)
-    from opbsim.workloads.features import unapplied_values
-
-    for unapplied in unapplied_values(cfg):
-        click.echo(f"note: {unapplied}", err=True)

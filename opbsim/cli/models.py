@@ -72,8 +72,8 @@ def model_summary(model, *, batch: int, ctx: int, prefill: int = 0, tp: int = 1)
         "tie_word_embeddings": model.tie_word_embeddings, "sliding_window": model.sliding_window,
         "mla": None if model.mla is None else {f: getattr(model.mla, f) for f in model.mla.__slots__},
         "rope_theta": model.rope_theta,
-        "rope_scaling": None if model.rope_scaling is None else {"kind": model.rope_scaling.kind,
-                                                                 "factor": model.rope_scaling.factor},
+        "rope_scaling": None if model.rope_scaling is None else {
+            f: getattr(model.rope_scaling, f) for f in model.rope_scaling.__slots__},
         "norm_eps": model.norm_eps, "norm_topk_prob": model.norm_topk_prob,
         "dtype": model.dtype.name.lower(), "weight_dtype": model.weight_dtype.name.lower(),
         "kv_dtype": model.kv_dtype.name.lower(),

@@ -94,16 +94,11 @@ def run_cmd(model: str, layer: int, batch: int, ctx: int, device: str, policy: s
     }
     if rtl_lanes:
         summary.update(rtl_lanes=rtl_lanes, rtl_gemm_tiles=result.rtl_tiles, rtl_cycles=result.rtl_cycles)
-    from opbsim.workloads.features import unapplied_values
-
-    summary["not_applied"] = list(unapplied_values(cfg))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         lines = _text_lines(summary, {"attention": result.attention_error, "ffn": result.ffn_error})
         width = max(len(k) for k, _ in lines)
         click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in lines))
-        for note in summary["not_applied"]:
-            click.echo(f"note: {note}", err=True)
     if not result.bit_exact:
         raise bad_input(f"outputs differ from the numerics definition: {', '.join(result.mismatches)}")

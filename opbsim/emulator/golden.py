@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opbsim.emulator import golden_rope
 from opbsim.errors import InputError
 
 __all__ = ["GOLDEN_ROWS", "sample_rows",
@@ -32,12 +33,13 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def rope(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:
-    """Rotate halves of the last axis of x [..., T, D] by angles pos * theta^(-2i/D)."""
+def rope(x: np.ndarray, positions: np.ndarray, theta: float, scaling=None) -> np.ndarray:
+    """Rotate halves of the last axis of x [..., T, D] by angles pos * f[i], f = theta^(-2i/D) or its
+    long-context ``scaling`` (a RopeScaling), cos and sin times its attention factor (golden_rope.py)."""
     d = x.shape[-1]
-    inv_freq = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    ang = np.asarray(positions, dtype=np.float64)[:, None] * inv_freq[None, :]
-    cos, sin = np.cos(ang), np.sin(ang)
+    ang = np.asarray(positions, dtype=np.float64)[:, None] * golden_rope.inv_freq(theta, d, scaling)[None, :]
+    m = golden_rope.attention_factor(scaling)
+    cos, sin = np.cos(ang) * m, np.sin(ang) * m
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
@@ -119,13 +121,13 @@ def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None
     return (softmax(scores) @ v[:, None]).reshape(-1, tq, v.shape[-1])
 
 
-def _project(x: np.ndarray, w: GQAWeights, positions: np.ndarray, theta: float, eps: float):
+def _project(x: np.ndarray, w: GQAWeights, positions: np.ndarray, theta: float, eps: float, scaling=None):
     h = rmsnorm(x, w.norm, eps)
     t, dh = x.shape[0], w.head_dim
     q = (h @ w.wq.T).reshape(t, w.n_heads, dh).transpose(1, 0, 2)
     k = (h @ w.wk.T).reshape(t, w.n_kv_heads, dh).transpose(1, 0, 2)
     v = (h @ w.wv.T).reshape(t, w.n_kv_heads, dh).transpose(1, 0, 2)
-    return rope(q, positions, theta), rope(k, positions, theta), v
+    return rope(q, positions, theta, scaling), rope(k, positions, theta, scaling), v
 
 
 def gqa_prefill(x: np.ndarray, w: GQAWeights, theta: float, eps: float):
@@ -139,10 +141,10 @@ def gqa_prefill(x: np.ndarray, w: GQAWeights, theta: float, eps: float):
 
 
 def gqa_decode(x: np.ndarray, w: GQAWeights, k_cache: list[np.ndarray], v_cache: list[np.ndarray],
-               theta: float, eps: float) -> np.ndarray:
+               theta: float, eps: float, scaling=None) -> np.ndarray:
     """One new token per sequence: x [B, H]; sequence b has k_cache[b] / v_cache[b] of shape
     [KVH, L_b, Dh] (keys already rotated), and its token sits at position L_b. Returns x + output."""
-    q, k, v = _project(x, w, np.array([c.shape[1] for c in k_cache]), theta, eps)  # [heads, B, Dh]
+    q, k, v = _project(x, w, np.array([c.shape[1] for c in k_cache]), theta, eps, scaling)  # [heads, B, Dh]
     o = np.empty((x.shape[0], w.n_heads * w.head_dim))
     for b in range(x.shape[0]):
         keys = np.concatenate([k_cache[b], k[:, b:b + 1]], axis=1)

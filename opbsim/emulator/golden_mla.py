@@ -13,15 +13,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from opbsim.emulator import golden_rope
 from opbsim.emulator.golden import rmsnorm, rope, softmax
 
 __all__ = ["mla_attention"]
 
 
 def mla_attention(x_norm: np.ndarray, w: Mapping[str, np.ndarray], mla, heads: int, reqs: Sequence,
-                  past: Sequence[np.ndarray], theta: float, eps: float) -> np.ndarray:
+                  past: Sequence[np.ndarray], theta: float, eps: float, scaling=None) -> np.ndarray:
+    """``scaling``: the model's RopeScaling (None: unscaled): RoPE's frequencies and cos/sin factor, and
+    DeepSeek's softmax-scale factor yarn_get_mscale(factor, mscale_all_dim)^2 (golden_rope.py)."""
     c, dn, dr, dv = mla.kv_lora_rank, mla.qk_nope_head_dim, mla.qk_rope_head_dim, mla.v_head_dim
     T = x_norm.shape[0]
+    scale = golden_rope.mla_scale_factor(scaling) / np.sqrt(dn + dr)
     if mla.q_lora_rank:
         q = rmsnorm(x_norm @ w["w_q_a"], w["w_q_a_norm"], eps) @ w["w_q_b"]
     else:
@@ -35,11 +39,11 @@ def mla_attention(x_norm: np.ndarray, w: Mapping[str, np.ndarray], mla, heads: i
         pos = np.arange(r.past, r.context)
         rows = slice(r.row, r.row + r.new)
         lat = np.concatenate([old[:, :c], latent[rows]])  # [ctx, c]
-        k_rope = np.concatenate([old[:, c:], rope(kv_a[rows, c:], pos, theta)])  # [ctx, dr]
+        k_rope = np.concatenate([old[:, c:], rope(kv_a[rows, c:], pos, theta, scaling)])  # [ctx, dr]
         q_nope = q[rows, :, :dn].transpose(1, 0, 2)  # [H, new, dn]
-        q_rope = rope(q[rows, :, dn:].transpose(1, 0, 2), pos, theta)
+        q_rope = rope(q[rows, :, dn:].transpose(1, 0, 2), pos, theta, scaling)
         kv = np.einsum("tc,chd->htd", lat, w_kv_b)  # [H, ctx, dn + dv]
-        scores = (q_nope @ kv[..., :dn].transpose(0, 2, 1) + q_rope @ k_rope.T) / np.sqrt(dn + dr)
+        scores = (q_nope @ kv[..., :dn].transpose(0, 2, 1) + q_rope @ k_rope.T) * scale
         visible = np.arange(r.context)[None, :] <= pos[:, None]  # causal: a query sees keys up to its position
         scores = np.where(visible[None], scores, -np.inf)
         out[rows] = (softmax(scores) @ kv[..., dn:]).transpose(1, 0, 2)

@@ -230,5 +230,6 @@ def _attention_error(model, stage, layer, bits, stream, cache, want, rows) -> Go
     reqs = requests(stage)
     k_past = [cache[0][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]  # exact values, widened a row at a time
     v_past = [cache[1][i, :reqs[i].past].transpose(1, 0, 2) for i in rows]
-    attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps))
+    attn = golden.gqa_decode(x, gw, k_past, v_past, float(model.rope_theta), float(model.norm_eps),
+                             model.rope_scaling)
     return GoldenError(*golden.relative_error(want[f"{L}.h"][rows], attn))

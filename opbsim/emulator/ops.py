@@ -214,10 +214,9 @@ def _rope(ctx: OpContext) -> int:
     d = src.shape[-1]
     if d % 2:
         raise OperandError(f"operand src ({src.name}) has an odd last axis ({d}); rope rotates halves")
-    theta = float(ctx.imm("theta"))
-    if not theta > 0:
-        raise OperandError(f"theta={theta} must be > 0")
-    ctx.write("dst", numerics.rope(ctx.values("src"), ctx.values("pos"), theta))
+    ctx.need_dtype("freq", DType.FP32)
+    ctx.need_shape("freq", (d // 2,))
+    ctx.write("dst", numerics.rope(ctx.values("src"), ctx.values("pos"), ctx.values("freq"), float(ctx.imm("mscale"))))
     return src.numel * VECTOR_OPS_PER_ELEMENT[Opcode.ROPE]
 
 

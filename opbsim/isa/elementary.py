@@ -23,7 +23,7 @@ import numpy as np
 
 from opbsim.isa.floatbits import F32_CANONICAL_NAN_BITS, f32, f32_from_bits
 
-__all__ = ["exp", "exp_scaled", "rsqrt", "sincos", "rope_inv_freq", "EXP_LO", "EXP_HI"]
+__all__ = ["exp", "exp_scaled", "rsqrt", "sincos", "rope_inv_freq", "nearest_f32", "EXP_LO", "EXP_HI"]
 
 _c = np.float32
 _NAN = f32_from_bits(np.uint32(F32_CANONICAL_NAN_BITS))[()]
@@ -169,12 +169,13 @@ def _inv_freq_cached(theta: float, dim: int) -> tuple[float, ...]:
         ctx.prec = 60
         ln_theta = Decimal(theta).ln()
         for i in range(dim // 2):
-            out.append(_nearest_f32(((Decimal(-2 * i) / Decimal(dim)) * ln_theta).exp()))
+            out.append(nearest_f32(((Decimal(-2 * i) / Decimal(dim)) * ln_theta).exp()))
     return tuple(out)
 
 
-def _nearest_f32(v: Decimal) -> float:
-    """The binary32 value nearest to ``v`` (certified: ``v`` carries 60 significant digits)."""
+def nearest_f32(v: Decimal, what: str = "rope frequency") -> float:
+    """The binary32 value nearest to ``v`` (certified: ``v`` carries 60 significant digits, and
+    ArithmeticError naming ``what`` if it lies within 1e-50 relative of a rounding midpoint)."""
     guess = np.float32(float(v))
     cands = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
     exact = Fraction(v)
@@ -182,7 +183,7 @@ def _nearest_f32(v: Decimal) -> float:
     best = min(range(3), key=dists.__getitem__)
     others = sorted(dists)
     if others[1] - others[0] <= exact * Fraction(1, 10**50):
-        raise ArithmeticError(f"rope frequency {v} is too close to a binary32 midpoint to certify")
+        raise ArithmeticError(f"{what} {v} is too close to a binary32 midpoint to certify")
     return float(cands[best])
 
 

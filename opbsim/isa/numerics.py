@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from opbsim.isa.elementary import exp, exp_scaled, rope_inv_freq, rsqrt, sincos
+from opbsim.isa.elementary import exp, exp_scaled, rsqrt, sincos
 from opbsim.isa.floatbits import bf16_bits, bf16_widen, canonical_f32, f32
 from opbsim.isa.fp8 import fp8_bits, fp8_widen
 from opbsim.isa.numerics_fp8 import act_quant, gemm_fp8, quant
@@ -265,22 +265,29 @@ def gelu(x) -> np.ndarray:
     return _times_sigmoid(x, z)
 
 
-def rope(x, pos, theta: float) -> np.ndarray:
+def rope(x, pos, freq, mscale: float = 1.0) -> np.ndarray:
     """Rotary embedding of x [..., T, D] at integer positions pos [T], halves rotated.
 
-    With h = D/2, f = rope_inv_freq(theta, D) (fp32 table, correctly rounded theta^(-2i/D)):
+    With h = D/2, f = freq [h] (fp32; the host's table, correctly rounded: elementary.rope_inv_freq
+    theta^(-2i/D), or a long-context scaling of it, isa/rope_freq.py) and m = fp32(mscale):
       a[t, i] = fp32(pos[t]) * f[i]            (pos converted RNE, exact for |pos| < 2^24)
       s, c = sincos(a)
-      y[..., i]     = (x[..., i] * c) - (x[..., i + h] * s)
-      y[..., i + h] = (x[..., i + h] * c) + (x[..., i] * s)      (each product rounded first)
+      s' = s * m, c' = c * m                   (fp32 multiplies; exact for m = 1: the unscaled rotation)
+      y[..., i]     = (x[..., i] * c') - (x[..., i + h] * s')
+      y[..., i + h] = (x[..., i + h] * c') + (x[..., i] * s')      (each product rounded first)
     """
     x = f32(x)
     d = x.shape[-1]
     h = d // 2
-    ang = np.asarray(pos, dtype=np.int32).astype(np.float32)[:, None] * rope_inv_freq(theta, d)[None, :]
+    freq = np.asarray(freq, dtype=np.float32).reshape(-1)
+    if freq.shape != (h,):
+        raise ValueError(f"rope needs {h} frequencies for a last axis of {d}, got {freq.size}")
+    ang = np.asarray(pos, dtype=np.int32).astype(np.float32)[:, None] * freq[None, :]
     s, c = sincos(ang)
+    m = np.float32(mscale)
     x1, x2 = x[..., :h], x[..., h:]
     with _quiet():
+        s, c = s * m, c * m
         y1 = (x1 * c) - (x2 * s)
         y2 = (x2 * c) + (x1 * s)
     return np.concatenate([y1, y2], axis=-1)

@@ -300,11 +300,12 @@ TABLE: tuple[OpSpec, ...] = (
         "dst = src * sigmoid(2 sqrt(2/pi) (src + 0.044715 src^3)) (GELU, tanh form) by the numerics definition",
         _out("dst", "result"), _in("src", "input"), ops=6),  # square, multiply-add, multiply, exp, add, divide
     _op(Opcode.ROPE, _G.VECTOR, _COMPUTE,
-        "rotary embedding of the last axis (halves rotated), angle pos * theta^(-2i/D) (frequencies: a "
-        "correctly rounded table; positions below 2^24)",
+        "rotary embedding of the last axis (halves rotated) by angle pos * freq[i], cos and sin scaled by "
+        "mscale (positions below 2^24)",
         _out("dst", "[..., T, D]"), _in("src", "[..., T, D]"), _in("pos", "[T] i32 positions"),
-        _f32("theta", "rotary base, e.g. 10000.0 or 1000000.0"),
-        ops=3),  # two multiplies and an add per output (angles are per position, amortised)
+        _in("freq", "[D/2] fp32 frequencies (theta^(-2i/D), or a long-context scaling of them)"),
+        _f32("mscale", "cos and sin factor (YaRN's attention factor; 1.0: unscaled)", default=1.0),
+        ops=3),  # two multiplies and an add per output (angles and cos/sin scaling per position, amortised)
     _op(Opcode.SCALE, _G.VECTOR, _COMPUTE, "dst = src * factor",
         _out("dst", "result"), _in("src", "input"), _f32("factor", "fp32 multiplier"), ops=1),
     _op(Opcode.CLAMP, _G.VECTOR, _COMPUTE,

@@ -34,6 +34,7 @@ from opbsim.isa.program import AttentionPart
 from opbsim.isa.types import DType
 from opbsim.layers import fp8
 from opbsim.layers.builder import Builder
+from opbsim.layers.rope_table import rope_operands
 from opbsim.layers.stage_rows import Request, positions, requests
 from opbsim.layers.view import View, at
 from opbsim.workloads.models import AttentionKind, QKNorm
@@ -127,10 +128,10 @@ def qk_norm(b: Builder, op: Op) -> None:
 def rope(b: Builder, op: Op) -> None:
     geo = _Geometry(b, layer_prefix(b, op))
     pos = b.const("positions", positions(b.stage))
-    theta = float(np.float32(b.model.rope_theta))
+    freq, mscale = rope_operands(b, geo.d)
     for first, count in ((0, geo.H), (geo.H, geo.KV)):
         view = geo.heads(first, count, 0, geo.T)
-        b.emit("rope", view, view, pos, theta)
+        b.emit("rope", view, view, pos, freq, mscale)
 
 
 def query_temperature(pos: np.ndarray, floor_scale: int, attn_scale: float) -> np.ndarray:

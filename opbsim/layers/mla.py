@@ -9,11 +9,13 @@ head, dv = the value head):
   only copy: the prefill expansion reads it whole, the absorptions through strided views.
 
 Values (each instruction rounds once to its destination):
-- ``kv_a[:, :c] = bf16(rmsnorm(kv_a[:, :c]))``; RoPE (halves rotated) on each head's dr columns
-  and on the shared key, at each row's position;
+- ``kv_a[:, :c] = bf16(rmsnorm(kv_a[:, :c]))``; RoPE (halves rotated; the model's frequency table and
+  cos/sin factor, layers/rope_table.py) on each head's dr columns and on the shared key, at each row's
+  position;
 - prefill chunk (expanded form): ``kv = bf16(latent[:ctx] W_kv_b)``; scores
   ``s = q_nope k_nope^T`` then ``+ q_rope k_rope^T`` (fp32, summed in that order: one k-ordered sum
-  over dn + dr); ``p = bf16(softmax(s / sqrt(dn + dr)))`` causal; ``o = bf16(p V)``;
+  over dn + dr); ``p = bf16(softmax(s * scale))`` causal, scale = fp32((dn + dr)^-0.5), times
+  DeepSeek's yarn_get_mscale(factor, mscale_all_dim)^2 under YaRN (layers/rope_table.py); ``o = bf16(p V)``;
 - decode (absorbed form): ``q_lat = bf16(q_nope W_UK^T)`` per head; scores
   ``s = q_lat latent^T`` then ``+ q_rope k_rope^T`` (fp32); ``p`` as above without the mask;
   ``o_lat = bf16(p latent)``; ``o = bf16(o_lat W_UV)``.
@@ -23,7 +25,6 @@ golden layer (emulator/layer_golden.py) bounds both.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -34,6 +35,7 @@ from opbsim.isa.types import DType
 from opbsim.layers import fp8
 from opbsim.layers.attention import layer_prefix
 from opbsim.layers.builder import Builder
+from opbsim.layers.rope_table import mla_softmax_scale, rope_operands
 from opbsim.layers.stage_rows import positions, requests
 from opbsim.layers.view import View, at
 from opbsim.workloads.attention_mla import MLAPart
@@ -68,7 +70,7 @@ class _Geometry:
         self.w_scale = None if self.block is None else b.buf(
             f"{self.L}.w_kv_b.scale", DType.FP32, (-(-self.c // self.block[0]), -(-self.H * self.dkv // self.block[1])))
         self.attn = b.buf(f"{self.L}.attn", m.dtype, (self.T, self.H * self.dv))
-        self.scale = float(np.float32(1.0 / math.sqrt(self.dq)))
+        self.scale = mla_softmax_scale(m, self.dq)
 
     def q_part(self, row: int, rows: int, offset: int, width: int) -> View:
         """[H, rows, width] of the query heads from column ``offset`` of each head."""
@@ -122,11 +124,11 @@ def kv_a_norm(b: Builder, op: Op) -> None:
 def rope(b: Builder, op: Op) -> None:
     g = _Geometry(b, op)
     pos = b.const("positions", positions(b.stage))
-    theta = float(np.float32(b.model.rope_theta))
+    freq, mscale = rope_operands(b, g.dr)
     q_rope = g.q_part(0, g.T, g.dn, g.dr)
-    b.emit("rope", q_rope, q_rope, pos, theta)
+    b.emit("rope", q_rope, q_rope, pos, freq, mscale)
     k_rope = at(g.kv_a, g.c, (g.T, g.dr), (g.c + g.dr, 1))
-    b.emit("rope", k_rope, k_rope, pos, theta)
+    b.emit("rope", k_rope, k_rope, pos, freq, mscale)
 
 
 def kv_store(b: Builder, op: Op) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from opbsim.isa import numerics as N
-from opbsim.isa.elementary import exp_scaled
+from opbsim.isa import rope_freq as R
+from opbsim.isa.elementary import exp_scaled, rope_inv_freq
 from opbsim.isa.floatbits import bf16_bits, f32_from_bits
 from opbsim.isa.types import DType
 from opbsim.reference.compare import Comparison, compare
@@ -202,14 +203,27 @@ def _check_topk_rope(ops: Ops, rng) -> list[Comparison]:
         for dk in (BF16, FP32):
             got = ops.download(ops.clamp(ops.upload(z), lo, hi, lower, dk))
             out.append(compare(f"clamp [{lo}, {hi}] lower={lower} ->{dk}", got, store(N.clamp(z, lo, hi, lower), dk)))
-    for shape, theta, top in (((3, 11, 64), 1e4, 100), ((2, 4, 9, 128), 5e5, 131072), ((5, 16), 1e6, 2**21)):
+    for shape, table, top in (((3, 11, 64), "theta=1e4", 100), ((2, 4, 9, 128), "theta=5e5", 131072),
+                              ((5, 16), "theta=1e6", 2**21), ((3, 7, 64), "yarn x32", 131072),
+                              ((2, 5, 128), "llama3 x8", 2**20), ((4, 6, 32), "linear x4 mscale 0.7", 4096)):
         x = _bf16_normal(rng, shape)
         pos = rng.integers(0, top, shape[-2]).astype(np.int32)
+        freq, mscale = _ROPE_TABLES[table](shape[-1])
         for dk in (BF16, FP32):
-            want = store(N.rope(values(x), pos, theta), dk)
-            got = ops.download(ops.rope(ops.upload(x), ops.upload(pos), theta, dk))
-            out.append(compare(f"rope {list(shape)} theta={theta:g} ->{dk}", got, want))
+            want = store(N.rope(values(x), pos, freq, mscale), dk)
+            got = ops.download(ops.rope(ops.upload(x), ops.upload(pos), ops.upload(freq), mscale, dk))
+            out.append(compare(f"rope {list(shape)} {table} ->{dk}", got, want))
     return out
+
+
+_ROPE_TABLES = {  # name -> (fp32 frequency table of a width, fp32 cos/sin factor)
+    "theta=1e4": lambda d: (rope_inv_freq(1e4, d), 1.0),
+    "theta=5e5": lambda d: (rope_inv_freq(5e5, d), 1.0),
+    "theta=1e6": lambda d: (rope_inv_freq(1e6, d), 1.0),
+    "yarn x32": lambda d: (R.yarn_inv_freq(150000.0, d, 32.0, 32.0, 1.0, 4096, False), R.yarn_attention_factor(32.0)),
+    "llama3 x8": lambda d: (R.llama3_inv_freq(500000.0, d, 8.0, 1.0, 4.0, 8192), 1.0),
+    "linear x4 mscale 0.7": lambda d: (R.linear_inv_freq(1e4, d, 4.0), float(np.float32(0.7))),
+}
 
 
 def _check_dispatch(ops: Ops, rng) -> list[Comparison]:

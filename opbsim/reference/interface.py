@@ -105,7 +105,8 @@ class Ops(Protocol):
     def clamp(self, x: Any, lo: float, hi: float, lower: bool, out_kind: str) -> Any:
         """numerics.clamp (lo and hi already fp32)."""
 
-    def rope(self, x: Any, pos: Any, theta: float, out_kind: str) -> Any: ...
+    def rope(self, x: Any, pos: Any, freq: Any, mscale: float, out_kind: str) -> Any:
+        """numerics.rope with the fp32 frequency table ``freq`` [D/2] (mscale already fp32)."""
 
     def gather(self, src: Any, idx: Any) -> Any: ...
 

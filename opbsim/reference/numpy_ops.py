@@ -127,8 +127,8 @@ class NumpyOps:
     def clamp(self, x, lo, hi, lower, out_kind):
         return store(N.clamp(values(x), lo, hi, lower), out_kind)
 
-    def rope(self, x, pos, theta, out_kind):
-        return store(N.rope(values(x), pos, theta), out_kind)
+    def rope(self, x, pos, freq, mscale, out_kind):
+        return store(N.rope(values(x), pos, values(freq), mscale), out_kind)
 
     def gather(self, src, idx):
         return N.gather(src, idx)

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from opbsim.isa.elementary import rope_inv_freq
 from opbsim.reference.backends import Backend, GpuUnavailable, find_backend, unavailable_reason
 from opbsim.reference.interface import BF16, BINARY_OPS, FP8, FP32, I32, KIND_CODE, STORAGE, UNARY_OPS, kind_of
 
@@ -82,7 +81,6 @@ class GpuOps:
     def __init__(self, backend: Backend | None = None):
         self.backend = backend or find_backend()
         self._sm_count = int(self.backend.info().get("sm_count") or 132)
-        self._freq: dict[tuple[float, int], DeviceTensor] = {}
         self._work: tuple[Any, int] | None = None
 
     # ---- memory -------------------------------------------------------------------------
@@ -359,19 +357,19 @@ class GpuOps:
                 _f32(lo), _f32(hi), _i32(bool(lower))))
         return y
 
-    def rope(self, x, pos, theta, out_kind) -> DeviceTensor:
+    def rope(self, x, pos, freq, mscale, out_kind) -> DeviceTensor:
         x = self._dense(x)
         pos = pos if isinstance(pos, DeviceTensor) else self.upload(np.asarray(pos, np.int32))
+        freq = freq if isinstance(freq, DeviceTensor) else self.upload(np.asarray(freq, np.float32))
         t, d = x.shape[-2], x.shape[-1]
-        if pos.kind != I32 or pos.shape != (t,) or d % 2:
-            raise ValueError(f"rope needs pos i32 [{t}] and an even last axis, got {pos.kind}{list(pos.shape)}, {d}")
-        key = (float(theta), d)
-        if key not in self._freq:
-            self._freq[key] = self.upload(rope_inv_freq(theta, d))
+        if pos.kind != I32 or pos.shape != (t,) or d % 2 or freq.kind != FP32 or freq.shape != (d // 2,):
+            raise ValueError(f"rope needs pos i32 [{t}], an even last axis and freq fp32 [{d // 2}], got "
+                             f"{pos.kind}{list(pos.shape)}, {d}, {freq.kind}{list(freq.shape)}")
         y, pairs = self.empty(x.shape, out_kind), x.numel // 2
         self.backend.launch("opb_rope", (_blocks(pairs), 1, 1), (_THREADS, 1, 1), (
-            self._ptr(x), self._ptr(self._dense(pos)), self._ptr(self._freq[key]), self._ptr(y),
-            _i64(x.numel // (t * d)), _i32(KIND_CODE[x.kind]), _i32(KIND_CODE[out_kind]), _i32(t), _i32(d)))
+            self._ptr(x), self._ptr(self._dense(pos)), self._ptr(self._dense(freq)), self._ptr(y),
+            _i64(x.numel // (t * d)), _i32(KIND_CODE[x.kind]), _i32(KIND_CODE[out_kind]), _i32(t), _i32(d),
+            _f32(mscale)))
         return y
 
     # ---- MoE dispatch -------------------------------------------------------------------

@@ -12,23 +12,17 @@ from collections.abc import Callable
 from opbsim.errors import InputError
 from opbsim.workloads.models import ModelConfig
 
-__all__ = ["UNLOWERED", "unlowered_features", "unapplied_values", "check_lowerable"]
+__all__ = ["UNLOWERED", "unlowered_features", "check_lowerable"]
 
 UNLOWERED: tuple[tuple[str, Callable[[ModelConfig], bool]], ...] = (
     ("mxfp4 weights (--dtype bf16 runs them as bf16)", lambda m: m.weight_quant is not None
      and m.weight_quant.kind == "mxfp4"),
+    # transformers' _compute_dynamic_ntk_parameters recomputes the frequencies from the sequence length at each
+    # step, _compute_longrope_parameters picks per-dimension factors by it: neither is one table per program.
+    ("dynamic RoPE scaling", lambda m: m.rope_scaling is not None and m.rope_scaling.kind == "dynamic"),
+    ("longrope RoPE scaling", lambda m: m.rope_scaling is not None and m.rope_scaling.kind == "longrope"),
 )
 """(feature, whether a model has it), in the order a refusal names them."""
-
-
-def unapplied_values(model: ModelConfig) -> tuple[str, ...]:
-    """What of ``model`` a compiled program lowers without applying it: the values it changes are not
-    the model's, its shapes and costs are. ``compile`` and ``run`` print each as a note."""
-    notes = []
-    if model.rope_scaling is not None:
-        notes.append(f"rope_scaling {model.rope_scaling} is not applied: RoPE rotates by the unscaled frequencies "
-                     "(in the program, the numerics definition and the float64 golden alike; timing is unaffected)")
-    return tuple(notes)
 
 
 def check_lowerable(model: ModelConfig) -> None:

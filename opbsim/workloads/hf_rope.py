@@ -3,13 +3,15 @@
 ``rope_theta`` (or ``rope_parameters.rope_theta``, the form of ``transformers`` v5, which takes it
 first; both present must agree) is the base. A ``rope_scaling`` object (or the scaling keys of
 ``rope_parameters``) of a kind ``transformers`` implements (``linear``, ``dynamic``, ``yarn``,
-``longrope``, ``llama3``) is accepted and recorded as a ``RopeScaling``: it changes the angles RoPE
-rotates by, and YaRN and LongRoPE also scale cos/sin by a constant, but no shape, op or byte (the
-rope op reads a precomputed table of the same size; dynamic NTK recomputes a head_dim / 2 vector
-per step). Its keys are those ``transformers``' modeling_rope_utils checks for that kind: a
-required key missing, an unknown key or an unknown kind (Qwen2-VL's multimodal ``mrope``) is one
-line naming the key. Partial RoPE (``partial_rotary_factor`` other than 1) changes the rope op's
-width and stays rejected.
+``longrope``, ``llama3``) is read into a ``RopeScaling`` with every parameter of its kind: it changes
+the angles RoPE rotates by, and YaRN also scales cos/sin by a constant, but no shape, op or byte (the
+rope op reads a precomputed table of the same size). Its keys are those ``transformers``'
+modeling_rope_utils checks for that kind: a required key missing, an unknown key or an unknown kind
+(Qwen2-VL's multimodal ``mrope``) is one line naming the key. YaRN without
+``original_max_position_embeddings`` takes ``max_position_embeddings``, as transformers v4 does; its
+``factor`` is the file's (transformers v4.5x replaces it by max_position_embeddings /
+original_max_position_embeddings when both are given: the published files have the two equal).
+Partial RoPE (``partial_rotary_factor`` other than 1) changes the rope op's width and stays rejected.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ _V5_KEYS = frozenset({"rope_theta", "partial_rotary_factor"})  # rope_parameters
 def read_rope(r: Reader, family: str, default_theta: float) -> tuple[float, RopeScaling | None]:
     """The RoPE base (``default_theta`` when the file gives none) and the recorded scaling."""
     scaling = None
+    longest = r.data.get("max_position_embeddings")
+    longest = longest if isinstance(longest, int) and not isinstance(longest, bool) and longest > 0 else None
     if r.data.get("rope_scaling") is not None:
-        scaling = _scaling(r.section("rope_scaling"), family, extra=frozenset())
+        scaling = _scaling(r.section("rope_scaling"), family, extra=frozenset(), longest=longest)
     r.ignore(("rope_scaling",))
     _check_full_rotary(r)
     theta = r.number("rope_theta", None, positive=True)
@@ -47,7 +51,7 @@ def read_rope(r: Reader, family: str, default_theta: float) -> tuple[float, Rope
         r.ignore(("rope_parameters",))
         return (default_theta if theta is None else theta), scaling
     params = r.section("rope_parameters")
-    v5_scaling = _scaling(params, family, extra=_V5_KEYS)
+    v5_scaling = _scaling(params, family, extra=_V5_KEYS, longest=longest)
     _check_full_rotary(params)
     nested = params.number("rope_theta", None, positive=True)
     params.check_unknown(family)
@@ -59,9 +63,9 @@ def read_rope(r: Reader, family: str, default_theta: float) -> tuple[float, Rope
     return base, scaling or v5_scaling
 
 
-def _scaling(s: Reader, family: str, *, extra: frozenset[str]) -> RopeScaling | None:
+def _scaling(s: Reader, family: str, *, extra: frozenset[str], longest: int | None) -> RopeScaling | None:
     """The scaling an object describes (None for the ``default`` kind); ``extra``: other keys the
-    object may hold (read by the caller)."""
+    object may hold (read by the caller); ``longest``: the file's max_position_embeddings, if any."""
     kind = _kind(s)
     if kind == "default":
         if not extra:  # rope_parameters' other keys are checked by the caller once it has read them
@@ -81,7 +85,21 @@ def _scaling(s: Reader, family: str, *, extra: frozenset[str]) -> RopeScaling | 
         if key not in required | optional | extra and key not in _KIND_KEYS:
             raise s.error(key, f"unknown key for RoPE scaling {kind!r}")
     s.ignore(extra)
-    return RopeScaling(kind=kind, factor=s.number("factor", None, positive=True))
+    original = s.data.get("original_max_position_embeddings")
+    if kind == "yarn" and original is None:
+        if longest is None:
+            raise s.error("original_max_position_embeddings", "missing (RoPE scaling 'yarn' needs it or "
+                          "max_position_embeddings)")
+        original = longest
+    numbers = {key: s.number(key, None) for key in ("low_freq_factor", "high_freq_factor", "attention_factor",
+                                                    "mscale", "mscale_all_dim", "beta_fast", "beta_slow")}
+    betas = {key: numbers.pop(key) or default for key, default in (("beta_fast", 32.0), ("beta_slow", 1.0))}
+    low, high = numbers["low_freq_factor"], numbers["high_freq_factor"]
+    if kind == "llama3" and not low < high:
+        raise s.error("high_freq_factor", f"{high:g} must be above low_freq_factor ({low:g})")
+    return RopeScaling(kind=kind, factor=s.number("factor", None, positive=True),
+                       original_max_position_embeddings=original, truncate=s.flag("truncate", True),
+                       **numbers, **betas)
 
 
 def _kind(s: Reader) -> str:

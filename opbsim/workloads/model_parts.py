@@ -133,23 +133,59 @@ class MLA:
 ROPE_SCALING_KINDS = ("linear", "dynamic", "yarn", "longrope", "llama3")
 """The ``rope_type`` values of ``transformers`` (modeling_rope_utils) that rescale frequencies."""
 
+_ROPE_REQUIRED = {"linear": ("factor",), "yarn": ("factor", "original_max_position_embeddings"),
+                  "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RopeScaling:
-    """A rescaling of the RoPE frequencies for long contexts (``rope_scaling`` of a config.json):
-    ``kind`` one of ``ROPE_SCALING_KINDS``, ``factor`` the context extension (None where the file gives none,
-    as LongRoPE's per-dimension factors). Recorded, not applied: it changes the angles RoPE rotates
-    by (and, for YaRN and LongRoPE, scales cos/sin), never a shape, an op or its cost."""
+    """A rescaling of the RoPE frequencies for long contexts (``rope_scaling`` of a config.json), with
+    the parameters of its kind as transformers' modeling_rope_utils reads them (defaults likewise):
+    ``kind`` one of ``ROPE_SCALING_KINDS``; ``factor`` the context extension (None where the file gives
+    none, as LongRoPE's per-dimension factors); ``original_max_position_embeddings`` (tokens) the
+    pretraining context (llama3, yarn); ``low_freq_factor`` / ``high_freq_factor`` (llama3);
+    ``beta_fast`` / ``beta_slow`` the rotation counts bounding YaRN's ramp (transformers' ``or 32`` /
+    ``or 1``: 0 means the default); ``truncate`` rounds YaRN's correction range to integers;
+    ``attention_factor`` (YaRN's cos/sin factor; None: from ``mscale`` / ``mscale_all_dim``);
+    ``mscale`` / ``mscale_all_dim`` DeepSeek's (None: absent). linear, llama3 and yarn are applied
+    (the table of isa/rope_freq.py); dynamic and longrope are refused by the compiler. No kind changes
+    a shape, an op or its cost."""
 
     kind: str
     factor: float | None = None
+    original_max_position_embeddings: int | None = None
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    truncate: bool = True
+    attention_factor: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ROPE_SCALING_KINDS:
             raise ConfigError("rope_scaling", f"rope_scaling kind must be one of {', '.join(ROPE_SCALING_KINDS)}, "
                               f"got {self.kind!r}")
-        if self.factor is not None:
-            object.__setattr__(self, "factor", check_real("rope_scaling factor", self.factor, positive=True))
+        for name in ("factor", "low_freq_factor", "high_freq_factor", "attention_factor"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_real(f"rope_scaling {name}", getattr(self, name), positive=True))
+        for name in ("mscale", "mscale_all_dim"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_real(f"rope_scaling {name}", getattr(self, name), positive=False))
+        for name, default in (("beta_fast", 32.0), ("beta_slow", 1.0)):  # transformers: ``get(name) or default``
+            value = check_real(f"rope_scaling {name}", getattr(self, name), positive=False)
+            object.__setattr__(self, name, value or default)
+        if self.original_max_position_embeddings is not None:
+            check_count("rope_scaling original_max_position_embeddings", self.original_max_position_embeddings)
+        if not isinstance(self.truncate, bool):
+            raise ConfigError("rope_scaling", f"rope_scaling truncate must be True or False, got {self.truncate!r}")
+        missing = [n for n in _ROPE_REQUIRED.get(self.kind, ()) if getattr(self, n) is None]
+        if missing:
+            raise ConfigError("rope_scaling", f"rope_scaling {self.kind!r} needs {', '.join(missing)}")
+        if self.kind == "llama3" and not self.low_freq_factor < self.high_freq_factor:
+            raise ConfigError("rope_scaling", f"rope_scaling low_freq_factor ({self.low_freq_factor:g}) must be below "
+                              f"high_freq_factor ({self.high_freq_factor:g})")
 
     def __str__(self) -> str:
         return self.kind if self.factor is None else f"{self.kind} x{self.factor:g}"

@@ -25,6 +25,20 @@ from opbsim.workloads.models import (
 
 __all__ = ["PRESETS", "get_preset"]
 
+
+# The rope_scaling objects of the published config.json files (tests/fixtures holds copies of DeepSeek-V3's,
+# gpt-oss's and Llama 4 Scout's; DeepSeek-V2's and V2-Lite's are the same object, factor 40 over 4096
+# pretraining tokens with DeepSeek's mscale = mscale_all_dim = 0.707). Every key is the file's; the others
+# keep transformers' defaults (beta_fast 32, beta_slow 1, truncate true).
+_DEEPSEEK_V2_YARN = RopeScaling(kind="yarn", factor=40.0, original_max_position_embeddings=4096, beta_fast=32,
+                                beta_slow=1, mscale=0.707, mscale_all_dim=0.707)
+_DEEPSEEK_V3_YARN = RopeScaling(kind="yarn", factor=40.0, original_max_position_embeddings=4096, beta_fast=32,
+                                beta_slow=1, mscale=1.0, mscale_all_dim=1.0)
+_GPT_OSS_YARN = RopeScaling(kind="yarn", factor=32.0, original_max_position_embeddings=4096, beta_fast=32.0,
+                            beta_slow=1.0, truncate=False)
+_LLAMA4_SCOUT_LLAMA3 = RopeScaling(kind="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                   original_max_position_embeddings=8192)
+
 _PRESETS = (
     # Hugging Face mistralai/Mixtral-8x7B-v0.1 config.json (tests/fixtures holds a copy). norm_topk_prob:
     # MixtralSparseMoeBlock softmaxes the router logits, takes the top 2 and divides them by their sum.
@@ -92,21 +106,20 @@ _PRESETS = (
     ModelConfig(name="llama-2-7b", hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, head_dim=128,
                 vocab_size=32000, dense_ffn=11008, rope_theta=10000.0, norm_eps=1e-5,
                 source="HF meta-llama/Llama-2-7b-hf config.json"),
-    # Hugging Face deepseek-ai/DeepSeek-V2-Lite config.json: MLA without query compression. The released
-    # model scales RoPE with YaRN (rope_scaling: factor 40, mscale 0.707): recorded, not applied (it changes
-    # the rotation angles, not the cost; rope_theta is the base it scales).
+    # Hugging Face deepseek-ai/DeepSeek-V2-Lite config.json: MLA without query compression, RoPE scaled
+    # with YaRN (_DEEPSEEK_V2_YARN, the file's rope_scaling; rope_theta is the base it scales).
     ModelConfig(name="deepseek-v2-lite", hidden_size=2048, num_layers=27, num_heads=16, num_kv_heads=16,
                 head_dim=192, vocab_size=102400, dense_ffn=10944, num_experts=64, top_k=6, norm_topk_prob=False,
                 expert_ffn=1408, num_shared_experts=2, shared_ffn=1408, first_dense_layers=1, rope_theta=10000.0,
-                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
+                rope_scaling=_DEEPSEEK_V2_YARN, norm_eps=1e-6,
                 mla=MLA(q_lora_rank=0, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128),
                 source="HF deepseek-ai/DeepSeek-V2-Lite config.json"),
-    # Hugging Face deepseek-ai/DeepSeek-V2 config.json. As for V2-Lite, YaRN RoPE scaling (factor 40) is
-    # recorded, not applied; not described: the routed experts' output scale routed_scaling_factor 16.0.
+    # Hugging Face deepseek-ai/DeepSeek-V2 config.json. As V2-Lite, YaRN RoPE scaling (_DEEPSEEK_V2_YARN);
+    # not described: the routed experts' output scale routed_scaling_factor 16.0.
     ModelConfig(name="deepseek-v2", hidden_size=5120, num_layers=60, num_heads=128, num_kv_heads=128,
                 head_dim=192, vocab_size=102400, dense_ffn=12288, num_experts=160, top_k=6, norm_topk_prob=False,
                 expert_ffn=1536, num_shared_experts=2, shared_ffn=1536, first_dense_layers=1, rope_theta=10000.0,
-                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
+                rope_scaling=_DEEPSEEK_V2_YARN, norm_eps=1e-6,
                 mla=MLA(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
                         v_head_dim=128),
                 source="HF deepseek-ai/DeepSeek-V2 config.json"),
@@ -118,7 +131,7 @@ _PRESETS = (
     ModelConfig(name="deepseek-v3", hidden_size=7168, num_layers=61, num_heads=128, num_kv_heads=128,
                 head_dim=192, vocab_size=129280, dense_ffn=18432, num_experts=256, top_k=8, norm_topk_prob=True,
                 expert_ffn=2048, num_shared_experts=1, shared_ffn=2048, first_dense_layers=3, rope_theta=10000.0,
-                rope_scaling=RopeScaling(kind="yarn", factor=40.0), norm_eps=1e-6,
+                rope_scaling=_DEEPSEEK_V3_YARN, norm_eps=1e-6,
                 mla=MLA(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
                         v_head_dim=128),
                 router=Router(scoring=RouterScoring.SIGMOID, correction_bias=True, n_group=8, topk_group=4,
@@ -145,7 +158,7 @@ _PRESETS = (
                 attention_chunk_size=8192, full_attention_layers=tuple(range(3, 48, 4)),
                 nope_layers=tuple(range(3, 48, 4)),
                 query_temperature=QueryTemperature(floor_scale_tokens=8192, attn_scale=0.1),
-                rope_theta=500000.0, rope_scaling=RopeScaling(kind="llama3", factor=8.0), norm_eps=1e-5,
+                rope_theta=500000.0, rope_scaling=_LLAMA4_SCOUT_LLAMA3, norm_eps=1e-5,
                 source="HF meta-llama/Llama-4-Scout-17B-16E config.json (text_config)"),
     # Hugging Face meta-llama/Llama-4-Maverick-17B-128E text_config: as Scout, but 128 experts on every second
     # layer (interleave_moe_layer_step 2), dense layers of 16384 (intermediate_size_mlp), no q/k norm, no
@@ -165,7 +178,7 @@ _PRESETS = (
                 vocab_size=201088, ffn_act=FFNAct.SWIGLU_OAI, num_experts=128, top_k=4, expert_ffn=2880,
                 expert_bias=True, router=Router(scoring=RouterScoring.SOFTMAX_TOPK, bias=True), qkv_bias=True,
                 o_bias=True, attention_sinks=True, sliding_window=128, full_attention_layers=tuple(range(1, 36, 2)),
-                rope_theta=150000.0, rope_scaling=RopeScaling(kind="yarn", factor=32.0), norm_eps=1e-5,
+                rope_theta=150000.0, rope_scaling=_GPT_OSS_YARN, norm_eps=1e-5,
                 weight_quant=WeightQuant(kind="mxfp4", block=(32,), scope="experts"),
                 source="HF openai/gpt-oss-120b config.json"),
     # Hugging Face openai/gpt-oss-20b config.json (tests/fixtures holds a copy): gpt-oss-120b's layer with 32
@@ -174,7 +187,7 @@ _PRESETS = (
                 vocab_size=201088, ffn_act=FFNAct.SWIGLU_OAI, num_experts=32, top_k=4, expert_ffn=2880,
                 expert_bias=True, router=Router(scoring=RouterScoring.SOFTMAX_TOPK, bias=True), qkv_bias=True,
                 o_bias=True, attention_sinks=True, sliding_window=128, full_attention_layers=tuple(range(1, 24, 2)),
-                rope_theta=150000.0, rope_scaling=RopeScaling(kind="yarn", factor=32.0), norm_eps=1e-5,
+                rope_theta=150000.0, rope_scaling=_GPT_OSS_YARN, norm_eps=1e-5,
                 weight_quant=WeightQuant(kind="mxfp4", block=(32,), scope="experts"),
                 source="HF openai/gpt-oss-20b config.json"),
 )

@@ -221,9 +221,11 @@ void opb_topk(GEOM, const void* x, void* vals, int* idx, long long rows, int x_k
 }
 
 void opb_rope(GEOM, const void* x, const int* pos, const float* inv_freq, void* y, long long n0, int x_kind,
-              int y_kind, int T, int D) {
+              int y_kind, int T, int D, float mscale) {
     UNUSED_GEOM;
-    for (long long e = 0; e < n0 * T * (D / 2); ++e) opb_rope_pair(x, x_kind, pos, inv_freq, y, y_kind, e, T, D);
+    for (long long e = 0; e < n0 * T * (D / 2); ++e) {
+        opb_rope_pair(x, x_kind, pos, inv_freq, y, y_kind, e, T, D, mscale);
+    }
 }
 
 void opb_gather(GEOM, const void* src, const int* idx, void* dst, long long total, int H, int elem_bytes) {

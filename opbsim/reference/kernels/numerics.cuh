@@ -410,9 +410,10 @@ OPB_HD void opb_act_quant_group(const void* x, int x_kind, unsigned char* y, flo
 }
 
 // rope of pair e of x [N0, T, D] (contiguous; e < N0 * T * D/2): angle fp32(pos[t]) * f[i]
-// with the host's table f = elementary.rope_inv_freq, then the rotation of numerics.rope.
+// with the host's table f (the instruction's freq operand: elementary.rope_inv_freq or a scaling of
+// it, isa/rope_freq.py), cos and sin multiplied by mscale, then the rotation of numerics.rope.
 OPB_HD void opb_rope_pair(const void* x, int x_kind, const int* pos, const float* inv_freq, void* y, int y_kind,
-                          long long e, int T, int D) {
+                          long long e, int T, int D, float mscale) {
     const int h = D / 2;
     const int i = (int)(e % h);
     const int t = (int)((e / h) % T);
@@ -420,6 +421,8 @@ OPB_HD void opb_rope_pair(const void* x, int x_kind, const int* pos, const float
     const float x1 = opb_load(x, x_kind, base + i), x2 = opb_load(x, x_kind, base + i + h);
     float s, c;
     opb_sincos(opb_mul(opb_i2f(pos[t]), inv_freq[i]), &s, &c);
+    s = opb_mul(s, mscale);
+    c = opb_mul(c, mscale);
     opb_store(y, y_kind, base + i, opb_sub(opb_mul(x1, c), opb_mul(x2, s)));
     opb_store(y, y_kind, base + i + h, opb_add(opb_mul(x2, c), opb_mul(x1, s)));
 }

@@ -164,12 +164,12 @@ extern "C" __global__ void opb_topk_grouped(const void* x, const void* bias, voi
 }
 
 // rope of x [N0, T, D] (contiguous) at positions pos [T] with the host's fp32 frequency table
-// inv_freq [D / 2]: one thread per rotated pair (opb_rope_pair).
+// inv_freq [D / 2] and the cos/sin factor mscale: one thread per rotated pair (opb_rope_pair).
 extern "C" __global__ void opb_rope(const void* x, const int* pos, const float* inv_freq, void* y, long long n0,
-                                    int x_kind, int y_kind, int T, int D) {
+                                    int x_kind, int y_kind, int T, int D, float mscale) {
     const long long pairs = n0 * T * (D / 2);
     for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < pairs;
          e += (long long)gridDim.x * blockDim.x) {
-        opb_rope_pair(x, x_kind, pos, inv_freq, y, y_kind, e, T, D);
+        opb_rope_pair(x, x_kind, pos, inv_freq, y, y_kind, e, T, D, mscale);
     }
 }

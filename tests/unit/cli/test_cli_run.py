@@ -79,12 +79,12 @@ def test_a_dense_layer_has_no_golden_ffn_error_and_says_why_instead_of_nan(tmp_p
     assert out["attention_unchecked"] == "" and 0 < out["attention_rel_error_max"] < 0.05
 
 
-def test_run_checks_an_mla_layer_and_says_its_rope_scaling_is_not_applied(tmp_path):
+def test_run_checks_an_mla_layer_with_its_yarn_rope_scaling_applied_and_no_note(tmp_path):
     result = CliRunner().invoke(cli, ["run", "deepseek-v2-lite", "--layer", "1", "--batch", "2", "--ctx", "4",
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "bit_exact" in result.stdout and "True" in result.stdout and "L1.kv_cache" in result.stdout
-    assert result.stderr.startswith("note: rope_scaling yarn x40 is not applied")
+    assert "rope_scaling" not in result.stderr
 
 def test_the_golden_checks_a_seeded_sample_of_rows_by_default_and_every_row_with_golden_all(tmp_path):
     path = small_mixtral(tmp_path)

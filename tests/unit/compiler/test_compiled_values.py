@@ -138,7 +138,7 @@ def test_mla_numerics_definition_is_within_bf16_rounding_of_float64_attention(ma
     cache = ref[f"{L}.kv_cache"].reshape(len(reqs), -1, a.cache_dim).astype(np.float64)
     past = [cache[i, :r.past] for i, r in enumerate(reqs)]
     want = mla_attention(ref[f"{L}.x_norm"].astype(np.float64), w, a, H, reqs, past, model.rope_theta,
-                         model.norm_eps)
+                         model.norm_eps, model.rope_scaling)
     got = ref[f"{L}.attn"].astype(np.float64).reshape(want.shape)
     assert np.abs(want).max() > 0.01  # the attention output is not vacuous
     assert np.abs(got - want).max() <= 2.0**-6 * np.abs(want).max()

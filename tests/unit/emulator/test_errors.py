@@ -99,13 +99,20 @@ def test_topk_k_must_fit_the_last_axis():
            "(the last axis of src (f4))")
 
 
-def test_rope_needs_an_even_last_axis_and_positive_theta():
-    prog_text = ".desc x hbm 0 fp32 [2, 3]\n.desc p hbm 64 i32 [2]\n    rope.xpu x, x, p, theta=10000.0\n"
+@pytest.mark.parametrize("width,freq,message", [
+    (3, "fp32 [1]", r"rope rotates halves$"),
+    (4, "fp32 [4]", r"^instruction 0 \(rope.xpu x, x, p, f, mscale=1.0\): operand freq \(f\) has shape \[4\], "
+                    r"expected \[2\]$"),
+    (4, "bf16 [2]", r"^instruction 0 \(rope.xpu x, x, p, f, mscale=1.0\): operand freq \(f\) is bf16, expected fp32$"),
+])
+def test_rope_needs_an_even_last_axis_and_an_fp32_table_of_half_of_it(width, freq, message):
+    prog_text = (f".desc x hbm 0 fp32 [2, {width}]\n.desc p hbm 64 i32 [2]\n.desc f hbm 96 {freq}\n"
+                 "    rope.xpu x, x, p, f, mscale=1.0\n")
     prog = assemble(prog_text)
     mem = DataMemory({Space.HBM: 128})
-    mem.store(prog.descriptor("x"), np.ones((2, 3)))
+    mem.store(prog.descriptor("x"), np.ones((2, width)))
     mem.store(prog.descriptor("p"), np.array([0, 1]))
-    with pytest.raises(ExecutionError, match=r"rope rotates halves$"):
+    with pytest.raises(ExecutionError, match=message):
         execute(prog, mem)
 
 

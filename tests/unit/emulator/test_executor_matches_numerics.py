@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from opbsim.isa import numerics as N
+from opbsim.isa import rope_freq as R
+from opbsim.isa.elementary import rope_inv_freq
 from opbsim.isa.spec import BY_MNEMONIC
 from opbsim.isa.types import DType
 
@@ -151,9 +153,13 @@ def test_rope(seed, shape):
     pos[0] = 0
     b.tensor("pos", I32, (shape[-2],), data=pos)
     b.tensor("dst", BF16, shape, fill=False)
-    theta = (10000.0, 1e6, 500000.0)[seed]
-    mem, before = b.run("rope", {"dst": "dst", "src": "src", "pos": "pos", "theta": theta})
-    want = N.rope(widen(before["src"], FLOATS[seed % 2]), before["pos"], theta)
+    d = shape[-1]
+    freq, mscale = ((rope_inv_freq(10000.0, d), 1.0),  # unscaled; YaRN (gpt-oss's) with its factor; llama3
+                    (R.yarn_inv_freq(150000.0, d, 32.0, 32.0, 1.0, 4096, False), R.yarn_attention_factor(32.0)),
+                    (R.llama3_inv_freq(500000.0, d, 8.0, 1.0, 4.0, 8192), float(np.float32(0.7))))[seed]
+    b.tensor("freq", FP32, (d // 2,), data=freq)
+    mem, before = b.run("rope", {"dst": "dst", "src": "src", "pos": "pos", "freq": "freq", "mscale": mscale})
+    want = N.rope(widen(before["src"], FLOATS[seed % 2]), before["pos"], freq, mscale)
     assert_same_bits(b.raw(mem, "dst"), N.store(want, BF16))
 
 

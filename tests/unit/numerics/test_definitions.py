@@ -4,6 +4,7 @@ no fusing, zeros, NaN and infinities, ties."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from opbsim.isa import numerics as N
 from opbsim.isa.floatbits import F32_CANONICAL_NAN_BITS, bf16_bits, bf16_widen, f32_bits, f32_from_bits
@@ -135,12 +136,34 @@ def test_rope_rotates_halves_by_pos_times_the_frequency_table():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 8)).astype(np.float32)
     pos = np.array([0, 7, 123456], np.int32)
-    y = N.rope(x, pos, 10000.0)
+    y = N.rope(x, pos, rope_inv_freq(10000.0, 8))
     assert np.array_equal(y[:, 0], x[:, 0])  # position 0: angle 0, cos 1, sin 0
     s, c = sincos(pos.astype(np.float32)[:, None] * rope_inv_freq(10000.0, 8)[None, :])
     x1, x2 = x[..., :4], x[..., 4:]
     assert np.array_equal(y[..., :4], x1 * c - x2 * s)
     assert np.array_equal(y[..., 4:], x2 * c + x1 * s)
+
+
+def test_rope_with_an_mscale_rounds_cos_and_sin_times_it_to_fp32_before_rotating():
+    from opbsim.isa.elementary import sincos
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    pos = np.array([0, 1, 90, 4095, 131071], np.int32)
+    freq = rng.uniform(1e-6, 1.0, 4).astype(np.float32)
+    m = np.float32(1.3465736)
+    y = N.rope(x, pos, freq, float(m))
+    s, c = sincos(pos.astype(np.float32)[:, None] * freq[None, :])
+    s, c = s * m, c * m  # fp32 products
+    x1, x2 = x[..., :4], x[..., 4:]
+    assert np.array_equal(y[..., :4], x1 * c - x2 * s) and np.array_equal(y[..., 4:], x2 * c + x1 * s)
+    assert np.array_equal(y[:, 0], x[:, 0] * m)  # position 0: cos = m, sin = 0
+    assert np.array_equal(N.rope(x, pos, freq, 1.0), N.rope(x, pos, freq))  # mscale 1: the unscaled rotation
+
+
+def test_rope_refuses_a_frequency_table_of_the_wrong_width():
+    with pytest.raises(ValueError, match="^rope needs 4 frequencies for a last axis of 8, got 3$"):
+        N.rope(np.zeros((2, 8), np.float32), np.zeros(2, np.int32), np.ones(3, np.float32))
 
 
 def test_scatter_add_accumulates_a_repeated_row_in_index_order():
@@ -235,7 +258,7 @@ def test_the_definitions_accept_empty_shapes():
     assert N.gather(np.ones((3, 5), np.float32), np.zeros(0, np.int64)).shape == (0, 5)
     acc = np.ones((3, 5), np.float32)
     assert np.array_equal(N.scatter_add(acc, e, np.zeros(0, np.int64), np.zeros(0, np.float32)), acc)
-    assert N.rope(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), 10000.0).shape == (0, 4)
+    assert N.rope(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.ones(2, np.float32)).shape == (0, 4)
 
 
 def test_descriptors_cannot_be_empty_so_no_instruction_sees_an_empty_operand():

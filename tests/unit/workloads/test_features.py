@@ -11,7 +11,7 @@ from opbsim.errors import InputError
 from opbsim.hardware import get_device
 from opbsim.workloads import PRESETS, Stage, build_model
 from opbsim.workloads.features import UNLOWERED, unlowered_features
-from opbsim.workloads.models import MLA
+from opbsim.workloads.models import MLA, RopeScaling
 from opbsim.workloads.weight_format import with_formats
 
 
@@ -63,7 +63,32 @@ def test_of_the_2026_presets_only_gpt_oss_is_refused_for_its_mxfp4_weights():
     assert unlowered_features(PRESETS["mixtral-8x7b"]) == ()
 
 
-def test_every_unlowered_feature_is_named_by_some_preset_in_some_storage_format():
-    models = [*PRESETS.values(), *(with_formats(m, kv="fp8") for m in PRESETS.values())]
+# the RoPE scalings transformers computes from the sequence length (no preset has one): Phi-3.5-MoE's
+# longrope object (its config.json: 48 short and 48 long factors over 4096 pretraining tokens) shortened
+LONGROPE = RopeScaling(kind="longrope", original_max_position_embeddings=4096)
+DYNAMIC = RopeScaling(kind="dynamic", factor=2.0)
+
+
+def test_every_unlowered_feature_is_named_by_some_preset_in_some_storage_format_or_rope_scaling():
+    models = [*PRESETS.values(), *(with_formats(m, kv="fp8") for m in PRESETS.values()),
+              *(dataclasses.replace(PRESETS["mixtral-8x7b"], rope_scaling=s) for s in (LONGROPE, DYNAMIC))]
     named = {f for m in models for f in unlowered_features(m)}
     assert named == {name for name, _ in UNLOWERED}
+
+
+@pytest.mark.parametrize("scaling,name", [(DYNAMIC, "dynamic"), (LONGROPE, "longrope")])
+def test_a_rope_scaling_computed_from_the_sequence_length_is_refused_in_one_line_naming_it(scaling, name):
+    model = dataclasses.replace(reduced(PRESETS["mixtral-8x7b"]), rope_scaling=scaling)
+    with pytest.raises(InputError, match=f"^mixtral-8x7b: the compiler cannot lower {name} RoPE scaling yet$"):
+        compile_graph(build_model(model, Stage.decode(2, 24)), get_device("duplex"), "duplex")
+
+
+@pytest.mark.parametrize("kind", ["linear", "llama3", "yarn"])
+def test_the_rope_scalings_of_one_table_per_model_are_lowered(kind):
+    scaling = {"linear": RopeScaling(kind="linear", factor=4.0),
+               "llama3": RopeScaling(kind="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                     original_max_position_embeddings=8192),
+               "yarn": RopeScaling(kind="yarn", factor=4.0, original_max_position_embeddings=32768)}[kind]
+    model = dataclasses.replace(reduced(PRESETS["mixtral-8x7b"]), rope_scaling=scaling)
+    assert unlowered_features(model) == ()
+    assert compile_graph(build_model(model, Stage.decode(2, 24)), get_device("duplex"), "duplex").program

@@ -1,6 +1,6 @@
 """config.json loading of what changes RoPE angles or the attention window but not cost: every
-``rope_scaling`` kind of transformers is recorded, a window no request can exceed is no window, and
-what would change cost or is unknown stays one line naming the key."""
+``rope_scaling`` kind of transformers is read with every parameter of its kind, a window no request
+can exceed is no window, and what would change cost or is unknown stays one line naming the key."""
 
 import dataclasses
 
@@ -24,30 +24,41 @@ LLAMA_31_8B = {  # meta-llama/Llama-3.1-8B
 }
 
 
-def test_llama_3_1_8b_loads_with_its_llama3_rope_scaling_recorded(tmp_path):
+LLAMA_31_SCALING = RopeScaling(kind="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                               original_max_position_embeddings=8192)
+
+
+def test_llama_3_1_8b_loads_with_its_llama3_rope_scaling_and_every_parameter(tmp_path):
     m = load_hf_config(write(tmp_path, LLAMA_31_8B))
-    assert m.rope_scaling == RopeScaling(kind="llama3", factor=8.0)
+    assert m.rope_scaling == LLAMA_31_SCALING
     assert m.rope_theta == 500000.0  # the base the scaling rescales
     assert (m.hidden_size, m.num_layers, m.num_kv_heads, m.dense_ffn, m.sliding_window) == (4096, 32, 8, 14336, 0)
     assert round(m.params_total / 1e9, 2) == 8.03  # Llama 3.1 8B: 8.03e9
 
 
-SCALINGS = [  # (the rope_scaling object, the recorded scaling)
+SCALINGS = [  # (the rope_scaling object, the scaling read)
     ({"type": "linear", "factor": 2.0}, RopeScaling(kind="linear", factor=2.0)),
     ({"rope_type": "dynamic", "factor": 4.0, "original_max_position_embeddings": 8192},
-     RopeScaling(kind="dynamic", factor=4.0)),
-    (DEEPSEEK_V2_LITE["rope_scaling"], RopeScaling(kind="yarn", factor=40.0)),
+     RopeScaling(kind="dynamic", factor=4.0, original_max_position_embeddings=8192)),
+    (DEEPSEEK_V2_LITE["rope_scaling"], RopeScaling(kind="yarn", factor=40.0, original_max_position_embeddings=4096,
+                                                   mscale=0.707, mscale_all_dim=0.707)),
     ({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},  # Qwen2.5's long-context note
-     RopeScaling(kind="yarn", factor=4.0)),
+     RopeScaling(kind="yarn", factor=4.0, original_max_position_embeddings=32768)),
+    ({"type": "yarn", "factor": 4.0},  # no original length: max_position_embeddings (65536), as transformers v4
+     RopeScaling(kind="yarn", factor=4.0, original_max_position_embeddings=65536)),
+    ({"rope_type": "yarn", "factor": 32.0, "beta_fast": 0, "beta_slow": 2.0, "truncate": False,
+      "attention_factor": 1.25, "original_max_position_embeddings": 4096},  # beta_fast 0: transformers' ``or 32``
+     RopeScaling(kind="yarn", factor=32.0, beta_fast=32.0, beta_slow=2.0, truncate=False, attention_factor=1.25,
+                 original_max_position_embeddings=4096)),
     ({"rope_type": "longrope", "short_factor": [1.0, 1.1], "long_factor": [1.5, 2.0],
-      "original_max_position_embeddings": 4096}, RopeScaling(kind="longrope", factor=None)),
-    (LLAMA_31_8B["rope_scaling"] | {"type": "llama3"}, RopeScaling(kind="llama3", factor=8.0)),  # both kind keys
+      "original_max_position_embeddings": 4096}, RopeScaling(kind="longrope", original_max_position_embeddings=4096)),
+    (LLAMA_31_8B["rope_scaling"] | {"type": "llama3"}, LLAMA_31_SCALING),  # both kind keys
     ({"rope_type": "default"}, None),
 ]
 
 
 @pytest.mark.parametrize("scaling, recorded", SCALINGS, ids=[str(r) for _, r in SCALINGS])
-def test_every_transformers_rope_scaling_kind_is_recorded_and_changes_no_op_cost(tmp_path, scaling, recorded):
+def test_every_transformers_rope_scaling_kind_is_read_and_changes_no_op_cost(tmp_path, scaling, recorded):
     scaled = load_hf_config(write(tmp_path, MIXTRAL_8X22B | {"rope_scaling": scaling}))
     plain = load_hf_config(write(tmp_path, MIXTRAL_8X22B))
     assert scaled.rope_scaling == recorded
@@ -92,6 +103,13 @@ REFUSED = [
      "partial_rotary_factor: 0.5 is not supported (RoPE over only part of each head)"),
     ("a real window", QWEN15_MOE | {"use_sliding_window": True, "sliding_window": 4096},
      "use_sliding_window: true is not supported (per-layer sliding windows)"),
+    ("yarn without an original length", {k: v for k, v in MIXTRAL_8X22B.items() if k != "max_position_embeddings"}
+     | {"rope_scaling": {"type": "yarn", "factor": 4.0}},
+     "rope_scaling.original_max_position_embeddings: missing (RoPE scaling 'yarn' needs it or "
+     "max_position_embeddings)"),
+    ("llama3 with its band reversed", LLAMA_31_8B | {"rope_scaling": LLAMA3 | {"low_freq_factor": 4.0,
+                                                                              "high_freq_factor": 1.0}},
+     "rope_scaling.high_freq_factor: 1 must be above low_freq_factor (4)"),
     ("a window past a bad context", MISTRAL_7B | {"max_position_embeddings": "32k"},
      'max_position_embeddings: expected a positive integer, got "32k"'),
 ]
@@ -133,6 +151,12 @@ def test_qwen_windows_switched_on_but_as_long_as_the_context_are_accepted(tmp_pa
     (lambda: RopeScaling(kind="ntk", factor=2.0),
      r"^rope_scaling kind must be one of linear, dynamic, yarn, longrope, llama3, got 'ntk'$"),
     (lambda: RopeScaling(kind="yarn", factor=0.0), r"^rope_scaling factor must be a finite number > 0, got 0.0$"),
+    (lambda: RopeScaling(kind="yarn", factor=40.0),
+     r"^rope_scaling 'yarn' needs original_max_position_embeddings$"),
+    (lambda: RopeScaling(kind="llama3", factor=8.0),
+     r"^rope_scaling 'llama3' needs low_freq_factor, high_freq_factor, original_max_position_embeddings$"),
+    (lambda: RopeScaling(kind="linear", factor=2.0, truncate=1), r"^rope_scaling truncate must be True or False, "
+                                                                 r"got 1$"),
     (lambda: dataclasses.replace(PRESETS["opt-66b"], rope_scaling=RopeScaling(kind="linear", factor=2.0)),
      r"^rope_scaling is linear x2 but the model has no RoPE \(rope_theta 0.0\)$"),
 ])
