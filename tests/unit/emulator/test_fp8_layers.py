@@ -102,10 +102,18 @@ def test_mla_decode_and_prefill_with_fp8_weights_are_within_the_e4m3_bound_of_fl
         cache = cache * float(read(memory, compiled, f"{L}.kv_cache.scale", DType.FP32)[0])
     past = [cache[i, :r.past] for i, r in enumerate(reqs)]
     want = mla_attention(ref[f"{L}.x_norm"].astype(np.float64), w, a, model.num_heads, reqs, past,
-                         model.rope_theta, model.norm_eps)
+                         model.rope_theta, model.norm_eps, model.rope_scaling)
     got = ref[f"{L}.attn"].astype(np.float64).reshape(want.shape)
     assert np.abs(want).max() > 0.01
-    assert np.abs(got - want).max() <= FP8_BOUND * np.abs(want).max()
+    assert np.abs(got - want).max() <= MLA_FP8_BOUND[kv_dtype] * np.abs(want).max()
+
+
+MLA_FP8_BOUND = {DType.BF16: FP8_BOUND, DType.FP8_E4M3: 2.0 ** -3}
+"""With an fp8 cache every cached latent (the new rows too) is off by up to 2^-4 of itself, and the
+softmax turns a score's error d into a factor e^d on its probability: at this test's scores (DeepSeek's
+yarn-scaled softmax, 1.87 times 1/sqrt(dn + dr)) the output error measured 7.8e-2 of the largest
+output (5.4e-2 with fp8 weights and a bf16 cache, the quantized activations of the projections
+amplified the same way), bounded by 2^-3 and 2^-4."""
 
 
 def test_mla_with_an_fp8_w_kv_b_whose_heads_straddle_weight_blocks_is_refused_in_one_line():
