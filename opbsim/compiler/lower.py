@@ -84,13 +84,14 @@ class Lowerer:
     def new_part(self) -> None:
         self.layout.reset_scratch()
 
-    def row_tile(self, k: int, n: int) -> int | None:
-        """Rows per tile so that a PIM GEMM's inputs (rows x k bf16) and partial sums (rows x n fp32)
-        each fit half of the Logic-PIM buffers; None off PIM (the xPU tiles inside its kernel)."""
+    def row_tile(self, k: int, n: int, *, partial_B: int = 4) -> int | None:
+        """Rows per tile so that a PIM GEMM's inputs (rows x k bf16) and partial sums (rows x n of
+        ``partial_B`` bytes: gemm_fp8 keeps a block's sum beside the scaled accumulator) each fit half
+        of the Logic-PIM buffers; None off PIM (the xPU tiles inside its kernel)."""
         if self._unit is not Unit.PIM:
             return None
         half = self.device.memory(Space.PIMBUF).capacity_B // 2
-        rows = min(half // (2 * k), half // (4 * n))
+        rows = min(half // (2 * k), half // (partial_B * n))
         if rows < 1:
             raise DoesNotFit(f"does not fit: one row of a {k} x {n} GEMM exceeds the Logic-PIM buffers")
         return rows

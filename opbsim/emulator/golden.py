@@ -130,11 +130,12 @@ def _project(x: np.ndarray, w: GQAWeights, positions: np.ndarray, theta: float, 
     return rope(q, positions, theta, scaling), rope(k, positions, theta, scaling), v
 
 
-def gqa_prefill(x: np.ndarray, w: GQAWeights, theta: float, eps: float):
+def gqa_prefill(x: np.ndarray, w: GQAWeights, theta: float, eps: float, scaling=None):
     """One sequence x [T, H] at positions 0..T-1, causal. Returns (x + attention output, the
-    rotated keys [KVH, T, Dh], the values [KVH, T, Dh]) -- the KV cache a decode continues."""
+    rotated keys [KVH, T, Dh], the values [KVH, T, Dh]) -- the KV cache a decode continues.
+    ``scaling``: the model's RopeScaling (None: unscaled), as gqa_decode's."""
     t = x.shape[0]
-    q, k, v = _project(x, w, np.arange(t), theta, eps)
+    q, k, v = _project(x, w, np.arange(t), theta, eps, scaling)
     causal = np.arange(t)[None, :] > np.arange(t)[:, None]
     o = _attend(q, k, v, causal).transpose(1, 0, 2).reshape(t, -1)
     return x + o @ w.wo.T, k, v

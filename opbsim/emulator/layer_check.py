@@ -20,7 +20,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,6 +33,7 @@ from opbsim.emulator.functional import ExecutionStats, execute
 from opbsim.emulator.gemm_backend import RtlGemmStats, rtl_pim_gemm
 from opbsim.emulator.layer_golden import MAX_NORM, MEAN_NORM, GoldenError, golden_errors
 from opbsim.emulator.layer_values import StageValues, stage_values
+from opbsim.emulator.seeded_weights import SeededWeights
 from opbsim.errors import DoesNotFit, InputError
 from opbsim.hardware.spec import DeviceSpec
 from opbsim.isa import numerics as N
@@ -78,68 +79,6 @@ class LayerCheck:
         return not self.mismatches
 
 
-class _Weights(Mapping[str, np.ndarray]):
-    """Seeded weights by name, fp32 values on access (``bits`` for the raw storage itself).
-    A tensor's bits live in one place: held here (generated on first use) until ``place`` puts
-    them in the emulated memory -- generated there, in place, if they were not held -- and read
-    there from then on. Weights are bf16 but those ``dtypes`` names: fp32 ones (a router's
-    correction bias) hold the same seeded bf16 values stored as fp32, fp8 block scales
-    (``<w>.scale``) seeded_bits.block_scales, fp8 weights seeded_bits.fp8_weight_codes; these are
-    never generated in place."""
-
-    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int, dtypes: Mapping[str, DType] | None = None):
-        self.shapes, self.seed, self.dtypes = shapes, seed, dict(dtypes or {})
-        self._held: dict[str, np.ndarray] = {}
-        self._placed: dict[str, tuple[DataMemory, Descriptor]] = {}
-
-    def bits(self, name: str) -> np.ndarray:
-        if name in self._placed:
-            memory, desc = self._placed[name]
-            return memory.raw(desc).reshape(self.shapes[name])
-        held = self._held.get(name)
-        if held is None:
-            self._held[name] = held = self._generate(name)
-        return held
-
-    def _generate(self, name: str) -> np.ndarray:
-        shape, dtype = self.shapes[name], self.dtypes.get(name, DType.BF16)
-        if dtype is DType.FP8_E4M3:
-            return seeded_bits.fp8_weight_codes(self.seed, name, shape)
-        if dtype is DType.FP32 and name.endswith(".scale"):
-            return seeded_bits.block_scales(self.seed, name, shape, kv=name.endswith("_cache.scale"))
-        bits = seeded_bits.weight_bits(self.seed, name, shape)
-        return N.widen(bits, DType.BF16).copy() if dtype is DType.FP32 else bits
-
-    def place(self, name: str, memory: DataMemory, desc: Descriptor) -> None:
-        """Put the bits of ``name`` at ``desc`` in ``memory`` (generated there, in place, if they
-        are not held and the view is row-major), no longer held here."""
-        if name in self.dtypes:
-            self.bits(name)
-        held = self._held.pop(name, None)
-        row_major = desc.strides_elems == tuple(math.prod(desc.shape[i + 1:]) for i in range(len(desc.shape)))
-        if held is None and row_major:
-            memory.fill(desc, lambda view: seeded_bits.fill_weight(self.seed, name, 0, view.reshape(-1)))
-        else:
-            memory.write_raw(desc, held if held is not None else seeded_bits.weight_bits(self.seed, name,
-                                                                                         self.shapes[name]))
-        self._placed[name] = (memory, desc)
-
-    def bits_or_none(self, name: str) -> np.ndarray | None:
-        """``bits(name)`` for a weight of the layer, None for any other buffer."""
-        return self.bits(name) if name in self.shapes else None
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self.shapes:
-            raise KeyError(name)
-        return N.widen(self.bits(name), self.dtypes.get(name, DType.BF16))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.shapes)
-
-    def __len__(self) -> int:
-        return len(self.shapes)
-
-
 def _layer_graph(model: ModelConfig, stage: Stage, layer: int, ids: np.ndarray | None = None):
     """The model graph of decoder layer ``layer`` alone; its experts' token counts from ``ids``."""
     graph = build_model(model, stage)
@@ -179,13 +118,14 @@ def _weight_specs(model: ModelConfig, stage: Stage, layer: int) -> dict[str, tup
 
 
 def bytes_needed(model: ModelConfig, stage: Stage, layer: int) -> int:
-    """Memory the check needs: the layer's weights once, in bf16 in the emulated memory (with
-    its record of written bytes, a bit a byte), the largest once more (a weight the program does
-    not hold is generated whole), the KV caches four times in bf16 bytes (their bits, their fp32
-    values, the emulated memory's copy) and activations."""
+    """Memory the check needs: the layer's weights once, counted in bf16 in the emulated memory
+    (with its record of written bytes, a bit a byte), the largest once more (a weight the program
+    does not hold is generated whole) or, with fp8 weights (always generated whole), 8 times more
+    (its bf16 bits, fp32 values and float64 rounding temporaries), the KV caches four times in bf16
+    bytes (their bits, their fp32 values, the emulated memory's copy) and activations."""
     shape_of = weight_shapes(model, stage, layer)
     weights = {n: 2 * math.prod(s) for n, s in shape_of.items()}  # bf16
-    largest = max(weights.values(), default=0)
+    largest = max(weights.values(), default=0) * (8 if model.weight_dtype is DType.FP8_E4M3 else 1)
     reqs = requests(stage)
     kv = 2 * len(reqs) * max(r.context for r in reqs) * model.kv_dim * 2
     acts = 64 * stage.tokens * max(model.hidden_size, model.expert_ffn, model.dense_ffn) * 4
@@ -245,7 +185,7 @@ class LayerRun:
     compiled: Compiled
     memory: DataMemory
     want: StageValues
-    weights: _Weights
+    weights: SeededWeights
     stream_bits: np.ndarray
     delta_bits: np.ndarray | None
     caches: dict[str, np.ndarray]
@@ -293,7 +233,7 @@ def run_layer(model: ModelConfig, layer: int, stage: Stage, device: DeviceSpec, 
     T, h = stage.tokens, model.hidden_size
     t0 = time.perf_counter()
     specs = _weight_specs(model, stage, layer)
-    w = _Weights({n: shape for n, (shape, _) in specs.items()}, seed,
+    w = SeededWeights({n: shape for n, (shape, _) in specs.items()}, seed,
                  {n: dtype for n, (_, dtype) in specs.items() if dtype is not DType.BF16})
     rng = np.random.default_rng([seed, layer])
     stream_bits = N.store(rng.standard_normal((T, h)).astype(np.float32), DType.BF16)
@@ -368,7 +308,7 @@ class _Program:
     """The layer's program, compiled once the routing is known (``build``), and its memory with
     every weight the program holds placed in it."""
 
-    def __init__(self, model: ModelConfig, stage: Stage, layer: int, device: DeviceSpec, policy: str, w: _Weights):
+    def __init__(self, model: ModelConfig, stage: Stage, layer: int, device: DeviceSpec, policy: str, w: SeededWeights):
         self._args, self._w = (model, stage, layer, device, policy), w
         self.memory = DataMemory({m.space: m.capacity_B for m in device.memories})
         self.compiled, self.routing = None, None

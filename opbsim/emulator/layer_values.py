@@ -209,7 +209,7 @@ class NumericsBuilder:
     def gemm(self, out: View, x: View, w: View, *, grouped: bool = False) -> None:
         self.emit("gemm", out, x, w, grouped=grouped)
 
-    def row_tile(self, k: int, n: int) -> int | None:
+    def row_tile(self, k: int, n: int, *, partial_B: int = 4) -> int | None:
         return None
 
     # -- driver -------------------------------------------------------------------------------

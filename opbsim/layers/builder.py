@@ -66,5 +66,6 @@ class Builder(Protocol):
 
     def gemm(self, out: View, x: View, w: View, *, grouped: bool = False) -> None: ...
 
-    def row_tile(self, k: int, n: int) -> int | None:
-        """Rows per tile of a GEMM of k inputs and n outputs per row on this unit, None: untiled."""
+    def row_tile(self, k: int, n: int, *, partial_B: int = 4) -> int | None:
+        """Rows per tile of a GEMM of k inputs and n outputs per row on this unit, None: untiled;
+        ``partial_B``: bytes the GEMM keeps per output (4: one fp32 sum; gemm_fp8 keeps two, 8)."""

@@ -66,7 +66,7 @@ def project(b: Builder, out: View, x: View, w: View, scale: View, *, routed: boo
     bk, bn = block_of(b, routed=routed)
     m, k = x.shape
     kb = -(-k // bk)
-    step = b.row_tile(k, w.shape[-1]) or m
+    step = b.row_tile(k, w.shape[-1], partial_B=8) or m
     if x.dtype is DType.FP8_E4M3:
         for r in range(0, m, step):
             n = min(step, m - r)

@@ -65,6 +65,10 @@ class _Geometry:
         # that decode scores are one product over the cached row (FlashMLA's 576-wide dot product)
         self.qw = self.c + (self.dr if self.kv_scale is not None else 0)
         self.block = fp8_block(m)  # (bk, bn) where w_kv_b is fp8, else None
+        if self.block is not None and (self.dn % self.block[1] or self.dv % self.block[1]):
+            raise InputError(f"MLA with fp8 w_kv_b needs qk_nope_head_dim ({self.dn}) and v_head_dim ({self.dv}) "
+                             f"to be multiples of the weight block's {self.block[1]} columns (the absorbed "
+                             f"products read each head's part on its own blocks)")
         w_dtype = m.dtype if self.block is None else DType.FP8_E4M3
         self.w_kv_b = b.buf(f"{self.L}.w_kv_b", w_dtype, (self.c, self.H * self.dkv))
         self.w_scale = None if self.block is None else b.buf(
@@ -89,10 +93,7 @@ class _Geometry:
         """The block scales of a per-head view of w_kv_b from column ``col`` of each head: [H, KB, NB]
         for W_UK^T (``transposed``: its k runs along w_kv_b's columns) or W_UV. Each head's part must
         start on a block: the scale of an instruction block is then one weight block's."""
-        bk, bn = self.block
-        if self.dn % bn or self.dv % bn:
-            raise InputError(f"MLA with fp8 w_kv_b needs qk_nope_head_dim ({self.dn}) and v_head_dim ({self.dv}) "
-                             f"to be multiples of the weight block's {bn} columns")
+        bn = self.block[1]
         nb_row = self.w_scale.shape[1]
         strides = (self.dkv // bn, 1, nb_row) if transposed else (self.dkv // bn, nb_row, 1)
         return at(self.w_scale, col // bn, shape, strides)

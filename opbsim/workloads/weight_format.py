@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from opbsim.workloads.models import ModelConfig
 
 __all__ = ["FP8_BLOCK", "KV_SCALE_B", "SCALE_B", "WEIGHT_DTYPES", "KV_DTYPES", "Matrix", "quantized_matrices",
-           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block", "resolve_formats"]
+           "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block", "resolve_formats",
+           "check_shard_blocks"]
 
 FP8_BLOCK = (128, 128)
 """DeepSeek-V3's weight block (``quantization_config.weight_block_size``), the default of an fp8 weight."""
@@ -147,6 +148,20 @@ def with_formats(m: ModelConfig, *, weights: str | None = None, kv: str | None =
         raise InputError(f"--dtype fp8: {m.name} computes in {m.dtype.name.lower()}; fp8 weights come with bf16 "
                          "models")
     return dataclasses.replace(m, **changes) if changes else m
+
+
+def check_shard_blocks(m: ModelConfig, what: str, full: int, shard: int, *, routed: bool = False) -> None:
+    """InputError (one line) where tensor parallelism would cut the scale blocks of an fp8 weight:
+    a shard's ``shard`` of the ``full`` elements of a split dimension (the FFN width, the heads'
+    columns) must be whole blocks along both block axes, as the split dimension is one projection's
+    N and the next one's K. vLLM and SGLang refuse the same layouts (``output_size ... is not
+    divisible by weight quantization block_n``)."""
+    block = fp8_block(m, routed=routed)
+    if block is None or shard == full or not any(shard % b for b in block):
+        return
+    raise InputError(f"{m.name} in fp8: a tensor-parallel shard of {what} holds {shard} of its {full}, not whole "
+                     f"{block[0]} x {block[-1]} scale blocks; choose a tp (or etp) that keeps whole blocks, or "
+                     f"--dtype bf16")
 
 
 def fp8_block(m: ModelConfig, *, routed: bool = False) -> tuple[int, int] | None:

@@ -68,7 +68,8 @@ def validate_moe(seed: int = 0, cfg: moe.MoEConfig | None = None) -> LayerReport
     model = cfg.model()
     run = compiled_layer(model, cfg.stage(), seed)
     bits, eps = run.weights.bits, float(model.norm_eps)
-    h_golden = golden.gqa_prefill(_stream(run), gqa_weights(model, 0, bits), float(model.rope_theta), eps)[0]
+    h_golden = golden.gqa_prefill(_stream(run), gqa_weights(model, 0, bits), float(model.rope_theta), eps,
+                                  model.rope_scaling)[0]
     h = N.widen(expected(run, "L0.h"), DType.BF16).astype(np.float64)
     ids = expected(run, "L0.topk_ids")
     mw = moe_weights(model, 0, bits)
@@ -102,7 +103,7 @@ def validate_gqa_decode(seed: int = 0, cfg: gqa.GQAConfig | None = None) -> Laye
     k_past = [bf16_to_f64(run.k_bits[s, :n]).transpose(1, 0, 2) for s, n in enumerate(cfg.cache_lens)]
     v_past = [bf16_to_f64(run.v_bits[s, :n]).transpose(1, 0, 2) for s, n in enumerate(cfg.cache_lens)]
     g = golden.gqa_decode(_stream(run), gqa_weights(model, 0, run.weights.bits), k_past, v_past,
-                          float(model.rope_theta), float(model.norm_eps))
+                          float(model.rope_theta), float(model.norm_eps), model.rope_scaling)
     rep = _report("gqa-decode", cfg.shape(True), run)
     rep.outputs.append(_check(run, "y", "L0.h", g))
     for s, length in enumerate(cfg.cache_lens):
@@ -118,7 +119,7 @@ def validate_gqa_prefill(seed: int = 0, cfg: gqa.GQAConfig | None = None) -> Lay
     model = cfg.model()
     run = compiled_layer(model, cfg.prefill_stage(), seed)
     out, k, v = golden.gqa_prefill(_stream(run), gqa_weights(model, 0, run.weights.bits), float(model.rope_theta),
-                                   float(model.norm_eps))
+                                   float(model.norm_eps), model.rope_scaling)
     t, kd = cfg.prefill_tokens, cfg.kv_heads * cfg.head_dim
     rep = _report("gqa-prefill", cfg.shape(False), run)
     rep.outputs.append(_check(run, "y", "L0.h", out))

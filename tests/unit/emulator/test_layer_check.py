@@ -10,6 +10,7 @@ import pytest
 from opbsim.emulator import layer_check, seeded_bits
 from opbsim.emulator.datamem import DataMemory
 from opbsim.emulator.faults import MemoryFault
+from opbsim.emulator.seeded_weights import SeededWeights
 from opbsim.isa.floatbits import bf16_widen
 from opbsim.isa.types import Descriptor, DType, Space, row_major_strides
 
@@ -20,7 +21,7 @@ def _desc(name, base, shape, strides=None):
 
 def test_a_weight_placed_in_memory_has_the_bits_it_has_when_generated_whole():
     shapes = {"L0.w_o": (48, 40), "L0.attn_norm.weight": (40,), "L0.w_qkv": (40, 24)}
-    w = layer_check._Weights(shapes, seed=4)
+    w = SeededWeights(shapes, seed=4)
     held = w.bits("L0.w_qkv").copy()  # generated on first use and held
     memory = DataMemory({Space.HBM: 1 << 16})
     w.place("L0.w_o", memory, _desc("w_o", 0, (48, 40)))  # generated in place
