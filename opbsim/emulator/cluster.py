@@ -43,6 +43,7 @@ from opbsim.workloads.attention import make_shard
 from opbsim.workloads.models import ModelConfig
 from opbsim.workloads.parallel import Parallelism
 from opbsim.workloads.stage import PrefillChunk, Stage
+from opbsim.workloads.weight_format import check_layout_blocks
 
 __all__ = ["Cluster", "node_share", "micro_batch", "local_experts", "smallest_tp"]
 
@@ -115,6 +116,7 @@ class Cluster:
         """Raise InputError when ``model`` cannot be split over this cluster."""
         self.parallel.check(model)
         make_shard(model, self.tp)
+        check_layout_blocks(model, self.tp, self.parallel.etp)
         if self.devices > self.node_size and self.devices % self.node_size:
             raise InputError(f"{self.devices} devices do not fill nodes of {self.node_size} evenly")
 

@@ -20,7 +20,7 @@ from opbsim.workloads import primitives as P
 from opbsim.workloads.models import AttentionKind, ModelConfig, QKNorm
 from opbsim.workloads.ops import Op, OpClass, OpKind, Role, TensorSpec
 from opbsim.workloads.stage import Stage
-from opbsim.workloads.weight_format import check_shard_blocks, fp8_block
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["Shard", "make_shard", "attended_pairs", "chunked_pairs", "attention_ops", "kv_scales"]
 
@@ -99,8 +99,6 @@ def attention_ops(model: ModelConfig, shard: Shard, stage: Stage, prefix: str, x
     width = (H + 2 * KV) * d
     bias = P.weight(f"{prefix}.b_qkv", (width,), dt) if model.qkv_bias else None
     block, kv_dt = fp8_block(model), model.kv_dtype
-    check_shard_blocks(model, "the query heads' columns", model.num_heads * d, H * d)
-    check_shard_blocks(model, "the key and value heads' columns", model.num_kv_heads * d, KV * d)
     w_qkv, s_qkv = P.projection(f"{prefix}.w_qkv", (h, width), dt, block)
     ops = [P.gemm(f"{prefix}.qkv_proj", x_norm, w_qkv, f"{prefix}.qkv", op_class=OpClass.FC, bias=bias, scale=s_qkv)]
     q = P.act(f"{prefix}.qkv", (T, H, d), dt)

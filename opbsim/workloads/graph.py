@@ -27,6 +27,7 @@ from opbsim.workloads.moe import dense_ffn_ops, moe_ops
 from opbsim.workloads.ops import Op, OpClass, OpKind, TensorSpec, dependencies
 from opbsim.workloads.routing import BalancedRouting, Routing, expert_counts
 from opbsim.workloads.stage import Stage
+from opbsim.workloads.weight_format import check_layout_blocks
 
 __all__ = ["LayerGraph", "ModelGraph", "build_layer", "build_model", "model_estimates"]
 
@@ -99,6 +100,7 @@ def build_layer(model: ModelConfig, stage: Stage, layer: int, *, expert_tokens: 
     if not isinstance(layer, int) or not 0 <= layer < model.num_layers:
         raise InputError(f"layer {layer!r} is outside 0..{model.num_layers - 1}")
     shard = make_shard(model, tp)
+    check_layout_blocks(model, tp, None)  # the experts' width is the cluster's to check (etp)
     if model.is_moe_layer(layer) and expert_tokens is None:
         expert_tokens = _counts(model, BalancedRouting(model.num_experts, model.top_k), layer, stage.tokens)
     stream = P.act("x0" if layer == 0 else f"L{layer - 1}.h", (stage.tokens, model.hidden_size), model.dtype)
@@ -110,6 +112,7 @@ def build_model(model: ModelConfig, stage: Stage, *, routing: Routing | None = N
     """All layers for ``stage``; each MoE layer's token counts come from ``routing.route(layer,
     stage.tokens)`` (default ``BalancedRouting``)."""
     shard = make_shard(model, tp)
+    check_layout_blocks(model, tp, None)  # the experts' width is the cluster's to check (etp)
     if model.is_moe:
         routing = routing or BalancedRouting(model.num_experts, model.top_k)
         if (routing.num_experts, routing.top_k) != (model.num_experts, model.top_k):

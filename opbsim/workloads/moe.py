@@ -17,13 +17,12 @@ from opbsim.workloads import primitives as P
 from opbsim.workloads.attention import Shard
 from opbsim.workloads.models import ModelConfig, Router, RouterScoring
 from opbsim.workloads.ops import Op, OpClass, OpKind, TensorSpec
-from opbsim.workloads.weight_format import check_shard_blocks, fp8_block
+from opbsim.workloads.weight_format import fp8_block
 
 __all__ = ["dense_ffn_ops", "moe_ops", "check_expert_tokens", "topk_flops"]
 
 
 def dense_ffn_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec) -> list[Op]:
-    check_shard_blocks(model, "the dense FFN width", model.dense_ffn, shard.width(model.dense_ffn))
     return [P.ffn(f"{prefix}.ffn", x_norm, shard.width(model.dense_ffn), f"{prefix}.ffn_out", act_kind=model.ffn_act,
                   prefix=f"{prefix}.ffn", op_class=OpClass.FC, fp8_block=fp8_block(model))]
 
@@ -91,7 +90,6 @@ def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
                       op_class=OpClass.MOE, params={"weight_on_input": True} if on_input else None),
     ]
     width = shard.width(model.expert_ffn)
-    check_shard_blocks(model, "an expert's FFN width", model.expert_ffn, width, routed=True)
     for e, n in enumerate(counts):
         if n:
             ops.append(P.ffn(f"{prefix}.expert.{e}", P.act(f"{prefix}.dispatched", (n, h), dt), width,
@@ -100,8 +98,6 @@ def moe_ops(model: ModelConfig, shard: Shard, prefix: str, x_norm: TensorSpec,
                              fp8_block=fp8_block(model, routed=True)))
     combine_in = [P.act(f"{prefix}.expert_out", (T * k, h), dt), *(() if on_input else (weights,)), ids]
     if model.num_shared_experts:
-        shared_width = model.num_shared_experts * model.shared_ffn
-        check_shard_blocks(model, "the shared experts' FFN width", shared_width, shard.width(shared_width))
         shared = P.ffn(f"{prefix}.shared_experts", x_norm, shard.width(model.num_shared_experts * model.shared_ffn),
                        f"{prefix}.shared_out", act_kind=model.ffn_act, prefix=f"{prefix}.shared",
                        op_class=OpClass.MOE, output_gate=model.shared_expert_gate,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FP8_BLOCK", "KV_SCALE_B", "SCALE_B", "WEIGHT_DTYPES", "KV_DTYPES", "Matrix", "quantized_matrices",
            "fp8_weight_bytes", "expert_weight_bytes", "FORMAT_NAMES", "with_formats", "fp8_block", "resolve_formats",
-           "check_shard_blocks"]
+           "check_layout_blocks"]
 
 FP8_BLOCK = (128, 128)
 """DeepSeek-V3's weight block (``quantization_config.weight_block_size``), the default of an fp8 weight."""
@@ -150,18 +150,35 @@ def with_formats(m: ModelConfig, *, weights: str | None = None, kv: str | None =
     return dataclasses.replace(m, **changes) if changes else m
 
 
-def check_shard_blocks(m: ModelConfig, what: str, full: int, shard: int, *, routed: bool = False) -> None:
-    """InputError (one line) where tensor parallelism would cut the scale blocks of an fp8 weight:
-    a shard's ``shard`` of the ``full`` elements of a split dimension (the FFN width, the heads'
-    columns) must be whole blocks along both block axes, as the split dimension is one projection's
-    N and the next one's K. vLLM and SGLang refuse the same layouts (``output_size ... is not
-    divisible by weight quantization block_n``)."""
-    block = fp8_block(m, routed=routed)
-    if block is None or shard == full or not any(shard % b for b in block):
-        return
-    raise InputError(f"{m.name} in fp8: a tensor-parallel shard of {what} holds {shard} of its {full}, not whole "
-                     f"{block[0]} x {block[-1]} scale blocks; choose a tp (or etp) that keeps whole blocks, or "
-                     f"--dtype bf16")
+def check_layout_blocks(m: ModelConfig, tp: int, etp: int | None) -> None:
+    """InputError (one line) where tensor parallelism would cut the scale blocks of ``m``'s fp8
+    weights: each split dimension of a shard (the heads' columns at ``tp``; the dense and shared FFN
+    widths at ``tp``, the routed experts' at ``etp``; None: not checked, as a graph whose experts a
+    layout exchanges and runs at another width) must be whole blocks along both block axes, as
+    it is one projection's N and the next one's K. vLLM and SGLang refuse the same layouts
+    (``output_size ... is not divisible by weight quantization block_n``)."""
+    heads, kv = m.num_heads // tp, max(m.num_kv_heads // tp, 1)
+    if m.mla is not None:
+        a = m.mla
+        split = [("the query heads' columns", m.num_heads, heads, a.qk_head_dim),
+                 ("w_kv_b's heads", m.num_heads, heads, a.qk_nope_head_dim + a.v_head_dim),
+                 ("w_o's heads", m.num_heads, heads, a.v_head_dim)]
+    else:
+        split = [("the query heads' columns", m.num_heads, heads, m.head_dim),
+                 ("the key and value heads' columns", m.num_kv_heads, kv, m.head_dim)]
+    dims = [(what, n * per, k * per, False) for what, n, k, per in split]
+    shared = m.num_shared_experts * m.shared_ffn
+    for what, full, parts, routed in (("the dense FFN width", m.dense_ffn, tp, False),
+                                      ("the shared experts' FFN width", shared, tp, False),
+                                      ("an expert's FFN width", m.expert_ffn, etp, True)):
+        if full and parts:
+            dims.append((what, full, -(-full // parts), routed))
+    for what, full, shard, routed in dims:
+        block = fp8_block(m, routed=routed)
+        if block is not None and shard != full and any(shard % b for b in block):
+            raise InputError(f"{m.name} in fp8: a tensor-parallel shard of {what} holds {shard} of its {full}, not "
+                             f"whole {block[0]} x {block[-1]} scale blocks; choose a tp (or etp) that keeps whole "
+                             f"blocks, or --dtype bf16")
 
 
 def fp8_block(m: ModelConfig, *, routed: bool = False) -> tuple[int, int] | None:

@@ -172,15 +172,18 @@ def test_gqa_decode_over_an_fp8_kv_cache_is_within_the_e4m3_bound_of_the_float64
     assert check.attention_error.mean_rel > bf16.attention_error.mean_rel
 
 
-@pytest.mark.parametrize(("name", "tp", "what"), [("qwen3-30b-a3b", 4, "an expert's FFN width holds 192 of its 768"),
-                                                  ("deepseek-v3", 32, "the dense FFN width holds 576 of its 18432")])
-def test_a_tensor_parallel_shard_that_cuts_fp8_scale_blocks_is_refused_in_one_line(name, tp, what):
+@pytest.mark.parametrize(("name", "parallel", "what"), [
+    ("qwen3-30b-a3b", dict(tp=4, etp=4), "an expert's FFN width holds 192 of its 768"),
+    ("deepseek-v3", dict(tp=32, etp=32), "the dense FFN width holds 576 of its 18432")])
+def test_a_tensor_parallel_shard_that_cuts_fp8_scale_blocks_is_refused_in_one_line(name, parallel, what):
     """Qwen3-30B-A3B-FP8 at tp 4 is the layout vLLM refuses (issue 17569: 192 not divisible by block_n 128)."""
-    from opbsim.workloads.graph import build_model
+    from opbsim.emulator.cluster import Cluster
+    from opbsim.workloads.parallel import Parallelism
     from opbsim.workloads.weight_format import with_formats
 
     model = with_formats(PRESETS[name], weights="fp8")
     with pytest.raises(InputError) as refusal:
-        build_model(model, Stage.decode(2, 8), tp=tp)
+        Cluster(device=get_device("h100"), policy="xpu-only", parallel=Parallelism(**parallel)).check(model)
     assert what in str(refusal.value) and "\n" not in str(refusal.value)
-    build_model(model, Stage.decode(2, 8), tp=2 if name.startswith("qwen3") else 8)  # whole blocks: built
+    whole = dict(tp=parallel["tp"], ep=parallel["tp"], etp=1) if name.startswith("qwen3") else dict(tp=8, etp=8)
+    Cluster(device=get_device("h100"), policy="xpu-only", parallel=Parallelism(**whole)).check(model)
