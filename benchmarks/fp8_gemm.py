@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
+from opbsim.emulator.bench import best_time
 from opbsim.emulator.fp8_gemm import gemm_fp8
 from opbsim.emulator.kernels import gemm_bf16, thread_count
 from opbsim.isa import numerics as N
 from opbsim.isa.floatbits import bf16_bits
 from opbsim.isa.types import DType
-
-
-def _best(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -69,7 +59,7 @@ def main() -> None:
                 acc.fill(0.0)
                 gemm_bf16(a16, w16.T, acc)
 
-            t8, t16 = _best(run_fp8, args.reps), _best(run_bf16, args.reps)
+            t8, t16 = best_time(run_fp8, args.reps), best_time(run_bf16, args.reps)
             want = N.gemm_fp8(N.widen(a[:4], DType.BF16 if a_kind == "bf16" else DType.FP8_E4M3),
                               N.widen(w.T, DType.FP8_E4M3), s_a[:4], sb, 128, 128)
             exact = bool(np.array_equal(out["y"][:4].view(np.uint32), want.view(np.uint32)))

@@ -19,7 +19,7 @@ from opbsim.errors import InputError
 from opbsim.isa import numerics
 from opbsim.isa.floatbits import bf16_bits, bf16_widen
 
-__all__ = ["ExactBench", "bench_exact"]
+__all__ = ["ExactBench", "bench_exact", "best_time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,8 @@ class ExactBench:
         return self.exact_gflops / self.sgemm_gflops
 
 
-def _best(fn, reps: int) -> float:
+def best_time(fn, reps: int) -> float:
+    """The fastest of ``reps`` calls of ``fn``, in seconds, after one warm-up call."""
     fn()  # warm-up (numba compiles on first use)
     times = []
     for _ in range(reps):
@@ -66,8 +67,8 @@ def bench_exact(m: int, k: int, n: int, *, reps: int = 3, definition: bool = Tru
     af, bf = bf16_widen(a), np.ascontiguousarray(bf16_widen(b))
     flops = 2 * m * n * k
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    t_exact = _best(exact, reps)
-    t_sgemm = _best(lambda: af @ bf, reps)
+    t_exact = best_time(exact, reps)
+    t_sgemm = best_time(lambda: af @ bf, reps)
     t0 = time.perf_counter()
     want = numerics.gemm(af, bf)
     t_def = time.perf_counter() - t0

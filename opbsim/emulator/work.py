@@ -264,11 +264,7 @@ def regions_of(program: Program, inst: Instruction) -> tuple[Region, ...]:
 
 def channel_bytes(device: DeviceSpec, inst: Instruction, work: Work) -> dict[str, int]:
     """Bytes the instruction moves over each channel of its unit's paths."""
-    out: dict[str, int] = {}
-    for space, n in work.bytes_by_space:
-        for c in device.path(inst.unit, space).channels:
-            out[c] = out.get(c, 0) + n
-    return out
+    return device.channel_bytes(inst.unit, work.bytes_by_space)
 
 
 def compute_s(device: DeviceSpec, inst: Instruction, work: Work) -> float:

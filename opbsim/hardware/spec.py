@@ -201,6 +201,14 @@ class DeviceSpec:
                 return p
         raise InputError(f"device {self.name}: unit {unit.name.lower()} cannot reach {space.name.lower()}")
 
+    def channel_bytes(self, unit: Unit, bytes_by_space) -> dict[str, int]:
+        """Bytes ``unit`` moves over each channel of its paths, for (space, bytes) pairs."""
+        out: dict[str, int] = {}
+        for space, n in bytes_by_space:
+            for c in self.path(unit, space).channels:
+                out[c] = out.get(c, 0) + n
+        return out
+
     @property
     def static_W(self) -> float:
         """Power drawn whenever the device is on: every unit's static power and every memory's

@@ -86,21 +86,14 @@ def linear(b: Builder, op: Op) -> None:
     y = b.buf(y_spec.name, y_spec.dtype, (rows, n))
     scale = None if scale_spec is None else b.buf(scale_spec.name, DType.FP32, scale_spec.shape)
     if bias_spec is None:
-        _product(b, y, x, w, scale)
+        fp8.product(b, y, x, w, scale)
         return
     if b.tp > 1 and op.params.get("row_parallel"):
         raise InputError(f"{op.name}: a bias on a row-parallel projection is not lowered under tensor parallelism "
                          f"(it belongs after the all-reduce, once); compile with tp 1")
     acc = b.scratch("gemm_acc", DType.FP32, (rows, n))
-    _product(b, acc, x, w, scale)
+    fp8.product(b, acc, x, w, scale)
     b.emit("add", y, acc, broadcast(b.buf(bias_spec.name, m.dtype, (n,)), (rows, n)))
-
-
-def _product(b: Builder, out: View, x: View, w: View, scale: View | None) -> None:
-    if scale is None:
-        b.gemm(out, x, w)
-    else:
-        fp8.project(b, out, x, w, scale)
 
 
 def all_reduce(b: Builder, op: Op) -> None:

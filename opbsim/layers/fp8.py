@@ -32,7 +32,7 @@ from opbsim.layers.view import View, broadcast, rows
 from opbsim.workloads.ops import Op, TensorSpec
 from opbsim.workloads.weight_format import fp8_block
 
-__all__ = ["scale_of", "block_of", "project", "weight_only", "unit_scales", "kv_scale", "kv_rows",
+__all__ = ["scale_of", "block_of", "product", "project", "weight_only", "unit_scales", "kv_scale", "kv_rows",
            "cache_product", "dequantized", "MAX_BLOCK"]
 
 MAX_BLOCK = 2**16 - 1
@@ -79,6 +79,18 @@ def project(b: Builder, out: View, x: View, w: View, scale: View, *, routed: boo
         n = min(step, m - r)
         b.emit("act_quant", rows(xq, 0, n), rows(xs, 0, n), rows(x, r, n), bk)
         b.emit("gemm_fp8", rows(out, r, n), rows(xq, 0, n), w, rows(xs, 0, n), scale, bk, bn, grouped=grouped)
+
+
+def product(b: Builder, out: View, x: View, w: View, scale: View | None, *, x_scale: View | None = None) -> None:
+    """out = x w in the unit's row tiles, whatever the operands are stored as: ``b.gemm`` for bf16 x
+    and w; ``project`` for an fp8 w (``scale`` its block scales); an e4m3 x (rows of an fp8 KV cache,
+    ``x_scale`` its scale) is multiplied as it is by an fp8 w, and dequantized first for a bf16 w."""
+    if scale is not None:
+        project(b, out, x, w, scale, x_scale=x_scale)
+        return
+    if x.dtype is DType.FP8_E4M3:
+        x = dequantized(b, x, x_scale, "x_values")
+    b.gemm(out, x, w)
 
 
 def unit_scales(b: Builder, shape: tuple[int, ...]) -> View:

@@ -149,12 +149,7 @@ def kv_expand(b: Builder, op: Op) -> None:
     chunk = op.params["chunk"]
     r = g.reqs[chunk]
     latents = at(g.cache, chunk * g.S * (g.c + g.dr), (r.context, g.c), (g.c + g.dr, 1))
-    if g.block is not None:  # fp8 weights: bf16 latents quantized per row, fp8 ones used as they are
-        fp8.project(b, _expanded(b, g, chunk), latents, g.w_kv_b, g.w_scale, x_scale=g.kv_scale)
-        return
-    if g.kv_scale is not None:
-        latents = fp8.dequantized(b, latents, g.kv_scale, "latents")
-    b.gemm(_expanded(b, g, chunk), latents, g.w_kv_b)
+    fp8.product(b, _expanded(b, g, chunk), latents, g.w_kv_b, g.w_scale, x_scale=g.kv_scale)
 
 
 def _attend(b: Builder, g: _Geometry, part: AttentionPart, row: int, slot: int, q_main: View, k_main_t: View,

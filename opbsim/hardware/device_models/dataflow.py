@@ -234,7 +234,7 @@ def plan_kernel(device: DeviceSpec, launch: Instruction, works: Sequence[KernelS
                     for c, b, p_i, m_i in zip(stage_compute, stage_bytes, p, m))
     bounds = [(s, f"stage {i}") for i, s in enumerate(stage_s)]
     total = _merge(works)
-    for channel, n in sorted(_channel_bytes(device, launch, total).items()):
+    for channel, n in sorted(device.channel_bytes(launch.unit, total.bytes_by_space).items()):
         bounds.append((n / (device.channel_bw_GBps(channel) * 1e9), channel))
     plans = [w.link for w in works if w.link is not None]
     if plans:
@@ -280,15 +280,6 @@ def barrier_s(device: DeviceSpec, sockets: int) -> float:
 @functools.lru_cache(maxsize=256)
 def _barrier_plan(ic: Interconnect, sockets: int) -> Plan:
     return plan(ic, Collective.ALLREDUCE, _FLAG_B, sockets)
-
-
-def _channel_bytes(device: DeviceSpec, launch: Instruction, total: KernelStage) -> dict[str, int]:
-    """Bytes the kernel moves over each channel of its unit's paths."""
-    out: dict[str, int] = {}
-    for space, n in total.bytes_by_space:
-        for c in device.path(launch.unit, space).channels:
-            out[c] = out.get(c, 0) + n
-    return out
 
 
 def _merge(works: Sequence[KernelStage]) -> KernelStage:

@@ -124,7 +124,7 @@ def test_mla_with_an_fp8_w_kv_b_whose_heads_straddle_weight_blocks_is_refused_in
     assert "multiples of the weight block's 32 columns" in str(refusal.value) and "\n" not in str(refusal.value)
 
 
-KV_FAMILIES = ["mixtral-8x7b", "deepseek-v3", "gpt-oss-20b", "llama4-scout", "qwen3-30b-a3b"]
+KV_FAMILIES = ["mixtral-8x7b", "deepseek-v3", "deepseek-v2-lite", "gpt-oss-20b", "llama4-scout", "qwen3-30b-a3b"]
 
 
 def fp8_kv(name: str):
